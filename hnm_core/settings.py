@@ -131,7 +131,7 @@ SETTINGS: tuple[Setting, ...] = (
             "SimANS (favours scores near the positive's).", "curate", choices=("top", "random", "simans")),
     # export
     Setting("formats", ("triplet", "ntuple", "labeled_pair", "flag", "pool"), "Export formats, comma-separated.",
-            "export", choices=("triplet", "ntuple", "labeled_pair", "flag", "pool"), multiple=True),
+            "export", choices=("triplet", "ntuple", "ntuple_scores", "labeled_pair", "flag", "pool"), multiple=True),
     Setting("file_type", "parquet", "File type of the sentence-transformers exports.", "export",
             choices=("parquet", "jsonl")),
 )
