@@ -5,15 +5,21 @@ The table's schema is documented in docs/ARCHITECTURE.md; it is the interface to
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from .data import Collection
+from .cache import EmbeddingCache
+from .data import Collection, normalize_text
+from .models import LoadedModel, load_bi_encoder
+from .progress import Progress, no_progress
+from .settings import DEFAULT_MODEL, validate
 
-__all__ = ["Pool", "PoolStats", "POOL_COLUMNS"]
+__all__ = ["Pool", "PoolStats", "POOL_COLUMNS", "build_pool", "save_pool", "load_pool", "kmeans_clusters", "package_versions"]
 
 POOL_COLUMNS: dict[str, str] = {
     "query_id": "string",
@@ -45,11 +51,11 @@ class PoolStats:
     found_by: dict[str, int] = field(default_factory=dict)  # "bm25", "dense", "bm25+dense" -> candidates
 
     def sentences(self) -> list[str]:
-        out = [f"{self.n_candidates:,} candidates for {self.n_queries:,} queries ({self.n_positive_rows:,} positives kept for scoring)."]
-        for key, n in self.found_by.items():
-            out.append(f"{n:,} candidates found by {key.replace('+', ' and ')} only" if "+" not in key
-                       else f"{n:,} candidates found by both BM25 and dense")
-        out.append(f"Removed {self.dropped_positive_ids:,} retrieved labelled positives and "
+        out = [f"{self.n_candidates:,} candidates for {self.n_queries:,} queries "
+               f"({self.n_positive_rows:,} labelled positives kept for scoring)."]
+        names = {"bm25": "BM25 only", "dense": "dense only", "bm25+dense": "both BM25 and dense"}
+        out += [f"{n:,} found by {names.get(key, key)}." for key, n in sorted(self.found_by.items())]
+        out.append(f"Left out {self.dropped_positive_ids:,} retrieved labelled positives and "
                    f"{self.dropped_positive_duplicates:,} duplicates of a positive under another id.")
         return out
 
@@ -69,3 +75,356 @@ class Pool:
     meta: dict[str, Any] = field(default_factory=dict)
     doc_embeddings: np.ndarray | None = None
     query_embeddings: np.ndarray | None = None
+
+
+def _excluded_docs(collection: Collection) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Per query: the doc indices of its positives, and of documents whose normalised text equals a positive's."""
+    doc_index = collection.doc_index
+    by_text: dict[str, list[int]] = {}
+    for i, text in enumerate(collection.doc_texts):
+        by_text.setdefault(normalize_text(text), []).append(i)
+    positives, duplicates = [], []
+    for qid in collection.query_ids:
+        pos = np.array([doc_index[d] for d in collection.positives[qid]], dtype=np.int64)
+        dup = {j for p in pos for j in by_text[normalize_text(collection.doc_texts[p])]} - set(pos.tolist())
+        positives.append(pos)
+        duplicates.append(np.array(sorted(dup), dtype=np.int64))
+    return positives, duplicates
+
+
+
+_RRF_K = 60  # the constant of Cormack et al.'s reciprocal-rank fusion; large enough that no one source dominates
+
+
+@dataclass(frozen=True)
+class _SourceHits:
+    """One retriever's result for one query: candidates in rank order, the positives' ranks in the full ranking,
+    and the duplicates of positives it met before its candidate list was full."""
+
+    candidates: np.ndarray
+    positive_ranks: dict[int, int]
+    duplicates_met: frozenset[int]
+
+
+def _source_hits(hits: np.ndarray, duplicates: set[int], positives: set[int], top_k: int) -> _SourceHits:
+    kept: list[int] = []
+    positive_ranks: dict[int, int] = {}
+    met: set[int] = set()
+    for rank, doc in enumerate(hits.tolist(), start=1):
+        if doc < 0 or len(kept) >= top_k:
+            break
+        if doc in positives:
+            positive_ranks[doc] = rank
+        elif doc in duplicates:
+            met.add(doc)
+        else:
+            kept.append(doc)
+    return _SourceHits(np.array(kept, dtype=np.int64), positive_ranks, frozenset(met))
+
+
+def build_pool(
+    collection: Collection,
+    *,
+    sources: Sequence[str] = ("bm25", "dense"),
+    top_k: int = 100,
+    model: str = DEFAULT_MODEL,
+    precision: str = "auto",
+    max_seq_length: int | None = 256,
+    query_prompt: str = "",
+    doc_prompt: str = "",
+    index: str = "exact",
+    batch_size: int = 64,
+    stopwords: bool = False,
+    bm25_k1: float = 1.5,
+    bm25_b: float = 0.75,
+    n_clusters: int = 0,
+    seed: int = 0,
+    cache_dir: str | Path | None = None,
+    encoder: LoadedModel | None = None,
+    progress: Progress = no_progress,
+) -> Pool:
+    """Retrieve each query's top-K with every source, drop its positives (by id and by normalised text), and return
+    the pooled candidates with provenance. Each keyword is the pool-stage setting of the same name (settings.py).
+
+    `encoder` passes an already loaded bi-encoder (the app keeps one in memory); otherwise `model` is loaded.
+    """
+    values = validate(
+        dict(sources=sources, top_k=top_k, model=model, precision=precision, max_seq_length=max_seq_length,
+             query_prompt=query_prompt, doc_prompt=doc_prompt, index=index, batch_size=batch_size,
+             stopwords=stopwords, bm25_k1=bm25_k1, bm25_b=bm25_b, n_clusters=n_clusters, seed=seed),
+        stage="pool",
+    )
+    sources = values["sources"]
+    nq, nd = len(collection.query_ids), len(collection.doc_ids)
+    positives, duplicates = _excluded_docs(collection)
+    # Fetch enough that K candidates remain after removing the query's positives and their duplicates.
+    fetch = min(nd, top_k + max((len(p) + len(d) for p, d in zip(positives, duplicates)), default=0))
+
+    hits: dict[str, list[_SourceHits]] = {}
+    bm25_index = None
+    doc_emb = query_emb = None
+    meta: dict[str, Any] = {"settings": values, "collection": {"name": collection.name, "source": collection.source,
+                                                               "docs": nd, "queries": nq}}
+    if "bm25" in sources:
+        from .bm25 import BM25Index
+
+        bm25_index = BM25Index.build(collection.doc_texts, k1=bm25_k1, b=bm25_b, stopwords=stopwords,
+                                     progress=progress)
+        result = bm25_index.search(collection.query_texts, fetch, progress=progress)
+        hits["bm25"] = [_source_hits(result.indices[q], set(duplicates[q].tolist()), set(positives[q].tolist()), top_k)
+                        for q in range(nq)]
+    if "dense" in sources:
+        from .dense import DenseIndex, embedding_key, encode
+
+        encoder = encoder or load_bi_encoder(model, precision=precision, max_seq_length=max_seq_length)
+        doc_emb = encode(encoder, collection.doc_texts, prompt=doc_prompt, batch_size=batch_size,
+                         cache_dir=cache_dir, progress=progress, stage="encode documents")
+        query_emb = encode(encoder, collection.query_texts, prompt=query_prompt, batch_size=batch_size,
+                           cache_dir=cache_dir, progress=progress, stage="encode queries")
+        result = DenseIndex.build(doc_emb, kind=index, seed=seed).search(query_emb, fetch, progress=progress)
+        hits["dense"] = [_source_hits(result.indices[q], set(duplicates[q].tolist()), set(positives[q].tolist()), top_k)
+                         for q in range(nq)]
+        meta["model"] = {"name": encoder.name, "path": encoder.path, "fingerprint": encoder.fingerprint,
+                         "precision": encoder.precision, "max_seq_length": encoder.max_length}
+        meta["embeddings"] = {"cache_dir": str(EmbeddingCache(cache_dir).root),
+                              "docs": embedding_key(encoder, collection.doc_texts, doc_prompt),
+                              "queries": embedding_key(encoder, collection.query_texts, query_prompt)}
+
+    # Assemble rows query by query: positives first, then candidates by fused rank.
+    q_rows: list[np.ndarray] = []
+    d_rows: list[np.ndarray] = []
+    is_pos: list[np.ndarray] = []
+    ranks = {name: [] for name in ("bm25", "dense")}
+    fused: list[np.ndarray] = []
+    found_by: dict[str, int] = {}
+    dropped_ids = dropped_dups = 0
+    for q in range(nq):
+        pos = positives[q]
+        cand_rank: dict[str, dict[int, int]] = {}
+        for name, per_query in hits.items():
+            h = per_query[q]
+            cand_rank[name] = {int(d): r for r, d in enumerate(h.candidates.tolist(), start=1)}
+        union = sorted(set().union(*[set(r) for r in cand_rank.values()])) if cand_rank else []
+        rrf = np.array([sum(1.0 / (_RRF_K + r[d]) for r in cand_rank.values() if d in r) for d in union])
+        best = np.array([min((r[d] for r in cand_rank.values() if d in r)) for d in union], dtype=np.int64)
+        order = np.lexsort((np.array(union, dtype=np.int64), best, -rrf)) if union else np.array([], dtype=np.int64)
+        cands = np.array(union, dtype=np.int64)[order]
+        docs = np.concatenate([pos, cands])
+        q_rows.append(np.full(len(docs), q, dtype=np.int64))
+        d_rows.append(docs)
+        is_pos.append(np.r_[np.ones(len(pos), bool), np.zeros(len(cands), bool)])
+        fused.append(np.r_[np.zeros(len(pos), np.int32), np.arange(1, len(cands) + 1, dtype=np.int32)])
+        for name in ("bm25", "dense"):
+            if name not in hits:
+                ranks[name].append(np.zeros(len(docs), np.int32))
+                continue
+            pr = hits[name][q].positive_ranks
+            cr = cand_rank[name]
+            ranks[name].append(np.array([pr.get(int(d), 0) for d in pos] + [cr.get(int(d), 0) for d in cands],
+                                        dtype=np.int32))
+        for d in cands.tolist():
+            key = "+".join(name for name in ("bm25", "dense") if name in cand_rank and d in cand_rank[name])
+            found_by[key] = found_by.get(key, 0) + 1
+        dropped_ids += len(set().union(*[per_query[q].positive_ranks for per_query in hits.values()]))
+        dropped_dups += len(frozenset().union(*[per_query[q].duplicates_met for per_query in hits.values()]))
+
+    qi = np.concatenate(q_rows) if q_rows else np.empty(0, np.int64)
+    di = np.concatenate(d_rows) if d_rows else np.empty(0, np.int64)
+    n = len(qi)
+    frame = pd.DataFrame({
+        "query_id": pd.array(np.asarray(collection.query_ids, dtype=object)[qi], dtype="string"),
+        "doc_id": pd.array(np.asarray(collection.doc_ids, dtype=object)[di], dtype="string"),
+        "is_positive": np.concatenate(is_pos) if is_pos else np.empty(0, bool),
+    })
+    for name in ("bm25", "dense"):
+        r = np.concatenate(ranks[name]) if ranks[name] else np.empty(0, np.int32)
+        frame[f"in_{name}"] = r > 0
+        frame[f"{name}_rank"] = r
+        frame[f"{name}_score"] = np.full(n, np.nan, np.float32)
+    if bm25_index is not None:
+        frame["bm25_score"] = _bm25_pair_scores(bm25_index, collection.query_texts, qi, di)
+    if doc_emb is not None:
+        frame["dense_score"] = _cosines(query_emb, qi, doc_emb, di)
+    frame["fused_rank"] = np.concatenate(fused) if fused else np.empty(0, np.int32)
+    frame["pos_sim_max"] = _pos_sim_max(doc_emb, qi, di, frame["is_positive"].to_numpy()) if doc_emb is not None \
+        else np.full(n, np.nan, np.float32)
+    if doc_emb is not None:
+        clusters = kmeans_clusters(doc_emb, n_clusters or round(np.sqrt(nd)), seed=seed)
+        frame["cluster"] = clusters[di]
+        meta["clusters"] = int(clusters.max()) + 1 if len(clusters) else 0
+    else:
+        frame["cluster"] = np.full(n, -1, np.int32)
+    frame["teacher_raw"] = np.full(n, np.nan, np.float32)
+    frame["teacher_score"] = np.full(n, np.nan, np.float32)
+    frame = frame.astype(POOL_COLUMNS)[list(POOL_COLUMNS)]
+    stats = PoolStats(
+        n_queries=nq,
+        n_candidates=int((~frame["is_positive"]).sum()),
+        n_positive_rows=int(frame["is_positive"].sum()),
+        dropped_positive_ids=dropped_ids,
+        dropped_positive_duplicates=dropped_dups,
+        found_by=found_by,
+    )
+    meta["stats"] = asdict(stats)
+    meta["versions"] = package_versions()
+    return Pool(frame, collection, stats, meta, doc_emb, query_emb)
+
+
+def _bm25_pair_scores(index: Any, query_texts: Sequence[str], qi: np.ndarray, di: np.ndarray,
+                      chunk: int = 256) -> np.ndarray:
+    """Exact BM25 scores of (query, doc) rows, whichever source found the doc; one score matrix per query chunk."""
+    out = np.empty(len(qi), dtype=np.float32)
+    if len(qi) == 0:
+        return out
+    # rows are grouped by query in increasing order, so each chunk of queries is one contiguous block of rows
+    bounds = np.searchsorted(qi, np.arange(0, len(query_texts) + chunk, chunk))
+    for c, start in enumerate(range(0, len(query_texts), chunk)):
+        lo, hi = bounds[c], bounds[c + 1]
+        if lo == hi:
+            continue
+        matrix = index.score_matrix(query_texts[start : start + chunk])
+        out[lo:hi] = matrix[qi[lo:hi] - start, di[lo:hi]]
+    return out
+
+
+def _cosines(query_emb: np.ndarray, qi: np.ndarray, doc_emb: np.ndarray, di: np.ndarray,
+             chunk: int = 65536) -> np.ndarray:
+    out = np.empty(len(qi), dtype=np.float32)
+    for start in range(0, len(qi), chunk):
+        q = np.asarray(query_emb[qi[start : start + chunk]], dtype=np.float32)
+        d = np.asarray(doc_emb[di[start : start + chunk]], dtype=np.float32)
+        out[start : start + chunk] = np.einsum("ij,ij->i", q, d)
+    return out
+
+
+def _pos_sim_max(doc_emb: np.ndarray, qi: np.ndarray, di: np.ndarray, is_positive: np.ndarray) -> np.ndarray:
+    """Max cosine of each row's document to the query's positives, other than itself (NaN when there is none)."""
+    out = np.full(len(qi), np.nan, dtype=np.float32)
+    bounds = np.flatnonzero(np.r_[True, qi[1:] != qi[:-1], True]) if len(qi) else np.array([0])
+    for lo, hi in zip(bounds[:-1], bounds[1:]):
+        rows = di[lo:hi]
+        pos = rows[is_positive[lo:hi]]
+        if len(pos) == 0:
+            continue
+        sims = np.asarray(doc_emb[rows], np.float32) @ np.asarray(doc_emb[pos], np.float32).T
+        own = rows[:, None] == pos[None, :]
+        sims[own] = -np.inf
+        best = sims.max(axis=1)
+        out[lo:hi] = np.where(np.isfinite(best), best, np.nan)
+    return out
+
+
+def kmeans_clusters(embeddings: np.ndarray, n_clusters: int, *, seed: int = 0, niter: int = 20) -> np.ndarray:
+    """Seeded spherical k-means (faiss) over document embeddings; returns a cluster id per document."""
+    import faiss
+
+    vectors = np.ascontiguousarray(embeddings, dtype=np.float32)
+    n = len(vectors)
+    k = max(1, min(int(n_clusters), n))
+    if k == 1:
+        return np.zeros(n, dtype=np.int32)
+    km = faiss.Kmeans(vectors.shape[1], k, niter=niter, seed=seed, spherical=True, verbose=False,
+                      min_points_per_centroid=1, max_points_per_centroid=max(256, n // k + 1))
+    km.train(vectors)
+    _, labels = km.index.search(vectors, 1)
+    return labels[:, 0].astype(np.int32)
+
+
+def package_versions() -> dict[str, str]:
+    """Versions of the packages whose behaviour shapes the output, for manifests."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for name in ("hnm", "sentence-transformers", "transformers", "torch", "faiss-cpu", "numpy", "pandas", "bm25s"):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            continue
+    return out
+
+
+_POOL_FILES = ("pool.parquet", "corpus.parquet", "queries.parquet", "positives.parquet", "manifest.json")
+
+
+def save_pool(pool: Pool, out_dir: str | Path, *, overwrite: bool = False) -> Path:
+    """Write the pool folder (see docs/ARCHITECTURE.md). Files are written beside their final names and renamed,
+    so an interrupted save never leaves a half-written table."""
+    import json
+
+    from .cache import atomic_write_bytes
+    from .errors import ExportError
+
+    out = Path(out_dir)
+    if out.exists() and not overwrite and any((out / name).exists() for name in _POOL_FILES):
+        raise ExportError(f"{out} already holds a pool. Fix: choose another --out folder or pass --overwrite")
+    out.mkdir(parents=True, exist_ok=True)
+    c = pool.collection
+    positives = [(q, d) for q in c.query_ids for d in c.positives[q]]
+    tables = {
+        "pool.parquet": pool.frame,
+        "corpus.parquet": pd.DataFrame({"doc_id": pd.array(c.doc_ids, dtype="string"),
+                                        "text": pd.array(c.doc_texts, dtype="string")}),
+        "queries.parquet": pd.DataFrame({"query_id": pd.array(c.query_ids, dtype="string"),
+                                         "text": pd.array(c.query_texts, dtype="string")}),
+        "positives.parquet": pd.DataFrame(positives, columns=["query_id", "doc_id"]).astype("string"),
+    }
+    for name, table in tables.items():
+        _atomic_parquet(table, out / name)
+    manifest = {**pool.meta, "collection": {**pool.meta.get("collection", {}), "problems": list(c.problems)}}
+    atomic_write_bytes(out / "manifest.json", json.dumps(manifest, indent=2, default=str).encode())
+    return out
+
+
+def _atomic_parquet(table: pd.DataFrame, path: Path) -> None:
+    from .cache import atomic_path
+
+    with atomic_path(path) as tmp:
+        table.to_parquet(tmp, index=False)
+
+
+def load_pool(folder: str | Path) -> Pool:
+    """Read a pool folder written by `save_pool` (or an export's pool). Embeddings come back from the cache when it
+    still holds them."""
+    import json
+
+    from .errors import DataError
+
+    folder = Path(folder)
+    missing = [name for name in _POOL_FILES if not (folder / name).exists()]
+    if missing:
+        raise DataError(folder, f"not a pool folder (missing {', '.join(missing)}).",
+                        fix="point at a folder written by `hnm pool` or `hnm mine`")
+    meta = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+    frame = pd.read_parquet(folder / "pool.parquet")
+    absent = [c for c in POOL_COLUMNS if c not in frame.columns]
+    if absent:
+        raise DataError(folder / "pool.parquet", f"lacks columns {', '.join(absent)}.",
+                        fix="rebuild it with this version of hnm (`hnm pool`)")
+    frame = frame.astype(POOL_COLUMNS)[list(POOL_COLUMNS)]
+    corpus = pd.read_parquet(folder / "corpus.parquet")
+    queries = pd.read_parquet(folder / "queries.parquet")
+    positives = pd.read_parquet(folder / "positives.parquet")
+    grouped: dict[str, tuple[str, ...]] = {}
+    for qid, did in zip(positives["query_id"].tolist(), positives["doc_id"].tolist()):
+        grouped[qid] = grouped.get(qid, ()) + (did,)
+    info = meta.get("collection", {})
+    collection = Collection(
+        name=info.get("name", folder.name),
+        doc_ids=tuple(corpus["doc_id"].tolist()),
+        doc_texts=tuple(corpus["text"].tolist()),
+        query_ids=tuple(queries["query_id"].tolist()),
+        query_texts=tuple(queries["text"].tolist()),
+        positives=grouped,
+        problems=tuple(info.get("problems", ())),
+        source=info.get("source", str(folder)),
+    )
+    stats_fields = {k: v for k, v in meta.get("stats", {}).items() if k in PoolStats.__dataclass_fields__}
+    stats = PoolStats(**stats_fields) if stats_fields else PoolStats(
+        len(collection.query_ids), int((~frame["is_positive"]).sum()), int(frame["is_positive"].sum()), 0, 0)
+    doc_emb = query_emb = None
+    emb = meta.get("embeddings")
+    if emb:
+        cache = EmbeddingCache(emb["cache_dir"])
+        doc_emb = cache.get(emb["docs"], len(collection.doc_ids))
+        query_emb = cache.get(emb["queries"], len(collection.query_ids))
+    return Pool(frame, collection, stats, meta, doc_emb, query_emb)

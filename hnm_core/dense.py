@@ -1,0 +1,118 @@
+"""Stage 2b, dense retrieval: cached bi-encoder embeddings and a faiss inner-product index over them."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from .bm25 import SearchResult
+from .cache import EmbeddingCache, texts_digest
+from .errors import SettingsError
+from .models import LoadedModel
+from .progress import Progress, no_progress
+
+__all__ = ["embedding_key", "encode", "DenseIndex", "IndexKind"]
+
+IndexKind = Literal["exact", "hnsw", "ivf"]
+
+
+def embedding_key(model: LoadedModel, texts: Sequence[str], prompt: str) -> str:
+    """Cache key: the model fingerprint (weights, config, precision, max length), the prompt and the texts."""
+    h = hashlib.blake2b(digest_size=16)
+    for part in (model.fingerprint, prompt, texts_digest(texts), "normalized-v1"):
+        h.update(part.encode())
+        h.update(b"\x00")
+    return h.hexdigest()
+
+
+def encode(
+    model: LoadedModel,
+    texts: Sequence[str],
+    *,
+    prompt: str = "",
+    batch_size: int = 64,
+    cache_dir: str | Path | None = None,
+    progress: Progress = no_progress,
+    stage: str = "encode",
+) -> np.ndarray:
+    """L2-normalised embeddings of `texts` as an (n, dim) float16 array, from the on-disk cache when possible.
+
+    Computed in chunks that are saved as they finish: a run that is killed resumes at the first missing chunk.
+    """
+    cache = EmbeddingCache(cache_dir)
+    texts = list(texts)
+
+    def compute(start: int, stop: int) -> np.ndarray:
+        rows = model.model.encode(
+            texts[start:stop],
+            prompt=prompt or None,
+            batch_size=batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
+        return np.asarray(rows, dtype=np.float32)
+
+    meta = {"model": model.name, "path": model.path, "fingerprint": model.fingerprint, "precision": model.precision,
+            "max_length": model.max_length, "prompt": prompt}
+    return cache.get_or_compute(embedding_key(model, texts, prompt), len(texts), compute, meta=meta,
+                                progress=progress, stage=stage)
+
+
+@dataclass
+class DenseIndex:
+    """Inner-product search over normalised embeddings (= cosine). `exact` is a flat index; `hnsw` and `ivf` trade a
+    little recall for speed on large corpora."""
+
+    index: object
+    kind: IndexKind
+    n_docs: int
+
+    @classmethod
+    def build(cls, doc_embeddings: np.ndarray, *, kind: IndexKind = "exact", seed: int = 0,
+              hnsw_m: int = 32, ivf_lists: int | None = None) -> DenseIndex:
+        """Build the index. `hnsw_m`: graph degree of HNSW; `ivf_lists`: IVF cells (default 4*sqrt(n))."""
+        import faiss
+
+        vectors = np.ascontiguousarray(doc_embeddings, dtype=np.float32)
+        n, dim = vectors.shape
+        if kind == "exact":
+            index = faiss.IndexFlatIP(dim)
+        elif kind == "hnsw":
+            index = faiss.IndexHNSWFlat(dim, hnsw_m, faiss.METRIC_INNER_PRODUCT)
+            index.hnsw.efSearch = 128
+        elif kind == "ivf":
+            lists = ivf_lists or max(1, min(n // 39, int(4 * np.sqrt(max(n, 1)))))
+            index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, lists, faiss.METRIC_INNER_PRODUCT)
+            index.cp.seed = seed
+            index.train(vectors)
+            index.nprobe = max(1, lists // 8)
+        else:
+            raise SettingsError(f"index {kind!r} is not one of exact, hnsw, ivf")
+        index.add(vectors)
+        return cls(index, kind, n)
+
+    def search(self, query_embeddings: np.ndarray, k: int, *, progress: Progress = no_progress,
+               stage: str = "dense search", batch: int = 1024) -> SearchResult:
+        """Top-k documents per query, best first; ties keep the lower document index first (as the BM25 search).
+        Approximate indexes may return fewer than k hits; missing slots hold index -1 and score -inf."""
+        k = min(k, self.n_docs)
+        queries = np.ascontiguousarray(query_embeddings, dtype=np.float32)
+        nq = len(queries)
+        indices = np.empty((nq, k), dtype=np.int64)
+        scores = np.empty((nq, k), dtype=np.float32)
+        progress(stage, 0, nq)
+        for start in range(0, nq, batch):
+            stop = min(start + batch, nq)
+            d, i = self.index.search(queries[start:stop], k)
+            d = np.where(i < 0, -np.inf, d)
+            order = np.lexsort((i, -d), axis=-1) if d.size else np.zeros_like(i)
+            indices[start:stop] = np.take_along_axis(i, order, axis=1)
+            scores[start:stop] = np.take_along_axis(d, order, axis=1)
+            progress(stage, stop, nq)
+        return SearchResult(indices, scores)
