@@ -1,0 +1,459 @@
+"""Tests for hnm_core/data.py: every reader on tiny inline files, every bad input, and the real BEIR collections."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from hnm_core.data import (
+    Collection,
+    beir_splits,
+    load_beir,
+    load_collection,
+    load_flag,
+    load_pairs,
+    normalize_text,
+    text_id,
+)
+from hnm_core.errors import DataError
+
+DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
+if not DATASETS.is_dir():  # the repository may sit somewhere else than beside shared/
+    DATASETS = Path("/work/shared/datasets")
+
+Files = dict[str, "str | bytes | list[dict[str, Any]] | pd.DataFrame"]
+
+
+def write(root: Path, files: Files) -> None:
+    """Write each value: text, raw bytes, records as JSON lines, or a frame as Parquet."""
+    for name, content in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(content, pd.DataFrame):
+            content.to_parquet(path, index=False)
+        elif isinstance(content, list):
+            path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in content), encoding="utf-8")
+        elif isinstance(content, bytes):
+            path.write_bytes(content)
+        else:
+            path.write_text(content, encoding="utf-8")
+
+
+CORPUS = [
+    {"_id": "d1", "title": "BM25", "text": "A ranking function."},
+    {"_id": "d2", "title": "", "text": "Dense retrieval uses embeddings."},
+    {"_id": "d3", "title": "Hard negatives", "text": "  Mined from a pool. "},
+    {"_id": "d4", "text": "No title field at all."},
+]
+QUERIES = [
+    {"_id": "q1", "text": "what is bm25"},
+    {"_id": "q2", "text": "how are hard negatives mined"},
+    {"_id": "q3", "text": "a query without judgements"},
+]
+QRELS = "query-id\tcorpus-id\tscore\nq1\td1\t1\nq2\td3\t2\nq2\td2\t1\nq2\td4\t0\n"
+
+
+def beir_folder(root: Path, **overrides: Any) -> Path:
+    files: Files = {"corpus.jsonl": CORPUS, "queries.jsonl": QUERIES, "qrels.tsv": QRELS}
+    files.update(overrides)
+    write(root, {k: v for k, v in files.items() if v is not None})
+    return root
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# ids
+
+
+@pytest.mark.parametrize("variant", ["What is BM25?", "  what   is bm25? ", "WHAT IS BM25?\n", "What\u00a0is\tBM25?"])
+def test_text_id_is_stable_across_case_and_whitespace(variant: str) -> None:
+    # A literal, not a recomputation: ids written by an earlier version must still match.
+    assert text_id(variant, "q") == "qc6dc230d3282"
+    assert text_id(variant, "d") == "dc6dc230d3282"
+    assert normalize_text(variant) == "what is bm25?"
+
+
+def test_text_id_differs_for_different_texts() -> None:
+    assert text_id("what is bm25?", "q") != text_id("what is bm25", "q")
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# BEIR
+
+
+def test_load_beir_reads_texts_positives_and_drops_unjudged_queries(tmp_path: Path) -> None:
+    collection = load_beir(beir_folder(tmp_path))
+
+    assert collection.doc_ids == ("d1", "d2", "d3", "d4")
+    # title + " " + text, stripped, as BEIR builds passages
+    assert collection.doc_texts == ("BM25 A ranking function.", "Dense retrieval uses embeddings.",
+                                    "Hard negatives   Mined from a pool.", "No title field at all.")
+    assert collection.query_ids == ("q1", "q2")  # q3 has no qrels
+    assert collection.query_texts == ("what is bm25", "how are hard negatives mined")
+    assert collection.positives == {"q1": ("d1",), "q2": ("d3", "d2")}  # file order; score 0 is not a positive
+    assert collection.negatives == {}
+    assert collection.name == tmp_path.name
+    assert collection.source == f"BEIR folder {tmp_path.resolve()}, split test"
+    assert collection.problems == ("qrels.tsv: 1 row with score <= 0 ignored (not positives).",)
+
+
+def test_indexes_map_ids_to_positions_and_are_cached(tmp_path: Path) -> None:
+    collection = load_beir(beir_folder(tmp_path))
+    assert collection.doc_index == {"d1": 0, "d2": 1, "d3": 2, "d4": 3}
+    assert collection.query_index == {"q1": 0, "q2": 1}
+    assert collection.query_index is collection.query_index
+
+    built = Collection("x", ("a", "b"), ("A", "B"), ("q",), ("Q",), {"q": ("b",)})
+    assert built.doc_index == {"a": 0, "b": 1}
+    assert built.doc_index is built.doc_index
+
+
+def test_load_beir_skips_and_reports_what_it_cannot_use(tmp_path: Path) -> None:
+    corpus = CORPUS + [
+        {"_id": "d5", "title": "", "text": "   "},  # empty: skipped
+        {"_id": "d1", "title": "BM25", "text": "A ranking function."},  # same id, same text: kept once
+    ]
+    queries = QUERIES + [{"_id": "q4", "text": "only unknown docs"}, {"_id": "q5", "text": ""}]
+    qrels = ("q1\td1\t1\n"  # no header: allowed
+             "q1\td9\t1\n" "q2\td3\t1\n" "q2\td8\t1\n" "q2\td9\t1\n"  # three rows name unknown docs
+             "q7\td1\t1\n"  # unknown query
+             "q4\td9\t1\n"  # q4 loses its only positive
+             "q1\td5\t1\n"  # names the empty document
+             "q5\td1\t1\n"  # names the empty query
+             "q1\td1\t2\n")  # repeated pair
+    collection = load_beir(beir_folder(tmp_path, **{"corpus.jsonl": corpus, "queries.jsonl": queries,
+                                                    "qrels.tsv": qrels}))
+
+    assert collection.doc_ids == ("d1", "d2", "d3", "d4")
+    assert collection.query_ids == ("q1", "q2")
+    assert collection.positives == {"q1": ("d1",), "q2": ("d3",)}
+    assert collection.problems == (
+        "corpus.jsonl: 1 document with empty text skipped (d5 on line 5).",
+        "corpus.jsonl: 1 line repeated a document's _id and text (d1 on line 6); kept one.",
+        "queries.jsonl: 1 query with empty text skipped (q5 on line 5).",
+        "qrels.tsv: 1 row names unknown query ids (not in queries.jsonl) (q7 on line 6); skipped.",
+        "qrels.tsv: 4 rows name unknown doc ids (not in corpus.jsonl) (e.g. d9 on line 2, d8 on line 4, "
+        "d9 on line 5); skipped.",
+        "qrels.tsv: 2 rows name a query or document skipped as empty (d5 on line 8, q5 on line 9); skipped.",
+        "qrels.tsv: 1 row repeated a (query, document) pair (q1/d1 on line 10); kept one.",
+        "qrels.tsv: 1 query lost every positive to the skips above; dropped.",
+    )
+
+
+@pytest.mark.parametrize(
+    ("qrels_file", "split"),
+    [
+        ("qrels/test.tsv", "test"),
+        ("qrels_test.tsv", "test"),
+        ("qrels.tsv", "test"),
+        ("qrels/train.tsv", "train"),
+        ("qrels_train.tsv", "train"),
+        ("qrels_dev.tsv", "dev"),
+    ],
+)
+@pytest.mark.parametrize("header", [True, False])
+def test_load_beir_finds_each_qrels_layout(tmp_path: Path, qrels_file: str, split: str, header: bool) -> None:
+    qrels = ("query-id\tcorpus-id\tscore\n" if header else "") + "q2\td2\t1\nq1\td4\t3\n"
+    folder = beir_folder(tmp_path, **{"qrels.tsv": None, qrels_file: qrels})
+    assert beir_splits(folder) == {split: folder / qrels_file}
+    collection = load_collection(folder, split=split)
+    assert collection.query_ids == ("q1", "q2")  # queries.jsonl order
+    assert collection.positives == {"q2": ("d2",), "q1": ("d4",)}
+    assert collection.problems == ()
+
+
+def test_official_qrels_folder_wins_over_flat_files(tmp_path: Path) -> None:
+    folder = beir_folder(tmp_path, **{"qrels/test.tsv": "q1\td2\t1\n", "qrels_test.tsv": "q1\td3\t1\n"})
+    assert load_beir(folder).positives == {"q1": ("d2",)}
+
+
+def test_unknown_split_lists_the_splits_that_exist(tmp_path: Path) -> None:
+    folder = beir_folder(tmp_path, **{"qrels_train.tsv": "q1\td1\t1\n"})
+    with pytest.raises(DataError, match=r"no qrels for split 'dev'; splits found: test, train Fix:"):
+        load_beir(folder, split="dev")
+
+
+def test_beir_accepts_numeric_ids_and_trec_qrels(tmp_path: Path) -> None:
+    corpus = [{"_id": 10, "title": "", "text": "ten"}, {"_id": 11, "title": "", "text": "eleven"}]
+    folder = beir_folder(tmp_path, **{"corpus.jsonl": corpus, "queries.jsonl": [{"_id": 1, "text": "which"}],
+                                      "qrels.tsv": "1 0 11 1\n1 0 10 0\n"})  # TREC: qid iter docid rel
+    collection = load_beir(folder)
+    assert collection.doc_ids == ("10", "11")
+    assert collection.positives == {"1": ("11",)}
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Pairs files
+
+PAIRS = [
+    ("What is BM25?", "A ranking function, \"Okapi\"\tstyle."),
+    ("what is  bm25?", "A second positive: café ☕."),  # same query after normalisation
+    ("How are negatives mined?", "From a candidate pool."),
+    ("HOW ARE NEGATIVES MINED?", "from a candidate  POOL."),  # the same pair again
+]
+
+
+def pairs_file(root: Path, suffix: str, rows: list[tuple[str, str]], columns: tuple[str, str] = ("query", "positive")
+               ) -> Path:
+    frame = pd.DataFrame(rows, columns=list(columns))
+    path = root / f"pairs{suffix}"
+    if suffix == ".jsonl":
+        write(root, {path.name: frame.to_dict("records")})
+    elif suffix == ".json":
+        path.write_text(json.dumps(frame.to_dict("records"), indent=2), encoding="utf-8")
+    elif suffix == ".csv":
+        frame.to_csv(path, index=False)
+    elif suffix == ".tsv":
+        frame.to_csv(path, index=False, sep="\t")
+    else:
+        frame.to_parquet(path, index=False)
+    return path
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".json", ".csv", ".tsv", ".parquet"])
+def test_load_pairs_every_format(tmp_path: Path, suffix: str) -> None:
+    path = pairs_file(tmp_path, suffix, PAIRS)
+    collection = load_collection(path)
+    q1, q2 = text_id("what is bm25?", "q"), text_id("how are negatives mined?", "q")
+    d1, d2, d3 = (text_id(t, "d") for t in (PAIRS[0][1], PAIRS[1][1], PAIRS[2][1]))
+
+    assert collection.query_ids == (q1, q2)
+    assert collection.query_texts == ("What is BM25?", "How are negatives mined?")  # first spelling seen
+    assert collection.positives == {q1: (d1, d2), q2: (d3,)}
+    assert collection.doc_ids == (d1, d2, d3)
+    assert collection.doc_texts == (PAIRS[0][1], PAIRS[1][1], PAIRS[2][1])
+    assert collection.problems == (
+        f"pairs{suffix}: 1 row repeated a (query, positive) pair (after normalising case and spaces); kept one.",)
+    assert collection.name == "pairs"
+    assert collection.source == f"pairs file {path.resolve()}"
+
+
+@pytest.mark.parametrize("columns", [("anchor", "positive"), ("question", "answer"), ("sentence1", "sentence2"),
+                                     ("q", "text"), ("Query", "Passage"), ("query", "document"), ("query", "pos")])
+@pytest.mark.parametrize("suffix", [".jsonl", ".csv"])
+def test_pairs_columns_are_detected(tmp_path: Path, columns: tuple[str, str], suffix: str) -> None:
+    collection = load_pairs(pairs_file(tmp_path, suffix, PAIRS[2:3], columns))
+    assert collection.query_texts == ("How are negatives mined?",)
+    assert collection.doc_texts == ("From a candidate pool.",)
+
+
+def test_pairs_columns_can_be_named(tmp_path: Path) -> None:
+    path = pairs_file(tmp_path, ".csv", PAIRS[:1], ("claim", "evidence"))
+    with pytest.raises(DataError, match=r"found no query column; columns found: 'claim', 'evidence' Fix: rename"):
+        load_pairs(path)
+    collection = load_pairs(path, query_column="claim", positive_column="evidence")
+    assert collection.query_texts == ("What is BM25?",)
+    with pytest.raises(DataError, match=r"has no positive column 'proof'; columns found: 'claim', 'evidence'"):
+        load_pairs(path, query_column="claim", positive_column="proof")
+
+
+def test_parquet_categorical_columns_read_as_text(tmp_path: Path) -> None:
+    frame = pd.DataFrame({"query": ["a", "a", "b"], "positive": ["x", "y", "x"]}).astype("category")
+    write(tmp_path, {"p.parquet": frame})
+    collection = load_pairs(tmp_path / "p.parquet")
+    assert collection.query_texts == ("a", "b")
+    assert collection.positives[text_id("a", "q")] == (text_id("x", "d"), text_id("y", "d"))
+
+
+def test_ids_are_the_same_across_runs_and_files(tmp_path: Path) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    first = load_pairs(pairs_file(tmp_path / "a", ".jsonl", [("What is BM25?", "A ranking function.")]))
+    again = load_pairs(pairs_file(tmp_path / "a", ".jsonl", [("What is BM25?", "A ranking function.")]))
+    varied = load_pairs(pairs_file(tmp_path / "b", ".csv", [(" what is  BM25? ", "a RANKING\nfunction.")]))
+    assert first.query_ids == again.query_ids == varied.query_ids == ("qc6dc230d3282",)
+    assert first.doc_ids == again.doc_ids == varied.doc_ids
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# FlagEmbedding
+
+FLAG = [
+    {"query": "what is bm25", "pos": ["A ranking function."], "neg": ["Dense retrieval.", "A cat.", ""],
+     "pos_scores": [1.0], "neg_scores": [0.2, 0.1, 0.0], "prompt": "Represent this query: "},
+    {"query": "what is dense retrieval", "pos": ["dense retrieval."], "neg": ["a ranking function."]},
+    {"query": "What is BM25", "pos": ["Okapi BM25."], "neg": ["A ranking function.", "A dog."]},
+    {"query": "no negatives given", "pos": ["A cat."]},
+]
+
+
+def test_load_flag_dedupes_corpus_and_keeps_negatives(tmp_path: Path) -> None:
+    write(tmp_path, {"train.jsonl": FLAG})
+    collection = load_collection(tmp_path / "train.jsonl")
+    d = {t: text_id(t, "d") for t in ("A ranking function.", "Dense retrieval.", "A cat.", "Okapi BM25.", "A dog.")}
+    q_bm25, q_dense, q_none = (text_id(t, "q")
+                               for t in ("what is bm25", "what is dense retrieval", "no negatives given"))
+
+    assert collection.doc_ids == tuple(d.values())  # first-seen order, pos and neg pooled, deduplicated
+    assert collection.doc_texts == tuple(d)
+    assert collection.query_ids == (q_bm25, q_dense, q_none)
+    assert collection.positives == {q_bm25: (d["A ranking function."], d["Okapi BM25."]),
+                                    q_dense: (d["Dense retrieval."],), q_none: (d["A cat."],)}
+    # line 3 repeats the bm25 query: its negatives merge, and "A ranking function." (a positive of it) is dropped
+    assert collection.negatives == {q_bm25: (d["Dense retrieval."], d["A cat."], d["A dog."]),
+                                    q_dense: (d["A ranking function."],)}
+    assert collection.problems == (
+        "train.jsonl: 1 empty negative skipped.",
+        "train.jsonl: 1 negative equal to a positive of the same query dropped from its negatives.",
+    )
+    assert collection.source.startswith("FlagEmbedding file ")
+    assert load_flag(tmp_path / "train.jsonl") == collection
+
+
+@pytest.mark.parametrize(
+    ("files", "target", "source"),
+    [
+        ({"corpus.jsonl": CORPUS, "queries.jsonl": QUERIES, "qrels.tsv": QRELS}, ".", "BEIR folder"),
+        ({"x.jsonl": FLAG}, "x.jsonl", "FlagEmbedding file"),
+        ({"x.jsonl": [{"query": "a", "positive": "b"}]}, "x.jsonl", "pairs file"),
+        ({"x.json": '[{"query": "a", "pos": ["b"]}]'}, "x.json", "FlagEmbedding file"),
+        ({"x.csv": "query,pos\na,b\n"}, "x.csv", "pairs file"),
+    ],
+)
+def test_load_collection_dispatches_on_what_path_is(tmp_path: Path, files: Files, target: str, source: str) -> None:
+    write(tmp_path, files)
+    assert load_collection(tmp_path / target).source.startswith(source)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Bad input: every error names the file, the line (or record/row) and a fix, on one line
+
+LATIN1 = "query,positive\nwhat,ok\ncaf\xe9,bad\n".encode("latin-1")
+BAD_INPUTS = [
+    # (id, files, what to load, expected "file:line" or "file: record N", fragment of the message)
+    ("corpus-bad-json", {"corpus.jsonl": '{"_id": "d1", "text": "a"}\n{"_id": "d2", "text": \n'}, ".",
+     "corpus.jsonl:2", "invalid JSON"),
+    ("corpus-missing-text", {"corpus.jsonl": [{"_id": "d1", "text": "a"}, {"_id": "d2", "title": "t"}]}, ".",
+     "corpus.jsonl:2", "no 'text' field"),
+    ("corpus-missing-id", {"corpus.jsonl": [{"text": "a"}]}, ".", "corpus.jsonl:1", "no _id field"),
+    ("corpus-text-not-str", {"corpus.jsonl": [{"_id": "d1", "text": ["a"]}]}, ".", "corpus.jsonl:1",
+     "'text' is list, not text"),
+    ("corpus-id-conflict", {"corpus.jsonl": CORPUS[:2] + [{"_id": "d1", "text": "other"}]}, ".", "corpus.jsonl:3",
+     "_id 'd1' repeated with different text (first on line 1)"),
+    ("corpus-not-utf8", {"corpus.jsonl": b'{"_id": "d1", "text": "a"}\n{"_id": "d2", "text": "caf\xe9"}\n'}, ".",
+     "corpus.jsonl:2", "iconv -f latin1 -t utf-8"),
+    ("corpus-not-object", {"corpus.jsonl": '["d1", "a"]\n'}, ".", "corpus.jsonl:1", "expected a JSON object"),
+    ("corpus-empty-file", {"corpus.jsonl": "\n\n"}, ".", "corpus.jsonl: ", "the file is empty"),
+    ("corpus-all-empty", {"corpus.jsonl": [{"_id": "d1", "text": " "}]}, ".", "corpus.jsonl: ",
+     "every document has empty text"),
+    ("queries-bad-json", {"queries.jsonl": "{'_id': 'q1'}\n"}, ".", "queries.jsonl:1", "invalid JSON"),
+    ("queries-id-conflict", {"queries.jsonl": QUERIES + [{"_id": "q1", "text": "else"}]}, ".", "queries.jsonl:4",
+     "repeated with different text (first on line 1)"),
+    ("qrels-few-columns", {"qrels.tsv": "query-id\tcorpus-id\tscore\nq1\td1\t1\nq2\td2\n"}, ".", "qrels.tsv:3",
+     "expected 3 columns"),
+    ("qrels-bad-score", {"qrels.tsv": "q1\td1\t1\nq2\td2\thigh\n"}, ".", "qrels.tsv:2", "score 'high' is not a number"),
+    ("qrels-empty-file", {"qrels.tsv": ""}, ".", "qrels.tsv: ", "the file is empty"),
+    ("qrels-nothing-to-mine", {"qrels.tsv": "q1\td9\t1\nq9\td1\t1\nq2\td2\t0\n"}, ".", "qrels.tsv: ",
+     "nothing to mine"),
+    ("folder-without-corpus", {"corpus.jsonl": None}, ".", "",
+     "has no corpus.jsonl (found: qrels.tsv, queries.jsonl)"),
+    ("pairs-empty-query", {"p.jsonl": [{"query": "a", "positive": "b"}, {"query": " ", "positive": "c"}]}, "p.jsonl",
+     "p.jsonl:2", "empty query in column 'query'"),
+    ("pairs-empty-positive", {"p.jsonl": [{"query": "a", "positive": "b"}, {"query": "c", "positive": ""}]},
+     "p.jsonl", "p.jsonl:2", "empty positive"),
+    ("pairs-missing-positive", {"p.jsonl": [{"query": "a", "positive": "b"}, {"query": "c"}]}, "p.jsonl",
+     "p.jsonl:2", "no positive (column 'positive' is missing or null)"),
+    ("pairs-query-not-text", {"p.jsonl": [{"query": 7, "positive": "b"}]}, "p.jsonl", "p.jsonl:1",
+     "the query in 'query' is int, not text"),
+    ("pairs-bad-json", {"p.jsonl": '{"query": "a", "positive": "b"}\n\n{"query": "a" "positive": "b"}\n'},
+     "p.jsonl", "p.jsonl:3", "invalid JSON"),
+    ("pairs-empty-jsonl", {"p.jsonl": ""}, "p.jsonl", "p.jsonl: ", "the file is empty"),
+    ("pairs-unknown-columns", {"p.jsonl": [{"claim": "a", "evidence": "b"}]}, "p.jsonl", "p.jsonl: ",
+     "found no query column; columns found: 'claim', 'evidence'"),
+    ("pairs-beir-file", {"c.jsonl": CORPUS}, "c.jsonl", "c.jsonl: ", "looks like a BEIR corpus"),
+    ("csv-not-utf8", {"p.csv": LATIN1}, "p.csv", "p.csv:3", "re-save the file as UTF-8"),
+    ("csv-field-count", {"p.csv": "query,positive\na,b\nc,d,e\n"}, "p.csv", "p.csv:3",
+     "row has 3 fields but the header has 2"),
+    ("csv-empty-positive", {"p.csv": 'query,positive\n"multi\nline",b\nc,\n'}, "p.csv", "p.csv:4", "empty positive"),
+    ("csv-empty-file", {"p.csv": "\n"}, "p.csv", "p.csv: ", "the file is empty (no header row)"),
+    ("tsv-empty-query", {"p.tsv": "anchor\tpositive\n\tb\n"}, "p.tsv", "p.tsv:2", "empty query in column 'anchor'"),
+    ("json-array-record", {"p.json": '[{"query": "a", "positive": "b"}, {"query": "", "positive": "c"}]'},
+     "p.json", "p.json: record 2", "empty query"),
+    ("json-array-syntax", {"p.json": '[\n{"query": "a", "positive": "b"},\n{"query": }\n]'}, "p.json", "p.json:3",
+     "invalid JSON"),
+    ("parquet-empty-positive", {"p.parquet": pd.DataFrame({"query": ["a", "b"], "positive": ["c", None]})},
+     "p.parquet", "p.parquet: row 2", "no positive"),
+    ("parquet-int-column", {"p.parquet": pd.DataFrame({"query": ["a"], "positive": [3]})}, "p.parquet",
+     "p.parquet: ", "column 'positive' holds int64, not text"),
+    ("parquet-corrupt", {"p.parquet": b"PAR1 not really"}, "p.parquet", "p.parquet: ", "not a readable Parquet file"),
+    ("flag-no-positives", {"f.jsonl": [FLAG[0], {"query": "a", "pos": [], "neg": ["b"]}]}, "f.jsonl", "f.jsonl:2",
+     "nothing to mine"),
+    ("flag-pos-not-list", {"f.jsonl": [{"query": "a", "pos": "b"}]}, "f.jsonl", "f.jsonl:1",
+     "'pos' is str, not a list"),
+    ("flag-empty-positive", {"f.jsonl": [{"query": "a", "pos": ["b", " "]}]}, "f.jsonl", "f.jsonl:1",
+     "empty positive"),
+    ("flag-missing-query", {"f.jsonl": [FLAG[1], {"pos": ["b"]}]}, "f.jsonl", "f.jsonl:2",
+     "no query (column 'query' is missing or null)"),
+    ("flag-neg-not-list", {"f.jsonl": [{"query": "a", "pos": ["b"], "neg": "c"}]}, "f.jsonl", "f.jsonl:1",
+     "'neg' is str, not a list"),
+    ("missing-path", {}, "nothing.jsonl", "nothing.jsonl: ", "no such file or folder"),
+    ("unsupported-suffix", {"p.txt": "a\tb\n"}, "p.txt", "p.txt: ", "unsupported file type '.txt'"),
+]
+
+
+@pytest.mark.parametrize(("files", "target", "where", "fragment"), [case[1:] for case in BAD_INPUTS],
+                         ids=[case[0] for case in BAD_INPUTS])
+def test_bad_input_raises_one_line_with_file_line_and_fix(tmp_path: Path, files: Files, target: str, where: str,
+                                                          fragment: str) -> None:
+    if target == ".":  # a BEIR folder: start from the good one and break one file
+        beir_folder(tmp_path, **files)
+    else:
+        write(tmp_path, files)
+    with pytest.raises(DataError) as caught:
+        load_collection(tmp_path / target)
+    message = str(caught.value)
+    assert str(tmp_path) in message
+    assert where in message, message
+    assert fragment in message, message
+    assert " Fix: " in message, message
+    assert "\n" not in message
+
+
+def test_flag_reader_refuses_other_file_types(tmp_path: Path) -> None:
+    write(tmp_path, {"f.csv": "query,pos\na,b\n"})
+    with pytest.raises(DataError, match=r"FlagEmbedding data is JSON lines, not \.csv Fix: write one"):
+        load_flag(tmp_path / "f.csv")
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The real collections (counts from shared/datasets/README.md)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("name", "split", "docs", "queries", "qrels", "problems"),
+    [
+        ("scifact", "test", 5_183, 300, 339, 0),
+        ("scifact", "train", 5_183, 809, 919, 0),
+        ("nfcorpus", "test", 3_395, 323, 12_334, 0),
+        ("nfcorpus", "dev", 3_395, 324, 11_385, 0),
+        # two empty documents are skipped, and the one judgement that names one of them
+        ("cranfield", "test", 1_398, 225, 1_611, 2),
+    ],
+)
+def test_real_collections_load_with_the_documented_counts(name: str, split: str, docs: int, queries: int,
+                                                          qrels: int, problems: int) -> None:
+    started = time.perf_counter()
+    collection = load_collection(DATASETS / name, split=split)
+    elapsed = time.perf_counter() - started
+
+    assert len(collection.doc_ids) == len(set(collection.doc_ids)) == docs
+    assert len(collection.query_ids) == queries
+    assert sum(len(p) for p in collection.positives.values()) == qrels
+    assert len(collection.problems) == problems
+    assert all(text.strip() for text in collection.doc_texts)
+    assert all(d in collection.doc_index for p in collection.positives.values() for d in p)
+    assert elapsed < 5, f"loading {name} took {elapsed:.1f}s"
+
+
+@pytest.mark.slow
+def test_cranfield_reports_its_two_empty_documents() -> None:
+    collection = load_collection(DATASETS / "cranfield")
+    assert collection.problems[0] == ("corpus.jsonl: 2 documents with empty text skipped "
+                                      "(471 on line 471, 995 on line 995).")
+    assert "471" not in collection.doc_index
+    assert beir_splits(DATASETS / "nfcorpus").keys() == {"test", "dev", "train"}
