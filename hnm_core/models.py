@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -38,16 +37,42 @@ _OFFLINE_FIX = (
 )
 
 
-@dataclass(frozen=True)
 class LoadedModel:
-    """A model ready to use, with what identifies it in caches."""
+    """A model and what identifies it in caches. The weights are loaded on first use of `.model`, so a run whose
+    embeddings and scores are all cached never pays for loading them.
 
-    model: Any  # sentence_transformers.SentenceTransformer or CrossEncoder
-    name: str  # what the user asked for
-    path: str  # where it was loaded from (a folder or a hub name)
-    fingerprint: str  # hash of weights + configuration (+ precision and max length, which change outputs)
-    precision: Precision
-    max_length: int | None
+    `fingerprint` hashes the weights and configuration (for a folder: its files; for a hub model: the loaded
+    tensors) together with the precision and max length, which change outputs too.
+    """
+
+    def __init__(self, kind: Literal["bi-encoder", "cross-encoder"], name: str, path: str, precision: Precision,
+                 max_length: int | None, device: str) -> None:
+        self.kind = kind
+        self.name = name
+        self.path = path
+        self.precision = precision
+        self.max_length = max_length
+        self.device = device
+        self._model: Any = None
+        if Path(path).is_dir():
+            content = _folder_fingerprint(Path(path))
+        else:  # a hub name: only the loaded weights say which revision this is
+            content = _weights_fingerprint(self.model.model if kind == "cross-encoder" else self.model)
+        self.fingerprint = _digest({"kind": kind, "content": content, "precision": precision, "max_length": max_length})
+
+    @property
+    def model(self) -> Any:
+        """The sentence_transformers SentenceTransformer or CrossEncoder, loaded once."""
+        if self._model is None:
+            self._model = (_load_bi_encoder if self.kind == "bi-encoder" else _load_cross_encoder)(self)
+        return self._model
+
+    @property
+    def loaded(self) -> bool:
+        return self._model is not None
+
+    def __repr__(self) -> str:
+        return f"LoadedModel({self.kind}, {self.name!r}, {self.precision}, fingerprint={self.fingerprint[:12]})"
 
 
 def resolve_model_path(name: str) -> str:
@@ -103,20 +128,55 @@ def resolve_precision(precision: str, device: str = "cpu") -> Precision:
 
 
 def _default_device() -> str:
+    """cuda when a GPU is usable, else cpu. Without NVIDIA device files torch is not imported at all, so a run whose
+    results are all cached starts in a fraction of a second."""
+    if not Path("/dev/nvidia0").exists() and not Path("/proc/driver/nvidia").exists():
+        return "cpu"
     import torch
 
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def _weights_fingerprint(module: Any, extra: dict[str, Any]) -> str:
-    """blake2b over every parameter and buffer (name, dtype, shape, bytes) plus the configuration in `extra`.
+def _digest(value: Any) -> str:
+    return hashlib.blake2b(json.dumps(value, sort_keys=True, default=str).encode(), digest_size=16).hexdigest()
 
-    Hashing the loaded tensors, not files, works the same for folders, hub snapshots and in-memory checkpoints.
-    """
+
+# Files that do not change what a model computes; trainer leftovers are skipped so a checkpoint folder and its
+# exported copy share caches.
+_IGNORED_FILES = {"README.md", "optimizer.pt", "scheduler.pt", "trainer_state.json", "training_args.bin"}
+_fingerprint_memo: dict[tuple, str] = {}
+
+
+def _folder_fingerprint(folder: Path) -> str:
+    """blake2b over the relative path and bytes of every file that defines the model (weights, configs,
+    tokenizer, module subfolders such as 1_Pooling). Memoised per (path, sizes, mtimes) within the process."""
+    files = sorted(
+        f for f in folder.rglob("*")
+        if f.is_file() and f.name not in _IGNORED_FILES and not f.name.startswith((".", "rng_state"))
+        and not any(part.startswith(("checkpoint-", ".", "runs")) for part in f.relative_to(folder).parts[:-1])
+    )
+    stamp = tuple((str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files)
+    if stamp in _fingerprint_memo:
+        return _fingerprint_memo[stamp]
+    h = hashlib.blake2b(digest_size=16)
+    for f in files:
+        h.update(str(f.relative_to(folder)).encode() + b"\x00")
+        with open(f, "rb") as stream:
+            while chunk := stream.read(1 << 22):
+                h.update(chunk)
+    _fingerprint_memo[stamp] = h.hexdigest()
+    return _fingerprint_memo[stamp]
+
+
+def _weights_fingerprint(module: Any) -> str:
+    """blake2b over every parameter and buffer (name, dtype, shape, bytes) and the module configurations."""
     import torch
 
     h = hashlib.blake2b(digest_size=16)
-    h.update(json.dumps(extra, sort_keys=True, default=str).encode())
+    configs = [getattr(m, "get_config_dict", dict)() for m in module] if hasattr(module, "__iter__") else []
+    inner = getattr(module, "config", None)
+    h.update(json.dumps({"modules": configs, "config": inner.to_dict() if inner is not None else None},
+                        sort_keys=True, default=str).encode())
     for key, tensor in module.state_dict().items():
         t = tensor.detach().to("cpu").contiguous()
         h.update(key.encode())
@@ -128,27 +188,50 @@ def _weights_fingerprint(module: Any, extra: dict[str, Any]) -> str:
     return h.hexdigest()
 
 
-def _modules_config(model: Any) -> list[dict[str, Any]]:
-    """Each sentence-transformers module's type and configuration (pooling mode, normalisation...), which change
-    embeddings without changing any weight."""
-    out = []
-    for module in model:
-        config = module.get_config_dict() if hasattr(module, "get_config_dict") else {}
-        inner = getattr(module, "auto_model", None)
-        if inner is not None and getattr(inner, "config", None) is not None:
-            config = {**config, "model_config": _portable(inner.config.to_dict())}
-        out.append({"type": type(module).__name__, "config": config})
-    return out
-
-
-def _portable(config: dict[str, Any]) -> dict[str, Any]:
-    """A model config without the keys that change when the same checkpoint is moved or re-saved."""
-    return {k: v for k, v in config.items() if k not in ("_name_or_path", "transformers_version", "_commit_hash")}
-
-
 def _load_error(kind: str, name: str, error: BaseException) -> ModelLoadError:
     reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
     return ModelLoadError(f"could not load {kind} {name!r}: {reason[:300]}. Fix: {_OFFLINE_FIX}")
+
+
+def _load_bi_encoder(ref: LoadedModel) -> Any:
+    try:
+        from sentence_transformers import SentenceTransformer
+
+        model = SentenceTransformer(ref.path, device=ref.device, local_files_only=_offline())
+    except ImportError:
+        raise
+    except Exception as error:  # hub/IO/format errors come in many types; all mean "cannot load"
+        raise _load_error("bi-encoder", ref.name, error) from error
+    if ref.max_length is not None:
+        model.max_seq_length = ref.max_length
+    if ref.precision == "bf16":
+        import torch
+
+        model.to(torch.bfloat16)
+    return model.eval()
+
+
+def _load_cross_encoder(ref: LoadedModel) -> Any:
+    try:
+        import torch
+        from sentence_transformers import CrossEncoder
+
+        # Identity activation: keep raw logits; the teacher stage applies the sigmoid itself so both are exported.
+        model = CrossEncoder(ref.path, device=ref.device, max_length=ref.max_length,
+                             activation_fn=torch.nn.Identity(), local_files_only=_offline())
+    except ImportError:
+        raise
+    except Exception as error:  # see _load_bi_encoder
+        raise _load_error("cross-encoder", ref.name, error) from error
+    if model.num_labels != 1:
+        raise ModelLoadError(
+            f"cross-encoder {ref.name!r} has {model.num_labels} output labels; a teacher needs one relevance logit. "
+            "Fix: use a reranker trained with num_labels=1 (e.g. an ms-marco cross-encoder)"
+        )
+    if ref.precision == "bf16":
+        model.model.to(torch.bfloat16)
+    model.model.eval()
+    return model
 
 
 def load_bi_encoder(
@@ -157,35 +240,16 @@ def load_bi_encoder(
     precision: str = "auto",
     max_seq_length: int | None = None,
     device: str | None = None,
+    eager: bool = False,
 ) -> LoadedModel:
-    """Load a sentence-transformers bi-encoder by name or folder, in the given precision.
-
-    Raises ModelLoadError with the fix when it cannot be loaded (no network, bad folder, not a model).
-    """
-    path = resolve_model_path(name)
+    """A sentence-transformers bi-encoder by name or folder, in the given precision. Weights load on first use
+    (`eager=True` loads now, so a bad model fails here with ModelLoadError and its fix)."""
     device = device or _default_device()
-    resolved = resolve_precision(precision, device)
-    try:
-        from sentence_transformers import SentenceTransformer
-
-        model = SentenceTransformer(path, device=device, local_files_only=not Path(path).is_dir() and _offline())
-    except ImportError:
-        raise
-    except Exception as error:  # hub/IO/format errors come in many types; all mean "cannot load"
-        raise _load_error("bi-encoder", name, error) from error
-    if max_seq_length is not None:
-        model.max_seq_length = int(max_seq_length)
-    fingerprint = _weights_fingerprint(
-        model,
-        {"kind": "bi-encoder", "modules": _modules_config(model),
-         "precision": resolved, "max_seq_length": model.max_seq_length},
-    )
-    if resolved == "bf16":
-        import torch
-
-        model.to(torch.bfloat16)
-    model.eval()
-    return LoadedModel(model, name, path, fingerprint, resolved, model.max_seq_length)
+    ref = LoadedModel("bi-encoder", name, resolve_model_path(name), resolve_precision(precision, device),
+                      max_seq_length, device)
+    if eager:
+        ref.model  # noqa: B018 - loading is the point
+    return ref
 
 
 def load_cross_encoder(
@@ -194,42 +258,17 @@ def load_cross_encoder(
     precision: str = "auto",
     max_length: int | None = None,
     device: str | None = None,
+    eager: bool = False,
 ) -> LoadedModel:
-    """Load a sentence-transformers CrossEncoder by name or folder. Raw logits are kept (no activation); the teacher
-    stage applies the sigmoid itself so both forms are available."""
-    path = resolve_model_path(name)
+    """A sentence-transformers CrossEncoder by name or folder (see load_bi_encoder)."""
     device = device or _default_device()
-    resolved = resolve_precision(precision, device)
-    try:
-        import torch
-        from sentence_transformers import CrossEncoder
-
-        model = CrossEncoder(path, device=device, max_length=max_length, activation_fn=torch.nn.Identity(),
-                             local_files_only=not Path(path).is_dir() and _offline())
-    except ImportError:
-        raise
-    except Exception as error:  # see load_bi_encoder
-        raise _load_error("cross-encoder", name, error) from error
-    if model.num_labels != 1:
-        raise ModelLoadError(
-            f"cross-encoder {name!r} has {model.num_labels} output labels; a teacher needs one relevance logit. "
-            "Fix: use a reranker trained with num_labels=1 (e.g. an ms-marco cross-encoder)"
-        )
-    fingerprint = _weights_fingerprint(
-        model.model,
-        {"kind": "cross-encoder", "config": _portable(model.model.config.to_dict()), "precision": resolved,
-         "max_length": model.max_length},
-    )
-    if resolved == "bf16":
-        import torch
-
-        model.model.to(torch.bfloat16)
-    model.model.eval()
-    return LoadedModel(model, name, path, fingerprint, resolved, model.max_length)
+    ref = LoadedModel("cross-encoder", name, resolve_model_path(name), resolve_precision(precision, device),
+                      max_length, device)
+    if eager:
+        ref.model  # noqa: B018 - loading is the point
+    return ref
 
 
 def _offline() -> bool:
     """Honour the Hugging Face offline switches so a missing model fails at once instead of waiting on the network."""
-    return os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false") or os.environ.get(
-        "TRANSFORMERS_OFFLINE", "0"
-    ) not in ("0", "", "false")
+    return any(os.environ.get(var, "0").lower() not in ("0", "", "false") for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))

@@ -173,7 +173,7 @@ def test_official_qrels_folder_wins_over_flat_files(tmp_path: Path) -> None:
 
 def test_unknown_split_lists_the_splits_that_exist(tmp_path: Path) -> None:
     folder = beir_folder(tmp_path, **{"qrels_train.tsv": "q1\td1\t1\n"})
-    with pytest.raises(DataError, match=r"no qrels for split 'dev'; splits found: test, train Fix:"):
+    with pytest.raises(DataError, match=r"no qrels for split 'dev'; splits found: test, train\. Fix:"):
         load_beir(folder, split="dev")
 
 
@@ -243,7 +243,7 @@ def test_pairs_columns_are_detected(tmp_path: Path, columns: tuple[str, str], su
 
 def test_pairs_columns_can_be_named(tmp_path: Path) -> None:
     path = pairs_file(tmp_path, ".csv", PAIRS[:1], ("claim", "evidence"))
-    with pytest.raises(DataError, match=r"found no query column; columns found: 'claim', 'evidence' Fix: rename"):
+    with pytest.raises(DataError, match=r"found no query column; columns found: 'claim', 'evidence'\. Fix: rename"):
         load_pairs(path)
     collection = load_pairs(path, query_column="claim", positive_column="evidence")
     assert collection.query_texts == ("What is BM25?",)
@@ -415,7 +415,7 @@ def test_bad_input_raises_one_line_with_file_line_and_fix(tmp_path: Path, files:
 
 def test_flag_reader_refuses_other_file_types(tmp_path: Path) -> None:
     write(tmp_path, {"f.csv": "query,pos\na,b\n"})
-    with pytest.raises(DataError, match=r"FlagEmbedding data is JSON lines, not \.csv Fix: write one"):
+    with pytest.raises(DataError, match=r"FlagEmbedding data is JSON lines, not \.csv\. Fix: write one"):
         load_flag(tmp_path / "f.csv")
 
 
