@@ -58,8 +58,8 @@ def normalize_text(text: str) -> str:
 
 
 def text_id(text: str, prefix: str) -> str:
-    """A stable id for a text that came without one: `prefix` + 12 hex chars of sha1(normalize_text(text))."""
-    return prefix + hashlib.sha1(normalize_text(text).encode("utf-8")).hexdigest()[:12]
+    """A stable id for a text that came without one: `prefix` + 16 hex chars (64 bits: collisions stay unlikely at millions of texts) of sha1(normalize_text(text))."""
+    return prefix + hashlib.sha1(normalize_text(text).encode("utf-8")).hexdigest()[:16]
 
 
 @dataclass(frozen=True)
