@@ -1,0 +1,388 @@
+"""Stage 5, curate: label every pool row and sample negatives from the kept (hard) band.
+
+`curate(frame, params)` is a pure, vectorised function of the pool table (docs/ARCHITECTURE.md) and `CurateParams`;
+the app calls it on every slider move, so it never re-encodes, re-scores or touches the disk. Every rule counts what
+it matched and what it labelled, as numbers and as sentences, so the UI can explain each drop without re-deriving it.
+
+Rules, first match wins (a row gets exactly one label, in the order of `LABELS`):
+
+    positive        the row is a labelled positive
+    false_negative  teacher score above `ceiling`, or within a margin of the query's positive score
+    near_duplicate  cosine to one of the query's positives above `near_dup`
+    same_cluster    same k-means cluster as one of the query's positives (`cluster_rule`)
+    skipped         in a source's top `skip_n`
+    unscored        the teacher did not score it (a cross-encoder scores only the top candidates)
+    easy            teacher score below `floor`
+    hard            everything else: the band negatives are sampled from
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Literal, NamedTuple
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from .errors import DataError, SettingsError
+from .settings import defaults, setting
+
+__all__ = [
+    "LABELS",
+    "CurateParams",
+    "Curation",
+    "RuleCount",
+    "ShortQuery",
+    "curate",
+    "SIMANS_A",
+    "SIMANS_B",
+]
+
+Label = Literal[
+    "positive", "false_negative", "near_duplicate", "same_cluster", "skipped", "unscored", "easy", "hard"
+]
+LABELS: tuple[Label, ...] = (
+    "positive", "false_negative", "near_duplicate", "same_cluster", "skipped", "unscored", "easy", "hard"
+)
+_HARD = LABELS.index("hard")
+
+# SimANS (Zhou et al., EMNLP 2022) samples with p ∝ exp(-a * (s - s_pos - b)^2). The paper's a is tuned for raw
+# dot products spanning tens of units; our teacher_score is a cosine or a sigmoid in [0, 1], so a is scaled up:
+# with a = 10 a negative 0.3 below the positive is drawn 0.4x as often as one at the positive's score.
+SIMANS_A = 10.0
+SIMANS_B = 0.0
+
+_CURATE_SETTINGS = tuple(name for name in defaults("curate"))
+_DEFAULTS = defaults()
+
+_REQUIRED_COLUMNS = (
+    "query_id", "doc_id", "is_positive", "bm25_rank", "dense_rank", "fused_rank", "pos_sim_max", "cluster",
+    "teacher_score",
+)
+
+
+@dataclass(frozen=True)
+class CurateParams:
+    """The `curate`-stage settings (see hnm_core/settings.py for each one's help) plus the seed and SimANS knobs."""
+
+    ceiling: float | None = _DEFAULTS["ceiling"]
+    relative_margin: float | None = _DEFAULTS["relative_margin"]
+    absolute_margin: float | None = _DEFAULTS["absolute_margin"]
+    margin_ref: Literal["min", "mean"] = _DEFAULTS["margin_ref"]
+    skip_n: int = _DEFAULTS["skip_n"]
+    cluster_rule: bool = _DEFAULTS["cluster_rule"]
+    near_dup: float | None = _DEFAULTS["near_dup"]
+    floor: float | None = _DEFAULTS["floor"]
+    negatives: int = _DEFAULTS["negatives"]
+    sampling: Literal["top", "random", "simans"] = _DEFAULTS["sampling"]
+    seed: int = _DEFAULTS["seed"]
+    simans_a: float = SIMANS_A
+    """SimANS sharpness: larger draws more tightly around `s_pos + simans_b`. Scale by 1/range^2 for raw logits."""
+    simans_b: float = SIMANS_B
+    """SimANS offset of the peak from the positive's score (0 = favour negatives scored like the positive)."""
+
+    def __post_init__(self) -> None:
+        # Each settings-backed field goes through the table's own check, so the error names the accepted range.
+        for name in (*_CURATE_SETTINGS, "seed"):
+            object.__setattr__(self, name, setting(name).check(getattr(self, name)))
+        for name in ("simans_a", "simans_b"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise SettingsError(f"{name}: {value!r} is not a finite number")
+            object.__setattr__(self, name, float(value))
+        if self.simans_a <= 0:
+            raise SettingsError(f"simans_a: {self.simans_a} must be above 0 (try {SIMANS_A})")
+
+    @classmethod
+    def from_settings(cls, values: dict[str, Any], *, simans_a: float = SIMANS_A,
+                      simans_b: float = SIMANS_B) -> CurateParams:
+        """Build from a dict as `settings.validate()` returns it; settings of other stages are ignored."""
+        picked = {name: values[name] for name in (*_CURATE_SETTINGS, "seed") if name in values}
+        return cls(**picked, simans_a=simans_a, simans_b=simans_b)
+
+
+class RuleCount(NamedTuple):
+    """One rule's outcome: `count` rows got `label`; the rule `matched` that many candidates before precedence."""
+
+    label: Label
+    count: int
+    matched: int
+    sentence: str
+
+
+class ShortQuery(NamedTuple):
+    """A query whose hard band holds fewer negatives than the quota: it keeps `got`, `wanted` were asked for."""
+
+    query_id: str
+    got: int
+    wanted: int
+
+
+@dataclass(frozen=True, eq=False)
+class Curation:
+    """Labels and the sampled negatives, aligned with the rows of the frame `curate` was given (by position).
+
+    `selected` marks the sampled negatives; `neg_rank` numbers them 1..n within their query by teacher score
+    (highest first, ties by fused rank) whatever the sampling strategy, 0 for unselected rows.
+    """
+
+    labels: pd.Categorical
+    selected: np.ndarray
+    neg_rank: np.ndarray
+    counts: tuple[RuleCount, ...]
+    short_queries: tuple[ShortQuery, ...]
+    n_queries: int
+    n_full_quota: int
+    params: CurateParams
+
+    @property
+    def n_selected(self) -> int:
+        return int(self.selected.sum())
+
+    def count(self, label: Label) -> int:
+        """Rows that got `label`."""
+        return self.counts[LABELS.index(label)].count
+
+    def summary(self) -> list[str]:
+        """Human sentences: one per rule, then how many queries got their full quota."""
+        out = [rc.sentence for rc in self.counts]
+        wanted = self.params.negatives
+        short = len(self.short_queries)
+        line = f"{self.n_full_quota:,} of {self.n_queries:,} queries got the full {wanted} negatives"
+        if short:
+            line += f"; {short:,} got fewer and keep what they have (see short_queries)"
+        out.append(line + ".")
+        return out
+
+
+def curate(frame: pd.DataFrame, params: CurateParams) -> Curation:
+    """Label every row of a pool table and sample `params.negatives` negatives per query from the hard band."""
+    missing = [c for c in _REQUIRED_COLUMNS if c not in frame.columns]
+    if missing:
+        raise DataError("pool table", f"missing columns {', '.join(missing)}",
+                        fix="build the pool with hnm_core.pool (schema in docs/ARCHITECTURE.md)")
+    codes, uniques = pd.factorize(frame["query_id"])
+    if len(codes) and codes.min() < 0:
+        raise DataError("pool table", f"{int((codes < 0).sum())} rows have no query_id",
+                        fix="give every row the id of its query")
+    n_q = len(uniques)
+    is_pos = frame["is_positive"].to_numpy(dtype=bool)
+    cand = ~is_pos
+    # Thresholds are compared in float32, the column's own precision, so a score equal to a threshold typed in
+    # the UI (0.3) is not "above" it through float64 rounding (float32(0.3) > 0.3 in float64).
+    score = frame["teacher_score"].to_numpy(dtype=np.float32, na_value=np.nan)
+    ref = _positive_ref(codes, n_q, is_pos, score, params.margin_ref)
+    row_ref = ref[codes]
+
+    false_neg = np.zeros(len(frame), dtype=bool)
+    if params.ceiling is not None:
+        false_neg |= score > np.float32(params.ceiling)
+    if params.relative_margin is not None:
+        # abs(): for negative references (logits, cosines below 0) ref * (1 - m) would lie above ref.
+        false_neg |= score > (row_ref - np.abs(row_ref) * params.relative_margin).astype(np.float32)
+    if params.absolute_margin is not None:
+        false_neg |= score > (row_ref - params.absolute_margin).astype(np.float32)
+    false_neg &= cand
+
+    if params.near_dup is not None:
+        near_dup = cand & (frame["pos_sim_max"].to_numpy(dtype=np.float32, na_value=np.nan)
+                           > np.float32(params.near_dup))
+    else:
+        near_dup = np.zeros(len(frame), dtype=bool)
+    same_cluster = (_same_cluster(codes, is_pos, frame["cluster"].to_numpy(dtype=np.int64)) & cand
+                    if params.cluster_rule else np.zeros(len(frame), dtype=bool))
+    if params.skip_n > 0:
+        bm25 = frame["bm25_rank"].to_numpy(dtype=np.int64)
+        dense = frame["dense_rank"].to_numpy(dtype=np.int64)
+        skipped = cand & (((bm25 > 0) & (bm25 <= params.skip_n)) | ((dense > 0) & (dense <= params.skip_n)))
+    else:
+        skipped = np.zeros(len(frame), dtype=bool)
+    unscored = cand & np.isnan(score)
+    easy = cand & (score < np.float32(params.floor)) if params.floor is not None else np.zeros(len(frame), bool)
+
+    rules = (is_pos, false_neg, near_dup, same_cluster, skipped, unscored, easy)
+    label_codes = np.select(rules, np.arange(len(rules), dtype=np.int8), default=np.int8(_HARD)).astype(np.int8)
+    labels = pd.Categorical.from_codes(label_codes, categories=list(LABELS))
+
+    hard = np.flatnonzero(label_codes == _HARD)
+    fused = frame["fused_rank"].to_numpy(dtype=np.int64)
+    order = _sampling_order(frame, hard, codes, uniques, score, fused, ref, params)
+    hard_per_query = np.bincount(codes[hard], minlength=n_q)
+    picked = order[_rank_in_groups(codes[order], hard_per_query) < params.negatives]
+
+    selected = np.zeros(len(frame), dtype=bool)
+    selected[picked] = True
+    neg_rank = np.zeros(len(frame), dtype=np.int32)
+    by_score = picked[_grouped_order(codes[picked], _best_first_key(score[picked], fused[picked]))]
+    neg_rank[by_score] = _rank_in_groups(codes[by_score], np.bincount(codes[picked], minlength=n_q)) + 1
+
+    label_counts = np.bincount(label_codes, minlength=len(LABELS))
+    matched = [int(m.sum()) for m in rules] + [int(label_counts[_HARD])]
+    counts = tuple(
+        RuleCount(label, int(label_counts[i]), matched[i],
+                  _sentence(label, int(label_counts[i]), matched[i], params, len(picked)))
+        for i, label in enumerate(LABELS)
+    )
+    got = np.minimum(hard_per_query, params.negatives)
+    short_idx = np.flatnonzero(got < params.negatives)
+    short = tuple(ShortQuery(str(uniques[i]), int(got[i]), params.negatives) for i in short_idx)
+    return Curation(labels=labels, selected=selected, neg_rank=neg_rank, counts=counts, short_queries=short,
+                    n_queries=n_q, n_full_quota=n_q - len(short), params=params)
+
+
+def _positive_ref(codes: np.ndarray, n_q: int, is_pos: np.ndarray, score: np.ndarray,
+                  how: Literal["min", "mean"]) -> np.ndarray:
+    """Per query, the lowest or mean teacher score of its scored positives; NaN where none is scored."""
+    scored = is_pos & ~np.isnan(score)
+    pos_codes = codes[scored]
+    pos_scores = score[scored].astype(np.float64)
+    n = np.bincount(pos_codes, minlength=n_q)
+    if how == "min":
+        ref = np.full(n_q, np.inf)
+        np.minimum.at(ref, pos_codes, pos_scores)
+    else:
+        ref = np.bincount(pos_codes, weights=pos_scores, minlength=n_q) / np.maximum(n, 1)
+    ref[n == 0] = np.nan
+    return ref
+
+
+def _same_cluster(codes: np.ndarray, is_pos: np.ndarray, cluster: np.ndarray) -> np.ndarray:
+    """Rows whose cluster is the cluster of one of their query's positives (cluster -1 = not computed, never)."""
+    valid = cluster >= 0
+    if not valid.any():
+        return np.zeros(len(codes), dtype=bool)
+    width = int(cluster.max()) + 1
+    keys = codes * width + np.where(valid, cluster, 0)
+    pos_keys = np.unique(keys[is_pos & valid])
+    if len(pos_keys) == 0:
+        return np.zeros(len(codes), dtype=bool)
+    at = np.minimum(np.searchsorted(pos_keys, keys), len(pos_keys) - 1)
+    return valid & (pos_keys[at] == keys)
+
+
+def _sampling_order(frame: pd.DataFrame, hard: np.ndarray, codes: np.ndarray, uniques: Any, score: np.ndarray,
+                    fused: np.ndarray, ref: np.ndarray, params: CurateParams) -> np.ndarray:
+    """The hard rows, grouped by query, each group in the order the strategy draws them."""
+    hard_codes = codes[hard]
+    if params.sampling == "top":
+        return hard[_grouped_order(hard_codes, _best_first_key(score[hard], fused[hard]))]
+    uniform = _row_uniforms(frame, codes, uniques, params.seed)[hard]
+    if params.sampling == "random":
+        return hard[_grouped_order(hard_codes, uniform)]
+    # SimANS without replacement via the Gumbel-top-k trick: sorting log p + Gumbel noise descending draws
+    # k items without replacement with probabilities ∝ p, with no per-query loop. A query with no scored positive
+    # has no peak to aim at; it falls back to uniform draws (distance 0).
+    dist = np.nan_to_num(score[hard].astype(np.float64) - ref[hard_codes] - params.simans_b, nan=0.0)
+    key = -params.simans_a * dist * dist - np.log(-np.log(uniform))
+    return hard[_grouped_order(hard_codes, -key)]
+
+
+def _grouped_order(codes: np.ndarray, key: np.ndarray) -> np.ndarray:
+    """Indices that sort rows by (query code, key), both ascending.
+
+    Two int64 argsorts (rank the key, then sort code * n + rank) run 4x faster than np.lexsort on 100k rows.
+    """
+    rank = np.empty(len(key), dtype=np.int64)
+    rank[np.argsort(key)] = np.arange(len(key))
+    return np.argsort(codes.astype(np.int64) * len(key) + rank)
+
+
+def _best_first_key(score: np.ndarray, fused: np.ndarray) -> np.ndarray:
+    """An int64 that sorts ascending by teacher score descending, then fused rank ascending (scores not NaN)."""
+    bits = score.astype(np.float32).view(np.int32).astype(np.int64)
+    ordered = np.where(bits < 0, bits ^ 0x7FFFFFFF, bits)  # IEEE bits made monotonic for negative floats
+    return (-ordered << 31) | np.clip(fused, 0, 2**31 - 1)
+
+
+def _rank_in_groups(sorted_codes: np.ndarray, group_sizes: np.ndarray) -> np.ndarray:
+    """0-based position of each element within its run, for codes sorted ascending (cumcount without pandas)."""
+    starts = np.cumsum(group_sizes) - group_sizes
+    return np.arange(len(sorted_codes)) - starts[sorted_codes]
+
+
+_MIX1 = np.uint64(0xBF58476D1CE4E5B9)
+_MIX2 = np.uint64(0x94D049BB133111EB)
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_POLY = np.uint64(0x100000001B3)  # FNV-1 64-bit prime, an odd multiplier for the polynomial string hash
+
+
+def _splitmix(x: np.ndarray) -> np.ndarray:
+    """SplitMix64 finaliser: turns structured 64-bit integers into well-spread ones (wrapping uint64 maths)."""
+    x = (x ^ (x >> np.uint64(30))) * _MIX1
+    x = (x ^ (x >> np.uint64(27))) * _MIX2
+    return x ^ (x >> np.uint64(31))
+
+
+def _string_hash(values: Any) -> np.ndarray:
+    """A 64-bit hash of each string, vectorised over the Arrow bytes.
+
+    pandas' hash_array runs about 50 ms per 100k strings, half the curation budget; a polynomial hash over the
+    UTF-8 buffer with a cumulative sum takes a few ms and is stable across processes (no Python hash seed).
+    """
+    arr = pa.array(values, from_pandas=True)
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    arr = arr.cast(pa.large_string())
+    offsets = np.frombuffer(arr.buffers()[1], dtype=np.int64)[arr.offset: arr.offset + len(arr) + 1]
+    data = arr.buffers()[2]
+    raw = (np.frombuffer(data, dtype=np.uint8) if data is not None else np.zeros(0, np.uint8))
+    raw = raw[offsets[0]: offsets[-1]].astype(np.uint64)
+    offsets = offsets - offsets[0]
+    lengths = np.diff(offsets)
+    position = np.arange(len(raw)) - np.repeat(offsets[:-1], lengths)
+    powers = np.cumprod(np.full(int(lengths.max(initial=0)) + 1, _POLY, dtype=np.uint64))
+    total = np.concatenate(([np.uint64(0)], np.cumsum(raw * powers[position], dtype=np.uint64)))
+    return _splitmix((total[offsets[1:]] - total[offsets[:-1]]) ^ (lengths.astype(np.uint64) * _GOLDEN))
+
+
+def _row_uniforms(frame: pd.DataFrame, codes: np.ndarray, uniques: Any, seed: int) -> np.ndarray:
+    """A uniform in (0, 1) per row from (seed, query_id, doc_id) alone, so draws do not depend on row order or on
+    which other rows are in the hard band: moving a slider only changes a draw when it changes the row's band."""
+    seed_mix = _splitmix(np.array([seed], dtype=np.uint64) * _GOLDEN + _GOLDEN)
+    query_hash = _string_hash(uniques)[codes]
+    x = _splitmix(_splitmix(query_hash ^ seed_mix) + _string_hash(frame["doc_id"]))
+    return ((x >> np.uint64(11)).astype(np.float64) + 0.5) * 2.0 ** -53
+
+
+def _sentence(label: Label, count: int, matched: int, params: CurateParams, n_selected: int) -> str:
+    """The UI's line for one rule."""
+    ref = "lowest" if params.margin_ref == "min" else "mean"
+    if label == "positive":
+        return f"{count:,} labelled positives (paired with the negatives, never used as one)."
+    if label == "false_negative":
+        parts = []
+        if params.ceiling is not None:
+            parts.append(f"teacher score above {params.ceiling:g}")
+        if params.relative_margin is not None:
+            parts.append(f"within {params.relative_margin:.0%} of the query's {ref} positive score")
+        if params.absolute_margin is not None:
+            parts.append(f"within {params.absolute_margin:g} of the query's {ref} positive score")
+        if not parts:
+            return "False-negative rules are off."
+        text = f"Flagged {count:,} candidates as likely false negatives ({' or '.join(parts)})."
+    elif label == "near_duplicate":
+        if params.near_dup is None:
+            return "Near-duplicate rule is off."
+        text = f"Dropped {count:,} near-duplicates of a positive (cosine above {params.near_dup:g})."
+    elif label == "same_cluster":
+        if not params.cluster_rule:
+            return "Same-cluster rule is off."
+        text = f"Dropped {count:,} candidates in the same k-means cluster as one of the query's positives."
+    elif label == "skipped":
+        if params.skip_n == 0:
+            return "Skip-top-N is off."
+        text = f"Skipped {count:,} candidates ranked in a source's top {params.skip_n}."
+    elif label == "unscored":
+        text = f"Left out {count:,} candidates the teacher did not score."
+    elif label == "easy":
+        if params.floor is None:
+            return "Easy floor is off."
+        text = f"Dropped {count:,} easy candidates (teacher score below {params.floor:g})."
+    else:
+        return (f"{count:,} candidates in the hard band; {n_selected:,} sampled as negatives "
+                f"({params.sampling}, up to {params.negatives} per query).")
+    if matched > count:
+        text = text[:-1] + f"; the rule matched {matched - count:,} more that an earlier rule had labelled."
+    return text

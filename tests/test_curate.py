@@ -1,0 +1,372 @@
+"""curate: every rule on hand-made pools, precedence, margins, sampling, counts; the vectorised labels and `top`
+sampling against a row-by-row reference."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from hnm_core.curate import LABELS, CurateParams, ShortQuery, curate
+from hnm_core.errors import DataError, SettingsError
+from hnm_core.pool import POOL_COLUMNS
+from hnm_core.settings import validate
+
+NAN = float("nan")
+_ROW_DEFAULTS = dict(is_positive=False, in_bm25=False, bm25_rank=0, bm25_score=NAN, in_dense=False, dense_rank=0,
+                     dense_score=NAN, fused_rank=0, pos_sim_max=NAN, cluster=-1, teacher_score=NAN)
+
+# Every rule off: a test turns on only the rule it is about.
+OFF = dict(ceiling=None, relative_margin=None, absolute_margin=None, near_dup=None, skip_n=0, cluster_rule=False,
+           floor=None)
+
+
+def pool_frame(rows: list[dict]) -> pd.DataFrame:
+    """A pool table in the documented schema from partial rows (missing columns take neutral values)."""
+    full = []
+    for i, row in enumerate(rows):
+        r = {**_ROW_DEFAULTS, "query_id": "q1", "doc_id": f"d{i}", **row}
+        r["teacher_raw"] = r["teacher_score"]
+        full.append(r)
+    return pd.DataFrame(full)[list(POOL_COLUMNS)].astype(POOL_COLUMNS)
+
+
+def one_candidate(candidate: dict, positive: dict | None = None) -> pd.DataFrame:
+    """Query q1: one positive (score 0.8, cluster 5) then the candidate under test."""
+    pos = {"doc_id": "p1", "is_positive": True, "teacher_score": 0.8, "cluster": 5, **(positive or {})}
+    return pool_frame([pos, {"doc_id": "c1", "fused_rank": 1, "teacher_score": 0.5, **candidate}])
+
+
+def labels_of(frame: pd.DataFrame, **params) -> list[str]:
+    return list(curate(frame, CurateParams(**{**OFF, **params})).labels)
+
+
+@pytest.mark.parametrize("params, candidate, expected", [
+    (dict(ceiling=0.7), {"teacher_score": 0.75}, "false_negative"),
+    (dict(ceiling=0.7), {"teacher_score": 0.7}, "hard"),  # "above" is strict
+    (dict(relative_margin=0.1), {"teacher_score": 0.73}, "false_negative"),  # above 0.8 - 0.08
+    (dict(relative_margin=0.1), {"teacher_score": 0.71}, "hard"),
+    (dict(relative_margin=0.0), {"teacher_score": 0.81}, "false_negative"),  # scores above the positive itself
+    (dict(absolute_margin=0.05), {"teacher_score": 0.76}, "false_negative"),
+    (dict(absolute_margin=0.05), {"teacher_score": 0.74}, "hard"),
+    (dict(near_dup=0.9), {"pos_sim_max": 0.95}, "near_duplicate"),
+    (dict(near_dup=0.9), {"pos_sim_max": 0.9}, "hard"),
+    (dict(near_dup=0.9), {"pos_sim_max": NAN}, "hard"),  # no other positive / no embeddings
+    (dict(cluster_rule=True), {"cluster": 5}, "same_cluster"),
+    (dict(cluster_rule=True), {"cluster": 6}, "hard"),
+    (dict(cluster_rule=False), {"cluster": 5}, "hard"),
+    (dict(skip_n=3), {"bm25_rank": 3}, "skipped"),
+    (dict(skip_n=3), {"dense_rank": 1}, "skipped"),
+    (dict(skip_n=3), {"bm25_rank": 4, "dense_rank": 0}, "hard"),
+    (dict(skip_n=3), {"bm25_rank": 0, "dense_rank": 0}, "hard"),  # 0 = outside the top-K, not rank 0
+    (dict(skip_n=0), {"bm25_rank": 1}, "hard"),
+    (dict(), {"teacher_score": NAN}, "unscored"),
+    (dict(floor=0.2), {"teacher_score": 0.1}, "easy"),
+    (dict(floor=0.2), {"teacher_score": 0.2}, "hard"),
+    (dict(floor=0.2, ceiling=0.9, cluster_rule=True), {"is_positive": True, "cluster": 5, "teacher_score": 0.95},
+     "positive"),
+])
+def test_each_rule_labels_the_candidate(params, candidate, expected):
+    assert labels_of(one_candidate(candidate), **params) == ["positive", expected]
+
+
+def test_cluster_minus_one_never_matches():
+    frame = one_candidate({"cluster": -1}, positive={"cluster": -1})
+    assert labels_of(frame, cluster_rule=True) == ["positive", "hard"]
+
+
+def test_cluster_rule_compares_with_the_candidates_own_query_only():
+    frame = pool_frame([
+        {"query_id": "q1", "is_positive": True, "cluster": 5, "teacher_score": 0.8},
+        {"query_id": "q1", "cluster": 7, "teacher_score": 0.5},
+        {"query_id": "q2", "is_positive": True, "cluster": 7, "teacher_score": 0.8},
+        {"query_id": "q2", "cluster": 5, "teacher_score": 0.5},
+        {"query_id": "q2", "cluster": 7, "teacher_score": 0.5},
+    ])
+    assert labels_of(frame, cluster_rule=True) == ["positive", "hard", "positive", "hard", "same_cluster"]
+
+
+# One candidate that every rule matches; turning rules off one by one walks down the precedence order.
+EVERYTHING = {"teacher_score": 0.1, "pos_sim_max": 0.99, "cluster": 5, "bm25_rank": 1}
+ALL_ON = dict(ceiling=0.05, near_dup=0.9, cluster_rule=True, skip_n=1, floor=0.5)
+
+
+@pytest.mark.parametrize("turned_off, expected", [
+    ({}, "false_negative"),
+    (dict(ceiling=None), "near_duplicate"),
+    (dict(ceiling=None, near_dup=None), "same_cluster"),
+    (dict(ceiling=None, near_dup=None, cluster_rule=False), "skipped"),
+    (dict(ceiling=None, near_dup=None, cluster_rule=False, skip_n=0), "easy"),
+    (dict(ceiling=None, near_dup=None, cluster_rule=False, skip_n=0, floor=None), "hard"),
+])
+def test_first_matching_rule_wins(turned_off, expected):
+    settings = {**ALL_ON, **turned_off}
+    result = curate(one_candidate(EVERYTHING), CurateParams(**{**OFF, **settings}))
+    assert list(result.labels) == ["positive", expected]
+    rules_on = {label for label, name in _RULE_OF.items() if settings[name] not in (None, False, 0)}
+    for rc in result.counts:
+        assert rc.count == (1 if rc.label in ("positive", expected) else 0)
+        if rc.label in rules_on:
+            assert rc.matched == 1, rc  # counted even when an earlier rule took the row
+
+
+_RULE_OF = {"false_negative": "ceiling", "near_duplicate": "near_dup", "same_cluster": "cluster_rule",
+            "skipped": "skip_n", "easy": "floor"}
+
+
+def test_relative_margin_is_correct_for_negative_scores():
+    # Logits: the positive scores -2.0; a 10% margin reaches down to -2.2. Without abs() the threshold would be
+    # -2.0 * 0.9 = -1.8, above the positive, and would flag nothing below it.
+    frame = pool_frame([
+        {"is_positive": True, "teacher_score": -2.0},
+        {"teacher_score": -2.1, "fused_rank": 1},
+        {"teacher_score": -2.3, "fused_rank": 2},
+        {"teacher_score": -1.9, "fused_rank": 3},
+    ])
+    assert labels_of(frame, relative_margin=0.1) == ["positive", "false_negative", "hard", "false_negative"]
+
+
+@pytest.mark.parametrize("margin_ref, expected", [("min", "false_negative"), ("mean", "hard")])
+def test_margin_ref_min_or_mean(margin_ref, expected):
+    frame = pool_frame([
+        {"is_positive": True, "teacher_score": 0.9},
+        {"is_positive": True, "teacher_score": 0.5},
+        {"teacher_score": 0.6, "fused_rank": 1},  # above the lowest positive (0.5), below the mean (0.7)
+    ])
+    assert labels_of(frame, relative_margin=0.0, margin_ref=margin_ref)[2] == expected
+
+
+def test_unscored_positives_turn_the_margin_rules_off_for_their_query():
+    frame = pool_frame([
+        {"query_id": "q1", "is_positive": True},
+        {"query_id": "q1", "teacher_score": 0.99, "fused_rank": 1},
+        {"query_id": "q2", "is_positive": True, "teacher_score": 0.5},
+        {"query_id": "q2", "teacher_score": 0.99, "fused_rank": 1},
+    ])
+    assert labels_of(frame, relative_margin=0.05, absolute_margin=0.1) == ["positive", "hard", "positive",
+                                                                            "false_negative"]
+    # The absolute ceiling needs no positive score.
+    assert labels_of(frame, ceiling=0.9)[1] == "false_negative"
+
+
+def test_unscored_candidates_are_never_guessed_easy_or_hard():
+    frame = pool_frame([{"is_positive": True, "teacher_score": 0.8}, {"fused_rank": 1}])
+    result = curate(frame, CurateParams(**{**OFF, "floor": 0.5, "ceiling": 0.7}))
+    assert list(result.labels) == ["positive", "unscored"]
+    assert not result.selected.any()
+
+
+def hard_band(n_queries: int, n_candidates: int, seed: int = 0, positive_score: float = 0.8) -> pd.DataFrame:
+    """Queries with one positive and `n_candidates` scored candidates, all in the hard band when rules are OFF."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for q in range(n_queries):
+        rows.append({"query_id": f"q{q}", "doc_id": f"q{q}-pos", "is_positive": True, "teacher_score": positive_score})
+        scores = rng.uniform(0.0, 0.7, n_candidates)
+        rows += [{"query_id": f"q{q}", "doc_id": f"q{q}-d{i}", "fused_rank": i + 1, "teacher_score": s}
+                 for i, s in enumerate(scores)]
+    return pool_frame(rows)
+
+
+def test_top_takes_the_highest_scores_ties_by_fused_rank():
+    frame = pool_frame([
+        {"is_positive": True, "teacher_score": 0.9},
+        {"doc_id": "a", "teacher_score": 0.5, "fused_rank": 4},
+        {"doc_id": "b", "teacher_score": 0.7, "fused_rank": 3},
+        {"doc_id": "c", "teacher_score": 0.5, "fused_rank": 2},
+        {"doc_id": "d", "teacher_score": 0.2, "fused_rank": 1},
+    ])
+    result = curate(frame, CurateParams(**OFF, negatives=3, sampling="top"))
+    assert result.selected.tolist() == [False, True, True, True, False]
+    assert result.neg_rank.tolist() == [0, 3, 1, 2, 0]
+
+
+def test_selection_respects_quota_per_query_and_only_takes_hard_rows():
+    frame = hard_band(5, 8)
+    frame.loc[frame.index[3], "teacher_score"] = 0.05
+    for sampling in ("top", "random", "simans"):
+        result = curate(frame, CurateParams(**{**OFF, "floor": 0.1}, negatives=4, sampling=sampling))
+        labels = np.asarray(result.labels)
+        assert (labels[result.selected] == "hard").all()
+        per_query = frame.loc[result.selected, "query_id"].value_counts()
+        assert (per_query == 4).all() and len(per_query) == 5
+        for _, group in frame.assign(r=result.neg_rank).loc[result.selected].groupby("query_id"):
+            assert sorted(group["r"]) == [1, 2, 3, 4]
+            # neg_rank orders by teacher score whatever the strategy
+            assert group.sort_values("r")["teacher_score"].is_monotonic_decreasing
+
+
+def selected_pairs(frame: pd.DataFrame, params: CurateParams) -> set[tuple[str, str]]:
+    result = curate(frame, params)
+    chosen = frame.loc[result.selected, ["query_id", "doc_id"]]
+    return set(chosen.itertuples(index=False, name=None))
+
+
+@pytest.mark.parametrize("sampling", ["random", "simans"])
+def test_seeded_sampling_is_reproducible_order_independent_and_seed_dependent(sampling):
+    frame = hard_band(20, 30)
+    params = CurateParams(**OFF, negatives=5, sampling=sampling, seed=7)
+    first = selected_pairs(frame, params)
+    assert len(first) == 100
+    assert selected_pairs(frame, params) == first
+    shuffled = frame.sample(frac=1.0, random_state=np.random.RandomState(1)).reset_index(drop=True)
+    assert selected_pairs(shuffled, params) == first
+    assert selected_pairs(frame, CurateParams(**OFF, negatives=5, sampling=sampling, seed=8)) != first
+    assert selected_pairs(frame, CurateParams(**OFF, negatives=5, sampling="top")) != first
+
+
+def test_random_draws_do_not_move_when_other_rows_leave_the_band():
+    frame = hard_band(10, 30)
+    params = CurateParams(**OFF, negatives=5, sampling="random", seed=3)
+    before = selected_pairs(frame, params)
+    # Make one unselected row per query easy: the draws among the rest must not change.
+    result = curate(frame, params)
+    unselected = frame.index[~result.selected & ~frame["is_positive"].to_numpy()]
+    easier = frame.copy()
+    easier.loc[unselected[::7], "teacher_score"] = 0.0
+    assert selected_pairs(easier, CurateParams(**{**OFF, "floor": 0.01}, negatives=5, sampling="random",
+                                               seed=3)) == before
+
+
+def test_simans_favours_scores_near_the_peak():
+    frame = hard_band(200, 40)  # candidate scores uniform in [0, 0.7], positive 0.8
+    peak = 0.5
+    simans = curate(frame, CurateParams(**OFF, negatives=5, sampling="simans", simans_a=200.0,
+                                        simans_b=peak - 0.8))
+    random = curate(frame, CurateParams(**OFF, negatives=5, sampling="random"))
+    scores = frame["teacher_score"].to_numpy()
+    simans_gap = np.abs(scores[simans.selected] - peak).mean()
+    random_gap = np.abs(scores[random.selected] - peak).mean()
+    assert simans_gap < 0.06 < 0.15 < random_gap  # uniform draws average ~0.2 away; the peak's width is ~0.05
+
+
+def test_short_queries_are_reported_and_keep_what_they_have():
+    frame = pool_frame([
+        {"query_id": "q1", "is_positive": True, "teacher_score": 0.9},
+        *[{"query_id": "q1", "doc_id": f"a{i}", "teacher_score": 0.5, "fused_rank": i + 1} for i in range(4)],
+        {"query_id": "q2", "is_positive": True, "teacher_score": 0.9},
+        *[{"query_id": "q2", "doc_id": f"b{i}", "teacher_score": 0.5, "fused_rank": i + 1} for i in range(2)],
+        {"query_id": "q3", "is_positive": True, "teacher_score": 0.9},
+        {"query_id": "q3", "doc_id": "c0", "fused_rank": 1},  # unscored: q3 has no hard negative at all
+    ])
+    result = curate(frame, CurateParams(**OFF, negatives=3))
+    assert result.short_queries == (ShortQuery("q2", 2, 3), ShortQuery("q3", 0, 3))
+    assert (result.n_queries, result.n_full_quota) == (3, 1)
+    assert frame.loc[result.selected, "query_id"].value_counts().to_dict() == {"q1": 3, "q2": 2}
+    assert result.summary()[-1] == "1 of 3 queries got the full 3 negatives; 2 got fewer and keep what they have " \
+                                   "(see short_queries)."
+
+
+def test_counts_add_up_and_read_as_sentences():
+    frame = pool_frame([
+        {"is_positive": True, "teacher_score": 0.9, "cluster": 1},
+        *[{"doc_id": f"s{i}", "teacher_score": 0.5, "bm25_rank": i + 1, "fused_rank": i + 1} for i in range(3)],
+        {"doc_id": "fn", "teacher_score": 0.95, "bm25_rank": 4, "fused_rank": 4},
+        {"doc_id": "e", "teacher_score": 0.01, "fused_rank": 5},
+        {"doc_id": "u", "fused_rank": 6},
+        *[{"doc_id": f"h{i}", "teacher_score": 0.4, "fused_rank": 7 + i} for i in range(4)],
+    ])
+    result = curate(frame, CurateParams(**{**OFF, "relative_margin": 0.05, "skip_n": 4, "floor": 0.1}, negatives=2))
+    assert [rc.label for rc in result.counts] == list(LABELS)
+    assert sum(rc.count for rc in result.counts) == len(frame)
+    by_label = {rc.label: rc for rc in result.counts}
+    assert {k: v.count for k, v in by_label.items() if v.count} == {
+        "positive": 1, "false_negative": 1, "skipped": 3, "unscored": 1, "easy": 1, "hard": 4}
+    assert by_label["skipped"].matched == 4  # the false negative ranked 4th as well
+    assert by_label["skipped"].sentence == ("Skipped 3 candidates ranked in a source's top 4; the rule matched 1 "
+                                            "more that an earlier rule had labelled.")
+    assert by_label["hard"].sentence == "4 candidates in the hard band; 2 sampled as negatives (top, up to 2 per query)."
+    assert by_label["near_duplicate"].sentence == "Near-duplicate rule is off."
+    assert result.count("easy") == 1 and result.n_selected == 2
+    assert list(result.labels.categories) == list(LABELS)
+
+
+def reference_labels(frame: pd.DataFrame, p: CurateParams) -> list[str]:
+    """Row by row, straight from the rule list in the module docstring."""
+    out = []
+    for _, row in frame.iterrows():
+        group = frame[(frame["query_id"] == row["query_id"]) & frame["is_positive"]]
+        pos_scores = [float(s) for s in group["teacher_score"] if not math.isnan(s)]
+        ref = None
+        if pos_scores:
+            ref = min(pos_scores) if p.margin_ref == "min" else sum(pos_scores) / len(pos_scores)
+        s = row["teacher_score"]
+        above = lambda t: not math.isnan(s) and s > np.float32(t)  # noqa: E731
+        if row["is_positive"]:
+            out.append("positive")
+        elif (p.ceiling is not None and above(p.ceiling)) or (ref is not None and (
+                (p.relative_margin is not None and above(ref - abs(ref) * p.relative_margin))
+                or (p.absolute_margin is not None and above(ref - p.absolute_margin)))):
+            out.append("false_negative")
+        elif p.near_dup is not None and row["pos_sim_max"] > np.float32(p.near_dup):
+            out.append("near_duplicate")
+        elif p.cluster_rule and row["cluster"] != -1 and row["cluster"] in set(group["cluster"]):
+            out.append("same_cluster")
+        elif p.skip_n and (0 < row["bm25_rank"] <= p.skip_n or 0 < row["dense_rank"] <= p.skip_n):
+            out.append("skipped")
+        elif math.isnan(s):
+            out.append("unscored")
+        elif p.floor is not None and s < np.float32(p.floor):
+            out.append("easy")
+        else:
+            out.append("hard")
+    return out
+
+
+@pytest.mark.parametrize("params", [
+    CurateParams(),
+    CurateParams(ceiling=0.6, relative_margin=0.2, margin_ref="mean", skip_n=2, cluster_rule=True, near_dup=0.7,
+                 floor=0.2, negatives=3),
+    CurateParams(relative_margin=None, absolute_margin=0.15, cluster_rule=True, floor=0.3, negatives=5),
+])
+def test_labels_and_top_sampling_match_a_row_by_row_reference(params):
+    rng = np.random.default_rng(42)
+    rows = []
+    for q in range(12):
+        for i in range(int(rng.integers(1, 4))):
+            rows.append({"query_id": f"q{q}", "doc_id": f"p{q}-{i}", "is_positive": True,
+                         "teacher_score": NAN if rng.random() < 0.2 else rng.uniform(0.4, 1.0),
+                         "cluster": int(rng.integers(-1, 4))})
+        for i in range(15):
+            rows.append({"query_id": f"q{q}", "doc_id": f"d{q}-{i}", "fused_rank": i + 1,
+                         "bm25_rank": int(rng.integers(0, 6)), "dense_rank": int(rng.integers(0, 6)),
+                         "pos_sim_max": NAN if rng.random() < 0.3 else rng.uniform(0.3, 1.0),
+                         "cluster": int(rng.integers(-1, 8)),
+                         "teacher_score": NAN if rng.random() < 0.1 else round(rng.uniform(0.0, 1.0), 2)})
+    frame = pool_frame(rows)
+    result = curate(frame, params)
+    assert list(result.labels) == reference_labels(frame, params)
+    hard = frame.assign(label=reference_labels(frame, params)).query("label == 'hard'")
+    expected = set()
+    for _, group in hard.groupby("query_id"):
+        top = group.sort_values(["teacher_score", "fused_rank"], ascending=[False, True]).head(params.negatives)
+        expected |= set(top["doc_id"])
+    assert set(frame.loc[result.selected, "doc_id"]) == expected
+
+
+def test_params_validate_with_the_accepted_range():
+    with pytest.raises(SettingsError, match="relative_margin: 1.5 is above the maximum 1.0"):
+        CurateParams(relative_margin=1.5)
+    with pytest.raises(SettingsError, match="negatives: 0 is below the minimum 1"):
+        CurateParams(negatives=0)
+    with pytest.raises(SettingsError, match="sampling: 'best' is not one of top, random, simans"):
+        CurateParams(sampling="best")
+    with pytest.raises(SettingsError, match="simans_a"):
+        CurateParams(simans_a=0.0)
+    with pytest.raises(SettingsError, match="simans_b"):
+        CurateParams(simans_b=float("inf"))
+
+
+def test_from_settings_reads_the_curate_stage_and_the_seed():
+    values = validate({"negatives": "4", "sampling": "random", "seed": 9, "top_k": 50, "file_type": "jsonl"})
+    params = CurateParams.from_settings(values, simans_a=3.0)
+    assert (params.negatives, params.sampling, params.seed, params.simans_a) == (4, "random", 9, 3.0)
+    assert CurateParams.from_settings(validate({})) == CurateParams()
+
+
+def test_missing_columns_are_named():
+    frame = pool_frame([{"is_positive": True}]).drop(columns=["cluster", "pos_sim_max"])
+    with pytest.raises(DataError, match="missing columns pos_sim_max, cluster"):
+        curate(frame, CurateParams())
