@@ -95,3 +95,9 @@ def tiny_collection() -> Collection:
         query_texts=tuple(queries.values()),
         positives=positives,
     )
+
+
+@pytest.fixture(scope="session")
+def session_cache(tmp_path_factory) -> Path:
+    """One embedding/score cache for the whole test session, so slow tests on the same collection encode it once."""
+    return tmp_path_factory.mktemp("hnm-cache")
