@@ -77,7 +77,7 @@ def test_dense_scores_and_positive_similarity_are_exact(tiny_pool, tiny_collecti
 
 
 def test_bm25_only_pool_leaves_dense_columns_empty(tiny_collection, tmp_path):
-    pool = build_pool(tiny_collection, sources=("bm25",), top_k=3, cache_dir=session_cache)
+    pool = build_pool(tiny_collection, sources=("bm25",), top_k=3, cache_dir=tmp_path)
     frame = pool.frame
     assert not frame["in_dense"].any() and frame["dense_score"].isna().all() and (frame["cluster"] == -1).all()
     assert pool.doc_embeddings is None and "model" not in pool.meta
