@@ -40,7 +40,7 @@ def synthetic_pool(n_queries: int, n_candidates: int, seed: int) -> pd.DataFrame
     score[is_pos] = np.where(np.isnan(score[is_pos]), 0.8, score[is_pos])
     frame = pd.DataFrame({
         "query_id": [f"q{q}" for q in query],
-        "doc_id": [f"d{d}" for d in rng.integers(0, 20 * n, size=n)],
+        "doc_id": [f"d{d}" for d in rng.choice(20 * n, size=n, replace=False)],  # (query, doc) pairs are unique
         "is_positive": is_pos,
         "in_bm25": bm25_rank > 0,
         "bm25_rank": bm25_rank,

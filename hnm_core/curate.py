@@ -125,7 +125,8 @@ class Curation:
     """Labels and the sampled negatives, aligned with the rows of the frame `curate` was given (by position).
 
     `selected` marks the sampled negatives; `neg_rank` numbers them 1..n within their query by teacher score
-    (highest first, ties by fused rank) whatever the sampling strategy, 0 for unselected rows.
+    (highest first, ties by fused rank) whatever the sampling strategy, 0 for unselected rows. `params` are the
+    settings it was computed with (export writes them into the manifest).
     """
 
     labels: pd.Categorical
@@ -161,11 +162,11 @@ def curate(frame: pd.DataFrame, params: CurateParams) -> Curation:
     """Label every row of a pool table and sample `params.negatives` negatives per query from the hard band."""
     missing = [c for c in _REQUIRED_COLUMNS if c not in frame.columns]
     if missing:
-        raise DataError("pool table", f"missing columns {', '.join(missing)}",
+        raise DataError("pool table", f"missing columns {', '.join(missing)}.",
                         fix="build the pool with hnm_core.pool (schema in docs/ARCHITECTURE.md)")
     codes, uniques = pd.factorize(frame["query_id"])
     if len(codes) and codes.min() < 0:
-        raise DataError("pool table", f"{int((codes < 0).sum())} rows have no query_id",
+        raise DataError("pool table", f"{int((codes < 0).sum())} rows have no query_id.",
                         fix="give every row the id of its query")
     n_q = len(uniques)
     is_pos = frame["is_positive"].to_numpy(dtype=bool)

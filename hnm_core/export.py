@@ -1,0 +1,406 @@
+"""Stage 7, export: write a curation as training files, with a manifest, into a folder that appears all at once.
+
+Formats (the names of the `formats` setting):
+
+    triplet        anchor, positive, negative: one row per (query, positive, selected negative)
+    ntuple         anchor, positive, negative_1..negative_n: queries with the full quota only (the rest are counted)
+    ntuple_scores  ntuple plus `label` = teacher scores [pos, neg_1..neg_n] (MarginMSELoss / distillation)
+    labeled_pair   anchor, positive, label (1 positive, 0 negative), the columns of sentence-transformers'
+                   mine_hard_negatives(output_format="labeled-pair")
+    flag           FlagEmbedding JSONL: query, pos, neg, pos_scores, neg_scores, plus query_id, pos_ids, neg_ids
+    pool           the whole labelled pool (pool columns, label, selected, neg_rank, query_text, doc_text), Parquet
+
+The sentence-transformers formats are Parquet or JSONL (`file_type`), each loadable with
+`datasets.load_dataset("parquet" | "json", data_files=...)`. `diff_rounds` compares two exports' labelled pools.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .curate import LABELS, Curation
+from .errors import DataError, ExportError
+from .pool import Pool, package_versions
+from .settings import defaults, setting
+
+__all__ = ["export", "ExportResult", "diff_rounds", "RoundDiff", "Transition", "FILE_NAMES"]
+
+FILE_NAMES: dict[str, str] = {
+    "triplet": "triplet",
+    "ntuple": "ntuple",
+    "ntuple_scores": "ntuple_scores",
+    "labeled_pair": "labeled_pair",
+    "flag": "flag.jsonl",
+    "pool": "pool.parquet",
+}
+"""Format -> file name in the export folder (the first four get `.parquet` or `.jsonl` from `file_type`)."""
+
+_SCORES = pa.list_(pa.float32())
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """Where the export went: the folder, the files in it (manifest last) and the manifest as written."""
+
+    out_dir: Path
+    paths: tuple[Path, ...]
+    manifest: dict[str, Any]
+
+
+def export(
+    pool: Pool,
+    curation: Curation,
+    out_dir: str | Path,
+    *,
+    formats: Iterable[str] | str = defaults("export")["formats"],
+    file_type: str = defaults("export")["file_type"],
+    overwrite: bool = False,
+    extra_manifest: dict[str, Any] | None = None,
+) -> ExportResult:
+    """Write `curation` of `pool` into `out_dir` in each of `formats`, plus manifest.json.
+
+    formats: names from the `formats` setting, a list or a comma-separated string.
+    file_type: "parquet" or "jsonl" for triplet / ntuple / ntuple_scores / labeled_pair (flag is always JSONL,
+        pool always Parquet).
+    overwrite: replace an existing non-empty `out_dir`; without it such a folder is refused.
+    extra_manifest: more top-level manifest keys (the CLI adds its command line); plain JSON values only.
+
+    Everything is written into a temporary folder beside `out_dir` and renamed into place, so a failure leaves
+    either the old folder or nothing, never half an export.
+    """
+    formats = setting("formats").check(formats)
+    file_type = setting("file_type").check(file_type)
+    if len(curation.labels) != len(pool.frame):
+        raise ExportError(f"the curation has {len(curation.labels):,} rows but the pool {len(pool.frame):,}. "
+                          "Fix: run curate on this pool's frame before exporting")
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise ExportError(f"{out} is a file. Fix: choose a folder path for the export")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise ExportError(f"{out} exists and is not empty. Fix: pass --overwrite (overwrite=True) or choose "
+                          "another folder")
+    rows = _Rows(pool, curation)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    try:
+        files: dict[str, dict[str, Any]] = {}
+        for fmt in formats:
+            name = FILE_NAMES[fmt]
+            if fmt in ("triplet", "ntuple", "ntuple_scores", "labeled_pair"):
+                name += ".jsonl" if file_type == "jsonl" else ".parquet"
+            table, notes = getattr(rows, fmt)()
+            _write(table, tmp / name)
+            files[name] = {"format": fmt, "rows": table.num_rows, **notes}
+        manifest = _manifest(pool, curation, formats, file_type, files, extra_manifest)
+        (tmp / "manifest.json").write_text(_to_json(manifest), encoding="utf-8")
+        _swap_into_place(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    paths = tuple(out / name for name in files) + (out / "manifest.json",)
+    return ExportResult(out, paths, manifest)
+
+
+class _Rows:
+    """The pieces every format is cut from: positives and selected negatives grouped by query, with texts."""
+
+    def __init__(self, pool: Pool, curation: Curation):
+        frame = pool.frame
+        self.frame = frame
+        self.curation = curation
+        self.quota = curation.params.negatives
+        self.codes, uniques = pd.factorize(frame["query_id"])
+        self.n_q = len(uniques)
+        self.query_ids = np.asarray(uniques, dtype=object)
+        self.doc_ids = frame["doc_id"].to_numpy(dtype=object)
+        self.scores = frame["teacher_score"].to_numpy(dtype=np.float32, na_value=np.nan)
+        coll = pool.collection
+        self.collection = coll
+        self.query_texts = np.asarray(_lookup(self.query_ids, coll.query_index, coll.query_texts, "query",
+                                              coll.name), dtype=object)
+        pos = np.flatnonzero(frame["is_positive"].to_numpy(dtype=bool))
+        self.pos = pos[np.argsort(self.codes[pos], kind="stable")]
+        neg = np.flatnonzero(curation.selected)
+        self.neg = neg[np.lexsort((curation.neg_rank[neg], self.codes[neg]))]
+        self.doc_texts = np.empty(len(frame), dtype=object)
+        used = np.union1d(self.pos, self.neg)
+        self.doc_texts[used] = _lookup(self.doc_ids[used], coll.doc_index, coll.doc_texts, "doc", coll.name)
+        self.pos_count = np.bincount(self.codes[self.pos], minlength=self.n_q)
+        self.neg_count = np.bincount(self.codes[self.neg], minlength=self.n_q)
+        self.neg_start = np.cumsum(self.neg_count) - self.neg_count
+
+    def _no_negatives(self) -> int:
+        return int(((self.pos_count > 0) & (self.neg_count == 0)).sum())
+
+    def triplet(self) -> tuple[pa.Table, dict[str, Any]]:
+        reps = self.neg_count[self.codes[self.pos]]
+        pos_rows = np.repeat(self.pos, reps)
+        within = np.arange(int(reps.sum())) - np.repeat(np.cumsum(reps) - reps, reps)
+        neg_rows = self.neg[np.repeat(self.neg_start[self.codes[self.pos]], reps) + within]
+        table = pa.table({
+            "anchor": pa.array(self.query_texts[self.codes[pos_rows]], pa.string()),
+            "positive": pa.array(self.doc_texts[pos_rows], pa.string()),
+            "negative": pa.array(self.doc_texts[neg_rows], pa.string()),
+        })
+        return table, {"queries_without_negatives": self._no_negatives()}
+
+    def _full_quota(self) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+        """Positive rows of queries with the full quota and, per such row, its query's negative rows (n columns)."""
+        full = self.neg_count == self.quota
+        neg_matrix = self.neg[full[self.codes[self.neg]]].reshape(-1, self.quota)
+        matrix_row = np.cumsum(full) - 1
+        pos_rows = self.pos[full[self.codes[self.pos]]]
+        short = (self.pos_count > 0) & ~full
+        notes = {"skipped_queries": int(short.sum()), "skipped_positives": int(self.pos_count[short].sum())}
+        return pos_rows, neg_matrix[matrix_row[self.codes[pos_rows]]], notes
+
+    def _ntuple_columns(self, pos_rows: np.ndarray, neg_rows: np.ndarray) -> dict[str, pa.Array]:
+        columns = {
+            "anchor": pa.array(self.query_texts[self.codes[pos_rows]], pa.string()),
+            "positive": pa.array(self.doc_texts[pos_rows], pa.string()),
+        }
+        for i in range(self.quota):
+            columns[f"negative_{i + 1}"] = pa.array(self.doc_texts[neg_rows[:, i]], pa.string())
+        return columns
+
+    def ntuple(self) -> tuple[pa.Table, dict[str, Any]]:
+        pos_rows, neg_rows, notes = self._full_quota()
+        return pa.table(self._ntuple_columns(pos_rows, neg_rows)), notes
+
+    def ntuple_scores(self) -> tuple[pa.Table, dict[str, Any]]:
+        pos_rows, neg_rows, notes = self._full_quota()
+        # A NaN target would poison MarginMSE; a positive the teacher did not score has no margin to learn.
+        scored = ~np.isnan(self.scores[pos_rows])
+        notes["unscored_positives"] = int((~scored).sum())
+        pos_rows, neg_rows = pos_rows[scored], neg_rows[scored]
+        columns = self._ntuple_columns(pos_rows, neg_rows)
+        label = np.column_stack([self.scores[pos_rows], self.scores[neg_rows]])
+        columns["label"] = pa.FixedSizeListArray.from_arrays(pa.array(label.ravel(), pa.float32()),
+                                                             self.quota + 1).cast(_SCORES)
+        return pa.table(columns), notes
+
+    def labeled_pair(self) -> tuple[pa.Table, dict[str, Any]]:
+        rows = np.concatenate([self.pos, self.neg])
+        is_neg = np.concatenate([np.zeros(len(self.pos), np.int8), np.ones(len(self.neg), np.int8)])
+        order = np.lexsort((np.arange(len(rows)), is_neg, self.codes[rows]))
+        rows, is_neg = rows[order], is_neg[order]
+        table = pa.table({
+            "anchor": pa.array(self.query_texts[self.codes[rows]], pa.string()),
+            "positive": pa.array(self.doc_texts[rows], pa.string()),
+            "label": pa.array(1 - is_neg, pa.int64()),
+        })
+        return table, {"queries_without_negatives": self._no_negatives()}
+
+    def flag(self) -> tuple[pa.Table, dict[str, Any]]:
+        records = []
+        pos_start = np.cumsum(self.pos_count) - self.pos_count
+        for q in np.flatnonzero((self.pos_count > 0) & (self.neg_count > 0)):
+            pos = self.pos[pos_start[q]: pos_start[q] + self.pos_count[q]]
+            neg = self.neg[self.neg_start[q]: self.neg_start[q] + self.neg_count[q]]
+            records.append({
+                "query": self.query_texts[q],
+                "pos": self.doc_texts[pos].tolist(),
+                "neg": self.doc_texts[neg].tolist(),
+                # JSON has no NaN: an unscored positive's score is null.
+                "pos_scores": [None if np.isnan(s) else float(s) for s in self.scores[pos]],
+                "neg_scores": [float(s) for s in self.scores[neg]],
+                "query_id": str(self.query_ids[q]),
+                "pos_ids": [str(d) for d in self.doc_ids[pos]],
+                "neg_ids": [str(d) for d in self.doc_ids[neg]],
+            })
+        schema = pa.schema([("query", pa.string()), ("pos", pa.list_(pa.string())), ("neg", pa.list_(pa.string())),
+                            ("pos_scores", _SCORES), ("neg_scores", _SCORES), ("query_id", pa.string()),
+                            ("pos_ids", pa.list_(pa.string())), ("neg_ids", pa.list_(pa.string()))])
+        # FlagEmbedding divides by len(neg) when it pads a group, so a query without negatives cannot go in.
+        return pa.Table.from_pylist(records, schema=schema), {"queries_without_negatives": self._no_negatives()}
+
+    def pool(self) -> tuple[pa.Table, dict[str, Any]]:
+        coll = self.collection
+        frame = self.frame.reset_index(drop=True).assign(
+            label=pd.array(np.asarray(self.curation.labels, dtype=object), dtype="string"),
+            selected=self.curation.selected,
+            neg_rank=self.curation.neg_rank,
+            query_text=pd.array(self.query_texts[self.codes], dtype="string"),
+            doc_text=pd.array(_lookup(self.doc_ids, coll.doc_index, coll.doc_texts, "doc", coll.name),
+                              dtype="string"),
+        )
+        return pa.Table.from_pandas(frame, preserve_index=False), {}
+
+
+def _lookup(ids: Iterable[str], index: dict[str, int], texts: tuple[str, ...], kind: str, name: str) -> list[str]:
+    try:
+        return [texts[index[i]] for i in ids]
+    except KeyError as missing:
+        raise ExportError(f"{kind} id {missing.args[0]!r} in the pool is not in the collection {name!r}. "
+                          "Fix: export with the collection the pool was built from") from None
+
+
+def _write(table: pa.Table, path: Path) -> None:
+    if path.suffix == ".parquet":
+        pq.write_table(table, path)
+        return
+    with path.open("w", encoding="utf-8") as f:
+        for record in table.to_pylist():
+            f.write(json.dumps(record, ensure_ascii=False, allow_nan=False) + "\n")
+
+
+def _manifest(pool: Pool, curation: Curation, formats: tuple[str, ...], file_type: str,
+              files: dict[str, dict[str, Any]], extra: dict[str, Any] | None) -> dict[str, Any]:
+    meta = pool.meta
+    params = asdict(curation.params)
+    manifest: dict[str, Any] = {
+        "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "collection": meta.get("collection", {"name": pool.collection.name, "source": pool.collection.source}),
+        "settings": {**meta.get("settings", {}), **params, "formats": list(formats), "file_type": file_type},
+        "fingerprints": {key: meta[key].get("fingerprint") for key in ("model", "teacher")
+                         if isinstance(meta.get(key), dict)},
+        "model": meta.get("model"),
+        "teacher": meta.get("teacher"),
+        "versions": package_versions(),
+        "seed": curation.params.seed,
+        "counts": {rc.label: rc.count for rc in curation.counts},
+        "matched": {rc.label: rc.matched for rc in curation.counts},
+        "n_queries": curation.n_queries,
+        "n_full_quota": curation.n_full_quota,
+        "short_queries": len(curation.short_queries),
+        "n_selected": curation.n_selected,
+        "summary": curation.summary(),
+        "pool_stats": meta.get("stats"),
+        "files": files,
+    }
+    manifest.update(extra or {})
+    return manifest
+
+
+def _to_json(value: dict[str, Any]) -> str:
+    def plain(obj: Any) -> Any:
+        if isinstance(obj, np.generic):
+            return obj.item()
+        if isinstance(obj, (np.ndarray, set, frozenset)):
+            return list(obj)
+        if isinstance(obj, Path):
+            return str(obj)
+        raise TypeError(f"{type(obj).__name__} is not JSON")
+
+    try:
+        return json.dumps(value, indent=2, ensure_ascii=False, allow_nan=False, default=plain)
+    except (TypeError, ValueError) as err:
+        raise ExportError(f"the manifest cannot be written as JSON ({err}). Fix: pass plain JSON values "
+                          "(str, numbers, lists, dicts) in extra_manifest / pool.meta") from None
+
+
+def _swap_into_place(tmp: Path, out: Path) -> None:
+    """Rename the finished folder to `out`; an existing `out` is moved aside first and restored on failure."""
+    if not out.exists():
+        os.replace(tmp, out)
+        return
+    old = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
+    os.replace(out, old / out.name)
+    try:
+        os.replace(tmp, out)
+    except BaseException:
+        os.replace(old / out.name, out)
+        raise
+    finally:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Rounds
+
+
+class Transition(NamedTuple):
+    """`count` (query, document) pairs went from label `before` in round A to `after` in round B ("absent" = not in
+    that round's pool)."""
+
+    before: str
+    after: str
+    count: int
+
+
+@dataclass(frozen=True)
+class RoundDiff:
+    """How the selected negatives of export B differ from those of export A (pairs are (query_id, doc_id))."""
+
+    a_selected: int
+    b_selected: int
+    overlap: int  # selected in both
+    jaccard: float  # overlap / selected in either (1.0 when neither selected anything)
+    a_now_easy: int  # selected in A, labelled easy in B
+    a_dropped: int  # selected in A, not selected in B (whatever B labels them)
+    new_in_b: int  # selected in B, not selected in A
+    transitions: tuple[Transition, ...]  # every (label A, label B) pair with its count, most frequent first
+
+    def sentences(self) -> list[str]:
+        out = [
+            f"Round B kept {self.overlap:,} of round A's {self.a_selected:,} selected negatives "
+            f"(Jaccard {self.jaccard:.2f} over {self.a_selected:,} and {self.b_selected:,}).",
+            f"{self.a_dropped:,} of A's negatives are no longer selected in B; {self.a_now_easy:,} of them are now "
+            "labelled easy.",
+            f"B selected {self.new_in_b:,} negatives that A had not.",
+        ]
+        changes = [t for t in self.transitions if t.before != t.after]
+        if changes:
+            out.append("Label changes: " + ", ".join(f"{t.count:,} {t.before} → {t.after}" for t in changes) + ".")
+        else:
+            out.append("No candidate changed label.")
+        return out
+
+
+def diff_rounds(a_dir: str | Path, b_dir: str | Path) -> RoundDiff:
+    """Compare two exports that include the `pool` format (their labelled pool files)."""
+    key = ["query_id", "doc_id"]
+    a, b = _labelled_pool(a_dir), _labelled_pool(b_dir)
+    both = a.merge(b, on=key, how="outer", suffixes=("_a", "_b"))
+    for side in ("a", "b"):
+        both[f"label_{side}"] = both[f"label_{side}"].fillna("absent")
+        both[f"selected_{side}"] = both[f"selected_{side}"].fillna(False).astype(bool)
+    sel_a, sel_b = both["selected_a"].to_numpy(), both["selected_b"].to_numpy()
+    overlap = int((sel_a & sel_b).sum())
+    either = int((sel_a | sel_b).sum())
+    pairs = both.groupby(["label_a", "label_b"], observed=True).size().sort_values(ascending=False, kind="stable")
+    return RoundDiff(
+        a_selected=int(sel_a.sum()),
+        b_selected=int(sel_b.sum()),
+        overlap=overlap,
+        jaccard=overlap / either if either else 1.0,
+        a_now_easy=int((sel_a & (both["label_b"] == "easy").to_numpy()).sum()),
+        a_dropped=int((sel_a & ~sel_b).sum()),
+        new_in_b=int((sel_b & ~sel_a).sum()),
+        transitions=tuple(Transition(str(before), str(after), int(n)) for (before, after), n in pairs.items()),
+    )
+
+
+def _labelled_pool(folder: str | Path) -> pd.DataFrame:
+    path = Path(folder) / FILE_NAMES["pool"]
+    if not path.exists():
+        raise DataError(path, "no labelled pool here.", fix="export both rounds with the 'pool' format included")
+    frame = pd.read_parquet(path)
+    missing = [c for c in ("query_id", "doc_id", "label", "selected") if c not in frame.columns]
+    if missing:
+        raise DataError(path, f"missing columns {', '.join(missing)}; this is not an export's labelled pool.",
+                        fix="point at a folder written by hnm export with the 'pool' format")
+    frame = frame[["query_id", "doc_id", "label", "selected"]]
+    duplicated = int(frame.duplicated(["query_id", "doc_id"]).sum())
+    if duplicated:
+        raise DataError(path, f"{duplicated:,} (query_id, doc_id) pairs appear more than once.",
+                        fix="re-export from a pool built by hnm (one row per query and document)")
+    frame["label"] = frame["label"].astype("string")
+    unknown = set(frame["label"].dropna().unique()) - set(LABELS)
+    if unknown:
+        raise DataError(path, f"unknown labels {', '.join(sorted(unknown))}.",
+                        fix="export both rounds with the same hnm version")
+    return frame
