@@ -277,7 +277,8 @@ def test_counts_add_up_and_read_as_sentences():
     assert by_label["skipped"].matched == 4  # the false negative ranked 4th as well
     assert by_label["skipped"].sentence == ("Skipped 3 candidates ranked in a source's top 4; the rule matched 1 "
                                             "more that an earlier rule had labelled.")
-    assert by_label["hard"].sentence == "4 candidates in the hard band; 2 sampled as negatives (top, up to 2 per query)."
+    assert by_label["hard"].sentence == ("4 candidates in the hard band; 2 sampled as negatives "
+                                         "(top, up to 2 per query).")
     assert by_label["near_duplicate"].sentence == "Near-duplicate rule is off."
     assert result.count("easy") == 1 and result.n_selected == 2
     assert list(result.labels.categories) == list(LABELS)
