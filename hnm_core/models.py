@@ -190,15 +190,39 @@ def _weights_fingerprint(module: Any) -> str:
 
 def _load_error(kind: str, name: str, error: BaseException) -> ModelLoadError:
     reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-    return ModelLoadError(f"could not load {kind} {name!r}: {reason[:300]}. Fix: {_OFFLINE_FIX}")
+    return ModelLoadError(f"could not load {kind} {name!r}: {reason[:300].rstrip('.')}. Fix: {_OFFLINE_FIX}")
+
+
+def _local_only(kind: str, name: str, path: str) -> bool:
+    """Whether to load without asking the hub: always for folders and under HF_HUB_OFFLINE; for a hub name that is
+    not in the local cache, fail at once when the hub cannot be reached (its client would retry for about a minute)."""
+    if Path(path).is_dir() or _offline():
+        return True
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    if isinstance(try_to_load_from_cache(path, "config.json"), str):
+        return False
+    import socket
+    from urllib.parse import urlparse
+
+    endpoint = urlparse(constants.ENDPOINT)
+    try:
+        socket.create_connection((endpoint.hostname, endpoint.port or 443), timeout=3).close()
+    except OSError as error:
+        raise ModelLoadError(
+            f"could not load {kind} {name!r}: it is not in the local Hugging Face cache and {endpoint.hostname} "
+            f"cannot be reached ({error.strerror or error}). Fix: {_OFFLINE_FIX}"
+        ) from None
+    return False
 
 
 def _load_bi_encoder(ref: LoadedModel) -> Any:
     try:
         from sentence_transformers import SentenceTransformer
 
-        model = SentenceTransformer(ref.path, device=ref.device, local_files_only=_offline())
-    except ImportError:
+        local = _local_only("bi-encoder", ref.name, ref.path)
+        model = SentenceTransformer(ref.path, device=ref.device, local_files_only=local)
+    except (ImportError, ModelLoadError):
         raise
     except Exception as error:  # hub/IO/format errors come in many types; all mean "cannot load"
         raise _load_error("bi-encoder", ref.name, error) from error
@@ -216,10 +240,11 @@ def _load_cross_encoder(ref: LoadedModel) -> Any:
         import torch
         from sentence_transformers import CrossEncoder
 
+        local = _local_only("cross-encoder", ref.name, ref.path)
         # Identity activation: keep raw logits; the teacher stage applies the sigmoid itself so both are exported.
         model = CrossEncoder(ref.path, device=ref.device, max_length=ref.max_length,
-                             activation_fn=torch.nn.Identity(), local_files_only=_offline())
-    except ImportError:
+                             activation_fn=torch.nn.Identity(), local_files_only=local)
+    except (ImportError, ModelLoadError):
         raise
     except Exception as error:  # see _load_bi_encoder
         raise _load_error("cross-encoder", ref.name, error) from error

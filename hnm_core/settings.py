@@ -111,7 +111,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("ceiling", None, "Absolute teacher score above which a candidate is a likely false negative (off if empty).",
             "curate", float, optional=True, minimum=-1e6, maximum=1e6, step=0.01),
     Setting("relative_margin", 0.05, "Positive-aware rule (NV-Retriever TopK-PercPos): a candidate scoring above "
-            "pos_score * (1 - margin) is a likely false negative.", "curate", float, optional=True, minimum=0.0,
+            "pos_score - |pos_score| * margin is a likely false negative (correct for negative logits too).", "curate", float, optional=True, minimum=0.0,
             maximum=1.0, step=0.01),
     Setting("absolute_margin", None, "Positive-aware rule: a candidate scoring above pos_score - margin is a likely "
             "false negative.", "curate", float, optional=True, minimum=0.0, maximum=1e6, step=0.01),
