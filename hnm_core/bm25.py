@@ -1,0 +1,309 @@
+"""Stage 2, retrieve (lexical): Okapi BM25 over a sparse document-term matrix.
+
+Tokenizer (`tokenize`), applied the same way to documents and queries:
+
+1. Unicode NFKC normalisation (full-width letters, ligatures and compatibility digits become their plain forms),
+2. `str.casefold()` (lowercasing that also folds "ß" to "ss"),
+3. word tokens are the maximal runs of `\\w` characters (`re.findall(r"\\w+", ...)`): letters, digits and "_" in any
+   script, so "state-of-the-art" gives four tokens and "café" one; punctuation and whitespace are dropped,
+4. optionally (`stopwords=True`) tokens in scikit-learn's `ENGLISH_STOP_WORDS` (318 words) are removed.
+
+No stemming. Scores equal `rank_bm25.BM25Okapi(corpus_tokens, k1, b, epsilon).get_scores(query_tokens)` on the same
+tokens: idf = log((N - n + 0.5) / (n + 0.5)), where a negative idf (a term in more than half of the documents) is
+replaced by epsilon * the mean idf over the vocabulary; a query term that occurs twice counts twice; query terms not
+in the corpus add nothing. Where rank_bm25 divides 0 by 0 (empty documents with b=1, any document with k1=0) the
+score here is 0, so no score is ever NaN.
+
+Speed: every (document, term) weight is computed once at build time into a sparse term x document matrix; a batch of
+queries is a sparse query x term count matrix, and scoring the batch is one sparse product.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import unicodedata
+from collections.abc import Iterable, Sequence
+from functools import lru_cache
+from itertools import chain
+from typing import NamedTuple
+
+import numpy as np
+import scipy.sparse as sp
+
+from .errors import SettingsError
+from .progress import Progress, no_progress
+
+__all__ = ["tokenize", "BM25Index", "SearchResult"]
+
+_WORD = re.compile(r"\w+")
+
+# Queries are scored a chunk at a time so that one chunk's score block has at most this many cells, even when every
+# document matches every query (about 48 MB as a sparse float64 block, 32 MB as the dense copy score_pairs makes).
+_CHUNK_CELLS = 1 << 22
+# Documents tokenized between two progress reports while building.
+_BUILD_STEP = 10_000
+
+
+@lru_cache(maxsize=1)
+def _stopwords() -> frozenset[str]:
+    # Imported on first use: scikit-learn is slow to import and only this option needs it.
+    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+
+    return frozenset(ENGLISH_STOP_WORDS)
+
+
+def tokenize(text: str, *, stopwords: bool = False) -> list[str]:
+    """Tokens of `text` as BM25 sees them (NFKC, casefold, `\\w+` runs, optionally no English stopwords)."""
+    tokens = _WORD.findall(unicodedata.normalize("NFKC", text).casefold())
+    if stopwords:
+        drop = _stopwords()
+        return [t for t in tokens if t not in drop]
+    return tokens
+
+
+class SearchResult(NamedTuple):
+    """Top-k documents per query: row i holds query i's best documents, best first (ties: lower index first)."""
+
+    indices: np.ndarray  # int64, shape (n_queries, k): positions in the indexed texts
+    scores: np.ndarray  # float64, shape (n_queries, k): BM25 scores, descending along each row
+
+
+def _check_params(k1: float, b: float, epsilon: float) -> None:
+    if not (math.isfinite(k1) and k1 >= 0):
+        raise SettingsError(f"bm25 k1 must be a finite number >= 0, got {k1!r}; 1.2 to 2.0 is usual (default 1.5)")
+    if not (math.isfinite(b) and 0 <= b <= 1):
+        raise SettingsError(f"bm25 b must be between 0 and 1, got {b!r}; 0.75 is the usual default")
+    if not (math.isfinite(epsilon) and epsilon >= 0):
+        raise SettingsError(f"bm25 epsilon must be a finite number >= 0, got {epsilon!r}; the default is 0.25")
+
+
+class BM25Index:
+    """An Okapi BM25 index over a fixed list of texts. Build it with `BM25Index.build`.
+
+    Attributes: `k1`, `b`, `epsilon`, `stopwords` (as built), `vocabulary` (token -> column), `idf` (float64, per
+    column, after the epsilon floor), `doc_lengths` (int64 tokens per document), `avgdl`.
+    """
+
+    def __init__(
+        self,
+        *,
+        term_doc: sp.csr_matrix,
+        vocabulary: dict[str, int],
+        idf: np.ndarray,
+        doc_lengths: np.ndarray,
+        avgdl: float,
+        k1: float,
+        b: float,
+        epsilon: float,
+        stopwords: bool,
+    ) -> None:
+        self._term_doc = term_doc  # (n_terms, n_docs) BM25 weight of each term in each document
+        self.vocabulary = vocabulary
+        self.idf = idf
+        self.doc_lengths = doc_lengths
+        self.avgdl = avgdl
+        self.k1 = k1
+        self.b = b
+        self.epsilon = epsilon
+        self.stopwords = stopwords
+
+    @property
+    def n_docs(self) -> int:
+        return self._term_doc.shape[1]
+
+    @classmethod
+    def build(
+        cls,
+        texts: Sequence[str],
+        *,
+        k1: float = 1.5,
+        b: float = 0.75,
+        epsilon: float = 0.25,
+        stopwords: bool = False,
+        progress: Progress | None = None,
+    ) -> BM25Index:
+        """Tokenize `texts` and precompute every BM25 term weight.
+
+        k1: term-frequency saturation; higher lets repeated terms keep adding score (0 = presence only).
+        b: length normalisation; 1 divides term frequency fully by relative document length, 0 ignores length.
+        epsilon: negative idfs (terms in over half the documents) become epsilon * mean idf, as in rank_bm25.
+        stopwords: drop scikit-learn's English stopwords from documents and, later, from queries.
+        progress: told ("bm25 index", documents tokenized, total).
+        """
+        _check_params(k1, b, epsilon)
+        report = progress or no_progress
+        n_docs = len(texts)
+        report("bm25 index", 0, n_docs)
+        token_lists: list[list[str]] = []
+        for start in range(0, n_docs, _BUILD_STEP):
+            token_lists.extend(tokenize(t, stopwords=stopwords) for t in texts[start : start + _BUILD_STEP])
+            report("bm25 index", min(start + _BUILD_STEP, n_docs), n_docs)
+
+        doc_lengths = np.fromiter(map(len, token_lists), dtype=np.int64, count=n_docs)
+        flat = list(chain.from_iterable(token_lists))
+        del token_lists
+        # dict.fromkeys keeps first-seen order, so columns are numbered in corpus order (deterministic).
+        vocabulary = {token: i for i, token in enumerate(dict.fromkeys(flat))}
+        term_ids = np.fromiter(map(vocabulary.__getitem__, flat), dtype=np.int64, count=len(flat))
+        del flat
+        rows = np.repeat(np.arange(n_docs, dtype=np.int64), doc_lengths)
+        # COO -> CSR sums the duplicate (doc, term) entries: the result holds term frequencies.
+        tf = sp.coo_matrix(
+            (np.ones(len(term_ids), dtype=np.float64), (rows, term_ids)), shape=(n_docs, len(vocabulary))
+        ).tocsr()
+        del rows, term_ids
+
+        doc_freq = np.bincount(tf.indices, minlength=len(vocabulary)).astype(np.float64)
+        idf = np.log(n_docs - doc_freq + 0.5) - np.log(doc_freq + 0.5)
+        if len(idf):
+            idf[idf < 0] = epsilon * (idf.sum() / len(idf))
+
+        avgdl = float(doc_lengths.sum() / n_docs) if n_docs else 0.0
+        # avgdl is 0 only when every document is empty; they then have no entries to weigh, so any divisor does.
+        norm = k1 * (1 - b + b * doc_lengths / (avgdl or 1.0))
+        freq = tf.data
+        doc_of_entry = np.repeat(np.arange(n_docs, dtype=np.int64), np.diff(tf.indptr))
+        # Same operation order as rank_bm25 (tf * (k1 + 1) / (tf + norm), then * idf) to agree to the last bits.
+        tf.data = idf[tf.indices] * (freq * (k1 + 1) / (freq + norm[doc_of_entry]))
+        term_doc = tf.T.tocsr()
+        return cls(
+            term_doc=term_doc,
+            vocabulary=vocabulary,
+            idf=idf,
+            doc_lengths=doc_lengths,
+            avgdl=avgdl,
+            k1=k1,
+            b=b,
+            epsilon=epsilon,
+            stopwords=stopwords,
+        )
+
+    def _query_matrix(self, queries: Iterable[str]) -> sp.csr_matrix:
+        """Sparse (n_queries, n_terms) query matrix; unknown tokens are dropped.
+
+        A repeated token is stored twice; the sparse product sums both, so it adds its weight twice, as in rank_bm25.
+        """
+        lookup = self.vocabulary.get
+        indptr = [0]
+        columns: list[int] = []
+        for query in queries:
+            columns.extend(c for c in map(lookup, tokenize(query, stopwords=self.stopwords)) if c is not None)
+            indptr.append(len(columns))
+        n_queries = len(indptr) - 1
+        return sp.csr_matrix(
+            (np.ones(len(columns), dtype=np.float64), np.asarray(columns, dtype=np.int64), np.asarray(indptr)),
+            shape=(n_queries, len(self.vocabulary)),
+        )
+
+    def _blocks(
+        self, queries: Sequence[str], stage: str, progress: Progress | None
+    ) -> Iterable[tuple[int, sp.csr_matrix]]:
+        """Yield (first query position, sparse float64 scores of shape (chunk, n_docs)) over all queries.
+
+        A chunk has at most _CHUNK_CELLS cells, so even a block where every document matches (or its dense copy)
+        stays bounded in memory.
+        """
+        report = progress or no_progress
+        n_queries = len(queries)
+        step = max(1, _CHUNK_CELLS // max(1, self.n_docs))
+        report(stage, 0, n_queries)
+        for start in range(0, n_queries, step):
+            yield start, self._query_matrix(queries[start : start + step]) @ self._term_doc
+            report(stage, min(start + step, n_queries), n_queries)
+
+    def scores(self, query: str) -> np.ndarray:
+        """BM25 score of `query` against every document (float64, shape (n_docs,)), as rank_bm25's get_scores."""
+        return (self._query_matrix([query]) @ self._term_doc).toarray()[0]
+
+    def score_matrix(self, queries: Sequence[str], *, progress: Progress | None = None) -> np.ndarray:
+        """Scores of every query against every document: float32, shape (n_queries, n_docs).
+
+        The result itself is n_queries * n_docs * 4 bytes; for large corpora use `score_pairs` or `search`.
+        progress: told ("bm25 scores", queries done, total).
+        """
+        out = np.empty((len(queries), self.n_docs), dtype=np.float32)
+        for start, block in self._blocks(queries, "bm25 scores", progress):
+            out[start : start + block.shape[0]] = block.toarray()
+        return out
+
+    def score_pairs(
+        self,
+        queries: Sequence[str],
+        query_idx: np.ndarray,
+        doc_idx: np.ndarray,
+        *,
+        progress: Progress | None = None,
+    ) -> np.ndarray:
+        """Exact scores of given (query, document) pairs: float64, shape (n_pairs,).
+
+        Pair p is (queries[query_idx[p]], document doc_idx[p]). This is how a document found by another retriever
+        gets its BM25 score; memory stays bounded however many queries there are.
+        progress: told ("bm25 pair scores", queries done, total).
+        """
+        query_idx = np.asarray(query_idx, dtype=np.int64)
+        doc_idx = np.asarray(doc_idx, dtype=np.int64)
+        if query_idx.shape != doc_idx.shape or query_idx.ndim != 1:
+            raise ValueError(f"query_idx and doc_idx must be 1-d and the same length, got {query_idx.shape} and "
+                             f"{doc_idx.shape}; pass one entry per (query, document) pair")
+        if len(query_idx) and not (0 <= query_idx.min() and query_idx.max() < len(queries)):
+            raise IndexError(f"query_idx must lie in [0, {len(queries)}); pass positions into `queries`")
+        if len(doc_idx) and not (0 <= doc_idx.min() and doc_idx.max() < self.n_docs):
+            raise IndexError(f"doc_idx must lie in [0, {self.n_docs}); pass positions into the indexed texts")
+        out = np.zeros(len(query_idx), dtype=np.float64)
+        # Visit pairs sorted by query so each chunk of score rows is computed once.
+        order = np.argsort(query_idx, kind="stable")
+        bounds = np.searchsorted(query_idx[order], np.arange(len(queries) + 1))
+        for start, block in self._blocks(queries, "bm25 pair scores", progress):
+            picked = order[bounds[start] : bounds[start + block.shape[0]]]
+            out[picked] = block.toarray()[query_idx[picked] - start, doc_idx[picked]]
+        return out
+
+    def search(self, queries: Sequence[str], k: int, *, progress: Progress | None = None) -> SearchResult:
+        """The k best documents for each query (k is clipped to the number of documents).
+
+        Rows are sorted by score, highest first; equal scores are ordered by lower document index, so results are
+        deterministic (documents with score 0 fill the tail when fewer than k documents share a term with the query).
+        progress: told ("bm25 search", queries done, total).
+        """
+        if k < 0:
+            raise SettingsError(f"k must be >= 0, got {k}; ask for the number of documents wanted per query")
+        k = min(k, self.n_docs)
+        indices = np.empty((len(queries), k), dtype=np.int64)
+        scores = np.empty((len(queries), k), dtype=np.float64)
+        if k == 0:
+            return SearchResult(indices, scores)
+        for start, block in self._blocks(queries, "bm25 search", progress):
+            pointers, columns, values = block.indptr, block.indices, block.data
+            for row in range(block.shape[0]):
+                span = slice(pointers[row], pointers[row + 1])
+                indices[start + row], scores[start + row] = _row_top_k(columns[span], values[span], self.n_docs, k)
+        return SearchResult(indices, scores)
+
+
+def _row_top_k(columns: np.ndarray, values: np.ndarray, n_docs: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Top k (best first, ties to the lower index) of one sparse score row: documents not stored score 0.
+
+    Works on the stored entries only (a query rarely matches most of a large corpus), never on a dense row.
+    """
+    if len(values) >= k:
+        top = np.argpartition(values, len(values) - k)[len(values) - k :]
+        kth = values[top[0]]  # argpartition puts the k-th largest score first in this slice
+        if kth > 0:  # at least k positive scores: the answer is among the stored entries
+            if np.count_nonzero(values == kth) > np.count_nonzero(values[top] == kth):
+                # argpartition kept an arbitrary subset of the entries tied at the k-th score; keep the lowest indices.
+                above = np.flatnonzero(values > kth)
+                tied = np.flatnonzero(values == kth)
+                top = np.concatenate((above, tied[np.argsort(columns[tied], kind="stable")[: k - len(above)]]))
+            columns, values = columns[top], values[top]
+            order = np.lexsort((columns, -values))
+            return columns[order], values[order]
+    # Fewer than k positive scores: the score-0 documents come next by index (absent or stored 0), then any
+    # negative scores (possible when epsilon * mean idf < 0).
+    nonzero = values != 0
+    candidates = np.arange(min(n_docs, k - np.count_nonzero(values > 0) + np.count_nonzero(nonzero)))
+    zeros = candidates[~np.isin(candidates, columns[nonzero], assume_unique=True)]
+    columns = np.concatenate((columns[nonzero], zeros))
+    values = np.concatenate((values[nonzero], np.zeros(len(zeros))))
+    order = np.lexsort((columns, -values))[:k]
+    return columns[order], values[order]
