@@ -77,7 +77,7 @@ def score_pool(
     frame = pool.frame.copy()
     frame["teacher_raw"] = raw
     frame["teacher_score"] = score
-    meta = {**pool.meta, "teacher": {
+    meta = {**pool.meta, "settings": {**pool.meta.get("settings", {}), **values}, "teacher": {
         "kind": kind, "name": model.name, "path": model.path, "fingerprint": model.fingerprint,
         "precision": model.precision, "max_length": model.max_length,
         "top_n": teacher_top_n if kind == "cross-encoder" else None, "scored_rows": int(mask.sum()),

@@ -1,0 +1,215 @@
+"""`hnm`: the command line over the same pipeline as the app.
+
+    hnm pool DATA --out DIR        build the candidate pool (BM25 + dense, with provenance) and save it
+    hnm mine DATA --out DIR        pool -> teacher -> curate -> export, headless
+    hnm curate POOL_DIR --out DIR  re-curate a saved pool with other settings, nothing recomputed
+    hnm diff ROUND_A ROUND_B       compare two exports (mining rounds)
+
+Every setting of settings.py is a flag (`--top-k`, `--relative-margin`...); `--config manifest.json` replays the
+settings of an earlier run, and flags given on the command line win over it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from .errors import HnmError, SettingsError
+from .settings import SETTINGS, Setting, Stage, validate
+
+__all__ = ["main", "build_parser"]
+
+_OFF = {"none", "off", ""}
+
+
+def _flag_type(spec: Setting) -> Callable[[str], Any]:
+    def convert(text: str) -> Any:
+        if spec.optional and text.strip().lower() in _OFF:
+            return None
+        try:
+            return spec.check(text)
+        except SettingsError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+
+    convert.__name__ = spec.type.__name__
+    return convert
+
+
+def _add_settings(parser: argparse.ArgumentParser, stages: Sequence[Stage]) -> None:
+    """One flag per setting of `stages`, with its help and default from the settings table. Defaults are not set
+    on the parser (SUPPRESS), so `--config` can tell what was given on the command line."""
+    for stage in stages:
+        group = parser.add_argument_group(f"{stage} settings")
+        for spec in SETTINGS:
+            if spec.stage != stage:
+                continue
+            default = ",".join(spec.default) if spec.multiple else spec.default
+            help_text = f"{spec.help} (default: {default if default not in (None, '') else 'off' if spec.optional else repr(default)})"
+            if spec.optional:
+                help_text += " Use 'off' to disable."
+            if spec.type is bool:
+                group.add_argument(spec.flag, dest=spec.name, action=argparse.BooleanOptionalAction,
+                                   default=argparse.SUPPRESS, help=help_text)
+            else:
+                metavar = "{" + ",".join(map(str, spec.choices)) + "}" if spec.choices else spec.type.__name__.upper()
+                group.add_argument(spec.flag, dest=spec.name, type=_flag_type(spec), default=argparse.SUPPRESS,
+                                   metavar=metavar, help=help_text)
+
+
+def _common(parser: argparse.ArgumentParser, *, data: bool = True) -> None:
+    if data:
+        parser.add_argument("data", type=Path, help="a BEIR folder, a pairs file (JSONL/CSV/Parquet) or a "
+                                                    "FlagEmbedding JSONL file")
+    parser.add_argument("--out", type=Path, required=True, help="output folder")
+    parser.add_argument("--overwrite", action="store_true", help="replace the output folder if it exists")
+    parser.add_argument("--config", type=Path, help="replay the settings of a manifest.json (flags still win)")
+    parser.add_argument("--cache-dir", type=Path, default=None,
+                        help="embedding and score cache (default: $HNM_CACHE_DIR or ~/.cache/hnm)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hnm", description="Hard-negative mining for text-embedding training sets.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("pool", help="build and save the candidate pool (BM25 + dense top-K, minus positives)")
+    _common(p)
+    _add_settings(p, ("data", "pool"))
+    p.set_defaults(run=_cmd_pool)
+
+    p = sub.add_parser("mine", help="pool -> teacher -> curate -> export, headless")
+    _common(p)
+    _add_settings(p, ("data", "pool", "teacher", "curate", "export"))
+    p.set_defaults(run=_cmd_mine)
+
+    p = sub.add_parser("curate", help="re-curate a saved pool (from `hnm pool` or `hnm mine`) without recomputing")
+    p.add_argument("pool_dir", type=Path, help="a pool folder, or the output folder of `hnm mine`")
+    _common(p, data=False)
+    _add_settings(p, ("curate", "export"))
+    p.add_argument("--seed", type=_flag_type(next(s for s in SETTINGS if s.name == "seed")),
+                   default=argparse.SUPPRESS, help="seed for random / SimANS sampling (default: the pool's)")
+    p.set_defaults(run=_cmd_curate)
+
+    p = sub.add_parser("diff", help="compare two mining rounds (export folders)")
+    p.add_argument("round_a", type=Path)
+    p.add_argument("round_b", type=Path)
+    p.add_argument("--json", action="store_true", help="print the figures as JSON")
+    p.set_defaults(run=_cmd_diff)
+    return parser
+
+
+def _settings(args: argparse.Namespace, stages: Sequence[Stage]) -> dict[str, Any]:
+    """Defaults <- --config manifest <- flags given on the command line."""
+    names = {s.name for s in SETTINGS if s.stage in stages}
+    values: dict[str, Any] = {}
+    if args.config:
+        try:
+            manifest = json.loads(args.config.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as error:
+            raise SettingsError(f"{args.config}: cannot read the config ({error}). Fix: pass a manifest.json "
+                                "written by hnm") from None
+        replay = manifest.get("settings", manifest) if isinstance(manifest, dict) else None
+        if not isinstance(replay, dict):
+            raise SettingsError(f"{args.config}: no settings object. Fix: pass a manifest.json written by hnm")
+        values.update({k: v for k, v in replay.items() if k in names})
+    values.update({k: v for k, v in vars(args).items() if k in names})
+    return {k: v for k, v in validate(values).items() if k in names}
+
+
+def _progress(args: argparse.Namespace):
+    from .progress import TqdmProgress, no_progress
+
+    return no_progress if args.quiet else TqdmProgress()
+
+
+def _say(lines: Sequence[str]) -> None:
+    for line in lines:
+        print(line)
+
+
+def _cmd_pool(args: argparse.Namespace) -> int:
+    from .data import load_collection
+    from .pipeline import pool_kwargs
+    from .pool import build_pool, save_pool
+
+    values = _settings(args, ("data", "pool"))
+    collection = load_collection(args.data, split=values["split"])
+    _say(collection.problems)
+    pool = build_pool(collection, **pool_kwargs(values), cache_dir=args.cache_dir, progress=_progress(args))
+    folder = save_pool(pool, args.out, overwrite=args.overwrite)
+    _say(pool.stats.sentences())
+    print(f"Pool saved to {folder}")
+    return 0
+
+
+def _curate_and_export(pool: Any, values: dict[str, Any], args: argparse.Namespace, command: str) -> Any:
+    from .curate import CurateParams, curate
+    from .export import export
+
+    curation = curate(pool.frame, CurateParams.from_settings(values))
+    result = export(pool, curation, args.out, formats=values["formats"], file_type=values["file_type"],
+                    overwrite=args.overwrite, extra_manifest={"command": command})
+    _say(curation.summary())
+    print(f"Exported to {result.out_dir}: {', '.join(p.name for p in result.paths)}")
+    return result
+
+
+def _cmd_mine(args: argparse.Namespace) -> int:
+    from .data import load_collection
+    from .pipeline import mine
+    from .pool import save_pool
+
+    values = _settings(args, ("data", "pool", "teacher", "curate", "export"))
+    collection = load_collection(args.data, split=values["split"])
+    _say(collection.problems)
+    pool = mine(collection, values, cache_dir=args.cache_dir, progress=_progress(args))
+    _say(pool.stats.sentences())
+    _curate_and_export(pool, values, args, " ".join(["hnm", *sys.argv[1:]]) if sys.argv else "hnm mine")
+    folder = save_pool(pool, args.out / "pool")
+    print(f"Scored pool saved to {folder} (re-curate it with `hnm curate {folder} --out DIR`)")
+    return 0
+
+
+def _cmd_curate(args: argparse.Namespace) -> int:
+    from .pool import load_pool
+
+    folder = args.pool_dir / "pool" if (args.pool_dir / "pool" / "manifest.json").exists() else args.pool_dir
+    pool = load_pool(folder)
+    values = _settings(args, ("curate", "export"))
+    values["seed"] = vars(args).get("seed", pool.meta.get("settings", {}).get("seed", 0))
+    _curate_and_export(pool, values, args, "hnm curate")
+    return 0
+
+
+def _cmd_diff(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from .export import diff_rounds
+
+    result = diff_rounds(args.round_a, args.round_b)
+    if args.json:
+        print(json.dumps(asdict(result), indent=2, default=str))
+    else:
+        _say(result.sentences())
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except HnmError as error:
+        print(f"hnm {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"hnm {args.command}: interrupted; finished chunks are cached and the next run resumes",
+              file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
