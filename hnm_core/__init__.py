@@ -1,0 +1,48 @@
+"""hnm: hard-negative mining for text-embedding training sets.
+
+The stages, one module each: data -> bm25 / dense (retrieve) -> pool -> teacher -> curate -> project -> export,
+plus audit. Heavy libraries (torch, sentence-transformers, faiss, umap) are imported only by the functions that use
+them, so importing hnm_core is cheap.
+"""
+
+from .curate import LABELS, CurateParams, Curation, curate
+from .data import Collection, load_collection
+from .errors import DataError, ExportError, HnmError, ModelLoadError, SettingsError
+from .export import ExportResult, RoundDiff, diff_rounds, export
+from .models import LoadedModel, load_bi_encoder, load_cross_encoder
+from .pipeline import mine
+from .pool import Pool, PoolStats, build_pool, load_pool, save_pool
+from .settings import SETTINGS, Setting, defaults, validate
+from .teacher import score_pool
+
+__all__ = [
+    "Collection",
+    "load_collection",
+    "Pool",
+    "PoolStats",
+    "build_pool",
+    "save_pool",
+    "load_pool",
+    "LoadedModel",
+    "load_bi_encoder",
+    "load_cross_encoder",
+    "score_pool",
+    "mine",
+    "LABELS",
+    "CurateParams",
+    "Curation",
+    "curate",
+    "export",
+    "ExportResult",
+    "diff_rounds",
+    "RoundDiff",
+    "SETTINGS",
+    "Setting",
+    "defaults",
+    "validate",
+    "HnmError",
+    "DataError",
+    "ModelLoadError",
+    "SettingsError",
+    "ExportError",
+]

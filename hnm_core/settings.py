@@ -96,7 +96,7 @@ SETTINGS: tuple[Setting, ...] = (
             maximum=5.0, step=0.1),
     Setting("bm25_b", 0.75, "BM25 length normalisation b (rank_bm25 default).", "pool", float, minimum=0.0, maximum=1.0,
             step=0.05),
-    Setting("n_clusters", 0, "k-means clusters over document embeddings for the same-cluster rule; 0 = sqrt(#docs).",
+    Setting("n_clusters", 0, "Number of k-means clusters over document embeddings for the same-cluster rule; 0 = sqrt(#docs).",
             "pool", int, minimum=0, maximum=100_000),
     Setting("seed", 0, "Seed for every random step (k-means, sampling, UMAP, audit split).", "pool", int, minimum=0),
     # teacher

@@ -1,0 +1,88 @@
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from hnm_core.cli import main
+from hnm_core.pool import load_pool
+
+from .conftest import SHARED_DATASETS
+
+SAMPLE = Path(__file__).resolve().parents[1] / "sample_data"
+
+
+@pytest.fixture
+def tiny_models(tiny_bi_encoder_dir, tmp_path):
+    """Flags that make a run use the tiny fixture model as miner and teacher, and a private cache."""
+    return ["--model", str(tiny_bi_encoder_dir), "--teacher-model", str(tiny_bi_encoder_dir),
+            "--cache-dir", str(tmp_path / "cache"), "--quiet", "--precision", "fp32"]
+
+
+def test_pool_command_saves_a_loadable_pool(tiny_models, tmp_path, capsys):
+    assert main(["pool", str(SAMPLE), "--out", str(tmp_path / "pool"), "--top-k", "20", *tiny_models[:2],
+                 *tiny_models[4:]]) == 0
+    pool = load_pool(tmp_path / "pool")
+    assert pool.meta["settings"]["top_k"] == 20
+    assert len(pool.collection.query_ids) == 42
+    assert "Pool saved to" in capsys.readouterr().out
+
+
+def test_mine_then_curate_then_diff(tiny_models, tmp_path, capsys):
+    first = tmp_path / "round1"
+    assert main(["mine", str(SAMPLE), "--out", str(first), "--negatives", "5", "--top-k", "30", *tiny_models]) == 0
+    manifest = json.loads((first / "manifest.json").read_text())
+    assert manifest["settings"]["negatives"] == 5 and manifest["settings"]["top_k"] == 30
+    assert manifest["teacher"]["kind"] == "bi-encoder"
+    triplets = pd.read_parquet(first / "triplet.parquet")
+    assert list(triplets.columns) == ["anchor", "positive", "negative"] and len(triplets) > 0
+    out = capsys.readouterr().out
+    assert "got the full 5 negatives" in out
+
+    # refused without --overwrite, with the fix in one line on stderr
+    assert main(["mine", str(SAMPLE), "--out", str(first), *tiny_models]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--overwrite" in err and len(err.splitlines()) == 1
+
+    # re-curate the saved pool: --config replays negatives=5, the flag changes skip-n
+    second = tmp_path / "round2"
+    assert main(["curate", str(first), "--out", str(second), "--config", str(first / "manifest.json"),
+                 "--skip-n", "3", "--relative-margin", "off", "--quiet"]) == 0
+    replay = json.loads((second / "manifest.json").read_text())
+    assert replay["settings"]["negatives"] == 5
+    assert replay["settings"]["skip_n"] == 3 and replay["settings"]["relative_margin"] is None
+    assert replay["counts"]["skipped"] > 0 and manifest["counts"]["skipped"] == 0
+
+    capsys.readouterr()
+    assert main(["diff", str(first), str(second)]) == 0
+    assert capsys.readouterr().out.strip()
+    assert main(["diff", str(first), str(second), "--json"]) == 0
+    assert "jaccard" in json.loads(capsys.readouterr().out)
+
+
+def test_bad_input_is_one_line_with_file_and_line(tmp_path, capsys):
+    bad = tmp_path / "pairs.jsonl"
+    bad.write_text('{"query": "a", "positive": "b"}\n{"query": "c", "positive": \n')
+    assert main(["pool", str(bad), "--out", str(tmp_path / "o"), "--sources", "bm25", "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "pairs.jsonl:2" in err and "Fix:" in err
+
+
+def test_bad_flag_value_is_refused_by_the_parser(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["curate", "x", "--out", "y", "--near-dup", "2"])
+    assert exit_info.value.code == 2
+    assert "above the maximum 1.0" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_mine_cranfield_end_to_end_with_minilm(session_cache, tmp_path, capsys):
+    out = tmp_path / "x"
+    assert main(["mine", str(SHARED_DATASETS / "cranfield"), "--out", str(out), "--cache-dir", str(session_cache),
+                 "--quiet", "--formats", "triplet,ntuple_scores,flag,pool"]) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["n_queries"] == 225
+    assert sum(manifest["counts"].values()) == len(pd.read_parquet(out / "pool.parquet"))
+    assert manifest["n_full_quota"] + manifest["short_queries"] == 225
+    flag = [json.loads(line) for line in (out / "flag.jsonl").read_text().splitlines()]
+    assert all(len(r["neg"]) == len(r["neg_scores"]) for r in flag)
