@@ -5,8 +5,9 @@
 All three run in this one process, on the same texts (document = title + " " + text, all of queries.jsonl), each
 timed `--repeat` times with the best time kept. "index" includes tokenizing the corpus, "search" includes tokenizing
 the queries and producing sorted top-k indices; "tokenize s" is our tokenizer alone over corpus and queries, a cost
-ours and rank_bm25 share, so it bounds how far apart their totals can be. rank_bm25 gets our tokens (so its scores are the reference ours must
-equal, checked here too); bm25s uses its own tokenizer and its default "lucene" idf, so only its timing compares.
+ours and rank_bm25 share, so it bounds how far apart their totals can be. rank_bm25 gets our tokens (so its scores
+are the reference ours must equal, checked here too); bm25s uses its own tokenizer (regex `\w\w+`, lowercase, its own
+English stopword list with --stopwords) and its default "lucene" idf, so only its timing compares.
 """
 
 from __future__ import annotations
