@@ -242,7 +242,7 @@ def build_pool(
         frame[f"{name}_rank"] = r
         frame[f"{name}_score"] = np.full(n, np.nan, np.float32)
     if bm25_index is not None:
-        frame["bm25_score"] = _bm25_pair_scores(bm25_index, collection.query_texts, qi, di)
+        frame["bm25_score"] = bm25_index.score_pairs(collection.query_texts, qi, di).astype(np.float32)
     if doc_emb is not None:
         frame["dense_score"] = _cosines(query_emb, qi, doc_emb, di)
     frame["fused_rank"] = np.concatenate(fused) if fused else np.empty(0, np.int32)
@@ -268,23 +268,6 @@ def build_pool(
     meta["stats"] = asdict(stats)
     meta["versions"] = package_versions()
     return Pool(frame, collection, stats, meta, doc_emb, query_emb)
-
-
-def _bm25_pair_scores(index: Any, query_texts: Sequence[str], qi: np.ndarray, di: np.ndarray,
-                      chunk: int = 256) -> np.ndarray:
-    """Exact BM25 scores of (query, doc) rows, whichever source found the doc; one score matrix per query chunk."""
-    out = np.empty(len(qi), dtype=np.float32)
-    if len(qi) == 0:
-        return out
-    # rows are grouped by query in increasing order, so each chunk of queries is one contiguous block of rows
-    bounds = np.searchsorted(qi, np.arange(0, len(query_texts) + chunk, chunk))
-    for c, start in enumerate(range(0, len(query_texts), chunk)):
-        lo, hi = bounds[c], bounds[c + 1]
-        if lo == hi:
-            continue
-        matrix = index.score_matrix(query_texts[start : start + chunk])
-        out[lo:hi] = matrix[qi[lo:hi] - start, di[lo:hi]]
-    return out
 
 
 def _cosines(query_emb: np.ndarray, qi: np.ndarray, doc_emb: np.ndarray, di: np.ndarray,
