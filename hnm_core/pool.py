@@ -80,17 +80,17 @@ class Pool:
 def _excluded_docs(collection: Collection) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Per query: the doc indices of its positives, and of documents whose normalised text equals a positive's."""
     doc_index = collection.doc_index
+    keys = [normalize_text(text) for text in collection.doc_texts]
     by_text: dict[str, list[int]] = {}
-    for i, text in enumerate(collection.doc_texts):
-        by_text.setdefault(normalize_text(text), []).append(i)
+    for i, key in enumerate(keys):
+        by_text.setdefault(key, []).append(i)
     positives, duplicates = [], []
     for qid in collection.query_ids:
-        pos = np.array([doc_index[d] for d in collection.positives[qid]], dtype=np.int64)
-        dup = {j for p in pos for j in by_text[normalize_text(collection.doc_texts[p])]} - set(pos.tolist())
-        positives.append(pos)
+        pos = [doc_index[d] for d in collection.positives[qid]]
+        dup = {j for p in pos for j in by_text[keys[p]]} - set(pos)
+        positives.append(np.array(pos, dtype=np.int64))
         duplicates.append(np.array(sorted(dup), dtype=np.int64))
     return positives, duplicates
-
 
 
 _RRF_K = 60  # the constant of Cormack et al.'s reciprocal-rank fusion; large enough that no one source dominates
@@ -181,7 +181,10 @@ def build_pool(
                          cache_dir=cache_dir, progress=progress, stage="encode documents")
         query_emb = encode(encoder, collection.query_texts, prompt=query_prompt, batch_size=batch_size,
                            cache_dir=cache_dir, progress=progress, stage="encode queries")
-        result = DenseIndex.build(doc_emb, kind=index, seed=seed).search(query_emb, fetch, progress=progress)
+        # One float32 copy serves the index, the cosines, the positive similarities and k-means.
+        doc_vectors = np.asarray(doc_emb, dtype=np.float32)
+        query_vectors = np.asarray(query_emb, dtype=np.float32)
+        result = DenseIndex.build(doc_vectors, kind=index, seed=seed).search(query_vectors, fetch, progress=progress)
         hits["dense"] = [_source_hits(result.indices[q], set(duplicates[q].tolist()), set(positives[q].tolist()), top_k)
                          for q in range(nq)]
         meta["model"] = {"name": encoder.name, "path": encoder.path, "fingerprint": encoder.fingerprint,
@@ -244,12 +247,12 @@ def build_pool(
     if bm25_index is not None:
         frame["bm25_score"] = bm25_index.score_pairs(collection.query_texts, qi, di).astype(np.float32)
     if doc_emb is not None:
-        frame["dense_score"] = _cosines(query_emb, qi, doc_emb, di)
+        frame["dense_score"] = row_cosines(query_vectors, qi, doc_vectors, di)
     frame["fused_rank"] = np.concatenate(fused) if fused else np.empty(0, np.int32)
-    frame["pos_sim_max"] = _pos_sim_max(doc_emb, qi, di, frame["is_positive"].to_numpy()) if doc_emb is not None \
-        else np.full(n, np.nan, np.float32)
+    frame["pos_sim_max"] = _pos_sim_max(doc_vectors, qi, di, frame["is_positive"].to_numpy()) \
+        if doc_emb is not None else np.full(n, np.nan, np.float32)
     if doc_emb is not None:
-        clusters = kmeans_clusters(doc_emb, n_clusters or round(np.sqrt(nd)), seed=seed)
+        clusters = kmeans_clusters(doc_vectors, n_clusters or round(np.sqrt(nd)), seed=seed)
         frame["cluster"] = clusters[di]
         meta["clusters"] = int(clusters.max()) + 1 if len(clusters) else 0
     else:
@@ -270,8 +273,9 @@ def build_pool(
     return Pool(frame, collection, stats, meta, doc_emb, query_emb)
 
 
-def _cosines(query_emb: np.ndarray, qi: np.ndarray, doc_emb: np.ndarray, di: np.ndarray,
-             chunk: int = 65536) -> np.ndarray:
+def row_cosines(query_emb: np.ndarray, qi: np.ndarray, doc_emb: np.ndarray, di: np.ndarray,
+                chunk: int = 65536) -> np.ndarray:
+    """Cosine of each (query qi[r], document di[r]) row for normalised embeddings, in bounded-memory chunks."""
     out = np.empty(len(qi), dtype=np.float32)
     for start in range(0, len(qi), chunk):
         q = np.asarray(query_emb[qi[start : start + chunk]], dtype=np.float32)
@@ -289,7 +293,7 @@ def _pos_sim_max(doc_emb: np.ndarray, qi: np.ndarray, di: np.ndarray, is_positiv
         pos = rows[is_positive[lo:hi]]
         if len(pos) == 0:
             continue
-        sims = np.asarray(doc_emb[rows], np.float32) @ np.asarray(doc_emb[pos], np.float32).T
+        sims = doc_emb[rows] @ doc_emb[pos].T
         own = rows[:, None] == pos[None, :]
         sims[own] = -np.inf
         best = sims.max(axis=1)

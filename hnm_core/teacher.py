@@ -17,7 +17,7 @@ import numpy as np
 
 from .cache import PairScoreCache, pair_keys
 from .models import LoadedModel, load_bi_encoder, load_cross_encoder
-from .pool import Pool
+from .pool import Pool, row_cosines
 from .progress import Progress, no_progress
 from .settings import DEFAULT_MODEL, validate
 
@@ -102,12 +102,7 @@ def _bi_encoder_scores(pool: Pool, model: LoadedModel, *, batch_size: int, cache
                        stage="teacher: encode queries")
     qi = frame["query_id"].map(c.query_index).to_numpy(np.int64)
     di = frame["doc_id"].map(c.doc_index).to_numpy(np.int64)
-    out = np.empty(len(frame), dtype=np.float32)
-    for start in range(0, len(frame), 65536):
-        q = np.asarray(query_emb[qi[start : start + 65536]], np.float32)
-        d = np.asarray(doc_emb[di[start : start + 65536]], np.float32)
-        out[start : start + 65536] = np.einsum("ij,ij->i", q, d)
-    return out
+    return row_cosines(query_emb, qi, doc_emb, di)
 
 
 def _cross_encoder_scores(pool: Pool, mask: np.ndarray, model: LoadedModel, *, batch_size: int,
