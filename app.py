@@ -1,0 +1,16 @@
+"""hnm studio: `streamlit run app.py`. The entry point registers the pages; each page draws widgets and calls
+hnm_core (docs/ARCHITECTURE.md). The Data page (pages/data.py) is the home page."""
+
+import streamlit as st
+
+from studio.state import DATA_PAGE, EXPLORE_PAGE, EXPORT_PAGE, MINE_PAGE, TUNE_PAGE, init_state
+
+st.set_page_config(page_title="hnm studio", page_icon=":material/target:", layout="wide")
+init_state()
+st.navigation([
+    st.Page(DATA_PAGE, title="Data", icon=":material/database:", default=True),
+    st.Page(MINE_PAGE, title="Mine", icon=":material/construction:"),
+    st.Page(EXPLORE_PAGE, title="Explore", icon=":material/scatter_plot:"),
+    st.Page(TUNE_PAGE, title="Tune", icon=":material/tune:"),
+    st.Page(EXPORT_PAGE, title="Export", icon=":material/download:"),
+]).run()

@@ -1,0 +1,95 @@
+"""Data: pick the bundled sample, a path on the server, or upload files; see what was read."""
+
+import streamlit as st
+
+from hnm_core.data import FILE_SUFFIXES
+from hnm_core.errors import HnmError
+from studio import loaders, views
+from studio.state import EXPLORE_PAGE, MINE_PAGE, init_state, loaded, set_data, set_mined, settings
+
+init_state()
+st.title("Data")
+st.caption("Load a retrieval collection: passages, queries and their labelled positives.")
+
+source = st.radio(
+    "Source",
+    ["Bundled sample", "Folder or file path", "Upload files"],
+    key="data_source",
+    horizontal=True,
+    help="The sample is a small demo built to show lexical confusables and unlabelled positives "
+         "(sample_data/README.md).",
+)
+
+try:
+    if source == "Bundled sample":
+        st.markdown("253 passages about words with several senses (python, bank, cell, ...), 42 queries, "
+                    "62 labelled positives, and 23 positives deliberately left unlabelled.")
+        if st.button("Load the sample", type="primary", key="load_sample"):
+            set_data(loaders.load_sample())
+    elif source == "Folder or file path":
+        path = st.text_input(
+            "Path on the machine running the app", key="data_path",
+            placeholder="/data/scifact  or  /data/train.jsonl  or  a pool folder saved by `hnm pool`",
+            help="A BEIR folder (corpus.jsonl, queries.jsonl, qrels), a pairs file "
+                 f"({', '.join(FILE_SUFFIXES)}) with query / positive columns, a FlagEmbedding JSONL file, or a "
+                 "pool folder written by `hnm pool` / `hnm mine` (opened without mining, like `hnm curate`).",
+        )
+        splits = loaders.splits_at(path)
+        if splits:
+            current = settings()["split"] if settings()["split"] in splits else splits[0]
+            settings()["split"] = st.selectbox("qrels split", splits, index=splits.index(current),
+                                               key="data_split", help="BEIR qrels split to read. CLI: `--split`")
+        if loaders.is_pool_folder(path):
+            st.info("This folder holds a saved pool: it opens as data and mined pool at once.")
+            if st.button("Open the saved pool", type="primary", key="load_pool"):
+                data, result = loaders.load_saved_pool(path)
+                set_data(data)
+                set_mined(result)
+        elif st.button("Load", type="primary", key="load_path", disabled=not path.strip()):
+            set_data(loaders.load_path(path, settings()["split"]))
+    else:
+        cap = st.get_option("server.maxUploadSize")
+        files = st.file_uploader(
+            f"corpus.jsonl + queries.jsonl + qrels.tsv (BEIR), or one pairs / FlagEmbedding file; up to {cap} MB "
+            "per file",
+            type=[s.lstrip(".") for s in FILE_SUFFIXES], accept_multiple_files=True, key="data_upload",
+        )
+        st.caption(f"Files are read as data only (JSON, CSV, Parquet; never pickles), kept in a folder private to "
+                   f"this browser session, and deleted when it ends. Larger than {cap} MB: use a path instead.")
+        if st.button("Load the uploaded files", type="primary", key="load_upload", disabled=not files):
+            set_data(loaders.load_uploads(files, loaders.session_dir() / "upload", settings()["split"]))
+except HnmError as error:
+    st.error(str(error))
+
+data = loaded()
+if data is None:
+    st.stop()
+
+collection = data.collection
+st.divider()
+st.subheader(f"Loaded: {collection.name}")
+st.caption(f"{data.origin} · {collection.source}")
+numbers = views.collection_summary(collection)
+columns = st.columns(5)
+columns[0].metric("Documents", f"{numbers['documents']:,}")
+columns[1].metric("Queries", f"{numbers['queries']:,}")
+columns[2].metric("Labelled positives", f"{numbers['positives']:,}")
+columns[3].metric("Positives per query", f"{numbers['mean positives per query']:.2f}")
+columns[4].metric("Given negatives", f"{numbers['given negatives']:,}")
+
+left, right = st.columns([1, 2])
+with left:
+    st.markdown("**Queries by number of positives**")
+    st.dataframe(views.positives_per_query(collection), hide_index=True, width="stretch")
+with right:
+    st.markdown("**Problems found while reading**")
+    if collection.problems:
+        for problem in collection.problems:
+            st.warning(problem, icon=":material/warning:")
+    else:
+        st.success("None: every line was read.", icon=":material/check:")
+
+if st.session_state["mined"] is not None:
+    st.page_link(EXPLORE_PAGE, label="Pool ready: explore it", icon=":material/scatter_plot:")
+else:
+    st.page_link(MINE_PAGE, label="Next: mine hard negatives", icon=":material/construction:")

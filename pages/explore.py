@@ -1,0 +1,82 @@
+"""Explore: one query's neighbourhood on a 2-D map of the corpus, and the table of its candidates."""
+
+import streamlit as st
+
+from hnm_core.curate import curate
+from hnm_core.errors import HnmError
+from studio import loaders, views
+from studio.state import TUNE_PAGE, curate_params, init_state, need_pool
+
+init_state()
+st.title("Explore")
+result = need_pool()
+pool = result.pool
+collection = pool.collection
+
+try:
+    params = curate_params()
+    curation = curate(pool.frame, params)
+except HnmError as error:
+    st.error(str(error))
+    st.stop()
+
+slices = loaders.query_slices(result.key, pool)
+search = st.text_input("Search queries (id or words)", key="query_search", placeholder="e.g. python, q07")
+words = search.casefold().split()
+matches = [q for q in collection.query_ids if q in slices
+           and all(w in f"{q} {collection.query_texts[collection.query_index[q]]}".casefold() for w in words)]
+if not matches:
+    st.warning(f"No query matches {search!r}.")
+    st.stop()
+if st.session_state.get("explore_query") not in matches:
+    current = st.session_state["query_id"]
+    st.session_state["explore_query"] = current if current in matches else matches[0]
+query_id = st.selectbox(
+    f"Query ({len(matches):,} of {len(slices):,})", matches, key="explore_query",
+    format_func=lambda q: f"{q} · {collection.query_texts[collection.query_index[q]]}",
+)
+st.session_state["query_id"] = query_id
+rows = slices[query_id]
+
+table = views.candidate_table(pool, curation, rows)
+counts = table["label"].value_counts()
+summary = " · ".join(f"{counts[label]} {label}" for label in counts.index)
+st.markdown(f"**{collection.query_texts[collection.query_index[query_id]]}** — {summary}")
+st.caption("Labels follow the settings on the Tune page.")
+st.page_link(TUNE_PAGE, label="Change them on Tune", icon=":material/tune:")
+
+coords = loaders.map_coords(result.key, int(result.settings.get("seed", 0)), pool)
+if coords is None:
+    st.info("The map needs document embeddings, and this pool was mined with BM25 only. Add the dense retriever "
+            "on the Mine page to see it.")
+    points = []
+else:
+    figure = views.map_figure(coords, pool, curation, query_id, rows)
+    event = st.plotly_chart(figure, key="explore_map", on_select="rerun", selection_mode=("lasso", "box"),
+                            config={"displaylogo": False, "scrollZoom": True})
+    points = event.selection.points if event else []
+    st.caption(f"Seeded UMAP (seed {result.settings.get('seed', 0)}, cosine) of every document and query "
+               "embedding. A seeded UMAP runs single-threaded so the layout is the same every time; it is computed "
+               "once per embedding set and cached on disk. Draw a lasso or box to list documents.")
+
+selected_rows = sorted({int(p["customdata"][0]) for p in points if p.get("customdata") and
+                        int(p["customdata"][0]) >= 0})
+if selected_rows:
+    labels = dict(zip(table["doc_id"].map(collection.doc_index), table["label"]))
+    st.subheader(f"Selected on the map: {len(selected_rows)} documents")
+    st.dataframe(views.documents_table(collection, selected_rows, labels), hide_index=True,
+                 column_config={"text": st.column_config.TextColumn(width="large")})
+
+st.subheader("Candidates of this query")
+shown = st.multiselect("Show labels", list(counts.index), default=list(counts.index), key="explore_labels")
+st.dataframe(
+    table[table["label"].isin(shown)],
+    hide_index=True,
+    height=420,
+    column_config={
+        "text": st.column_config.TextColumn("text", width="large"),
+        "neg_rank": st.column_config.NumberColumn("neg rank", help="Rank among the sampled negatives (0 = not one)"),
+        **{c: st.column_config.NumberColumn(c, format="%.3f") for c in
+           ("teacher_score", "teacher_raw", "dense_score", "bm25_score", "pos_sim_max")},
+    },
+)

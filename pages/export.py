@@ -1,0 +1,101 @@
+"""Export: write the curation as training files (the formats of hnm_core.export), preview them, download them or
+write them to a folder, and compare with an earlier round."""
+
+from functools import partial
+from pathlib import Path
+
+import streamlit as st
+
+from hnm_core.curate import curate
+from hnm_core.errors import HnmError
+from hnm_core.export import diff_rounds, export
+from studio import loaders, views
+from studio.state import curate_params, init_state, need_pool
+from studio.widgets import setting_widget
+
+FORMATS = {
+    "triplet": "anchor, positive, negative: one row per (positive, sampled negative)",
+    "ntuple": "anchor, positive, negative_1..n: queries with the full quota only",
+    "ntuple_scores": "ntuple plus the teacher scores as `label` (MarginMSE, distillation)",
+    "labeled_pair": "anchor, positive, label (1 positive, 0 negative)",
+    "flag": "FlagEmbedding JSONL: query, pos, neg, pos_scores, neg_scores",
+    "pool": "the whole labelled pool, every score and label (Parquet; `hnm diff` compares two)",
+}
+
+init_state()
+st.title("Export")
+result = need_pool()
+pool = result.pool
+try:
+    params = curate_params()
+    curation = curate(pool.frame, params)
+except HnmError as error:
+    st.error(str(error))
+    st.stop()
+st.markdown(f"{curation.n_selected:,} sampled negatives for {curation.n_queries:,} queries "
+            f"({curation.n_full_quota:,} with the full {params.negatives}), from the settings on Tune.")
+
+formats = setting_widget("formats", label="Formats")
+st.markdown("\n".join(f"- **{name}**: {FORMATS[name]}" for name in formats))
+file_type = setting_widget("file_type", label="File type (triplet, ntuple, ntuple_scores, labeled_pair)",
+                           kind="radio")
+signature = (result.key, params, formats, file_type)
+
+
+def _show(done) -> None:
+    """Preview, download buttons and manifest of an ExportResult."""
+    if st.session_state.get("export_signature") != signature:
+        st.warning("The settings changed since these files were written: write them again to include the change.")
+    st.markdown(f"Files in `{done.out_dir}`:")
+    for path in done.paths:
+        head, button = st.columns([4, 1])
+        rows = done.manifest["files"].get(path.name, {}).get("rows")
+        head.markdown(f"**{path.name}**" + (f" · {rows:,} rows" if rows is not None else ""))
+        button.download_button("Download", data=partial(path.read_bytes), file_name=path.name, key=f"dl:{path.name}",
+                               on_click="ignore", icon=":material/download:")
+        if path.name != "manifest.json":
+            st.dataframe(views.preview_rows(path), hide_index=True, key=f"preview:{path.name}")
+    st.download_button("Download all as a zip", data=partial(loaders.zip_folder, done.out_dir),
+                       file_name=f"{pool.collection.name}-hnm.zip", mime="application/zip", key="dl:zip",
+                       on_click="ignore", type="primary", icon=":material/folder_zip:")
+    with st.expander("manifest.json"):
+        st.json(done.manifest, expanded=1)
+
+
+download, folder = st.tabs(["Download", "Write to a folder"])
+with download:
+    st.caption("The files are written to a folder private to this browser session, then offered for download.")
+    if st.button("Build the files", type="primary", key="export_build", disabled=not formats):
+        try:
+            written = export(pool, curation, loaders.session_dir() / "export", formats=formats, file_type=file_type,
+                             overwrite=True, extra_manifest={"command": "hnm studio"})
+            st.session_state["export"] = written
+            st.session_state["export_signature"] = signature
+        except HnmError as error:
+            st.error(str(error))
+with folder:
+    target = st.text_input("Output folder on the machine running the app", key="export_dir",
+                           placeholder="/data/rounds/round-1")
+    overwrite = st.checkbox("Replace the folder if it is not empty", key="export_overwrite")
+    if st.button("Write", type="primary", key="export_write", disabled=not (formats and target.strip())):
+        try:
+            written = export(pool, curation, Path(target.strip()).expanduser(), formats=formats, file_type=file_type,
+                             overwrite=overwrite, extra_manifest={"command": "hnm studio"})
+            st.session_state["export"] = written
+            st.session_state["export_signature"] = signature
+            st.success(f"Wrote {len(written.paths)} files to {written.out_dir}.")
+        except HnmError as error:
+            st.error(str(error))
+
+done = st.session_state["export"]
+if done is not None:
+    st.divider()
+    _show(done)
+    with st.expander("Compare with an earlier round (`hnm diff`)"):
+        earlier = st.text_input("Earlier export folder (written with the pool format)", key="diff_dir")
+        if earlier.strip():
+            try:
+                for sentence in diff_rounds(Path(earlier.strip()).expanduser(), done.out_dir).sentences():
+                    st.markdown(f"- {sentence}")
+            except HnmError as error:
+                st.error(str(error))

@@ -1,0 +1,101 @@
+"""Mine: retrievers, bi-encoder, teacher and K; run pool -> teacher with live progress, then lay out the map."""
+
+import time
+
+import streamlit as st
+
+from hnm_core.errors import HnmError
+from hnm_core.settings import SETTINGS, validate
+from studio import loaders
+from studio.state import EXPLORE_PAGE, TUNE_PAGE, Mined, init_state, mined, need_data, set_mined, settings
+from studio.widgets import replay_settings, reset_settings, setting_widget
+
+init_state()
+st.title("Mine")
+data = need_data()
+collection = data.collection
+st.caption(f"Data: {collection.name} · {len(collection.doc_ids):,} documents · {len(collection.query_ids):,} queries")
+
+MINE_SETTINGS = [s.name for s in SETTINGS if s.stage in ("pool", "teacher")]
+
+left, right = st.columns(2)
+with left:
+    st.subheader("Candidates")
+    setting_widget("sources", label="Retrievers")
+    setting_widget("top_k", label="Candidates per retriever (K)")
+    setting_widget("model", label="Bi-encoder (dense retrieval)")
+    st.caption("Default: all-MiniLM-L6-v2, packaged (loads offline). Any sentence-transformers name in the Hugging "
+               "Face cache, or a local folder, works too.")
+with right:
+    st.subheader("Teacher")
+    teacher = setting_widget("teacher", label="Teacher kind", kind="radio")
+    setting_widget("teacher_model", label="Teacher model")
+    top_n = setting_widget("teacher_top_n", label="Cross-encoder: candidates scored per query",
+                           disabled=teacher != "cross-encoder")
+    if teacher == "cross-encoder":
+        pairs = len(collection.query_ids) * top_n + sum(len(p) for p in collection.positives.values())
+        st.caption(f"A cross-encoder reranker (num_labels=1), e.g. a local ms-marco folder. It scores up to "
+                   f"{pairs:,} pairs here, about 20 pairs/s on two CPU cores; scores are cached on disk.")
+    else:
+        st.caption("A bi-encoder teacher scores every row by cosine; the miner itself costs nothing extra.")
+
+with st.expander("Advanced: encoder, index, BM25, clustering, seed"):
+    columns = st.columns(3)
+    for i, name in enumerate(("precision", "max_seq_length", "batch_size", "query_prompt", "doc_prompt", "index",
+                              "bm25_k1", "bm25_b", "stopwords", "n_clusters", "seed")):
+        with columns[i % 3]:
+            setting_widget(name)
+    st.button("Reset mining settings", key="reset_mine", on_click=reset_settings, args=(MINE_SETTINGS,))
+
+
+def _replay() -> None:
+    upload = st.session_state.get("replay_manifest")
+    if upload is None:
+        return
+    try:
+        replay_settings(loaders.manifest_settings(upload.getvalue()))
+    except HnmError as error:
+        st.session_state["replay_error"] = str(error)
+
+
+with st.expander("Replay the settings of an earlier run (a manifest.json, like `hnm mine --config`)"):
+    st.file_uploader("manifest.json", type=["json"], key="replay_manifest")
+    st.button("Apply its settings", key="replay_apply", on_click=_replay)
+    if "replay_error" in st.session_state:
+        st.error(st.session_state.pop("replay_error"))
+
+wanted = {name: settings()[name] for name in MINE_SETTINGS}
+if st.button("Run", type="primary", key="run_mine", icon=":material/play_arrow:"):
+    try:
+        values = {name: validate(wanted)[name] for name in MINE_SETTINGS}
+        started = time.perf_counter()
+        with st.container(border=True):
+            pool = loaders.mined_pool(data.key, loaders.settings_key(values), collection)
+            key = loaders.pool_key(data.key, values)
+            with st.spinner("Laying out the 2-D map (seeded UMAP, single-threaded). The first map in a server "
+                            "process waits about 30 s for numba to compile; later ones take seconds."):
+                loaders.map_coords(key, values["seed"], pool)
+        set_mined(Mined(pool, key, values, time.perf_counter() - started))
+    except HnmError as error:
+        st.error(str(error))
+
+result = mined()
+if result is None:
+    st.stop()
+
+pool = result.pool
+st.divider()
+st.subheader("Pool")
+how = f"mined in {result.seconds:.1f} s" if result.seconds else "read from a saved pool folder"
+teacher_meta = pool.meta.get("teacher") or {}
+st.markdown(f"{len(pool.frame):,} rows, {how}; teacher: {teacher_meta.get('kind', 'none')} "
+            f"`{teacher_meta.get('name', '-')}` ({teacher_meta.get('score', '')}).")
+for sentence in pool.stats.sentences():
+    st.markdown(f"- {sentence}")
+changed = loaders.changed_settings(wanted, result.settings)
+if changed:
+    st.warning(f"Changed since this pool was mined: {', '.join(changed)}. Press Run to apply.",
+               icon=":material/sync_problem:")
+links = st.columns(2)
+links[0].page_link(EXPLORE_PAGE, label="Explore the neighbourhoods", icon=":material/scatter_plot:")
+links[1].page_link(TUNE_PAGE, label="Tune the false-negative rules", icon=":material/tune:")

@@ -1,0 +1,96 @@
+"""Tune: the false-negative rules and the sampling, with live counts and the teacher-score histogram.
+
+Curation is a pure ~10 ms function of the pool and the settings, so it runs on every slider move; nothing is
+re-encoded, re-scored or re-projected.
+"""
+
+import math
+import time
+
+import numpy as np
+import streamlit as st
+
+from hnm_core.curate import curate
+from hnm_core.errors import HnmError
+from hnm_core.settings import SETTINGS
+from studio import views
+from studio.state import EXPLORE_PAGE, EXPORT_PAGE, curate_params, init_state, need_pool
+from studio.widgets import reset_settings, setting_widget
+
+init_state()
+st.title("Tune")
+result = need_pool()
+pool = result.pool
+frame = pool.frame
+
+scores = frame["teacher_score"].to_numpy(np.float32, na_value=np.nan)
+is_pos = frame["is_positive"].to_numpy(bool)
+scored = scores[~np.isnan(scores)]
+# Sliders span the scores this teacher gave (a cosine or a sigmoid), to the hundredth.
+lo = math.floor(float(scored.min()) * 100) / 100 if len(scored) else 0.0
+hi = math.ceil(float(scored.max()) * 100) / 100 if len(scored) else 1.0
+positive_scores = scores[is_pos & ~np.isnan(scores)]
+candidate_scores = scores[~is_pos & ~np.isnan(scores)]
+ceiling_hint = round(float(np.median(positive_scores)), 2) if len(positive_scores) else hi
+floor_hint = round(float(np.quantile(candidate_scores, 0.1)), 2) if len(candidate_scores) else lo
+top_k = int(result.settings.get("top_k", 100))
+teacher = (pool.meta.get("teacher") or {}).get("kind", "")
+CURATE_SETTINGS = [s.name for s in SETTINGS if s.stage == "curate"]
+
+controls, outcome = st.columns([1, 2], gap="large")
+with controls:
+    st.subheader("False negatives")
+    setting_widget("ceiling", label="Ceiling: teacher score above it = likely false negative", kind="slider",
+                   lo=lo, hi=hi, suggested=min(max(ceiling_hint, lo), hi))
+    setting_widget("relative_margin", label="Relative margin to the positive's score", kind="slider")
+    setting_widget("absolute_margin", label="Absolute margin to the positive's score", kind="slider",
+                   lo=0.0, hi=max(round(hi - lo, 2), 0.01), suggested=0.05)
+    setting_widget("margin_ref", label="Margins compare against the query's", kind="radio")
+    setting_widget("near_dup", label="Near-duplicate guard: cosine to a positive above", kind="slider")
+    setting_widget("cluster_rule", label="Drop candidates in a positive's k-means cluster", kind="toggle")
+    setting_widget("skip_n", label="Skip each retriever's top N", kind="slider", lo=0, hi=min(1000, max(top_k, 10)))
+    st.subheader("Negatives")
+    setting_widget("floor", label="Floor: teacher score below it = too easy", kind="slider", lo=lo, hi=hi,
+                   suggested=min(max(floor_hint, lo), hi))
+    setting_widget("negatives", label="Negatives per positive", kind="slider")
+    setting_widget("sampling", label="Sampling from the hard band", kind="radio")
+    st.button("Reset to defaults", key="reset_tune", on_click=reset_settings, args=(CURATE_SETTINGS,))
+
+with outcome:
+    try:
+        params = curate_params()
+        started = time.perf_counter()
+        curation = curate(frame, params)
+        took = time.perf_counter() - started
+    except HnmError as error:
+        st.error(str(error))
+        st.stop()
+    metrics = st.columns(4)
+    metrics[0].metric("Sampled negatives", f"{curation.n_selected:,}")
+    metrics[1].metric("Likely false negatives", f"{curation.count('false_negative'):,}")
+    metrics[2].metric("Hard band", f"{curation.count('hard'):,}")
+    metrics[3].metric("Queries with the full quota", f"{curation.n_full_quota:,} / {curation.n_queries:,}")
+    st.dataframe(views.label_counts(curation), hide_index=True, key="tune_counts",
+                 column_config={"what happened": st.column_config.TextColumn(width="large")})
+    st.caption(f"Curated {len(frame):,} rows in {took * 1000:.0f} ms. Rules apply in the table's order; a row "
+               "takes the first label whose rule matches.")
+
+    st.subheader("Teacher scores")
+    st.plotly_chart(views.score_histogram(frame, params, st.session_state["query_id"]), key="tune_histogram",
+                    config={"displaylogo": False})
+    kind = "sigmoid of a cross-encoder logit" if teacher == "cross-encoder" else "cosine of a bi-encoder"
+    chosen = st.session_state["query_id"]
+    st.caption(f"Teacher score = {kind}. Each group is shown as a percentage of itself. The margin line is the "
+               "threshold averaged over queries" + (f", plus the one of {chosen} (chosen on Explore)." if chosen
+                                                    else "; choose a query on Explore to see its own."))
+
+    short = views.short_queries(curation, pool.collection)
+    st.subheader(f"Queries short of their quota: {len(short):,}")
+    if len(short):
+        st.dataframe(short, hide_index=True, key="tune_short",
+                     column_config={"query": st.column_config.TextColumn(width="large")})
+    else:
+        st.caption(f"Every query got {params.negatives} negatives.")
+    links = st.columns(2)
+    links[0].page_link(EXPLORE_PAGE, label="See the labels on the map", icon=":material/scatter_plot:")
+    links[1].page_link(EXPORT_PAGE, label="Export this curation", icon=":material/download:")

@@ -1,0 +1,10 @@
+"""Streamlit-side helpers of the hnm studio (app.py + pages/): session state, cached loaders, the progress adapter,
+widgets built from the settings table, and the tables and figures the pages draw. No mining logic lives here: every
+step of the pipeline is a call into hnm_core.
+
+    state     per-session state (data, pool, settings) and the "load data first" guards
+    loaders   st.cache_resource / st.cache_data wrappers over models, mining and the UMAP map; uploads
+    progress  the hnm Progress protocol drawn as st.progress bars
+    widgets   one widget per setting of hnm_core.settings.SETTINGS
+    views     display tables and plotly figures (pure functions of a pool and a curation)
+"""

@@ -1,0 +1,259 @@
+"""Cached loaders: models, the mined pool and the UMAP map, plus reading data the person picked or uploaded.
+
+Caching, and why each is safe to share between sessions:
+- models: `st.cache_resource` (one copy per server; hnm's LoadedModel loads its weights on first use);
+- the mined pool: `st.cache_resource` keyed by a hash of the collection's content and the mining settings, so a
+  session only ever gets a pool of data it loaded itself. The pool is immutable: pages call `curate` on it, never
+  write to it;
+- the 2-D map: `st.cache_data` keyed by the pool's key and seed (project_2d also caches it on disk).
+Uploads are written to a per-session temporary folder that is deleted when the session's state is.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import re
+import shutil
+import tempfile
+import weakref
+import zipfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import streamlit as st
+
+from hnm_core.cache import texts_digest
+from hnm_core.data import FILE_SUFFIXES, Collection, beir_splits, load_collection
+from hnm_core.errors import DataError, SettingsError
+from hnm_core.models import LoadedModel, load_bi_encoder
+from hnm_core.pipeline import mine, teacher_kwargs
+from hnm_core.pool import Pool, load_pool
+from hnm_core.project import project_2d
+from hnm_core.settings import SETTINGS, validate
+from hnm_core.teacher import load_teacher
+
+from . import views
+from .progress import StreamlitProgress
+from .state import LoadedData, Mined
+
+__all__ = [
+    "SAMPLE_DIR", "collection_key", "settings_key", "changed_settings", "pool_key", "manifest_settings",
+    "load_sample", "load_path", "load_uploads", "load_saved_pool", "splits_at", "is_pool_folder",
+    "bi_encoder", "teacher_model", "mined_pool", "map_coords", "query_slices", "session_dir", "zip_folder",
+]
+
+SAMPLE_DIR = Path(__file__).resolve().parents[1] / "sample_data"
+
+_SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
+_SETTING_NAMES = frozenset(s.name for s in SETTINGS)
+
+
+class Upload(Protocol):
+    """What the loaders need of a Streamlit UploadedFile."""
+
+    name: str
+
+    def getvalue(self) -> bytes: ...
+
+
+def collection_key(collection: Collection) -> str:
+    """A hash of everything mining reads from a collection (ids, texts, labels): the identity of the data."""
+    labels = [f"{q}\t{d}" for q in collection.query_ids for d in collection.positives[q]]
+    parts = [texts_digest(p) for p in (collection.doc_ids, collection.doc_texts, collection.query_ids,
+                                       collection.query_texts, labels)]
+    return hashlib.blake2b("|".join(parts).encode(), digest_size=16).hexdigest()
+
+
+def settings_key(values: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
+    """A hashable, order-independent form of a settings dict (list values become tuples)."""
+    return tuple(sorted((k, tuple(v) if isinstance(v, (list, tuple)) else v) for k, v in values.items()))
+
+
+def changed_settings(now: dict[str, Any], then: dict[str, Any]) -> list[str]:
+    """Names whose value in `now` differs from `then` (names missing from `then` are not compared)."""
+    return sorted(name for name, value in now.items()
+                  if name in then and settings_key({name: value}) != settings_key({name: then[name]}))
+
+
+def pool_key(data_key: str, values: dict[str, Any]) -> str:
+    """The identity of a pool mined from the data `data_key` with the pool and teacher settings `values`."""
+    return "mined:" + hashlib.blake2b(f"{data_key}|{settings_key(values)!r}".encode(), digest_size=16).hexdigest()
+
+
+def manifest_settings(raw: bytes) -> dict[str, Any]:
+    """The settings recorded in a manifest.json written by hnm (an export or pool folder), validated; what
+    `hnm mine --config manifest.json` replays. Raises SettingsError for a file that is not such a manifest."""
+    try:
+        manifest = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise SettingsError(f"manifest.json: cannot read it ({error}). Fix: upload a manifest.json written by hnm") \
+            from None
+    replay = manifest.get("settings", manifest) if isinstance(manifest, dict) else None
+    if not isinstance(replay, dict):
+        raise SettingsError("manifest.json: no settings object. Fix: upload a manifest.json written by hnm")
+    known = {name: value for name, value in replay.items() if name in _SETTING_NAMES}
+    return {name: value for name, value in validate(known).items() if name in known}
+
+
+def _loaded(collection: Collection, origin: str) -> LoadedData:
+    return LoadedData(collection, collection_key(collection), origin)
+
+
+def load_sample(split: str = "test") -> LoadedData:
+    """The bundled demo collection (sample_data/)."""
+    return _loaded(load_collection(SAMPLE_DIR, split=split), "bundled sample (sample_data/)")
+
+
+def load_path(path: str, split: str = "test") -> LoadedData:
+    """A BEIR folder, pairs file or FlagEmbedding file on the server's disk. Raises DataError with the fix."""
+    text = path.strip()
+    if not text:
+        raise DataError("path", "is empty.", fix="type the path of a BEIR folder or of a pairs / FlagEmbedding file")
+    target = Path(text).expanduser()
+    if not target.exists():
+        raise DataError(target, "does not exist.", fix="check the path (it is read on the machine running the app)")
+    return _loaded(load_collection(target, split=split), str(target.resolve()))
+
+
+def splits_at(path: str) -> list[str]:
+    """The qrels splits of the BEIR folder at `path` ([] when it is not a folder)."""
+    folder = Path(path.strip()).expanduser() if path.strip() else None
+    return sorted(beir_splits(folder)) if folder is not None and folder.is_dir() else []
+
+
+def is_pool_folder(path: str) -> bool:
+    """Whether `path` holds a pool saved by `hnm pool` / `hnm mine` (read with load_saved_pool, no mining)."""
+    folder = Path(path.strip()).expanduser() if path.strip() else None
+    return bool(folder) and (folder / "pool.parquet").is_file() and (folder / "manifest.json").is_file()
+
+
+def load_saved_pool(path: str) -> tuple[LoadedData, Mined]:
+    """A saved pool folder as this session's data and pool (what `hnm curate POOL_DIR` re-curates)."""
+    folder = Path(path.strip()).expanduser().resolve()
+    pool = load_pool(folder)
+    stamp = (folder / "pool.parquet").stat()
+    key = hashlib.blake2b(f"{folder}|{stamp.st_mtime_ns}|{stamp.st_size}".encode(), digest_size=16).hexdigest()
+    data = _loaded(pool.collection, f"saved pool {folder}")
+    return data, Mined(pool, f"saved:{key}", dict(pool.meta.get("settings", {})), 0.0)
+
+
+def _clean_name(name: str) -> str:
+    """A browser-supplied file name reduced to a safe base name (no folders, no odd characters)."""
+    base = _SAFE_NAME.sub("_", Path(name.replace("\\", "/")).name).strip("._")
+    return base or "upload"
+
+
+def load_uploads(files: Sequence[Upload], folder: Path, split: str = "test") -> LoadedData:
+    """Uploaded files as a collection: corpus.jsonl + queries.jsonl + qrels TSV file(s) (BEIR), or one pairs /
+    FlagEmbedding file. They are written into `folder` (emptied first) and read with hnm_core.data.
+
+    For BEIR uploads, a `qrels*.tsv` keeps its name and any other .tsv goes to qrels/<name> (BEIR's layout), so
+    `test.tsv` is the test split; when `split` is not among the uploaded splits and there is only one, that one is read.
+    """
+    if not files:
+        raise DataError("upload", "no file uploaded.", fix="choose corpus.jsonl, queries.jsonl and qrels.tsv, "
+                                                           "or one pairs / FlagEmbedding file")
+    names = [_clean_name(f.name) for f in files]
+    if len(set(names)) != len(names):
+        raise DataError("upload", f"two files share a name ({', '.join(sorted(names))}).",
+                        fix="upload each file once")
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    listing = ", ".join(names)
+    if "corpus.jsonl" in names or "queries.jsonl" in names:
+        missing = [n for n in ("corpus.jsonl", "queries.jsonl") if n not in names]
+        qrels = [n for n in names if n.endswith(".tsv")]
+        extra = [n for n in names if n not in ("corpus.jsonl", "queries.jsonl") and not n.endswith(".tsv")]
+        if missing or not qrels or extra:
+            raise DataError("upload", f"a BEIR upload needs corpus.jsonl, queries.jsonl and a qrels .tsv; got {listing}.",
+                            fix="add the missing files" + (f" and remove {', '.join(extra)}" if extra else ""))
+        for upload, name in zip(files, names):
+            target = folder / name if not name.endswith(".tsv") or name.startswith("qrels") else folder / "qrels" / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(upload.getvalue())
+        splits = beir_splits(folder)
+        if split not in splits and len(splits) == 1:
+            split = next(iter(splits))
+        return _loaded(load_collection(folder, split=split), f"uploaded {listing}")
+    if len(files) != 1:
+        raise DataError("upload", f"{len(files)} files that are not a BEIR set ({listing}).",
+                        fix="upload corpus.jsonl + queries.jsonl + qrels.tsv, or a single pairs / FlagEmbedding file")
+    if Path(names[0]).suffix.lower() not in FILE_SUFFIXES:
+        raise DataError(names[0], "is not a file type hnm reads.",
+                        fix=f"upload one of {', '.join(FILE_SUFFIXES)} (pairs or FlagEmbedding)")
+    target = folder / names[0]
+    target.write_bytes(files[0].getvalue())
+    return _loaded(load_collection(target, split=split), f"uploaded {listing}")
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def bi_encoder(name: str, precision: str, max_seq_length: int | None) -> LoadedModel:
+    """One LoadedModel per (name, precision, max length) for the whole server; weights load on first encode."""
+    return load_bi_encoder(name, precision=precision, max_seq_length=max_seq_length)
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def teacher_model(kind: str, name: str, precision: str, max_length: int | None) -> LoadedModel:
+    """The teacher, shared like `bi_encoder` (a bi-encoder teacher with the miner's settings is the miner)."""
+    if kind == "bi-encoder":
+        return bi_encoder(name, precision, max_length)
+    return load_teacher("cross-encoder", name, precision=precision, max_length=max_length)
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def mined_pool(data_key: str, values_key: tuple[tuple[str, Any], ...], _collection: Collection) -> Pool:
+    """Pool + teacher scores for the collection whose content hash is `data_key`, under the settings `values_key`
+    (see settings_key). Progress bars are drawn in the current container; on a cache hit Streamlit replays them
+    finished. Embeddings and scores are also cached on disk (hnm cache folder), so a new server resumes them."""
+    values = dict(values_key)
+    encoder = (bi_encoder(values["model"], values["precision"], values["max_seq_length"])
+               if "dense" in values["sources"] else None)
+    teach = teacher_kwargs(values)
+    teacher = teacher_model(teach["teacher"], teach["teacher_model"], teach["precision"], teach["max_length"])
+    return mine(_collection, values, encoder=encoder, teacher=teacher, progress=StreamlitProgress())
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def map_coords(pool_key: str, seed: int, _pool: Pool) -> np.ndarray | None:
+    """2-D UMAP coordinates of the pool's documents then its queries (rows of `collection.doc_ids`, then of
+    `collection.query_ids`); None when the pool has no embeddings (BM25-only mining)."""
+    doc, query = _pool.doc_embeddings, _pool.query_embeddings
+    if doc is None or query is None:
+        return None
+    return project_2d(np.vstack([np.asarray(doc), np.asarray(query)]), seed=seed)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def query_slices(pool_key: str, _pool: Pool) -> dict[str, tuple[int, int]]:
+    """query id -> its rows of the pool frame (see views.query_slices), once per pool."""
+    return views.query_slices(_pool.frame)
+
+
+class _SessionDir:
+    """A temporary folder that is deleted when this object is garbage collected (the session's state is dropped
+    when the session ends) or when the server exits."""
+
+    def __init__(self) -> None:
+        self.path = Path(tempfile.mkdtemp(prefix="hnm-studio-"))
+        weakref.finalize(self, shutil.rmtree, str(self.path), True)
+
+
+def session_dir() -> Path:
+    """This session's private scratch folder (uploads, downloads)."""
+    if "workdir" not in st.session_state:
+        st.session_state["workdir"] = _SessionDir()
+    return st.session_state["workdir"].path
+
+
+def zip_folder(folder: Path) -> bytes:
+    """The files of `folder` (not hidden ones) as a zip archive in memory."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for path in sorted(folder.rglob("*")):
+            if path.is_file() and not path.name.startswith("."):
+                archive.write(path, path.relative_to(folder).as_posix())
+    return buffer.getvalue()

@@ -1,0 +1,120 @@
+"""Per-session state: what data is loaded, the mined pool, and the current value of every setting.
+
+Everything lives in `st.session_state`, which Streamlit keeps per browser session, so two people using the studio at
+once never see each other's data or settings. Every page calls `init_state()` first (it only fills keys that are
+missing), so a page opened directly by its URL works before the Data page has run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import streamlit as st
+
+from hnm_core.curate import CurateParams
+from hnm_core.data import Collection
+from hnm_core.pool import Pool
+from hnm_core.settings import defaults
+
+__all__ = [
+    "DATA_PAGE", "MINE_PAGE", "EXPLORE_PAGE", "TUNE_PAGE", "EXPORT_PAGE",
+    "LoadedData", "Mined", "init_state", "settings", "set_data", "set_mined", "loaded", "mined",
+    "need_data", "need_pool", "curate_params",
+]
+
+DATA_PAGE = "pages/data.py"
+MINE_PAGE = "pages/mine.py"
+EXPLORE_PAGE = "pages/explore.py"
+TUNE_PAGE = "pages/tune.py"
+EXPORT_PAGE = "pages/export.py"
+
+
+@dataclass(frozen=True)
+class LoadedData:
+    """A collection in this session. `key` hashes its content (the identity caches are keyed by); `origin` says
+    what the person picked ("bundled sample", a path, uploaded file names)."""
+
+    collection: Collection
+    key: str
+    origin: str
+
+
+@dataclass(frozen=True)
+class Mined:
+    """A scored pool in this session. `key` identifies it (data + mining settings, or a saved pool folder) for the
+    map and export caches; `settings` are the pool and teacher settings it was built with; `seconds` the wall time
+    of the run that produced it (0 for a pool read from disk)."""
+
+    pool: Pool
+    key: str
+    settings: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+# export: the last ExportResult; export_signature: the (pool, settings, formats) it was written with.
+_EMPTY: dict[str, Any] = {"data": None, "mined": None, "query_id": None, "export": None, "export_signature": None}
+
+
+def init_state() -> None:
+    """Fill the session keys that are missing: no data, no pool, every setting at its default."""
+    if "settings" not in st.session_state:
+        st.session_state["settings"] = defaults()
+    for key, value in _EMPTY.items():
+        if key not in st.session_state:
+            st.session_state[key] = value
+
+
+def settings() -> dict[str, Any]:
+    """The current value of every setting (hnm_core.settings names); widgets write into it."""
+    return st.session_state["settings"]
+
+
+def loaded() -> LoadedData | None:
+    return st.session_state["data"]
+
+
+def mined() -> Mined | None:
+    return st.session_state["mined"]
+
+
+def set_data(data: LoadedData) -> None:
+    """Make `data` this session's collection; a pool, chosen query and export of earlier data are dropped."""
+    for key, value in _EMPTY.items():
+        st.session_state[key] = value
+    st.session_state["data"] = data
+
+
+def set_mined(result: Mined) -> None:
+    st.session_state["mined"] = result
+    st.session_state["export"] = st.session_state["export_signature"] = None
+    query_id = st.session_state.get("query_id")
+    if query_id not in result.pool.collection.query_index:
+        st.session_state["query_id"] = None
+
+
+def need_data() -> LoadedData:
+    """This session's data; without it, say what to do with a link to the Data page and stop the page here."""
+    data = loaded()
+    if data is None:
+        st.info("No data loaded yet. Load the bundled sample or your own collection first.")
+        st.page_link(DATA_PAGE, label="Go to Data", icon=":material/database:")
+        st.stop()
+    return data
+
+
+def need_pool() -> Mined:
+    """This session's mined pool; without it, link to the page that comes first and stop the page here."""
+    need_data()
+    result = mined()
+    if result is None:
+        st.info("Nothing mined yet. Run the miner on the loaded data first.")
+        st.page_link(MINE_PAGE, label="Go to Mine", icon=":material/construction:")
+        st.stop()
+    return result
+
+
+def curate_params() -> CurateParams:
+    """The curation settings as they stand now (Tune writes them, Explore and Export read them).
+    Raises SettingsError for a value out of range."""
+    return CurateParams.from_settings(settings())

@@ -1,0 +1,303 @@
+"""What the pages show, as pure functions of a collection, a pool and a curation: display tables and plotly
+figures. Nothing here computes a label: labels come from hnm_core.curate.
+
+Document text never renders as HTML: plotly's hover templates interpret tags, so hover text is escaped here.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import textwrap
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import pandas as pd
+
+from hnm_core.curate import CurateParams, Curation
+from hnm_core.data import Collection
+from hnm_core.pool import Pool
+
+__all__ = [
+    "MarkerStyle", "STYLES", "hover_text", "query_slices", "collection_summary", "positives_per_query",
+    "label_counts", "short_queries", "candidate_table", "documents_table", "map_figure", "score_histogram",
+    "margin_thresholds", "preview_rows",
+]
+
+
+class MarkerStyle(NamedTuple):
+    """How one kind of point is drawn: legend name, colour and marker symbol (both differ between kinds, so the
+    map reads in greyscale and for colour-blind people), size."""
+
+    name: str
+    color: str
+    symbol: str
+    size: int
+
+
+# Okabe-Ito colours, each paired with its own marker shape. "selected" is a hard-band row sampled as a negative.
+STYLES: dict[str, MarkerStyle] = {
+    "query": MarkerStyle("query", "#000000", "star-diamond", 20),
+    "positive": MarkerStyle("labelled positive", "#009E73", "star", 16),
+    "selected": MarkerStyle("hard negative (selected)", "#D55E00", "diamond", 11),
+    "hard": MarkerStyle("hard band, not selected", "#E69F00", "circle", 9),
+    "false_negative": MarkerStyle("likely false negative", "#CC79A7", "x", 12),
+    "near_duplicate": MarkerStyle("near-duplicate of a positive", "#8C564B", "square", 10),
+    "same_cluster": MarkerStyle("same cluster as a positive", "#56B4E9", "triangle-up", 11),
+    "skipped": MarkerStyle("skipped (source top-N)", "#B59B00", "triangle-down", 11),
+    "unscored": MarkerStyle("unscored by the teacher", "#555555", "hourglass", 10),
+    "easy": MarkerStyle("easy (below the floor)", "#0072B2", "circle-open", 9),
+}
+_CORPUS_COLOR = "rgba(140, 140, 140, 0.28)"
+# Above this many documents the faint corpus layer is drawn with WebGL and without hover text (1M hover strings
+# would make the page megabytes heavier than the map itself).
+_CORPUS_HOVER_LIMIT = 20_000
+
+
+def hover_text(text: str, *, width: int = 80, limit: int = 600) -> str:
+    """`text` for a plotly hover label: shortened to `limit` characters, wrapped at `width`, HTML-escaped line by
+    line (so a wrap never splits an entity) and joined with <br>. Quotes stay as they are: plotly decodes only a
+    few named entities, and quotes are harmless in text content."""
+    text = " ".join(text.split())
+    if len(text) > limit:
+        text = text[: limit - 1].rstrip() + "…"
+    lines = textwrap.wrap(text, width=width) or [""]
+    return "<br>".join(html.escape(line, quote=False) for line in lines)
+
+
+def query_slices(frame: pd.DataFrame) -> dict[str, tuple[int, int]]:
+    """query id -> (first row, end row) in a pool frame (rows are grouped by query, see docs/ARCHITECTURE.md)."""
+    codes, uniques = pd.factorize(frame["query_id"])
+    if len(codes) == 0:
+        return {}
+    starts = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]])
+    ends = np.r_[starts[1:], len(codes)]
+    return {str(uniques[codes[s]]): (int(s), int(e)) for s, e in zip(starts, ends)}
+
+
+def positives_per_query(collection: Collection) -> pd.DataFrame:
+    """How many queries have 1, 2, ... labelled positives."""
+    counts = pd.Series([len(collection.positives[q]) for q in collection.query_ids]).value_counts().sort_index()
+    return pd.DataFrame({"positives per query": counts.index.astype(int), "queries": counts.to_numpy()})
+
+
+def collection_summary(collection: Collection) -> dict[str, int | float]:
+    """Headline numbers of a collection."""
+    n_pos = [len(collection.positives[q]) for q in collection.query_ids]
+    return {
+        "documents": len(collection.doc_ids),
+        "queries": len(collection.query_ids),
+        "positives": int(sum(n_pos)),
+        "mean positives per query": float(np.mean(n_pos)) if n_pos else 0.0,
+        "given negatives": int(sum(len(v) for v in collection.negatives.values())),
+    }
+
+
+def label_counts(curation: Curation) -> pd.DataFrame:
+    """One row per label: rows that got it, rows its rule matched before precedence, the sentence."""
+    return pd.DataFrame(
+        [(rc.label, rc.count, rc.matched, rc.sentence) for rc in curation.counts],
+        columns=["label", "rows", "rule matched", "what happened"],
+    )
+
+
+def short_queries(curation: Curation, collection: Collection) -> pd.DataFrame:
+    """Queries whose hard band holds fewer negatives than the quota."""
+    index = collection.query_index
+    return pd.DataFrame(
+        [(s.query_id, collection.query_texts[index[s.query_id]] if s.query_id in index else "", s.got, s.wanted)
+         for s in curation.short_queries],
+        columns=["query_id", "query", "negatives", "wanted"],
+    )
+
+
+def _sources(frame: pd.DataFrame) -> np.ndarray:
+    bm25 = frame["in_bm25"].to_numpy(bool)
+    dense = frame["in_dense"].to_numpy(bool)
+    return np.select([bm25 & dense, bm25, dense], ["bm25+dense", "bm25", "dense"], default="")
+
+
+def candidate_table(pool: Pool, curation: Curation, rows: tuple[int, int]) -> pd.DataFrame:
+    """The rows `rows` (one query's slice) of the pool with their label, sampling, provenance, every score and the
+    document text: the Explore page's linked table."""
+    start, end = rows
+    part = pool.frame.iloc[start:end]
+    coll = pool.collection
+    labels = np.asarray(curation.labels[start:end], dtype=object)
+    selected = curation.selected[start:end]
+    shown = np.where(selected, "hard (selected)", labels)
+    return pd.DataFrame({
+        "doc_id": part["doc_id"].to_numpy(object),
+        "label": shown,
+        "neg_rank": curation.neg_rank[start:end],
+        "sources": _sources(part),
+        "fused_rank": part["fused_rank"].to_numpy(),
+        "bm25_rank": part["bm25_rank"].to_numpy(),
+        "dense_rank": part["dense_rank"].to_numpy(),
+        "teacher_score": part["teacher_score"].to_numpy(np.float32, na_value=np.nan),
+        "teacher_raw": part["teacher_raw"].to_numpy(np.float32, na_value=np.nan),
+        "dense_score": part["dense_score"].to_numpy(np.float32, na_value=np.nan),
+        "bm25_score": part["bm25_score"].to_numpy(np.float32, na_value=np.nan),
+        "pos_sim_max": part["pos_sim_max"].to_numpy(np.float32, na_value=np.nan),
+        "cluster": part["cluster"].to_numpy(),
+        "text": [coll.doc_texts[coll.doc_index[d]] for d in part["doc_id"].tolist()],
+    })
+
+
+def documents_table(collection: Collection, doc_rows: list[int], labels: dict[int, str]) -> pd.DataFrame:
+    """Documents by position in the collection (a map selection), with their label for the chosen query."""
+    return pd.DataFrame({
+        "doc_id": [collection.doc_ids[i] for i in doc_rows],
+        "label": [labels.get(i, "corpus") for i in doc_rows],
+        "text": [collection.doc_texts[i] for i in doc_rows],
+    })
+
+
+def _point_kinds(curation: Curation, rows: tuple[int, int]) -> np.ndarray:
+    start, end = rows
+    labels = np.asarray(curation.labels[start:end], dtype=object)
+    return np.where(curation.selected[start:end], "selected", labels)
+
+
+def map_figure(coords: np.ndarray, pool: Pool, curation: Curation, query_id: str, rows: tuple[int, int]):
+    """The Explore map: the corpus faint, then the query's point and its pool rows by label, each kind with its own
+    colour and marker (STYLES). Every point carries its document's position in `customdata[0]` (-1 for the query)
+    so a lasso or box selection maps back to documents."""
+    import plotly.graph_objects as go
+
+    coll = pool.collection
+    n_docs = len(coll.doc_ids)
+    start, end = rows
+    doc_rows = pool.frame["doc_id"].iloc[start:end].map(coll.doc_index).to_numpy(np.int64)
+    kinds = _point_kinds(curation, rows)
+    scores = pool.frame["teacher_score"].iloc[start:end].to_numpy(np.float32, na_value=np.nan)
+
+    fig = go.Figure()
+    rest = np.setdiff1d(np.arange(n_docs), doc_rows)
+    big = n_docs > _CORPUS_HOVER_LIMIT
+    scatter = go.Scattergl if big else go.Scatter
+    corpus = dict(x=coords[rest, 0], y=coords[rest, 1], mode="markers", name="rest of the corpus",
+                  marker=dict(color=_CORPUS_COLOR, size=5), customdata=rest[:, None])
+    if big:
+        corpus["hoverinfo"] = "skip"
+    else:
+        corpus["hovertext"] = [hover_text(coll.doc_texts[i], limit=300) for i in rest]
+        corpus["hovertemplate"] = "%{hovertext}<extra>corpus</extra>"
+    fig.add_trace(scatter(**corpus))
+
+    for kind in ("positive", "selected", "hard", "false_negative", "near_duplicate", "same_cluster", "skipped",
+                 "unscored", "easy"):
+        mask = kinds == kind
+        if not mask.any():
+            continue
+        style = STYLES[kind]
+        rows_k = doc_rows[mask]
+        fig.add_trace(scatter(
+            x=coords[rows_k, 0], y=coords[rows_k, 1], mode="markers", name=f"{style.name} ({int(mask.sum())})",
+            marker=dict(color=style.color, symbol=style.symbol, size=style.size,
+                        line=dict(width=1, color="white" if kind != "easy" else style.color)),
+            customdata=np.column_stack([rows_k, [html.escape(coll.doc_ids[i], quote=False) for i in rows_k],
+                                        [_score_text(s) for s in scores[mask]]]),
+            hovertext=[hover_text(coll.doc_texts[i]) for i in rows_k],
+            hovertemplate=f"<b>%{{customdata[1]}}</b> · {html.escape(style.name)} · teacher %{{customdata[2]}}"
+                          "<br>%{hovertext}<extra></extra>",
+        ))
+
+    q = coll.query_index[query_id]
+    style = STYLES["query"]
+    fig.add_trace(scatter(
+        x=[coords[n_docs + q, 0]], y=[coords[n_docs + q, 1]], mode="markers", name="query",
+        marker=dict(color=style.color, symbol=style.symbol, size=style.size, line=dict(width=1, color="white")),
+        customdata=[[-1]], hovertext=[hover_text(coll.query_texts[q])],
+        hovertemplate="<b>query</b><br>%{hovertext}<extra></extra>",
+    ))
+    fig.update_layout(
+        height=620, margin=dict(l=10, r=10, t=10, b=10), dragmode="lasso", plot_bgcolor="white",
+        legend=dict(orientation="v", x=1.01, y=1, xanchor="left", bgcolor="rgba(255,255,255,0.9)",
+                    font=dict(size=12), itemsizing="constant"),
+        hoverlabel=dict(align="left", font=dict(size=12)),
+    )
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False, scaleanchor="x", scaleratio=1)
+    return fig
+
+
+def _score_text(score: float) -> str:
+    return "unscored" if np.isnan(score) else f"{score:.3f}"
+
+
+def margin_thresholds(frame: pd.DataFrame, params: CurateParams) -> pd.Series:
+    """Per query, the teacher score above which the margin rules call a candidate a false negative (the stricter of
+    the relative and absolute margins, as curate applies them); NaN where no margin is on or no positive is scored.
+
+    Curation returns labels, not these thresholds; they are recomputed here from the same definition
+    (hnm_core.curate: pos_score - |pos_score| * relative_margin, pos_score - absolute_margin) only to draw them."""
+    positives = frame.loc[frame["is_positive"].to_numpy(bool), ["query_id", "teacher_score"]]
+    grouped = positives.groupby("query_id", observed=True, sort=False)["teacher_score"]
+    ref = (grouped.min() if params.margin_ref == "min" else grouped.mean()).astype(np.float64)
+    lines = []
+    if params.relative_margin is not None:
+        lines.append(ref - ref.abs() * params.relative_margin)
+    if params.absolute_margin is not None:
+        lines.append(ref - params.absolute_margin)
+    if not lines:
+        return pd.Series(np.nan, index=ref.index)
+    return pd.concat(lines, axis=1).min(axis=1)
+
+
+def score_histogram(frame: pd.DataFrame, params: CurateParams, query_id: str | None = None):
+    """Teacher scores of labelled positives vs candidates (each as a percentage of its own group, so 60 positives
+    show next to 6,000 candidates), with the ceiling, the floor and the margin threshold drawn as vertical lines:
+    the mean over queries, and the chosen query's when one is given."""
+    import plotly.graph_objects as go
+
+    score = frame["teacher_score"].to_numpy(np.float32, na_value=np.nan)
+    is_pos = frame["is_positive"].to_numpy(bool)
+    fig = go.Figure()
+    scored = ~np.isnan(score)
+    lo, hi = (float(score[scored].min()), float(score[scored].max())) if scored.any() else (0.0, 1.0)
+    bins = dict(start=lo, end=hi, size=max((hi - lo) / 60, 1e-6))
+    fig.add_trace(go.Histogram(x=score[~is_pos & scored], name="candidates", histnorm="percent", xbins=bins,
+                               marker_color="#E69F00", opacity=0.65))
+    fig.add_trace(go.Histogram(x=score[is_pos & scored], name="labelled positives", histnorm="percent", xbins=bins,
+                               marker_color="#009E73", opacity=0.65))
+    lines: list[tuple[float, str, str, str]] = []
+    if params.ceiling is not None:
+        lines.append((params.ceiling, "ceiling", "#CC79A7", "solid"))
+    if params.floor is not None:
+        lines.append((params.floor, "floor", "#0072B2", "solid"))
+    thresholds = margin_thresholds(frame, params)
+    if thresholds.notna().any():
+        lines.append((float(thresholds.mean()), "margin (mean over queries)", "#555555", "dash"))
+        if query_id is not None and query_id in thresholds.index and not np.isnan(thresholds[query_id]):
+            lines.append((float(thresholds[query_id]), f"margin for {query_id}", "#D55E00", "dot"))
+    for i, (x, name, color, dash) in enumerate(lines):
+        fig.add_vline(x=x, line=dict(color=color, dash=dash, width=2))
+        fig.add_annotation(x=x, y=1.0 - 0.09 * i, yref="paper", text=f"{html.escape(name)} {x:.3f}", showarrow=False,
+                           xanchor="left", xshift=4, font=dict(color=color, size=12), bgcolor="rgba(255,255,255,0.8)")
+    fig.update_layout(
+        barmode="overlay", height=360, margin=dict(l=10, r=10, t=10, b=10), plot_bgcolor="white",
+        xaxis_title="teacher score", yaxis_title="% of group",
+        legend=dict(orientation="h", x=0, y=-0.25),
+    )
+    fig.update_xaxes(showgrid=True, gridcolor="#eeeeee")
+    fig.update_yaxes(showgrid=True, gridcolor="#eeeeee")
+    return fig
+
+
+
+def preview_rows(path: Path, n: int = 5) -> pd.DataFrame:
+    """The first `n` rows of an exported Parquet or JSONL file, read without loading the whole file."""
+    if path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        batch = next(pq.ParquetFile(path).iter_batches(batch_size=n), None)
+        return batch.to_pandas() if batch is not None else pd.DataFrame()
+    records = []
+    with path.open(encoding="utf-8") as f:
+        for line in f:
+            if len(records) == n:
+                break
+            records.append(json.loads(line))
+    return pd.DataFrame(records)
