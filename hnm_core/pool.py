@@ -171,7 +171,9 @@ def build_pool(
         bm25_index = BM25Index.build(collection.doc_texts, k1=bm25_k1, b=bm25_b, stopwords=stopwords,
                                      progress=progress)
         result = bm25_index.search(collection.query_texts, fetch, progress=progress)
-        hits["bm25"] = [_source_hits(result.indices[q], set(duplicates[q].tolist()), set(positives[q].tolist()), top_k)
+        # A document sharing no term with the query scores 0: BM25 did not find it, it only fills the list.
+        found = np.where(result.scores > 0, result.indices, -1)
+        hits["bm25"] = [_source_hits(found[q], set(duplicates[q].tolist()), set(positives[q].tolist()), top_k)
                         for q in range(nq)]
     if "dense" in sources:
         from .dense import DenseIndex, embedding_key, encode

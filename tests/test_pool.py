@@ -115,3 +115,10 @@ def test_cranfield_pool_with_minilm_and_warm_cache(session_cache):
     warm = build_pool(collection, top_k=50, cache_dir=session_cache, encoder=encoder)
     assert not encoder.loaded  # every embedding came from the cache
     pd.testing.assert_frame_equal(warm.frame, frame)
+
+
+def test_bm25_does_not_claim_documents_sharing_no_term(tiny_collection, tmp_path):
+    pool = build_pool(tiny_collection, sources=("bm25",), top_k=10, cache_dir=tmp_path)
+    cands = pool.frame[~pool.frame["is_positive"]]
+    assert (cands["bm25_score"] > 0).all()
+    assert len(cands) < 10 * len(tiny_collection.query_ids)  # 12 docs: every query shares no term with some
