@@ -55,7 +55,7 @@ def test_bm25_ranks_follow_rank_bm25_scores(tiny_pool, tiny_collection):
         np.testing.assert_allclose(rows["bm25_score"].to_numpy(), expected, rtol=1e-5)
         excluded = set(tiny_collection.positives[qid]) | ({"d11"} if qid == "q1" else set())
         ranked = [tiny_collection.doc_ids[i] for i in sorted(range(len(scores)), key=lambda i: (-scores[i], i))
-                  if tiny_collection.doc_ids[i] not in excluded][:4]
+                  if tiny_collection.doc_ids[i] not in excluded and scores[i] > 0][:4]
         bm25_rows = rows[rows["in_bm25"] & ~rows["is_positive"]].sort_values("bm25_rank")
         assert bm25_rows["doc_id"].tolist() == ranked
 
