@@ -99,6 +99,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("round_b", type=Path)
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
     p.set_defaults(run=_cmd_diff)
+
+    p = sub.add_parser("audit", help="hide some labelled positives, mine, and measure how many come back as "
+                                     "negatives, over a sweep of the false-negative settings")
+    _common(p)
+    _add_settings(p, ("data", "pool", "teacher", "curate"))
+    p.add_argument("--hide", type=float, default=0.5,
+                   help="share of each query's positives hidden, for queries with two or more (default: 0.5)")
+    p.add_argument("--target-leak", type=float, default=0.02,
+                   help="highest leak rate the recommended setting may have (default: 0.02 = 2%%)")
+    p.add_argument("--min-coverage", type=float, default=0.95,
+                   help="lowest share of queries with the full quota the recommended setting may have "
+                        "(default: 0.95)")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(run=_cmd_audit)
     return parser
 
 
@@ -195,6 +209,29 @@ def _cmd_diff(args: argparse.Namespace) -> int:
         print(json.dumps(asdict(result), indent=2, default=str))
     else:
         _say(result.sentences())
+    return 0
+
+
+def _cmd_audit(args: argparse.Namespace) -> int:
+    from .audit import audit, check_report_dir, save_report
+    from .data import load_collection
+
+    values = _settings(args, ("data", "pool", "teacher", "curate"))
+    check_report_dir(args.out, overwrite=args.overwrite)
+    collection = load_collection(args.data, split=values["split"])
+    for line in collection.problems:  # stdout is the JSON report under --json
+        print(line, file=sys.stderr if args.json else sys.stdout)
+    report = audit(collection, values, hide=args.hide, cache_dir=args.cache_dir, target_leak=args.target_leak,
+                   min_coverage=args.min_coverage, progress=_progress(args))
+    folder = save_report(report, args.out, overwrite=args.overwrite,
+                         extra_manifest={"command": " ".join(["hnm", *sys.argv[1:]]) if sys.argv else "hnm audit"})
+    if args.json:
+        print(report.to_json())
+        return 0
+    _say(report.sentences())
+    print()
+    print(report.sweep.format_frontier())
+    print(f"Report, sweep and split saved to {folder}")
     return 0
 
 
