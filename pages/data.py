@@ -6,6 +6,7 @@ from hnm_core.data import FILE_SUFFIXES
 from hnm_core.errors import HnmError
 from studio import loaders, views
 from studio.state import EXPLORE_PAGE, MINE_PAGE, init_state, loaded, set_data, set_mined, settings
+from studio.widgets import setting_widget
 
 init_state()
 st.title("Data")
@@ -36,9 +37,7 @@ try:
         )
         splits = loaders.splits_at(path)
         if splits:
-            current = settings()["split"] if settings()["split"] in splits else splits[0]
-            settings()["split"] = st.selectbox("qrels split", splits, index=splits.index(current),
-                                               key="data_split", help="BEIR qrels split to read. CLI: `--split`")
+            setting_widget("split", label="qrels split", options=splits)
         if loaders.is_pool_folder(path):
             st.info("This folder holds a saved pool: it opens as data and mined pool at once.")
             if st.button("Open the saved pool", type="primary", key="load_pool"):

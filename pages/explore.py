@@ -45,7 +45,9 @@ st.markdown(f"**{collection.query_texts[collection.query_index[query_id]]}** —
 st.caption("Labels follow the settings on the Tune page.")
 st.page_link(TUNE_PAGE, label="Change them on Tune", icon=":material/tune:")
 
-coords = loaders.map_coords(result.key, int(result.settings.get("seed", 0)), pool)
+with st.spinner("Laying out the map: a seeded UMAP, single-threaded. The first map in a server process waits "
+                "about 30 s for numba to compile; later ones take seconds, and this one is then cached on disk."):
+    coords = loaders.map_coords(result.key, int(result.settings.get("seed", 0)), pool)
 if coords is None:
     st.info("The map needs document embeddings, and this pool was mined with BM25 only. Add the dense retriever "
             "on the Mine page to see it.")

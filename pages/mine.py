@@ -71,11 +71,7 @@ if st.button("Run", type="primary", key="run_mine", icon=":material/play_arrow:"
         started = time.perf_counter()
         with st.container(border=True):
             pool = loaders.mined_pool(data.key, loaders.settings_key(values), collection)
-            key = loaders.pool_key(data.key, values)
-            with st.spinner("Laying out the 2-D map (seeded UMAP, single-threaded). The first map in a server "
-                            "process waits about 30 s for numba to compile; later ones take seconds."):
-                loaders.map_coords(key, values["seed"], pool)
-        set_mined(Mined(pool, key, values, time.perf_counter() - started))
+        set_mined(Mined(pool, loaders.pool_key(data.key, values), values, time.perf_counter() - started))
     except HnmError as error:
         st.error(str(error))
 

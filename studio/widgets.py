@@ -50,6 +50,7 @@ def setting_widget(
     hi: float | None = None,
     step: float | None = None,
     suggested: Any = None,
+    options: list[Any] | None = None,
     disabled: bool = False,
     container: Any = None,
 ) -> Any:
@@ -60,6 +61,8 @@ def setting_widget(
         whose range (from `lo`/`hi` or the table) is at most 200 steps, number input otherwise, text for str.
     lo, hi, step: override the table's range for a slider (e.g. the teacher's score range for the ceiling).
     suggested: the starting value when an optional setting is first switched on.
+    options: the values to offer, in place of the table's choices (e.g. the qrels splits a folder has); a value
+        outside them is replaced by the first.
     container: where to draw (default: the current container).
     """
     spec = setting(name)
@@ -90,21 +93,24 @@ def setting_widget(
         start = memory.get(name, suggested)
     if start is None:
         start = spec.default if spec.default is not None else (lo if lo is not None else spec.type())
+    choices = list(options) if options is not None else list(spec.choices or ())
     if key not in st.session_state:
         st.session_state[key] = list(start) if spec.multiple else start
+    if options is not None and st.session_state[key] not in choices:
+        st.session_state[key] = choices[0]
     if numeric:  # a range that moved (another pool, another teacher) must still hold the value
         st.session_state[key] = _clamp(spec.type(st.session_state[key]), lo, hi)
 
     off = disabled or not on
     visibility = "collapsed" if spec.optional else "visible"
     if spec.multiple:
-        value: Any = tuple(where.multiselect(value_label, list(spec.choices or ()), key=key, help=tooltip,
-                                             disabled=off, label_visibility=visibility))
-    elif spec.choices and kind == "radio":
-        value = where.radio(value_label, list(spec.choices), key=key, help=tooltip, disabled=off, horizontal=True,
+        value: Any = tuple(where.multiselect(value_label, choices, key=key, help=tooltip, disabled=off,
+                                             label_visibility=visibility))
+    elif choices and kind == "radio":
+        value = where.radio(value_label, choices, key=key, help=tooltip, disabled=off, horizontal=True,
                             label_visibility=visibility)
-    elif spec.choices:
-        value = where.selectbox(value_label, list(spec.choices), key=key, help=tooltip, disabled=off,
+    elif choices:
+        value = where.selectbox(value_label, choices, key=key, help=tooltip, disabled=off,
                                 label_visibility=visibility)
     elif spec.type is bool:
         draw = where.toggle if kind == "toggle" else where.checkbox

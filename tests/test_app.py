@@ -1,0 +1,445 @@
+"""The Streamlit studio through streamlit.testing.v1.AppTest: every page opened on its own, then widget-driven flows.
+
+Fast tests mine with the tiny random-weight bi-encoder of conftest.py (a real sentence-transformers folder, typed
+into the Model box like a person would); the `slow` test runs the real packaged MiniLM on sample_data/ and opens
+the UMAP map. All tests share one HNM_CACHE_DIR, so each collection is encoded once per test session.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import pandas as pd
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from hnm_core.errors import DataError, SettingsError
+from hnm_core.settings import SETTINGS
+from studio import loaders, views
+
+ROOT = Path(__file__).resolve().parents[1]
+APP = str(ROOT / "app.py")
+SAMPLE = ROOT / "sample_data"
+DATA, MINE, EXPLORE, TUNE, EXPORT = ("pages/data.py", "pages/mine.py", "pages/explore.py", "pages/tune.py",
+                                     "pages/export.py")
+
+
+@pytest.fixture(autouse=True)
+def cache_dir(session_cache, monkeypatch) -> Path:
+    monkeypatch.setenv("HNM_CACHE_DIR", str(session_cache))
+    return session_cache
+
+
+def new_session(timeout: float = 180) -> AppTest:
+    """A fresh browser session on the app's entry point (two calls = two people)."""
+    at = AppTest.from_file(APP, default_timeout=timeout).run()
+    assert not at.exception
+    return at
+
+
+def open_page(at: AppTest, page: str) -> AppTest:
+    at.switch_page(page).run()
+    assert not at.exception, at.exception
+    return at
+
+
+def load_sample(at: AppTest) -> AppTest:
+    open_page(at, DATA)
+    at.button(key="load_sample").click().run()
+    assert not at.exception
+    return at
+
+
+def mine(at: AppTest, **values: str | int) -> AppTest:
+    """Type `values` into the Mine page's widgets (by setting name) and press Run."""
+    open_page(at, MINE)
+    for name, value in values.items():
+        widget = next(w for kind in ("text_input", "number_input", "slider", "selectbox", "radio", "multiselect")
+                      for w in getattr(at, kind) if w.key == f"setting:{name}")
+        widget.set_value(value)
+    at.button(key="run_mine").click().run()
+    assert not at.exception
+    return at
+
+
+def tiny_mine(at: AppTest, model_dir: Path) -> AppTest:
+    return mine(at, model=str(model_dir), teacher_model=str(model_dir), max_seq_length=64, top_k=20)
+
+
+def metrics(at: AppTest) -> dict[str, str]:
+    return {m.label: m.value for m in at.metric}
+
+
+def label_rows(at: AppTest) -> dict[str, int]:
+    """The Tune page's per-label counts table."""
+    table = next(d.value for d in at.dataframe if "rule matched" in d.value.columns)
+    return dict(zip(table["label"], table["rows"]))
+
+
+def widget_keys(at: AppTest) -> set[str]:
+    kinds = ("text_input", "number_input", "slider", "selectbox", "radio", "multiselect", "checkbox", "toggle")
+    return {w.key for kind in kinds for w in getattr(at, kind) if w.key}
+
+
+class Upload(NamedTuple):
+    """What a browser upload gives the loaders: a name (chosen by the client) and the bytes."""
+
+    name: str
+    content: bytes
+
+    def getvalue(self) -> bytes:
+        return self.content
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Every page on its own
+
+
+@pytest.mark.parametrize("page", [DATA, MINE, EXPLORE, TUNE, EXPORT])
+def test_every_page_opens_in_a_fresh_session(page):
+    at = open_page(new_session(), page)
+    if page == DATA:
+        assert at.radio(key="data_source").value == "Bundled sample"
+    else:
+        assert "No data loaded yet" in at.info[0].value
+
+
+@pytest.mark.parametrize("page", [EXPLORE, TUNE, EXPORT])
+def test_pages_after_data_but_before_mining_point_to_mine(page):
+    at = open_page(load_sample(new_session()), page)
+    assert "Nothing mined yet" in at.info[0].value
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Data
+
+
+def test_sample_loads_and_is_summarised():
+    at = load_sample(new_session())
+    numbers = metrics(at)
+    assert (numbers["Documents"], numbers["Queries"], numbers["Labelled positives"]) == ("253", "42", "62")
+    per_query = next(d.value for d in at.dataframe if "positives per query" in d.value.columns)
+    assert per_query["queries"].sum() == 42 and (per_query["positives per query"] * per_query["queries"]).sum() == 62
+    assert at.success[0].value.startswith("None")
+
+
+def test_a_bad_path_is_a_readable_error_not_a_traceback(tmp_path):
+    at = open_page(new_session(), DATA)
+    at.radio(key="data_source").set_value("Folder or file path").run()
+    at.text_input(key="data_path").input(str(tmp_path / "missing")).run()
+    at.button(key="load_path").click().run()
+    assert not at.exception
+    assert "does not exist" in at.error[0].value and "Fix:" in at.error[0].value
+
+
+def test_a_folder_path_offers_its_qrels_splits(tmp_path):
+    folder = tmp_path / "beir"
+    (folder / "qrels").mkdir(parents=True)
+    for name in ("corpus.jsonl", "queries.jsonl"):
+        (folder / name).write_bytes((SAMPLE / name).read_bytes())
+    (folder / "qrels" / "dev.tsv").write_text("query-id\tcorpus-id\tscore\nq01\td032\t1\n", encoding="utf-8")
+    (folder / "qrels" / "test.tsv").write_bytes((SAMPLE / "qrels.tsv").read_bytes())
+    at = open_page(new_session(), DATA)
+    at.radio(key="data_source").set_value("Folder or file path").run()
+    at.text_input(key="data_path").input(str(folder)).run()
+    assert at.selectbox(key="setting:split").options == ["dev", "test"]
+    at.selectbox(key="setting:split").set_value("dev").run()
+    at.button(key="load_path").click().run()
+    assert metrics(at)["Queries"] == "1"
+    assert "split dev" in at.caption[1].value
+
+
+def test_beir_files_upload_through_the_page():
+    at = open_page(new_session(), DATA)
+    at.radio(key="data_source").set_value("Upload files").run()
+    files = [(name, (SAMPLE / name).read_bytes(), "application/octet-stream")
+             for name in ("corpus.jsonl", "queries.jsonl", "qrels.tsv")]
+    at.file_uploader(key="data_upload").set_value(files).run()
+    at.button(key="load_upload").click().run()
+    assert not at.exception and not at.error
+    assert (metrics(at)["Documents"], metrics(at)["Queries"]) == ("253", "42")
+
+
+def test_a_pairs_file_uploads_and_its_problems_are_shown():
+    at = open_page(new_session(), DATA)
+    at.radio(key="data_source").set_value("Upload files").run()
+    rows = "query,positive\nwhat is a cell,A cell is the unit of life.\nwhat is a cell,A cell is the unit of life.\n" \
+           "what is a bank,A bank lends money.\n"
+    at.file_uploader(key="data_upload").set_value(("pairs.csv", rows.encode(), "text/csv")).run()
+    at.button(key="load_upload").click().run()
+    assert (metrics(at)["Queries"], metrics(at)["Labelled positives"]) == ("2", "2")
+    assert any("repeat" in w.value for w in at.warning)
+
+
+@pytest.mark.parametrize("names, message", [
+    (["corpus.jsonl"], "needs corpus.jsonl, queries.jsonl and a qrels"),
+    (["corpus.jsonl", "queries.jsonl", "qrels.tsv", "notes.txt"], "remove notes.txt"),
+    (["a.csv", "b.csv"], "not a BEIR set"),
+    (["model.pkl"], "not a file type hnm reads"),
+])
+def test_upload_mistakes_say_what_to_upload(tmp_path, names, message):
+    files = [Upload(name, (SAMPLE / name).read_bytes() if (SAMPLE / name).exists() else b"x") for name in names]
+    with pytest.raises(DataError, match=message):
+        loaders.load_uploads(files, tmp_path / "upload")
+
+
+def test_uploaded_names_cannot_escape_the_session_folder(tmp_path):
+    files = [Upload(f"../../{name}", (SAMPLE / name).read_bytes())
+             for name in ("corpus.jsonl", "queries.jsonl", "qrels.tsv")]
+    data = loaders.load_uploads(files, tmp_path / "session" / "upload")
+    assert len(data.collection.doc_ids) == 253
+    assert sorted(p.name for p in (tmp_path / "session" / "upload").iterdir()) == \
+        ["corpus.jsonl", "qrels.tsv", "queries.jsonl"]
+    assert [p.name for p in tmp_path.iterdir()] == ["session"]
+
+
+def test_the_app_serves_on_localhost_with_an_upload_cap():
+    import tomllib
+
+    config = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text(encoding="utf-8"))
+    assert config["server"]["address"] == "localhost"
+    assert 0 < config["server"]["maxUploadSize"] <= 1000
+    assert config["browser"]["gatherUsageStats"] is False
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Mine, Tune, Export with the tiny model
+
+
+def test_mining_errors_are_readable_messages(tmp_path):
+    at = load_sample(new_session())
+    open_page(at, MINE)
+    at.multiselect(key="setting:sources").set_value([]).run()
+    at.button(key="run_mine").click().run()
+    assert not at.exception and "sources: give at least one of bm25, dense" in at.error[0].value
+    mine(at, sources=["dense"], model=str(tmp_path / "no-such-model"))
+    assert "does not exist" in at.error[0].value and "Fix:" in at.error[0].value
+
+
+def test_tiny_mine_then_tune_sliders_change_the_counts_and_export_reads_back(tiny_bi_encoder_dir, tmp_path):
+    at = tiny_mine(load_sample(new_session()), tiny_bi_encoder_dir)
+    assert any("candidates for 42 queries" in m.value for m in at.markdown)
+    open_page(at, TUNE)
+    at.checkbox(key="setting:relative_margin:on").uncheck().run()  # the tiny model's cosines are all alike
+    before = label_rows(at)
+    assert before["false_negative"] == before["skipped"] == 0
+    assert metrics(at)["Hard band"] == f"{before['hard']:,}"
+
+    at.checkbox(key="setting:ceiling:on").check().run()
+    ceiling = at.slider(key="setting:ceiling")
+    ceiling.set_value(round(ceiling.min + (ceiling.max - ceiling.min) / 4, 2)).run()
+    after_ceiling = label_rows(at)
+    assert after_ceiling["false_negative"] > 0 and after_ceiling["hard"] < before["hard"]
+    at.slider(key="setting:skip_n").set_value(3).run()
+    after_skip = label_rows(at)
+    assert after_skip["skipped"] > 0 and after_skip["hard"] < after_ceiling["hard"]
+    assert metrics(at)["Likely false negatives"] == f"{after_skip['false_negative']:,}"
+
+    open_page(at, EXPORT)
+    at.text_input(key="export_dir").input(str(tmp_path / "round-1")).run()
+    at.button(key="export_write").click().run()
+    assert not at.error and "Wrote" in at.success[0].value
+    manifest = json.loads((tmp_path / "round-1" / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["settings"]["skip_n"] == 3 and manifest["settings"]["ceiling"] == ceiling.value
+    assert manifest["counts"] == after_skip
+    triplets = pd.read_parquet(tmp_path / "round-1" / "triplet.parquet")
+    assert list(triplets.columns) == ["anchor", "positive", "negative"]
+    assert len(triplets) == manifest["files"]["triplet.parquet"]["rows"] > 0
+    pool = pd.read_parquet(tmp_path / "round-1" / "pool.parquet")
+    assert pool["selected"].sum() == manifest["n_selected"]
+    assert set(pool.loc[pool["selected"], "label"]) == {"hard"}
+    # the same folder again is refused unless replacing is ticked
+    at.button(key="export_write").click().run()
+    assert "exists and is not empty" in at.error[0].value
+
+
+def test_downloads_are_built_in_a_private_folder_and_previewed(tiny_bi_encoder_dir):
+    at = tiny_mine(load_sample(new_session()), tiny_bi_encoder_dir)
+    open_page(at, EXPORT)
+    at.multiselect(key="setting:formats").set_value(["triplet", "flag"]).run()
+    at.radio(key="setting:file_type").set_value("jsonl").run()
+    at.button(key="export_build").click().run()
+    assert not at.exception and not at.error
+    out = at.session_state["export"].out_dir
+    assert sorted(p.name for p in out.iterdir()) == ["flag.jsonl", "manifest.json", "triplet.jsonl"]
+    assert out.parent == at.session_state["workdir"].path
+    previews = [d.value for d in at.dataframe]
+    assert list(previews[0].columns) == ["anchor", "positive", "negative"] and len(previews[0]) == 5
+    assert {"query", "pos", "neg"} <= set(previews[1].columns)
+    first = json.loads((out / "triplet.jsonl").read_text(encoding="utf-8").splitlines()[0])
+    assert first == previews[0].iloc[0].to_dict()
+    # changing a setting afterwards says the files are stale
+    open_page(at, TUNE)
+    at.slider(key="setting:negatives").set_value(3).run()
+    open_page(at, EXPORT)
+    assert "changed since these files were written" in at.warning[0].value
+
+
+def test_manifest_settings_replay_into_the_widgets(tiny_bi_encoder_dir, tmp_path):
+    at = tiny_mine(load_sample(new_session()), tiny_bi_encoder_dir)
+    open_page(at, TUNE)
+    at.slider(key="setting:skip_n").set_value(4).run()
+    at.slider(key="setting:negatives").set_value(6).run()
+    open_page(at, EXPORT)
+    at.text_input(key="export_dir").input(str(tmp_path / "round")).run()
+    at.button(key="export_write").click().run()
+
+    other = load_sample(new_session())
+    open_page(other, MINE)
+    manifest = (tmp_path / "round" / "manifest.json").read_bytes()
+    other.file_uploader(key="replay_manifest").set_value(("manifest.json", manifest, "application/json")).run()
+    other.button(key="replay_apply").click().run()
+    assert other.text_input(key="setting:model").value == str(tiny_bi_encoder_dir)
+    assert other.number_input(key="setting:top_k").value == 20
+    other.button(key="run_mine").click().run()
+    open_page(other, TUNE)
+    assert other.slider(key="setting:skip_n").value == 4 and other.slider(key="setting:negatives").value == 6
+
+
+@pytest.mark.parametrize("raw, message", [
+    (b"\xff\xfe", "cannot read it"),
+    (b"[1, 2]", "no settings object"),
+    (b'{"settings": {"skip_n": -3}}', "below the minimum"),
+])
+def test_a_bad_manifest_is_a_settings_error(raw, message):
+    with pytest.raises(SettingsError, match=message):
+        loaders.manifest_settings(raw)
+
+
+def test_every_setting_of_the_table_has_a_widget(tiny_bi_encoder_dir):
+    at = open_page(new_session(), DATA)
+    at.radio(key="data_source").set_value("Folder or file path").run()
+    at.text_input(key="data_path").input(str(SAMPLE)).run()
+    keys = widget_keys(at)
+    at.button(key="load_path").click().run()
+    tiny_mine(at, tiny_bi_encoder_dir)
+    for page in (MINE, TUNE, EXPORT):
+        keys |= widget_keys(open_page(at, page))
+    assert {s.name for s in SETTINGS} == {k.split(":")[1] for k in keys if k.startswith("setting:")}
+
+
+def test_settings_survive_a_visit_to_another_page(tiny_bi_encoder_dir):
+    at = tiny_mine(load_sample(new_session()), tiny_bi_encoder_dir)
+    open_page(at, TUNE)
+    at.checkbox(key="setting:near_dup:on").uncheck().run()
+    at.slider(key="setting:relative_margin").set_value(0.2).run()
+    open_page(at, MINE)
+    open_page(at, TUNE)
+    assert at.checkbox(key="setting:near_dup:on").value is False
+    assert at.slider(key="setting:relative_margin").value == 0.2
+    assert at.session_state["settings"]["near_dup"] is None
+
+
+def test_two_sessions_do_not_share_data_or_settings(tiny_bi_encoder_dir):
+    first = tiny_mine(load_sample(new_session()), tiny_bi_encoder_dir)
+    open_page(first, TUNE)
+    at_skip = first.slider(key="setting:skip_n").set_value(5).run()
+    assert at_skip.session_state["settings"]["skip_n"] == 5
+
+    second = new_session()
+    for page in (EXPLORE, TUNE, EXPORT):
+        assert "No data loaded yet" in open_page(second, page).info[0].value
+    load_sample(second)
+    open_page(second, MINE)
+    assert second.text_input(key="setting:model").value == "all-MiniLM-L6-v2"
+    assert second.number_input(key="setting:top_k").value == 100
+    assert second.session_state["settings"]["skip_n"] == 0
+    assert first.session_state["settings"]["skip_n"] == 5
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Helpers the pages draw with
+
+
+def test_progress_bars_one_per_stage_throttled_and_finished():
+    def script() -> None:
+        from studio.progress import StreamlitProgress
+
+        report = StreamlitProgress(min_step=0.1)
+        for done in range(1001):
+            report("encode documents", done, 1000)
+        report("bm25 index", 0, 0)
+
+    at = AppTest.from_function(script, default_timeout=30).run()
+    bars = at.get("progress")
+    assert len(bars) == 2
+    assert bars[0].proto.value == 100 and bars[0].proto.text == "encode documents: 1,000 / 1,000"
+    assert bars[1].proto.value == 100
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("<script>alert(1)</script> & co", "&lt;script&gt;alert(1)&lt;/script&gt; &amp; co"),
+    ('say "hi" <b>now</b>', 'say "hi" &lt;b&gt;now&lt;/b&gt;'),
+    ("Ramón y Cajal, 5 μm", "Ramón y Cajal, 5 μm"),
+])
+def test_hover_text_never_renders_html(text, expected):
+    assert views.hover_text(text) == expected
+
+
+def test_hover_text_is_wrapped_and_shortened():
+    text = " ".join(["<tag>"] * 400)
+    shown = views.hover_text(text, width=40, limit=200)
+    lines = shown.split("<br>")
+    assert len(lines) > 3 and all(len(line.replace("&lt;", "<").replace("&gt;", ">")) <= 40 for line in lines)
+    assert shown.endswith("…") and "<tag>" not in shown
+
+
+def test_each_kind_of_point_has_its_own_colour_and_marker():
+    styles = list(views.STYLES.values())
+    assert len({s.color for s in styles}) == len(styles) and len({s.symbol for s in styles}) == len(styles)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# The demo with the real model
+
+
+@pytest.mark.slow
+def test_sample_demo_with_minilm_mine_explore_tune_export(tmp_path):
+    at = load_sample(new_session(timeout=600))
+    mine(at)  # every default: BM25 + packaged MiniLM, MiniLM as the teacher
+    assert not at.error and any("candidates for 42 queries" in m.value for m in at.markdown)
+
+    open_page(at, EXPLORE)
+    chart = json.loads(at.get("plotly_chart")[0].proto.spec)
+    names = [trace["name"] for trace in chart["data"]]
+    assert names[0] == "rest of the corpus" and names[-1] == "query"
+    assert any(n.startswith("labelled positive") for n in names)
+    assert any(n.startswith("hard negative (selected) (10)") for n in names)
+    table = next(d.value for d in at.dataframe if "teacher_score" in d.value.columns)
+    assert (table["label"] == "hard (selected)").sum() == 10
+    first_query = at.selectbox(key="explore_query").value
+    at.text_input(key="query_search").input("zebra crossing").run()
+    assert not at.exception and "No query matches" in at.warning[0].value
+    at.text_input(key="query_search").input("ransomware").run()
+    assert at.selectbox(key="explore_query").value != first_query
+    assert "ransomware" in at.selectbox(key="explore_query").format_func(at.selectbox(key="explore_query").value).lower()
+
+    open_page(at, TUNE)
+    before = label_rows(at)
+    at.checkbox(key="setting:ceiling:on").check().run()
+    started = time.perf_counter()
+    at.slider(key="setting:ceiling").set_value(0.6).run()
+    repaint = time.perf_counter() - started
+    after = label_rows(at)
+    assert after["false_negative"] > before["false_negative"]
+    assert repaint < 1.0, f"a ceiling move took {repaint:.2f} s to rerun the Tune page"
+    at.slider(key="setting:skip_n").set_value(2).run()
+    assert label_rows(at)["skipped"] > 0
+
+    open_page(at, EXPLORE)  # the map recolours from the same settings
+    chart = json.loads(at.get("plotly_chart")[0].proto.spec)
+    assert any(trace["name"].startswith("skipped") for trace in chart["data"])
+
+    open_page(at, EXPORT)
+    at.text_input(key="export_dir").input(str(tmp_path / "demo")).run()
+    at.button(key="export_write").click().run()
+    manifest = json.loads((tmp_path / "demo" / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["settings"]["ceiling"] == 0.6 and manifest["settings"]["skip_n"] == 2
+    assert manifest["model"]["name"] == "all-MiniLM-L6-v2"
+    flag = [json.loads(line) for line in (tmp_path / "demo" / "flag.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert len(flag) == manifest["files"]["flag.jsonl"]["rows"] > 0
+    assert all(np.max(r["neg_scores"]) <= 0.6 for r in flag)
