@@ -88,6 +88,10 @@ with right:
     else:
         st.success("None: every line was read.", icon=":material/check:")
 
+with st.expander("Preview: the first queries and their labelled positives"):
+    st.dataframe(views.query_preview(collection), hide_index=True,
+                 column_config={"positive": st.column_config.TextColumn(width="large")})
+
 if st.session_state["mined"] is not None:
     st.page_link(EXPLORE_PAGE, label="Pool ready: explore it", icon=":material/scatter_plot:")
 else:

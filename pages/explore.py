@@ -51,18 +51,19 @@ with st.spinner("Laying out the map: a seeded UMAP, single-threaded. The first m
 if coords is None:
     st.info("The map needs document embeddings, and this pool was mined with BM25 only. Add the dense retriever "
             "on the Mine page to see it.")
-    points = []
+    selected_rows = []
 else:
-    figure = views.map_figure(coords, pool, curation, query_id, rows)
-    event = st.plotly_chart(figure, key="explore_map", on_select="rerun", selection_mode=("lasso", "box"),
+    zoom = st.toggle("Zoom to the query's neighbourhood", value=True, key="explore_zoom",
+                     help="Frames the query, its positives, sampled negatives and flagged candidates. "
+                          "Double-click the map to see all of it.")
+    drawn = views.map_figure(coords, pool, curation, query_id, rows, zoom=zoom)
+    event = st.plotly_chart(drawn.figure, key="explore_map", on_select="rerun", selection_mode=("lasso", "box"),
                             config={"displaylogo": False, "scrollZoom": True})
-    points = event.selection.points if event else []
+    selected_rows = drawn.selected_docs(event.selection.points)
     st.caption(f"Seeded UMAP (seed {result.settings.get('seed', 0)}, cosine) of every document and query "
                "embedding. A seeded UMAP runs single-threaded so the layout is the same every time; it is computed "
                "once per embedding set and cached on disk. Draw a lasso or box to list documents.")
 
-selected_rows = sorted({int(p["customdata"][0]) for p in points if p.get("customdata") and
-                        int(p["customdata"][0]) >= 0})
 if selected_rows:
     labels = dict(zip(table["doc_id"].map(collection.doc_index), table["label"]))
     st.subheader(f"Selected on the map: {len(selected_rows)} documents")

@@ -49,12 +49,16 @@ def _show(done) -> None:
     st.markdown(f"Files in `{done.out_dir}`:")
     for path in done.paths:
         head, button = st.columns([4, 1])
-        rows = done.manifest["files"].get(path.name, {}).get("rows")
+        info = done.manifest["files"].get(path.name, {})
+        rows = info.get("rows")
         head.markdown(f"**{path.name}**" + (f" · {rows:,} rows" if rows is not None else ""))
         button.download_button("Download", data=partial(path.read_bytes), file_name=path.name, key=f"dl:{path.name}",
                                on_click="ignore", icon=":material/download:")
-        if path.name != "manifest.json":
+        if rows:
             st.dataframe(views.preview_rows(path), hide_index=True, key=f"preview:{path.name}")
+        elif rows == 0:
+            notes = ", ".join(f"{k.replace('_', ' ')}: {v:,}" for k, v in info.items() if k not in ("format", "rows"))
+            st.caption("No rows" + (f" ({notes})." if notes else "."))
     st.download_button("Download all as a zip", data=partial(loaders.zip_folder, done.out_dir),
                        file_name=f"{pool.collection.name}-hnm.zip", mime="application/zip", key="dl:zip",
                        on_click="ignore", type="primary", icon=":material/folder_zip:")

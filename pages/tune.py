@@ -40,20 +40,20 @@ CURATE_SETTINGS = [s.name for s in SETTINGS if s.stage == "curate"]
 controls, outcome = st.columns([1, 2], gap="large")
 with controls:
     st.subheader("False negatives")
-    setting_widget("ceiling", label="Ceiling: teacher score above it = likely false negative", kind="slider",
+    setting_widget("ceiling", label="Ceiling", kind="slider",
                    lo=lo, hi=hi, suggested=min(max(ceiling_hint, lo), hi))
-    setting_widget("relative_margin", label="Relative margin to the positive's score", kind="slider")
-    setting_widget("absolute_margin", label="Absolute margin to the positive's score", kind="slider",
+    setting_widget("relative_margin", label="Relative margin", kind="slider")
+    setting_widget("absolute_margin", label="Absolute margin", kind="slider",
                    lo=0.0, hi=max(round(hi - lo, 2), 0.01), suggested=0.05)
-    setting_widget("margin_ref", label="Margins compare against the query's", kind="radio")
-    setting_widget("near_dup", label="Near-duplicate guard: cosine to a positive above", kind="slider")
-    setting_widget("cluster_rule", label="Drop candidates in a positive's k-means cluster", kind="toggle")
-    setting_widget("skip_n", label="Skip each retriever's top N", kind="slider", lo=0, hi=min(1000, max(top_k, 10)))
+    setting_widget("margin_ref", label="Margins compare with the positives'", kind="radio")
+    setting_widget("near_dup", label="Near-duplicate guard", kind="slider")
+    setting_widget("cluster_rule", label="Same-cluster rule", kind="toggle")
+    setting_widget("skip_n", label="Skip top N", kind="slider", lo=0, hi=min(1000, max(top_k, 10)))
     st.subheader("Negatives")
-    setting_widget("floor", label="Floor: teacher score below it = too easy", kind="slider", lo=lo, hi=hi,
+    setting_widget("floor", label="Floor", kind="slider", lo=lo, hi=hi,
                    suggested=min(max(floor_hint, lo), hi))
     setting_widget("negatives", label="Negatives per positive", kind="slider")
-    setting_widget("sampling", label="Sampling from the hard band", kind="radio")
+    setting_widget("sampling", label="Sampling", kind="radio")
     st.button("Reset to defaults", key="reset_tune", on_click=reset_settings, args=(CURATE_SETTINGS,))
 
 with outcome:
@@ -66,12 +66,15 @@ with outcome:
         st.error(str(error))
         st.stop()
     metrics = st.columns(4)
-    metrics[0].metric("Sampled negatives", f"{curation.n_selected:,}")
-    metrics[1].metric("Likely false negatives", f"{curation.count('false_negative'):,}")
-    metrics[2].metric("Hard band", f"{curation.count('hard'):,}")
-    metrics[3].metric("Queries with the full quota", f"{curation.n_full_quota:,} / {curation.n_queries:,}")
-    st.dataframe(views.label_counts(curation), hide_index=True, key="tune_counts",
-                 column_config={"what happened": st.column_config.TextColumn(width="large")})
+    metrics[0].metric("Negatives", f"{curation.n_selected:,}", help="Sampled negatives, all queries")
+    metrics[1].metric("False negatives", f"{curation.count('false_negative'):,}",
+                      help="Candidates labelled as likely false negatives")
+    metrics[2].metric("Hard band", f"{curation.count('hard'):,}", help="Candidates negatives are sampled from")
+    metrics[3].metric("Full quota", f"{curation.n_full_quota:,} / {curation.n_queries:,}",
+                      help="Queries that got every negative asked for")
+    table, sentences = st.columns(2)
+    table.dataframe(views.label_counts(curation), hide_index=True, key="tune_counts")
+    sentences.markdown("\n".join(f"- {line}" for line in curation.summary()))
     st.caption(f"Curated {len(frame):,} rows in {took * 1000:.0f} ms. Rules apply in the table's order; a row "
                "takes the first label whose rule matches.")
 
@@ -87,8 +90,7 @@ with outcome:
     short = views.short_queries(curation, pool.collection)
     st.subheader(f"Queries short of their quota: {len(short):,}")
     if len(short):
-        st.dataframe(short, hide_index=True, key="tune_short",
-                     column_config={"query": st.column_config.TextColumn(width="large")})
+        st.dataframe(short, hide_index=True, key="tune_short")
     else:
         st.caption(f"Every query got {params.negatives} negatives.")
     links = st.columns(2)

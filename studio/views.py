@@ -20,8 +20,8 @@ from hnm_core.data import Collection
 from hnm_core.pool import Pool
 
 __all__ = [
-    "MarkerStyle", "STYLES", "hover_text", "query_slices", "collection_summary", "positives_per_query",
-    "label_counts", "short_queries", "candidate_table", "documents_table", "map_figure", "score_histogram",
+    "MarkerStyle", "STYLES", "MapFigure", "hover_text", "query_slices", "collection_summary", "positives_per_query",
+    "label_counts", "short_queries", "query_preview", "candidate_table", "documents_table", "map_figure", "score_histogram",
     "margin_thresholds", "preview_rows",
 ]
 
@@ -95,20 +95,18 @@ def collection_summary(collection: Collection) -> dict[str, int | float]:
 
 
 def label_counts(curation: Curation) -> pd.DataFrame:
-    """One row per label: rows that got it, rows its rule matched before precedence, the sentence."""
-    return pd.DataFrame(
-        [(rc.label, rc.count, rc.matched, rc.sentence) for rc in curation.counts],
-        columns=["label", "rows", "rule matched", "what happened"],
-    )
+    """One row per label: rows that got it, and rows its rule matched before precedence."""
+    return pd.DataFrame([(rc.label, rc.count, rc.matched) for rc in curation.counts],
+                        columns=["label", "rows", "matched"])
 
 
 def short_queries(curation: Curation, collection: Collection) -> pd.DataFrame:
     """Queries whose hard band holds fewer negatives than the quota."""
     index = collection.query_index
     return pd.DataFrame(
-        [(s.query_id, collection.query_texts[index[s.query_id]] if s.query_id in index else "", s.got, s.wanted)
+        [(s.query_id, s.got, s.wanted, collection.query_texts[index[s.query_id]] if s.query_id in index else "")
          for s in curation.short_queries],
-        columns=["query_id", "query", "negatives", "wanted"],
+        columns=["query_id", "negatives", "wanted", "query"],
     )
 
 
@@ -130,6 +128,7 @@ def candidate_table(pool: Pool, curation: Curation, rows: tuple[int, int]) -> pd
     return pd.DataFrame({
         "doc_id": part["doc_id"].to_numpy(object),
         "label": shown,
+        "text": [coll.doc_texts[coll.doc_index[d]] for d in part["doc_id"].tolist()],
         "neg_rank": curation.neg_rank[start:end],
         "sources": _sources(part),
         "fused_rank": part["fused_rank"].to_numpy(),
@@ -141,8 +140,14 @@ def candidate_table(pool: Pool, curation: Curation, rows: tuple[int, int]) -> pd
         "bm25_score": part["bm25_score"].to_numpy(np.float32, na_value=np.nan),
         "pos_sim_max": part["pos_sim_max"].to_numpy(np.float32, na_value=np.nan),
         "cluster": part["cluster"].to_numpy(),
-        "text": [coll.doc_texts[coll.doc_index[d]] for d in part["doc_id"].tolist()],
     })
+
+
+def query_preview(collection: Collection, n: int = 5) -> pd.DataFrame:
+    """The first `n` queries with their labelled positives, one row per (query, positive)."""
+    rows = [(q, collection.query_texts[i], d, collection.doc_texts[collection.doc_index[d]])
+            for i, q in enumerate(collection.query_ids[:n]) for d in collection.positives[q]]
+    return pd.DataFrame(rows, columns=["query_id", "query", "doc_id", "positive"])
 
 
 def documents_table(collection: Collection, doc_rows: list[int], labels: dict[int, str]) -> pd.DataFrame:
@@ -160,10 +165,35 @@ def _point_kinds(curation: Curation, rows: tuple[int, int]) -> np.ndarray:
     return np.where(curation.selected[start:end], "selected", labels)
 
 
-def map_figure(coords: np.ndarray, pool: Pool, curation: Curation, query_id: str, rows: tuple[int, int]):
+class MapFigure(NamedTuple):
+    """The Explore map and, per trace, the collection positions of its points (-1 for the query's point), so a
+    lasso or box selection (curve number, point index) maps back to documents."""
+
+    figure: object
+    trace_docs: tuple[np.ndarray, ...]
+
+    def selected_docs(self, points: list[dict]) -> list[int]:
+        """Positions of the documents among selected `points` (as st.plotly_chart reports them), sorted."""
+        found = set()
+        for point in points:
+            curve, index = point.get("curve_number"), point.get("point_index")
+            if curve is None or index is None or not 0 <= curve < len(self.trace_docs):
+                continue
+            docs = self.trace_docs[curve]
+            if 0 <= index < len(docs) and docs[index] >= 0:
+                found.add(int(docs[index]))
+        return sorted(found)
+
+
+# Kinds the zoom frames: the query's own neighbourhood, not the whole hard band (with a large K it spans the map).
+_FOCUS = ("positive", "selected", "false_negative", "near_duplicate", "same_cluster", "skipped")
+
+
+def map_figure(coords: np.ndarray, pool: Pool, curation: Curation, query_id: str, rows: tuple[int, int], *,
+               zoom: bool = False) -> MapFigure:
     """The Explore map: the corpus faint, then the query's point and its pool rows by label, each kind with its own
-    colour and marker (STYLES). Every point carries its document's position in `customdata[0]` (-1 for the query)
-    so a lasso or box selection maps back to documents."""
+    colour and marker (STYLES). `zoom` frames the query, its positives, sampled negatives and flagged candidates
+    (double-click the map to see it all)."""
     import plotly.graph_objects as go
 
     coll = pool.collection
@@ -178,13 +208,14 @@ def map_figure(coords: np.ndarray, pool: Pool, curation: Curation, query_id: str
     big = n_docs > _CORPUS_HOVER_LIMIT
     scatter = go.Scattergl if big else go.Scatter
     corpus = dict(x=coords[rest, 0], y=coords[rest, 1], mode="markers", name="rest of the corpus",
-                  marker=dict(color=_CORPUS_COLOR, size=5), customdata=rest[:, None])
+                  marker=dict(color=_CORPUS_COLOR, size=5))
     if big:
         corpus["hoverinfo"] = "skip"
     else:
         corpus["hovertext"] = [hover_text(coll.doc_texts[i], limit=300) for i in rest]
         corpus["hovertemplate"] = "%{hovertext}<extra>corpus</extra>"
     fig.add_trace(scatter(**corpus))
+    trace_docs = [rest]
 
     for kind in ("positive", "selected", "hard", "false_negative", "near_duplicate", "same_cluster", "skipped",
                  "unscored", "easy"):
@@ -193,14 +224,15 @@ def map_figure(coords: np.ndarray, pool: Pool, curation: Curation, query_id: str
             continue
         style = STYLES[kind]
         rows_k = doc_rows[mask]
+        trace_docs.append(rows_k)
         fig.add_trace(scatter(
             x=coords[rows_k, 0], y=coords[rows_k, 1], mode="markers", name=f"{style.name} ({int(mask.sum())})",
             marker=dict(color=style.color, symbol=style.symbol, size=style.size,
                         line=dict(width=1, color="white" if kind != "easy" else style.color)),
-            customdata=np.column_stack([rows_k, [html.escape(coll.doc_ids[i], quote=False) for i in rows_k],
+            customdata=np.column_stack([[html.escape(coll.doc_ids[i], quote=False) for i in rows_k],
                                         [_score_text(s) for s in scores[mask]]]),
             hovertext=[hover_text(coll.doc_texts[i]) for i in rows_k],
-            hovertemplate=f"<b>%{{customdata[1]}}</b> · {html.escape(style.name)} · teacher %{{customdata[2]}}"
+            hovertemplate=f"<b>%{{customdata[0]}}</b> · {html.escape(style.name)} · teacher %{{customdata[1]}}"
                           "<br>%{hovertext}<extra></extra>",
         ))
 
@@ -209,7 +241,7 @@ def map_figure(coords: np.ndarray, pool: Pool, curation: Curation, query_id: str
     fig.add_trace(scatter(
         x=[coords[n_docs + q, 0]], y=[coords[n_docs + q, 1]], mode="markers", name="query",
         marker=dict(color=style.color, symbol=style.symbol, size=style.size, line=dict(width=1, color="white")),
-        customdata=[[-1]], hovertext=[hover_text(coll.query_texts[q])],
+        hovertext=[hover_text(coll.query_texts[q])],
         hovertemplate="<b>query</b><br>%{hovertext}<extra></extra>",
     ))
     fig.update_layout(
@@ -220,7 +252,16 @@ def map_figure(coords: np.ndarray, pool: Pool, curation: Curation, query_id: str
     )
     fig.update_xaxes(visible=False)
     fig.update_yaxes(visible=False, scaleanchor="x", scaleratio=1)
-    return fig
+    if zoom:
+        near = np.r_[doc_rows[np.isin(kinds, _FOCUS)], n_docs + q]
+        lo, hi = coords[near].min(axis=0), coords[near].max(axis=0)
+        # at least a tenth of the whole map, plus a margin, so a tight clump is not blown up to noise
+        span = np.maximum(hi - lo, 0.1 * np.ptp(coords, axis=0)) * 1.3
+        centre = (lo + hi) / 2
+        fig.update_xaxes(range=[centre[0] - span[0] / 2, centre[0] + span[0] / 2])
+        fig.update_yaxes(range=[centre[1] - span[1] / 2, centre[1] + span[1] / 2])
+    trace_docs.append(np.array([-1]))
+    return MapFigure(fig, tuple(trace_docs))
 
 
 def _score_text(score: float) -> str:

@@ -18,7 +18,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from hnm_core.errors import DataError, SettingsError
-from hnm_core.settings import SETTINGS
+from hnm_core.settings import SETTINGS, defaults
 from studio import loaders, views
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -76,8 +76,17 @@ def metrics(at: AppTest) -> dict[str, str]:
 
 def label_rows(at: AppTest) -> dict[str, int]:
     """The Tune page's per-label counts table."""
-    table = next(d.value for d in at.dataframe if "rule matched" in d.value.columns)
+    table = next(d.value for d in at.dataframe if "matched" in d.value.columns)
     return dict(zip(table["label"], table["rows"]))
+
+
+def rules_off(at: AppTest) -> AppTest:
+    """Every labelling rule off on the Tune page, whatever the settings table's defaults are."""
+    for name in ("ceiling", "relative_margin", "absolute_margin", "near_dup", "floor"):
+        at.checkbox(key=f"setting:{name}:on").uncheck().run()
+    at.toggle(key="setting:cluster_rule").set_value(False).run()
+    at.slider(key="setting:skip_n").set_value(0).run()
+    return at
 
 
 def widget_keys(at: AppTest) -> set[str]:
@@ -223,10 +232,9 @@ def test_mining_errors_are_readable_messages(tmp_path):
 def test_tiny_mine_then_tune_sliders_change_the_counts_and_export_reads_back(tiny_bi_encoder_dir, tmp_path):
     at = tiny_mine(load_sample(new_session()), tiny_bi_encoder_dir)
     assert any("candidates for 42 queries" in m.value for m in at.markdown)
-    open_page(at, TUNE)
-    at.checkbox(key="setting:relative_margin:on").uncheck().run()  # the tiny model's cosines are all alike
+    rules_off(open_page(at, TUNE))
     before = label_rows(at)
-    assert before["false_negative"] == before["skipped"] == 0
+    assert before["false_negative"] == before["skipped"] == before["same_cluster"] == 0
     assert metrics(at)["Hard band"] == f"{before['hard']:,}"
 
     at.checkbox(key="setting:ceiling:on").check().run()
@@ -237,7 +245,7 @@ def test_tiny_mine_then_tune_sliders_change_the_counts_and_export_reads_back(tin
     at.slider(key="setting:skip_n").set_value(3).run()
     after_skip = label_rows(at)
     assert after_skip["skipped"] > 0 and after_skip["hard"] < after_ceiling["hard"]
-    assert metrics(at)["Likely false negatives"] == f"{after_skip['false_negative']:,}"
+    assert metrics(at)["False negatives"] == f"{after_skip['false_negative']:,}"
 
     open_page(at, EXPORT)
     at.text_input(key="export_dir").input(str(tmp_path / "round-1")).run()
@@ -282,8 +290,9 @@ def test_downloads_are_built_in_a_private_folder_and_previewed(tiny_bi_encoder_d
 def test_manifest_settings_replay_into_the_widgets(tiny_bi_encoder_dir, tmp_path):
     at = tiny_mine(load_sample(new_session()), tiny_bi_encoder_dir)
     open_page(at, TUNE)
-    at.slider(key="setting:skip_n").set_value(4).run()
-    at.slider(key="setting:negatives").set_value(6).run()
+    skip_n, negatives = defaults()["skip_n"] + 1, defaults()["negatives"] - 1
+    at.slider(key="setting:skip_n").set_value(skip_n).run()
+    at.slider(key="setting:negatives").set_value(negatives).run()
     open_page(at, EXPORT)
     at.text_input(key="export_dir").input(str(tmp_path / "round")).run()
     at.button(key="export_write").click().run()
@@ -297,7 +306,8 @@ def test_manifest_settings_replay_into_the_widgets(tiny_bi_encoder_dir, tmp_path
     assert other.number_input(key="setting:top_k").value == 20
     other.button(key="run_mine").click().run()
     open_page(other, TUNE)
-    assert other.slider(key="setting:skip_n").value == 4 and other.slider(key="setting:negatives").value == 6
+    assert other.slider(key="setting:skip_n").value == skip_n
+    assert other.slider(key="setting:negatives").value == negatives
 
 
 @pytest.mark.parametrize("raw, message", [
@@ -324,8 +334,8 @@ def test_every_setting_of_the_table_has_a_widget(tiny_bi_encoder_dir):
 
 def test_settings_survive_a_visit_to_another_page(tiny_bi_encoder_dir):
     at = tiny_mine(load_sample(new_session()), tiny_bi_encoder_dir)
-    open_page(at, TUNE)
-    at.checkbox(key="setting:near_dup:on").uncheck().run()
+    rules_off(open_page(at, TUNE))
+    at.checkbox(key="setting:relative_margin:on").check().run()
     at.slider(key="setting:relative_margin").set_value(0.2).run()
     open_page(at, MINE)
     open_page(at, TUNE)
@@ -335,10 +345,11 @@ def test_settings_survive_a_visit_to_another_page(tiny_bi_encoder_dir):
 
 
 def test_two_sessions_do_not_share_data_or_settings(tiny_bi_encoder_dir):
+    skip_n = defaults()["skip_n"] + 2
     first = tiny_mine(load_sample(new_session()), tiny_bi_encoder_dir)
     open_page(first, TUNE)
-    at_skip = first.slider(key="setting:skip_n").set_value(5).run()
-    assert at_skip.session_state["settings"]["skip_n"] == 5
+    first.slider(key="setting:skip_n").set_value(skip_n).run()
+    assert first.session_state["settings"]["skip_n"] == skip_n
 
     second = new_session()
     for page in (EXPLORE, TUNE, EXPORT):
@@ -347,8 +358,8 @@ def test_two_sessions_do_not_share_data_or_settings(tiny_bi_encoder_dir):
     open_page(second, MINE)
     assert second.text_input(key="setting:model").value == "all-MiniLM-L6-v2"
     assert second.number_input(key="setting:top_k").value == 100
-    assert second.session_state["settings"]["skip_n"] == 0
-    assert first.session_state["settings"]["skip_n"] == 5
+    assert second.session_state["settings"]["skip_n"] == defaults()["skip_n"]
+    assert first.session_state["settings"]["skip_n"] == skip_n
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -418,7 +429,7 @@ def test_sample_demo_with_minilm_mine_explore_tune_export(tmp_path):
     assert at.selectbox(key="explore_query").value != first_query
     assert "ransomware" in at.selectbox(key="explore_query").format_func(at.selectbox(key="explore_query").value).lower()
 
-    open_page(at, TUNE)
+    rules_off(open_page(at, TUNE))
     before = label_rows(at)
     at.checkbox(key="setting:ceiling:on").check().run()
     started = time.perf_counter()

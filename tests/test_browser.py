@@ -1,0 +1,190 @@
+"""The studio in a real browser: Debian's Chromium, driven by playwright, against `streamlit run app.py` on a
+loopback port. Loads the demo, mines, opens the map, lassoes documents, moves the ceiling slider and watches the
+counts change, builds the export, and saves a screenshot of every page under test-artifacts/.
+
+Needs /usr/bin/chromium (`apt-get install chromium`; never `playwright install`): skipped without it.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = ROOT / "test-artifacts"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+# Mining the sample with MiniLM takes ~15-30 s on two cores and the first UMAP map ~30 s (numba JIT); generous.
+SLOW_STEP_MS = 300_000
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(session_cache, tmp_path_factory) -> Iterator[str]:
+    """`streamlit run app.py` on a free loopback port, with its own log; stopped after the module."""
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} is absent: install Debian's chromium (apt-get install -y chromium) to run the "
+                    "browser test")
+    port = free_port()
+    log_path = tmp_path_factory.mktemp("streamlit") / "server.log"
+    env = {**os.environ, "HNM_CACHE_DIR": str(session_cache)}
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
+             "--server.headless", "true"],
+            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        )
+    url = f"http://localhost:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as reply:
+                    if reply.read() == b"ok":
+                        break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"streamlit did not start:\n{log_path.read_text(errors='replace')[-3000:]}")
+                time.sleep(0.5)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@pytest.fixture(scope="module")
+def page(server):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        context = browser.new_context(viewport={"width": 1280, "height": 900})
+        tab = context.new_page()
+        tab.goto(server)
+        yield tab
+        browser.close()
+
+
+def settle(tab, timeout: float = SLOW_STEP_MS) -> None:
+    """Wait until the script run is over and every lazily loaded element (metrics, tables) has drawn."""
+    tab.wait_for_function(
+        """() => { const app = document.querySelector('.stApp');
+                   return app && app.getAttribute('data-test-script-state') === 'notRunning'
+                          && !document.querySelector('[data-testid="stSkeleton"]'); }""",
+        timeout=timeout,
+    )
+
+
+def shoot(tab, name: str) -> Path:
+    """A screenshot of the whole page: the viewport is stretched to the main area's height first (Streamlit
+    scrolls inside it, so a plain full-page screenshot stops at the window)."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    height = tab.evaluate("() => document.querySelector('[data-testid=\"stMain\"]').scrollHeight")
+    tab.set_viewport_size({"width": 1280, "height": max(900, int(height))})
+    time.sleep(0.5)  # plotly relayouts on resize
+    path = ARTIFACTS / f"{name}.png"
+    tab.screenshot(path=str(path))
+    tab.set_viewport_size({"width": 1280, "height": 900})
+    return path
+
+
+def go(tab, title: str) -> None:
+    tab.get_by_test_id("stSidebarNav").get_by_role("link", name=title).click()
+    tab.get_by_role("heading", name=title, level=1).wait_for()
+    settle(tab)
+
+
+def metric(tab, label: str) -> str:
+    box = tab.get_by_test_id("stMetric").filter(has=tab.get_by_test_id("stMetricLabel").get_by_text(label, exact=True))
+    return box.get_by_test_id("stMetricValue").inner_text()
+
+
+def test_demo_in_a_real_browser(page):
+    tab = page
+    tab.get_by_role("button", name="Load the sample").click()
+    tab.get_by_role("heading", name="Loaded: sample_data").wait_for()
+    settle(tab)
+    assert metric(tab, "Documents") == "253"
+    shoot(tab, "01-data")
+
+    go(tab, "Mine")
+    tab.get_by_role("button", name="Run").click()
+    tab.get_by_text("candidates for 42 queries").wait_for(timeout=SLOW_STEP_MS)
+    settle(tab)
+    shoot(tab, "02-mine")
+
+    go(tab, "Explore")
+    chart = tab.locator(".js-plotly-plot").first
+    chart.wait_for(timeout=SLOW_STEP_MS)
+    settle(tab)
+    legend = chart.locator(".legend").text_content()
+    assert "labelled positive" in legend and "query" in legend and "hard negative (selected)" in legend
+    # Lasso the middle of the map: the page lists the documents inside.
+    box = chart.locator(".nsewdrag").first.bounding_box()
+    cx, cy, rx, ry = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2, box["width"] / 3, box["height"] / 3
+    tab.mouse.move(cx - rx, cy - ry)
+    tab.mouse.down()
+    for x, y in ((cx + rx, cy - ry), (cx + rx, cy + ry), (cx - rx, cy + ry), (cx - rx, cy - ry)):
+        tab.mouse.move(x, y, steps=8)
+    tab.mouse.up()
+    tab.get_by_text("Selected on the map:").wait_for(timeout=60_000)
+    settle(tab)
+    shoot(tab, "03-explore")
+
+    go(tab, "Tune")
+    ceiling = tab.get_by_test_id("stCheckbox").filter(has_text="Ceiling")
+    ceiling.click()
+    slider = tab.get_by_role("slider", name="Ceiling value")
+    tab.wait_for_function("() => !document.querySelector('input[aria-label=\"Ceiling value\"]').disabled")
+    settle(tab)
+    shoot(tab, "04-tune")
+    # Home then End: one keypress each, moving the ceiling to the bottom of the score range (every candidate is
+    # flagged) and back to the top (the ceiling flags none), so each press is one rerun that changes the count.
+    repaints = []
+    for key in ("Home", "End"):
+        before = metric(tab, "False negatives")
+        slider.focus()
+        started = time.perf_counter()
+        slider.press(key)
+        tab.wait_for_function(
+            """([label, old]) => { const box = [...document.querySelectorAll('[data-testid="stMetric"]')]
+                   .find(m => m.querySelector('[data-testid="stMetricLabel"]').innerText.trim() === label);
+                 return box && box.querySelector('[data-testid="stMetricValue"]').innerText !== old; }""",
+            arg=["False negatives", before], timeout=30_000,
+        )
+        repaints.append(time.perf_counter() - started)
+        settle(tab)
+    assert float(slider.input_value()) == float(slider.get_attribute("max"))
+    assert int(metric(tab, "False negatives").replace(",", "")) < int(before.replace(",", ""))
+    ARTIFACTS.mkdir(exist_ok=True)
+    (ARTIFACTS / "repaint-seconds.txt").write_text(" ".join(f"{t:.3f}" for t in repaints) + "\n", encoding="utf-8")
+    assert max(repaints) < 1.0, f"slider repaints took {repaints} s"
+    ceiling.click()  # off again: export what the default rules keep
+    settle(tab)
+
+    go(tab, "Export")
+    tab.get_by_role("button", name="Build the files").click()
+    tab.get_by_text("Download all as a zip").wait_for(timeout=60_000)
+    settle(tab)
+    assert tab.get_by_text("triplet.parquet").count() >= 1
+    shoot(tab, "05-export")
