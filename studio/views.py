@@ -245,7 +245,8 @@ def map_figure(coords: np.ndarray, pool: Pool, curation: Curation, query_id: str
         hovertemplate="<b>query</b><br>%{hovertext}<extra></extra>",
     ))
     fig.update_layout(
-        height=620, margin=dict(l=10, r=10, t=10, b=10), dragmode="lasso", plot_bgcolor="white",
+        # the top margin keeps plotly's toolbar clear of the legend
+        height=640, margin=dict(l=10, r=10, t=40, b=10), dragmode="lasso", plot_bgcolor="white",
         legend=dict(orientation="v", x=1.01, y=1, xanchor="left", bgcolor="rgba(255,255,255,0.9)",
                     font=dict(size=12), itemsizing="constant"),
         hoverlabel=dict(align="left", font=dict(size=12)),

@@ -60,7 +60,7 @@ def mine(at: AppTest, **values: str | int) -> AppTest:
     for name, value in values.items():
         widget = next(w for kind in ("text_input", "number_input", "slider", "selectbox", "radio", "multiselect")
                       for w in getattr(at, kind) if w.key == f"setting:{name}")
-        widget.set_value(value)
+        widget.set_value(value).run()  # one run each: a widget may be enabled by an earlier one
     at.button(key="run_mine").click().run()
     assert not at.exception
     return at
@@ -310,6 +310,47 @@ def test_manifest_settings_replay_into_the_widgets(tiny_bi_encoder_dir, tmp_path
     assert other.slider(key="setting:negatives").value == negatives
 
 
+def test_a_bm25_only_pool_explains_the_missing_map_and_still_lists_candidates(tiny_bi_encoder_dir):
+    at = mine(load_sample(new_session()), sources=["bm25"], teacher_model=str(tiny_bi_encoder_dir),
+              max_seq_length=64, top_k=20)
+    assert any("found by BM25 only" in m.value for m in at.markdown)
+    open_page(at, EXPLORE)
+    assert "mined with BM25 only" in at.info[0].value and not at.get("plotly_chart")
+    table = next(d.value for d in at.dataframe if "teacher_score" in d.value.columns)
+    assert set(table["sources"]) == {"bm25"} and table["dense_rank"].eq(0).all()
+
+
+def test_a_cross_encoder_teacher_leaves_the_rest_unscored(tiny_bi_encoder_dir, tiny_cross_encoder_dir):
+    at = mine(load_sample(new_session()), model=str(tiny_bi_encoder_dir), max_seq_length=64, top_k=20,
+              teacher="cross-encoder", teacher_model=str(tiny_cross_encoder_dir), teacher_top_n=5)
+    assert not at.error
+    assert any("teacher: cross-encoder" in m.value for m in at.markdown)
+    rules_off(open_page(at, TUNE))
+    rows = label_rows(at)
+    assert rows["unscored"] > 0 and rows["hard"] == 42 * 5
+    assert any("sigmoid of a cross-encoder logit" in c.value for c in at.caption)
+
+
+def test_a_saved_pool_folder_opens_without_mining(tiny_collection, tiny_bi_encoder_dir, tmp_path):
+    from hnm_core.models import load_bi_encoder
+    from hnm_core.pool import build_pool, save_pool
+    from hnm_core.teacher import score_pool
+
+    encoder = load_bi_encoder(str(tiny_bi_encoder_dir), precision="fp32")
+    pool = build_pool(tiny_collection, top_k=4, encoder=encoder, cache_dir=tmp_path / "cache")
+    save_pool(score_pool(pool, model=encoder, cache_dir=tmp_path / "cache"), tmp_path / "pool")
+
+    at = open_page(new_session(), DATA)
+    at.radio(key="data_source").set_value("Folder or file path").run()
+    at.text_input(key="data_path").input(str(tmp_path / "pool")).run()
+    at.button(key="load_pool").click().run()
+    assert not at.exception and metrics(at)["Queries"] == "5"
+    open_page(at, TUNE)
+    assert label_rows(at)["positive"] == 6
+    open_page(at, MINE)
+    assert any("read from a saved pool folder" in m.value for m in at.markdown)
+
+
 @pytest.mark.parametrize("raw, message", [
     (b"\xff\xfe", "cannot read it"),
     (b"[1, 2]", "no settings object"),
@@ -397,6 +438,15 @@ def test_hover_text_is_wrapped_and_shortened():
     lines = shown.split("<br>")
     assert len(lines) > 3 and all(len(line.replace("&lt;", "<").replace("&gt;", ">")) <= 40 for line in lines)
     assert shown.endswith("…") and "<tag>" not in shown
+
+
+def test_map_selection_maps_back_to_documents():
+    drawn = views.MapFigure(None, (np.array([5, 7, 9]), np.array([1]), np.array([-1])))
+    points = [{"curve_number": 0, "point_index": 1}, {"curve_number": 1, "point_index": 0},
+              {"curve_number": 2, "point_index": 0},  # the query's point is not a document
+              {"curve_number": 0, "point_index": 1},  # twice
+              {"curve_number": 3, "point_index": 0}, {"curve_number": 0, "point_index": 5}, {"x": 1.0}]
+    assert drawn.selected_docs(points) == [1, 7]
 
 
 def test_each_kind_of_point_has_its_own_colour_and_marker():

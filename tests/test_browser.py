@@ -139,9 +139,14 @@ def test_demo_in_a_real_browser(page):
     settle(tab)
     legend = chart.locator(".legend").text_content()
     assert "labelled positive" in legend and "query" in legend and "hard negative (selected)" in legend
-    # Lasso the middle of the map: the page lists the documents inside.
+    shoot(tab, "03-explore")
+    # Lasso a square around the query's point (the last trace): the page lists the documents inside.
+    chart.scroll_into_view_if_needed()
     box = chart.locator(".nsewdrag").first.bounding_box()
-    cx, cy, rx, ry = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2, box["width"] / 3, box["height"] / 3
+    qx, qy = chart.evaluate("""gd => { const t = gd.data[gd.data.length - 1], xa = gd._fullLayout.xaxis,
+                                              ya = gd._fullLayout.yaxis;
+                                        return [xa.d2p(t.x[0]), ya.d2p(t.y[0])]; }""")
+    cx, cy, rx, ry = box["x"] + qx, box["y"] + qy, 90, 90
     tab.mouse.move(cx - rx, cy - ry)
     tab.mouse.down()
     for x, y in ((cx + rx, cy - ry), (cx + rx, cy + ry), (cx - rx, cy + ry), (cx - rx, cy - ry)):
@@ -149,7 +154,7 @@ def test_demo_in_a_real_browser(page):
     tab.mouse.up()
     tab.get_by_text("Selected on the map:").wait_for(timeout=60_000)
     settle(tab)
-    shoot(tab, "03-explore")
+    shoot(tab, "03-explore-selection")
 
     go(tab, "Tune")
     ceiling = tab.get_by_test_id("stCheckbox").filter(has_text="Ceiling")
