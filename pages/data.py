@@ -58,7 +58,7 @@ try:
         if st.button("Load the uploaded files", type="primary", key="load_upload", disabled=not files):
             set_data(loaders.load_uploads(files, loaders.session_dir() / "upload", settings()["split"]))
 except HnmError as error:
-    st.error(str(error))
+    st.error(views.plain(str(error)))
 
 data = loaded()
 if data is None:
@@ -66,8 +66,8 @@ if data is None:
 
 collection = data.collection
 st.divider()
-st.subheader(f"Loaded: {collection.name}")
-st.caption(f"{data.origin} · {collection.source}")
+st.subheader(f"Loaded: {views.plain(collection.name)}")
+st.caption(views.plain(f"{data.origin} · {collection.source}"))
 numbers = views.collection_summary(collection)
 columns = st.columns(5)
 columns[0].metric("Documents", f"{numbers['documents']:,}")
@@ -84,7 +84,7 @@ with right:
     st.markdown("**Problems found while reading**")
     if collection.problems:
         for problem in collection.problems:
-            st.warning(problem, icon=":material/warning:")
+            st.warning(views.plain(problem), icon=":material/warning:")
     else:
         st.success("None: every line was read.", icon=":material/check:")
 

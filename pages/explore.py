@@ -17,7 +17,7 @@ try:
     params = curate_params()
     curation = curate(pool.frame, params)
 except HnmError as error:
-    st.error(str(error))
+    st.error(views.plain(str(error)))
     st.stop()
 
 slices = loaders.query_slices(result.key, pool)
@@ -26,7 +26,7 @@ words = search.casefold().split()
 matches = [q for q in collection.query_ids if q in slices
            and all(w in f"{q} {collection.query_texts[collection.query_index[q]]}".casefold() for w in words)]
 if not matches:
-    st.warning(f"No query matches {search!r}.")
+    st.warning(f"No query matches {views.plain(repr(search))}.")
     st.stop()
 if st.session_state.get("explore_query") not in matches:
     current = st.session_state["query_id"]
@@ -41,7 +41,7 @@ rows = slices[query_id]
 table = views.candidate_table(pool, curation, rows)
 counts = table["label"].value_counts()
 summary = " · ".join(f"{counts[label]} {label}" for label in counts.index)
-st.markdown(f"**{collection.query_texts[collection.query_index[query_id]]}** — {summary}")
+st.markdown(f"**{views.plain(collection.query_texts[collection.query_index[query_id]])}** — {summary}")
 st.caption("Labels follow the settings on the Tune page.")
 st.page_link(TUNE_PAGE, label="Change them on Tune", icon=":material/tune:")
 

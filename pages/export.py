@@ -30,7 +30,7 @@ try:
     params = curate_params()
     curation = curate(pool.frame, params)
 except HnmError as error:
-    st.error(str(error))
+    st.error(views.plain(str(error)))
     st.stop()
 st.markdown(f"{curation.n_selected:,} sampled negatives for {curation.n_queries:,} queries "
             f"({curation.n_full_quota:,} with the full {params.negatives}), from the settings on Tune.")
@@ -46,7 +46,7 @@ def _show(done) -> None:
     """Preview, download buttons and manifest of an ExportResult."""
     if st.session_state.get("export_signature") != signature:
         st.warning("The settings changed since these files were written: write them again to include the change.")
-    st.markdown(f"Files in `{done.out_dir}`:")
+    st.markdown(f"Files in {views.plain(str(done.out_dir))}:")
     for path in done.paths:
         head, button = st.columns([4, 1])
         info = done.manifest["files"].get(path.name, {})
@@ -76,7 +76,7 @@ with download:
             st.session_state["export"] = written
             st.session_state["export_signature"] = signature
         except HnmError as error:
-            st.error(str(error))
+            st.error(views.plain(str(error)))
 with folder:
     target = st.text_input("Output folder on the machine running the app", key="export_dir",
                            placeholder="/data/rounds/round-1")
@@ -87,9 +87,9 @@ with folder:
                              overwrite=overwrite, extra_manifest={"command": "hnm studio"})
             st.session_state["export"] = written
             st.session_state["export_signature"] = signature
-            st.success(f"Wrote {len(written.paths)} files to {written.out_dir}.")
+            st.success(f"Wrote {len(written.paths)} files to {views.plain(str(written.out_dir))}.")
         except HnmError as error:
-            st.error(str(error))
+            st.error(views.plain(str(error)))
 
 done = st.session_state["export"]
 if done is not None:
@@ -102,4 +102,4 @@ if done is not None:
                 for sentence in diff_rounds(Path(earlier.strip()).expanduser(), done.out_dir).sentences():
                     st.markdown(f"- {sentence}")
             except HnmError as error:
-                st.error(str(error))
+                st.error(views.plain(str(error)))

@@ -4,16 +4,14 @@ Curation is a pure ~10 ms function of the pool and the settings, so it runs on e
 re-encoded, re-scored or re-projected.
 """
 
-import math
 import time
 
-import numpy as np
 import streamlit as st
 
 from hnm_core.curate import curate
 from hnm_core.errors import HnmError
 from hnm_core.settings import SETTINGS
-from studio import views
+from studio import loaders, views
 from studio.state import EXPLORE_PAGE, EXPORT_PAGE, curate_params, init_state, need_pool
 from studio.widgets import reset_settings, setting_widget
 
@@ -23,16 +21,7 @@ result = need_pool()
 pool = result.pool
 frame = pool.frame
 
-scores = frame["teacher_score"].to_numpy(np.float32, na_value=np.nan)
-is_pos = frame["is_positive"].to_numpy(bool)
-scored = scores[~np.isnan(scores)]
-# Sliders span the scores this teacher gave (a cosine or a sigmoid), to the hundredth.
-lo = math.floor(float(scored.min()) * 100) / 100 if len(scored) else 0.0
-hi = math.ceil(float(scored.max()) * 100) / 100 if len(scored) else 1.0
-positive_scores = scores[is_pos & ~np.isnan(scores)]
-candidate_scores = scores[~is_pos & ~np.isnan(scores)]
-ceiling_hint = round(float(np.median(positive_scores)), 2) if len(positive_scores) else hi
-floor_hint = round(float(np.quantile(candidate_scores, 0.1)), 2) if len(candidate_scores) else lo
+scores = loaders.score_range(result.key, pool)
 top_k = int(result.settings.get("top_k", 100))
 teacher = (pool.meta.get("teacher") or {}).get("kind", "")
 CURATE_SETTINGS = [s.name for s in SETTINGS if s.stage == "curate"]
@@ -40,18 +29,18 @@ CURATE_SETTINGS = [s.name for s in SETTINGS if s.stage == "curate"]
 controls, outcome = st.columns([1, 2], gap="large")
 with controls:
     st.subheader("False negatives")
-    setting_widget("ceiling", label="Ceiling", kind="slider",
-                   lo=lo, hi=hi, suggested=min(max(ceiling_hint, lo), hi))
-    setting_widget("relative_margin", label="Relative margin", kind="slider")
+    # Sliders span the scores this teacher gave (a cosine or a sigmoid).
+    setting_widget("ceiling", label="Ceiling", kind="slider", lo=scores.lo, hi=scores.hi,
+                   suggested=scores.ceiling_hint)
+    setting_widget("relative_margin", label="Relative margin", kind="slider", suggested=0.05)
     setting_widget("absolute_margin", label="Absolute margin", kind="slider",
-                   lo=0.0, hi=max(round(hi - lo, 2), 0.01), suggested=0.05)
+                   lo=0.0, hi=max(round(scores.hi - scores.lo, 2), 0.01), suggested=0.05)
     setting_widget("margin_ref", label="Margins compare with the positives'", kind="radio")
     setting_widget("near_dup", label="Near-duplicate guard", kind="slider")
     setting_widget("cluster_rule", label="Same-cluster rule", kind="toggle")
     setting_widget("skip_n", label="Skip top N", kind="slider", lo=0, hi=min(1000, max(top_k, 10)))
     st.subheader("Negatives")
-    setting_widget("floor", label="Floor", kind="slider", lo=lo, hi=hi,
-                   suggested=min(max(floor_hint, lo), hi))
+    setting_widget("floor", label="Floor", kind="slider", lo=scores.lo, hi=scores.hi, suggested=scores.floor_hint)
     setting_widget("negatives", label="Negatives per positive", kind="slider")
     setting_widget("sampling", label="Sampling", kind="radio")
     st.button("Reset to defaults", key="reset_tune", on_click=reset_settings, args=(CURATE_SETTINGS,))
@@ -63,7 +52,7 @@ with outcome:
         curation = curate(frame, params)
         took = time.perf_counter() - started
     except HnmError as error:
-        st.error(str(error))
+        st.error(views.plain(str(error)))
         st.stop()
     metrics = st.columns(4)
     metrics[0].metric("Negatives", f"{curation.n_selected:,}", help="Sampled negatives, all queries")
@@ -82,10 +71,13 @@ with outcome:
     st.plotly_chart(views.score_histogram(frame, params, st.session_state["query_id"]), key="tune_histogram",
                     config={"displaylogo": False})
     kind = "sigmoid of a cross-encoder logit" if teacher == "cross-encoder" else "cosine of a bi-encoder"
-    chosen = st.session_state["query_id"]
-    st.caption(f"Teacher score = {kind}. Each group is shown as a percentage of itself. The margin line is the "
-               "threshold averaged over queries" + (f", plus the one of {chosen} (chosen on Explore)." if chosen
-                                                    else "; choose a query on Explore to see its own."))
+    note = f"Teacher score = {kind}. Each group is shown as a percentage of itself."
+    if params.relative_margin is not None or params.absolute_margin is not None:
+        chosen = st.session_state["query_id"]
+        note += " The dashed margin line is the threshold averaged over queries" + (
+            f"; the dotted one is {chosen}'s (chosen on Explore)." if chosen else
+            "; choose a query on Explore to see its own.")
+    st.caption(note)
 
     short = views.short_queries(curation, pool.collection)
     st.subheader(f"Queries short of their quota: {len(short):,}")

@@ -43,7 +43,8 @@ from .state import LoadedData, Mined
 __all__ = [
     "SAMPLE_DIR", "collection_key", "settings_key", "changed_settings", "pool_key", "manifest_settings",
     "load_sample", "load_path", "load_uploads", "load_saved_pool", "splits_at", "is_pool_folder",
-    "bi_encoder", "teacher_model", "mined_pool", "map_coords", "query_slices", "session_dir", "zip_folder",
+    "bi_encoder", "teacher_model", "mined_pool", "map_coords", "query_slices", "score_range", "session_dir",
+    "zip_folder",
 ]
 
 SAMPLE_DIR = Path(__file__).resolve().parents[1] / "sample_data"
@@ -152,7 +153,8 @@ def load_uploads(files: Sequence[Upload], folder: Path, split: str = "test") -> 
     FlagEmbedding file. They are written into `folder` (emptied first) and read with hnm_core.data.
 
     For BEIR uploads, a `qrels*.tsv` keeps its name and any other .tsv goes to qrels/<name> (BEIR's layout), so
-    `test.tsv` is the test split; when `split` is not among the uploaded splits and there is only one, that one is read.
+    `test.tsv` is the test split; when `split` is not among the uploaded splits, the first by name is read (the
+    collection's `source` says which).
     """
     if not files:
         raise DataError("upload", "no file uploaded.", fix="choose corpus.jsonl, queries.jsonl and qrels.tsv, "
@@ -169,15 +171,16 @@ def load_uploads(files: Sequence[Upload], folder: Path, split: str = "test") -> 
         qrels = [n for n in names if n.endswith(".tsv")]
         extra = [n for n in names if n not in ("corpus.jsonl", "queries.jsonl") and not n.endswith(".tsv")]
         if missing or not qrels or extra:
-            raise DataError("upload", f"a BEIR upload needs corpus.jsonl, queries.jsonl and a qrels .tsv; got {listing}.",
+            raise DataError("upload", f"a BEIR upload needs corpus.jsonl, queries.jsonl and a qrels .tsv; got "
+                                      f"{listing}.",
                             fix="add the missing files" + (f" and remove {', '.join(extra)}" if extra else ""))
         for upload, name in zip(files, names):
             target = folder / name if not name.endswith(".tsv") or name.startswith("qrels") else folder / "qrels" / name
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(upload.getvalue())
-        splits = beir_splits(folder)
-        if split not in splits and len(splits) == 1:
-            split = next(iter(splits))
+        splits = sorted(beir_splits(folder))
+        if split not in splits and splits:
+            split = splits[0]
         return _loaded(load_collection(folder, split=split), f"uploaded {listing}")
     if len(files) != 1:
         raise DataError("upload", f"{len(files)} files that are not a BEIR set ({listing}).",
@@ -231,6 +234,12 @@ def map_coords(pool_key: str, seed: int, _pool: Pool) -> np.ndarray | None:
 def query_slices(pool_key: str, _pool: Pool) -> dict[str, tuple[int, int]]:
     """query id -> its rows of the pool frame (see views.query_slices), once per pool."""
     return views.query_slices(_pool.frame)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def score_range(pool_key: str, _pool: Pool) -> views.ScoreRange:
+    """The teacher-score range and slider hints of a pool (see views.score_range), once per pool."""
+    return views.score_range(_pool.frame)
 
 
 class _SessionDir:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import html
 import json
+import math
+import re
 import textwrap
 from pathlib import Path
 from typing import NamedTuple
@@ -20,9 +22,9 @@ from hnm_core.data import Collection
 from hnm_core.pool import Pool
 
 __all__ = [
-    "MarkerStyle", "STYLES", "MapFigure", "hover_text", "query_slices", "collection_summary", "positives_per_query",
-    "label_counts", "short_queries", "query_preview", "candidate_table", "documents_table", "map_figure", "score_histogram",
-    "margin_thresholds", "preview_rows",
+    "MarkerStyle", "STYLES", "MapFigure", "ScoreRange", "plain", "hover_text", "query_slices", "collection_summary",
+    "positives_per_query", "query_preview", "label_counts", "short_queries", "candidate_table", "documents_table",
+    "map_figure", "score_range", "margin_thresholds", "score_histogram", "preview_rows",
 ]
 
 
@@ -53,6 +55,18 @@ _CORPUS_COLOR = "rgba(140, 140, 140, 0.28)"
 # Above this many documents the faint corpus layer is drawn with WebGL and without hover text (1M hover strings
 # would make the page megabytes heavier than the map itself).
 _CORPUS_HOVER_LIMIT = 20_000
+
+
+# Characters Streamlit's Markdown gives a meaning to: CommonMark punctuation, $ (LaTeX) and : (":red[...]" colour
+# directives and ":emoji:" shortcodes).
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:])")
+
+
+def plain(text: str) -> str:
+    """`text` for st.markdown / st.error and the other Markdown elements, shown as typed: every Markdown, LaTeX and
+    HTML character is backslash-escaped, so an id, path or passage from a user's file never becomes a link, an
+    image, a formula or a tag."""
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", text)
 
 
 def hover_text(text: str, *, width: int = 80, limit: int = 600) -> str:
@@ -267,6 +281,32 @@ def map_figure(coords: np.ndarray, pool: Pool, curation: Curation, query_id: str
 
 def _score_text(score: float) -> str:
     return "unscored" if np.isnan(score) else f"{score:.3f}"
+
+
+class ScoreRange(NamedTuple):
+    """The teacher scores of a pool, as the Tune sliders need them: the range to the hundredth, and starting
+    values for the ceiling (the median positive: a candidate scoring like a typical positive is suspect) and the
+    floor (the 10th percentile of candidates)."""
+
+    lo: float
+    hi: float
+    ceiling_hint: float
+    floor_hint: float
+
+
+def score_range(frame: pd.DataFrame) -> ScoreRange:
+    """See ScoreRange; (0, 1) with hints at the ends when nothing is scored."""
+    scores = frame["teacher_score"].to_numpy(np.float32, na_value=np.nan)
+    is_pos = frame["is_positive"].to_numpy(bool)
+    scored = ~np.isnan(scores)
+    if not scored.any():
+        return ScoreRange(0.0, 1.0, 1.0, 0.0)
+    lo = math.floor(float(scores[scored].min()) * 100) / 100
+    hi = math.ceil(float(scores[scored].max()) * 100) / 100
+    positives, candidates = scores[scored & is_pos], scores[scored & ~is_pos]
+    ceiling = round(float(np.median(positives)), 2) if len(positives) else hi
+    floor = round(float(np.quantile(candidates, 0.1)), 2) if len(candidates) else lo
+    return ScoreRange(lo, hi, min(max(ceiling, lo), hi), min(max(floor, lo), hi))
 
 
 def margin_thresholds(frame: pd.DataFrame, params: CurateParams) -> pd.Series:

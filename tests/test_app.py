@@ -8,6 +8,7 @@ the UMAP map. All tests share one HNM_CACHE_DIR, so each collection is encoded o
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
 from typing import NamedTuple
@@ -68,6 +69,11 @@ def mine(at: AppTest, **values: str | int) -> AppTest:
 
 def tiny_mine(at: AppTest, model_dir: Path) -> AppTest:
     return mine(at, model=str(model_dir), teacher_model=str(model_dir), max_seq_length=64, top_k=20)
+
+
+def unescaped(markdown: str) -> str:
+    """What a person reads: the text of a Markdown element whose user-supplied parts were escaped (views.plain)."""
+    return re.sub(r"\\(.)", r"\1", markdown)
 
 
 def metrics(at: AppTest) -> dict[str, str]:
@@ -142,7 +148,7 @@ def test_a_bad_path_is_a_readable_error_not_a_traceback(tmp_path):
     at.text_input(key="data_path").input(str(tmp_path / "missing")).run()
     at.button(key="load_path").click().run()
     assert not at.exception
-    assert "does not exist" in at.error[0].value and "Fix:" in at.error[0].value
+    assert "does not exist" in at.error[0].value and "Fix:" in unescaped(at.error[0].value)
 
 
 def test_a_folder_path_offers_its_qrels_splits(tmp_path):
@@ -184,6 +190,30 @@ def test_a_pairs_file_uploads_and_its_problems_are_shown():
     assert any("repeat" in w.value for w in at.warning)
 
 
+def test_text_from_the_data_is_shown_as_typed_not_as_markdown(tmp_path):
+    folder = tmp_path / "beir"
+    folder.mkdir()
+    for name in ("corpus.jsonl", "queries.jsonl", "qrels.tsv"):
+        (folder / name).write_bytes((SAMPLE / name).read_bytes())
+    with open(folder / "qrels.tsv", "a", encoding="utf-8") as qrels:
+        qrels.write("q01\t![pixel](http://tracker.example/p.png)\t1\n")
+    at = open_page(new_session(), DATA)
+    at.radio(key="data_source").set_value("Folder or file path").run()
+    at.text_input(key="data_path").input(str(folder)).run()
+    at.button(key="load_path").click().run()
+    warning = next(w.value for w in at.warning if "unknown doc ids" in w.value)
+    assert "\\!\\[pixel\\]\\(http\\://tracker" in warning
+    assert "![pixel](http://tracker.example/p.png)" in unescaped(warning)
+
+
+@pytest.mark.parametrize("text", ["![x](http://e/x.png)", "$x^2$", "<b>bold</b>", ":red[alarm] :smile:",
+                                  "*a* _b_ `c` # d", "C:\\data\\set [1]"])
+def test_plain_escapes_every_markdown_character_and_keeps_the_text(text):
+    escaped = views.plain(text)
+    assert unescaped(escaped) == text
+    assert not re.search(r"(?<!\\)[\[\]()!$<>:*_`#]", escaped.replace("\\\\", ""))
+
+
 @pytest.mark.parametrize("names, message", [
     (["corpus.jsonl"], "needs corpus.jsonl, queries.jsonl and a qrels"),
     (["corpus.jsonl", "queries.jsonl", "qrels.tsv", "notes.txt"], "remove notes.txt"),
@@ -194,6 +224,17 @@ def test_upload_mistakes_say_what_to_upload(tmp_path, names, message):
     files = [Upload(name, (SAMPLE / name).read_bytes() if (SAMPLE / name).exists() else b"x") for name in names]
     with pytest.raises(DataError, match=message):
         loaders.load_uploads(files, tmp_path / "upload")
+
+
+def test_uploaded_qrels_splits_are_laid_out_as_beir(tmp_path):
+    qrels = (SAMPLE / "qrels.tsv").read_bytes()
+    files = [Upload(name, (SAMPLE / name).read_bytes()) for name in ("corpus.jsonl", "queries.jsonl")]
+    files += [Upload("train.tsv", qrels), Upload("dev.tsv", b"query-id\tcorpus-id\tscore\nq01\td032\t1\n")]
+    data = loaders.load_uploads(files, tmp_path / "upload", split="train")
+    assert data.collection.source.endswith("split train") and len(data.collection.query_ids) == 42
+    assert sorted(p.name for p in (tmp_path / "upload" / "qrels").iterdir()) == ["dev.tsv", "train.tsv"]
+    other = loaders.load_uploads(files, tmp_path / "upload", split="test")  # not uploaded: the first by name
+    assert other.collection.source.endswith("split dev") and other.collection.query_ids == ("q01",)
 
 
 def test_uploaded_names_cannot_escape_the_session_folder(tmp_path):
@@ -224,9 +265,9 @@ def test_mining_errors_are_readable_messages(tmp_path):
     open_page(at, MINE)
     at.multiselect(key="setting:sources").set_value([]).run()
     at.button(key="run_mine").click().run()
-    assert not at.exception and "sources: give at least one of bm25, dense" in at.error[0].value
+    assert not at.exception and "sources: give at least one of bm25, dense" in unescaped(at.error[0].value)
     mine(at, sources=["dense"], model=str(tmp_path / "no-such-model"))
-    assert "does not exist" in at.error[0].value and "Fix:" in at.error[0].value
+    assert "does not exist" in at.error[0].value and "Fix:" in unescaped(at.error[0].value)
 
 
 def test_tiny_mine_then_tune_sliders_change_the_counts_and_export_reads_back(tiny_bi_encoder_dir, tmp_path):
@@ -476,8 +517,8 @@ def test_sample_demo_with_minilm_mine_explore_tune_export(tmp_path):
     at.text_input(key="query_search").input("zebra crossing").run()
     assert not at.exception and "No query matches" in at.warning[0].value
     at.text_input(key="query_search").input("ransomware").run()
-    assert at.selectbox(key="explore_query").value != first_query
-    assert "ransomware" in at.selectbox(key="explore_query").format_func(at.selectbox(key="explore_query").value).lower()
+    chooser = at.selectbox(key="explore_query")
+    assert chooser.value != first_query and "ransomware" in chooser.format_func(chooser.value).lower()
 
     rules_off(open_page(at, TUNE))
     before = label_rows(at)
