@@ -55,6 +55,9 @@ _CORPUS_COLOR = "rgba(140, 140, 140, 0.28)"
 # Above this many documents the faint corpus layer is drawn with WebGL and without hover text (1M hover strings
 # would make the page megabytes heavier than the map itself).
 _CORPUS_HOVER_LIMIT = 20_000
+# The faint layer is context: above this many documents a fixed (seeded) sample of them is drawn, so a rerun of
+# the Explore page never sends the browser millions of coordinates.
+_CORPUS_DRAW_LIMIT = 50_000
 
 
 # Characters Streamlit's Markdown gives a meaning to: CommonMark punctuation, $ (LaTeX) and : (":red[...]" colour
@@ -219,9 +222,13 @@ def map_figure(coords: np.ndarray, pool: Pool, curation: Curation, query_id: str
 
     fig = go.Figure()
     rest = np.setdiff1d(np.arange(n_docs), doc_rows)
+    name = "rest of the corpus"
+    if len(rest) > _CORPUS_DRAW_LIMIT:
+        rest = np.sort(np.random.default_rng(0).choice(rest, size=_CORPUS_DRAW_LIMIT, replace=False))
+        name += f" ({_CORPUS_DRAW_LIMIT:,} of {n_docs:,} drawn)"
     big = n_docs > _CORPUS_HOVER_LIMIT
     scatter = go.Scattergl if big else go.Scatter
-    corpus = dict(x=coords[rest, 0], y=coords[rest, 1], mode="markers", name="rest of the corpus",
+    corpus = dict(x=coords[rest, 0], y=coords[rest, 1], mode="markers", name=name,
                   marker=dict(color=_CORPUS_COLOR, size=5))
     if big:
         corpus["hoverinfo"] = "skip"

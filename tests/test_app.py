@@ -490,6 +490,34 @@ def test_map_selection_maps_back_to_documents():
     assert drawn.selected_docs(points) == [1, 7]
 
 
+def test_map_figure_escapes_hover_text_zooms_and_thins_a_large_corpus(tiny_collection, tmp_path, monkeypatch):
+    import dataclasses
+
+    from hnm_core.curate import CurateParams, curate
+    from hnm_core.pool import build_pool
+
+    texts = list(tiny_collection.doc_texts)
+    texts[0] = "<img src=x onerror=alert(1)> " + texts[0]  # d01, a positive of q1
+    collection = dataclasses.replace(tiny_collection, doc_texts=tuple(texts))
+    pool = build_pool(collection, sources=("bm25",), top_k=3, cache_dir=tmp_path)
+    curation = curate(pool.frame, CurateParams(ceiling=None, relative_margin=None, absolute_margin=None,
+                                               near_dup=None, skip_n=0, cluster_rule=False, floor=None))
+    coords = np.random.default_rng(0).normal(size=(len(collection.doc_ids) + len(collection.query_ids), 2))
+    rows = views.query_slices(pool.frame)["q1"]
+    monkeypatch.setattr(views, "_CORPUS_DRAW_LIMIT", 4)
+
+    drawn = views.map_figure(coords, pool, curation, "q1", rows, zoom=True)
+    traces = drawn.figure.data
+    assert traces[0].name == "rest of the corpus (4 of 12 drawn)" and len(traces[0].x) == 4
+    names = [t.name for t in traces[1:]]
+    assert names[0] == "labelled positive (2)" and names[1].startswith("unscored by the teacher") and \
+        names[2] == "query"
+    hover = " ".join(traces[1].hovertext)
+    assert "&lt;img src=x onerror=alert(1)&gt;" in hover and "<img" not in hover
+    assert drawn.figure.layout.xaxis.range is not None
+    assert len(drawn.trace_docs) == len(traces) and sorted(drawn.trace_docs[1].tolist()) == [0, 8]
+
+
 def test_each_kind_of_point_has_its_own_colour_and_marker():
     styles = list(views.STYLES.values())
     assert len({s.color for s in styles}) == len(styles) and len({s.symbol for s in styles}) == len(styles)
