@@ -1,18 +1,23 @@
 """The false-negative audit on real collections: hnm's curation against sentence-transformers' mine_hard_negatives,
-on the same hidden split, with the same model.
+on the same hidden split, with the same model; and candidate default settings across collections and splits.
 
-    HNM_CACHE_DIR=/tmp/hnm-bench-cache .venv/bin/python bench/bench_audit.py [--datasets cranfield nfcorpus]
-        [--hide 0.5] [--seed 0] [--negatives 10] [--target-leak 0.02]
+    HNM_CACHE_DIR=/tmp/hnm-bench-cache .venv/bin/python bench/bench_audit.py compare [--datasets cranfield nfcorpus]
+        [--hide 0.5] [--seed 0] [--negatives 10]
+    HNM_CACHE_DIR=/tmp/hnm-bench-cache .venv/bin/python bench/bench_audit.py defaults
+        [--datasets cranfield nfcorpus scifact] [--seeds 0 1 2]
 
-For each collection: hide `hide` of the positives of every query with two or more (hnm_core.audit.hide_positives),
-mine the visible rest with hnm (pool -> teacher, default settings: BM25 + dense top-100, the MiniLM bi-encoder as
-its own teacher), curate at hnm's defaults, at the old default (relative margin 0.05 against the lowest positive,
-the NV-Retriever rule) and at the sweep's recommendation; then run sentence-transformers' mine_hard_negatives on
-(query, visible positive) pairs with the whole corpus, naive top-N and relative_margin=0.05, with the same loaded
-model. Every method's negatives are measured the same way: the leak (negatives that are hidden positives, or texts
-equal to one after normalisation), the share of hidden positives exported, the queries that got the full quota, and
-hardness from hnm's cached embeddings (cosine and dense rank among the documents not labelled visible positive).
-Prints one table; docs/audit.md holds a run of it.
+compare: for each collection, hide `hide` of the positives of every query with two or more
+(hnm_core.audit.hide_positives), mine the visible rest with hnm at its default settings (BM25 + dense top-100, the
+MiniLM bi-encoder as its own teacher), curate at hnm's defaults, at the old default (relative margin 0.05 against
+the lowest positive, the NV-Retriever rule) and at the sweep's picks for a 2% and a 1% leak target; then run
+sentence-transformers' mine_hard_negatives on (query, visible positive) pairs with the whole corpus, naive top-N and
+relative_margin=0.05, with the same loaded model. Every method's negatives are measured the same way: the leak
+(negatives that are hidden positives, or have the same normalised text as one), the share of hidden positives
+exported, the queries that got the full quota, and hardness from hnm's cached embeddings (mean cosine, and median
+dense rank among the documents that are not visible positives).
+
+defaults: the audit figures (hnm_core.audit.audit_figures) of a few candidate default settings on every collection
+and split seed. docs/audit.md holds a run of both.
 """
 
 from __future__ import annotations
@@ -48,7 +53,7 @@ class Row:
     full_quota: int
     n_queries: int
     mean_teacher: float
-    mean_dense_rank: float
+    median_dense_rank: float
 
 
 class Measure:
@@ -86,7 +91,7 @@ class Measure:
         n = len(pairs)
         return Row(name, method, leaked / n if n else float("nan"), leaked, n,
                    leaked / self.split.n_hidden if self.split.n_hidden else float("nan"), full, len(c.query_ids),
-                   float(cos.mean()) if n else float("nan"), float(ranks.mean()) if n else float("nan"))
+                   float(cos.mean()) if n else float("nan"), float(np.median(ranks)) if n else float("nan"))
 
 
 def hnm_negatives(pool: Pool, selected: np.ndarray) -> dict[str, list[int]]:
@@ -130,36 +135,105 @@ def st_negatives(collection: Collection, split: HiddenSplit, model, *, negatives
     return out
 
 
-def run(name: str, args: argparse.Namespace) -> list[Row]:
+def _mine(name: str, seed: int, args: argparse.Namespace, encoder=None):
     collection = load_collection(DATASETS / name)
-    split = hide_positives(collection, hide=args.hide, seed=args.seed)
-    values = validate({"negatives": args.negatives, "seed": args.seed})
-    encoder = load_bi_encoder(values["model"], precision=values["precision"],
-                              max_seq_length=values["max_seq_length"])
+    split = hide_positives(collection, hide=args.hide, seed=seed)
+    values = validate({"negatives": args.negatives, "seed": seed})
     start = time.perf_counter()
     pool = mine(split.apply(collection), values, cache_dir=args.cache_dir, encoder=encoder)
-    mined = time.perf_counter() - start
+    return collection, split, values, pool, time.perf_counter() - start
+
+
+def compare(name: str, args: argparse.Namespace) -> tuple[list[Row], list[str]]:
+    """hnm at its defaults, the old default and the sweep's picks, and sentence-transformers, on one split."""
+    values = validate({})
+    encoder = load_bi_encoder(values["model"], precision=values["precision"],
+                              max_seq_length=values["max_seq_length"])
+    collection, split, values, pool, mined = _mine(name, args.seed, args, encoder)
     measure = Measure(collection, split, pool)
-    rows = []
     defaults = CurateParams.from_settings(values)
-    old = dataclasses.replace(defaults, relative_margin=0.05, margin_ref="min", ceiling=None, skip_n=0,
-                              near_dup=0.98, cluster_rule=False)
     start = time.perf_counter()
-    report = audit_pool(pool, split, defaults, target_leak=args.target_leak)
+    report = audit_pool(pool, split, defaults, target_leak=0.02)
     swept = time.perf_counter() - start
-    rec = report.sweep.recommendation
-    for method, params in (("hnm defaults", defaults), ("hnm rm 0.05 min (old default)", old),
-                           (f"hnm sweep pick: {_describe(rec.settings)}", rec.params)):
-        selected = curate(pool.frame, params).selected
-        rows.append(measure.row(name, method, hnm_negatives(pool, selected), args.negatives))
-    print(f"{name}: {split.n_hidden:,} positives hidden in {split.n_audited:,} of {len(collection.query_ids):,} "
-          f"queries; mining {mined:.1f}s, sweep of {len(report.sweep.table)} points {swept:.1f}s")
+    notes = [f"{name}: {split.n_hidden:,} positives hidden in {split.n_audited:,} of {len(collection.query_ids):,} "
+             f"queries; mining (embeddings cached) {mined:.1f} s, sweep of {len(report.sweep.table)} settings "
+             f"{swept:.1f} s"]
+    methods = [("hnm defaults", defaults), ("hnm old default (rm 0.05, lowest positive)", OLD_DEFAULT)]
+    for target in (0.02, 0.01):
+        rec = report.sweep.recommend(target_leak=target)
+        label = f"hnm sweep pick, target {target:.0%}"
+        methods.append((label, rec.params))
+        notes.append(f"{name}, {label}: {_describe(rec.settings)}"
+                     + ("" if rec.met_target else f" (target not met: {rec.reason})"))
+    rows = [measure.row(name, method, hnm_negatives(pool, curate(pool.frame, params).selected), args.negatives)
+            for method, params in methods]
     cache = Path(args.cache_dir or default_cache_dir()) / "st-mine"
-    for method, margin in (("st naive top-10", None), ("st relative_margin 0.05", 0.05)):
+    for method, margin in ((f"st naive top-{args.negatives}", None), ("st relative_margin 0.05", 0.05)):
         negatives = st_negatives(collection, split, encoder.model, negatives=args.negatives,
                                  relative_margin=margin, cache=cache)
-        rows.append(measure.row(name, method.replace("10", str(args.negatives)), negatives, args.negatives))
-    return rows
+        rows.append(measure.row(name, method, negatives, args.negatives))
+    return rows, notes
+
+
+OLD_DEFAULT = CurateParams(relative_margin=0.05, absolute_margin=None, margin_ref="min", ceiling=None, skip_n=0,
+                           near_dup=0.98, cluster_rule=False, floor=None)
+
+MAX_REF = "max (emulated)"
+
+CANDIDATES: tuple[tuple[str, dict], ...] = (
+    ("old default: rm 0.05 vs lowest positive", dict(relative_margin=0.05, margin_ref="min", skip_n=0,
+                                                     near_dup=0.98, cluster_rule=False)),
+    ("rm 0.05 vs mean positive", dict(relative_margin=0.05, margin_ref="mean", skip_n=0, near_dup=0.98,
+                                      cluster_rule=False)),
+    # curate has no "max" reference: the positives' scores are set to their query's highest (MAX_REF) and "min" used
+    ("rm 0.05 vs highest positive", dict(relative_margin=0.05, margin_ref=MAX_REF, skip_n=0, near_dup=0.98,
+                                         cluster_rule=False)),
+    ("no rule (near_dup 0.98 only)", dict(relative_margin=None, skip_n=0, near_dup=0.98, cluster_rule=False)),
+    ("skip 10", dict(relative_margin=None, skip_n=10, near_dup=0.98, cluster_rule=False)),
+    ("cluster", dict(relative_margin=None, skip_n=0, near_dup=0.98, cluster_rule=True)),
+    ("cluster + skip 5", dict(relative_margin=None, skip_n=5, near_dup=0.98, cluster_rule=True)),
+    ("cluster + skip 10 (new default)", dict(relative_margin=None, skip_n=10, near_dup=0.98, cluster_rule=True)),
+    ("cluster + skip 10 + rm 0.05", dict(relative_margin=0.05, margin_ref="min", skip_n=10, near_dup=0.98,
+                                         cluster_rule=True)),
+    ("cluster + skip 5 + near_dup 0.6", dict(relative_margin=None, skip_n=5, near_dup=0.6, cluster_rule=True)),
+)
+
+
+def candidates(args: argparse.Namespace) -> pd.DataFrame:
+    """Candidate defaults on every collection and seed: mean leak (max over seeds), mean teacher score, lowest
+    coverage."""
+    from hnm_core.audit import audit_figures, hidden_rows
+
+    records = []
+    for name in args.datasets:
+        for seed in args.seeds:
+            collection, split, values, pool, _ = _mine(name, seed, args)
+            hidden = hidden_rows(pool.frame, pool.collection, split)
+            base = CurateParams.from_settings(values)
+            at_max = _positives_at_query_max(pool.frame)
+            for label, change in CANDIDATES:
+                emulated = change.get("margin_ref") == MAX_REF
+                frame = at_max if emulated else pool.frame
+                params = dataclasses.replace(base, **{**change, **({"margin_ref": "min"} if emulated else {})})
+                fig = audit_figures(frame, hidden, curate(frame, params), n_hidden=split.n_hidden)
+                records.append({"setting": label, "collection": name, "seed": seed, "leak": fig.leak_rate,
+                                "exported": fig.hidden_exported, "teacher": fig.mean_teacher,
+                                "coverage": fig.coverage})
+    data = pd.DataFrame(records)
+    grouped = data.groupby(["setting", "collection"], sort=False).agg(
+        leak=("leak", "mean"), leak_max=("leak", "max"), teacher=("teacher", "mean"), coverage=("coverage", "min"))
+    cells = grouped.apply(lambda r: f"{r.leak:.2%} ({r.leak_max:.2%}) / {r.teacher:.3f} / {r.coverage:.1%}",
+                          axis=1).unstack("collection")
+    return cells[list(args.datasets)].reset_index()
+
+
+def _positives_at_query_max(frame: pd.DataFrame) -> pd.DataFrame:
+    """The frame with every positive's teacher score raised to its query's highest: "min" then compares to the max."""
+    out = frame.copy()
+    positive = out["is_positive"].to_numpy(dtype=bool)
+    best = out["teacher_score"].where(out["is_positive"]).groupby(out["query_id"]).transform("max")
+    out.loc[positive, "teacher_score"] = best[positive]
+    return out
 
 
 def _describe(settings: dict) -> str:
@@ -168,23 +242,41 @@ def _describe(settings: dict) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--datasets", nargs="+", default=["cranfield", "nfcorpus"])
+    parser.add_argument("mode", nargs="?", choices=("compare", "defaults"), default="compare",
+                        help="compare: hnm vs sentence-transformers on one split; defaults: candidate default "
+                             "settings on every collection and seed")
+    parser.add_argument("--datasets", nargs="+", default=None,
+                        help="default: cranfield nfcorpus (compare), cranfield nfcorpus scifact (defaults)")
     parser.add_argument("--hide", type=float, default=0.5)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="the split of `compare`")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="the splits of `defaults`")
     parser.add_argument("--negatives", type=int, default=10)
-    parser.add_argument("--target-leak", type=float, default=0.02)
     parser.add_argument("--cache-dir", type=Path, default=None, help="default: $HNM_CACHE_DIR or ~/.cache/hnm")
     args = parser.parse_args()
-    rows = [row for name in args.datasets for row in run(name, args)]
+    if args.mode == "defaults":
+        args.datasets = args.datasets or ["cranfield", "nfcorpus", "scifact"]
+        print(f"mean leak (max over seeds {', '.join(map(str, args.seeds))}) / mean teacher score / lowest coverage")
+        print(_markdown(candidates(args)))
+        return
+    args.datasets = args.datasets or ["cranfield", "nfcorpus"]
+    rows: list[Row] = []
+    notes: list[str] = []
+    for name in args.datasets:
+        more_rows, more_notes = compare(name, args)
+        rows += more_rows
+        notes += more_notes
     table = pd.DataFrame([dataclasses.asdict(r) for r in rows])
     table["queries full"] = table["full_quota"].astype(str) + "/" + table["n_queries"].astype(str)
     table["leak"] = (100 * table["leak"]).map("{:.1f}%".format) + " (" + table["n_leaked"].astype(str) + "/" \
         + table["n_selected"].astype(str) + ")"
     table["hidden exported"] = (100 * table["hidden_exported"]).map("{:.1f}%".format)
     table["mean teacher"] = table["mean_teacher"].map("{:.3f}".format)
-    table["mean dense rank"] = table["mean_dense_rank"].map("{:.1f}".format)
-    columns = ["collection", "method", "leak", "hidden exported", "queries full", "mean teacher", "mean dense rank"]
+    table["median dense rank"] = table["median_dense_rank"].map("{:.0f}".format)
+    columns = ["collection", "method", "leak", "hidden exported", "queries full", "mean teacher",
+               "median dense rank"]
     print(_markdown(table[columns]))
+    print()
+    print("\n".join(notes))
 
 
 def _markdown(table: pd.DataFrame) -> str:

@@ -70,12 +70,16 @@ CAUGHT_LABELS: tuple[str, ...] = ("false_negative", "near_duplicate", "same_clus
 are dropped for other reasons and would leak under other settings)."""
 
 DEFAULT_GRID: dict[str, tuple[Any, ...]] = {
-    "ceiling": (None, 0.95, 0.9, 0.85, 0.8, 0.75, 0.7, 0.65, 0.6),
-    "relative_margin": (None, 0.0, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3),
-    "skip_n": (0, 1, 2, 3, 5, 10),
+    "ceiling": (None, 0.9, 0.8, 0.7, 0.6),
+    "relative_margin": (None, 0.0, 0.05, 0.1, 0.2),
+    "skip_n": (0, 3, 5, 10, 20),
+    "near_dup": (None, 0.9, 0.8, 0.7, 0.6),
 }
-"""The sweep's axes when none are given: the teacher ceiling, the relative margin and skip-N (432 points, a few
-seconds on a 50k-row pool). Values fit scores in [0, 1] (a bi-encoder cosine or a cross-encoder's sigmoid)."""
+"""The sweep's axes when none are given: the teacher ceiling, the relative margin, skip-N and the near-duplicate
+cosine (625 points plus the current values, about 10 s on a 50k-row pool on two cores). Ceiling values fit scores
+in [0, 1] (a bi-encoder cosine or a cross-encoder's sigmoid). near_dup is on the axes because a low threshold is
+the strongest single rule with MiniLM (docs/audit.md) yet unsafe as a default for models whose cosines sit high:
+the sweep measures it on the user's own model."""
 
 DEFAULT_TARGET_LEAK = 0.02
 DEFAULT_MIN_COVERAGE = 0.95
@@ -277,18 +281,27 @@ class SweepResult:
     """One row per grid point in `table`: the swept settings (one column per axis, None = off), then the figures
     (`leak_rate`, `hidden_caught`, `hidden_exported`, `mean_teacher`, `mean_dense_rank`, `coverage`, counts).
 
-    `current` is the row of `base` (the settings the sweep started from: every axis includes its base value, so a
-    chart can mark the current slider position). `recommendation` is the hardest setting (highest `mean_teacher`)
-    with `leak_rate <= target_leak` and `coverage >= min_coverage`; see `Recommendation.met_target`.
+    `figures[i]` are the full figures of row i. `current` is the row of `base` (the settings the sweep started
+    from: every axis includes its base value, so a chart can mark the current slider position). `recommendation`
+    is the hardest setting (highest `mean_teacher`) with `leak_rate <= target_leak` and `coverage >= min_coverage`
+    (see `Recommendation.met_target`); `recommend()` picks again for other targets without curating anything.
     """
 
     table: pd.DataFrame
     axes: dict[str, tuple[Any, ...]]
     base: CurateParams
     current: int
+    figures: tuple[AuditFigures, ...]
     target_leak: float
     min_coverage: float
     recommendation: Recommendation
+
+    def recommend(self, target_leak: float | None = None, min_coverage: float | None = None) -> Recommendation:
+        """The recommendation for other targets (None keeps the sweep's), from the table alone."""
+        target_leak = self.target_leak if target_leak is None else target_leak
+        min_coverage = self.min_coverage if min_coverage is None else min_coverage
+        _check_fractions(target_leak=target_leak, min_coverage=min_coverage)
+        return _recommendation(self.table, self.figures, self.base, list(self.axes), target_leak, min_coverage)
 
     def frontier(self) -> pd.DataFrame:
         """The rows no other row beats on both leak and hardness, among those with coverage >= min_coverage, by
@@ -393,13 +406,19 @@ def sweep(
         progress("audit sweep", i + 1, len(points))
     table = pd.DataFrame(rows, columns=[*names, *_FIGURE_COLUMNS])
     current = int(np.flatnonzero(np.all([_column_equals(table[n], getattr(base, n)) for n in names], axis=0))[0])
+    recommendation = _recommendation(table, figures, base, names, target_leak, min_coverage)
+    return SweepResult(table=table, axes=axes, base=base, current=current, figures=tuple(figures),
+                       target_leak=float(target_leak), min_coverage=float(min_coverage),
+                       recommendation=recommendation)
+
+
+def _recommendation(table: pd.DataFrame, figures: Sequence[AuditFigures], base: CurateParams, names: list[str],
+                    target_leak: float, min_coverage: float) -> Recommendation:
     pick, met, reason = _recommend(table, target_leak, min_coverage)
-    settings = {n: table.at[pick, n] if not pd.isna(table.at[pick, n]) else None for n in names}
-    settings = {n: setting(n).check(v) if v is not None else None for n, v in settings.items()}
-    recommendation = Recommendation(params=dataclasses.replace(base, **settings), settings=settings,
-                                    figures=figures[pick], met_target=met, reason=reason)
-    return SweepResult(table=table, axes=axes, base=base, current=current, target_leak=float(target_leak),
-                       min_coverage=float(min_coverage), recommendation=recommendation)
+    # back from the table's NaN / numpy scalars to the settings' own types (None = off)
+    settings = {n: None if pd.isna(table.at[pick, n]) else setting(n).check(table.at[pick, n]) for n in names}
+    return Recommendation(params=dataclasses.replace(base, **settings), settings=settings, figures=figures[pick],
+                          met_target=met, reason=reason)
 
 
 def _check_fractions(**values: float) -> None:

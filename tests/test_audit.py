@@ -214,6 +214,11 @@ def test_recommendation_is_the_hardest_setting_under_the_targets():
     assert rec.met_target and rec.figures.leak_rate <= 0.2
     assert rec.figures.mean_teacher == pytest.approx(eligible["mean_teacher"].max())
     assert curate(frame, rec.params).selected.sum() == rec.figures.n_selected
+    assert result.recommend() == rec
+    anything = result.recommend(target_leak=1.0, min_coverage=0.0)  # no constraint: the hardest row of all
+    assert anything.figures.mean_teacher == pytest.approx(table["mean_teacher"].max())
+    with pytest.raises(SettingsError, match="target_leak"):
+        result.recommend(target_leak=5)
     frontier = result.frontier()
     assert frontier["leak_rate"].is_monotonic_increasing and frontier["mean_teacher"].is_monotonic_increasing
     text = result.format_frontier()
@@ -246,7 +251,7 @@ def test_sweep_validates_its_arguments(kwargs, message):
 def sample_audit(tiny_bi_encoder_dir, tmp_path_factory):
     """An audit of the sample collection with BM25 candidates and the tiny bi-encoder as teacher."""
     values = {"sources": "bm25", "teacher_model": str(tiny_bi_encoder_dir), "precision": "fp32", "top_k": 8,
-              "negatives": 3}
+              "negatives": 3, "skip_n": 1}
     collection = load_collection(SAMPLE)
     grid = {"relative_margin": (None, 0.05, 0.2), "skip_n": (0, 2)}
     report = audit(collection, values, hide=0.5, cache_dir=tmp_path_factory.mktemp("audit-cache"), grid=grid)
@@ -319,7 +324,7 @@ def test_audit_refuses_a_collection_without_two_positives_per_query(tmp_path):
 
 def test_hnm_audit_json_and_table(tiny_bi_encoder_dir, tmp_path, capsys):
     flags = ["--sources", "bm25", "--teacher-model", str(tiny_bi_encoder_dir), "--precision", "fp32",
-             "--cache-dir", str(tmp_path / "cache"), "--quiet", "--top-k", "8", "--negatives", "3"]
+             "--cache-dir", str(tmp_path / "cache"), "--quiet", "--top-k", "8", "--negatives", "3", "--skip-n", "1"]
     out = tmp_path / "audit"
     assert main(["audit", str(SAMPLE), "--hide", "0.5", "--seed", "1", "--out", str(out), "--json", *flags]) == 0
     report = json.loads(capsys.readouterr().out)
