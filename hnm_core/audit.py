@@ -5,9 +5,9 @@ are real positives the miner did not know about, so every one exported as a nega
 figures over a grid of curate settings (a sweep: `curate` only, never a re-mine) show which setting keeps negatives
 hard without leaking positives, and a recommendation picks the hardest setting whose leak stays under a target.
 
+    report = audit(collection, {"seed": 0}, hide=0.5, cache_dir=...)   # split, mine split.apply(collection), sweep
     split  = hide_positives(collection, hide=0.5, seed=0)
-    report = audit(collection, values, hide=0.5, seed=0, cache_dir=...)     # mines split.apply(collection)
-    report = audit_pool(pool, split, params)                                  # a pool already mined that way
+    report = audit_pool(pool, split, params)                            # a pool already mined from split.apply(...)
     result = sweep(report.pool.frame, report.hidden, params, n_hidden=report.split.n_hidden)
 
 The figures (defined precisely in docs/audit.md), over all queries of the pool:
