@@ -5,6 +5,7 @@ plus audit. Heavy libraries (torch, sentence-transformers, faiss, umap) are impo
 them, so importing hnm_core is cheap.
 """
 
+from .audit import AuditReport, audit, audit_pool, hide_positives
 from .curate import LABELS, CurateParams, Curation, curate
 from .data import Collection, load_collection
 from .errors import DataError, ExportError, HnmError, ModelLoadError, SettingsError
@@ -40,6 +41,10 @@ __all__ = [
     "Setting",
     "defaults",
     "validate",
+    "audit",
+    "audit_pool",
+    "hide_positives",
+    "AuditReport",
     "HnmError",
     "DataError",
     "ModelLoadError",

@@ -4,6 +4,7 @@
     hnm mine DATA --out DIR        pool -> teacher -> curate -> export, headless
     hnm curate POOL_DIR --out DIR  re-curate a saved pool with other settings, nothing recomputed
     hnm diff ROUND_A ROUND_B       compare two exports (mining rounds)
+    hnm audit DATA --out DIR       hide labelled positives, mine, measure the false-negative leak, recommend
 
 Every setting of settings.py is a flag (`--top-k`, `--relative-margin`...); `--config manifest.json` replays the
 settings of an earlier run, and flags given on the command line win over it.

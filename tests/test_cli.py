@@ -30,7 +30,8 @@ def test_pool_command_saves_a_loadable_pool(tiny_models, tmp_path, capsys):
 
 def test_mine_then_curate_then_diff(tiny_models, tmp_path, capsys):
     first = tmp_path / "round1"
-    assert main(["mine", str(SAMPLE), "--out", str(first), "--negatives", "5", "--top-k", "30", *tiny_models]) == 0
+    assert main(["mine", str(SAMPLE), "--out", str(first), "--negatives", "5", "--top-k", "30", "--skip-n", "0",
+                 *tiny_models]) == 0
     manifest = json.loads((first / "manifest.json").read_text())
     assert manifest["settings"]["negatives"] == 5 and manifest["settings"]["top_k"] == 30
     assert manifest["teacher"]["kind"] == "bi-encoder"
