@@ -8,12 +8,13 @@ import time
 
 import streamlit as st
 
+from hnm_core.audit import audit_figures, audit_pool
 from hnm_core.curate import curate
 from hnm_core.errors import HnmError
-from hnm_core.settings import SETTINGS
+from hnm_core.settings import SETTINGS, validate
 from studio import loaders, views
 from studio.state import EXPLORE_PAGE, EXPORT_PAGE, curate_params, init_state, need_pool
-from studio.widgets import reset_settings, setting_widget
+from studio.widgets import replay_settings, reset_settings, setting_widget
 
 init_state()
 st.title("Tune")
@@ -25,6 +26,7 @@ scores = loaders.score_range(result.key, pool)
 top_k = int(result.settings.get("top_k", 100))
 teacher = (pool.meta.get("teacher") or {}).get("kind", "")
 CURATE_SETTINGS = [s.name for s in SETTINGS if s.stage == "curate"]
+MINING_SETTINGS = {s.name for s in SETTINGS if s.stage in ("pool", "teacher")}
 
 controls, outcome = st.columns([1, 2], gap="large")
 with controls:
@@ -88,3 +90,41 @@ with outcome:
     links = st.columns(2)
     links[0].page_link(EXPLORE_PAGE, label="See the labels on the map", icon=":material/scatter_plot:")
     links[1].page_link(EXPORT_PAGE, label="Export this curation", icon=":material/download:")
+
+st.divider()
+st.subheader("False-negative audit")
+st.caption("Hide half of each query's labelled positives (seeded), mine again as if they were unknown, and count "
+           "how many come back as negatives (leak) at every point of a sweep over the ceiling, relative margin, "
+           "skip-N and near-duplicate guard. The recommendation is the hardest setting whose leak stays under the "
+           "target with at least 95% of queries at full quota.")
+target = st.slider("Leak target (%)", 0.5, 10.0, 2.0, 0.5, key="audit_target") / 100
+if st.button("Run the audit", key="run_audit"):
+    try:
+        # the pool and teacher settings of this pool: the audit mines the hidden split exactly as it was mined
+        mining = validate({k: v for k, v in result.settings.items() if k in MINING_SETTINGS})
+        split_pool, split = loaders.audit_split_pool(result.key, loaders.settings_key(mining), 0.5,
+                                                     pool.collection)
+        with st.spinner("Sweeping the curation settings..."):
+            st.session_state["audit_report"] = (result.key, audit_pool(split_pool, split, params))
+    except HnmError as error:
+        st.error(views.plain(str(error)))
+report_entry = st.session_state.get("audit_report")
+if report_entry is not None and report_entry[0] == result.key:
+    report = report_entry[1]
+    sweep_result = report.sweep
+    recommendation = sweep_result.recommend(target_leak=target)
+    # the current sliders, audited on the hidden-split pool (one curation, ~10 ms)
+    audit_frame = report.pool.frame
+    current = audit_figures(audit_frame, report.hidden, curate(audit_frame, params), n_hidden=report.split.n_hidden)
+    cols = st.columns(4)
+    cols[0].metric("Leak now", f"{current.leak_rate:.1%}", help="Exported negatives that are hidden positives")
+    cols[1].metric("Hidden caught", f"{current.hidden_caught:.0%}",
+                   help="Hidden positives labelled false_negative / near_duplicate / same_cluster")
+    cols[2].metric("Hardness", f"{current.mean_teacher:.3f}", help="Mean teacher score of exported negatives")
+    cols[3].metric("Coverage", f"{current.coverage:.0%}", help="Queries with their full quota")
+    st.plotly_chart(views.sweep_chart(sweep_result, current, recommendation.figures), key="audit_chart",
+                    config={"displaylogo": False})
+    shown = ", ".join(f"{k} = {'off' if v is None else v}" for k, v in recommendation.settings.items())
+    st.markdown(views.plain(f"Recommended: {shown}. {recommendation.reason}"))
+    st.button("Apply the recommendation", key="apply_audit", on_click=replay_settings,
+              args=(recommendation.settings,))

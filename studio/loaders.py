@@ -26,6 +26,7 @@ from typing import Any, Protocol
 import numpy as np
 import streamlit as st
 
+from hnm_core.audit import HiddenSplit, hide_positives
 from hnm_core.cache import texts_digest
 from hnm_core.data import FILE_SUFFIXES, Collection, beir_splits, load_collection
 from hnm_core.errors import DataError, SettingsError
@@ -266,3 +267,21 @@ def zip_folder(folder: Path) -> bytes:
             if path.is_file() and not path.name.startswith("."):
                 archive.write(path, path.relative_to(folder).as_posix())
     return buffer.getvalue()
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def audit_split_pool(pool_key: str, values_key: tuple[tuple[str, Any], ...], hide: float,
+                     _collection: Collection) -> tuple[Pool, HiddenSplit]:
+    """The pool mined with `hide` of each query's positives hidden (seeded), for the Tune page's audit. Embeddings
+    are cached by text, so this re-uses the corpus encoding of the main pool. Immutable, shared like `mined_pool`."""
+    values = dict(values_key)
+    split = hide_positives(_collection, hide=hide, seed=values["seed"])
+    if not split.hidden:
+        raise DataError(_collection.source or _collection.name, "no query has two or more positives, so none can "
+                        "be hidden.", fix="audit a collection where queries have several labelled positives")
+    encoder = (bi_encoder(values["model"], values["precision"], values["max_seq_length"])
+               if "dense" in values["sources"] else None)
+    teach = teacher_kwargs(values)
+    teacher = teacher_model(teach["teacher"], teach["teacher_model"], teach["precision"], teach["max_length"])
+    pool = mine(split.apply(_collection), values, encoder=encoder, teacher=teacher, progress=StreamlitProgress())
+    return pool, split

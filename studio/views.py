@@ -17,6 +17,7 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
+from hnm_core.audit import AuditFigures, SweepResult
 from hnm_core.curate import CurateParams, Curation
 from hnm_core.data import Collection
 from hnm_core.pool import Pool
@@ -390,3 +391,34 @@ def preview_rows(path: Path, n: int = 5) -> pd.DataFrame:
                 break
             records.append(json.loads(line))
     return pd.DataFrame(records)
+
+
+def sweep_chart(result: SweepResult, current: AuditFigures, recommended: AuditFigures):
+    """The audit sweep: every grid point's leak (x) against the hardness of its negatives (y), coloured by coverage,
+    the leak/hardness frontier as a line, the current slider position and the recommendation marked."""
+    import plotly.graph_objects as go
+
+    table = result.table
+    axes = list(result.axes)
+    hover = ["<br>".join(f"{html.escape(n)} = {'off' if pd.isna(row[n]) else row[n]}" for n in axes)
+             for _, row in table.iterrows()]
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(
+        x=table["leak_rate"] * 100, y=table["mean_teacher"], mode="markers", name="swept settings",
+        marker=dict(size=6, color=table["coverage"] * 100, colorscale="Viridis", showscale=True,
+                    colorbar=dict(title="coverage %"), opacity=0.6),
+        text=hover, hovertemplate="%{text}<br>leak %{x:.1f}%<br>teacher %{y:.3f}<extra></extra>"))
+    frontier = result.frontier()
+    fig.add_trace(go.Scatter(x=frontier["leak_rate"] * 100, y=frontier["mean_teacher"], mode="lines",
+                             name="frontier", line=dict(color="#444", width=1)))
+    for figures, name, symbol, color in ((current, "current sliders", "star", "#d62728"),
+                                         (recommended, "recommended", "diamond", "#1f77b4")):
+        fig.add_trace(go.Scatter(x=[figures.leak_rate * 100], y=[figures.mean_teacher], mode="markers", name=name,
+                                 marker=dict(size=16, symbol=symbol, color=color, line=dict(width=1, color="white")),
+                                 hovertemplate=f"{name}<br>leak %{{x:.1f}}%<br>teacher %{{y:.3f}}<extra></extra>"))
+    fig.add_vline(x=result.target_leak * 100, line_dash="dash", line_color="#888",
+                  annotation_text=f"target {result.target_leak:.0%}")
+    fig.update_layout(xaxis_title="leak: exported negatives that are hidden positives (%)",
+                      yaxis_title="hardness: mean teacher score of exported negatives", height=420,
+                      margin=dict(l=10, r=10, t=30, b=10), legend=dict(orientation="h", y=-0.2))
+    return fig

@@ -573,3 +573,28 @@ def test_sample_demo_with_minilm_mine_explore_tune_export(tmp_path):
     flag = [json.loads(line) for line in (tmp_path / "demo" / "flag.jsonl").read_text(encoding="utf-8").splitlines()]
     assert len(flag) == manifest["files"]["flag.jsonl"]["rows"] > 0
     assert all(np.max(r["neg_scores"]) <= 0.6 for r in flag)
+
+
+def test_tune_audit_shows_the_sweep_and_applies_the_recommendation(tiny_bi_encoder_dir):
+    at = tiny_mine(load_sample(new_session()), tiny_bi_encoder_dir)
+    rules_off(open_page(at, TUNE))
+    at.button(key="run_audit").click().run()
+    assert not at.exception and not at.error
+    shown = metrics(at)
+    assert {"Leak now", "Hidden caught", "Hardness", "Coverage"} <= set(shown)
+    report = at.session_state["audit_report"][1]
+    # with every rule off, the current position is the sweep's all-off row, whose figures the metric shows
+    row = report.sweep.table.loc[report.sweep.row(report.params)]
+    assert shown["Leak now"] == f"{row['leak_rate']:.1%}"
+    recommended = report.sweep.recommend(target_leak=0.02).settings
+    assert any(unescaped(m.value).startswith("Recommended:") for m in at.markdown)
+    at.button(key="apply_audit").click().run()
+    assert not at.exception
+    for name, value in recommended.items():
+        on = at.checkbox(key=f"setting:{name}:on") if name in ("ceiling", "relative_margin", "near_dup") else None
+        if value is None and on is not None:
+            assert not on.value
+        elif name == "skip_n":
+            assert at.slider(key="setting:skip_n").value == value
+        else:
+            assert at.slider(key=f"setting:{name}").value == pytest.approx(value)
