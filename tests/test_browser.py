@@ -187,6 +187,12 @@ def test_demo_in_a_real_browser(page):
     ceiling.click()  # off again: export what the default rules keep
     settle(tab)
 
+    tab.get_by_role("button", name="Run the audit").click()
+    tab.get_by_text("Leak now").wait_for(timeout=SLOW_STEP_MS)
+    settle(tab)
+    tab.get_by_role("button", name="Apply the recommendation").wait_for()
+    shoot(tab, "tune-audit")
+
     go(tab, "Export")
     tab.get_by_role("button", name="Build the files").click()
     tab.get_by_text("Download all as a zip").wait_for(timeout=60_000)
