@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import HnmError, SettingsError
-from .settings import SETTINGS, Setting, Stage, validate
+from .settings import SETTINGS, Setting, Stage, from_manifest, validate
 
 __all__ = ["main", "build_parser"]
 
@@ -123,14 +123,11 @@ def _settings(args: argparse.Namespace, stages: Sequence[Stage]) -> dict[str, An
     values: dict[str, Any] = {}
     if args.config:
         try:
-            manifest = json.loads(args.config.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as error:
-            raise SettingsError(f"{args.config}: cannot read the config ({error}). Fix: pass a manifest.json "
-                                "written by hnm") from None
-        replay = manifest.get("settings", manifest) if isinstance(manifest, dict) else None
-        if not isinstance(replay, dict):
-            raise SettingsError(f"{args.config}: no settings object. Fix: pass a manifest.json written by hnm")
-        values.update({k: v for k, v in replay.items() if k in names})
+            raw = args.config.read_bytes()
+        except OSError as error:
+            raise SettingsError(f"{args.config}: cannot read the config ({error.strerror}). Fix: pass a "
+                                "manifest.json written by hnm") from None
+        values.update({k: v for k, v in from_manifest(raw, source=str(args.config)).items() if k in names})
     values.update({k: v for k, v in vars(args).items() if k in names})
     return {k: v for k, v in validate(values).items() if k in names}
 

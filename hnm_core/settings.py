@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from .errors import SettingsError
 
-__all__ = ["Setting", "SETTINGS", "setting", "defaults", "validate", "Stage"]
+__all__ = ["Setting", "SETTINGS", "setting", "defaults", "validate", "from_manifest", "Stage"]
 
 Stage = Literal["data", "pool", "teacher", "curate", "export"]
 
@@ -160,3 +160,21 @@ def validate(values: dict[str, Any], *, stage: Stage | None = None) -> dict[str,
             continue
         out[name] = spec.check(value)
     return out
+
+
+def from_manifest(raw: bytes | str, *, source: str = "manifest.json") -> dict[str, Any]:
+    """The settings recorded in a manifest.json written by hnm (an export, pool or audit folder), validated: only
+    the names it holds, so callers overlay them on their own defaults. What `--config` and the app's replay read.
+    Raises SettingsError naming `source` for anything that is not such a manifest."""
+    import json
+
+    fix = "Fix: give a manifest.json written by hnm"
+    try:
+        manifest = json.loads(raw.decode("utf-8") if isinstance(raw, bytes) else raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise SettingsError(f"{source}: cannot read it ({error}). {fix}") from None
+    replay = manifest.get("settings", manifest) if isinstance(manifest, dict) else None
+    if not isinstance(replay, dict):
+        raise SettingsError(f"{source}: no settings object. {fix}")
+    known = {name: value for name, value in replay.items() if name in _BY_NAME}
+    return {name: value for name, value in validate(known).items() if name in known}

@@ -2,10 +2,8 @@
 
 import streamlit as st
 
-from hnm_core.curate import curate
-from hnm_core.errors import HnmError
 from studio import loaders, views
-from studio.state import TUNE_PAGE, curate_params, init_state, need_pool
+from studio.state import TUNE_PAGE, current_curation, init_state, need_pool
 
 init_state()
 st.title("Explore")
@@ -13,12 +11,7 @@ result = need_pool()
 pool = result.pool
 collection = pool.collection
 
-try:
-    params = curate_params()
-    curation = curate(pool.frame, params)
-except HnmError as error:
-    st.error(views.plain(str(error)))
-    st.stop()
+params, curation = current_curation(pool)
 
 slices = loaders.query_slices(result.key, pool)
 search = st.text_input("Search queries (id or words)", key="query_search", placeholder="e.g. python, q07")

@@ -6,11 +6,10 @@ from pathlib import Path
 
 import streamlit as st
 
-from hnm_core.curate import curate
 from hnm_core.errors import HnmError
 from hnm_core.export import diff_rounds, export
 from studio import loaders, views
-from studio.state import curate_params, init_state, need_pool
+from studio.state import current_curation, init_state, need_pool
 from studio.widgets import setting_widget
 
 FORMATS = {
@@ -26,12 +25,7 @@ init_state()
 st.title("Export")
 result = need_pool()
 pool = result.pool
-try:
-    params = curate_params()
-    curation = curate(pool.frame, params)
-except HnmError as error:
-    st.error(views.plain(str(error)))
-    st.stop()
+params, curation = current_curation(pool)
 st.markdown(f"{curation.n_selected:,} sampled negatives for {curation.n_queries:,} queries "
             f"({curation.n_full_quota:,} with the full {params.negatives}), from the settings on Tune.")
 

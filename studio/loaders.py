@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 import re
 import shutil
 import tempfile
@@ -29,12 +28,12 @@ import streamlit as st
 from hnm_core.audit import HiddenSplit, hide_positives
 from hnm_core.cache import texts_digest
 from hnm_core.data import FILE_SUFFIXES, Collection, beir_splits, load_collection
-from hnm_core.errors import DataError, SettingsError
+from hnm_core.errors import DataError
 from hnm_core.models import LoadedModel, load_bi_encoder
 from hnm_core.pipeline import mine, teacher_kwargs
 from hnm_core.pool import Pool, load_pool
 from hnm_core.project import project_2d
-from hnm_core.settings import SETTINGS, validate
+from hnm_core.settings import from_manifest
 from hnm_core.teacher import load_teacher
 
 from . import views
@@ -51,7 +50,6 @@ __all__ = [
 SAMPLE_DIR = Path(__file__).resolve().parents[1] / "sample_data"
 
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
-_SETTING_NAMES = frozenset(s.name for s in SETTINGS)
 
 
 class Upload(Protocol):
@@ -87,18 +85,8 @@ def pool_key(data_key: str, values: dict[str, Any]) -> str:
 
 
 def manifest_settings(raw: bytes) -> dict[str, Any]:
-    """The settings recorded in a manifest.json written by hnm (an export or pool folder), validated; what
-    `hnm mine --config manifest.json` replays. Raises SettingsError for a file that is not such a manifest."""
-    try:
-        manifest = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise SettingsError(f"manifest.json: cannot read it ({error}). Fix: upload a manifest.json written by hnm") \
-            from None
-    replay = manifest.get("settings", manifest) if isinstance(manifest, dict) else None
-    if not isinstance(replay, dict):
-        raise SettingsError("manifest.json: no settings object. Fix: upload a manifest.json written by hnm")
-    known = {name: value for name, value in replay.items() if name in _SETTING_NAMES}
-    return {name: value for name, value in validate(known).items() if name in known}
+    """The settings recorded in an uploaded manifest.json, validated (settings.from_manifest)."""
+    return from_manifest(raw)
 
 
 def _loaded(collection: Collection, origin: str) -> LoadedData:
@@ -213,12 +201,16 @@ def mined_pool(data_key: str, values_key: tuple[tuple[str, Any], ...], _collecti
     """Pool + teacher scores for the collection whose content hash is `data_key`, under the settings `values_key`
     (see settings_key). Progress bars are drawn in the current container; on a cache hit Streamlit replays them
     finished. Embeddings and scores are also cached on disk (hnm cache folder), so a new server resumes them."""
-    values = dict(values_key)
+    return _mine_with_session_models(_collection, dict(values_key))
+
+
+def _mine_with_session_models(collection: Collection, values: dict[str, Any]) -> Pool:
+    """pipeline.mine with the bi-encoder and teacher from the model cache, progress drawn on the page."""
     encoder = (bi_encoder(values["model"], values["precision"], values["max_seq_length"])
                if "dense" in values["sources"] else None)
     teach = teacher_kwargs(values)
     teacher = teacher_model(teach["teacher"], teach["teacher_model"], teach["precision"], teach["max_length"])
-    return mine(_collection, values, encoder=encoder, teacher=teacher, progress=StreamlitProgress())
+    return mine(collection, values, encoder=encoder, teacher=teacher, progress=StreamlitProgress())
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
@@ -279,9 +271,4 @@ def audit_split_pool(pool_key: str, values_key: tuple[tuple[str, Any], ...], hid
     if not split.hidden:
         raise DataError(_collection.source or _collection.name, "no query has two or more positives, so none can "
                         "be hidden.", fix="audit a collection where queries have several labelled positives")
-    encoder = (bi_encoder(values["model"], values["precision"], values["max_seq_length"])
-               if "dense" in values["sources"] else None)
-    teach = teacher_kwargs(values)
-    teacher = teacher_model(teach["teacher"], teach["teacher_model"], teach["precision"], teach["max_length"])
-    pool = mine(split.apply(_collection), values, encoder=encoder, teacher=teacher, progress=StreamlitProgress())
-    return pool, split
+    return _mine_with_session_models(split.apply(_collection), values), split

@@ -12,10 +12,13 @@ from typing import Any
 
 import streamlit as st
 
-from hnm_core.curate import CurateParams
+from hnm_core.curate import CurateParams, Curation, curate
 from hnm_core.data import Collection
+from hnm_core.errors import HnmError
 from hnm_core.pool import Pool
 from hnm_core.settings import defaults
+
+from .views import plain
 
 __all__ = [
     "DATA_PAGE", "MINE_PAGE", "EXPLORE_PAGE", "TUNE_PAGE", "EXPORT_PAGE",
@@ -118,3 +121,15 @@ def curate_params() -> CurateParams:
     """The curation settings as they stand now (Tune writes them, Explore and Export read them).
     Raises SettingsError for a value out of range."""
     return CurateParams.from_settings(settings())
+
+
+def current_curation(pool: Pool) -> tuple[CurateParams, Curation]:
+    """The pool curated with the current settings (~10 ms). A setting out of range is shown as the page's error and
+    the page stops, as on every page that reads the curation."""
+    try:
+        params = curate_params()
+        return params, curate(pool.frame, params)
+    except HnmError as error:
+        st.error(plain(str(error)))
+        st.stop()
+        raise  # st.stop() raises; this line only tells type checkers the function never falls through
