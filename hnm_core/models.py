@@ -8,7 +8,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
+import re
+import struct
+import threading
 from pathlib import Path
 from typing import Any, Literal
 
@@ -19,6 +23,7 @@ __all__ = [
     "Precision",
     "LoadedModel",
     "resolve_model_path",
+    "check_cross_encoder",
     "resolve_precision",
     "cpu_has_bf16",
     "load_bi_encoder",
@@ -54,6 +59,8 @@ class LoadedModel:
         self.max_length = max_length
         self.device = device
         self._model: Any = None
+        if kind == "cross-encoder":  # before any weights load (a hub model loads below to be fingerprinted)
+            _refuse_headless(name, path)
         if Path(path).is_dir():
             content = _folder_fingerprint(Path(path))
         else:  # a hub name: only the loaded weights say which revision this is
@@ -98,6 +105,108 @@ def resolve_model_path(name: str) -> str:
     if path.suffix or name.startswith((".", "/", "~")):
         raise ModelLoadError(f"model folder {name} does not exist. Fix: check the path, or {_OFFLINE_FIX}")
     return name
+
+
+# Where a sequence-classification checkpoint keeps its head: classifier / pre_classifier (BERT-likes, DistilBERT),
+# score (decoder LMs), classification_head (BART, T5).
+_HEAD_PARTS = {"classifier", "pre_classifier", "score", "classification_head"}
+
+_HEADLESS_FIX = ("Fix: use --teacher bi-encoder, or pass as --teacher-model a folder holding a trained cross-encoder "
+                 "(a sequence-classification model with one output)")
+
+
+def check_cross_encoder(name: str) -> str:
+    """Resolve `name` (see resolve_model_path) and refuse it as a cross-encoder teacher when its files show no
+    trained sequence-classification head: sentence-transformers would load a bi-encoder such as all-MiniLM-L6-v2
+    with a randomly initialised classifier, and its scores would be noise. Reads only config.json, modules.json and
+    the safetensors header (no weights, no network); a hub model not in the local cache is judged when it loads.
+    Returns the resolved path; raises ModelLoadError with the fix."""
+    path = resolve_model_path(name)
+    _refuse_headless(name, path)
+    return path
+
+
+def _refuse_headless(name: str, path: str) -> None:
+    problem = _headless_reason(path)
+    if problem:
+        raise _headless_error(name, problem)
+
+
+def _headless_error(name: str, problem: str) -> ModelLoadError:
+    return ModelLoadError(f"{name} cannot be a cross-encoder teacher: {problem}, so its scores would be noise. "
+                          f"{_HEADLESS_FIX}")
+
+
+def _model_file(path: str, filename: str) -> Path | None:
+    """`filename` of the model at `path`: in the folder, or in the Hugging Face cache for a hub name (never fetched)."""
+    if Path(path).is_dir():
+        found = Path(path) / filename
+        return found if found.is_file() else None
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        cached = try_to_load_from_cache(path, filename)
+    except ValueError:  # not a valid repo id: the loader reports it
+        return None
+    return Path(cached) if isinstance(cached, str) else None
+
+
+def _read_json(file: Path | None) -> Any:
+    if file is None:
+        return None
+    try:
+        return json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None  # unreadable: the loader reports it with its own message
+
+
+def _weight_names(path: str, folder: str) -> set[str] | None:
+    """Tensor names of the checkpoint, from the safetensors header or shard index (the weights are not read);
+    None when there is no such file (a pytorch_model.bin is only read by loading it)."""
+    index = _read_json(_model_file(path, f"{folder}model.safetensors.index.json"))
+    if isinstance(index, dict) and isinstance(index.get("weight_map"), dict):
+        return set(index["weight_map"])
+    weights = _model_file(path, f"{folder}model.safetensors")
+    if weights is None:
+        return None
+    try:
+        with open(weights, "rb") as f:
+            (size,) = struct.unpack("<Q", f.read(8))
+            header = json.loads(f.read(size)) if size < 1 << 27 else None
+    except (OSError, struct.error, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    return {k for k in header if k != "__metadata__"} if isinstance(header, dict) else None
+
+
+def _has_head(names: set[str]) -> bool:
+    return any(_HEAD_PARTS & set(name.split(".")) for name in names)
+
+
+def _headless_reason(path: str) -> str | None:
+    """Why the model at `path` has no trained sequence-classification head, or None when it has one or its files
+    cannot tell (then the load-time check in _load_cross_encoder decides)."""
+    modules = _read_json(_model_file(path, "modules.json"))
+    modules = [m for m in modules if isinstance(m, dict)] if isinstance(modules, list) else []
+    transformer = next((m for m in modules if str(m.get("type", "")).endswith("Transformer")), {})
+    folder = str(transformer.get("path", "") or "").strip("/")
+    folder = f"{folder}/" if folder else ""
+    config = _read_json(_model_file(path, f"{folder}config.json"))
+    if not isinstance(config, dict):
+        return None
+    architectures = [str(a) for a in config.get("architectures") or []]
+    if any(a.endswith("ForCausalLM") for a in architectures):
+        return None  # an LLM reranker: sentence-transformers scores with its yes/no token logits
+    if any(a.endswith("ForSequenceClassification") for a in architectures):
+        names = _weight_names(path, folder)
+        return None if names is None or _has_head(names) else "its weights hold no classifier tensors"
+    settings = _read_json(_model_file(path, "config_sentence_transformers.json"))
+    if (isinstance(settings, dict) and settings.get("model_type") == "CrossEncoder"
+            and any(str(m.get("type", "")).endswith(("Dense", "LogitScore")) for m in modules)):
+        return None  # a modular CrossEncoder: its score head is a module of its own
+    if architectures:
+        return f"its config.json names {', '.join(architectures)}, which has no sequence-classification head"
+    names = _weight_names(path, folder)
+    return "its weights hold no classifier tensors" if names is not None and not _has_head(names) else None
 
 
 def cpu_has_bf16() -> bool:
@@ -216,6 +325,37 @@ def _local_only(kind: str, name: str, path: str) -> bool:
     return False
 
 
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+class _MissingWeights(logging.Handler):
+    """Collects the weights transformers reports as MISSING (newly initialised) in its load report while this
+    thread loads a model. The report is only logged, so listening to it is the one way to see it through
+    sentence-transformers; records of other threads (other app sessions loading at the same time) are ignored."""
+
+    _LOGGER = "transformers.modeling_utils"
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.thread = threading.get_ident()
+        self.keys: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.thread != self.thread or "LOAD REPORT" not in str(record.msg):
+            return
+        for line in _ANSI.sub("", record.getMessage()).splitlines():
+            cells = [cell.strip() for cell in line.split("|")]
+            if len(cells) > 1 and cells[1] == "MISSING":
+                self.keys.append(cells[0])
+
+    def __enter__(self) -> _MissingWeights:
+        logging.getLogger(self._LOGGER).addHandler(self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        logging.getLogger(self._LOGGER).removeHandler(self)
+
+
 def _load_bi_encoder(ref: LoadedModel) -> Any:
     try:
         from sentence_transformers import SentenceTransformer
@@ -242,12 +382,16 @@ def _load_cross_encoder(ref: LoadedModel) -> Any:
 
         local = _local_only("cross-encoder", ref.name, ref.path)
         # Identity activation: keep raw logits; the teacher stage applies the sigmoid itself so both are exported.
-        model = CrossEncoder(ref.path, device=ref.device, max_length=ref.max_length,
-                             activation_fn=torch.nn.Identity(), local_files_only=local)
+        with _MissingWeights() as missing:
+            model = CrossEncoder(ref.path, device=ref.device, max_length=ref.max_length,
+                                 activation_fn=torch.nn.Identity(), local_files_only=local)
     except (ImportError, ModelLoadError):
         raise
     except Exception as error:  # see _load_bi_encoder
         raise _load_error("cross-encoder", ref.name, error) from error
+    head = sorted(key for key in missing.keys if _has_head({key}))
+    if head:  # what the file check could not see (a .bin checkpoint, a hub model): the head was made up on load
+        raise _headless_error(ref.name, f"transformers initialised its {', '.join(head)} at random on loading")
     if model.num_labels != 1:
         raise ModelLoadError(
             f"cross-encoder {ref.name!r} has {model.num_labels} output labels; a teacher needs one relevance logit. "

@@ -11,7 +11,7 @@ from .models import LoadedModel
 from .pool import Pool, build_pool
 from .progress import Progress, no_progress
 from .settings import defaults, validate
-from .teacher import score_pool
+from .teacher import load_teacher, score_pool
 
 __all__ = ["mine", "pool_kwargs", "teacher_kwargs"]
 
@@ -42,5 +42,10 @@ def mine(
     """Build the candidate pool and score it with the teacher. `values` are settings by name (defaults for the
     rest); `encoder` / `teacher` pass models already in memory. Everything expensive is cached under `cache_dir`."""
     values = validate(values or {})
+    teach = teacher_kwargs(values)
+    # The teacher is loaded (lazily where it can be) before retrieval, so a model that cannot serve, such as a
+    # bi-encoder given as a cross-encoder, is refused in a second, not after the corpus is encoded.
+    teacher = teacher or load_teacher(teach["teacher"], teach["teacher_model"], precision=teach["precision"],
+                                      max_length=teach["max_length"])
     pool = build_pool(collection, **pool_kwargs(values), cache_dir=cache_dir, encoder=encoder, progress=progress)
-    return score_pool(pool, **teacher_kwargs(values), cache_dir=cache_dir, model=teacher, progress=progress)
+    return score_pool(pool, **teach, cache_dir=cache_dir, model=teacher, progress=progress)

@@ -102,7 +102,8 @@ SETTINGS: tuple[Setting, ...] = (
     # teacher
     Setting("teacher", "bi-encoder", "Teacher that rescores candidates: a bi-encoder or a cross-encoder.", "teacher",
             choices=("bi-encoder", "cross-encoder")),
-    Setting("teacher_model", DEFAULT_MODEL, "Teacher model: sentence-transformers / CrossEncoder name or local folder.",
+    Setting("teacher_model", DEFAULT_MODEL, "Teacher model: a sentence-transformers name or local folder; for a "
+            "cross-encoder, a trained one (sequence-classification head, one output): a bi-encoder is refused.",
             "teacher"),
     Setting("teacher_top_n", 30, "A cross-encoder scores this many candidates per query (best fused rank first) plus "
             "the positives; the rest stay unscored. A bi-encoder teacher scores every row.", "teacher", int,

@@ -5,10 +5,10 @@ import time
 import streamlit as st
 
 from hnm_core.errors import HnmError
-from hnm_core.settings import SETTINGS, validate
+from hnm_core.settings import DEFAULT_MODEL, SETTINGS, validate
 from studio import loaders, views
 from studio.state import EXPLORE_PAGE, TUNE_PAGE, Mined, init_state, mined, need_data, set_mined, settings
-from studio.widgets import replay_settings, reset_settings, setting_widget
+from studio.widgets import replay_settings, reset_settings, setting_widget, switch_teacher_kind
 
 init_state()
 st.title("Mine")
@@ -29,14 +29,24 @@ with left:
                "Face cache, or a local folder, works too.")
 with right:
     st.subheader("Teacher")
-    teacher = setting_widget("teacher", label="Teacher kind", kind="radio")
-    setting_widget("teacher_model", label="Teacher model")
-    top_n = setting_widget("teacher_top_n", label="Cross-encoder: candidates scored per query",
-                           disabled=teacher != "cross-encoder")
-    if teacher == "cross-encoder":
+    teacher = setting_widget("teacher", label="Teacher kind", kind="radio", on_change=switch_teacher_kind)
+    crossing = teacher == "cross-encoder"
+    teacher_name = setting_widget(
+        "teacher_model", label="Cross-encoder folder" if crossing else "Teacher model (bi-encoder)",
+        placeholder="folder holding a trained cross-encoder" if crossing else DEFAULT_MODEL)
+    top_n = setting_widget("teacher_top_n", label="Cross-encoder: candidates scored per query", disabled=not crossing)
+    teacher_problem = None
+    if crossing:
         pairs = len(collection.query_ids) * top_n + sum(len(p) for p in collection.positives.values())
-        st.caption(f"A cross-encoder reranker (num_labels=1), e.g. a local ms-marco folder. It scores up to "
+        st.caption(f"A folder holding a trained cross-encoder: a sequence-classification model with one output "
+                   f"(num_labels=1), such as an ms-marco reranker saved locally. A bi-encoder such as "
+                   f"{DEFAULT_MODEL} is refused: its classification head would be random. It scores up to "
                    f"{pairs:,} pairs here, about 20 pairs/s on two CPU cores; scores are cached on disk.")
+        if not teacher_name.strip():
+            teacher_problem = "Type the folder of a trained cross-encoder, or pick the bi-encoder teacher."
+            st.info(teacher_problem)
+        elif teacher_problem := loaders.cross_encoder_problem(teacher_name):
+            st.error(views.plain(teacher_problem))
     else:
         st.caption("A bi-encoder teacher scores every row by cosine; the miner itself costs nothing extra.")
 
@@ -66,7 +76,8 @@ with st.expander("Replay the settings of an earlier run (a manifest.json, like `
         st.error(views.plain(st.session_state.pop("replay_error")))
 
 wanted = {name: settings()[name] for name in MINE_SETTINGS}
-if st.button("Run", type="primary", key="run_mine", icon=":material/play_arrow:"):
+if st.button("Run", type="primary", key="run_mine", icon=":material/play_arrow:",
+             disabled=teacher_problem is not None):
     try:
         values = {name: validate(wanted)[name] for name in MINE_SETTINGS}
         started = time.perf_counter()

@@ -28,8 +28,8 @@ import streamlit as st
 from hnm_core.audit import HiddenSplit, hide_positives
 from hnm_core.cache import texts_digest
 from hnm_core.data import FILE_SUFFIXES, Collection, beir_splits, load_collection
-from hnm_core.errors import DataError
-from hnm_core.models import LoadedModel, load_bi_encoder
+from hnm_core.errors import DataError, HnmError
+from hnm_core.models import LoadedModel, check_cross_encoder, load_bi_encoder
 from hnm_core.pipeline import mine, teacher_kwargs
 from hnm_core.pool import Pool, load_pool
 from hnm_core.project import project_2d
@@ -43,8 +43,8 @@ from .state import LoadedData, Mined
 __all__ = [
     "SAMPLE_DIR", "collection_key", "settings_key", "changed_settings", "pool_key", "manifest_settings",
     "load_sample", "load_path", "load_uploads", "load_saved_pool", "splits_at", "is_pool_folder",
-    "bi_encoder", "teacher_model", "mined_pool", "map_coords", "query_slices", "score_range", "session_dir",
-    "zip_folder",
+    "bi_encoder", "teacher_model", "cross_encoder_problem", "mined_pool", "map_coords", "query_slices",
+    "score_range", "session_dir", "zip_folder",
 ]
 
 SAMPLE_DIR = Path(__file__).resolve().parents[1] / "sample_data"
@@ -194,6 +194,17 @@ def teacher_model(kind: str, name: str, precision: str, max_length: int | None) 
     if kind == "bi-encoder":
         return bi_encoder(name, precision, max_length)
     return load_teacher("cross-encoder", name, precision=precision, max_length=max_length)
+
+
+def cross_encoder_problem(name: str) -> str | None:
+    """Why `name` cannot serve as a cross-encoder teacher (a missing folder, no trained classification head), or
+    None. Reads only the model's config and weight names, so the page can say it while the person types, before
+    Run; what only loading can show is caught when Run loads it."""
+    try:
+        check_cross_encoder(name)
+    except HnmError as error:
+        return str(error)
+    return None
 
 
 @st.cache_resource(show_spinner=False, max_entries=4)

@@ -9,7 +9,7 @@ is a checkbox plus its value widget; the last value is remembered while it is of
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, Literal
 
 import streamlit as st
@@ -18,7 +18,7 @@ from hnm_core.settings import defaults, setting
 
 from .state import settings
 
-__all__ = ["setting_widget", "widget_key", "reset_settings", "replay_settings"]
+__all__ = ["setting_widget", "widget_key", "reset_settings", "replay_settings", "switch_teacher_kind"]
 
 Kind = Literal["auto", "slider", "number", "select", "radio", "toggle"]
 
@@ -53,6 +53,8 @@ def setting_widget(
     options: list[Any] | None = None,
     disabled: bool = False,
     container: Any = None,
+    on_change: Callable[[], None] | None = None,
+    placeholder: str | None = None,
 ) -> Any:
     """Draw the widget of setting `name` and return its value (None when an optional setting is off).
 
@@ -64,6 +66,8 @@ def setting_widget(
     options: the values to offer, in place of the table's choices (e.g. the qrels splits a folder has); a value
         outside them is replaced by the first.
     container: where to draw (default: the current container).
+    on_change: called when the person changes the value, before the page reruns (a Streamlit widget callback).
+    placeholder: grey hint shown in an empty text box.
     """
     spec = setting(name)
     where = container if container is not None else st
@@ -108,7 +112,7 @@ def setting_widget(
                                              label_visibility=visibility))
     elif choices and kind == "radio":
         value = where.radio(value_label, choices, key=key, help=tooltip, disabled=off, horizontal=True,
-                            label_visibility=visibility)
+                            label_visibility=visibility, on_change=on_change)
     elif choices:
         value = where.selectbox(value_label, choices, key=key, help=tooltip, disabled=off,
                                 label_visibility=visibility)
@@ -123,7 +127,8 @@ def setting_widget(
         value = where.number_input(value_label, min_value=lo, max_value=hi, step=step, key=key, help=tooltip,
                                    disabled=off, label_visibility=visibility)
     else:
-        value = where.text_input(value_label, key=key, help=tooltip, disabled=off, label_visibility=visibility)
+        value = where.text_input(value_label, key=key, help=tooltip, disabled=off, label_visibility=visibility,
+                                 placeholder=placeholder)
     memory[name] = value
     store[name] = value if on else None
     return store[name]
@@ -160,3 +165,17 @@ def replay_settings(values: dict[str, Any]) -> None:
     """Set settings from a validated dict (a manifest's settings); their widgets re-seed on the next run."""
     settings().update(values)
     _forget_widgets(values)
+
+
+def switch_teacher_kind() -> None:
+    """on_change of the teacher-kind radio: each kind keeps its own teacher model. A bi-encoder name left in the box
+    would be loaded as a cross-encoder with a random head, so the cross-encoder box starts empty (its first value is
+    a folder the person types) and the bi-encoder box starts at the miner's model; each box's last value returns
+    when its kind is picked again. Only a person's switch swaps names: a reset or a replayed manifest sets kind and
+    model together."""
+    store = settings()
+    new = st.session_state[widget_key("teacher")]
+    names = st.session_state.setdefault("teacher_model_by_kind", {})
+    names[store["teacher"]] = store["teacher_model"]
+    store["teacher_model"] = names.get(new, "" if new == "cross-encoder" else store["model"])
+    st.session_state.pop(widget_key("teacher_model"), None)

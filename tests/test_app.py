@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from hnm_core.errors import DataError, SettingsError
+from hnm_core.errors import DataError, ModelLoadError, SettingsError
 from hnm_core.settings import SETTINGS, defaults
 from studio import loaders, views
 
@@ -370,6 +370,30 @@ def test_a_cross_encoder_teacher_leaves_the_rest_unscored(tiny_bi_encoder_dir, t
     rows = label_rows(at)
     assert rows["unscored"] > 0 and rows["hard"] == 42 * 5
     assert any("sigmoid of a cross-encoder logit" in c.value for c in at.caption)
+
+
+def test_a_bi_encoder_is_refused_as_the_cross_encoder_teacher_before_any_scoring(tiny_bi_encoder_dir):
+    from hnm_core.models import check_cross_encoder
+
+    at = load_sample(new_session())
+    open_page(at, MINE)
+    at.radio(key="setting:teacher").set_value("cross-encoder").run()
+    box = at.text_input(key="setting:teacher_model")
+    assert box.value == "" and box.label == "Cross-encoder folder"  # the bi-encoder's name is not carried over
+    assert "Type the folder of a trained cross-encoder" in at.info[0].value
+    assert at.button(key="run_mine").disabled
+
+    box.input("all-MiniLM-L6-v2").run()
+    with pytest.raises(ModelLoadError) as cli_refusal:
+        check_cross_encoder("all-MiniLM-L6-v2")
+    assert [unescaped(e.value) for e in at.error] == [str(cli_refusal.value)]  # the CLI's one line, before Run
+    assert at.button(key="run_mine").disabled and at.session_state["mined"] is None
+
+    # each kind keeps its own box: back to the miner's bi-encoder, and the typed folder returns with its kind
+    at.radio(key="setting:teacher").set_value("bi-encoder").run()
+    assert at.text_input(key="setting:teacher_model").value == "all-MiniLM-L6-v2" and not at.error
+    at.radio(key="setting:teacher").set_value("cross-encoder").run()
+    assert at.text_input(key="setting:teacher_model").value == "all-MiniLM-L6-v2" and at.error
 
 
 def test_a_saved_pool_folder_opens_without_mining(tiny_collection, tiny_bi_encoder_dir, tmp_path):

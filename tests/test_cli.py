@@ -1,4 +1,7 @@
 import json
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -9,7 +12,8 @@ from hnm_core.pool import load_pool
 
 from .conftest import SHARED_DATASETS
 
-SAMPLE = Path(__file__).resolve().parents[1] / "sample_data"
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE = ROOT / "sample_data"
 
 
 @pytest.fixture
@@ -74,6 +78,25 @@ def test_bad_flag_value_is_refused_by_the_parser(capsys):
         main(["curate", "x", "--out", "y", "--near-dup", "2"])
     assert exit_info.value.code == 2
     assert "above the maximum 1.0" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["mine", "audit"])
+def test_a_bi_encoder_as_cross_encoder_teacher_is_refused_before_any_work(command, tmp_path):
+    """The trap of issue 9: MiniLM loaded as a CrossEncoder gets a random head and would score for an hour. The
+    command, run as a person runs it, stops in seconds with one line, before BM25 or encoding touch the cache."""
+    cache = tmp_path / "cache"
+    started = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "hnm_core.cli", command, str(SAMPLE), "--out", str(tmp_path / "out"),
+                           "--teacher", "cross-encoder", "--teacher-model", "all-MiniLM-L6-v2",
+                           "--cache-dir", str(cache)], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    elapsed = time.perf_counter() - started
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.count("\n") == 1
+    assert done.stderr.startswith(f"hnm {command}: error: all-MiniLM-L6-v2 cannot be a cross-encoder teacher")
+    assert "Fix: use --teacher bi-encoder" in done.stderr
+    assert elapsed < 10, elapsed  # about 0.5 s here; mining the sample first would take far longer
+    assert not cache.exists() or not any(cache.iterdir())
+    assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.slow

@@ -4,7 +4,14 @@ import numpy as np
 import pytest
 
 from hnm_core.errors import ModelLoadError
-from hnm_core.models import cpu_has_bf16, load_bi_encoder, load_cross_encoder, resolve_model_path, resolve_precision
+from hnm_core.models import (
+    check_cross_encoder,
+    cpu_has_bf16,
+    load_bi_encoder,
+    load_cross_encoder,
+    resolve_model_path,
+    resolve_precision,
+)
 
 
 def test_packaged_names_resolve_offline():
@@ -73,3 +80,80 @@ def test_bi_encoder_folder_that_is_not_a_model(tmp_path):
     (tmp_path / "notes.txt").write_text("hi")
     with pytest.raises(ModelLoadError, match="could not load bi-encoder"):
         load_bi_encoder(str(tmp_path), eager=True)
+
+
+def _copy_with(src, dst, *, config=None, drop_head=False):
+    """A copy of the model folder `src` with config.json fields replaced and, if asked, its classifier tensors
+    removed from model.safetensors."""
+    import json
+
+    from safetensors.torch import load_file, save_file
+
+    shutil.copytree(src, dst)
+    if config is not None:
+        merged = {**json.loads((dst / "config.json").read_text()), **config}
+        (dst / "config.json").write_text(json.dumps({k: v for k, v in merged.items() if v is not None}))
+    if drop_head:
+        tensors = load_file(dst / "model.safetensors")
+        save_file({k: v for k, v in tensors.items() if not k.startswith("classifier.")}, dst / "model.safetensors")
+    return dst
+
+
+@pytest.mark.parametrize("which", ["packaged", "fixture"])
+def test_a_bi_encoder_is_refused_as_a_cross_encoder_before_its_weights_load(which, tiny_bi_encoder_dir):
+    name = "all-MiniLM-L6-v2" if which == "packaged" else str(tiny_bi_encoder_dir)
+    with pytest.raises(ModelLoadError) as refused:
+        load_cross_encoder(name, precision="fp32")  # lazy: the refusal comes from the files alone
+    message = str(refused.value)
+    assert len(message.splitlines()) == 1
+    assert message.startswith(f"{name} cannot be a cross-encoder teacher: its config.json names BertModel")
+    assert "Fix: use --teacher bi-encoder, or pass as --teacher-model a folder holding a trained cross-encoder" \
+        in message
+    with pytest.raises(ModelLoadError, match="cannot be a cross-encoder teacher"):
+        check_cross_encoder(name)
+
+
+def test_a_trained_cross_encoder_folder_passes_the_check(tiny_cross_encoder_dir):
+    assert check_cross_encoder(str(tiny_cross_encoder_dir)) == str(tiny_cross_encoder_dir.resolve())
+
+
+@pytest.mark.parametrize("config, drop_head, reason", [
+    (None, True, "its weights hold no classifier tensors"),  # config says classification, the weights do not
+    ({"architectures": None}, True, "its weights hold no classifier tensors"),  # no config hint: weights decide
+    ({"architectures": ["BertForMaskedLM"]}, False, "its config.json names BertForMaskedLM"),
+])
+def test_the_head_check_reads_config_and_weight_names(tiny_cross_encoder_dir, tmp_path, config, drop_head, reason):
+    folder = _copy_with(tiny_cross_encoder_dir, tmp_path / "model", config=config, drop_head=drop_head)
+    with pytest.raises(ModelLoadError, match=reason):
+        check_cross_encoder(str(folder))
+
+
+def test_config_without_architectures_and_intact_head_passes(tiny_cross_encoder_dir, tmp_path):
+    folder = _copy_with(tiny_cross_encoder_dir, tmp_path / "model", config={"architectures": None})
+    assert check_cross_encoder(str(folder))
+
+
+@pytest.mark.parametrize("architecture", ["Qwen3ForCausalLM", "BertForSequenceClassification"])
+def test_what_the_files_cannot_judge_is_left_to_loading(tmp_path, architecture):
+    # An LLM reranker scores with its yes/no logits; a .bin checkpoint's tensor names are only known by loading it.
+    (tmp_path / "config.json").write_text(f'{{"architectures": ["{architecture}"]}}')
+    assert check_cross_encoder(str(tmp_path)) == str(tmp_path.resolve())
+
+
+def test_a_head_initialised_on_loading_is_refused(tiny_cross_encoder_dir, tmp_path):
+    """Second line of defence: the files pass (a .bin checkpoint whose config claims a classifier), but
+    transformers reports the classifier as newly initialised, so the load is refused."""
+    import torch
+    from safetensors.torch import load_file
+
+    folder = shutil.copytree(tiny_cross_encoder_dir, tmp_path / "model")
+    tensors = load_file(folder / "model.safetensors")
+    torch.save({k: v for k, v in tensors.items() if not k.startswith("classifier.")}, folder / "pytorch_model.bin")
+    (folder / "model.safetensors").unlink()
+    ref = load_cross_encoder(str(folder), precision="fp32")
+    with pytest.raises(ModelLoadError) as refused:
+        ref.model  # noqa: B018 - loading is the point
+    message = str(refused.value)
+    assert len(message.splitlines()) == 1
+    assert "transformers initialised its classifier.bias, classifier.weight at random on loading" in message
+    assert "Fix: use --teacher bi-encoder" in message
