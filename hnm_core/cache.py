@@ -279,7 +279,8 @@ class EmbeddingCache:
                 next_saved = min((s for s in saved if s > pos), default=n_rows)
                 stop = min(pos + pacer.rows, next_saved, n_rows)
                 began = time.perf_counter()
-                rows = np.asarray(compute(pos, stop), dtype=np.float16)
+                with np.errstate(over="ignore"):  # an overflow to inf is refused just below, by name
+                    rows = np.asarray(compute(pos, stop), dtype=np.float16)
                 pacer.record(stop - pos, time.perf_counter() - began)
                 if rows.ndim != 2 or rows.shape[0] != stop - pos:
                     raise ValueError(f"compute({pos}, {stop}) returned shape {rows.shape}")
