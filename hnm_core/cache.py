@@ -1,7 +1,11 @@
-"""On-disk caches for embeddings and teacher scores: fingerprinted, chunked, resumable, never pickled.
+"""On-disk caches for embeddings and teacher scores: fingerprinted, chunked, resumable, verified, never pickled.
 
 Every file is written to a temporary name in its final folder and renamed into place, so a run killed at any instant
-(SIGKILL included) leaves only complete files; the next run keeps them and computes only what is missing.
+(SIGKILL included) leaves only complete files; the next run keeps them and computes only what is missing. Every
+array file carries a CRC-32 of its dtype, shape and bytes (in its name or in meta.json) that is checked on each read:
+a file damaged outside hnm is recomputed with a CacheWarning, never used. Nothing non-finite is ever written, so a
+verified file holds only finite values. Writers of one cache entry take a lock per entry, so runs sharing a cache
+never see or delete each other's half-done work.
 """
 
 from __future__ import annotations
@@ -9,20 +13,28 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import tempfile
 import time
+import warnings
+import zlib
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
+from .errors import CacheWarning, ModelOutputError
 from .progress import Progress, no_progress
 
-__all__ = ["default_cache_dir", "texts_digest", "pair_keys", "EmbeddingCache", "PairScoreCache", "atomic_path",
-           "atomic_write_bytes"]
+__all__ = ["default_cache_dir", "texts_digest", "pair_keys", "EmbeddingCache", "PairScoreCache", "ChunkPacer",
+           "atomic_path", "atomic_write_bytes"]
 
 _PAIR_DTYPE = np.dtype([("key", "<u8"), ("raw", "<f4")])
+# Format 1 (hnm before checksums) files are never read: they cannot be verified, so they are recomputed.
+_FORMAT = 2
+_PART = re.compile(r"part-(?P<start>\d{9})-(?P<stop>\d{9})-(?P<checksum>[0-9a-f]{8})\.npy")
+_CHUNK = re.compile(r"chunk-\d{20}-\d+-(?P<checksum>[0-9a-f]{8})\.npy")
 
 
 def default_cache_dir() -> Path:
@@ -78,39 +90,144 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
         tmp.write_bytes(data)
 
 
-def _atomic_save_npy(path: Path, array: np.ndarray) -> None:
+def _checksum(array: np.ndarray) -> str:
+    """CRC-32 (about 3 GB/s) of the dtype, the shape and the bytes of `array`; enough to catch damage, not tampering."""
+    return f"{_checksum_update(_checksum_seed(array.dtype, array.shape), array):08x}"
+
+
+def _checksum_seed(dtype: np.dtype, shape: tuple[int, ...]) -> int:
+    return zlib.crc32(f"{np.lib.format.dtype_to_descr(np.dtype(dtype))}{tuple(shape)}".encode())
+
+
+def _checksum_update(crc: int, array: np.ndarray) -> int:
+    return zlib.crc32(np.ascontiguousarray(array).view(np.uint8).reshape(-1), crc)
+
+
+class _Damaged(Exception):
+    """A cache file that fails its check; the message is one line naming the file."""
+
+
+def _save_checked(path_for: Callable[[str], Path], array: np.ndarray) -> Path:
+    """Save `array` atomically at `path_for(checksum)` and return that path."""
+    path = path_for(_checksum(array))
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         np.save(f, array, allow_pickle=False)
+    return path
 
 
-def _load_npy(path: Path, mmap: bool = False) -> np.ndarray | None:
-    """Load a cache file; a damaged one (only possible if something outside hnm touched it) counts as missing."""
+def _load_checked(path: Path, checksum: object, *, mmap: bool = False) -> np.ndarray:
+    """The array in `path` if its checksum is `checksum`; raises _Damaged otherwise (FileNotFoundError if absent)."""
     try:
-        return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+        array = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+    except FileNotFoundError:
+        raise
     except (OSError, ValueError, EOFError):
-        return None
+        raise _Damaged(f"{path}: not a readable .npy file") from None
+    if _checksum(array) != checksum:
+        raise _Damaged(f"{path}: checksum mismatch")
+    return array
+
+
+def _warn_damaged(problem: str) -> None:
+    warnings.warn(f"damaged cache file {problem}; recomputing it", CacheWarning, stacklevel=3)
+
+
+def _remove_temporaries(folder: Path) -> None:
+    """Remove what killed runs left half-written in `folder` (0-byte or partial `.NAME.*.tmp` files of atomic_path).
+    Call it only under the folder's lock: every live writer of the folder holds that lock."""
+    for tmp in folder.glob(".*.tmp"):
+        tmp.unlink(missing_ok=True)
+
+
+@contextmanager
+def _locked(lock_path: Path, on_wait: Callable[[], None] | None = None, poll: float = 0.5) -> Iterator[None]:
+    """Hold an exclusive lock on `lock_path` (flock on POSIX: released by the OS if the holder dies, even by
+    SIGKILL); `on_wait` is called every `poll` seconds while another process holds it."""
+    from filelock import FileLock, Timeout
+
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(lock_path)
+    while True:
+        try:
+            lock.acquire(timeout=poll)
+            break
+        except Timeout:
+            if on_wait is not None:
+                on_wait()
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+class ChunkPacer:
+    """Sizes the slices of work saved one by one: at most `max_rows` and about `seconds` of work each, so a killed
+    run loses at most one slice whatever the model's speed. Starts at `first_rows`; grows by at most double a slice."""
+
+    def __init__(self, max_rows: int = 256, seconds: float = 5.0, first_rows: int = 32) -> None:
+        self.max_rows = max(1, max_rows)
+        self.seconds = seconds
+        self.rows = max(1, min(first_rows, self.max_rows))
+
+    def record(self, rows: int, elapsed: float) -> None:
+        """Tell the pacer that `rows` took `elapsed` seconds; sets the size of the next slice in `self.rows`."""
+        fit = int(rows * self.seconds / elapsed) if elapsed > 0 else self.max_rows
+        self.rows = max(1, min(self.max_rows, 2 * self.rows, fit))
 
 
 class EmbeddingCache:
     """Embeddings of an ordered list of texts, stored as one float16 `.npy` per key and opened as a memmap.
 
-    While being computed, rows are written in chunk files (`part-000000.npy`, ...); a killed run resumes at the first
-    missing chunk. When every chunk exists they are joined into `embeddings.npy` and removed.
+    An entry is the folder `embeddings/<key>/`. While it is computed, rows are saved in slices
+    `part-<start>-<stop>-<crc32>.npy` of at most `chunk_rows` rows and about `chunk_seconds` of work (ChunkPacer); a
+    killed run resumes at the first missing row. When every row exists the parts are joined into `embeddings.npy`,
+    whose checksum, shape and dtype go into `meta.json`, and removed. One run computes an entry at a time, under
+    `locks/embeddings-<key>.lock`; another run asking for it meanwhile waits, drawing the first one's progress, then
+    reads it.
     """
 
-    def __init__(self, root: str | Path | None = None, *, chunk_rows: int = 1024) -> None:
+    def __init__(self, root: str | Path | None = None, *, chunk_rows: int = 256, chunk_seconds: float = 5.0,
+                 first_rows: int = 32) -> None:
         self.root = Path(root) if root is not None else default_cache_dir()
         self.chunk_rows = chunk_rows
+        self.chunk_seconds = chunk_seconds
+        self.first_rows = first_rows
 
     def folder(self, key: str) -> Path:
         return self.root / "embeddings" / key
 
     def get(self, key: str, n_rows: int) -> np.ndarray | None:
-        """The finished array for `key`, or None."""
-        array = _load_npy(self.folder(key) / "embeddings.npy", mmap=True)
-        if array is None or array.ndim != 2 or array.shape[0] != n_rows:
-            return None
+        """The finished, verified array for `key`, or None (with a CacheWarning if it was damaged)."""
+        array, problem = self._read(key, n_rows)
+        if problem:
+            _warn_damaged(problem)
         return array
+
+    def _read(self, key: str, n_rows: int) -> tuple[np.ndarray | None, str | None]:
+        """(array, None) when finished and intact; (None, what is wrong) when damaged; (None, None) when absent."""
+        folder = self.folder(key)
+        path = folder / "embeddings.npy"
+        if not path.exists():
+            return None, None
+        try:
+            info = json.loads((folder / "meta.json").read_bytes())
+        except FileNotFoundError:
+            return None, None  # a run stopped between the two renames (or is replacing a damaged entry)
+        except (OSError, ValueError):
+            return None, f"{folder / 'meta.json'}: not readable JSON"
+        if not isinstance(info, dict):
+            return None, f"{folder / 'meta.json'}: not a JSON object"
+        if info.get("format") != _FORMAT:
+            return None, None
+        try:
+            array = _load_checked(path, info.get("checksum"), mmap=True)
+        except FileNotFoundError:
+            return None, None
+        except _Damaged as damage:
+            return None, str(damage)
+        if array.ndim != 2 or array.shape[0] != n_rows:
+            return None, f"{path}: shape {array.shape}, expected {n_rows} rows"
+        return array, None
 
     def get_or_compute(
         self,
@@ -122,58 +239,123 @@ class EmbeddingCache:
         progress: Progress = no_progress,
         stage: str = "encode",
     ) -> np.ndarray:
-        """Return the (n_rows, dim) float16 array for `key`, calling `compute(start, stop)` for missing chunks only."""
-        done = self.get(key, n_rows)
+        """Return the (n_rows, dim) float16 array for `key`, calling `compute(start, stop)` for missing rows only.
+
+        Raises ModelOutputError, naming `meta["model"]`, if `compute` returns NaN or infinite values."""
+        done, _ = self._read(key, n_rows)  # the damage, if any, is reported below under the lock
         if done is not None:
             progress(stage, n_rows, n_rows)
             return done
         folder = self.folder(key)
-        folder.mkdir(parents=True, exist_ok=True)
-        starts = list(range(0, n_rows, self.chunk_rows))
-        parts: list[Path] = []
-        finished = 0
+
+        def waiting() -> None:
+            progress(stage, min(n_rows, sum(stop - start for start, stop, _, _ in _scan_parts(folder))), n_rows)
+
+        with _locked(self.root / "locks" / f"embeddings-{key}.lock", waiting):
+            done = self.get(key, n_rows)  # another run may have finished it while this one waited
+            if done is not None:
+                progress(stage, n_rows, n_rows)
+                return done
+            folder.mkdir(parents=True, exist_ok=True)
+            _remove_temporaries(folder)
+            pieces = self._compute_missing(folder, n_rows, compute, (meta or {}).get("model", key), progress, stage)
+            return self._join(folder, n_rows, pieces, meta or {})
+
+    def _compute_missing(self, folder: Path, n_rows: int, compute: Callable[[int, int], np.ndarray], source: str,
+                         progress: Progress, stage: str) -> list[tuple[int, int, Path]]:
+        """Verified (start, stop, path) slices covering 0..n_rows: saved parts where intact, computed otherwise."""
+        saved: dict[int, list[tuple[int, Path, str]]] = {}
+        for start, stop, path, checksum in _scan_parts(folder):
+            saved.setdefault(start, []).append((stop, path, checksum))
+        pacer = ChunkPacer(self.chunk_rows, self.chunk_seconds, self.first_rows)
+        pieces: list[tuple[int, int, Path]] = []
+        pos = 0
         progress(stage, 0, n_rows)
-        for i, start in enumerate(starts):
-            stop = min(start + self.chunk_rows, n_rows)
-            part = folder / f"part-{i:06d}.npy"
-            parts.append(part)
-            existing = _load_npy(part, mmap=True)
-            if existing is None or existing.shape[0] != stop - start:
-                rows = np.asarray(compute(start, stop), dtype=np.float16)
-                if rows.ndim != 2 or rows.shape[0] != stop - start:
-                    raise ValueError(f"compute({start}, {stop}) returned shape {rows.shape}")
-                _atomic_save_npy(part, rows)
-            finished = stop
-            progress(stage, finished, n_rows)
-        dim = _load_npy(parts[0], mmap=True).shape[1] if parts else 0
+        while pos < n_rows:
+            found = self._saved_slice(saved.pop(pos, []), pos, n_rows)
+            if found is not None:
+                stop, path = found
+            else:
+                next_saved = min((s for s in saved if s > pos), default=n_rows)
+                stop = min(pos + pacer.rows, next_saved, n_rows)
+                began = time.perf_counter()
+                with np.errstate(over="ignore"):  # an overflow to inf is refused just below, by name
+                    rows = np.asarray(compute(pos, stop), dtype=np.float16)
+                pacer.record(stop - pos, time.perf_counter() - began)
+                if rows.ndim != 2 or rows.shape[0] != stop - pos:
+                    raise ValueError(f"compute({pos}, {stop}) returned shape {rows.shape}")
+                if not np.isfinite(rows).all():
+                    raise ModelOutputError(
+                        f"{source}: produced NaN or infinite embeddings for texts {pos}..{stop - 1}; nothing of them "
+                        "was cached. Fix: check the model's weights, or run it in fp32 (--precision fp32).")
+                name = f"part-{pos:09d}-{stop:09d}-{{}}.npy"
+                path = _save_checked(lambda checksum: folder / name.format(checksum), rows)
+            pieces.append((pos, stop, path))
+            pos = stop
+            progress(stage, pos, n_rows)
+        return pieces
+
+    @staticmethod
+    def _saved_slice(candidates: list[tuple[int, Path, str]], start: int, n_rows: int) -> tuple[int, Path] | None:
+        """(stop, path) of the longest intact saved part starting at `start`; damaged ones are reported and removed."""
+        for stop, path, checksum in sorted(candidates, reverse=True):
+            if stop > n_rows:
+                continue
+            try:
+                array = _load_checked(path, checksum, mmap=True)
+            except _Damaged as damage:
+                _warn_damaged(str(damage))
+                path.unlink(missing_ok=True)
+                continue
+            if array.shape[0] == stop - start:
+                return stop, path
+        return None
+
+    def _join(self, folder: Path, n_rows: int, pieces: list[tuple[int, int, Path]], meta: dict) -> np.ndarray:
+        """Copy the parts into `embeddings.npy` through a memmap (memory stays at one part), then meta.json."""
+        dim = np.load(pieces[0][2], mmap_mode="r").shape[1] if pieces else 0
+        crc = _checksum_seed(np.dtype(np.float16), (n_rows, dim))
         with atomic_path(folder / "embeddings.npy") as tmp:
             out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=(n_rows, dim))
-            for start, part in zip(starts, parts):
-                rows = _load_npy(part, mmap=True)
-                out[start : start + rows.shape[0]] = rows
+            for start, stop, path in pieces:
+                rows = np.load(path, mmap_mode="r")
+                out[start:stop] = rows
+                crc = _checksum_update(crc, rows)
             out.flush()
             del out
-        atomic_write_bytes(
-            folder / "meta.json",
-            json.dumps({"n_rows": n_rows, "dim": dim, "created": time.time(), **(meta or {})}, indent=2).encode(),
-        )
-        for part in parts:
+            # A reader that finds embeddings.npy without meta.json takes it as unfinished, never as damaged.
+            (folder / "meta.json").unlink(missing_ok=True)
+        atomic_write_bytes(folder / "meta.json", json.dumps(
+            {**meta, "n_rows": n_rows, "dim": dim, "dtype": "float16", "format": _FORMAT, "checksum": f"{crc:08x}",
+             "created": time.time()}, indent=2).encode())
+        for part in folder.glob("part-*.npy"):
             part.unlink(missing_ok=True)
-        result = self.get(key, n_rows)
-        assert result is not None
-        return result
+        return np.load(folder / "embeddings.npy", mmap_mode="r", allow_pickle=False)
+
+
+def _scan_parts(folder: Path) -> list[tuple[int, int, Path, str]]:
+    """(start, stop, path, checksum) of the part files in `folder`, read from their names only."""
+    found = []
+    for path in folder.glob("part-*.npy"):
+        match = _PART.fullmatch(path.name)
+        if match:
+            found.append((int(match["start"]), int(match["stop"]), path, match["checksum"]))
+    return found
 
 
 class PairScoreCache:
     """Scores of (query, document) pairs under one model, keyed by 64-bit hashes of the two texts.
 
-    Each `add` writes one chunk file atomically, so scoring can stop anywhere and resume; a later call with a larger
-    top-N scores only the new pairs. Many chunks are merged into one on load.
+    Each `add` writes one chunk file `chunk-<time>-<pid>-<crc32>.npy` atomically, so scoring can stop anywhere and
+    resume; a later call with a larger top-N scores only the new pairs. Chunks are verified on load (a damaged one is
+    removed with a CacheWarning and its pairs scored again) and many are merged into one, all under
+    `locks/pair_scores-<namespace>.lock`, which `add` holds too, so concurrent runs never lose each other's chunks.
     """
 
     def __init__(self, root: str | Path | None, namespace: str, *, merge_above: int = 64) -> None:
         base = Path(root) if root is not None else default_cache_dir()
         self.folder = base / "pair_scores" / namespace
+        self._lock = base / "locks" / f"pair_scores-{namespace}.lock"
         self.merge_above = merge_above
         self._keys = np.empty(0, dtype=np.uint64)
         self._raw = np.empty(0, dtype=np.float32)
@@ -182,20 +364,37 @@ class PairScoreCache:
     def _load(self) -> None:
         if not self.folder.is_dir():
             return
-        files = sorted(self.folder.glob("chunk-*.npy"))
-        arrays = [a for a in (_load_npy(f) for f in files) if a is not None and a.dtype == _PAIR_DTYPE]
-        if not arrays:
-            return
-        merged = np.concatenate(arrays)
-        merged = merged[np.argsort(merged["key"], kind="stable")]
-        keep = np.ones(len(merged), dtype=bool)
-        keep[:-1] = merged["key"][:-1] != merged["key"][1:]  # keep the last write of a key
-        merged = merged[keep]
-        self._keys, self._raw = merged["key"].copy(), merged["raw"].copy()
-        if len(files) > self.merge_above:
-            _atomic_save_npy(self.folder / f"chunk-{time.time_ns():020d}.npy", merged)
-            for f in files:
-                f.unlink(missing_ok=True)
+        with _locked(self._lock):
+            _remove_temporaries(self.folder)
+            files, arrays = [], []
+            for path in sorted(self.folder.glob("chunk-*.npy")):
+                match = _CHUNK.fullmatch(path.name)
+                if match is None:
+                    continue  # written by an hnm without checksums: never trusted, its pairs are scored again
+                try:
+                    array = _load_checked(path, match["checksum"])
+                except _Damaged as damage:
+                    _warn_damaged(str(damage))
+                    path.unlink(missing_ok=True)
+                    continue
+                files.append(path)
+                arrays.append(array)
+            if not arrays:
+                return
+            merged = np.concatenate(arrays)
+            merged = merged[np.argsort(merged["key"], kind="stable")]
+            keep = np.ones(len(merged), dtype=bool)
+            keep[:-1] = merged["key"][:-1] != merged["key"][1:]  # keep the last write of a key
+            merged = merged[keep]
+            self._keys, self._raw = merged["key"].copy(), merged["raw"].copy()
+            if len(files) > self.merge_above:
+                self._save(merged)
+                for path in files:
+                    path.unlink(missing_ok=True)
+
+    def _save(self, chunk: np.ndarray) -> None:
+        name = f"chunk-{time.time_ns():020d}-{os.getpid()}-{{}}.npy"
+        _save_checked(lambda checksum: self.folder / name.format(checksum), chunk)
 
     def __len__(self) -> int:
         return len(self._keys)
@@ -212,12 +411,16 @@ class PairScoreCache:
         return out
 
     def add(self, keys: np.ndarray, raw: np.ndarray) -> None:
-        """Persist a chunk of scores, then make them visible to `lookup`."""
+        """Persist a chunk of scores, then make them visible to `lookup`. Scores must be finite (NaN means
+        "not cached" to `lookup`): the caller says which model produced a non-finite one."""
         chunk = np.empty(len(keys), dtype=_PAIR_DTYPE)
         chunk["key"] = keys
         chunk["raw"] = raw
+        if not np.isfinite(chunk["raw"]).all():
+            raise ValueError("PairScoreCache.add: scores must be finite")
         self.folder.mkdir(parents=True, exist_ok=True)
-        _atomic_save_npy(self.folder / f"chunk-{time.time_ns():020d}.npy", chunk)
+        with _locked(self._lock):
+            self._save(chunk)
         keys_all = np.concatenate([self._keys, chunk["key"]])
         raw_all = np.concatenate([self._raw, chunk["raw"]])
         order = np.argsort(keys_all, kind="stable")

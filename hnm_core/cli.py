@@ -15,11 +15,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from .errors import HnmError, SettingsError
+from .errors import HnmError, HnmWarning, SettingsError
 from .settings import SETTINGS, Setting, Stage, from_manifest, validate
 
 __all__ = ["main", "build_parser"]
@@ -233,10 +234,24 @@ def _cmd_audit(args: argparse.Namespace) -> int:
     return 0
 
 
+def _one_line_warning(command: str, default: Callable[..., None]) -> Callable[..., None]:
+    """hnm's own warnings (a damaged cache file being recomputed...) as one line on stderr, like its errors."""
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        if issubclass(category, HnmWarning):
+            print(f"hnm {command}: warning: {message}", file=sys.stderr)
+        else:
+            default(message, category, filename, lineno, file, line)
+
+    return show
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return args.run(args)
+        with warnings.catch_warnings():
+            warnings.showwarning = _one_line_warning(args.command, warnings.showwarning)
+            return args.run(args)
     except HnmError as error:
         print(f"hnm {args.command}: error: {error}", file=sys.stderr)
         return 2

@@ -32,5 +32,17 @@ class SettingsError(HnmError):
     """A setting has a value outside what it accepts."""
 
 
+class ModelOutputError(HnmError):
+    """A model produced values hnm cannot use (NaN or infinite embeddings or scores); nothing of them is cached."""
+
+
+class HnmWarning(UserWarning):
+    """Base class of the warnings hnm gives on purpose (the CLI prints them as one line)."""
+
+
+class CacheWarning(HnmWarning):
+    """A cache file failed its check (checksum, shape or dtype) and is recomputed instead of used."""
+
+
 class ExportError(HnmError):
     """An export could not be written (for example the target exists and overwrite was not asked for)."""

@@ -10,12 +10,14 @@ Two kinds of teacher:
 from __future__ import annotations
 
 import dataclasses
+import time
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 
-from .cache import PairScoreCache, pair_keys
+from .cache import ChunkPacer, PairScoreCache, pair_keys
+from .errors import ModelOutputError
 from .models import LoadedModel, load_bi_encoder, load_cross_encoder
 from .pool import Pool, row_cosines
 from .progress import Progress, no_progress
@@ -107,7 +109,8 @@ def _bi_encoder_scores(pool: Pool, model: LoadedModel, *, batch_size: int, cache
 
 def _cross_encoder_scores(pool: Pool, mask: np.ndarray, model: LoadedModel, *, batch_size: int,
                           cache_dir: str | Path | None, progress: Progress, chunk: int = 256) -> np.ndarray:
-    """Raw logits for the masked rows; pairs already in the cache are not scored again."""
+    """Raw logits for the masked rows; pairs already in the cache are not scored again. Scores are saved every
+    `chunk` pairs or about five seconds of work, whichever comes first, so a killed run loses little."""
     frame = pool.frame[mask]
     c = pool.collection
     q_texts = np.asarray(c.query_texts, dtype=object)[frame["query_id"].map(c.query_index).to_numpy(np.int64)]
@@ -120,11 +123,21 @@ def _cross_encoder_scores(pool: Pool, mask: np.ndarray, model: LoadedModel, *, b
     _, first = np.unique(keys[todo], return_index=True)
     todo_unique = todo[first]
     total = len(todo_unique)
+    pacer = ChunkPacer(max_rows=chunk)
     progress("teacher: cross-encoder", 0, total)
-    for start in range(0, total, chunk):
-        rows = todo_unique[start : start + chunk]
+    start = 0
+    while start < total:
+        rows = todo_unique[start : start + pacer.rows]
         pairs = [(q_texts[i], d_texts[i]) for i in rows]
+        began = time.perf_counter()
         logits = model.model.predict(pairs, batch_size=batch_size, show_progress_bar=False, convert_to_numpy=True)
-        cache.add(keys[rows], np.asarray(logits, dtype=np.float32).reshape(-1))
-        progress("teacher: cross-encoder", min(start + chunk, total), total)
+        pacer.record(len(rows), time.perf_counter() - began)
+        logits = np.asarray(logits, dtype=np.float32).reshape(-1)
+        if not np.isfinite(logits).all():
+            raise ModelOutputError(
+                f"{model.name}: produced NaN or infinite scores for {int((~np.isfinite(logits)).sum())} pairs; "
+                "nothing of them was cached. Fix: check the model's weights, or run it in fp32 (--precision fp32).")
+        cache.add(keys[rows], logits)
+        start += len(rows)
+        progress("teacher: cross-encoder", start, total)
     return cache.lookup(keys)
