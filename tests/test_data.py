@@ -98,7 +98,8 @@ def test_load_beir_reads_texts_positives_and_drops_unjudged_queries(tmp_path: Pa
     assert collection.negatives == {}
     assert collection.name == tmp_path.name
     assert collection.source == f"BEIR folder {tmp_path.resolve()}, split test"
-    assert collection.problems == ("qrels.tsv: 1 row with score <= 0 ignored (not positives).",)
+    assert collection.problems == ("qrels.tsv: 1 row with score <= 0 ignored (not positives).",
+                                   "qrels.tsv: no positive (score > 0) for 1 query of queries.jsonl (q3); left out.")
 
 
 def test_indexes_map_ids_to_positions_and_are_cached(tmp_path: Path) -> None:
@@ -141,6 +142,7 @@ def test_load_beir_skips_and_reports_what_it_cannot_use(tmp_path: Path) -> None:
         "qrels.tsv: 2 rows name a query or document skipped as empty (d5 on line 8, q5 on line 9); skipped.",
         "qrels.tsv: 1 row repeated a (query, document) pair (q1/d1 on line 10); kept one.",
         "qrels.tsv: 1 query lost every positive to the skips above; dropped.",
+        "qrels.tsv: no positive (score > 0) for 1 query of queries.jsonl (q3); left out.",
     )
 
 
@@ -163,7 +165,8 @@ def test_load_beir_finds_each_qrels_layout(tmp_path: Path, qrels_file: str, spli
     collection = load_collection(folder, split=split)
     assert collection.query_ids == ("q1", "q2")  # queries.jsonl order
     assert collection.positives == {"q2": ("d2",), "q1": ("d4",)}
-    assert collection.problems == ()
+    assert collection.problems == (f"{Path(qrels_file).name}: no positive (score > 0) for 1 query of queries.jsonl "
+                                   "(q3); left out.",)
 
 
 def test_official_qrels_folder_wins_over_flat_files(tmp_path: Path) -> None:
@@ -362,9 +365,9 @@ BAD_INPUTS = [
     ("pairs-bad-json", {"p.jsonl": '{"query": "a", "positive": "b"}\n\n{"query": "a" "positive": "b"}\n'},
      "p.jsonl", "p.jsonl:3", "invalid JSON"),
     ("pairs-empty-jsonl", {"p.jsonl": ""}, "p.jsonl", "p.jsonl: ", "the file is empty"),
-    ("pairs-unknown-columns", {"p.jsonl": [{"claim": "a", "evidence": "b"}]}, "p.jsonl", "p.jsonl: ",
+    ("pairs-unknown-columns", {"p.jsonl": [{"claim": "a", "evidence": "b"}]}, "p.jsonl", "p.jsonl:1: ",
      "found no query column; columns found: 'claim', 'evidence'"),
-    ("pairs-beir-file", {"c.jsonl": CORPUS}, "c.jsonl", "c.jsonl: ", "looks like a BEIR corpus"),
+    ("pairs-beir-file", {"c.jsonl": CORPUS}, "c.jsonl", "c.jsonl:1: ", "looks like a BEIR corpus"),
     ("csv-not-utf8", {"p.csv": LATIN1}, "p.csv", "p.csv:3", "re-save the file as UTF-8"),
     ("csv-field-count", {"p.csv": "query,positive\na,b\nc,d,e\n"}, "p.csv", "p.csv:3",
      "row has 3 fields but the header has 2"),
