@@ -332,7 +332,8 @@ def _read_qrels(path: Path, queries: dict[str, str], doc_index: dict[str, int], 
     if unjudged:  # normal when queries.jsonl serves several splits, but the count must be seen
         shown = ", ".join(unjudged[:3])
         problems.append(f"{name}: no positive (score > 0) for {_n(len(unjudged), 'query', 'queries')} of "
-                        f"queries.jsonl ({'e.g. ' if len(unjudged) > 3 else ''}{shown}); left out.")
+                        f"queries.jsonl ({'e.g. ' if len(unjudged) > 3 else ''}{shown}); left out (queries of "
+                        "other splits, or unlabelled).")
     return positives
 
 
@@ -732,7 +733,7 @@ def _json_records(path: Path, *, example: str) -> Iterator[tuple[_Where, dict[st
             continue
         seen = True
         try:
-            record = json.loads(text, object_pairs_hook=_object)
+            record = _DECODER.decode(text)
         except json.JSONDecodeError as exc:
             raise DataError(path, f"invalid JSON ({exc.msg}, column {exc.colno})", line=number,
                             fix="each line must hold one complete JSON object; check quotes and brackets near that "
@@ -767,7 +768,7 @@ def _json_array(path: Path, example: str) -> Iterator[tuple[_Where, dict[str, An
         raise DataError(path, f"byte 0x{raw[exc.start]:02x} is not UTF-8", line=raw.count(b"\n", 0, exc.start) + 1,
                         fix=_UTF8_FIX) from None
     try:
-        records = json.loads(text, object_pairs_hook=_object)
+        records = _DECODER.decode(text)
     except json.JSONDecodeError as exc:
         raise DataError(path, f"invalid JSON ({exc.msg}, column {exc.colno})", line=exc.lineno,
                         fix="check quotes, commas and brackets near that column.") from None
@@ -801,6 +802,9 @@ def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     marked.repeated = next(key for key, _ in pairs if key in seen or seen.add(key))  # type: ignore[func-returns-value]
     return marked
 
+
+# One decoder for every line: json.loads with a hook builds a new one per call, which costs more than the parse.
+_DECODER = json.JSONDecoder(object_pairs_hook=_object)
 
 # An escaped UTF-16 surrogate. A pair of them is one character (an emoji); json.loads also decodes a lone one, into
 # a str that cannot be encoded as UTF-8 and would fail later, far from the file, when it is hashed or saved.

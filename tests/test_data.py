@@ -99,7 +99,8 @@ def test_load_beir_reads_texts_positives_and_drops_unjudged_queries(tmp_path: Pa
     assert collection.name == tmp_path.name
     assert collection.source == f"BEIR folder {tmp_path.resolve()}, split test"
     assert collection.problems == ("qrels.tsv: 1 row with score <= 0 ignored (not positives).",
-                                   "qrels.tsv: no positive (score > 0) for 1 query of queries.jsonl (q3); left out.")
+                                   "qrels.tsv: no positive (score > 0) for 1 query of queries.jsonl (q3); left out "
+                                   "(queries of other splits, or unlabelled).")
 
 
 def test_indexes_map_ids_to_positions_and_are_cached(tmp_path: Path) -> None:
@@ -142,7 +143,8 @@ def test_load_beir_skips_and_reports_what_it_cannot_use(tmp_path: Path) -> None:
         "qrels.tsv: 2 rows name a query or document skipped as empty (d5 on line 8, q5 on line 9); skipped.",
         "qrels.tsv: 1 row repeated a (query, document) pair (q1/d1 on line 10); kept one.",
         "qrels.tsv: 1 query lost every positive to the skips above; dropped.",
-        "qrels.tsv: no positive (score > 0) for 1 query of queries.jsonl (q3); left out.",
+        "qrels.tsv: no positive (score > 0) for 1 query of queries.jsonl (q3); left out (queries of other splits, "
+        "or unlabelled).",
     )
 
 
@@ -166,7 +168,7 @@ def test_load_beir_finds_each_qrels_layout(tmp_path: Path, qrels_file: str, spli
     assert collection.query_ids == ("q1", "q2")  # queries.jsonl order
     assert collection.positives == {"q2": ("d2",), "q1": ("d4",)}
     assert collection.problems == (f"{Path(qrels_file).name}: no positive (score > 0) for 1 query of queries.jsonl "
-                                   "(q3); left out.",)
+                                   "(q3); left out (queries of other splits, or unlabelled).",)
 
 
 @pytest.mark.parametrize("header", ["query-id\tcorpus-id\tscore", "qid\tdocid\trel", "query_id corpus_id relevance",
@@ -192,7 +194,7 @@ def test_queries_without_a_positive_are_counted(tmp_path: Path) -> None:
     assert collection.query_ids == ("q1", "q2")
     # q3 and the x's have no row; the zero-score row of q2 does not make q2 judged-without-positive (it has others)
     assert collection.problems[-1] == ("qrels.tsv: no positive (score > 0) for 5 queries of queries.jsonl "
-                                       "(e.g. q3, x0, x1); left out.")
+                                       "(e.g. q3, x0, x1); left out (queries of other splits, or unlabelled).")
 
 
 def test_official_qrels_folder_wins_over_flat_files(tmp_path: Path) -> None:
@@ -537,10 +539,11 @@ def test_flag_reader_refuses_other_file_types(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("name", "split", "docs", "queries", "qrels", "problems"),
     [
-        ("scifact", "test", 5_183, 300, 339, 0),
-        ("scifact", "train", 5_183, 809, 919, 0),
-        ("nfcorpus", "test", 3_395, 323, 12_334, 0),
-        ("nfcorpus", "dev", 3_395, 324, 11_385, 0),
+        # queries.jsonl holds every split's queries: those of the other splits are counted as left out
+        ("scifact", "test", 5_183, 300, 339, 1),
+        ("scifact", "train", 5_183, 809, 919, 1),
+        ("nfcorpus", "test", 3_395, 323, 12_334, 1),
+        ("nfcorpus", "dev", 3_395, 324, 11_385, 1),
         # two empty documents are skipped, and the one judgement that names one of them
         ("cranfield", "test", 1_398, 225, 1_611, 2),
     ],
