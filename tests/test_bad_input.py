@@ -172,7 +172,7 @@ def test_the_drill_cases_in_a_real_process(tmp_path: Path, saved_pool: Path) -> 
 # ---------------------------------------------------------------------------------------------------------------------
 # Fuzzing: the readers load or raise DataError, and what loads is usable (encodable texts, positives that exist)
 
-FUZZ = settings(max_examples=60, derandomize=True, deadline=None, database=None,
+FUZZ = settings(max_examples=40, derandomize=True, deadline=None, database=None,
                 suppress_health_check=[HealthCheck.too_slow])
 
 # Text with the characters that broke readers before: lone surrogates (escaped by json.dumps), tabs, newlines,
