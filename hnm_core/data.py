@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from itertools import chain
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from .errors import DataError
 
@@ -103,8 +103,9 @@ def load_collection(path: str | Path, *, split: str = "test") -> Collection:
     """Read a BEIR folder, a pairs file or a FlagEmbedding JSONL file, chosen by what `path` is.
 
     split: the BEIR qrels split to read (ignored for files, which have no splits).
-    A folder is read as BEIR; a .jsonl/.json file whose first record has a "pos" key as FlagEmbedding; any other
-    .jsonl/.json/.csv/.tsv/.parquet file as pairs with auto-detected columns.
+    A folder is read as BEIR; a .jsonl/.json file whose first record has a "pos" key (or a "neg" key and no
+    positive column) as FlagEmbedding; any other .jsonl/.json/.csv/.tsv/.parquet file as pairs with auto-detected
+    columns.
     """
     path = Path(path)
     if path.is_dir():
@@ -114,7 +115,9 @@ def load_collection(path: str | Path, *, split: str = "test") -> Collection:
         records = _json_records(path, example='{"query": "...", "positive": "..."}')
         first = next(records)  # _json_records raises on an empty file, so there is a first record
         records = chain([first], records)
-        if "pos" in first[1]:
+        # "neg" without a pairs positive column is FlagEmbedding missing its "pos": its reader names the line.
+        keys = {key.strip().lower() for key in first[1]}
+        if "pos" in first[1] or ("neg" in first[1] and not keys & set(POSITIVE_COLUMNS)):
             return _flag_from_records(path, records)
         return _pairs_from_json(path, records, None, None)
     return load_pairs(path)
@@ -137,7 +140,7 @@ def beir_splits(folder: str | Path) -> dict[str, Path]:
             found.setdefault(qrels.stem, qrels)
     for qrels in sorted(folder.glob("qrels_*.tsv")):
         found.setdefault(qrels.stem[len("qrels_"):], qrels)
-    if (folder / "qrels.tsv").is_file():
+    if (folder / "qrels.tsv").is_file() or (folder / "qrels.tsv").is_symlink():
         found.setdefault("test", folder / "qrels.tsv")
     return found
 
@@ -152,6 +155,7 @@ def load_beir(folder: str | Path, *, split: str = "test") -> Collection:
     if not folder.is_dir():
         raise DataError(folder, "is not a folder", fix=f"pass the folder itself; {_BEIR_LAYOUT}.")
     for required in ("corpus.jsonl", "queries.jsonl"):
+        _check_entry(folder / required)
         if not (folder / required).is_file():
             present = sorted(p.name + ("/" if p.is_dir() else "") for p in folder.iterdir())
             listing = ", ".join(present[:20]) + (", ..." if len(present) > 20 else "") if present else "nothing"
@@ -271,7 +275,7 @@ def _read_qrels(path: Path, queries: dict[str, str], doc_index: dict[str, int], 
     for line, text in _text_lines(path):
         if not text.strip():
             continue
-        first_row, seen_row = not seen_row, True
+        seen_row = True
         fields = [f.strip() for f in (text.split("\t") if "\t" in text else text.split())]
         if len(fields) == 4:  # TREC qrels: query-id, iteration, doc-id, relevance
             fields = [fields[0], fields[2], fields[3]]
@@ -282,10 +286,13 @@ def _read_qrels(path: Path, queries: dict[str, str], doc_index: dict[str, int], 
         try:
             score = float(score_text)
         except ValueError:
-            if first_row:  # a header such as "query-id corpus-id score"
+            # A header is known by its names, not by being first: a headerless file's first judgement with a
+            # word for a score must not vanish as if it were one.
+            if all(_QRELS_HEADER.match(f) for f in fields):
                 continue
             raise DataError(path, f"score {score_text!r} is not a number", line=line,
-                            fix="the third column must be a number (relevance > 0 marks a positive).") from None
+                            fix="the third column must be a number (relevance > 0 marks a positive); a header "
+                                "line names its columns, like query-id<TAB>corpus-id<TAB>score.") from None
         if not score > 0:
             not_positive += 1
         elif query_id in empty_queries:
@@ -321,7 +328,18 @@ def _read_qrels(path: Path, queries: dict[str, str], doc_index: dict[str, int], 
     lost = len(labelled - positives.keys())
     if lost:
         problems.append(f"{name}: {_n(lost, 'query', 'queries')} lost every positive to the skips above; dropped.")
+    unjudged = [query_id for query_id in queries if query_id not in labelled]
+    if unjudged:  # normal when queries.jsonl serves several splits, but the count must be seen
+        shown = ", ".join(unjudged[:3])
+        problems.append(f"{name}: no positive (score > 0) for {_n(len(unjudged), 'query', 'queries')} of "
+                        f"queries.jsonl ({'e.g. ' if len(unjudged) > 3 else ''}{shown}); left out (queries of "
+                        "other splits, or unlabelled).")
     return positives
+
+
+# The names a qrels header gives its columns: query-id, corpus-id, score (BEIR); qid, iter, docno, rel (TREC); ...
+_QRELS_HEADER = re.compile(r"(query|q|topic|corpus|doc|document|passage|p|iter|iteration|score|rel|relevance|label"
+                           r"|judgement|judgment|grade)([-_ ]?(id|no|num|number))?$", re.IGNORECASE)
 
 
 def _record_id(path: Path, line: _Where, record: dict[str, Any], example: str) -> str:
@@ -330,7 +348,8 @@ def _record_id(path: Path, line: _Where, record: dict[str, Any], example: str) -
     if isinstance(value, int) and not isinstance(value, bool):
         return str(value)
     if not isinstance(value, str) or not value.strip():
-        found = "no _id field" if value is None else f"_id {value!r} is not a non-empty string"
+        found = ("no _id field" if "_id" not in record else "_id is null" if value is None
+                 else f"_id {value!r} is not a non-empty string")
         raise _error(path, line, found, f"every line needs a string _id, like {example}")
     return value.strip()
 
@@ -340,7 +359,8 @@ def _record_text(path: Path, line: _Where, record: dict[str, Any], key: str, exa
     value = record.get(key)
     if value is None:
         if required:
-            raise _error(path, line, f"no {key!r} field", f"every line needs {key!r}, like {example}")
+            found = f"no {key!r} field" if key not in record else f"{key!r} is null"
+            raise _error(path, line, found, f"every line needs {key!r} as a string, like {example}")
         return ""
     if not isinstance(value, str):
         raise _error(path, line, f"{key!r} is {type(value).__name__}, not text", f"store {key!r} as a string.")
@@ -357,7 +377,9 @@ def load_pairs(path: str | Path, query_column: str | None = None, positive_colum
     query_column / positive_column: the column names; by default the first of QUERY_COLUMNS / POSITIVE_COLUMNS
     present (case-insensitive). Formats: .jsonl (one object per line), .json (an array of objects, or JSONL),
     .csv, .tsv (with a header row), .parquet. Ids are `text_id(text, "q")` / `text_id(text, "d")`, so texts that
-    are equal after `normalize_text` share one id.
+    are equal after `normalize_text` share one id. Negative columns (`negative`, `neg`, `negative_1`..`negative_n`,
+    `hard_negative`, as in sentence-transformers triplet / n-tuple files; a JSON or Parquet cell may hold a list)
+    become the query's given negatives, as FlagEmbedding "neg" does; an empty or missing cell is counted and skipped.
     """
     path = Path(path)
     suffix = _check_file(path)
@@ -369,18 +391,35 @@ def load_pairs(path: str | Path, query_column: str | None = None, positive_colum
     return _build_pairs(path, _csv_pairs(path, "\t" if suffix == ".tsv" else ",", query_column, positive_column))
 
 
+# A triplet / n-tuple file's negative columns: negative, negatives, neg, negative_1, neg_2, hard_negative, ...
+_NEGATIVE_COLUMN = re.compile(r"(hard[-_ ]?)?neg(ative)?s?([-_ ]?\d+)?$", re.IGNORECASE)
+
+
+class _Columns(NamedTuple):
+    query: str
+    positive: str
+    negatives: tuple[str, ...]
+
+
+class _Row(NamedTuple):
+    where: _Where
+    query: Any
+    positive: Any
+    negatives: tuple[Any, ...]  # one value per _Columns.negatives column: a text, a list of texts, or None
+
+
 def _pairs_from_json(path: Path, records: Iterator[tuple[_Where, dict[str, Any]]], query_column: str | None,
                      positive_column: str | None) -> Collection:
     first = next(records)
     records = chain([first], records)
-    query_key, positive_key = _pick_columns(path, list(first[1]), query_column, positive_column)
-    rows = ((where, record.get(query_key), record.get(positive_key), query_key, positive_key)
-            for where, record in records)
-    return _build_pairs(path, rows)
+    columns = _pick_columns(path, list(first[1]), query_column, positive_column, where=first[0])
+    rows = (_Row(where, record.get(columns.query), record.get(columns.positive),
+                 tuple(record.get(key) for key in columns.negatives)) for where, record in records)
+    return _build_pairs(path, (columns, rows))
 
 
 def _csv_pairs(path: Path, delimiter: str, query_column: str | None,
-               positive_column: str | None) -> Iterator[tuple[_Where, Any, Any, str, str]]:
+               positive_column: str | None) -> tuple[_Columns, Iterator[_Row]]:
     lines = _text_lines(path)
     # csv pulls as many lines as a quoted multi-line field needs; `last` tracks the physical line for messages.
     last = 0
@@ -392,40 +431,49 @@ def _csv_pairs(path: Path, delimiter: str, query_column: str | None,
 
     reader = csv.reader(feed(), delimiter=delimiter)
     separator = "a tab" if delimiter == "\t" else "a comma"
+    parse_fix = "check the quoting on that line (a field with quotes must be fully quoted)."
     try:
         header = next((row for row in reader if any(cell.strip() for cell in row)), None)
-        if header is None:
-            raise DataError(path, "the file is empty (no header row)",
-                            fix="write a header row naming the query and positive columns, then one row per pair.")
-        query_key, positive_key = _pick_columns(path, header, query_column, positive_column)
-        query_at, positive_at = header.index(query_key), header.index(positive_key)
-        start = last + 1
-        for row in reader:
-            if row:  # csv yields [] for blank lines
-                if len(row) != len(header):
-                    raise DataError(path, f"row has {len(row)} fields but the header has {len(header)}", line=start,
-                                    fix=f"quote fields that contain {separator} or a quote character.")
-                yield start, row[query_at], row[positive_at], query_key, positive_key
-            start = last + 1
     except csv.Error as exc:
-        raise DataError(path, f"cannot parse the row ({exc})", line=last,
-                        fix="check the quoting on that line (a field with quotes must be fully quoted).") from None
+        raise DataError(path, f"cannot parse the row ({exc})", line=last, fix=parse_fix) from None
+    if header is None:
+        raise DataError(path, "the file is empty (no header row)",
+                        fix="write a header row naming the query and positive columns, then one row per pair.")
+    columns = _pick_columns(path, header, query_column, positive_column, where=last)
+    at = [header.index(key) for key in (columns.query, columns.positive, *columns.negatives)]
+
+    def rows() -> Iterator[_Row]:
+        start = last + 1
+        try:
+            for row in reader:
+                if row:  # csv yields [] for blank lines
+                    if len(row) != len(header):
+                        raise DataError(path, f"row has {len(row)} fields but the header has {len(header)}",
+                                        line=start, fix=f"quote fields that contain {separator} or a quote character.")
+                    yield _Row(start, row[at[0]], row[at[1]], tuple(row[i] for i in at[2:]))
+                start = last + 1
+        except csv.Error as exc:
+            raise DataError(path, f"cannot parse the row ({exc})", line=last, fix=parse_fix) from None
+
+    return columns, rows()
 
 
 def _parquet_pairs(path: Path, query_column: str | None,
-                   positive_column: str | None) -> Iterator[tuple[_Where, Any, Any, str, str]]:
+                   positive_column: str | None) -> tuple[_Columns, Iterator[_Row]]:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    rewrite = "re-write it with pandas.DataFrame.to_parquet or pyarrow.parquet.write_table."
     try:
         parquet = pq.ParquetFile(path)
     except (pa.ArrowException, OSError) as exc:
-        raise DataError(path, f"is not a readable Parquet file ({exc})",
-                        fix="re-write it with pandas.DataFrame.to_parquet or pyarrow.parquet.write_table.") from None
+        raise DataError(path, f"is not a readable Parquet file ({_one_line(exc)})", fix=rewrite) from None
     schema = parquet.schema_arrow
-    query_key, positive_key = _pick_columns(path, schema.names, query_column, positive_column)
-    for key in (query_key, positive_key):
+    columns = _pick_columns(path, schema.names, query_column, positive_column)
+    for key in (columns.query, columns.positive, *columns.negatives):
         kind = schema.field(key).type
+        if key in columns.negatives and (pa.types.is_list(kind) or pa.types.is_large_list(kind)):
+            kind = kind.value_type  # a list of negatives per row
         if pa.types.is_dictionary(kind):  # pandas categoricals are stored this way
             kind = kind.value_type
         if str(kind) not in ("string", "large_string", "string_view"):
@@ -434,19 +482,26 @@ def _parquet_pairs(path: Path, query_column: str | None,
                                 "FlagEmbedding JSONL).")
     if parquet.metadata.num_rows == 0:
         raise DataError(path, "has no rows", fix="write at least one (query, positive) row.")
-    row = 0
-    try:
-        for batch in parquet.iter_batches(batch_size=65_536, columns=[query_key, positive_key]):
-            for query, positive in zip(batch.column(0).to_pylist(), batch.column(1).to_pylist()):
-                row += 1
-                yield f"row {row}", query, positive, query_key, positive_key
-    except (pa.ArrowException, OSError) as exc:
-        raise DataError(path, f"row {row + 1}: cannot be read ({exc})",
-                        fix="re-write it with pandas.DataFrame.to_parquet or pyarrow.parquet.write_table.") from None
+
+    def rows() -> Iterator[_Row]:
+        row = 0
+        try:
+            for batch in parquet.iter_batches(batch_size=65_536, columns=[columns.query, columns.positive,
+                                                                          *columns.negatives]):
+                values = [batch.column(i).to_pylist() for i in range(batch.num_columns)]
+                for query, positive, *negatives in zip(*values):
+                    row += 1
+                    yield _Row(f"row {row}", query, positive, tuple(negatives))
+        except (pa.ArrowException, OSError, UnicodeDecodeError) as exc:
+            raise DataError(path, f"row {row + 1}: cannot be read ({_one_line(exc)})", fix=rewrite) from None
+
+    return columns, rows()
 
 
-def _pick_columns(path: Path, columns: list[str], query_column: str | None,
-                  positive_column: str | None) -> tuple[str, str]:
+def _pick_columns(path: Path, columns: list[str], query_column: str | None, positive_column: str | None, *,
+                  where: _Where | None = None) -> _Columns:
+    """The query and positive columns, and the negative columns in file order. `where`: the header's line (or the
+    first JSON record, whose keys stand for the file's columns), for the error message."""
     found = ", ".join(repr(c) for c in columns) or "none"
     fix = (f"rename the columns or name them with query_column= / positive_column=; recognised query columns: "
            f"{'/'.join(QUERY_COLUMNS)}; positive columns: {'/'.join(POSITIVE_COLUMNS)}.")
@@ -456,15 +511,20 @@ def _pick_columns(path: Path, columns: list[str], query_column: str | None,
     for given, names, role in ((query_column, QUERY_COLUMNS, "query"), (positive_column, POSITIVE_COLUMNS, "positive")):
         if given is not None:
             if given not in columns:
-                raise DataError(path, f"has no {role} column {given!r}; columns found: {found}", fix=fix)
+                raise _located(path, where, f"has no {role} column {given!r}; columns found: {found}", fix)
             picked.append(given)
             continue
         lowered = {c.strip().lower(): c for c in reversed(columns)}  # reversed: the first of equal names wins
         match = next((lowered[n] for n in names if n in lowered and lowered[n] not in picked), None)
         if match is None:
-            raise DataError(path, f"found no {role} column; columns found: {found}", fix=fix)
+            raise _located(path, where, f"found no {role} column; columns found: {found}", fix)
         picked.append(match)
-    return picked[0], picked[1]
+    negatives = tuple(dict.fromkeys(c for c in columns if c not in picked and _NEGATIVE_COLUMN.match(c.strip())))
+    return _Columns(picked[0], picked[1], negatives)
+
+
+def _located(path: Path, where: _Where | None, message: str, fix: str) -> DataError:
+    return DataError(path, message, fix=fix) if where is None else _error(path, where, message, fix)
 
 
 class _Builder:
@@ -551,10 +611,18 @@ class _Builder:
         )
 
 
-def _build_pairs(path: Path, rows: Iterable[tuple[_Where, Any, Any, str, str]]) -> Collection:
+def _build_pairs(path: Path, read: tuple[_Columns, Iterable[_Row]]) -> Collection:
+    columns, rows = read
     builder = _Builder(path)
-    for where, query, positive, query_key, positive_key in rows:
-        builder.positive(where, builder.query(where, query, query_key), positive, positive_key)
+    for row in rows:
+        query_id = builder.query(row.where, row.query, columns.query)
+        builder.positive(row.where, query_id, row.positive, columns.positive)
+        for column, value in zip(columns.negatives, row.negatives):
+            for negative in value if isinstance(value, list) else [value]:
+                if negative is None:  # an n-tuple row with fewer negatives than columns
+                    builder.empty_negatives += 1
+                else:
+                    builder.negative(row.where, query_id, negative, column)
     return builder.collection("pairs")
 
 
@@ -586,7 +654,8 @@ def _flag_from_records(path: Path, records: Iterable[tuple[_Where, dict[str, Any
         query_id = builder.query(where, record.get("query"), "query")
         positives = record.get("pos")
         if not isinstance(positives, list):
-            found = "no 'pos' field" if positives is None else f"'pos' is {type(positives).__name__}, not a list"
+            found = ("no 'pos' field" if "pos" not in record else "'pos' is null" if positives is None
+                     else f"'pos' is {type(positives).__name__}, not a list")
             raise _error(path, where, found, f"give every line a list of positive texts, like {_FLAG_EXAMPLE}")
         if not positives:
             raise _error(path, where, "'pos' is empty: a query without positives leaves nothing to mine",
@@ -606,8 +675,20 @@ def _flag_from_records(path: Path, records: Iterable[tuple[_Where, dict[str, Any
 # Reading helpers
 
 
+def _check_entry(path: Path) -> None:
+    """DataError for a name that exists but cannot be followed (a link loop, a dangling link); `Path.exists` and
+    `is_file` answer False for those, which would read as "missing" when `ls` shows the name."""
+    if path.is_symlink():
+        try:
+            path.stat()
+        except OSError as exc:
+            raise DataError(path, f"is a link that cannot be followed ({exc.strerror})",
+                            fix="point the link at the real file, or replace it with the file.") from None
+
+
 def _check_file(path: Path) -> str:
     """The lower-case suffix of an existing, supported file; DataError otherwise."""
+    _check_entry(path)
     if not path.exists():
         raise DataError(path, "no such file or folder", fix="check the path.")
     if not path.is_file():
@@ -652,14 +733,18 @@ def _json_records(path: Path, *, example: str) -> Iterator[tuple[_Where, dict[st
             continue
         seen = True
         try:
-            record = json.loads(text)
+            record = _DECODER.decode(text)
         except json.JSONDecodeError as exc:
             raise DataError(path, f"invalid JSON ({exc.msg}, column {exc.colno})", line=number,
                             fix="each line must hold one complete JSON object; check quotes and brackets near that "
                                 "column.") from None
+        except (ValueError, RecursionError) as exc:  # a number of over 4,300 digits; brackets nested too deep
+            raise DataError(path, f"invalid JSON ({_one_line(exc)})", line=number,
+                            fix="each line must hold one flat JSON object of texts.") from None
         if not isinstance(record, dict):
             raise DataError(path, f"expected a JSON object, found {type(record).__name__}", line=number,
                             fix=empty_fix)
+        _check_record(path, number, record, _SURROGATE_ESCAPE.search(text) is not None)
         yield number, record
     if not seen:
         raise DataError(path, "the file is empty", fix=empty_fix)
@@ -683,17 +768,70 @@ def _json_array(path: Path, example: str) -> Iterator[tuple[_Where, dict[str, An
         raise DataError(path, f"byte 0x{raw[exc.start]:02x} is not UTF-8", line=raw.count(b"\n", 0, exc.start) + 1,
                         fix=_UTF8_FIX) from None
     try:
-        records = json.loads(text)
+        records = _DECODER.decode(text)
     except json.JSONDecodeError as exc:
         raise DataError(path, f"invalid JSON ({exc.msg}, column {exc.colno})", line=exc.lineno,
                         fix="check quotes, commas and brackets near that column.") from None
+    except (ValueError, RecursionError) as exc:
+        raise DataError(path, f"invalid JSON ({_one_line(exc)})", fix="write an array of flat JSON objects of "
+                                                                          "texts.") from None
     if not records:
         raise DataError(path, "the array is empty", fix=f"add objects like {example}")
+    suspicious = _SURROGATE_ESCAPE.search(text) is not None
     for number, record in enumerate(records, 1):
         if not isinstance(record, dict):
             raise _error(path, f"record {number}", f"expected a JSON object, found {type(record).__name__}",
                          f"make every array item an object like {example}")
+        _check_record(path, f"record {number}", record, suspicious)
         yield f"record {number}", record
+
+
+class _RepeatedKey(dict):
+    """A decoded JSON object that named `repeated` more than once (json keeps the last value without a word)."""
+
+    repeated: str
+
+
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """object_pairs_hook for json.loads: a dict, marked when a key repeats so the reader can say where."""
+    record = dict(pairs)
+    if len(record) == len(pairs):
+        return record
+    seen: set[str] = set()
+    marked = _RepeatedKey(record)
+    marked.repeated = next(key for key, _ in pairs if key in seen or seen.add(key))  # type: ignore[func-returns-value]
+    return marked
+
+
+# One decoder for every line: json.loads with a hook builds a new one per call, which costs more than the parse.
+_DECODER = json.JSONDecoder(object_pairs_hook=_object)
+
+# An escaped UTF-16 surrogate. A pair of them is one character (an emoji); json.loads also decodes a lone one, into
+# a str that cannot be encoded as UTF-8 and would fail later, far from the file, when it is hashed or saved.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def _check_record(path: Path, where: _Where, record: dict[str, Any], suspicious: bool) -> None:
+    """Refuse what json.loads accepts but would silently change or break later: a repeated key, a lone surrogate.
+
+    suspicious: whether the raw text holds a surrogate escape at all, so the common case costs one regex search.
+    """
+    if isinstance(record, _RepeatedKey):
+        raise _error(path, where, f"the key {record.repeated!r} appears twice in one object (JSON would keep only "
+                                  "the last value)", "remove or rename one of the two.")
+    if suspicious:
+        try:
+            json.dumps(record, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise _error(path, where, f"the escape \\u{ord(exc.object[exc.start]):04x} is half of a UTF-16 "
+                                      "surrogate pair with no other half, not a character",
+                         "delete it, or write the character it stands for (an emoji escaped as two halves, "
+                         "like \\ud83d\\ude00, is fine).") from None
+
+
+def _one_line(error: BaseException) -> str:
+    """An exception's text on one line (library messages sometimes span several)."""
+    return _SPACE.sub(" ", str(error)).strip() or type(error).__name__
 
 
 def _error(path: Path, where: _Where, message: str, fix: str) -> DataError:

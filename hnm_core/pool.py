@@ -373,7 +373,7 @@ def _atomic_parquet(table: pd.DataFrame, path: Path) -> None:
 
 def load_pool(folder: str | Path) -> Pool:
     """Read a pool folder written by `save_pool` (or an export's pool). Embeddings come back from the cache when it
-    still holds them."""
+    still holds them. A damaged file (truncated, hand-edited) raises DataError naming it."""
     import json
 
     from .errors import DataError
@@ -383,16 +383,31 @@ def load_pool(folder: str | Path) -> Pool:
     if missing:
         raise DataError(folder, f"not a pool folder (missing {', '.join(missing)}).",
                         fix="point at a folder written by `hnm pool` or `hnm mine`")
-    meta = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
-    frame = pd.read_parquet(folder / "pool.parquet")
-    absent = [c for c in POOL_COLUMNS if c not in frame.columns]
-    if absent:
-        raise DataError(folder / "pool.parquet", f"lacks columns {', '.join(absent)}.",
-                        fix="rebuild it with this version of hnm (`hnm pool`)")
-    frame = frame.astype(POOL_COLUMNS)[list(POOL_COLUMNS)]
-    corpus = pd.read_parquet(folder / "corpus.parquet")
-    queries = pd.read_parquet(folder / "queries.parquet")
-    positives = pd.read_parquet(folder / "positives.parquet")
+    rebuild = "rebuild the pool with `hnm pool` (or `hnm mine`), or point at an intact copy"
+    manifest = folder / "manifest.json"
+    try:
+        meta = json.loads(manifest.read_bytes().decode("utf-8"))
+    except (OSError, ValueError, RecursionError) as error:  # ValueError covers bad UTF-8 and bad JSON
+        raise DataError(manifest, f"cannot be read ({_one_line(error)})", fix=rebuild) from None
+    if not isinstance(meta, dict):
+        raise DataError(manifest, f"holds a JSON {type(meta).__name__}, not an object", fix=rebuild)
+    sections = ("settings", "collection", "stats", "embeddings", "model", "teacher")
+    wrong = [key for key in sections if key in meta and not isinstance(meta[key], dict)]
+    if wrong:
+        raise DataError(manifest, f"is not a manifest written by hnm ({', '.join(wrong)} should be a JSON object)",
+                        fix=rebuild)
+    emb = meta.get("embeddings")
+    if emb and not all(isinstance(emb.get(key), str) for key in ("cache_dir", "docs", "queries")):
+        raise DataError(manifest, "'embeddings' lacks cache_dir, docs or queries", fix=rebuild)
+    frame = _read_table(folder / "pool.parquet", tuple(POOL_COLUMNS), rebuild)
+    try:
+        frame = frame.astype(POOL_COLUMNS)[list(POOL_COLUMNS)]
+    except (TypeError, ValueError) as error:
+        raise DataError(folder / "pool.parquet", f"has columns of the wrong type ({_one_line(error)})",
+                        fix=rebuild) from None
+    corpus = _read_table(folder / "corpus.parquet", ("doc_id", "text"), rebuild)
+    queries = _read_table(folder / "queries.parquet", ("query_id", "text"), rebuild)
+    positives = _read_table(folder / "positives.parquet", ("query_id", "doc_id"), rebuild)
     grouped: dict[str, tuple[str, ...]] = {}
     for qid, did in zip(positives["query_id"].tolist(), positives["doc_id"].tolist()):
         grouped[qid] = grouped.get(qid, ()) + (did,)
@@ -411,9 +426,28 @@ def load_pool(folder: str | Path) -> Pool:
     stats = PoolStats(**stats_fields) if stats_fields else PoolStats(
         len(collection.query_ids), int((~frame["is_positive"]).sum()), int(frame["is_positive"].sum()), 0, 0)
     doc_emb = query_emb = None
-    emb = meta.get("embeddings")
     if emb:
         cache = EmbeddingCache(emb["cache_dir"])
         doc_emb = cache.get(emb["docs"], len(collection.doc_ids))
         query_emb = cache.get(emb["queries"], len(collection.query_ids))
     return Pool(frame, collection, stats, meta, doc_emb, query_emb)
+
+
+def _read_table(path: Path, columns: tuple[str, ...], fix: str) -> pd.DataFrame:
+    """One Parquet file of a pool folder, with the columns it must have; DataError naming it otherwise."""
+    import pyarrow as pa
+
+    from .errors import DataError
+
+    try:
+        table = pd.read_parquet(path)
+    except (pa.ArrowException, OSError, ValueError) as error:  # truncated, not Parquet at all, unreadable
+        raise DataError(path, f"is not a readable Parquet file ({_one_line(error)})", fix=fix) from None
+    absent = [c for c in columns if c not in table.columns]
+    if absent:
+        raise DataError(path, f"lacks columns {', '.join(absent)}.", fix=fix)
+    return table
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split()) or type(error).__name__

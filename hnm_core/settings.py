@@ -8,6 +8,7 @@ Each setting belongs to the stage that reads it, so a change can say what must b
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -43,8 +44,11 @@ class Setting:
                 return None
             raise SettingsError(f"{self.name} needs a value ({self.help})")
         if self.multiple:
+            if not isinstance(value, (str, list, tuple)):  # a hand-edited manifest may hold anything
+                names = ", ".join(map(str, self.choices or ()))
+                raise SettingsError(f"{self.name}: {value!r} is not a list of {names}")
             items = value.split(",") if isinstance(value, str) else list(value)
-            items = [i.strip() for i in items if str(i).strip()]
+            items = [str(i).strip() for i in items if str(i).strip()]
             if not items:
                 raise SettingsError(f"{self.name}: give at least one of {', '.join(map(str, self.choices or ()))}")
             for item in items:
@@ -59,8 +63,10 @@ class Setting:
                 converted: Any = lowered in {"true", "1", "yes", "on"}
             else:
                 converted = self.type(value)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             raise SettingsError(f"{self.name}: {value!r} is not a {self.type.__name__}") from None
+        if isinstance(converted, float) and not math.isfinite(converted):  # NaN passes every range check
+            raise SettingsError(f"{self.name}: {value!r} is not a finite number")
         if self.choices and converted not in self.choices:
             raise SettingsError(f"{self.name}: {converted!r} is not one of {', '.join(map(str, self.choices))}")
         if self.minimum is not None and converted < self.minimum:
@@ -172,10 +178,14 @@ def from_manifest(raw: bytes | str, *, source: str = "manifest.json") -> dict[st
     fix = "Fix: give a manifest.json written by hnm"
     try:
         manifest = json.loads(raw.decode("utf-8") if isinstance(raw, bytes) else raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise SettingsError(f"{source}: cannot read it ({error}). {fix}") from None
+    except (ValueError, RecursionError) as error:  # bad UTF-8 or JSON; a 5,000-digit number; [[[[... too deep
+        raise SettingsError(f"{source}: cannot read it ({' '.join(str(error).split())[:200]}). {fix}") from None
     replay = manifest.get("settings", manifest) if isinstance(manifest, dict) else None
     if not isinstance(replay, dict):
         raise SettingsError(f"{source}: no settings object. {fix}")
     known = {name: value for name, value in replay.items() if name in _BY_NAME}
-    return {name: value for name, value in validate(known).items() if name in known}
+    try:
+        checked = validate(known)
+    except SettingsError as error:
+        raise SettingsError(f"{source}: {error}. {fix}") from None
+    return {name: value for name, value in checked.items() if name in known}

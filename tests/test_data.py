@@ -98,7 +98,9 @@ def test_load_beir_reads_texts_positives_and_drops_unjudged_queries(tmp_path: Pa
     assert collection.negatives == {}
     assert collection.name == tmp_path.name
     assert collection.source == f"BEIR folder {tmp_path.resolve()}, split test"
-    assert collection.problems == ("qrels.tsv: 1 row with score <= 0 ignored (not positives).",)
+    assert collection.problems == ("qrels.tsv: 1 row with score <= 0 ignored (not positives).",
+                                   "qrels.tsv: no positive (score > 0) for 1 query of queries.jsonl (q3); left out "
+                                   "(queries of other splits, or unlabelled).")
 
 
 def test_indexes_map_ids_to_positions_and_are_cached(tmp_path: Path) -> None:
@@ -141,6 +143,8 @@ def test_load_beir_skips_and_reports_what_it_cannot_use(tmp_path: Path) -> None:
         "qrels.tsv: 2 rows name a query or document skipped as empty (d5 on line 8, q5 on line 9); skipped.",
         "qrels.tsv: 1 row repeated a (query, document) pair (q1/d1 on line 10); kept one.",
         "qrels.tsv: 1 query lost every positive to the skips above; dropped.",
+        "qrels.tsv: no positive (score > 0) for 1 query of queries.jsonl (q3); left out (queries of other splits, "
+        "or unlabelled).",
     )
 
 
@@ -163,7 +167,34 @@ def test_load_beir_finds_each_qrels_layout(tmp_path: Path, qrels_file: str, spli
     collection = load_collection(folder, split=split)
     assert collection.query_ids == ("q1", "q2")  # queries.jsonl order
     assert collection.positives == {"q2": ("d2",), "q1": ("d4",)}
-    assert collection.problems == ()
+    assert collection.problems == (f"{Path(qrels_file).name}: no positive (score > 0) for 1 query of queries.jsonl "
+                                   "(q3); left out (queries of other splits, or unlabelled).",)
+
+
+@pytest.mark.parametrize("header", ["query-id\tcorpus-id\tscore", "qid\tdocid\trel", "query_id corpus_id relevance",
+                                    "Query-ID\tDoc-ID\tLabel", "qid iter docno rel"])
+def test_a_qrels_header_is_known_by_its_names_wherever_it_is(tmp_path: Path, header: str) -> None:
+    # a second header in the middle: two qrels files concatenated
+    rows = "q2 0 d2 1\n" if header.count(" ") == 3 else "q2\td2\t1\n"
+    qrels = f"{header}\n{rows}{header}\n" + rows.replace("q2", "q1").replace("d2", "d4")
+    collection = load_beir(beir_folder(tmp_path, **{"qrels.tsv": qrels}))
+    assert collection.positives == {"q1": ("d4",), "q2": ("d2",)}
+
+
+def test_a_headerless_qrels_keeps_its_first_row(tmp_path: Path) -> None:
+    # The first row used to be dropped as a header whenever its score did not parse; a numeric one never was, and
+    # a word in the score column is now an error on that line (BAD_INPUTS), not a lost judgement.
+    collection = load_beir(beir_folder(tmp_path, **{"qrels.tsv": "q2\td2\t1\nq1\td4\t1\n"}))
+    assert collection.positives == {"q1": ("d4",), "q2": ("d2",)}
+
+
+def test_queries_without_a_positive_are_counted(tmp_path: Path) -> None:
+    queries = QUERIES + [{"_id": f"x{i}", "text": f"unjudged {i}"} for i in range(4)]
+    collection = load_beir(beir_folder(tmp_path, **{"queries.jsonl": queries}))
+    assert collection.query_ids == ("q1", "q2")
+    # q3 and the x's have no row; the zero-score row of q2 does not make q2 judged-without-positive (it has others)
+    assert collection.problems[-1] == ("qrels.tsv: no positive (score > 0) for 5 queries of queries.jsonl "
+                                       "(e.g. q3, x0, x1); left out (queries of other splits, or unlabelled).")
 
 
 def test_official_qrels_folder_wins_over_flat_files(tmp_path: Path) -> None:
@@ -249,6 +280,44 @@ def test_pairs_columns_can_be_named(tmp_path: Path) -> None:
     assert collection.query_texts == ("What is BM25?",)
     with pytest.raises(DataError, match=r"has no positive column 'proof'; columns found: 'claim', 'evidence'"):
         load_pairs(path, query_column="claim", positive_column="proof")
+
+
+TRIPLETS = pd.DataFrame({
+    "anchor": ["What is BM25?", "what is bm25?", "How are negatives mined?"],
+    "positive": ["A ranking function.", "Okapi BM25.", "From a pool."],
+    "negative": ["A cat.", "okapi bm25.", "A ranking function."],  # row 2: its own query's positive
+})
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".tsv", ".jsonl", ".json", ".parquet"])
+def test_triplet_negatives_become_given_negatives(tmp_path: Path, suffix: str) -> None:
+    path = pairs_file(tmp_path, suffix, list(TRIPLETS.itertuples(index=False)), tuple(TRIPLETS.columns))
+    collection = load_collection(path)
+    q_bm25, q_mined = text_id("what is bm25?", "q"), text_id("how are negatives mined?", "q")
+    assert collection.positives == {q_bm25: (text_id("A ranking function.", "d"), text_id("Okapi BM25.", "d")),
+                                    q_mined: (text_id("From a pool.", "d"),)}
+    # as FlagEmbedding "neg": kept per query, minus any equal to one of the same query's positives
+    assert collection.negatives == {q_bm25: (text_id("A cat.", "d"),),
+                                    q_mined: (text_id("A ranking function.", "d"),)}
+    assert "A cat." in collection.doc_texts
+    assert collection.problems == (f"pairs{suffix}: 1 negative equal to a positive of the same query dropped from "
+                                   "its negatives.",)
+
+
+def test_ntuple_negative_columns_and_lists_are_all_read(tmp_path: Path) -> None:
+    write(tmp_path, {
+        "n.jsonl": [{"anchor": "a", "positive": "p", "negative_1": "n1", "negative_2": "n2", "negative_3": None},
+                    {"anchor": "b", "positive": "p", "negative_1": " ", "negative_2": "n1"}],
+        "l.jsonl": [{"query": "a", "positive": "p", "negatives": ["n1", "n2"]}],
+        "l.parquet": pd.DataFrame({"query": ["a"], "positive": ["p"], "hard_negatives": [["n1", "n2"]]}),
+    })
+    n1, n2 = text_id("n1", "d"), text_id("n2", "d")
+    ntuple = load_pairs(tmp_path / "n.jsonl")
+    assert ntuple.negatives == {text_id("a", "q"): (n1, n2), text_id("b", "q"): (n1,)}
+    # null, blank, and the absent negative_3 of the second row (the first record's keys are the columns)
+    assert ntuple.problems == ("n.jsonl: 3 empty negatives skipped.",)
+    for name in ("l.jsonl", "l.parquet"):
+        assert load_pairs(tmp_path / name).negatives == {text_id("a", "q"): (n1, n2)}
 
 
 def test_parquet_categorical_columns_read_as_text(tmp_path: Path) -> None:
@@ -362,9 +431,9 @@ BAD_INPUTS = [
     ("pairs-bad-json", {"p.jsonl": '{"query": "a", "positive": "b"}\n\n{"query": "a" "positive": "b"}\n'},
      "p.jsonl", "p.jsonl:3", "invalid JSON"),
     ("pairs-empty-jsonl", {"p.jsonl": ""}, "p.jsonl", "p.jsonl: ", "the file is empty"),
-    ("pairs-unknown-columns", {"p.jsonl": [{"claim": "a", "evidence": "b"}]}, "p.jsonl", "p.jsonl: ",
+    ("pairs-unknown-columns", {"p.jsonl": [{"claim": "a", "evidence": "b"}]}, "p.jsonl", "p.jsonl:1: ",
      "found no query column; columns found: 'claim', 'evidence'"),
-    ("pairs-beir-file", {"c.jsonl": CORPUS}, "c.jsonl", "c.jsonl: ", "looks like a BEIR corpus"),
+    ("pairs-beir-file", {"c.jsonl": CORPUS}, "c.jsonl", "c.jsonl:1: ", "looks like a BEIR corpus"),
     ("csv-not-utf8", {"p.csv": LATIN1}, "p.csv", "p.csv:3", "re-save the file as UTF-8"),
     ("csv-field-count", {"p.csv": "query,positive\na,b\nc,d,e\n"}, "p.csv", "p.csv:3",
      "row has 3 fields but the header has 2"),
@@ -392,6 +461,37 @@ BAD_INPUTS = [
      "'neg' is str, not a list"),
     ("missing-path", {}, "nothing.jsonl", "nothing.jsonl: ", "no such file or folder"),
     ("unsupported-suffix", {"p.txt": "a\tb\n"}, "p.txt", "p.txt: ", "unsupported file type '.txt'"),
+    # Silent changes and tracebacks found by the reliability drill (issue 11)
+    ("qrels-headerless-word-score", {"qrels.tsv": "q1\td1\trelevant\nq2\td2\t1\n"}, ".", "qrels.tsv:1",
+     "score 'relevant' is not a number"),
+    ("corpus-text-null", {"corpus.jsonl": [{"_id": "d1", "text": None}]}, ".", "corpus.jsonl:1", "'text' is null"),
+    ("corpus-id-null", {"corpus.jsonl": [{"_id": None, "text": "a"}]}, ".", "corpus.jsonl:1", "_id is null"),
+    ("corpus-repeated-key", {"corpus.jsonl": '{"_id": "d1", "text": "a", "text": "b"}\n'}, ".", "corpus.jsonl:1",
+     "the key 'text' appears twice in one object"),
+    ("queries-repeated-key", {"queries.jsonl": '{"_id": "q1", "_id": "q2", "text": "a"}\n'}, ".", "queries.jsonl:1",
+     "the key '_id' appears twice"),
+    ("json-array-repeated-key", {"p.json": '[{"query": "a", "positive": "b"}, {"query": "c", "query": "d", '
+                                           '"positive": "e"}]'}, "p.json", "p.json: record 2",
+     "the key 'query' appears twice"),
+    ("corpus-lone-surrogate", {"corpus.jsonl": '{"_id": "d1", "text": "a \\ud800 b"}\n'}, ".", "corpus.jsonl:1",
+     "the escape \\ud800 is half of a UTF-16 surrogate pair"),
+    ("flag-lone-surrogate", {"f.jsonl": '{"query": "a", "pos": ["b"]}\n{"query": "c", "pos": ["x\\udc00"]}\n'},
+     "f.jsonl", "f.jsonl:2", "the escape \\udc00"),
+    ("json-array-lone-surrogate", {"p.json": '[{"query": "\\ud83d\\ude00 ok", "positive": "b"}, '
+                                             '{"query": "c", "positive": "\\ude00"}]'}, "p.json",
+     "p.json: record 2", "the escape \\ude00"),
+    ("flag-first-line-without-pos", {"f.jsonl": '{"query": "a", "neg": ["b"]}\n{"query": "c", "pos": ["d"]}\n'},
+     "f.jsonl", "f.jsonl:1", "no 'pos' field"),
+    ("flag-pos-null", {"f.jsonl": [{"query": "a", "pos": None}]}, "f.jsonl", "f.jsonl:1", "'pos' is null"),
+    ("pairs-first-line-without-positive", {"p.jsonl": [{"query": "a"}, {"query": "b", "positive": "c"}]},
+     "p.jsonl", "p.jsonl:1", "found no positive column"),
+    ("json-nested-too-deep", {"p.jsonl": "[" * 100_000 + "\n"}, "p.jsonl", "p.jsonl:1", "invalid JSON"),
+    ("json-huge-number", {"p.jsonl": '{"query": ' + "9" * 5000 + "}\n"}, "p.jsonl", "p.jsonl:1", "invalid JSON"),
+    ("triplet-negative-not-text", {"t.jsonl": [{"anchor": "a", "positive": "b", "negative": 3}]}, "t.jsonl",
+     "t.jsonl:1", "the negative in 'negative' is int, not text"),
+    ("triplet-parquet-int-negative", {"t.parquet": pd.DataFrame({"anchor": ["a"], "positive": ["b"],
+                                                                 "negative": [3]})},
+     "t.parquet", "t.parquet: ", "column 'negative' holds int64, not text"),
 ]
 
 
@@ -413,6 +513,18 @@ def test_bad_input_raises_one_line_with_file_line_and_fix(tmp_path: Path, files:
     assert "\n" not in message
 
 
+@pytest.mark.parametrize("link", ["loop", "dangling"])
+@pytest.mark.parametrize("name", ["corpus.jsonl", "queries.jsonl"])
+def test_a_link_that_cannot_be_followed_is_named_as_such(tmp_path: Path, name: str, link: str) -> None:
+    folder = beir_folder(tmp_path, **{name: None})
+    (folder / name).symlink_to(name if link == "loop" else "gone.jsonl")
+    with pytest.raises(DataError, match=rf"{name}: is a link that cannot be followed \(.+\)\. Fix: point the link"):
+        load_collection(folder)
+    # the same link passed as a file
+    with pytest.raises(DataError, match=r"is a link that cannot be followed"):
+        load_collection(folder / name)
+
+
 def test_flag_reader_refuses_other_file_types(tmp_path: Path) -> None:
     write(tmp_path, {"f.csv": "query,pos\na,b\n"})
     with pytest.raises(DataError, match=r"FlagEmbedding data is JSON lines, not \.csv\. Fix: write one"):
@@ -427,10 +539,11 @@ def test_flag_reader_refuses_other_file_types(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("name", "split", "docs", "queries", "qrels", "problems"),
     [
-        ("scifact", "test", 5_183, 300, 339, 0),
-        ("scifact", "train", 5_183, 809, 919, 0),
-        ("nfcorpus", "test", 3_395, 323, 12_334, 0),
-        ("nfcorpus", "dev", 3_395, 324, 11_385, 0),
+        # queries.jsonl holds every split's queries: those of the other splits are counted as left out
+        ("scifact", "test", 5_183, 300, 339, 1),
+        ("scifact", "train", 5_183, 809, 919, 1),
+        ("nfcorpus", "test", 3_395, 323, 12_334, 1),
+        ("nfcorpus", "dev", 3_395, 324, 11_385, 1),
         # two empty documents are skipped, and the one judgement that names one of them
         ("cranfield", "test", 1_398, 225, 1_611, 2),
     ],
