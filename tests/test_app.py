@@ -19,6 +19,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from hnm_core.errors import DataError, SettingsError
+from hnm_core.outdir import MARKER
 from hnm_core.settings import SETTINGS, defaults
 from studio import loaders, views
 
@@ -314,7 +315,7 @@ def test_downloads_are_built_in_a_private_folder_and_previewed(tiny_bi_encoder_d
     at.button(key="export_build").click().run()
     assert not at.exception and not at.error
     out = at.session_state["export"].out_dir
-    assert sorted(p.name for p in out.iterdir()) == ["flag.jsonl", "manifest.json", "triplet.jsonl"]
+    assert sorted(p.name for p in out.iterdir()) == [MARKER, "flag.jsonl", "manifest.json", "triplet.jsonl"]
     assert out.parent == at.session_state["workdir"].path
     previews = [d.value for d in at.dataframe]
     assert list(previews[0].columns) == ["anchor", "positive", "negative"] and len(previews[0]) == 5
