@@ -230,7 +230,12 @@ def write_output(out: str | Path, kind: Kind, *, overwrite: bool = False, inputs
         _write_marker(tmp, marker)
         # The folder may have changed during the work (another run, a person): check it again.
         check_out(out, kind, overwrite=overwrite, inputs=inputs)
-        _put_in_place(tmp, out, names, marker)
+        try:
+            _put_in_place(tmp, out, names, marker)
+        except OSError as error:
+            raise ExportError(f"{out} could not be put in place ({error.strerror}); it changed while hnm was "
+                              "writing (another run writing there?). Fix: run again, or choose another folder for "
+                              "--out") from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

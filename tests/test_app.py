@@ -305,6 +305,11 @@ def test_tiny_mine_then_tune_sliders_change_the_counts_and_export_reads_back(tin
     # the same folder again is refused unless replacing is ticked
     at.button(key="export_write").click().run()
     assert "exists and is not empty" in at.error[0].value
+    # a folder inside the data the pool was mined from is refused, ticked or not
+    at.text_input(key="export_dir").input(str(SAMPLE / "round-1")).run()
+    at.checkbox(key="export_overwrite").check().run()
+    at.button(key="export_write").click().run()
+    assert "lies inside the input" in at.error[0].value and not (SAMPLE / "round-1").exists()
 
 
 def test_downloads_are_built_in_a_private_folder_and_previewed(tiny_bi_encoder_dir):
