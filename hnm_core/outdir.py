@@ -214,7 +214,8 @@ def write_output(out: str | Path, kind: Kind, *, overwrite: bool = False, inputs
     incomplete until `finish(out)`, and a rerun replaces it without `overwrite`.
     """
     inputs = tuple(inputs)
-    out = check_out(out, kind, overwrite=overwrite, inputs=inputs)
+    # Absolute and normalised, so that `--out .` or `a/..` has a real name and parent for the hidden folder.
+    out = Path(os.path.abspath(check_out(out, kind, overwrite=overwrite, inputs=inputs)))
     _clean_leftovers(out)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -242,14 +243,12 @@ def write_output(out: str | Path, kind: Kind, *, overwrite: bool = False, inputs
 
 
 def _put_in_place(tmp: Path, out: Path, names: list[str], new: Marker) -> None:
-    old = read_marker(out) if out.is_dir() else None
-    if old is None:  # absent or empty
-        if out.is_dir():
-            out.rmdir()
+    if not out.exists():
         os.replace(tmp, out)
         return
-    foreign = sorted(p.name for p in out.iterdir() if p.name not in old.files and p.name != MARKER)
-    if not foreign:
+    old = read_marker(out)  # None: an empty folder (check_out refused any other folder without a marker)
+    foreign = sorted(p.name for p in out.iterdir() if p.name != MARKER and (old is None or p.name not in old.files))
+    if old is not None and not foreign:
         # Only hnm's files: move the old output aside and rename the new one in, so `out` never holds a mixture.
         aside = Path(tempfile.mkdtemp(prefix=f".{out.name}.{os.getpid()}.", suffix=".old", dir=out.parent))
         os.replace(out, aside / out.name)
@@ -264,12 +263,15 @@ def _put_in_place(tmp: Path, out: Path, names: list[str], new: Marker) -> None:
         return
     clash = [name for name in names if name in foreign]
     if clash:
-        raise ExportError(f"{out / clash[0]} was not written by hnm and the new {old.kind} has a file of that name. "
+        raise ExportError(f"{out / clash[0]} was not written by hnm and the new {new.kind} has a file of that name. "
                           f"Fix: move it out of {out}, or choose another folder for --out")
-    # Files that are not hnm's stay, so the new files go in one by one; until the last, the marker says incomplete
-    # and lists old and new names, so a kill here leaves an output that the next run replaces.
-    _write_marker(out, Marker(old.kind, tuple(dict.fromkeys(old.files + new.files)), complete=False))
-    _remove_listed(out, old)
+    # The folder stays (it holds files that are not hnm's, or is an empty folder someone made, perhaps a mount
+    # point), so the new files go in one by one. Until the last, the marker says incomplete and lists old and new
+    # names, so a kill here leaves an output that the next run replaces.
+    listed = (old.files if old else ()) + new.files
+    _write_marker(out, Marker(new.kind, tuple(dict.fromkeys(listed)), complete=False))
+    if old is not None:
+        _remove_listed(out, old)
     for name in names:
         os.replace(tmp / name, out / name)
     os.replace(tmp / MARKER, out / MARKER)

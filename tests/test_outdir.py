@@ -284,12 +284,13 @@ def same_export(a: Path, b: Path) -> None:
 
 
 @pytest.mark.parametrize(("earlier", "point", "after_kill"), [
-    (None, "writing", set()),  # nothing at --out yet
-    (None, "placing", set()),
-    (None, "replace:1", set()),
-    ("export", "writing", {"old"}),  # the earlier export is untouched until the new one is complete
-    ("export", "replace:2", set()),  # the earlier export moved aside, the new one not yet renamed in
-    ("export+notes", "replace:3", {"incomplete", "notes.txt"}),  # files moved in one by one beside notes.txt
+    (None, "writing", "absent"),  # nothing at --out yet
+    (None, "placing", "absent"),
+    (None, "replace:1", "absent"),
+    ("empty", "replace:2", "incomplete"),  # an empty folder someone made is filled in place, marker first
+    ("export", "writing", "earlier"),  # the earlier export is untouched until the new one is complete
+    ("export", "replace:2", "absent"),  # the earlier export moved aside, the new one not yet renamed in
+    ("export+notes", "replace:3", "incomplete"),  # files moved in one by one beside notes.txt
 ])
 def test_kill_9_during_an_export_then_the_rerun_completes_it(earlier, point, after_kill, saved_pool, tmp_path):
     out = tmp_path / "round"
@@ -297,26 +298,26 @@ def test_kill_9_during_an_export_then_the_rerun_completes_it(earlier, point, aft
     argv = ["curate", str(saved_pool), "--out", str(out), "--negatives", "2", "--formats", "triplet,pool", "--quiet",
             *RULES_OFF]
     assert main([*argv[:3], str(reference), *argv[4:]]) == 0
-    if earlier:
+    if earlier == "empty":
+        out.mkdir()
+    elif earlier:
         assert main([*argv[:5], "1", "--formats", "ntuple", "--quiet"]) == 0
         if earlier == "export+notes":
             (out / "notes.txt").write_text("mine")
-    old = snapshot(out) if earlier else None
+    before = snapshot(out) if earlier else None
 
     run_killed(point, argv + (["--overwrite"] if earlier else []), tmp_path)
     assert leftovers(tmp_path)  # kill -9 leaves the hidden folder behind: the rerun must clean it
-    if not out.exists():
-        assert after_kill <= {"notes.txt"}
-    elif "old" in after_kill:
-        assert snapshot(out) == old  # still the whole earlier export
-    else:
-        assert not read_marker(out).complete  # half replaced, and says so
-        assert (out / "notes.txt").read_text() == "mine"
-
-    if "old" in after_kill:  # a complete earlier export is not replaced without asking
-        assert main(argv) == 2 and snapshot(out) == old
+    if after_kill == "absent":
+        assert not out.exists()
+    elif after_kill == "earlier":
+        assert snapshot(out) == before  # still the whole earlier export
+        assert main(argv) == 2 and snapshot(out) == before  # and a complete export is not replaced without asking
         argv.append("--overwrite")
-    assert main(argv) == 0  # the same command, without --overwrite when the kill left no complete export
+    else:
+        assert not read_marker(out).complete  # half written, and says so
+
+    assert main(argv) == 0  # the same command; without --overwrite unless a complete export survived the kill
     same_export(out, reference)
     assert leftovers(tmp_path) == []
     if earlier == "export+notes":
