@@ -1,8 +1,8 @@
 """hnm: hard-negative mining for text-embedding training sets.
 
 The stages, one module each: data -> bm25 / dense (retrieve) -> pool -> teacher -> curate -> project -> export,
-plus audit. Heavy libraries (torch, sentence-transformers, faiss, umap) are imported only by the functions that use
-them, so importing hnm_core is cheap.
+plus audit; outdir checks, writes and replaces the folders they write. Heavy libraries (torch,
+sentence-transformers, faiss, umap) are imported only by the functions that use them, so importing hnm_core is cheap.
 """
 
 from .audit import AuditReport, audit, audit_pool, hide_positives

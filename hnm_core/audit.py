@@ -40,7 +40,7 @@ import pandas as pd
 
 from .curate import LABELS, CurateParams, Curation, curate
 from .data import Collection, normalize_text
-from .errors import DataError, ExportError, SettingsError
+from .errors import DataError, SettingsError
 from .models import LoadedModel
 from .pool import Pool, package_versions
 from .progress import Progress, no_progress
@@ -61,7 +61,6 @@ __all__ = [
     "audit",
     "audit_pool",
     "REPORT_FILES",
-    "check_report_dir",
     "save_report",
 ]
 
@@ -570,31 +569,12 @@ def audit(
 REPORT_FILES = ("report.json", "sweep.csv", "hidden_positives.csv", "manifest.json")
 
 
-def check_report_dir(out_dir: str | Path, *, overwrite: bool = False) -> Path:
-    """Raise ExportError unless `save_report` may write into `out_dir` (called before mining, so a long audit
-    never ends on "folder exists")."""
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise ExportError(f"{out} is a file. Fix: choose a folder path for the audit")
-    if not overwrite and any((out / name).exists() for name in REPORT_FILES):
-        raise ExportError(f"{out} already holds an audit. Fix: pass --overwrite (overwrite=True) or choose another "
-                          "folder")
-    return out
-
-
 def save_report(report: AuditReport, out_dir: str | Path, *, overwrite: bool = False,
-                extra_manifest: dict[str, Any] | None = None) -> Path:
-    """Write report.json, sweep.csv, hidden_positives.csv and manifest.json into `out_dir`, each file atomically."""
-    from .cache import atomic_path, atomic_write_bytes
+                extra_manifest: dict[str, Any] | None = None, inputs: Sequence[str | Path] = ()) -> Path:
+    """Write report.json, sweep.csv, hidden_positives.csv and manifest.json into `out_dir`, a folder that appears all
+    at once. overwrite / inputs: as for `export` (see hnm_core.outdir)."""
+    from .outdir import write_output
 
-    out = check_report_dir(out_dir, overwrite=overwrite)
-    names = REPORT_FILES
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(out / "report.json", _json(report.to_dict()))
-    with atomic_path(out / "sweep.csv") as tmp:
-        report.sweep.table.to_csv(tmp, index=False)
-    with atomic_path(out / "hidden_positives.csv") as tmp:
-        report.split.to_frame().to_csv(tmp, index=False)
     meta = report.pool.meta
     manifest = {
         "collection": meta.get("collection"),
@@ -603,11 +583,15 @@ def save_report(report: AuditReport, out_dir: str | Path, *, overwrite: bool = F
         "fingerprints": {key: meta[key].get("fingerprint") for key in ("model", "teacher")
                          if isinstance(meta.get(key), dict)},
         "versions": package_versions(),
-        "files": list(names[:3]),
+        "files": list(REPORT_FILES[:3]),
         **(extra_manifest or {}),
     }
-    atomic_write_bytes(out / "manifest.json", _json(manifest))
-    return out
+    with write_output(out_dir, "audit", overwrite=overwrite, inputs=inputs) as tmp:
+        (tmp / "report.json").write_bytes(_json(report.to_dict()))
+        report.sweep.table.to_csv(tmp / "sweep.csv", index=False)
+        report.split.to_frame().to_csv(tmp / "hidden_positives.csv", index=False)
+        (tmp / "manifest.json").write_bytes(_json(manifest))
+    return Path(out_dir).expanduser()
 
 
 def _json(value: dict[str, Any]) -> bytes:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import HnmError, HnmWarning, SettingsError
+from .outdir import check_out, finish
 from .settings import SETTINGS, Setting, Stage, from_manifest, validate
 
 __all__ = ["main", "build_parser"]
@@ -67,7 +68,9 @@ def _common(parser: argparse.ArgumentParser, *, data: bool = True) -> None:
         parser.add_argument("data", type=Path, help="a BEIR folder, a pairs file (JSONL/CSV/Parquet) or a "
                                                     "FlagEmbedding JSONL file")
     parser.add_argument("--out", type=Path, required=True, help="output folder")
-    parser.add_argument("--overwrite", action="store_true", help="replace the output folder if it exists")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an earlier hnm output of the same kind in --out (only the files hnm wrote "
+                             "there are removed; a folder hnm did not write is never touched)")
     parser.add_argument("--config", type=Path, help="replay the settings of a manifest.json (flags still win)")
     parser.add_argument("--cache-dir", type=Path, default=None,
                         help="embedding and score cache (default: $HNM_CACHE_DIR or ~/.cache/hnm)")
@@ -150,22 +153,24 @@ def _cmd_pool(args: argparse.Namespace) -> int:
     from .pool import build_pool, save_pool
 
     values = _settings(args, ("data", "pool"))
+    check_out(args.out, "pool", overwrite=args.overwrite, inputs=[args.data])
     collection = load_collection(args.data, split=values["split"])
     _say(collection.problems)
     pool = build_pool(collection, **pool_kwargs(values), cache_dir=args.cache_dir, progress=_progress(args))
-    folder = save_pool(pool, args.out, overwrite=args.overwrite)
+    folder = save_pool(pool, args.out, overwrite=args.overwrite, inputs=[args.data])
     _say(pool.stats.sentences())
     print(f"Pool saved to {folder}")
     return 0
 
 
-def _curate_and_export(pool: Any, values: dict[str, Any], args: argparse.Namespace, command: str) -> Any:
+def _curate_and_export(pool: Any, values: dict[str, Any], args: argparse.Namespace, command: str,
+                       inputs: Sequence[Path], pending: Sequence[str] = ()) -> Any:
     from .curate import CurateParams, curate
     from .export import export
 
     curation = curate(pool.frame, CurateParams.from_settings(values))
     result = export(pool, curation, args.out, formats=values["formats"], file_type=values["file_type"],
-                    overwrite=args.overwrite, extra_manifest={"command": command})
+                    overwrite=args.overwrite, extra_manifest={"command": command}, inputs=inputs, pending=pending)
     _say(curation.summary())
     print(f"Exported to {result.out_dir}: {', '.join(p.name for p in result.paths)}")
     return result
@@ -177,12 +182,16 @@ def _cmd_mine(args: argparse.Namespace) -> int:
     from .pool import save_pool
 
     values = _settings(args, ("data", "pool", "teacher", "curate", "export"))
+    check_out(args.out, "export", overwrite=args.overwrite, inputs=[args.data])
     collection = load_collection(args.data, split=values["split"])
     _say(collection.problems)
     pool = mine(collection, values, cache_dir=args.cache_dir, progress=_progress(args))
     _say(pool.stats.sentences())
-    _curate_and_export(pool, values, args, " ".join(["hnm", *sys.argv[1:]]) if sys.argv else "hnm mine")
-    folder = save_pool(pool, args.out / "pool")
+    # The export is marked incomplete until its pool/ is saved: a run killed in between is replaced by the next.
+    result = _curate_and_export(pool, values, args, " ".join(["hnm", *sys.argv[1:]]) if sys.argv else "hnm mine",
+                                inputs=[args.data], pending=["pool"])
+    folder = save_pool(pool, result.out_dir / "pool")
+    finish(result.out_dir)
     print(f"Scored pool saved to {folder} (re-curate it with `hnm curate {folder} --out DIR`)")
     return 0
 
@@ -191,10 +200,11 @@ def _cmd_curate(args: argparse.Namespace) -> int:
     from .pool import load_pool
 
     folder = args.pool_dir / "pool" if (args.pool_dir / "pool" / "manifest.json").exists() else args.pool_dir
-    pool = load_pool(folder)
     values = _settings(args, ("curate", "export"))
+    check_out(args.out, "export", overwrite=args.overwrite, inputs=[folder])
+    pool = load_pool(folder)
     values["seed"] = vars(args).get("seed", pool.meta.get("settings", {}).get("seed", 0))
-    _curate_and_export(pool, values, args, "hnm curate")
+    _curate_and_export(pool, values, args, "hnm curate", inputs=[folder])
     return 0
 
 
@@ -212,17 +222,17 @@ def _cmd_diff(args: argparse.Namespace) -> int:
 
 
 def _cmd_audit(args: argparse.Namespace) -> int:
-    from .audit import audit, check_report_dir, save_report
+    from .audit import audit, save_report
     from .data import load_collection
 
     values = _settings(args, ("data", "pool", "teacher", "curate"))
-    check_report_dir(args.out, overwrite=args.overwrite)
+    check_out(args.out, "audit", overwrite=args.overwrite, inputs=[args.data])
     collection = load_collection(args.data, split=values["split"])
     for line in collection.problems:  # stdout is the JSON report under --json
         print(line, file=sys.stderr if args.json else sys.stdout)
     report = audit(collection, values, hide=args.hide, cache_dir=args.cache_dir, target_leak=args.target_leak,
                    min_coverage=args.min_coverage, progress=_progress(args))
-    folder = save_report(report, args.out, overwrite=args.overwrite,
+    folder = save_report(report, args.out, overwrite=args.overwrite, inputs=[args.data],
                          extra_manifest={"command": " ".join(["hnm", *sys.argv[1:]]) if sys.argv else "hnm audit"})
     if args.json:
         print(report.to_json())

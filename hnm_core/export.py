@@ -17,9 +17,6 @@ The sentence-transformers formats are Parquet or JSONL (`file_type`), each loada
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
@@ -33,6 +30,7 @@ import pyarrow.parquet as pq
 
 from .curate import LABELS, Curation
 from .errors import DataError, ExportError
+from .outdir import write_output
 from .pool import Pool, package_versions
 from .settings import defaults, setting
 
@@ -69,34 +67,32 @@ def export(
     file_type: str = defaults("export")["file_type"],
     overwrite: bool = False,
     extra_manifest: dict[str, Any] | None = None,
+    inputs: Iterable[str | Path] = (),
+    pending: Iterable[str] = (),
 ) -> ExportResult:
     """Write `curation` of `pool` into `out_dir` in each of `formats`, plus manifest.json.
 
     formats: names from the `formats` setting, a list or a comma-separated string.
     file_type: "parquet" or "jsonl" for triplet / ntuple / ntuple_scores / labeled_pair (flag is always JSONL,
         pool always Parquet).
-    overwrite: replace an existing non-empty `out_dir`; without it such a folder is refused.
+    overwrite: replace an earlier hnm export at `out_dir` (only the files hnm wrote there are removed); without it
+        such a folder is refused. A non-empty folder hnm did not write is always refused (see hnm_core.outdir).
     extra_manifest: more top-level manifest keys (the CLI adds its command line); plain JSON values only.
+    inputs: paths the run read (data, pool folder): `out_dir` may not be, contain or lie inside one of them.
+    pending: names the caller adds to `out_dir` afterwards (`hnm mine` adds pool/); until `outdir.finish(out_dir)`
+        the export is marked incomplete, and the next export there replaces it without `overwrite`.
 
-    Everything is written into a temporary folder beside `out_dir` and renamed into place, so a failure leaves
-    either the old folder or nothing, never half an export.
+    Everything is written into a temporary folder beside `out_dir` and renamed into place, so a failure (or a kill)
+    leaves either the old folder or nothing, never half an export.
     """
     formats = setting("formats").check(formats)
     file_type = setting("file_type").check(file_type)
     if len(curation.labels) != len(pool.frame):
         raise ExportError(f"the curation has {len(curation.labels):,} rows but the pool {len(pool.frame):,}. "
                           "Fix: run curate on this pool's frame before exporting")
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise ExportError(f"{out} is a file. Fix: choose a folder path for the export")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise ExportError(f"{out} exists and is not empty. Fix: pass --overwrite (overwrite=True) or choose "
-                          "another folder")
-    rows = _Rows(pool, curation)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-    try:
-        files: dict[str, dict[str, Any]] = {}
+    files: dict[str, dict[str, Any]] = {}
+    with write_output(out_dir, "export", overwrite=overwrite, inputs=inputs, pending=pending) as tmp:
+        rows = _Rows(pool, curation)
         for fmt in formats:
             name = FILE_NAMES[fmt]
             if fmt in ("triplet", "ntuple", "ntuple_scores", "labeled_pair"):
@@ -106,10 +102,7 @@ def export(
             files[name] = {"format": fmt, "rows": table.num_rows, **notes}
         manifest = _manifest(pool, curation, formats, file_type, files, extra_manifest)
         (tmp / "manifest.json").write_text(_to_json(manifest), encoding="utf-8")
-        _swap_into_place(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    out = Path(out_dir).expanduser()
     paths = tuple(out / name for name in files) + (out / "manifest.json",)
     return ExportResult(out, paths, manifest)
 
@@ -300,22 +293,6 @@ def _to_json(value: dict[str, Any]) -> str:
     except (TypeError, ValueError) as err:
         raise ExportError(f"the manifest cannot be written as JSON ({err}). Fix: pass plain JSON values "
                           "(str, numbers, lists, dicts) in extra_manifest / pool.meta") from None
-
-
-def _swap_into_place(tmp: Path, out: Path) -> None:
-    """Rename the finished folder to `out`; an existing `out` is moved aside first and restored on failure."""
-    if not out.exists():
-        os.replace(tmp, out)
-        return
-    old = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
-    os.replace(out, old / out.name)
-    try:
-        os.replace(tmp, out)
-    except BaseException:
-        os.replace(old / out.name, out)
-        raise
-    finally:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 # ---------------------------------------------------------------------------------------------------------------------

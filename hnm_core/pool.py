@@ -335,18 +335,13 @@ def package_versions() -> dict[str, str]:
 _POOL_FILES = ("pool.parquet", "corpus.parquet", "queries.parquet", "positives.parquet", "manifest.json")
 
 
-def save_pool(pool: Pool, out_dir: str | Path, *, overwrite: bool = False) -> Path:
-    """Write the pool folder (see docs/ARCHITECTURE.md). Files are written beside their final names and renamed,
-    so an interrupted save never leaves a half-written table."""
+def save_pool(pool: Pool, out_dir: str | Path, *, overwrite: bool = False, inputs: Sequence[str | Path] = ()) -> Path:
+    """Write the pool folder (see docs/ARCHITECTURE.md). It is written beside `out_dir` and renamed into place, so an
+    interrupted save never leaves half a pool. overwrite / inputs: as for `export` (see hnm_core.outdir)."""
     import json
 
-    from .cache import atomic_write_bytes
-    from .errors import ExportError
+    from .outdir import write_output
 
-    out = Path(out_dir)
-    if out.exists() and not overwrite and any((out / name).exists() for name in _POOL_FILES):
-        raise ExportError(f"{out} already holds a pool. Fix: choose another --out folder or pass --overwrite")
-    out.mkdir(parents=True, exist_ok=True)
     c = pool.collection
     positives = [(q, d) for q in c.query_ids for d in c.positives[q]]
     tables = {
@@ -357,18 +352,12 @@ def save_pool(pool: Pool, out_dir: str | Path, *, overwrite: bool = False) -> Pa
                                          "text": pd.array(c.query_texts, dtype="string")}),
         "positives.parquet": pd.DataFrame(positives, columns=["query_id", "doc_id"]).astype("string"),
     }
-    for name, table in tables.items():
-        _atomic_parquet(table, out / name)
     manifest = {**pool.meta, "collection": {**pool.meta.get("collection", {}), "problems": list(c.problems)}}
-    atomic_write_bytes(out / "manifest.json", json.dumps(manifest, indent=2, default=str).encode())
-    return out
-
-
-def _atomic_parquet(table: pd.DataFrame, path: Path) -> None:
-    from .cache import atomic_path
-
-    with atomic_path(path) as tmp:
-        table.to_parquet(tmp, index=False)
+    with write_output(out_dir, "pool", overwrite=overwrite, inputs=inputs) as tmp:
+        for name, table in tables.items():
+            table.to_parquet(tmp / name, index=False)
+        (tmp / "manifest.json").write_bytes(json.dumps(manifest, indent=2, default=str).encode())
+    return Path(out_dir).expanduser()
 
 
 def load_pool(folder: str | Path) -> Pool:

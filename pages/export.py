@@ -9,7 +9,7 @@ import streamlit as st
 from hnm_core.errors import HnmError
 from hnm_core.export import diff_rounds, export
 from studio import loaders, views
-from studio.state import current_curation, init_state, need_pool
+from studio.state import current_curation, init_state, loaded, need_pool
 from studio.widgets import setting_widget
 
 FORMATS = {
@@ -34,6 +34,8 @@ st.markdown("\n".join(f"- **{name}**: {FORMATS[name]}" for name in formats))
 file_type = setting_widget("file_type", label="File type (triplet, ntuple, ntuple_scores, labeled_pair)",
                            kind="radio")
 signature = (result.key, params, formats, file_type)
+data_path = loaded().path
+inputs = [data_path] if data_path else []  # an export may not overwrite the data it was mined from
 
 
 def _show(done) -> None:
@@ -66,7 +68,7 @@ with download:
     if st.button("Build the files", type="primary", key="export_build", disabled=not formats):
         try:
             written = export(pool, curation, loaders.session_dir() / "export", formats=formats, file_type=file_type,
-                             overwrite=True, extra_manifest={"command": "hnm studio"})
+                             overwrite=True, extra_manifest={"command": "hnm studio"}, inputs=inputs)
             st.session_state["export"] = written
             st.session_state["export_signature"] = signature
         except HnmError as error:
@@ -74,11 +76,12 @@ with download:
 with folder:
     target = st.text_input("Output folder on the machine running the app", key="export_dir",
                            placeholder="/data/rounds/round-1")
-    overwrite = st.checkbox("Replace the folder if it is not empty", key="export_overwrite")
+    overwrite = st.checkbox("Replace an earlier export in this folder (only the files hnm wrote are removed)",
+                            key="export_overwrite")
     if st.button("Write", type="primary", key="export_write", disabled=not (formats and target.strip())):
         try:
             written = export(pool, curation, Path(target.strip()).expanduser(), formats=formats, file_type=file_type,
-                             overwrite=overwrite, extra_manifest={"command": "hnm studio"})
+                             overwrite=overwrite, extra_manifest={"command": "hnm studio"}, inputs=inputs)
             st.session_state["export"] = written
             st.session_state["export_signature"] = signature
             st.success(f"Wrote {len(written.paths)} files to {views.plain(str(written.out_dir))}.")

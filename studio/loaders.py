@@ -89,13 +89,13 @@ def manifest_settings(raw: bytes) -> dict[str, Any]:
     return from_manifest(raw)
 
 
-def _loaded(collection: Collection, origin: str) -> LoadedData:
-    return LoadedData(collection, collection_key(collection), origin)
+def _loaded(collection: Collection, origin: str, path: Path) -> LoadedData:
+    return LoadedData(collection, collection_key(collection), origin, path)
 
 
 def load_sample(split: str = "test") -> LoadedData:
     """The bundled demo collection (sample_data/)."""
-    return _loaded(load_collection(SAMPLE_DIR, split=split), "bundled sample (sample_data/)")
+    return _loaded(load_collection(SAMPLE_DIR, split=split), "bundled sample (sample_data/)", SAMPLE_DIR)
 
 
 def load_path(path: str, split: str = "test") -> LoadedData:
@@ -106,7 +106,7 @@ def load_path(path: str, split: str = "test") -> LoadedData:
     target = Path(text).expanduser()
     if not target.exists():
         raise DataError(target, "does not exist.", fix="check the path (it is read on the machine running the app)")
-    return _loaded(load_collection(target, split=split), str(target.resolve()))
+    return _loaded(load_collection(target, split=split), str(target.resolve()), target)
 
 
 def splits_at(path: str) -> list[str]:
@@ -127,7 +127,7 @@ def load_saved_pool(path: str) -> tuple[LoadedData, Mined]:
     pool = load_pool(folder)
     stamp = (folder / "pool.parquet").stat()
     key = hashlib.blake2b(f"{folder}|{stamp.st_mtime_ns}|{stamp.st_size}".encode(), digest_size=16).hexdigest()
-    data = _loaded(pool.collection, f"saved pool {folder}")
+    data = _loaded(pool.collection, f"saved pool {folder}", folder)
     return data, Mined(pool, f"saved:{key}", dict(pool.meta.get("settings", {})), 0.0)
 
 
@@ -170,7 +170,7 @@ def load_uploads(files: Sequence[Upload], folder: Path, split: str = "test") -> 
         splits = sorted(beir_splits(folder))
         if split not in splits and splits:
             split = splits[0]
-        return _loaded(load_collection(folder, split=split), f"uploaded {listing}")
+        return _loaded(load_collection(folder, split=split), f"uploaded {listing}", folder)
     if len(files) != 1:
         raise DataError("upload", f"{len(files)} files that are not a BEIR set ({listing}).",
                         fix="upload corpus.jsonl + queries.jsonl + qrels.tsv, or a single pairs / FlagEmbedding file")
@@ -179,7 +179,7 @@ def load_uploads(files: Sequence[Upload], folder: Path, split: str = "test") -> 
                         fix=f"upload one of {', '.join(FILE_SUFFIXES)} (pairs or FlagEmbedding)")
     target = folder / names[0]
     target.write_bytes(files[0].getvalue())
-    return _loaded(load_collection(target, split=split), f"uploaded {listing}")
+    return _loaded(load_collection(target, split=split), f"uploaded {listing}", target)
 
 
 @st.cache_resource(show_spinner=False, max_entries=4)

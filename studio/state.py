@@ -8,6 +8,7 @@ missing), so a page opened directly by its URL works before the Data page has ru
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import streamlit as st
@@ -36,11 +37,13 @@ EXPORT_PAGE = "pages/export.py"
 @dataclass(frozen=True)
 class LoadedData:
     """A collection in this session. `key` hashes its content (the identity caches are keyed by); `origin` says
-    what the person picked ("bundled sample", a path, uploaded file names)."""
+    what the person picked ("bundled sample", a path, uploaded file names); `path` is the file or folder it was read
+    from, which an export may not overwrite."""
 
     collection: Collection
     key: str
     origin: str
+    path: Path | None = None
 
 
 @dataclass(frozen=True)

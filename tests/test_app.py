@@ -19,6 +19,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from hnm_core.errors import DataError, ModelLoadError, SettingsError
+from hnm_core.outdir import MARKER
 from hnm_core.settings import SETTINGS, defaults
 from studio import loaders, views
 
@@ -304,6 +305,11 @@ def test_tiny_mine_then_tune_sliders_change_the_counts_and_export_reads_back(tin
     # the same folder again is refused unless replacing is ticked
     at.button(key="export_write").click().run()
     assert "exists and is not empty" in at.error[0].value
+    # a folder inside the data the pool was mined from is refused, ticked or not
+    at.text_input(key="export_dir").input(str(SAMPLE / "round-1")).run()
+    at.checkbox(key="export_overwrite").check().run()
+    at.button(key="export_write").click().run()
+    assert "lies inside the input" in at.error[0].value and not (SAMPLE / "round-1").exists()
 
 
 def test_downloads_are_built_in_a_private_folder_and_previewed(tiny_bi_encoder_dir):
@@ -314,7 +320,7 @@ def test_downloads_are_built_in_a_private_folder_and_previewed(tiny_bi_encoder_d
     at.button(key="export_build").click().run()
     assert not at.exception and not at.error
     out = at.session_state["export"].out_dir
-    assert sorted(p.name for p in out.iterdir()) == ["flag.jsonl", "manifest.json", "triplet.jsonl"]
+    assert sorted(p.name for p in out.iterdir()) == [MARKER, "flag.jsonl", "manifest.json", "triplet.jsonl"]
     assert out.parent == at.session_state["workdir"].path
     previews = [d.value for d in at.dataframe]
     assert list(previews[0].columns) == ["anchor", "positive", "negative"] and len(previews[0]) == 5

@@ -28,6 +28,7 @@ from hnm_core.cli import main
 from hnm_core.curate import CurateParams, curate
 from hnm_core.data import Collection, load_collection
 from hnm_core.errors import DataError, ExportError, SettingsError
+from hnm_core.outdir import MARKER
 from hnm_core.pipeline import mine
 from hnm_core.pool import POOL_COLUMNS
 
@@ -300,7 +301,7 @@ def test_audit_pool_refuses_a_pool_mined_with_the_hidden_positives(sample_audit,
 def test_save_report_writes_every_file_and_refuses_to_overwrite(sample_audit, tmp_path):
     report = sample_audit[2]
     out = save_report(report, tmp_path / "audit")
-    assert sorted(p.name for p in out.iterdir()) == sorted(REPORT_FILES)
+    assert sorted(p.name for p in out.iterdir()) == sorted([*REPORT_FILES, MARKER])
     sweep_table = pd.read_csv(out / "sweep.csv")
     assert len(sweep_table) == len(report.sweep.table) and "leak_rate" in sweep_table
     hidden = pd.read_csv(out / "hidden_positives.csv")

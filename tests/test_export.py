@@ -16,6 +16,7 @@ from hnm_core.curate import CurateParams, curate
 from hnm_core.data import Collection
 from hnm_core.errors import DataError, ExportError
 from hnm_core.export import diff_rounds, export
+from hnm_core.outdir import MARKER
 from hnm_core.pool import POOL_COLUMNS, Pool, PoolStats
 
 from .test_curate import OFF, pool_frame
@@ -169,7 +170,7 @@ def test_manifest_records_settings_fingerprints_versions_and_counts(pool, tmp_pa
     assert manifest["files"]["triplet.parquet"]["rows"] == 9 and manifest["files"]["pool.parquet"]["rows"] == 14
     assert manifest["command"] == "hnm x"
     assert datetime.fromisoformat(manifest["created_utc"]).utcoffset().total_seconds() == 0
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["manifest.json", "pool.parquet",
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [MARKER, "manifest.json", "pool.parquet",
                                                                     "triplet.parquet"]
 
 
@@ -179,9 +180,9 @@ def test_refuses_a_non_empty_folder_unless_overwrite(pool, tmp_path):
     export(pool, curation, out, formats="triplet")
     with pytest.raises(ExportError, match="pass --overwrite"):
         export(pool, curation, out, formats="ntuple")
-    assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "triplet.parquet"]
+    assert sorted(p.name for p in out.iterdir()) == [MARKER, "manifest.json", "triplet.parquet"]
     export(pool, curation, out, formats="ntuple", overwrite=True)
-    assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "ntuple.parquet"]  # replaced, not merged
+    assert sorted(p.name for p in out.iterdir()) == [MARKER, "manifest.json", "ntuple.parquet"]  # replaced, not merged
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
     empty = tmp_path / "empty"
     empty.mkdir()
@@ -199,7 +200,7 @@ def test_a_failed_export_leaves_nothing_behind(pool, tmp_path):
     with pytest.raises(ExportError, match="manifest"):
         export(pool, curation, tmp_path / "out", formats="pool", overwrite=True, extra_manifest={"bad": object()})
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["manifest.json", "triplet.parquet"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [MARKER, "manifest.json", "triplet.parquet"]
 
 
 def test_curation_of_another_pool_or_unknown_ids_are_refused(pool, tmp_path):

@@ -1,0 +1,287 @@
+"""Output folders: every folder hnm writes (an export, a pool, an audit report) is checked, written and replaced here.
+
+hnm puts a marker, `.hnm-output.json`, into each output folder it writes: the kind of output, the names it wrote
+there and whether the output is complete. The marker is what makes replacing a folder safe:
+
+- a non-empty folder without the marker is not hnm's: nothing is written into it or deleted from it, even with
+  `overwrite`;
+- `overwrite` replaces a folder with the marker, of the same kind, and removes only the names the marker lists;
+  anything else in it (notes, checkpoints) stays;
+- an output whose marker says incomplete (its run was killed before it finished) is replaced without `overwrite`;
+- an output folder may not be, contain or lie inside an input of the run.
+
+A new output is written into a hidden folder beside the target (`.NAME.PID.RANDOM.tmp`) and renamed into place, so
+the target holds the old output or the new one, never half of one. Hidden folders left by a killed run are removed at
+the start of the next write to the same target.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from .errors import ExportError
+
+__all__ = ["MARKER", "Kind", "Marker", "read_marker", "check_out", "write_output", "finish"]
+
+MARKER = ".hnm-output.json"
+"""The marker's file name, in every folder hnm writes."""
+
+Kind = Literal["export", "pool", "audit"]
+
+
+@dataclass(frozen=True)
+class Marker:
+    """What a marker says: the kind of output, the names hnm wrote (or will write) beside it, and whether the run
+    that wrote them finished."""
+
+    kind: str
+    files: tuple[str, ...]
+    complete: bool
+
+
+def _plain_name(name: object) -> bool:
+    """A name in the folder itself: a marker edited to list `../x` or `/home` must never make hnm delete it."""
+    return (isinstance(name, str) and name not in ("", ".", "..", MARKER) and Path(name).name == name
+            and "\\" not in name)
+
+
+def read_marker(folder: str | Path) -> Marker | None:
+    """The marker of `folder`, or None when it has none. A marker that cannot be read raises ExportError: without it
+    hnm cannot tell its files from anyone else's."""
+    path = Path(folder) / MARKER
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as error:
+        raise ExportError(f"{path} cannot be read ({error}), so hnm cannot tell which files in {path.parent} it "
+                          "wrote. Fix: choose another folder for --out, or remove that folder yourself") from None
+    files = raw.get("files") if isinstance(raw, dict) else None
+    if not (isinstance(files, list) and all(map(_plain_name, files)) and isinstance(raw.get("kind"), str)
+            and isinstance(raw.get("complete"), bool)):
+        raise ExportError(f"{path} is not a marker hnm wrote (it needs kind, complete and a list of plain file "
+                          f"names), so hnm cannot tell which files in {path.parent} it wrote. Fix: choose another "
+                          "folder for --out, or remove that folder yourself")
+    return Marker(raw["kind"], tuple(files), raw["complete"])
+
+
+def _write_marker(folder: Path, marker: Marker) -> None:
+    from .cache import atomic_write_bytes
+
+    body = {"kind": marker.kind, "complete": marker.complete, "files": list(marker.files),
+            "note": "written by hnm: `--overwrite` removes only the files listed here"}
+    atomic_write_bytes(folder / MARKER, json.dumps(body, indent=2).encode())
+
+
+def _refuse_inputs(out: Path, inputs: Iterable[str | Path]) -> None:
+    target = out.resolve()
+    for given in inputs:
+        source = Path(given).expanduser().resolve()
+        if target == source:
+            where = "is the input"
+        elif source in target.parents:
+            where = "lies inside the input"
+        elif target in source.parents:
+            where = "contains the input"
+        else:
+            continue
+        raise ExportError(f"the output folder {out} {where} {given}, and writing or replacing it could delete the "
+                          "data being read (refused with or without --overwrite). Fix: choose an --out folder "
+                          f"outside {given}")
+
+
+def check_out(out: str | Path, kind: Kind, *, overwrite: bool = False, inputs: Iterable[str | Path] = ()) -> Path:
+    """Raise ExportError unless an output of `kind` may be written at `out`; return it as a Path.
+
+    The CLI calls this before any work, so a long run never ends on "folder exists"; the writers call it again just
+    before they put their files in place. `inputs`: paths the run reads (data file or folder, pool folder).
+    """
+    out = Path(out).expanduser()
+    _refuse_inputs(out, inputs)
+    for path in (out, *out.parents):
+        if path.exists():
+            if not path.is_dir():
+                what = "is a file" if path == out else f"cannot be created: {path} is a file"
+                raise ExportError(f"{out} {what}. Fix: choose a folder path for --out (a new or empty folder)")
+            break
+    try:
+        empty = not out.is_dir() or next(out.iterdir(), None) is None
+    except OSError as error:
+        raise ExportError(f"{out} cannot be listed ({error.strerror}). Fix: choose a folder you can write to "
+                          "for --out") from None
+    if empty:
+        return out
+    marker = read_marker(out)
+    if marker is None:
+        raise ExportError(f"{out} is not empty and has no {MARKER} (the marker hnm writes into every folder it "
+                          "creates), so hnm will not write into it or delete anything in it, even with --overwrite. "
+                          "Fix: choose a new or empty folder for --out")
+    if marker.kind != kind:
+        raise ExportError(f"{out} holds an hnm {marker.kind}, not {'an' if kind[0] in 'aeiou' else 'a'} {kind}, and "
+                          "--overwrite only replaces an output of the same kind. Fix: choose another folder for --out")
+    if marker.complete and not overwrite:
+        raise ExportError(f"{out} exists and is not empty (an hnm {kind} written earlier). Fix: pass --overwrite "
+                          "(overwrite=True) to replace it (only the files hnm wrote there are removed), or choose "
+                          "another folder")
+    return out
+
+
+_LEFTOVER = r"\.{name}\.(?:(\d+)\.)?[a-z0-9_]{{8}}\.(?:tmp|old)"
+
+
+def _alive(pid: int) -> bool:
+    if os.name != "posix":  # os.kill(pid, 0) is a liveness probe only on POSIX; elsewhere keep the folder
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _clean_leftovers(out: Path) -> None:
+    """Remove the hidden folders that earlier writes to `out` left when they were killed (a run still in progress,
+    by its process id in the name, keeps its own)."""
+    pattern = re.compile(_LEFTOVER.format(name=re.escape(out.name)))
+    try:
+        entries = list(out.parent.iterdir())
+    except FileNotFoundError:
+        return
+    for entry in entries:
+        match = pattern.fullmatch(entry.name)
+        if not match or entry.is_symlink() or not entry.is_dir():
+            continue
+        if match.group(1) and _alive(int(match.group(1))):
+            continue
+        if entry.suffix == ".tmp":
+            shutil.rmtree(entry, ignore_errors=True)  # a write in progress: everything in it is hnm's
+        else:
+            for old in entry.iterdir():  # a replaced output moved aside: its marker says what hnm wrote
+                _remove_output(old)
+            _rmdir_if_empty(entry)
+
+
+def _rmdir_if_empty(folder: Path) -> None:
+    try:
+        folder.rmdir()
+    except OSError:
+        pass  # not empty: something that is not hnm's is in it and stays
+
+
+def _remove_listed(folder: Path, marker: Marker) -> None:
+    for name in marker.files:
+        path = folder / name
+        if path.is_symlink() or path.is_file():
+            path.unlink()
+        elif path.is_dir():
+            _remove_output(path)
+
+
+def _remove_output(folder: Path) -> None:
+    """Remove what hnm wrote in `folder` (the names its marker lists, recursively); a folder left holding other
+    files keeps a marker listing nothing, so hnm may write there again."""
+    if not folder.is_dir() or folder.is_symlink():
+        return
+    marker = read_marker(folder)
+    if marker is None:
+        return
+    _remove_listed(folder, marker)
+    if {p.name for p in folder.iterdir()} == {MARKER}:
+        (folder / MARKER).unlink()
+        folder.rmdir()
+    else:
+        _write_marker(folder, Marker(marker.kind, (), complete=False))
+
+
+@contextmanager
+def write_output(out: str | Path, kind: Kind, *, overwrite: bool = False, inputs: Iterable[str | Path] = (),
+                 pending: Iterable[str] = ()) -> Iterator[Path]:
+    """Write an output of `kind` at `out`: the body writes its files into the yielded hidden folder; when it returns,
+    the folder gets its marker and replaces `out`. If the body raises, `out` is left as it was.
+
+    pending: names the caller adds to `out` after this (the CLI's `pool/` in an export); the output is marked
+    incomplete until `finish(out)`, and a rerun replaces it without `overwrite`.
+    """
+    inputs = tuple(inputs)
+    # Absolute and normalised, so that `--out .` or `a/..` has a real name and parent for the hidden folder.
+    out = Path(os.path.abspath(check_out(out, kind, overwrite=overwrite, inputs=inputs)))
+    _clean_leftovers(out)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.{os.getpid()}.", suffix=".tmp", dir=out.parent))
+    except OSError as error:
+        raise ExportError(f"{out.parent} cannot be written to ({error.strerror}). Fix: choose a folder you can "
+                          "write to for --out") from None
+    try:
+        yield tmp
+        pending = tuple(pending)
+        names = sorted(p.name for p in tmp.iterdir())
+        marker = Marker(kind, tuple(names) + pending, complete=not pending)
+        _write_marker(tmp, marker)
+        # The folder may have changed during the work (another run, a person): check it again.
+        check_out(out, kind, overwrite=overwrite, inputs=inputs)
+        try:
+            _put_in_place(tmp, out, names, marker)
+        except OSError as error:
+            raise ExportError(f"{out} could not be put in place ({error.strerror}); it changed while hnm was "
+                              "writing (another run writing there?). Fix: run again, or choose another folder for "
+                              "--out") from None
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _put_in_place(tmp: Path, out: Path, names: list[str], new: Marker) -> None:
+    if not out.exists():
+        os.replace(tmp, out)
+        return
+    old = read_marker(out)  # None: an empty folder (check_out refused any other folder without a marker)
+    foreign = sorted(p.name for p in out.iterdir() if p.name != MARKER and (old is None or p.name not in old.files))
+    if old is not None and not foreign:
+        # Only hnm's files: move the old output aside and rename the new one in, so `out` never holds a mixture.
+        aside = Path(tempfile.mkdtemp(prefix=f".{out.name}.{os.getpid()}.", suffix=".old", dir=out.parent))
+        os.replace(out, aside / out.name)
+        try:
+            os.replace(tmp, out)
+        except BaseException:
+            os.replace(aside / out.name, out)
+            raise
+        finally:
+            _remove_output(aside / out.name)
+            _rmdir_if_empty(aside)
+        return
+    clash = [name for name in names if name in foreign]
+    if clash:
+        raise ExportError(f"{out / clash[0]} was not written by hnm and the new {new.kind} has a file of that name. "
+                          f"Fix: move it out of {out}, or choose another folder for --out")
+    # The folder stays (it holds files that are not hnm's, or is an empty folder someone made, perhaps a mount
+    # point), so the new files go in one by one. Until the last, the marker says incomplete and lists old and new
+    # names, so a kill here leaves an output that the next run replaces.
+    listed = (old.files if old else ()) + new.files
+    _write_marker(out, Marker(new.kind, tuple(dict.fromkeys(listed)), complete=False))
+    if old is not None:
+        _remove_listed(out, old)
+    for name in names:
+        os.replace(tmp / name, out / name)
+    os.replace(tmp / MARKER, out / MARKER)
+    tmp.rmdir()
+
+
+def finish(out: str | Path) -> None:
+    """Mark the output at `out` complete once the names it was written with as `pending` are in place."""
+    out = Path(out)
+    marker = read_marker(out)
+    if marker is None:
+        raise ExportError(f"{out} has no {MARKER}. Fix: write it with hnm before finishing it")
+    _write_marker(out, Marker(marker.kind, marker.files, complete=True))

@@ -1,0 +1,381 @@
+"""Output folders (hnm_core/outdir.py) through the CLI and the writers: what --overwrite may touch, --out checked
+before any work, kill -9 during an export, and the recovery of an output its run did not finish."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from hnm_core.cli import main
+from hnm_core.curate import curate
+from hnm_core.errors import ExportError
+from hnm_core.export import export
+from hnm_core.outdir import MARKER, read_marker
+from hnm_core.pool import load_pool, save_pool
+
+from .test_curate import pool_frame
+from .test_export import PARAMS, make_pool, rows
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE = ROOT / "sample_data"
+
+
+@pytest.fixture
+def flags(tiny_bi_encoder_dir, tmp_path):
+    """A fast `hnm mine`: BM25 candidates, the tiny fixture model as teacher, a private cache."""
+    return ["--sources", "bm25", "--teacher-model", str(tiny_bi_encoder_dir), "--precision", "fp32",
+            "--cache-dir", str(tmp_path / "cache"), "--quiet"]
+
+
+@pytest.fixture
+def saved_pool(tmp_path) -> Path:
+    """The tiny inline pool of test_export, saved as `hnm curate` reads it."""
+    return save_pool(make_pool(pool_frame(rows())), tmp_path / "saved-pool")
+
+
+def pool_flags(flags: list[str]) -> list[str]:
+    """`flags` without the teacher, for `hnm pool`."""
+    at = flags.index("--teacher-model")
+    return flags[:at] + flags[at + 2:]
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    """Every file under `folder` with its bytes."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def one_line(capsys) -> str:
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    return err
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# What --overwrite may touch
+
+
+def test_overwrite_keeps_the_input_and_files_hnm_did_not_write(flags, tmp_path, capsys):
+    data = tmp_path / "data_copy"
+    shutil.copytree(SAMPLE, data)
+    corpus = snapshot(data)
+
+    # `hnm mine data_copy --out data_copy --overwrite` used to delete the corpus, queries and qrels
+    assert main(["mine", str(data), "--out", str(data), "--overwrite", *flags]) == 2
+    assert "is the input" in one_line(capsys)
+    assert snapshot(data) == corpus
+
+    run = tmp_path / "run3"
+    assert main(["mine", str(data), "--out", str(run), "--formats", "triplet,pool", *flags]) == 0
+    (run / "notes.txt").write_text("my notes")
+    (run / "checkpoints").mkdir()
+    (run / "checkpoints" / "model.bin").write_bytes(b"\x00weights")
+    (run / "pool" / "README.md").write_text("why this pool")
+    capsys.readouterr()
+
+    # `hnm curate run3 --out run3 --overwrite` used to delete run3/pool, so run3 could never be re-curated
+    before = snapshot(run)
+    assert main(["curate", str(run), "--out", str(run), "--overwrite", "--quiet"]) == 2
+    assert "contains the input" in one_line(capsys)
+    # `hnm pool --out <an earlier export> --overwrite` used to replace the export's manifest and labelled pool
+    assert main(["pool", str(data), "--out", str(run), "--overwrite", *pool_flags(flags)]) == 2
+    assert "holds an hnm export, not a pool" in one_line(capsys)
+    assert snapshot(run) == before
+
+    # replacing the run removes what hnm wrote (triplet.parquet, pool.parquet, the old pool) and nothing else
+    assert main(["mine", str(data), "--out", str(run), "--formats", "ntuple", "--overwrite", *flags]) == 0
+    assert sorted(p.name for p in run.iterdir()) == [MARKER, "checkpoints", "manifest.json", "notes.txt",
+                                                     "ntuple.parquet", "pool"]
+    assert (run / "notes.txt").read_text() == "my notes"
+    assert (run / "checkpoints" / "model.bin").read_bytes() == b"\x00weights"
+    assert (run / "pool" / "README.md").read_text() == "why this pool"
+    assert read_marker(run).complete and read_marker(run / "pool").complete
+    assert len(load_pool(run / "pool").frame) > 0
+    assert snapshot(data) == corpus
+    # and the run can be re-curated
+    assert main(["curate", str(run), "--out", str(tmp_path / "run4"), "--quiet"]) == 0
+
+
+def test_a_folder_hnm_did_not_write_is_refused_even_with_overwrite(saved_pool, tmp_path, capsys):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("x")
+    with pytest.raises(ExportError, match=f"has no {MARKER}.*even with --overwrite. Fix: choose a new or empty"):
+        export(load_pool(saved_pool), curate(load_pool(saved_pool).frame, PARAMS), mine, overwrite=True)
+    assert main(["curate", str(saved_pool), "--out", str(mine), "--overwrite", "--quiet"]) == 2
+    assert str(mine) in one_line(capsys)
+    assert snapshot(mine) == {"notes.txt": b"x"}
+
+    # a marker edited to list a path outside its folder is not trusted: nothing is deleted
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep")
+    (mine / MARKER).write_text(json.dumps({"kind": "export", "complete": True, "files": ["../victim.txt"]}))
+    assert main(["curate", str(saved_pool), "--out", str(mine), "--overwrite", "--quiet"]) == 2
+    assert "is not a marker hnm wrote" in one_line(capsys)
+    assert victim.read_text() == "keep" and (mine / "notes.txt").exists()
+
+
+def test_overwrite_replaces_only_an_output_of_the_same_kind(saved_pool, tmp_path, capsys):
+    pool = load_pool(saved_pool)
+    out = save_pool(pool, tmp_path / "p")
+    with pytest.raises(ExportError, match="holds an hnm pool, not an export"):
+        export(pool, curate(pool.frame, PARAMS), out, overwrite=True)
+    assert main(["curate", str(saved_pool), "--out", str(tmp_path / "e"), "--quiet"]) == 0
+    assert main(["curate", str(saved_pool), "--out", str(tmp_path / "e"), "--quiet"]) == 2
+    assert "pass --overwrite" in one_line(capsys)
+    assert main(["curate", str(saved_pool), "--out", str(tmp_path / "e"), "--overwrite", "--quiet"]) == 0
+
+
+@pytest.mark.parametrize("command", ["pool", "mine", "audit"])
+def test_out_equal_to_inside_or_around_the_input_is_refused(command, tmp_path, capsys):
+    data = tmp_path / "data"
+    shutil.copytree(SAMPLE, data)
+    corpus = snapshot(data)
+    (tmp_path / "link").symlink_to(data, target_is_directory=True)
+    cases = [(data, "is the input"), (tmp_path / "link", "is the input"), (data / "round1", "lies inside the input"),
+             (tmp_path, "contains the input")]
+    for out, why in cases:
+        for overwrite in ([], ["--overwrite"]):
+            assert main([command, str(data), "--out", str(out), *overwrite, "--sources", "bm25", "--quiet"]) == 2
+            err = one_line(capsys)
+            assert why in err and "Fix: choose an --out folder outside" in err
+    assert snapshot(data) == corpus and not (data / "round1").exists()
+    # a pairs file as input: a folder that holds it is refused too
+    pairs = tmp_path / "pairs" / "train.jsonl"
+    pairs.parent.mkdir()
+    pairs.write_text('{"query": "a", "positive": "b"}\n')
+    assert main([command, str(pairs), "--out", str(pairs.parent), "--overwrite", "--sources", "bm25", "--quiet"]) == 2
+    assert "contains the input" in one_line(capsys)
+
+
+def test_curate_out_inside_the_pool_it_reads_is_refused(saved_pool, capsys):
+    before = snapshot(saved_pool)
+    for out in (saved_pool, saved_pool / "round2"):
+        assert main(["curate", str(saved_pool), "--out", str(out), "--overwrite", "--quiet"]) == 2
+        assert "the input" in one_line(capsys)
+    assert snapshot(saved_pool) == before
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# --out checked before any work
+
+
+@pytest.mark.parametrize("command", ["pool", "mine", "curate", "audit"])
+def test_out_pointing_at_a_file_is_one_line(command, saved_pool, tmp_path, capsys):
+    taken = tmp_path / "results.txt"
+    taken.write_text("keep")
+    source = saved_pool if command == "curate" else SAMPLE
+    for out, why in ((taken, "is a file"), (taken / "round1", f"cannot be created: {taken} is a file")):
+        assert main([command, str(source), "--out", str(out), "--quiet"]) == 2
+        err = one_line(capsys)
+        assert why in err and "Fix: choose a folder path for --out" in err
+    assert taken.read_text() == "keep"
+
+
+def test_the_hnm_command_exits_2_without_a_traceback(tmp_path):
+    taken = tmp_path / "results.txt"
+    taken.write_text("keep")
+    run = subprocess.run([sys.executable, "-m", "hnm_core.cli", "mine", str(SAMPLE), "--out", str(taken)],
+                         capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120)
+    assert run.returncode == 2 and run.stdout == ""
+    assert run.stderr.strip().splitlines() == [f"hnm mine: error: {taken} is a file. Fix: choose a folder path for "
+                                               "--out (a new or empty folder)"]
+
+
+def test_out_is_checked_before_the_data_is_read_or_anything_mined(flags, saved_pool, tmp_path, capsys):
+    cache = tmp_path / "cache"
+    # the data is broken too: the --out error comes first, so the data was not read
+    broken = tmp_path / "pairs.jsonl"
+    broken.write_text('{"query": "a", "positive": \n')
+    taken = tmp_path / "results.txt"
+    taken.write_text("keep")
+    assert main(["mine", str(broken), "--out", str(taken), *flags]) == 2
+    err = one_line(capsys)
+    assert "results.txt is a file" in err and "pairs.jsonl" not in err
+
+    started = time.perf_counter()
+    assert main(["mine", str(SAMPLE), "--out", str(tmp_path / "run"), *flags]) == 0
+    mining = time.perf_counter() - started
+    assert cache.exists()  # mining fills the cache
+    shutil.rmtree(cache)
+    earlier_pool = save_pool(load_pool(saved_pool), tmp_path / "p")
+    # an earlier export or pool without --overwrite, and an output of another kind: refused before any work
+    for command, out in (("mine", tmp_path / "run"), ("pool", earlier_pool), ("audit", tmp_path / "run")):
+        capsys.readouterr()
+        started = time.perf_counter()
+        given = pool_flags(flags) if command == "pool" else flags
+        assert main([command, str(SAMPLE), "--out", str(out), *given]) == 2
+        refused = time.perf_counter() - started
+        assert "--overwrite" in one_line(capsys)
+        assert not cache.exists() and refused < mining / 4
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Atomic exports: kill -9 inside an export, then the same command again without --overwrite
+
+# Runs `hnm ARGS...` in a child that sends itself SIGKILL at POINT:
+#   writing       after the first data file of the export is written (second `_write` call)
+#   placing       with the whole export written in its hidden folder, before anything at --out changes
+#   replace:N     at the N-th rename while the new export is put in place
+#   saving-pool   `hnm mine`: after the export is in place, before its pool/ is saved
+CHILD = """
+import importlib, os, signal, sys
+cli, export, outdir, pool = (importlib.import_module(f"hnm_core.{n}") for n in ("cli", "export", "outdir", "pool"))
+
+def kill_on_call(module, name, nth):
+    real = getattr(module, name)
+    calls = 0
+    def wrapper(*args, **kwargs):
+        nonlocal calls
+        calls += 1
+        if calls == nth:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return real(*args, **kwargs)
+    setattr(module, name, wrapper)
+
+point = sys.argv[1]
+if point == "writing":
+    kill_on_call(export, "_write", 2)
+elif point == "placing":
+    kill_on_call(outdir, "_put_in_place", 1)
+elif point.startswith("replace:"):
+    place = outdir._put_in_place
+    def placing(*args):
+        kill_on_call(os, "replace", int(point.split(":")[1]))
+        return place(*args)
+    outdir._put_in_place = placing
+elif point == "saving-pool":
+    kill_on_call(pool, "save_pool", 1)
+sys.exit(cli.main(sys.argv[2:]))
+"""
+
+
+RULES_OFF = ["--ceiling", "off", "--relative-margin", "off", "--absolute-margin", "off", "--near-dup", "off",
+             "--skip-n", "0", "--no-cluster-rule", "--floor", "off"]  # so the tiny pool's export has rows
+
+
+def run_killed(point: str, argv: list[str], tmp_path: Path) -> None:
+    child = subprocess.run([sys.executable, "-c", CHILD, point, *argv], capture_output=True, text=True, timeout=300,
+                           env={**os.environ, "PYTHONPATH": str(ROOT), "HNM_CACHE_DIR": str(tmp_path / "cache")})
+    assert child.returncode == -signal.SIGKILL, child.stderr  # the kill point was reached
+
+
+def leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name.endswith((".tmp", ".old")))
+
+
+def same_export(a: Path, b: Path) -> None:
+    names = sorted(p.name for p in a.iterdir() if p.suffix in (".parquet", ".jsonl"))
+    assert names == sorted(p.name for p in b.iterdir() if p.suffix in (".parquet", ".jsonl")) and names
+    assert len(pd.read_parquet(a / "triplet.parquet")) == 9  # TRIPLETS of test_export
+    for name in names:
+        pd.testing.assert_frame_equal(pd.read_parquet(a / name), pd.read_parquet(b / name))
+    manifest_a, manifest_b = (json.loads((folder / "manifest.json").read_text()) for folder in (a, b))
+    assert manifest_a.pop("created_utc") and manifest_b.pop("created_utc") and manifest_a == manifest_b
+    assert read_marker(a).complete and set(read_marker(a).files) >= {*names, "manifest.json"}
+
+
+@pytest.mark.parametrize(("earlier", "point", "after_kill"), [
+    (None, "writing", "absent"),  # nothing at --out yet
+    (None, "placing", "absent"),
+    (None, "replace:1", "absent"),
+    ("empty", "replace:2", "incomplete"),  # an empty folder someone made is filled in place, marker first
+    ("export", "writing", "earlier"),  # the earlier export is untouched until the new one is complete
+    ("export", "replace:2", "absent"),  # the earlier export moved aside, the new one not yet renamed in
+    ("export+notes", "replace:3", "incomplete"),  # files moved in one by one beside notes.txt
+])
+def test_kill_9_during_an_export_then_the_rerun_completes_it(earlier, point, after_kill, saved_pool, tmp_path):
+    out = tmp_path / "round"
+    reference = tmp_path / "reference"
+    argv = ["curate", str(saved_pool), "--out", str(out), "--negatives", "2", "--formats", "triplet,pool", "--quiet",
+            *RULES_OFF]
+    assert main([*argv[:3], str(reference), *argv[4:]]) == 0
+    if earlier == "empty":
+        out.mkdir()
+    elif earlier:
+        assert main([*argv[:5], "1", "--formats", "ntuple", "--quiet"]) == 0
+        if earlier == "export+notes":
+            (out / "notes.txt").write_text("mine")
+    before = snapshot(out) if earlier else None
+
+    run_killed(point, argv + (["--overwrite"] if earlier else []), tmp_path)
+    assert leftovers(tmp_path)  # kill -9 leaves the hidden folder behind: the rerun must clean it
+    if after_kill == "absent":
+        assert not out.exists()
+    elif after_kill == "earlier":
+        assert snapshot(out) == before  # still the whole earlier export
+        assert main(argv) == 2 and snapshot(out) == before  # and a complete export is not replaced without asking
+        argv.append("--overwrite")
+    else:
+        assert not read_marker(out).complete  # half written, and says so
+
+    assert main(argv) == 0  # the same command; without --overwrite unless a complete export survived the kill
+    same_export(out, reference)
+    assert leftovers(tmp_path) == []
+    if earlier == "export+notes":
+        assert (out / "notes.txt").read_text() == "mine"
+
+
+def test_a_mine_interrupted_before_its_pool_was_saved_is_replaced_without_overwrite(flags, tmp_path, monkeypatch,
+                                                                                    capsys):
+    import hnm_core.pool
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt  # Ctrl-C after the export is in place, before its pool/ is saved
+
+    run = tmp_path / "run"
+    argv = ["mine", str(SAMPLE), "--out", str(run), "--formats", "triplet", *flags]
+    with monkeypatch.context() as patch:
+        patch.setattr(hnm_core.pool, "save_pool", interrupted)
+        assert main(argv) == 130
+    marker = read_marker(run)
+    assert marker.kind == "export" and not marker.complete and "pool" in marker.files
+    assert (run / "triplet.parquet").exists() and not (run / "pool").exists()
+    # used to block the rerun with "exists and is not empty"
+    assert main(argv) == 0
+    assert read_marker(run).complete and read_marker(run / "pool").complete
+    assert main(["curate", str(run), "--out", str(tmp_path / "again"), "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(argv) == 2 and "pass --overwrite" in one_line(capsys)  # a complete one is not replaced silently
+
+
+@pytest.mark.slow
+def test_a_mine_killed_before_its_pool_was_saved_is_replaced_without_overwrite(flags, tmp_path, capsys):
+    run = tmp_path / "run"
+    argv = ["mine", str(SAMPLE), "--out", str(run), "--formats", "triplet", *flags]
+    run_killed("saving-pool", argv, tmp_path)
+    marker = read_marker(run)
+    assert marker.kind == "export" and not marker.complete and "pool" in marker.files
+    assert (run / "triplet.parquet").exists() and not (run / "pool").exists()
+    # used to block the rerun with "exists and is not empty"
+    assert main(argv) == 0
+    assert read_marker(run).complete and read_marker(run / "pool").complete
+    assert main(["curate", str(run), "--out", str(tmp_path / "again"), "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(argv) == 2 and "pass --overwrite" in one_line(capsys)  # a complete one is not replaced silently
+
+
+def test_leftovers_of_killed_writes_are_cleaned_and_live_ones_kept(saved_pool, tmp_path):
+    dead = 2 ** 22 + 1  # above the default pid_max of 2**22: no such process
+    for name in (f".round.{dead}.abcd1234.tmp", ".round.abcd_123.tmp", f".round.{os.getpid()}.abcd1234.tmp",
+                 ".round2.abcd1234.tmp"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "triplet.parquet").write_bytes(b"partial")
+    # an earlier output moved aside by a replace that was killed before the new one was renamed in
+    aside = tmp_path / f".round.{dead}.x1y2z3w4.old" / "round"
+    save_pool(load_pool(saved_pool), aside)
+    (tmp_path / ".round.notes.tmp").write_text("a file of someone else's")
+    assert main(["curate", str(saved_pool), "--out", str(tmp_path / "round"), "--quiet"]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == [
+        f".round.{os.getpid()}.abcd1234.tmp",  # a write in progress (this process) keeps its folder
+        ".round.notes.tmp",  # not a folder hnm made
+        ".round2.abcd1234.tmp",  # another output's
+    ]
