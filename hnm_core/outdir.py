@@ -82,10 +82,19 @@ def _write_marker(folder: Path, marker: Marker) -> None:
     atomic_write_bytes(folder / MARKER, json.dumps(body, indent=2).encode())
 
 
+def _resolved(path: Path) -> Path:
+    """`path` with links followed; a link that cannot be followed (a loop) stays as written, for the reader to
+    name in its own error."""
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError):  # Python < 3.13 raises RuntimeError on a symlink loop
+        return Path(os.path.abspath(path))
+
+
 def _refuse_inputs(out: Path, inputs: Iterable[str | Path]) -> None:
-    target = out.resolve()
+    target = _resolved(out)
     for given in inputs:
-        source = Path(given).expanduser().resolve()
+        source = _resolved(Path(given).expanduser())
         if target == source:
             where = "is the input"
         elif source in target.parents:
