@@ -5,6 +5,7 @@
     hnm curate POOL_DIR --out DIR  re-curate a saved pool with other settings, nothing recomputed
     hnm diff ROUND_A ROUND_B       compare two exports (mining rounds)
     hnm audit DATA --out DIR       hide labelled positives, mine, measure the false-negative leak, recommend
+    hnm train-teacher DATA --out DIR  train a cross-fitted cross-encoder teacher on the labels (for --teacher-model)
 
 Every setting of settings.py is a flag (`--top-k`, `--relative-margin`...); `--config manifest.json` replays the
 settings of an earlier run, and flags given on the command line win over it.
@@ -22,7 +23,8 @@ from typing import Any
 
 from .errors import HnmError, HnmWarning, SettingsError
 from .outdir import check_out, finish
-from .settings import SETTINGS, Setting, Stage, from_manifest, validate
+from .settings import DEFAULT_MODEL, SETTINGS, Setting, Stage, from_manifest, validate
+from .teacher_train import DEFAULT_BAND
 
 __all__ = ["main", "build_parser"]
 
@@ -118,6 +120,25 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default: 0.95)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(run=_cmd_audit)
+
+    p = sub.add_parser("train-teacher", help="train a cross-encoder teacher on the labelled positives, cross-fitted "
+                                             "over queries; mine with it through --teacher cross-encoder "
+                                             "--teacher-model OUT")
+    _common(p)
+    _add_settings(p, ("data", "pool"))
+    group = p.add_argument_group("teacher training (the pool settings above choose the retrieval negatives come from)")
+    group.add_argument("--base-model", default=DEFAULT_MODEL,
+                       help=f"model whose transformer starts each fold's cross-encoder (default: {DEFAULT_MODEL})")
+    group.add_argument("--folds", type=int, default=2, help="cross-fitting folds over queries, at least 2 (default: 2)")
+    group.add_argument("--negatives-per-positive", type=int, default=4, help="negatives per positive (default: 4)")
+    group.add_argument("--band", type=int, default=DEFAULT_BAND,
+                       help="candidates ranked within this depth are likely false negatives and never taught as "
+                            f"negatives (default: {DEFAULT_BAND})")
+    group.add_argument("--epochs", type=float, default=1.0, help="training epochs per fold (default: 1)")
+    group.add_argument("--train-batch-size", type=int, default=16, help="pairs per training batch (default: 16)")
+    group.add_argument("--lr", type=float, default=2e-5, help="peak learning rate (default: 2e-5)")
+    group.add_argument("--max-length", type=int, default=256, help="tokens per (query, passage) pair (default: 256)")
+    p.set_defaults(run=_cmd_train_teacher)
     return parser
 
 
@@ -241,6 +262,24 @@ def _cmd_audit(args: argparse.Namespace) -> int:
     print()
     print(report.sweep.format_frontier())
     print(f"Report, sweep and split saved to {folder}")
+    return 0
+
+
+def _cmd_train_teacher(args: argparse.Namespace) -> int:
+    from .data import load_collection
+    from .teacher_train import train_teacher
+
+    values = _settings(args, ("data", "pool"))
+    collection = load_collection(args.data, split=values["split"])
+    _say(collection.problems)
+    result = train_teacher(collection, args.out, base_model=args.base_model, folds=args.folds,
+                           negatives_per_positive=args.negatives_per_positive, band=args.band, epochs=args.epochs,
+                           batch_size=args.train_batch_size, lr=args.lr, max_length=args.max_length,
+                           seed=values["seed"], pool_settings=values, cache_dir=args.cache_dir,
+                           overwrite=args.overwrite, progress=_progress(args))
+    _say(result.sentences())
+    print(f"Teacher saved to {result.out_dir} ({result.trained} folds trained, {result.reused} kept); mine with "
+          f"`hnm mine DATA --teacher cross-encoder --teacher-model {result.out_dir}`")
     return 0
 
 

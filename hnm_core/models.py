@@ -22,6 +22,9 @@ from .settings import DEFAULT_MODEL
 __all__ = [
     "Precision",
     "LoadedModel",
+    "CrossFitTeacher",
+    "CROSS_FIT_MANIFEST",
+    "query_key",
     "resolve_model_path",
     "check_cross_encoder",
     "resolve_precision",
@@ -80,6 +83,65 @@ class LoadedModel:
 
     def __repr__(self) -> str:
         return f"LoadedModel({self.kind}, {self.name!r}, {self.precision}, fingerprint={self.fingerprint[:12]})"
+
+
+# The manifest that marks a folder written by `hnm train-teacher` (teacher_train.py): k fold cross-encoders.
+CROSS_FIT_MANIFEST = "teacher.json"
+
+
+def query_key(text: str) -> str:
+    """What routes a query to its fold in a cross-fitted teacher: a hash of the text the fold models saw (ids may
+    differ between a collection and the copy the audit mines)."""
+    return hashlib.blake2b(text.encode("utf-8"), digest_size=8).hexdigest()
+
+
+def _cross_fit_folds(path: str) -> list[Path] | None:
+    """The fold folders of a cross-fitted teacher at `path`, or None when `path` is not one. Raises ModelLoadError
+    when its training has not finished (a fold is missing)."""
+    manifest_file = Path(path) / CROSS_FIT_MANIFEST
+    if not manifest_file.is_file():
+        return None
+    manifest = _read_json(manifest_file)
+    folds = manifest.get("folds") if isinstance(manifest, dict) else None
+    if not isinstance(folds, list) or not folds:
+        raise ModelLoadError(f"{manifest_file}: not a teacher manifest written by hnm train-teacher. "
+                             "Fix: point --teacher-model at the --out folder of hnm train-teacher")
+    paths = [Path(path) / str(f.get("path", "")) for f in folds]
+    missing = [str(i) for i, (f, p) in enumerate(zip(folds, paths)) if f.get("status") != "trained" or not p.is_dir()]
+    if missing or not manifest.get("complete"):
+        raise ModelLoadError(f"teacher folder {path} is unfinished (fold {', '.join(missing) or '?'} of "
+                             f"{len(folds)} not trained). Fix: rerun the same hnm train-teacher command to finish it")
+    return paths
+
+
+class CrossFitTeacher(LoadedModel):
+    """A cross-fitted teacher (a folder written by `hnm train-teacher`): one cross-encoder per fold of the queries,
+    fold i's trained on every query but fold i's. `folds` are the members (each with its own fingerprint, so scores
+    are cached per member); `route` says which member scores a query; `model` loads them all."""
+
+    def __init__(self, name: str, path: str, precision: Precision, max_length: int | None, device: str) -> None:
+        folders = _cross_fit_folds(path) or []
+        manifest = _read_json(Path(path) / CROSS_FIT_MANIFEST)
+        self.folds = tuple(LoadedModel("cross-encoder", f"{name} fold {i}", str(folder), precision, max_length, device)
+                           for i, folder in enumerate(folders))
+        self._fold_of = {key: i for i, fold in enumerate(manifest["folds"]) for key in fold.get("query_keys", ())}
+        super().__init__("cross-encoder", name, path, precision, max_length, device)
+
+    def route(self, query_texts: Any) -> Any:
+        """Per query text, the index of the fold that holds it (its member never trained on it), -1 for a query no
+        fold holds (scored by the mean of every member's logit)."""
+        import numpy as np
+
+        return np.array([self._fold_of.get(query_key(text), -1) for text in query_texts], dtype=np.int64)
+
+    @property
+    def model(self) -> Any:
+        """Every member's CrossEncoder, in fold order."""
+        return tuple(fold.model for fold in self.folds)
+
+    @property
+    def loaded(self) -> bool:
+        return all(fold.loaded for fold in self.folds)
 
 
 def resolve_model_path(name: str) -> str:
@@ -185,6 +247,10 @@ def _has_head(names: set[str]) -> bool:
 def _headless_reason(path: str) -> str | None:
     """Why the model at `path` has no trained sequence-classification head, or None when it has one or its files
     cannot tell (then the load-time check in _load_cross_encoder decides)."""
+    folds = _cross_fit_folds(path) if Path(path).is_dir() else None
+    if folds is not None:
+        reasons = ((i, _headless_reason(str(fold))) for i, fold in enumerate(folds))
+        return next((f"its fold {i} model: {reason}" for i, reason in reasons if reason), None)
     modules = _read_json(_model_file(path, "modules.json"))
     modules = [m for m in modules if isinstance(m, dict)] if isinstance(modules, list) else []
     transformer = next((m for m in modules if str(m.get("type", "")).endswith("Transformer")), {})
@@ -429,10 +495,14 @@ def load_cross_encoder(
     device: str | None = None,
     eager: bool = False,
 ) -> LoadedModel:
-    """A sentence-transformers CrossEncoder by name or folder (see load_bi_encoder)."""
+    """A sentence-transformers CrossEncoder by name or folder (see load_bi_encoder); a folder written by
+    `hnm train-teacher` loads as a CrossFitTeacher."""
     device = device or _default_device()
-    ref = LoadedModel("cross-encoder", name, resolve_model_path(name), resolve_precision(precision, device),
-                      max_length, device)
+    path = resolve_model_path(name)
+    if (Path(path) / CROSS_FIT_MANIFEST).is_file():
+        ref: LoadedModel = CrossFitTeacher(name, path, resolve_precision(precision, device), max_length, device)
+    else:
+        ref = LoadedModel("cross-encoder", name, path, resolve_precision(precision, device), max_length, device)
     if eager:
         ref.model  # noqa: B018 - loading is the point
     return ref

@@ -4,7 +4,10 @@ Two kinds of teacher:
 - a bi-encoder (any sentence-transformers model, possibly not the miner: the NV-Retriever way) scores every row by
   cosine; it reuses the pool's embeddings when it is the miner itself;
 - a cross-encoder scores (query, document) pairs jointly. At about 20 pairs/s on two CPU cores it scores only each
-  query's positives and its `teacher_top_n` best candidates by fused rank; other rows stay NaN ("unscored").
+  query's positives and its `teacher_top_n` best candidates by fused rank (the rows a false-negative rule can act
+  on); other rows stay NaN ("unscored"). Pairs go longest first, in the model's precision (bf16 where the CPU has
+  it), and every chunk is cached by pair as it finishes. A cross-fitted teacher (`hnm train-teacher`, see
+  teacher_train.py) scores each query with the fold model that never trained on it.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import numpy as np
 
 from .cache import ChunkPacer, PairScoreCache, pair_keys
 from .errors import ModelOutputError
-from .models import LoadedModel, load_bi_encoder, load_cross_encoder
+from .models import CrossFitTeacher, LoadedModel, load_bi_encoder, load_cross_encoder
 from .pool import Pool, row_cosines
 from .progress import Progress, no_progress
 from .settings import DEFAULT_MODEL, validate
@@ -68,12 +71,13 @@ def score_pool(
     model = model or load_teacher(kind, teacher_model, precision=precision, max_length=max_length)
     mask = rows_to_score(pool, kind, teacher_top_n)
     raw = np.full(len(pool.frame), np.nan, dtype=np.float32)
+    routing = None
     if kind == "bi-encoder":
         raw[:] = _bi_encoder_scores(pool, model, batch_size=batch_size, cache_dir=cache_dir, progress=progress)
         score = raw.copy()
     else:
-        raw[mask] = _cross_encoder_scores(pool, mask, model, batch_size=batch_size, cache_dir=cache_dir,
-                                          progress=progress)
+        raw[mask], routing = _cross_encoder_scores(pool, mask, model, batch_size=batch_size, cache_dir=cache_dir,
+                                                   progress=progress)
         with np.errstate(over="ignore"):
             score = (1.0 / (1.0 + np.exp(-raw.astype(np.float64)))).astype(np.float32)
     frame = pool.frame.copy()
@@ -84,6 +88,7 @@ def score_pool(
         "precision": model.precision, "max_length": model.max_length,
         "top_n": teacher_top_n if kind == "cross-encoder" else None, "scored_rows": int(mask.sum()),
         "score": "sigmoid(logit)" if kind == "cross-encoder" else "cosine",
+        **({"cross_fit": routing} if routing else {}),
     }}
     return dataclasses.replace(pool, frame=frame, meta=meta)
 
@@ -108,13 +113,36 @@ def _bi_encoder_scores(pool: Pool, model: LoadedModel, *, batch_size: int, cache
 
 
 def _cross_encoder_scores(pool: Pool, mask: np.ndarray, model: LoadedModel, *, batch_size: int,
-                          cache_dir: str | Path | None, progress: Progress, chunk: int = 256) -> np.ndarray:
-    """Raw logits for the masked rows; pairs already in the cache are not scored again. Scores are saved every
-    `chunk` pairs or about five seconds of work, whichever comes first, so a killed run loses little."""
+                          cache_dir: str | Path | None, progress: Progress) -> tuple[np.ndarray, dict | None]:
+    """Raw logits for the masked rows, and for a cross-fitted teacher how its rows were routed (else None)."""
     frame = pool.frame[mask]
     c = pool.collection
     q_texts = np.asarray(c.query_texts, dtype=object)[frame["query_id"].map(c.query_index).to_numpy(np.int64)]
     d_texts = np.asarray(c.doc_texts, dtype=object)[frame["doc_id"].map(c.doc_index).to_numpy(np.int64)]
+    if not isinstance(model, CrossFitTeacher):
+        return _pair_scores(q_texts, d_texts, model, batch_size=batch_size, cache_dir=cache_dir, progress=progress,
+                            stage="teacher: cross-encoder"), None
+    # Cross-fitting: a query's rows go to the one member that never trained on it; a query no fold holds (another
+    # split, another collection) gets the mean logit of all members, each of which is equally unseen by it.
+    fold = model.route(q_texts)
+    unseen = fold < 0
+    k = len(model.folds)
+    raw = np.zeros(len(fold), dtype=np.float32)
+    for i, member in enumerate(model.folds):
+        rows = (fold == i) | unseen
+        scores = _pair_scores(q_texts[rows], d_texts[rows], member, batch_size=batch_size, cache_dir=cache_dir,
+                              progress=progress, stage=f"teacher: cross-encoder fold {i + 1}/{k}")
+        raw[rows] += np.where(unseen[rows], scores / k, scores)
+    routing = {"folds": k, "rows_per_fold": np.bincount(fold[~unseen], minlength=k).tolist(),
+               "rows_unseen": int(unseen.sum()), "unseen": "mean of the fold models' logits"}
+    return raw, routing
+
+
+def _pair_scores(q_texts: np.ndarray, d_texts: np.ndarray, model: LoadedModel, *, batch_size: int,
+                 cache_dir: str | Path | None, progress: Progress, stage: str, chunk: int = 256) -> np.ndarray:
+    """Raw logits of (query, document) pairs under one cross-encoder; pairs already in the cache are not scored
+    again. Scores are saved every `chunk` pairs or about five seconds of work, whichever comes first, so a killed run
+    loses little."""
     keys = pair_keys(q_texts.tolist(), d_texts.tolist())
     cache = PairScoreCache(cache_dir, model.fingerprint)
     raw = cache.lookup(keys)
@@ -122,9 +150,13 @@ def _cross_encoder_scores(pool: Pool, mask: np.ndarray, model: LoadedModel, *, b
     # Score each distinct pair once (a document can be a candidate of two queries with identical text).
     _, first = np.unique(keys[todo], return_index=True)
     todo_unique = todo[first]
+    # Longest pairs first over the whole run, not only within one predict call (sentence-transformers sorts each
+    # call's inputs), so a batch pads to the length of similar pairs; scores find their rows again by key.
+    lengths = np.array([len(q_texts[i]) + len(d_texts[i]) for i in todo_unique], dtype=np.int64)
+    todo_unique = todo_unique[np.argsort(-lengths, kind="stable")]
     total = len(todo_unique)
     pacer = ChunkPacer(max_rows=chunk)
-    progress("teacher: cross-encoder", 0, total)
+    progress(stage, 0, total)
     start = 0
     while start < total:
         rows = todo_unique[start : start + pacer.rows]
@@ -139,5 +171,5 @@ def _cross_encoder_scores(pool: Pool, mask: np.ndarray, model: LoadedModel, *, b
                 "nothing of them was cached. Fix: check the model's weights, or run it in fp32 (--precision fp32).")
         cache.add(keys[rows], logits)
         start += len(rows)
-        progress("teacher: cross-encoder", start, total)
+        progress(stage, start, total)
     return cache.lookup(keys)

@@ -92,3 +92,16 @@ def test_missing_cross_encoder_fails_with_the_fix(pool, tmp_path, monkeypatch):
     with pytest.raises(ModelLoadError, match="Fix:"):
         score_pool(pool, teacher="cross-encoder", teacher_model="cross-encoder/ms-marco-MiniLM-L6-v2",
                    cache_dir=tmp_path)
+
+
+def test_bf16_cross_encoder_runs_in_bf16_and_agrees_with_fp32(pool, tiny_cross_encoder_dir, tmp_path):
+    import torch
+
+    fp32 = load_cross_encoder(str(tiny_cross_encoder_dir), precision="fp32")
+    bf16 = load_cross_encoder(str(tiny_cross_encoder_dir), precision="bf16")
+    assert {p.dtype for p in bf16.model.model.parameters()} == {torch.bfloat16}
+    assert bf16.fingerprint != fp32.fingerprint  # their scores are cached apart
+    a = score_pool(pool, teacher="cross-encoder", model=fp32, teacher_top_n=4, cache_dir=tmp_path)
+    b = score_pool(pool, teacher="cross-encoder", model=bf16, teacher_top_n=4, cache_dir=tmp_path)
+    assert b.meta["teacher"]["precision"] == "bf16"
+    np.testing.assert_allclose(b.frame["teacher_raw"], a.frame["teacher_raw"], atol=0.05)

@@ -1,0 +1,358 @@
+"""Train a cross-encoder teacher from the collection's own labels (RocketQA's denoising teacher), cross-fitted.
+
+No trained cross-encoder ships here and none can be downloaded, so `train_teacher` makes one: a sentence-transformers
+CrossEncoder (one logit) initialised from a local bi-encoder's transformer (default the packaged all-MiniLM-L6-v2;
+its classification head is new, which is why it is trained), trained with BinaryCrossEntropyLoss on
+(query, labelled positive) = 1 against (query, negative) = 0.
+
+Negatives come from beyond the likely-false-negative band. The pool (pool.build_pool, the same retrieval `hnm mine`
+runs) ranks each query's candidates; the unlabelled positives among them sit near the top (on sample_data every one
+is in the dense top 10, median rank 2). A candidate is in the band when its fused rank or its rank in either source
+is within `band` (default 20: twice the default `skip_n`, the depth curation already treats as mostly unlabelled
+positives); it is never taught as a negative. Negatives are drawn uniformly, seeded per query, from the rest of the
+pool (ranks band+1 .. top_k of both sources): still topical, so the teacher learns relevance rather than topic,
+without learning to call unlabelled positives irrelevant.
+
+Cross-fitting: a teacher trained on a query's labels has seen its positives and would grade its candidates against
+that memory (and the audit's hidden positives would be "caught" for free). So the queries with positives are split
+into k folds (distinct query texts, seeded shuffle, round-robin), and fold i's model trains on every other fold's
+queries only. Scoring (teacher.score_pool) sends each query to the one fold model that never saw it, by a hash of
+the query text. A query no fold holds (another split, a new collection) is scored by the mean logit of the k fold
+models: each is equally unseen by it, and the mean costs no extra training (it costs k forward passes per pair).
+
+Folder written (`out_dir`), recognised by models.load_cross_encoder and so by
+`hnm mine --teacher cross-encoder --teacher-model out_dir`:
+
+    teacher.json   manifest: folds -> query ids and text keys, base model fingerprint, every setting, rows per
+                   fold, seconds, seed, versions; "complete" once every fold is trained
+    fold-0/ ...    one CrossEncoder per fold, each with hnm_fold.json (what it trained on)
+
+Resumable: each fold is trained in a temporary folder and renamed into place when saved, so a killed run leaves only
+finished folds; a rerun with the same settings keeps them and trains the rest. Seeded: the same data and settings
+give the same weights (on the same hardware and library versions).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .cache import atomic_write_bytes
+from .data import Collection
+from .errors import ExportError, SettingsError
+from .models import CROSS_FIT_MANIFEST, LoadedModel, check_cross_encoder, load_bi_encoder, query_key
+from .progress import Progress, no_progress
+from .settings import DEFAULT_MODEL, validate
+
+__all__ = ["train_teacher", "TeacherTrainResult", "FoldResult", "DEFAULT_BAND", "fold_queries", "training_rows"]
+
+# Depth of the likely-false-negative band (see the module docstring): twice curation's default skip_n.
+DEFAULT_BAND = 20
+_FOLD_INFO = "hnm_fold.json"
+
+
+@dataclass(frozen=True)
+class FoldResult:
+    """One fold of a cross-fitted teacher: the queries it holds out and what its model trained on."""
+
+    index: int
+    query_ids: tuple[str, ...]  # held out: this fold's model never saw them, and it is the one that scores them
+    path: Path
+    trained: bool  # False when a finished fold of an earlier run was kept
+    train_queries: int
+    positives: int
+    negatives: int
+    in_band: int  # candidates of the training queries left out as likely false negatives
+    seconds: float  # training time (of the run that trained it)
+
+
+@dataclass(frozen=True)
+class TeacherTrainResult:
+    out_dir: Path
+    folds: tuple[FoldResult, ...]
+    manifest: dict[str, Any]
+
+    @property
+    def trained(self) -> int:
+        return sum(f.trained for f in self.folds)
+
+    @property
+    def reused(self) -> int:
+        return sum(not f.trained for f in self.folds)
+
+    def sentences(self) -> list[str]:
+        out = []
+        for f in self.folds:
+            what = f"trained in {f.seconds:.1f} s" if f.trained else "kept from an earlier run"
+            out.append(f"Fold {f.index}: holds out {len(f.query_ids):,} queries; its model learnt {f.positives:,} "
+                       f"positives and {f.negatives:,} negatives from {f.train_queries:,} other queries, leaving out "
+                       f"{f.in_band:,} candidates ranked within the top {self.manifest['settings']['band']} "
+                       f"(likely false negatives); {what}.")
+        return out
+
+
+def fold_queries(collection: Collection, folds: int, seed: int) -> list[tuple[str, ...]]:
+    """Query ids per fold: queries with positives, grouped by text (two ids with one text share a fold, so no model
+    sees the text it will score), shuffled with `seed` and dealt round-robin."""
+    by_key: dict[str, list[str]] = {}
+    for qid, text in zip(collection.query_ids, collection.query_texts):
+        if collection.positives.get(qid):
+            by_key.setdefault(query_key(text), []).append(qid)
+    keys = sorted(by_key)
+    order = np.random.default_rng(seed).permutation(len(keys))
+    out: list[list[str]] = [[] for _ in range(folds)]
+    for position, i in enumerate(order.tolist()):
+        out[position % folds].extend(by_key[keys[i]])
+    return [tuple(sorted(ids, key=collection.query_index.__getitem__)) for ids in out]
+
+
+def training_rows(pool_frame: Any, collection: Collection, query_ids: tuple[str, ...], *, band: int,
+                  negatives_per_positive: int, seed: int) -> tuple[list[tuple[str, str, float]], dict[str, int]]:
+    """(query text, document text, label) rows for `query_ids`: each labelled positive (1.0), and per query up to
+    `negatives_per_positive` x its positives negatives (0.0) drawn from its candidates beyond the `band` (see the
+    module docstring). The draw is seeded per (seed, query text), so a query gets the same negatives in every fold.
+    Returns the rows and counts of what was kept and left out."""
+    frame = pool_frame[pool_frame["query_id"].isin(set(query_ids))]
+    cand = frame[~frame["is_positive"].to_numpy()]
+
+    def within(column: str) -> np.ndarray:
+        rank = cand[column].to_numpy()
+        return (rank >= 1) & (rank <= band)
+
+    in_band = within("fused_rank") | within("bm25_rank") | within("dense_rank")
+    beyond = cand[~in_band].groupby("query_id", sort=False)["doc_id"].agg(list).to_dict()
+    rows: list[tuple[str, str, float]] = []
+    counts = {"queries": 0, "positives": 0, "negatives": 0, "in_band": int(in_band.sum()), "short": 0}
+    c = collection
+    for qid in query_ids:
+        positives = c.positives.get(qid, ())
+        if not positives:
+            continue
+        text = c.query_texts[c.query_index[qid]]
+        counts["queries"] += 1
+        rows += [(text, c.doc_texts[c.doc_index[d]], 1.0) for d in positives]
+        pool_ids = sorted(beyond.get(qid, []))
+        want = negatives_per_positive * len(positives)
+        rng = np.random.default_rng([seed, int(query_key(text), 16)])
+        picked = rng.choice(len(pool_ids), size=min(want, len(pool_ids)), replace=False) if pool_ids else []
+        rows += [(text, c.doc_texts[c.doc_index[pool_ids[j]]], 0.0) for j in sorted(picked)]
+        counts["positives"] += len(positives)
+        counts["negatives"] += len(picked)
+        counts["short"] += len(picked) < want
+    return rows, counts
+
+
+def train_teacher(
+    collection: Collection,
+    out_dir: str | Path,
+    *,
+    base_model: str = DEFAULT_MODEL,
+    folds: int = 2,
+    negatives_per_positive: int = 4,
+    band: int = DEFAULT_BAND,
+    epochs: float = 1.0,
+    batch_size: int = 16,
+    lr: float = 2e-5,
+    max_length: int = 256,
+    seed: int = 0,
+    pool_settings: dict[str, Any] | None = None,
+    encoder: LoadedModel | None = None,
+    cache_dir: str | Path | None = None,
+    overwrite: bool = False,
+    progress: Progress = no_progress,
+) -> TeacherTrainResult:
+    """Train a cross-fitted cross-encoder teacher on `collection`'s labels into `out_dir` (see the module docstring).
+
+    base_model: the local model whose transformer initialises each fold's cross-encoder (a bi-encoder folder, the
+        packaged all-MiniLM-L6-v2 by default, or a cross-encoder to fine-tune further).
+    folds: k of the cross-fitting, at least 2: fold i's model trains on the other k-1 folds' queries.
+    negatives_per_positive: negatives drawn per labelled positive of a training query.
+    band: candidates ranked within this depth (fused, BM25 or dense rank) are likely false negatives, never taught.
+    epochs, batch_size, lr: the CrossEncoderTrainer's epochs, pairs per batch and peak learning rate (10% warm-up).
+    max_length: tokens per (query, document) pair, kept by the saved models for scoring.
+    seed: the fold split, the negatives drawn, the new head's initialisation and the training order.
+    pool_settings: pool-stage settings (settings.py) for the retrieval negatives are drawn from; `hnm mine`'s
+        defaults otherwise. `encoder` passes its bi-encoder already loaded.
+    overwrite: replace a teacher trained with other settings in `out_dir`; without it such a folder is refused,
+        while one trained with the same settings is resumed (finished folds are kept).
+    """
+    if folds < 2:
+        raise SettingsError(f"folds: {folds} is below the minimum 2 (cross-fitting needs a model that did not see "
+                            "each query). Fix: pass --folds 2 or more")
+    for name, value, low in (("negatives_per_positive", negatives_per_positive, 1), ("band", band, 0),
+                             ("batch_size", batch_size, 1), ("max_length", max_length, 8)):
+        if value < low:
+            raise SettingsError(f"{name}: {value} is below the minimum {low}")
+    if not epochs > 0 or not lr > 0:
+        raise SettingsError(f"epochs ({epochs}) and lr ({lr}) must be above 0")
+    values = validate(dict(pool_settings or {}), stage="pool")
+    base = load_bi_encoder(base_model, precision="fp32")  # a folder is fingerprinted from its files, not loaded
+    split = fold_queries(collection, folds, seed)
+    empty = [i for i, ids in enumerate(split) if not ids]
+    if empty:
+        n = sum(map(len, split))
+        raise SettingsError(f"folds: {folds} folds for {n} queries with positives leaves fold {empty[0]} empty. "
+                            f"Fix: pass --folds {max(2, min(n, folds - 1))} or fewer")
+    settings = {"base_model": base.name, "folds": folds, "negatives_per_positive": negatives_per_positive,
+                "band": band, "epochs": epochs, "batch_size": batch_size, "lr": lr, "max_length": max_length,
+                "seed": seed, "pool": {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}}
+    fold_plan = [{"index": i, "path": f"fold-{i}", "query_ids": list(ids),
+                  "query_keys": sorted({query_key(collection.query_texts[collection.query_index[q]]) for q in ids})}
+                 for i, ids in enumerate(split)]
+    plan = {"settings": settings, "base_fingerprint": base.fingerprint,
+            "collection": {"name": collection.name, "queries": len(collection.query_ids),
+                           "docs": len(collection.doc_ids), "positives": sum(map(len, collection.positives.values()))},
+            "folds": [{k: f[k] for k in ("index", "path", "query_keys")} for f in fold_plan]}
+    out = Path(out_dir)
+    _claim(out, plan, overwrite=overwrite)
+
+    from .pool import package_versions
+
+    manifest: dict[str, Any] = {
+        "kind": "hnm cross-fitted cross-encoder teacher", "format": 1, "complete": False, "plan": _digest(plan),
+        "settings": settings, "base": {"name": base.name, "path": base.path, "fingerprint": base.fingerprint},
+        "collection": {**plan["collection"], "source": collection.source}, "unseen_queries": "mean of the fold models' logits",
+        "folds": [{**f, "status": "pending"} for f in fold_plan], "versions": package_versions(),
+    }
+    # Written before any fold, so a rerun can tell whether the folds it finds were trained with these settings.
+    atomic_write_bytes(out / CROSS_FIT_MANIFEST, json.dumps(manifest, indent=2).encode())
+    results: list[FoldResult] = []
+    frame = None
+    for i, ids in enumerate(split):
+        folder = out / f"fold-{i}"
+        info = _read_info(folder)
+        trained_now = info is None
+        if info is None:
+            shutil.rmtree(folder, ignore_errors=True)  # a fold folder without its info file was not made by us
+            if frame is None:  # retrieval only when a fold is left to train
+                from .pipeline import pool_kwargs
+                from .pool import build_pool
+
+                frame = build_pool(collection, **pool_kwargs(values), cache_dir=cache_dir, encoder=encoder,
+                                   progress=progress).frame
+            train_ids = tuple(q for j, other in enumerate(split) if j != i for q in other)
+            rows, counts = training_rows(frame, collection, train_ids, band=band,
+                                         negatives_per_positive=negatives_per_positive, seed=seed)
+            _train_fold(rows, base.path, folder, epochs=epochs, batch_size=batch_size, lr=lr, max_length=max_length,
+                        seed=seed, info={**counts, "held_out": list(ids), "rows": len(rows)},
+                        progress=progress, stage=f"train teacher: fold {i + 1}/{folds}")
+            info = _read_info(folder)
+            assert info is not None
+        results.append(FoldResult(i, ids, folder, trained_now, info["queries"], info["positives"], info["negatives"], info["in_band"],
+                                  info["seconds"]))
+        manifest["folds"][i].update(status="trained", **{k: info[k] for k in (
+            "rows", "queries", "positives", "negatives", "in_band", "short", "seconds")})
+        manifest["complete"] = i == len(split) - 1
+        atomic_write_bytes(out / CROSS_FIT_MANIFEST, json.dumps(manifest, indent=2).encode())
+    check_cross_encoder(str(out))
+    return TeacherTrainResult(out, tuple(results), manifest)
+
+
+def _digest(value: Any) -> str:
+    import hashlib
+
+    return hashlib.blake2b(json.dumps(value, sort_keys=True).encode(), digest_size=16).hexdigest()
+
+
+def _claim(out: Path, plan: dict[str, Any], *, overwrite: bool) -> None:
+    """Make `out` ready for the teacher `plan`: keep the folds of an unfinished or finished run of the same plan,
+    refuse (or with `overwrite`, clear) a teacher of another plan, and remove temporary folders of killed runs."""
+    manifest_file = out / CROSS_FIT_MANIFEST
+    if manifest_file.is_file():
+        try:
+            earlier = json.loads(manifest_file.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            earlier = {}
+        if earlier.get("plan") != _digest(plan):
+            if not overwrite:
+                changed = sorted(k for k, v in plan["settings"].items() if earlier.get("settings", {}).get(k) != v)
+                what = f"other settings ({', '.join(changed)})" if changed else "another base model or other data"
+                raise ExportError(f"{out} already holds a teacher trained with {what}. Fix: choose another --out "
+                                  "folder or pass --overwrite")
+            for folder in out.glob("fold-*"):
+                shutil.rmtree(folder)
+            manifest_file.unlink()
+    elif out.is_dir() and any(not p.name.startswith(".") for p in out.iterdir()):
+        raise ExportError(f"{out} is not empty and holds no {CROSS_FIT_MANIFEST}. Fix: choose an empty or new --out "
+                          "folder")
+    out.mkdir(parents=True, exist_ok=True)
+    for stale in out.glob(".fold-*.tmp*"):
+        shutil.rmtree(stale, ignore_errors=True)
+
+
+def _read_info(folder: Path) -> dict[str, Any] | None:
+    """What a finished fold trained on, or None when the fold is not finished (folds appear only when complete)."""
+    try:
+        return json.loads((folder / _FOLD_INFO).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+
+
+@contextmanager
+def _quiet(*loggers: str) -> Iterator[None]:
+    """Raise `loggers` to ERROR for the duration (the expected load report of a new head is not news to the user)."""
+    levels = {name: logging.getLogger(name).level for name in loggers}
+    for name in loggers:
+        logging.getLogger(name).setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for name, level in levels.items():
+            logging.getLogger(name).setLevel(level)
+
+
+def _train_fold(rows: list[tuple[str, str, float]], base_path: str, folder: Path, *, epochs: float, batch_size: int,
+                lr: float, max_length: int, seed: int, info: dict[str, Any], progress: Progress, stage: str) -> None:
+    """Train one fold's CrossEncoder on `rows` and save it as `folder`, atomically (a temporary sibling folder
+    renamed into place once the model and its hnm_fold.json are written)."""
+    from datasets import Dataset
+    from sentence_transformers.cross_encoder import (CrossEncoder, CrossEncoderTrainer,
+                                                     CrossEncoderTrainingArguments)
+    from sentence_transformers.cross_encoder.losses import BinaryCrossEntropyLoss
+    from transformers import PrinterCallback, TrainerCallback, set_seed
+
+    from .models import _default_device
+
+    class _Report(TrainerCallback):
+        def on_train_begin(self, args, state, control, **kwargs):
+            progress(stage, 0, state.max_steps)
+
+        def on_step_end(self, args, state, control, **kwargs):
+            progress(stage, state.global_step, state.max_steps)
+
+    started = time.perf_counter()
+    set_seed(seed)  # the new head is drawn from torch's global generator when the model is built
+    device = _default_device()
+    with _quiet("transformers.modeling_utils", "sentence_transformers"):  # the head it reports missing is the new one
+        model = CrossEncoder(base_path, num_labels=1, max_length=max_length, device=device, local_files_only=True)
+    work = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.tmp"))
+    try:
+        args = CrossEncoderTrainingArguments(
+            output_dir=str(work / "trainer"), num_train_epochs=epochs, per_device_train_batch_size=batch_size,
+            learning_rate=lr, warmup_steps=0.1, seed=seed, data_seed=seed, save_strategy="no",
+            logging_strategy="no", report_to="none", disable_tqdm=True, dataloader_num_workers=0,
+            dataloader_pin_memory=device != "cpu",
+        )
+        data = Dataset.from_dict({"query": [r[0] for r in rows], "document": [r[1] for r in rows],
+                                  "label": [r[2] for r in rows]})
+        trainer = CrossEncoderTrainer(model=model, args=args, train_dataset=data,
+                                      loss=BinaryCrossEntropyLoss(model), callbacks=[_Report()])
+        trainer.remove_callback(PrinterCallback)  # progress goes through `progress`; it would print the final loss
+        trainer.train()
+        model.save(str(work / "model"))
+        seconds = round(time.perf_counter() - started, 2)
+        (work / "model" / _FOLD_INFO).write_text(json.dumps({**info, "seconds": seconds}, indent=2),
+                                                 encoding="utf-8")
+        (work / "model").rename(folder)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)

@@ -1,0 +1,226 @@
+import json
+import shutil
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from hnm_core.cli import main
+from hnm_core.data import Collection
+from hnm_core.errors import ExportError, ModelLoadError, SettingsError
+from hnm_core.models import check_cross_encoder, load_bi_encoder, load_cross_encoder
+from hnm_core.pool import build_pool
+from hnm_core.teacher import score_pool
+from hnm_core.teacher_train import fold_queries, train_teacher, training_rows
+
+SAMPLE = Path(__file__).resolve().parents[1] / "sample_data"
+BAND = 2
+
+
+def _train(collection, out, base, cache, **kwargs):
+    settings = dict(base_model=str(base), folds=2, negatives_per_positive=2, band=BAND, epochs=1, batch_size=4,
+                    max_length=64, seed=0, pool_settings={"model": str(base), "top_k": 8, "precision": "fp32"},
+                    cache_dir=cache)
+    return train_teacher(collection, out, **{**settings, **kwargs})
+
+
+def _weights(folder: Path) -> dict[str, np.ndarray]:
+    from safetensors.numpy import load_file
+
+    return load_file(folder / "model.safetensors")
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_bi_encoder_dir, tmp_path_factory):
+    """A 2-fold teacher trained on the tiny collection, from the tiny bi-encoder (seconds)."""
+    from tests.conftest import tiny_collection
+
+    collection = tiny_collection.__wrapped__()
+    root = tmp_path_factory.mktemp("teacher")
+    result = _train(collection, root / "teacher", tiny_bi_encoder_dir, root / "cache")
+    return collection, result, root
+
+
+def test_folds_are_disjoint_cover_the_queries_and_keep_one_text_together(tiny_collection):
+    twin = replace(tiny_collection, query_ids=(*tiny_collection.query_ids, "q1b"),
+                   query_texts=(*tiny_collection.query_texts, tiny_collection.query_texts[0]),
+                   positives={**tiny_collection.positives, "q1b": ("d09",)})
+    for k in (2, 3):
+        split = fold_queries(twin, k, seed=0)
+        flat = [q for fold in split for q in fold]
+        assert sorted(flat) == sorted(twin.query_ids) and len(flat) == len(set(flat))
+        assert next(i for i, f in enumerate(split) if "q1" in f) == next(i for i, f in enumerate(split) if "q1b" in f)
+    assert fold_queries(twin, 2, seed=0) == fold_queries(twin, 2, seed=0)
+
+
+def test_training_rows_never_teach_a_candidate_of_the_band(tiny_collection, tiny_bi_encoder_dir, tmp_path):
+    encoder = load_bi_encoder(str(tiny_bi_encoder_dir), precision="fp32")
+    frame = build_pool(tiny_collection, top_k=8, encoder=encoder, cache_dir=tmp_path).frame
+    ids = tiny_collection.query_ids
+    rows, counts = training_rows(frame, tiny_collection, ids, band=BAND, negatives_per_positive=2, seed=0)
+    c = tiny_collection
+    text_id = {t: d for d, t in zip(c.doc_ids, c.doc_texts)}
+    qid_of = dict(zip(c.query_texts, c.query_ids))
+    ranks = frame.set_index(["query_id", "doc_id"])
+    for q_text, d_text, label in rows:
+        qid, did = qid_of[q_text], text_id[d_text]
+        if label == 1.0:
+            assert did in c.positives[qid]
+            continue
+        row = ranks.loc[(qid, did)]
+        assert not row["is_positive"]
+        assert all(not 1 <= row[col] <= BAND for col in ("fused_rank", "bm25_rank", "dense_rank"))
+    cand = frame[~frame["is_positive"]]
+    in_band = sum(any(1 <= r[col] <= BAND for col in ("fused_rank", "bm25_rank", "dense_rank"))
+                  for _, r in cand.iterrows())
+    assert counts["in_band"] == in_band > 0
+    assert counts["positives"] == sum(len(p) for p in c.positives.values())
+    assert counts["negatives"] == sum(label == 0.0 for *_, label in rows) > 0
+    again, _ = training_rows(frame, tiny_collection, ids[::-1], band=BAND, negatives_per_positive=2, seed=0)
+    assert sorted(rows) == sorted(again)  # a query's negatives do not depend on which other queries train with it
+
+
+def test_trained_teacher_is_cross_fitted_and_scores_each_query_with_the_fold_that_never_saw_it(trained, tmp_path):
+    collection, result, root = trained
+    out = result.out_dir
+    assert result.trained == 2 and result.reused == 0
+    assert check_cross_encoder(str(out)) == str(out.resolve())
+    manifest = json.loads((out / "teacher.json").read_text())
+    assert manifest["complete"] and manifest["settings"]["band"] == BAND and manifest["settings"]["seed"] == 0
+    held = [set(f["query_ids"]) for f in manifest["folds"]]
+    assert held[0].isdisjoint(held[1]) and held[0] | held[1] == set(collection.query_ids)
+    for fold in result.folds:  # fold i trained on the other fold's queries only
+        trained_on = set(json.loads((fold.path / "hnm_fold.json").read_text())["held_out"])
+        assert trained_on == set(fold.query_ids)
+        assert fold.train_queries == len(collection.query_ids) - len(fold.query_ids)
+
+    encoder = load_bi_encoder(manifest["settings"]["pool"]["model"], precision="fp32")
+    pool = build_pool(collection, top_k=8, encoder=encoder, cache_dir=root / "cache")
+    scored = score_pool(pool, teacher="cross-encoder", teacher_model=str(out), teacher_top_n=3, precision="fp32",
+                        cache_dir=tmp_path)
+    frame = scored.frame[scored.frame["teacher_raw"].notna()]
+    members = [load_cross_encoder(str(f.path), precision="fp32") for f in result.folds]
+    c = collection
+    for i, fold in enumerate(result.folds):
+        rows = frame[frame["query_id"].isin(fold.query_ids)]
+        pairs = [(c.query_texts[c.query_index[q]], c.doc_texts[c.doc_index[d]])
+                 for q, d in zip(rows["query_id"], rows["doc_id"])]
+        own = members[i].model.predict(pairs)
+        other = members[1 - i].model.predict(pairs)
+        np.testing.assert_allclose(rows["teacher_raw"], own, atol=1e-5)
+        assert not np.allclose(rows["teacher_raw"], other, atol=1e-4)
+    info = scored.meta["teacher"]["cross_fit"]
+    assert info["rows_per_fold"] == [int(frame["query_id"].isin(f.query_ids).sum()) for f in result.folds]
+    assert info["rows_unseen"] == 0
+
+
+def test_a_query_no_fold_holds_gets_the_mean_of_the_fold_logits(trained, tmp_path):
+    collection, result, root = trained
+    new = Collection(name="other", doc_ids=collection.doc_ids, doc_texts=collection.doc_texts,
+                     query_ids=("n1",), query_texts=("which snakes constrict their prey",), positives={"n1": ("d04",)})
+    encoder = load_bi_encoder(str(result.manifest["settings"]["pool"]["model"]), precision="fp32")
+    pool = build_pool(new, top_k=4, encoder=encoder, cache_dir=root / "cache")
+    scored = score_pool(pool, teacher="cross-encoder", teacher_model=str(result.out_dir), teacher_top_n=2,
+                        precision="fp32", cache_dir=tmp_path)
+    rows = scored.frame[scored.frame["teacher_raw"].notna()]
+    pairs = [(new.query_texts[0], new.doc_texts[new.doc_index[d]]) for d in rows["doc_id"]]
+    logits = [load_cross_encoder(str(f.path), precision="fp32").model.predict(pairs) for f in result.folds]
+    np.testing.assert_allclose(rows["teacher_raw"], np.mean(logits, axis=0), atol=1e-5)
+    assert scored.meta["teacher"]["cross_fit"]["rows_unseen"] == len(rows)
+
+
+def test_a_rerun_keeps_finished_folds_and_retrains_a_lost_one_identically(trained, tiny_bi_encoder_dir, tmp_path):
+    collection, result, root = trained
+    out = tmp_path / "teacher"
+    shutil.copytree(result.out_dir, out)
+    before = (out / "fold-0" / "model.safetensors").stat().st_mtime_ns
+    shutil.rmtree(out / "fold-1")
+    again = _train(collection, out, tiny_bi_encoder_dir, root / "cache")
+    assert (again.trained, again.reused) == (1, 1)
+    assert [f.trained for f in again.folds] == [False, True]
+    assert (out / "fold-0" / "model.safetensors").stat().st_mtime_ns == before
+    original, retrained = _weights(result.out_dir / "fold-1"), _weights(out / "fold-1")  # seeded: same weights
+    assert original.keys() == retrained.keys()
+    for name in original:
+        np.testing.assert_array_equal(original[name], retrained[name])
+    done = _train(collection, out, tiny_bi_encoder_dir, root / "cache")
+    assert (done.trained, done.reused) == (0, 2)
+
+
+def test_an_interrupted_run_leaves_finished_folds_and_a_teacher_that_refuses_to_load(trained, tiny_bi_encoder_dir,
+                                                                                     tmp_path):
+    collection, _, root = trained
+    out = tmp_path / "teacher"
+
+    def stop_in_second_fold(stage, done, total):
+        if stage.startswith("train teacher: fold 2") and done >= 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        _train(collection, out, tiny_bi_encoder_dir, root / "cache", progress=stop_in_second_fold)
+    assert sorted(p.name for p in out.iterdir()) == ["fold-0", "teacher.json"]  # no half-written fold
+    with pytest.raises(ModelLoadError, match="unfinished.*fold 1 of 2.*Fix: rerun"):
+        load_cross_encoder(str(out))
+    resumed = _train(collection, out, tiny_bi_encoder_dir, root / "cache")
+    assert (resumed.trained, resumed.reused) == (1, 1)
+    load_cross_encoder(str(out))
+
+
+def test_other_settings_are_refused_unless_overwrite_and_different_seeds_differ(trained, tiny_bi_encoder_dir,
+                                                                                tmp_path):
+    collection, result, root = trained
+    out = tmp_path / "teacher"
+    shutil.copytree(result.out_dir, out)
+    with pytest.raises(ExportError, match=r"other settings \(seed\).*Fix: .*--overwrite"):
+        _train(collection, out, tiny_bi_encoder_dir, root / "cache", seed=1)
+    redone = _train(collection, out, tiny_bi_encoder_dir, root / "cache", seed=1, overwrite=True)
+    assert redone.trained == 2
+    a, b = _weights(result.out_dir / "fold-0"), _weights(out / "fold-0")
+    assert any(not np.array_equal(a[name], b[name]) for name in a)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"folds": 1}, "folds: 1 is below the minimum 2"),
+    ({"folds": 6}, "leaves fold 5 empty.*Fix: pass --folds 5"),
+    ({"band": -1}, "band: -1 is below the minimum 0"),
+])
+def test_bad_settings_fail_before_any_work(trained, tiny_bi_encoder_dir, tmp_path, kwargs, match):
+    collection, _, root = trained
+    with pytest.raises(SettingsError, match=match):
+        _train(collection, tmp_path / "t", tiny_bi_encoder_dir, root / "cache", **kwargs)
+    assert not (tmp_path / "t").exists()
+
+
+def test_cli_train_teacher_then_mine_with_it(tiny_bi_encoder_dir, tmp_path, capsys):
+    cache, teacher, mined = tmp_path / "cache", tmp_path / "teacher", tmp_path / "mined"
+    common = ["--split", "train", "--model", str(tiny_bi_encoder_dir), "--top-k", "30", "--precision", "fp32",
+              "--cache-dir", str(cache), "--quiet"]
+    assert main(["train-teacher", str(SAMPLE), "--out", str(teacher), "--base-model", str(tiny_bi_encoder_dir),
+                 "--folds", "2", "--epochs", "1", "--max-length", "64", *common]) == 0
+    said = capsys.readouterr().out
+    assert "2 folds trained, 0 kept" in said and f"--teacher-model {teacher}" in said
+    assert main(["mine", str(SAMPLE), "--out", str(mined), "--teacher", "cross-encoder", "--teacher-model",
+                 str(teacher), "--teacher-top-n", "5", *common]) == 0
+    manifest = json.loads((mined / "pool" / "manifest.json").read_text())
+    routing = manifest["teacher"]["cross_fit"]
+    assert routing["folds"] == 2 and routing["rows_unseen"] == 0 and min(routing["rows_per_fold"]) > 0
+    assert main(["train-teacher", str(SAMPLE), "--out", str(teacher), "--base-model", str(tiny_bi_encoder_dir),
+                 "--folds", "3", "--max-length", "64", *common]) == 2
+    assert "already holds a teacher trained with other settings (folds)" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_minilm_teacher_trained_on_sample_data_for_a_few_steps(tmp_path, session_cache):
+    from hnm_core.data import load_collection
+    from hnm_core.pipeline import mine
+
+    collection = load_collection(SAMPLE, split="train")
+    result = train_teacher(collection, tmp_path / "teacher", folds=2, negatives_per_positive=1, epochs=1,
+                           batch_size=16, max_length=128, cache_dir=session_cache)
+    assert result.trained == 2 and result.manifest["base"]["name"] == "all-MiniLM-L6-v2"
+    pool = mine(collection, {"teacher": "cross-encoder", "teacher_model": str(result.out_dir), "teacher_top_n": 3},
+                cache_dir=session_cache)
+    scored = pool.frame["teacher_raw"].notna()
+    assert np.isfinite(pool.frame.loc[scored, "teacher_raw"]).all()
+    assert pool.meta["teacher"]["cross_fit"]["rows_unseen"] == 0
