@@ -1,0 +1,176 @@
+"""train: real fine-tunes of the tiny bi-encoder on an export made by the real pipeline (sample_data -> mine ->
+curate -> export), checked against the reference protocol's own trainer call, plus the refusals."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from hnm_core.cli import main
+from hnm_core.curate import CurateParams, curate
+from hnm_core.data import load_collection
+from hnm_core.errors import DataError, SettingsError, TrainError
+from hnm_core.export import export
+from hnm_core.pipeline import mine
+from hnm_core.settings import validate
+from hnm_core.train import train_model, training_file
+
+SAMPLE = Path(__file__).resolve().parents[1] / "sample_data"
+# Small batches so the ~60-row export makes several optimiser steps; a high lr so one step visibly moves weights.
+FAST = {"batch_size": 8, "lr": 1e-3, "device": "cpu"}
+
+
+@pytest.fixture(scope="module")
+def export_dir(tmp_path_factory, tiny_bi_encoder_dir) -> Path:
+    """sample_data mined with the tiny model as miner and teacher, exported as ntuple and ntuple_scores."""
+    root = tmp_path_factory.mktemp("train-export")
+    values = validate({"model": str(tiny_bi_encoder_dir), "teacher_model": str(tiny_bi_encoder_dir),
+                       "precision": "fp32", "top_k": 20, "negatives": 2, "skip_n": 0, "cluster_rule": False})
+    pool = mine(load_collection(SAMPLE), values, cache_dir=root / "cache")
+    export(pool, curate(pool.frame, CurateParams.from_settings(values)), root / "export",
+           formats="ntuple,ntuple_scores")
+    return root / "export"
+
+
+def weights(folder: Path) -> dict[str, np.ndarray]:
+    from safetensors.numpy import load_file
+
+    return load_file(str(folder / "model.safetensors"))
+
+
+def test_trains_a_loadable_model_that_moved_and_writes_the_manifest(export_dir, tiny_bi_encoder_dir, tmp_path):
+    from sentence_transformers import SentenceTransformer
+
+    calls = []
+    result = train_model(export_dir, tmp_path / "model", model=str(tiny_bi_encoder_dir), seed=3,
+                         progress=lambda stage, done, total: calls.append((stage, done, total)), **FAST)
+    rows = pq.read_metadata(export_dir / "ntuple.parquet").num_rows
+    assert result.rows == rows > 16 and result.steps == -(-rows // 8)
+    assert calls[0] == ("train", 0, result.steps) and calls[-1] == ("train", result.steps, result.steps)
+    assert np.isfinite(result.training_loss)
+
+    model = SentenceTransformer(str(tmp_path / "model"), device="cpu")
+    assert model.encode(["a query"]).shape == (1, 32)
+    before, after = weights(tiny_bi_encoder_dir), weights(tmp_path / "model")
+    assert before.keys() == after.keys()
+    assert any(not np.array_equal(before[k], after[k]) for k in before)
+
+    manifest = json.loads((tmp_path / "model" / "manifest.json").read_text())
+    assert manifest == json.loads(json.dumps(result.manifest))
+    export_manifest = json.loads((export_dir / "manifest.json").read_text())
+    assert manifest["export"]["file"] == str((export_dir / "ntuple.parquet").resolve())
+    assert manifest["export"]["fingerprints"] == export_manifest["fingerprints"]
+    assert manifest["export"]["settings"]["negatives"] == 2
+    assert manifest["settings"] == {
+        "model": str(tiny_bi_encoder_dir), "loss": "mnrl", "loss_class": "MultipleNegativesRankingLoss",
+        "epochs": 1, "batch_size": 8, "lr": 1e-3, "warmup_ratio": 0.1, "seed": 3, "max_pairs": None,
+        "precision": "fp32", "batch_sampler": "no_duplicates", "max_seq_length": 64,
+        "columns": ["anchor", "positive", "negative_1", "negative_2"]}
+    assert (manifest["rows"], manifest["rows_in_file"], manifest["steps"]) == (rows, rows, result.steps)
+    assert {"sentence-transformers", "torch", "transformers", "datasets"} <= set(manifest["versions"])
+    assert manifest["base_model"]["fingerprint"] and manifest["seconds"] >= 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]  # the temp folder was renamed, nothing left
+
+
+def test_same_seed_same_weights_other_seed_other_weights(export_dir, tiny_bi_encoder_dir, tmp_path):
+    runs = {}
+    for name, seed in (("a", 0), ("b", 0), ("c", 1)):
+        train_model(export_dir, tmp_path / name, model=str(tiny_bi_encoder_dir), seed=seed, **FAST)
+        runs[name] = weights(tmp_path / name)
+    assert all(np.array_equal(runs["a"][k], runs["b"][k]) for k in runs["a"])
+    assert any(not np.array_equal(runs["a"][k], runs["c"][k]) for k in runs["a"])
+
+
+def test_equals_the_reference_protocols_trainer_on_the_same_file(export_dir, tiny_bi_encoder_dir, tmp_path):
+    """finetune_protocol.py's `file:` arm, reduced to its training call: same data, arguments and loss."""
+    import tempfile
+
+    from datasets import Dataset
+    from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer
+    from sentence_transformers import SentenceTransformerTrainingArguments
+    from sentence_transformers.sentence_transformer import losses
+
+    path = export_dir / "ntuple.parquet"
+    model = SentenceTransformer(str(tiny_bi_encoder_dir), device="cpu")
+    data = Dataset.from_parquet(str(path), cache_dir=str(tmp_path / "hf"))
+    keep = ["anchor", "positive"] + sorted((c for c in data.column_names if c.startswith("negative")),
+                                           key=lambda c: int(c.split("_")[-1]))
+    args = SentenceTransformerTrainingArguments(output_dir=tempfile.mkdtemp(dir=tmp_path), num_train_epochs=1,
+                                                per_device_train_batch_size=8, learning_rate=1e-3, warmup_ratio=0.1,
+                                                seed=0, save_strategy="no", report_to=[],
+                                                batch_sampler="no_duplicates", logging_steps=1000, use_cpu=True)
+    SentenceTransformerTrainer(model=model, args=args, train_dataset=data.select_columns(keep),
+                               loss=losses.MultipleNegativesRankingLoss(model)).train()
+    reference = {k: v.detach().numpy() for k, v in model.state_dict().items()}
+    train_model(export_dir, tmp_path / "ours", model=str(tiny_bi_encoder_dir), seed=0, **FAST)
+    ours = SentenceTransformer(str(tmp_path / "ours"), device="cpu").state_dict()
+    assert reference.keys() == ours.keys()
+    assert all(np.array_equal(reference[k], ours[k].numpy()) for k in reference)
+
+
+@pytest.mark.parametrize("loss", ["cached_mnrl", "margin_mse"])
+def test_other_losses_train_on_their_format(export_dir, tiny_bi_encoder_dir, tmp_path, loss):
+    result = train_model(export_dir, tmp_path / "m", model=str(tiny_bi_encoder_dir), loss=loss, **FAST)
+    fmt = "ntuple_scores" if loss == "margin_mse" else "ntuple"
+    assert result.manifest["export"]["file"].endswith(f"{fmt}.parquet")
+    assert result.rows == pq.read_metadata(export_dir / f"{fmt}.parquet").num_rows
+    assert result.manifest["settings"]["columns"][-1] == ("label" if loss == "margin_mse" else "negative_2")
+    assert np.isfinite(result.training_loss)
+
+
+def test_max_pairs_takes_a_seeded_subset_and_one_file_can_be_given(export_dir, tiny_bi_encoder_dir, tmp_path):
+    path = export_dir / "ntuple.parquet"
+    result = train_model(path, tmp_path / "m", model=str(tiny_bi_encoder_dir), max_pairs=10, **FAST)
+    assert (result.rows, result.steps) == (10, 2)
+    assert result.manifest["rows_in_file"] == pq.read_metadata(path).num_rows
+    assert "manifest_blake2b" in result.manifest["export"]  # the file's folder is an export
+
+
+def test_refusals_leave_nothing_behind(export_dir, tiny_bi_encoder_dir, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    with pytest.raises(TrainError, match="pass --overwrite"):
+        train_model(export_dir, out, model=str(tiny_bi_encoder_dir), **FAST)
+    assert [p.name for p in out.iterdir()] == ["keep.txt"]
+
+    with pytest.raises(SettingsError, match="loss 'triplet' is not one of mnrl, cached_mnrl, margin_mse"):
+        train_model(export_dir, tmp_path / "a", loss="triplet")
+    with pytest.raises(SettingsError, match="warmup_ratio"):
+        train_model(export_dir, tmp_path / "a", warmup_ratio=1.0)
+    with pytest.raises(SettingsError, match="batch_size is 0"):
+        train_model(export_dir, tmp_path / "a", batch_size=0)
+    with pytest.raises(DataError, match="has no ntuple.parquet or ntuple.jsonl"):
+        training_file(tmp_path / "out")
+    triplets = tmp_path / "triplet.parquet"
+    pq.write_table(pa.table({"anchor": ["q"], "positive": ["p"], "negative": ["n"]}), triplets)
+    with pytest.raises(DataError, match="needs anchor, positive, negative_1..negative_n"):
+        train_model(triplets, tmp_path / "a")
+    bad_scores = tmp_path / "ntuple_scores.parquet"
+    pq.write_table(pa.table({"anchor": ["q"], "positive": ["p"], "negative_1": ["n"],
+                             "label": [[0.9, float("nan")]]}), bad_scores)
+    with pytest.raises(DataError, match="2 finite teacher scores"):
+        train_model(bad_scores, tmp_path / "a", loss="margin_mse")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ntuple_scores.parquet", "out", "triplet.parquet"]
+
+    # --overwrite replaces the folder, it does not merge into it
+    train_model(export_dir, out, model=str(tiny_bi_encoder_dir), max_pairs=8, overwrite=True, **FAST)
+    assert not (out / "keep.txt").exists() and (out / "manifest.json").exists()
+
+
+def test_cli_train_then_refuses_an_existing_folder(export_dir, tiny_bi_encoder_dir, tmp_path, capsys):
+    out = tmp_path / "model"
+    args = ["train", str(export_dir), "--out", str(out), "--model", str(tiny_bi_encoder_dir), "--batch-size", "8",
+            "--max-pairs", "16", "--seed", "2", "--quiet"]
+    assert main(args) == 0
+    assert "Trained 2 steps on 16 rows" in capsys.readouterr().out
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["settings"]["seed"] == 2 and manifest["command"].startswith("hnm ")
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("hnm train: error:") and "--overwrite" in err and len(err.splitlines()) == 1
