@@ -92,8 +92,12 @@ def load_eval_collection(path: str | Path, *, split: str = "test") -> Collection
         # A repeated _id has the same text (load_beir refuses it otherwise), so the first one stands for both.
         corpus.setdefault(_beir_id(record), (record.get("title") or "") + " " + record["text"])
     queries = {_beir_id(record): record["text"] for record in _records(folder / "queries.jsonl")}
+    problems = collection.problems
+    if len(corpus) > len(collection.doc_ids):
+        problems += (f"corpus.jsonl: evaluation scores the documents with empty text all the same "
+                     f"({len(corpus) - len(collection.doc_ids):,}), as InformationRetrievalEvaluator does.",)
     return replace(collection, doc_ids=tuple(corpus), doc_texts=tuple(corpus.values()),
-                   query_texts=tuple(queries[qid] for qid in collection.query_ids))
+                   query_texts=tuple(queries[qid] for qid in collection.query_ids), problems=problems)
 
 
 def _records(path: Path):
