@@ -16,6 +16,7 @@ from hnm_core.curate import CurateParams, curate
 from hnm_core.data import load_collection
 from hnm_core.errors import DataError, SettingsError, TrainError
 from hnm_core.export import export
+from hnm_core.models import load_bi_encoder
 from hnm_core.pipeline import mine
 from hnm_core.settings import validate
 from hnm_core.train import train_model, training_file
@@ -75,6 +76,12 @@ def test_trains_a_loadable_model_that_moved_and_writes_the_manifest(export_dir, 
     assert {"sentence-transformers", "torch", "transformers", "datasets"} <= set(manifest["versions"])
     assert manifest["base_model"]["fingerprint"] and manifest["seconds"] >= 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]  # the temp folder was renamed, nothing left
+
+    # The manifest (times, paths) is not part of the model's cache key: the same weights share embeddings.
+    fingerprint = load_bi_encoder(str(tmp_path / "model")).fingerprint
+    (tmp_path / "model" / "manifest.json").write_text("{}")
+    assert load_bi_encoder(str(tmp_path / "model")).fingerprint == fingerprint
+    assert fingerprint != load_bi_encoder(str(tiny_bi_encoder_dir)).fingerprint
 
 
 def test_equals_the_reference_protocols_trainer_and_the_seed_matters(export_dir, tiny_bi_encoder_dir, tmp_path):
