@@ -112,7 +112,7 @@ def train_model(
     device: "cpu", "cuda", ...; default a GPU when there is one.
     extra_manifest: more top-level manifest keys (the CLI adds its command line); plain JSON values only.
     """
-    _check(loss, epochs, batch_size, lr, warmup_ratio, seed, max_pairs)
+    _check(loss, epochs, batch_size, lr, warmup_ratio, seed, max_pairs, precision)
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise TrainError(f"{out} is a file. Fix: choose a folder path for the model")
@@ -143,7 +143,9 @@ def train_model(
             "export": _export_record(path),
             "base_model": {"name": ref.name, "path": ref.path, "fingerprint": ref.fingerprint},
             "settings": settings,
-            "fingerprint": _digest({"file": _file_digest(path), "base_model": ref.fingerprint, **settings}),
+            # What a cached arm is keyed by: the data, the starting weights and the recipe (not the model's name).
+            "fingerprint": _digest({"file": _file_digest(path), "base_model": ref.fingerprint,
+                                    **{k: v for k, v in settings.items() if k != "model"}}),
             "rows": table.num_rows,
             "rows_in_file": rows_in_file,
             "steps": output.global_step,
@@ -162,10 +164,12 @@ def train_model(
 
 
 def _check(loss: str, epochs: int, batch_size: int, lr: float, warmup_ratio: float, seed: int,
-           max_pairs: int | None) -> None:
+           max_pairs: int | None, precision: str) -> None:
     """Every setting before any work, each error with the accepted values."""
     if loss not in LOSSES:
         raise SettingsError(f"loss {loss!r} is not one of {', '.join(LOSSES)}")
+    if precision not in ("auto", "fp32", "bf16"):
+        raise SettingsError(f"precision {precision!r} is not one of auto, fp32, bf16")
     for name, value, low in (("epochs", epochs, 1), ("batch_size", batch_size, 1), ("seed", seed, 0)):
         if not isinstance(value, int) or isinstance(value, bool) or value < low:
             raise SettingsError(f"{name} is {value!r}; it must be a whole number of at least {low}")
@@ -189,7 +193,9 @@ def _read(path: Path, loss: str, max_pairs: int | None, seed: int) -> tuple[pa.T
     elif path.suffix == ".jsonl":
         import pyarrow.json as pj
 
-        reader = pj.read_json
+        def reader(source: Path) -> pa.Table:
+            # pyarrow cannot parse a line longer than its block (1 MiB by default); n-tuples of long documents can be.
+            return pj.read_json(source, read_options=pj.ReadOptions(block_size=1 << 26))
     else:
         raise DataError(path, f"is a {path.suffix or 'suffix-less'} file", fix="train on an export's .parquet or .jsonl")
     try:

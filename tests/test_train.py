@@ -33,8 +33,9 @@ def export_dir(tmp_path_factory, tiny_bi_encoder_dir) -> Path:
     values = validate({"model": str(tiny_bi_encoder_dir), "teacher_model": str(tiny_bi_encoder_dir),
                        "precision": "fp32", "top_k": 20, "negatives": 2, "skip_n": 0, "cluster_rule": False})
     pool = mine(load_collection(SAMPLE), values, cache_dir=root / "cache")
-    export(pool, curate(pool.frame, CurateParams.from_settings(values)), root / "export",
-           formats="ntuple,ntuple_scores")
+    curation = curate(pool.frame, CurateParams.from_settings(values))
+    export(pool, curation, root / "export", formats="ntuple,ntuple_scores")
+    export(pool, curation, root / "export-jsonl", formats="ntuple,ntuple_scores", file_type="jsonl")
     return root / "export"
 
 
@@ -116,14 +117,20 @@ def test_equals_the_reference_protocols_trainer_and_the_seed_matters(export_dir,
     assert any(not np.array_equal(reference[k], other[k].numpy()) for k in reference)
 
 
-@pytest.mark.parametrize("loss", ["cached_mnrl", "margin_mse"])
-def test_other_losses_train_on_their_format(export_dir, tiny_bi_encoder_dir, tmp_path, loss):
-    result = train_model(export_dir, tmp_path / "m", model=str(tiny_bi_encoder_dir), loss=loss, **FAST)
+@pytest.mark.parametrize(("loss", "file_type", "precision"),
+                         [("cached_mnrl", "parquet", "fp32"), ("margin_mse", "jsonl", "bf16")])
+def test_other_losses_file_types_and_bf16(export_dir, tiny_bi_encoder_dir, tmp_path, loss, file_type, precision):
+    folder = export_dir if file_type == "parquet" else export_dir.parent / "export-jsonl"
+    result = train_model(folder, tmp_path / "m", model=str(tiny_bi_encoder_dir), loss=loss, precision=precision,
+                         **FAST)
     fmt = "ntuple_scores" if loss == "margin_mse" else "ntuple"
-    assert result.manifest["export"]["file"].endswith(f"{fmt}.parquet")
+    assert result.manifest["export"]["file"].endswith(f"{fmt}.{file_type}")
     assert result.rows == pq.read_metadata(export_dir / f"{fmt}.parquet").num_rows
     assert result.manifest["settings"]["columns"][-1] == ("label" if loss == "margin_mse" else "negative_2")
+    assert result.manifest["settings"]["precision"] == precision
     assert np.isfinite(result.training_loss)
+    before, after = weights(tiny_bi_encoder_dir), weights(tmp_path / "m")
+    assert any(not np.array_equal(before[k], after[k]) for k in before)
 
 
 def test_max_pairs_takes_a_seeded_subset_and_one_file_can_be_given(export_dir, tiny_bi_encoder_dir, tmp_path):
@@ -148,6 +155,8 @@ def test_refusals_leave_nothing_behind(export_dir, tiny_bi_encoder_dir, tmp_path
         train_model(export_dir, tmp_path / "a", warmup_ratio=1.0)
     with pytest.raises(SettingsError, match="batch_size is 0"):
         train_model(export_dir, tmp_path / "a", batch_size=0)
+    with pytest.raises(SettingsError, match="precision 'fp16' is not one of auto, fp32, bf16"):
+        train_model(export_dir, tmp_path / "a", precision="fp16")
     with pytest.raises(DataError, match="has no ntuple.parquet or ntuple.jsonl"):
         training_file(tmp_path / "out")
     triplets = tmp_path / "triplet.parquet"
