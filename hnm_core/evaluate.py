@@ -18,7 +18,8 @@ reading) and then takes the texts and the corpus as the protocol builds them. Le
 DCG and in Recall's denominator; hnm drops them) and queries with empty text.
 
 Embeddings are L2-normalised and cached in float16 (dense.encode), so scores can differ from the evaluator's float32
-cosines by ~1e-3 and reorder near-ties; on SciFact test with MiniLM the means agree to 1e-4 (see tests/test_evaluate.py).
+cosines by ~1e-3 and could reorder near-ties; measured on SciFact test with MiniLM, the figures equal the evaluator's
+to 1e-6 (nDCG@10 0.64508, Recall@100 0.925, MRR@10 0.60472; tests/test_evaluate.py, slow).
 """
 
 from __future__ import annotations
