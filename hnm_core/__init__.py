@@ -1,20 +1,23 @@
 """hnm: hard-negative mining for text-embedding training sets.
 
 The stages, one module each: data -> bm25 / dense (retrieve) -> pool -> teacher -> curate -> project -> export,
-plus audit; outdir checks, writes and replaces the folders they write. Heavy libraries (torch,
+plus audit, and train -> evaluate to measure what an export does to a model; outdir checks, writes and
+replaces the folders they write. Heavy libraries (torch,
 sentence-transformers, faiss, umap) are imported only by the functions that use them, so importing hnm_core is cheap.
 """
 
 from .audit import AuditReport, audit, audit_pool, hide_positives
 from .curate import LABELS, CurateParams, Curation, curate
 from .data import Collection, load_collection
-from .errors import DataError, ExportError, HnmError, ModelLoadError, SettingsError
+from .errors import DataError, ExportError, HnmError, ModelLoadError, SettingsError, TrainError
+from .evaluate import EvalResult, evaluate, load_eval_collection
 from .export import ExportResult, RoundDiff, diff_rounds, export
 from .models import LoadedModel, load_bi_encoder, load_cross_encoder
 from .pipeline import mine
 from .pool import Pool, PoolStats, build_pool, load_pool, save_pool
 from .settings import SETTINGS, Setting, defaults, validate
 from .teacher import score_pool
+from .train import TrainResult, train_model
 
 __all__ = [
     "Collection",
@@ -50,4 +53,10 @@ __all__ = [
     "ModelLoadError",
     "SettingsError",
     "ExportError",
+    "TrainError",
+    "train_model",
+    "TrainResult",
+    "evaluate",
+    "EvalResult",
+    "load_eval_collection",
 ]

@@ -6,6 +6,8 @@
     hnm diff ROUND_A ROUND_B       compare two exports (mining rounds)
     hnm audit DATA --out DIR       hide labelled positives, mine, measure the false-negative leak, recommend
     hnm train-teacher DATA --out DIR  train a cross-fitted cross-encoder teacher on the labels (for --teacher-model)
+    hnm train EXPORT --out DIR     fine-tune a bi-encoder on an export (the proof protocol's recipe)
+    hnm eval MODEL DATA            nDCG@10, Recall@100, MRR@10 of a bi-encoder on a BEIR split
 
 Every setting of settings.py is a flag (`--top-k`, `--relative-margin`...); `--config manifest.json` replays the
 settings of an earlier run, and flags given on the command line win over it.
@@ -139,7 +141,44 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--lr", type=float, default=2e-5, help="peak learning rate (default: 2e-5)")
     group.add_argument("--max-length", type=int, default=256, help="tokens per (query, passage) pair (default: 256)")
     p.set_defaults(run=_cmd_train_teacher)
+    _add_train_eval(sub)
     return parser
+
+
+def _add_train_eval(sub: Any) -> None:
+    from .settings import DEFAULT_MODEL
+    from .train import LOSSES
+
+    p = sub.add_parser("train", help="fine-tune a bi-encoder on an export (MNRL on ntuple, MarginMSE on "
+                                     "ntuple_scores), with the proof protocol's recipe")
+    p.add_argument("export_dir", type=Path, help="an export folder (or one ntuple / ntuple_scores file)")
+    p.add_argument("--out", type=Path, required=True, help="the model folder to write")
+    p.add_argument("--overwrite", action="store_true", help="replace the output folder if it exists")
+    p.add_argument("--model", default=DEFAULT_MODEL, help=f"starting bi-encoder, name or folder (default: {DEFAULT_MODEL})")
+    p.add_argument("--loss", choices=list(LOSSES), default="mnrl", help="default: mnrl")
+    p.add_argument("--epochs", type=int, default=1, help="default: 1")
+    p.add_argument("--batch-size", type=int, default=32, help="default: 32")
+    p.add_argument("--lr", type=float, default=2e-5, help="default: 2e-5")
+    p.add_argument("--warmup-ratio", type=float, default=0.1, help="share of steps with linear warmup (default: 0.1)")
+    p.add_argument("--seed", type=int, default=0, help="default: 0")
+    p.add_argument("--max-pairs", type=int, default=None, help="train on a seeded random subset of this many rows")
+    p.add_argument("--precision", choices=["fp32", "bf16", "auto"], default="fp32",
+                   help="fp32 (default), bf16 mixed precision, or auto (bf16 where the hardware has it)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(run=_cmd_train)
+
+    p = sub.add_parser("eval", help="nDCG@10, Recall@100 and MRR@10 of a bi-encoder on a BEIR split, as "
+                                    "sentence-transformers' InformationRetrievalEvaluator computes them")
+    p.add_argument("model", help="a sentence-transformers name or model folder (e.g. the output of `hnm train`)")
+    p.add_argument("data", type=Path, help="a BEIR folder (or a pairs / FlagEmbedding file)")
+    p.add_argument("--split", default="test", help="qrels split to score (default: test)")
+    p.add_argument("--precision", choices=["fp32", "bf16", "auto"], default="fp32", help="default: fp32")
+    p.add_argument("--batch-size", type=int, default=64, help="encoding batch size (default: 64)")
+    p.add_argument("--cache-dir", type=Path, default=None,
+                   help="embedding cache (default: $HNM_CACHE_DIR or ~/.cache/hnm)")
+    p.add_argument("--json", action="store_true", help="print the figures as JSON")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(run=_cmd_eval)
 
 
 def _settings(args: argparse.Namespace, stages: Sequence[Stage]) -> dict[str, Any]:
@@ -293,6 +332,29 @@ def _one_line_warning(command: str, default: Callable[..., None]) -> Callable[..
             default(message, category, filename, lineno, file, line)
 
     return show
+def _cmd_train(args: argparse.Namespace) -> int:
+    from .train import train_model
+
+    result = train_model(args.export_dir, args.out, model=args.model, loss=args.loss, epochs=args.epochs,
+                         batch_size=args.batch_size, lr=args.lr, warmup_ratio=args.warmup_ratio, seed=args.seed,
+                         max_pairs=args.max_pairs, precision=args.precision, overwrite=args.overwrite,
+                         extra_manifest={"command": " ".join(["hnm", *sys.argv[1:]]) if sys.argv else "hnm train"},
+                         progress=_progress(args))
+    print(f"Trained {result.steps:,} steps on {result.rows:,} rows in {result.seconds:,.0f} s "
+          f"(mean loss {result.training_loss:.4f}); model saved to {result.out_dir}")
+    return 0
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from .evaluate import evaluate, load_eval_collection
+
+    collection = load_eval_collection(args.data, split=args.split)
+    for line in collection.problems:  # stdout is the JSON under --json
+        print(line, file=sys.stderr if args.json else sys.stdout)
+    result = evaluate(args.model, collection, precision=args.precision, batch_size=args.batch_size,
+                      cache_dir=args.cache_dir, progress=_progress(args))
+    print(result.to_json() if args.json else result.table())
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

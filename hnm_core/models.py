@@ -317,8 +317,10 @@ def _digest(value: Any) -> str:
 
 
 # Files that do not change what a model computes; trainer leftovers are skipped so a checkpoint folder and its
-# exported copy share caches.
-_IGNORED_FILES = {"README.md", "optimizer.pt", "scheduler.pt", "trainer_state.json", "training_args.bin"}
+# exported copy share caches, and hnm train's manifest.json (it holds the run's time) and output marker so two
+# identical runs do too.
+_IGNORED_FILES = {"README.md", "optimizer.pt", "scheduler.pt", "trainer_state.json", "training_args.bin",
+                  "manifest.json", ".hnm-output.json"}
 _fingerprint_memo: dict[tuple, str] = {}
 
 

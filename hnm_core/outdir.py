@@ -1,4 +1,5 @@
-"""Output folders: every folder hnm writes (an export, a pool, an audit report) is checked, written and replaced here.
+"""Output folders: every folder hnm writes (an export, a pool, an audit report, a trained model) is checked, written
+and replaced here.
 
 hnm puts a marker, `.hnm-output.json`, into each output folder it writes: the kind of output, the names it wrote
 there and whether the output is complete. The marker is what makes replacing a folder safe:
@@ -35,7 +36,7 @@ __all__ = ["MARKER", "Kind", "Marker", "read_marker", "check_out", "write_output
 MARKER = ".hnm-output.json"
 """The marker's file name, in every folder hnm writes."""
 
-Kind = Literal["export", "pool", "audit"]
+Kind = Literal["export", "pool", "audit", "model"]
 
 
 @dataclass(frozen=True)
@@ -236,6 +237,9 @@ def write_output(out: str | Path, kind: Kind, *, overwrite: bool = False, inputs
         yield tmp
         pending = tuple(pending)
         names = sorted(p.name for p in tmp.iterdir())
+        for sub in tmp.iterdir():
+            if sub.is_dir() and not sub.is_symlink():
+                _mark_tree(sub, kind)
         marker = Marker(kind, tuple(names) + pending, complete=not pending)
         _write_marker(tmp, marker)
         # The folder may have changed during the work (another run, a person): check it again.
@@ -249,6 +253,17 @@ def write_output(out: str | Path, kind: Kind, *, overwrite: bool = False, inputs
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def _mark_tree(folder: Path, kind: Kind) -> None:
+    """Give each folder the body wrote (a model's `1_Pooling/`...) a marker of its own, unless it has one (`pool/`),
+    so replacing the output removes only the files hnm wrote there, at every depth."""
+    if (folder / MARKER).exists():
+        return
+    for sub in folder.iterdir():
+        if sub.is_dir() and not sub.is_symlink():
+            _mark_tree(sub, kind)
+    _write_marker(folder, Marker(kind, tuple(sorted(p.name for p in folder.iterdir())), complete=True))
 
 
 def _put_in_place(tmp: Path, out: Path, names: list[str], new: Marker) -> None:
@@ -270,9 +285,9 @@ def _put_in_place(tmp: Path, out: Path, names: list[str], new: Marker) -> None:
             _remove_output(aside / out.name)
             _rmdir_if_empty(aside)
         return
-    clash = [name for name in names if name in foreign]
+    clash = _clashes(tmp, out)
     if clash:
-        raise ExportError(f"{out / clash[0]} was not written by hnm and the new {new.kind} has a file of that name. "
+        raise ExportError(f"{clash[0]} was not written by hnm and the new {new.kind} has a file of that name. "
                           f"Fix: move it out of {out}, or choose another folder for --out")
     # The folder stays (it holds files that are not hnm's, or is an empty folder someone made, perhaps a mount
     # point), so the new files go in one by one. Until the last, the marker says incomplete and lists old and new
@@ -282,9 +297,40 @@ def _put_in_place(tmp: Path, out: Path, names: list[str], new: Marker) -> None:
     if old is not None:
         _remove_listed(out, old)
     for name in names:
-        os.replace(tmp / name, out / name)
+        _move_into(tmp / name, out / name)
     os.replace(tmp / MARKER, out / MARKER)
     tmp.rmdir()
+
+
+def _clashes(new: Path, old: Path) -> list[Path]:
+    """Paths under `old` that files of `new` would replace and that hnm did not write, at every depth."""
+    if not old.is_dir() or old.is_symlink():
+        return []
+    marker = read_marker(old)
+    ours = set(marker.files) if marker else set()
+    found: list[Path] = []
+    for child in new.iterdir():
+        target = old / child.name
+        if child.name == MARKER or not (target.exists() or target.is_symlink()):
+            continue
+        if child.is_dir() and target.is_dir() and not target.is_symlink():
+            found += _clashes(child, target)
+        elif child.name not in ours:
+            found.append(target)
+    return found
+
+
+def _move_into(new: Path, old: Path) -> None:
+    """Move `new` to `old`; where `old` is a folder still holding files that are not hnm's, move `new`'s files into
+    it one by one (its marker last) instead."""
+    if not (old.exists() or old.is_symlink()) or not (new.is_dir() and old.is_dir()) or old.is_symlink():
+        os.replace(new, old)
+        return
+    for child in new.iterdir():
+        if child.name != MARKER:
+            _move_into(child, old / child.name)
+    os.replace(new / MARKER, old / MARKER)
+    new.rmdir()
 
 
 def finish(out: str | Path) -> None:
