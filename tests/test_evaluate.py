@@ -166,19 +166,21 @@ def test_pairs_files_are_evaluated_as_loaded_and_bad_input_is_refused(tiny_bi_en
     assert set(result.metrics) == {"ndcg@1", "recall@1", "mrr@1"} and result.n_docs == 3
     with pytest.raises(SettingsError, match="k_values"):
         evaluate(str(tiny_bi_encoder_dir), collection, k_values=(0, 10))
-    with pytest.raises(DataError, match="split 'dev'"):
-        load_eval_collection(SAMPLE, split="dev")
+    with pytest.raises(DataError, match="split 'validation'"):  # the sample has train, dev and test
+        load_eval_collection(SAMPLE, split="validation")
 
 
 def test_cli_eval_prints_a_table_or_json(edge_folder, tiny_bi_encoder_dir, tmp_path, capsys):
     flags = ["--cache-dir", str(tmp_path / "cache"), "--quiet"]
     assert main(["eval", str(tiny_bi_encoder_dir), str(edge_folder), *flags]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out[:3] == ["corpus.jsonl: 1 document with empty text skipped (d6 on line 7).",
+    assert out[:4] == ["corpus.jsonl: 1 document with empty text skipped (d6 on line 7).",
                        "qrels.tsv: 1 row with score <= 0 ignored (not positives).",
+                       "qrels.tsv: no positive (score > 0) for 1 query of queries.jsonl (q5); left out (queries of "
+                       "other splits, or unlabelled).",
                        "corpus.jsonl: evaluation scores the documents with empty text all the same (1), as "
                        "InformationRetrievalEvaluator does."]
-    table = out[3:]
+    table = out[4:]
     assert table[0].endswith("on beir: 4 queries, 8 documents")
     assert [line.split()[0] for line in table[1:]] == ["ndcg@10", "recall@100", "mrr@10"]
     assert main(["eval", str(tiny_bi_encoder_dir), str(edge_folder), "--json", *flags]) == 0
