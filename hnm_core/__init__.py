@@ -11,15 +11,16 @@ from .data import Collection, load_collection
 from .errors import DataError, ExportError, HnmError, ModelLoadError, SettingsError
 from .export import ExportResult, RoundDiff, diff_rounds, export
 from .models import LoadedModel, load_bi_encoder, load_cross_encoder
-from .pipeline import mine
-from .pool import Pool, PoolStats, build_pool, load_pool, save_pool
+from .pipeline import MiningParams, mine
+from .pool import Pool, PoolParams, PoolStats, build_pool, load_pool, save_pool
 from .settings import SETTINGS, Setting, defaults, validate
-from .teacher import score_pool
+from .teacher import TeacherParams, score_pool
 
 __all__ = [
     "Collection",
     "load_collection",
     "Pool",
+    "PoolParams",
     "PoolStats",
     "build_pool",
     "save_pool",
@@ -27,7 +28,9 @@ __all__ = [
     "LoadedModel",
     "load_bi_encoder",
     "load_cross_encoder",
+    "TeacherParams",
     "score_pool",
+    "MiningParams",
     "mine",
     "LABELS",
     "CurateParams",
