@@ -54,6 +54,7 @@ def _add_settings(parser: argparse.ArgumentParser, stages: Sequence[Stage]) -> N
             help_text = f"{spec.help} (default: {default if default not in (None, '') else 'off' if spec.optional else repr(default)})"
             if spec.optional:
                 help_text += " Use 'off' to disable."
+            help_text = help_text.replace("%", "%%")  # argparse %-formats help; the table's text is plain
             if spec.type is bool:
                 group.add_argument(spec.flag, dest=spec.name, action=argparse.BooleanOptionalAction,
                                    default=argparse.SUPPRESS, help=help_text)
