@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))  # run from a checkout that was not pip-installed
 from hnm_core.data import load_collection  # noqa: E402
 from hnm_core.dense import encode  # noqa: E402
 from hnm_core.models import cpu_has_bf16, load_bi_encoder  # noqa: E402
-from hnm_core.pool import build_pool  # noqa: E402
+from hnm_core.pool import PoolParams, build_pool  # noqa: E402
 
 DATASETS = ROOT.parent / "shared" / "datasets"
 
@@ -63,9 +63,10 @@ def bench(name: str, sample: int, top_k: int) -> dict[str, float | str]:
         embeddings[precision] = (doc_emb, query_emb)
     row["bf16 top-10 agreement"] = top10_agreement(*embeddings["fp32"], *embeddings["bf16"])
     with tempfile.TemporaryDirectory() as cache:
-        cold, pool = timed(lambda: build_pool(collection, top_k=top_k, cache_dir=cache))
+        params = PoolParams.from_settings({"top_k": top_k})
+        cold, pool = timed(lambda: build_pool(collection, params, cache_dir=cache))
         fresh = load_bi_encoder("all-MiniLM-L6-v2", max_seq_length=256)
-        warm, again = timed(lambda: build_pool(collection, top_k=top_k, cache_dir=cache, encoder=fresh))
+        warm, again = timed(lambda: build_pool(collection, params, cache_dir=cache, encoder=fresh))
         assert not fresh.loaded and again.frame.equals(pool.frame)
     row.update({"cold pool s": cold, "warm pool s": warm, "warm / cold": warm / cold,
                 "pool rows": len(pool.frame), "precision": pool.meta["model"]["precision"]})

@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout that was not pip-installed
 from hnm_core.data import load_collection  # noqa: E402
 from hnm_core.models import cpu_has_bf16, load_cross_encoder  # noqa: E402
-from hnm_core.pool import build_pool  # noqa: E402
+from hnm_core.pool import PoolParams, build_pool  # noqa: E402
 from hnm_core.teacher import _pair_scores, rows_to_score  # noqa: E402
 from hnm_core.teacher_train import train_teacher  # noqa: E402
 
@@ -79,7 +79,7 @@ def main() -> None:
         keep = collection.query_ids[: args.queries]
         collection = replace(collection, query_ids=keep, query_texts=collection.query_texts[: args.queries],
                              positives={q: collection.positives[q] for q in keep})
-    pool = build_pool(collection, cache_dir=args.cache_dir)
+    pool = build_pool(collection, PoolParams.from_settings({}), cache_dir=args.cache_dir)
     frame = pool.frame[rows_to_score(pool, "cross-encoder", args.top_n)]
     c = pool.collection
     q_texts = np.asarray(c.query_texts, dtype=object)[frame["query_id"].map(c.query_index).to_numpy(np.int64)]

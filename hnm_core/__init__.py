@@ -13,16 +13,17 @@ from .errors import DataError, ExportError, HnmError, ModelLoadError, SettingsEr
 from .evaluate import EvalResult, evaluate, load_eval_collection
 from .export import ExportResult, RoundDiff, diff_rounds, export
 from .models import LoadedModel, load_bi_encoder, load_cross_encoder
-from .pipeline import mine
-from .pool import Pool, PoolStats, build_pool, load_pool, save_pool
+from .pipeline import MiningParams, mine
+from .pool import Pool, PoolParams, PoolStats, build_pool, load_pool, save_pool
 from .settings import SETTINGS, Setting, defaults, validate
-from .teacher import score_pool
+from .teacher import TeacherParams, score_pool
 from .train import TrainResult, train_model
 
 __all__ = [
     "Collection",
     "load_collection",
     "Pool",
+    "PoolParams",
     "PoolStats",
     "build_pool",
     "save_pool",
@@ -30,7 +31,9 @@ __all__ = [
     "LoadedModel",
     "load_bi_encoder",
     "load_cross_encoder",
+    "TeacherParams",
     "score_pool",
+    "MiningParams",
     "mine",
     "LABELS",
     "CurateParams",

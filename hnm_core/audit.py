@@ -5,7 +5,7 @@ are real positives the miner did not know about, so every one exported as a nega
 figures over a grid of curate settings (a sweep: `curate` only, never a re-mine) show which setting keeps negatives
 hard without leaking positives, and a recommendation picks the hardest setting whose leak stays under a target.
 
-    report = audit(collection, {"seed": 0}, hide=0.5, cache_dir=...)   # split, mine split.apply(collection), sweep
+    report = audit(collection, {"seed": 0, "hide": 0.5}, cache_dir=...) # split, mine split.apply(collection), sweep
     split  = hide_positives(collection, hide=0.5, seed=0)
     report = audit_pool(pool, split, params)                            # a pool already mined from split.apply(...)
     result = sweep(report.pool.frame, report.hidden, params, n_hidden=report.split.n_hidden)
@@ -80,8 +80,8 @@ in [0, 1] (a bi-encoder cosine or a cross-encoder's sigmoid). near_dup is on the
 the strongest single rule with MiniLM (docs/audit.md) yet unsafe as a default for models whose cosines sit high:
 the sweep measures it on the user's own model."""
 
-DEFAULT_TARGET_LEAK = 0.02
-DEFAULT_MIN_COVERAGE = 0.95
+DEFAULT_TARGET_LEAK = setting("target_leak").default
+DEFAULT_MIN_COVERAGE = setting("min_coverage").default
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -120,7 +120,8 @@ class HiddenSplit:
         return pd.DataFrame(rows, columns=["query_id", "doc_id"]).astype("string")
 
 
-def hide_positives(collection: Collection, *, hide: float = 0.5, seed: int = 0) -> HiddenSplit:
+def hide_positives(collection: Collection, *, hide: float = setting("hide").default,
+                   seed: int = setting("seed").default) -> HiddenSplit:
     """Hide round(hide * n) of the n positives of every query with n >= 2 (at least 1, at most n - 1).
 
     Which ones is decided per (seed, query id, doc id) by a hash, not by a random stream, so the split of a query
@@ -536,34 +537,31 @@ def audit(
     collection: Collection,
     values: dict[str, Any] | None = None,
     *,
-    hide: float = 0.5,
     cache_dir: str | Path | None = None,
     encoder: LoadedModel | None = None,
     teacher: LoadedModel | None = None,
     grid: Mapping[str, Sequence[Any]] | None = None,
-    target_leak: float = DEFAULT_TARGET_LEAK,
-    min_coverage: float = DEFAULT_MIN_COVERAGE,
     progress: Progress = no_progress,
 ) -> AuditReport:
-    """Hide `hide` of each query's positives (seeded by the `seed` setting), mine the rest with `values` (settings
-    by name, defaults for the others) and audit the curation at the `curate` settings of `values`.
+    """Hide the `hide` setting's share of each query's positives (seeded by `seed`), mine the rest with `values`
+    (settings by name, defaults for the others), audit the curation at the `curate` settings of `values` and
+    recommend under its `target_leak` and `min_coverage`.
 
     Embeddings are cached by text, so an audit of a collection already mined does not encode its corpus again.
     """
     from .pipeline import mine
 
     values = validate(values or {})
-    _check_fractions(target_leak=target_leak, min_coverage=min_coverage)
     if grid is not None:
         _check_grid(grid)
-    split = hide_positives(collection, hide=hide, seed=values["seed"])
+    split = hide_positives(collection, hide=values["hide"], seed=values["seed"])
     if not split.hidden:
         raise DataError(collection.source or collection.name, "no query has two or more positives, so none can be "
                         "hidden.", fix="audit a collection where queries have several labelled positives")
     pool = mine(split.apply(collection), values, cache_dir=cache_dir, encoder=encoder, teacher=teacher,
                 progress=progress)
-    return audit_pool(pool, split, CurateParams.from_settings(values), grid=grid, target_leak=target_leak,
-                      min_coverage=min_coverage, progress=progress)
+    return audit_pool(pool, split, CurateParams.from_settings(values), grid=grid, target_leak=values["target_leak"],
+                      min_coverage=values["min_coverage"], progress=progress)
 
 
 REPORT_FILES = ("report.json", "sweep.csv", "hidden_positives.csv", "manifest.json")

@@ -33,6 +33,7 @@ import scipy.sparse as sp
 
 from .errors import SettingsError
 from .progress import Progress, no_progress
+from .settings import setting
 
 __all__ = ["tokenize", "BM25Index", "SearchResult"]
 
@@ -53,7 +54,7 @@ def _stopwords() -> frozenset[str]:
     return frozenset(ENGLISH_STOP_WORDS)
 
 
-def tokenize(text: str, *, stopwords: bool = False) -> list[str]:
+def tokenize(text: str, *, stopwords: bool = setting("stopwords").default) -> list[str]:
     """Tokens of `text` as BM25 sees them (NFKC, casefold, `\\w+` runs, optionally no English stopwords)."""
     tokens = _WORD.findall(unicodedata.normalize("NFKC", text).casefold())
     if stopwords:
@@ -117,10 +118,10 @@ class BM25Index:
         cls,
         texts: Sequence[str],
         *,
-        k1: float = 1.5,
-        b: float = 0.75,
+        k1: float = setting("bm25_k1").default,
+        b: float = setting("bm25_b").default,
         epsilon: float = 0.25,
-        stopwords: bool = False,
+        stopwords: bool = setting("stopwords").default,
         progress: Progress | None = None,
     ) -> BM25Index:
         """Tokenize `texts` and precompute every BM25 term weight.

@@ -58,6 +58,7 @@ def _add_settings(parser: argparse.ArgumentParser, stages: Sequence[Stage]) -> N
             help_text = f"{spec.help} (default: {default if default not in (None, '') else 'off' if spec.optional else repr(default)})"
             if spec.optional:
                 help_text += " Use 'off' to disable."
+            help_text = help_text.replace("%", "%%")  # argparse %-formats help; the table's text is plain
             if spec.type is bool:
                 group.add_argument(spec.flag, dest=spec.name, action=argparse.BooleanOptionalAction,
                                    default=argparse.SUPPRESS, help=help_text)
@@ -87,20 +88,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("pool", help="build and save the candidate pool (BM25 + dense top-K, minus positives)")
     _common(p)
-    _add_settings(p, ("data", "pool"))
+    _add_settings(p, ("data", "run", "pool"))
     p.set_defaults(run=_cmd_pool)
 
     p = sub.add_parser("mine", help="pool -> teacher -> curate -> export, headless")
     _common(p)
-    _add_settings(p, ("data", "pool", "teacher", "curate", "export"))
+    _add_settings(p, ("data", "run", "pool", "teacher", "curate", "export"))
     p.set_defaults(run=_cmd_mine)
 
     p = sub.add_parser("curate", help="re-curate a saved pool (from `hnm pool` or `hnm mine`) without recomputing")
     p.add_argument("pool_dir", type=Path, help="a pool folder, or the output folder of `hnm mine`")
     _common(p, data=False)
-    _add_settings(p, ("curate", "export"))
-    p.add_argument("--seed", type=_flag_type(next(s for s in SETTINGS if s.name == "seed")),
-                   default=argparse.SUPPRESS, help="seed for random / SimANS sampling (default: the pool's)")
+    _add_settings(p, ("run", "curate", "export"))
     p.set_defaults(run=_cmd_curate)
 
     p = sub.add_parser("diff", help="compare two mining rounds (export folders)")
@@ -112,14 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("audit", help="hide some labelled positives, mine, and measure how many come back as "
                                      "negatives, over a sweep of the false-negative settings")
     _common(p)
-    _add_settings(p, ("data", "pool", "teacher", "curate"))
-    p.add_argument("--hide", type=float, default=0.5,
-                   help="share of each query's positives hidden, for queries with two or more (default: 0.5)")
-    p.add_argument("--target-leak", type=float, default=0.02,
-                   help="highest leak rate the recommended setting may have (default: 0.02 = 2%%)")
-    p.add_argument("--min-coverage", type=float, default=0.95,
-                   help="lowest share of queries with the full quota the recommended setting may have "
-                        "(default: 0.95)")
+    _add_settings(p, ("data", "run", "pool", "teacher", "curate", "audit"))
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(run=_cmd_audit)
 
@@ -127,7 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
                                              "over queries; mine with it through --teacher cross-encoder "
                                              "--teacher-model OUT")
     _common(p)
-    _add_settings(p, ("data", "pool"))
+    _add_settings(p, ("data", "run", "pool"))
     group = p.add_argument_group("teacher training (the pool settings above choose the retrieval negatives come from)")
     group.add_argument("--base-model", default=DEFAULT_MODEL,
                        help=f"model whose transformer starts each fold's cross-encoder (default: {DEFAULT_MODEL})")
@@ -181,10 +173,12 @@ def _add_train_eval(sub: Any) -> None:
     p.set_defaults(run=_cmd_eval)
 
 
-def _settings(args: argparse.Namespace, stages: Sequence[Stage]) -> dict[str, Any]:
-    """Defaults <- --config manifest <- flags given on the command line."""
+def _settings(args: argparse.Namespace, stages: Sequence[Stage],
+              base: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Defaults <- `base` (the settings a saved pool was mined with) <- --config manifest <- flags given on the
+    command line."""
     names = {s.name for s in SETTINGS if s.stage in stages}
-    values: dict[str, Any] = {}
+    values: dict[str, Any] = {k: v for k, v in (base or {}).items() if k in names}
     if args.config:
         try:
             raw = args.config.read_bytes()
@@ -209,14 +203,14 @@ def _say(lines: Sequence[str]) -> None:
 
 def _cmd_pool(args: argparse.Namespace) -> int:
     from .data import load_collection
-    from .pipeline import pool_kwargs
-    from .pool import build_pool, save_pool
+    from .pool import PoolParams, build_pool, save_pool
 
-    values = _settings(args, ("data", "pool"))
+    values = _settings(args, ("data", "run", "pool"))
+    params = PoolParams.from_settings(values)
     check_out(args.out, "pool", overwrite=args.overwrite, inputs=[args.data])
     collection = load_collection(args.data, split=values["split"])
     _say(collection.problems)
-    pool = build_pool(collection, **pool_kwargs(values), cache_dir=args.cache_dir, progress=_progress(args))
+    pool = build_pool(collection, params, cache_dir=args.cache_dir, progress=_progress(args))
     folder = save_pool(pool, args.out, overwrite=args.overwrite, inputs=[args.data])
     _say(pool.stats.sentences())
     print(f"Pool saved to {folder}")
@@ -238,14 +232,15 @@ def _curate_and_export(pool: Any, values: dict[str, Any], args: argparse.Namespa
 
 def _cmd_mine(args: argparse.Namespace) -> int:
     from .data import load_collection
-    from .pipeline import mine
+    from .pipeline import MiningParams, mine
     from .pool import save_pool
 
-    values = _settings(args, ("data", "pool", "teacher", "curate", "export"))
+    values = _settings(args, ("data", "run", "pool", "teacher", "curate", "export"))
+    params = MiningParams.from_settings(values)
     check_out(args.out, "export", overwrite=args.overwrite, inputs=[args.data])
     collection = load_collection(args.data, split=values["split"])
     _say(collection.problems)
-    pool = mine(collection, values, cache_dir=args.cache_dir, progress=_progress(args))
+    pool = mine(collection, params, cache_dir=args.cache_dir, progress=_progress(args))
     _say(pool.stats.sentences())
     # The export is marked incomplete until its pool/ is saved: a run killed in between is replaced by the next.
     result = _curate_and_export(pool, values, args, " ".join(["hnm", *sys.argv[1:]]) if sys.argv else "hnm mine",
@@ -260,10 +255,10 @@ def _cmd_curate(args: argparse.Namespace) -> int:
     from .pool import load_pool
 
     folder = args.pool_dir / "pool" if (args.pool_dir / "pool" / "manifest.json").exists() else args.pool_dir
-    values = _settings(args, ("curate", "export"))
     check_out(args.out, "export", overwrite=args.overwrite, inputs=[folder])
     pool = load_pool(folder)
-    values["seed"] = vars(args).get("seed", pool.meta.get("settings", {}).get("seed", 0))
+    # The pool's own settings stand in for the defaults, so its seed samples unless --seed (or --config) says else.
+    values = _settings(args, ("run", "curate", "export"), base=pool.meta.get("settings"))
     _curate_and_export(pool, values, args, "hnm curate", inputs=[folder])
     return 0
 
@@ -285,13 +280,12 @@ def _cmd_audit(args: argparse.Namespace) -> int:
     from .audit import audit, save_report
     from .data import load_collection
 
-    values = _settings(args, ("data", "pool", "teacher", "curate"))
+    values = _settings(args, ("data", "run", "pool", "teacher", "curate", "audit"))
     check_out(args.out, "audit", overwrite=args.overwrite, inputs=[args.data])
     collection = load_collection(args.data, split=values["split"])
     for line in collection.problems:  # stdout is the JSON report under --json
         print(line, file=sys.stderr if args.json else sys.stdout)
-    report = audit(collection, values, hide=args.hide, cache_dir=args.cache_dir, target_leak=args.target_leak,
-                   min_coverage=args.min_coverage, progress=_progress(args))
+    report = audit(collection, values, cache_dir=args.cache_dir, progress=_progress(args))
     folder = save_report(report, args.out, overwrite=args.overwrite, inputs=[args.data],
                          extra_manifest={"command": " ".join(["hnm", *sys.argv[1:]]) if sys.argv else "hnm audit"})
     if args.json:
@@ -308,7 +302,7 @@ def _cmd_train_teacher(args: argparse.Namespace) -> int:
     from .data import load_collection
     from .teacher_train import train_teacher
 
-    values = _settings(args, ("data", "pool"))
+    values = _settings(args, ("data", "run", "pool"))
     collection = load_collection(args.data, split=values["split"])
     _say(collection.problems)
     result = train_teacher(collection, args.out, base_model=args.base_model, folds=args.folds,

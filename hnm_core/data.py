@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from .errors import DataError
+from .settings import setting
 
 __all__ = [
     "Collection",
@@ -99,7 +100,7 @@ class Collection:
 # Entry point
 
 
-def load_collection(path: str | Path, *, split: str = "test") -> Collection:
+def load_collection(path: str | Path, *, split: str = setting("split").default) -> Collection:
     """Read a BEIR folder, a pairs file or a FlagEmbedding JSONL file, chosen by what `path` is.
 
     split: the BEIR qrels split to read (ignored for files, which have no splits).
@@ -145,7 +146,7 @@ def beir_splits(folder: str | Path) -> dict[str, Path]:
     return found
 
 
-def load_beir(folder: str | Path, *, split: str = "test") -> Collection:
+def load_beir(folder: str | Path, *, split: str = setting("split").default) -> Collection:
     """Read a BEIR folder: corpus.jsonl, queries.jsonl and the qrels of `split` (see `beir_splits`).
 
     Document text is title + " " + text, stripped. Qrels rows with score > 0 are positives, in file order; a header

@@ -15,6 +15,7 @@ from .cache import EmbeddingCache, texts_digest
 from .errors import SettingsError
 from .models import LoadedModel
 from .progress import Progress, no_progress
+from .settings import setting
 
 __all__ = ["embedding_key", "encode", "DenseIndex", "IndexKind"]
 
@@ -35,7 +36,7 @@ def encode(
     texts: Sequence[str],
     *,
     prompt: str = "",
-    batch_size: int = 64,
+    batch_size: int = setting("batch_size").default,
     cache_dir: str | Path | None = None,
     progress: Progress = no_progress,
     stage: str = "encode",
@@ -74,8 +75,8 @@ class DenseIndex:
     n_docs: int
 
     @classmethod
-    def build(cls, doc_embeddings: np.ndarray, *, kind: IndexKind = "exact", seed: int = 0,
-              hnsw_m: int = 32, ivf_lists: int | None = None) -> DenseIndex:
+    def build(cls, doc_embeddings: np.ndarray, *, kind: IndexKind = setting("index").default,
+              seed: int = setting("seed").default, hnsw_m: int = 32, ivf_lists: int | None = None) -> DenseIndex:
         """Build the index. `hnsw_m`: graph degree of HNSW; `ivf_lists`: IVF cells (default 4*sqrt(n))."""
         import faiss
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from .errors import ModelLoadError, SettingsError
-from .settings import DEFAULT_MODEL
+from .settings import DEFAULT_MODEL, setting
 
 __all__ = [
     "Precision",
@@ -474,7 +474,7 @@ def _load_cross_encoder(ref: LoadedModel) -> Any:
 def load_bi_encoder(
     name: str = DEFAULT_MODEL,
     *,
-    precision: str = "auto",
+    precision: str = setting("precision").default,
     max_seq_length: int | None = None,
     device: str | None = None,
     eager: bool = False,
@@ -492,7 +492,7 @@ def load_bi_encoder(
 def load_cross_encoder(
     name: str,
     *,
-    precision: str = "auto",
+    precision: str = setting("precision").default,
     max_length: int | None = None,
     device: str | None = None,
     eager: bool = False,

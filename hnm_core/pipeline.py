@@ -1,51 +1,55 @@
 """The whole mining run in one call, shared by `hnm mine`, the app's Mine page and the audit:
-pool -> teacher, from one dict of settings (settings.py)."""
+pool -> teacher, from one dict of settings (settings.py) or the params objects built from it."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .data import Collection
 from .models import LoadedModel
-from .pool import Pool, build_pool
+from .pool import Pool, PoolParams, build_pool
 from .progress import Progress, no_progress
-from .settings import defaults, validate
-from .teacher import load_teacher, score_pool
+from .teacher import TeacherParams, load_teacher, score_pool
 
-__all__ = ["mine", "pool_kwargs", "teacher_kwargs"]
-
-
-def pool_kwargs(values: dict[str, Any]) -> dict[str, Any]:
-    """The build_pool keywords among `values` (validated settings)."""
-    return {name: values[name] for name in defaults("pool")}
+__all__ = ["MiningParams", "mine"]
 
 
-def teacher_kwargs(values: dict[str, Any]) -> dict[str, Any]:
-    """The score_pool keywords among `values`. The teacher runs in the miner's precision and batch size; a
-    bi-encoder teacher also uses the miner's max length, so the miner used as its own teacher costs nothing, while a
-    cross-encoder keeps its own (usually 512)."""
-    return {**{name: values[name] for name in defaults("teacher")}, "precision": values["precision"],
-            "batch_size": values["batch_size"],
-            "max_length": values["max_seq_length"] if values["teacher"] == "bi-encoder" else None}
+@dataclass(frozen=True)
+class MiningParams:
+    """What mining reads: the pool's params and the teacher's, built once from one dict of settings."""
+
+    pool: PoolParams
+    teacher: TeacherParams
+
+    @classmethod
+    def from_settings(cls, values: Mapping[str, Any]) -> MiningParams:
+        """From settings by name (the table's defaults for the rest; other stages' settings are ignored)."""
+        return cls(PoolParams.from_settings(values), TeacherParams.from_settings(values))
+
+    def settings(self) -> dict[str, Any]:
+        """The pool, teacher and seed settings by name: what identifies a mined pool."""
+        return {**self.pool.settings(), **self.teacher.settings()}
 
 
 def mine(
     collection: Collection,
-    values: dict[str, Any] | None = None,
+    params: MiningParams | Mapping[str, Any] | None = None,
     *,
     cache_dir: str | Path | None = None,
     encoder: LoadedModel | None = None,
     teacher: LoadedModel | None = None,
     progress: Progress = no_progress,
 ) -> Pool:
-    """Build the candidate pool and score it with the teacher. `values` are settings by name (defaults for the
-    rest); `encoder` / `teacher` pass models already in memory. Everything expensive is cached under `cache_dir`."""
-    values = validate(values or {})
-    teach = teacher_kwargs(values)
+    """Build the candidate pool and score it with the teacher. `params` are MiningParams, or settings by name
+    (defaults for the rest); `encoder` / `teacher` pass models already in memory. Everything expensive is cached
+    under `cache_dir`."""
+    if not isinstance(params, MiningParams):
+        params = MiningParams.from_settings(params or {})
     # The teacher is loaded (lazily where it can be) before retrieval, so a model that cannot serve, such as a
     # bi-encoder given as a cross-encoder, is refused in a second, not after the corpus is encoded.
-    teacher = teacher or load_teacher(teach["teacher"], teach["teacher_model"], precision=teach["precision"],
-                                      max_length=teach["max_length"])
-    pool = build_pool(collection, **pool_kwargs(values), cache_dir=cache_dir, encoder=encoder, progress=progress)
-    return score_pool(pool, **teach, cache_dir=cache_dir, model=teacher, progress=progress)
+    teacher = teacher or load_teacher(params.teacher)
+    pool = build_pool(collection, params.pool, cache_dir=cache_dir, encoder=encoder, progress=progress)
+    return score_pool(pool, params.teacher, cache_dir=cache_dir, model=teacher, progress=progress)

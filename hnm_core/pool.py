@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -17,9 +17,9 @@ from .cache import EmbeddingCache
 from .data import Collection, normalize_text
 from .models import LoadedModel, load_bi_encoder
 from .progress import Progress, no_progress
-from .settings import DEFAULT_MODEL, validate
+from .settings import StageParams, setting
 
-__all__ = ["Pool", "PoolStats", "POOL_COLUMNS", "build_pool", "save_pool", "load_pool", "kmeans_clusters", "package_versions"]
+__all__ = ["Pool", "PoolParams", "PoolStats", "POOL_COLUMNS", "build_pool", "save_pool", "load_pool", "kmeans_clusters", "package_versions"]
 
 POOL_COLUMNS: dict[str, str] = {
     "query_id": "string",
@@ -37,6 +37,27 @@ POOL_COLUMNS: dict[str, str] = {
     "teacher_raw": "float32",
     "teacher_score": "float32",
 }
+
+
+@dataclass(frozen=True)
+class PoolParams(StageParams):
+    """The `pool`-stage settings plus the seed (k-means, an approximate index); see hnm_core/settings.py for each
+    one's help. Build it with `PoolParams.from_settings(values)`: the fields have no defaults but the table's."""
+
+    sources: tuple[Literal["bm25", "dense"], ...]
+    top_k: int
+    model: str
+    precision: Literal["auto", "fp32", "bf16"]
+    max_seq_length: int
+    query_prompt: str
+    doc_prompt: str
+    index: Literal["exact", "hnsw", "ivf"]
+    batch_size: int
+    stopwords: bool
+    bm25_k1: float
+    bm25_b: float
+    n_clusters: int
+    seed: int
 
 
 @dataclass(frozen=True)
@@ -124,37 +145,18 @@ def _source_hits(hits: np.ndarray, duplicates: set[int], positives: set[int], to
 
 def build_pool(
     collection: Collection,
+    params: PoolParams,
     *,
-    sources: Sequence[str] = ("bm25", "dense"),
-    top_k: int = 100,
-    model: str = DEFAULT_MODEL,
-    precision: str = "auto",
-    max_seq_length: int | None = 256,
-    query_prompt: str = "",
-    doc_prompt: str = "",
-    index: str = "exact",
-    batch_size: int = 64,
-    stopwords: bool = False,
-    bm25_k1: float = 1.5,
-    bm25_b: float = 0.75,
-    n_clusters: int = 0,
-    seed: int = 0,
     cache_dir: str | Path | None = None,
     encoder: LoadedModel | None = None,
     progress: Progress = no_progress,
 ) -> Pool:
     """Retrieve each query's top-K with every source, drop its positives (by id and by normalised text), and return
-    the pooled candidates with provenance. Each keyword is the pool-stage setting of the same name (settings.py).
+    the pooled candidates with provenance, under the pool-stage settings `params`.
 
-    `encoder` passes an already loaded bi-encoder (the app keeps one in memory); otherwise `model` is loaded.
+    `encoder` passes an already loaded bi-encoder (the app keeps one in memory); otherwise `params.model` is loaded.
     """
-    values = validate(
-        dict(sources=sources, top_k=top_k, model=model, precision=precision, max_seq_length=max_seq_length,
-             query_prompt=query_prompt, doc_prompt=doc_prompt, index=index, batch_size=batch_size,
-             stopwords=stopwords, bm25_k1=bm25_k1, bm25_b=bm25_b, n_clusters=n_clusters, seed=seed),
-        stage="pool",
-    )
-    sources = values["sources"]
+    top_k = params.top_k
     nq, nd = len(collection.query_ids), len(collection.doc_ids)
     positives, duplicates = _excluded_docs(collection)
     # Fetch enough that K candidates remain after removing the query's positives and their duplicates.
@@ -163,37 +165,39 @@ def build_pool(
     hits: dict[str, list[_SourceHits]] = {}
     bm25_index = None
     doc_emb = query_emb = None
-    meta: dict[str, Any] = {"settings": values, "collection": {"name": collection.name, "source": collection.source,
-                                                               "docs": nd, "queries": nq}}
-    if "bm25" in sources:
+    meta: dict[str, Any] = {"settings": params.settings(), "collection": {
+        "name": collection.name, "source": collection.source, "docs": nd, "queries": nq}}
+    if "bm25" in params.sources:
         from .bm25 import BM25Index
 
-        bm25_index = BM25Index.build(collection.doc_texts, k1=bm25_k1, b=bm25_b, stopwords=stopwords,
-                                     progress=progress)
+        bm25_index = BM25Index.build(collection.doc_texts, k1=params.bm25_k1, b=params.bm25_b,
+                                     stopwords=params.stopwords, progress=progress)
         result = bm25_index.search(collection.query_texts, fetch, progress=progress)
         # A document sharing no term with the query scores 0: BM25 did not find it, it only fills the list.
         found = np.where(result.scores > 0, result.indices, -1)
         hits["bm25"] = [_source_hits(found[q], set(duplicates[q].tolist()), set(positives[q].tolist()), top_k)
                         for q in range(nq)]
-    if "dense" in sources:
+    if "dense" in params.sources:
         from .dense import DenseIndex, embedding_key, encode
 
-        encoder = encoder or load_bi_encoder(model, precision=precision, max_seq_length=max_seq_length)
-        doc_emb = encode(encoder, collection.doc_texts, prompt=doc_prompt, batch_size=batch_size,
+        encoder = encoder or load_bi_encoder(params.model, precision=params.precision,
+                                             max_seq_length=params.max_seq_length)
+        doc_emb = encode(encoder, collection.doc_texts, prompt=params.doc_prompt, batch_size=params.batch_size,
                          cache_dir=cache_dir, progress=progress, stage="encode documents")
-        query_emb = encode(encoder, collection.query_texts, prompt=query_prompt, batch_size=batch_size,
+        query_emb = encode(encoder, collection.query_texts, prompt=params.query_prompt, batch_size=params.batch_size,
                            cache_dir=cache_dir, progress=progress, stage="encode queries")
         # One float32 copy serves the index, the cosines, the positive similarities and k-means.
         doc_vectors = np.asarray(doc_emb, dtype=np.float32)
         query_vectors = np.asarray(query_emb, dtype=np.float32)
-        result = DenseIndex.build(doc_vectors, kind=index, seed=seed).search(query_vectors, fetch, progress=progress)
+        dense_index = DenseIndex.build(doc_vectors, kind=params.index, seed=params.seed)
+        result = dense_index.search(query_vectors, fetch, progress=progress)
         hits["dense"] = [_source_hits(result.indices[q], set(duplicates[q].tolist()), set(positives[q].tolist()), top_k)
                          for q in range(nq)]
         meta["model"] = {"name": encoder.name, "path": encoder.path, "fingerprint": encoder.fingerprint,
                          "precision": encoder.precision, "max_seq_length": encoder.max_length}
         meta["embeddings"] = {"cache_dir": str(EmbeddingCache(cache_dir).root),
-                              "docs": embedding_key(encoder, collection.doc_texts, doc_prompt),
-                              "queries": embedding_key(encoder, collection.query_texts, query_prompt)}
+                              "docs": embedding_key(encoder, collection.doc_texts, params.doc_prompt),
+                              "queries": embedding_key(encoder, collection.query_texts, params.query_prompt)}
 
     # Assemble rows query by query: positives first, then candidates by fused rank.
     q_rows: list[np.ndarray] = []
@@ -254,7 +258,7 @@ def build_pool(
     frame["pos_sim_max"] = _pos_sim_max(doc_vectors, qi, di, frame["is_positive"].to_numpy()) \
         if doc_emb is not None else np.full(n, np.nan, np.float32)
     if doc_emb is not None:
-        clusters = kmeans_clusters(doc_vectors, n_clusters or round(np.sqrt(nd)), seed=seed)
+        clusters = kmeans_clusters(doc_vectors, params.n_clusters or round(np.sqrt(nd)), seed=params.seed)
         frame["cluster"] = clusters[di]
         meta["clusters"] = int(clusters.max()) + 1 if len(clusters) else 0
     else:
@@ -303,7 +307,8 @@ def _pos_sim_max(doc_emb: np.ndarray, qi: np.ndarray, di: np.ndarray, is_positiv
     return out
 
 
-def kmeans_clusters(embeddings: np.ndarray, n_clusters: int, *, seed: int = 0, niter: int = 20) -> np.ndarray:
+def kmeans_clusters(embeddings: np.ndarray, n_clusters: int, *, seed: int = setting("seed").default,
+                    niter: int = 20) -> np.ndarray:
     """Seeded spherical k-means (faiss) over document embeddings; returns a cluster id per document."""
     import faiss
 

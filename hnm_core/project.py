@@ -15,6 +15,7 @@ import numpy as np
 
 from .cache import atomic_path, default_cache_dir
 from .errors import DataError, SettingsError
+from .settings import setting
 
 __all__ = ["project_2d", "projection_key"]
 
@@ -45,7 +46,7 @@ def projection_key(embeddings: np.ndarray, *, seed: int, n_neighbors: int, min_d
 def project_2d(
     embeddings: np.ndarray,
     *,
-    seed: int = 0,
+    seed: int = setting("seed").default,
     n_neighbors: int = 15,
     min_dist: float = 0.1,
     fit_sample: int = 20000,

@@ -2,21 +2,29 @@
 every setting has help text and that both front ends expose all of them.
 
 Each setting belongs to the stage that reads it, so a change can say what must be recomputed:
-`pool` settings change the candidate pool (re-retrieve), `teacher` settings the teacher scores (re-score),
-`curate` settings only the labels (instant), `export` settings only the files written.
+`run` settings (the seed) are read by every stage with a random step, so they re-mine (k-means, an approximate
+index) as well as re-sample; `pool` settings change the candidate pool (re-retrieve), `teacher` settings the teacher
+scores (re-score), `curate` settings only the labels (instant), `audit` settings only the audit's split and
+recommendation, `export` settings only the files written.
+
+This table holds the only default of every setting. The stages take frozen params objects built from it once, at
+the edge (CLI, studio, API): `pool.PoolParams`, `teacher.TeacherParams` (both `StageParams`, with no defaults of
+their own) and `curate.CurateParams`; a stage never checks its settings again.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from .errors import SettingsError
 
-__all__ = ["Setting", "SETTINGS", "setting", "defaults", "validate", "from_manifest", "Stage"]
+__all__ = ["Setting", "SETTINGS", "setting", "defaults", "validate", "pick", "StageParams", "from_manifest", "Stage"]
 
-Stage = Literal["data", "pool", "teacher", "curate", "export"]
+Stage = Literal["data", "run", "pool", "teacher", "curate", "audit", "export"]
 
 
 @dataclass(frozen=True)
@@ -81,6 +89,8 @@ DEFAULT_MODEL = "all-MiniLM-L6-v2"
 SETTINGS: tuple[Setting, ...] = (
     # data
     Setting("split", "test", "BEIR qrels split to read (qrels.tsv is 'test'; qrels_train.tsv is 'train').", "data"),
+    # run: read by every stage with a random step
+    Setting("seed", 0, "Seed for every random step (k-means, sampling, UMAP, audit split).", "run", int, minimum=0),
     # pool
     Setting("sources", ("bm25", "dense"), "Retrievers whose top-K are pooled, comma-separated.", "pool",
             choices=("bm25", "dense"), multiple=True),
@@ -104,7 +114,6 @@ SETTINGS: tuple[Setting, ...] = (
             step=0.05),
     Setting("n_clusters", 0, "Number of k-means clusters over document embeddings for the same-cluster rule; 0 = sqrt(#docs).",
             "pool", int, minimum=0, maximum=100_000),
-    Setting("seed", 0, "Seed for every random step (k-means, sampling, UMAP, audit split).", "pool", int, minimum=0),
     # teacher
     Setting("teacher", "bi-encoder", "Teacher that rescores candidates: a bi-encoder or a cross-encoder.", "teacher",
             choices=("bi-encoder", "cross-encoder")),
@@ -136,6 +145,13 @@ SETTINGS: tuple[Setting, ...] = (
             maximum=100),
     Setting("sampling", "top", "How negatives are drawn from the hard band: the top-scored, uniformly at random, or "
             "SimANS (favours scores near the positive's).", "curate", choices=("top", "random", "simans")),
+    # audit
+    Setting("hide", 0.5, "Share of each query's positives the audit hides, for queries with two or more (strictly "
+            "between 0 and 1).", "audit", float, minimum=0.0, maximum=1.0, step=0.05),
+    Setting("target_leak", 0.02, "Highest leak rate the audit's recommended setting may have (0.02 = 2%).", "audit",
+            float, minimum=0.0, maximum=1.0, step=0.005),
+    Setting("min_coverage", 0.95, "Lowest share of queries with the full quota of negatives the audit's recommended "
+            "setting may have.", "audit", float, minimum=0.0, maximum=1.0, step=0.01),
     # export
     Setting("formats", ("triplet", "ntuple", "labeled_pair", "flag", "pool"), "Export formats, comma-separated.",
             "export", choices=("triplet", "ntuple", "ntuple_scores", "labeled_pair", "flag", "pool"), multiple=True),
@@ -167,6 +183,37 @@ def validate(values: dict[str, Any], *, stage: Stage | None = None) -> dict[str,
             continue
         out[name] = spec.check(value)
     return out
+
+
+def pick(values: Mapping[str, Any], names: Iterable[str]) -> dict[str, Any]:
+    """`names` from `values` (settings by name), the table's default for those it lacks. A name in `values` that is
+    no setting at all is a typo and raises SettingsError; settings of other stages are left out."""
+    for name in values:
+        setting(name)
+    return {name: values[name] if name in values else setting(name).default for name in names}
+
+
+P = TypeVar("P", bound="StageParams")
+
+
+class StageParams:
+    """Base of the frozen params dataclasses a stage takes. Built once at the edge with `from_settings`; every field
+    named like a setting is checked (and converted) by the table on construction, so the stage trusts it. Subclasses
+    give their fields no defaults: the table's are the only ones."""
+
+    def __post_init__(self) -> None:
+        for field in dataclasses.fields(self):
+            if field.name in _BY_NAME:
+                object.__setattr__(self, field.name, _BY_NAME[field.name].check(getattr(self, field.name)))
+
+    @classmethod
+    def from_settings(cls: type[P], values: Mapping[str, Any]) -> P:
+        """From settings by name (a dict as `validate()` returns it, or only the names to change)."""
+        return cls(**pick(values, (field.name for field in dataclasses.fields(cls))))
+
+    def settings(self) -> dict[str, Any]:
+        """The settings this object holds, by name (what a manifest records)."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name in _BY_NAME}
 
 
 def from_manifest(raw: bytes | str, *, source: str = "manifest.json") -> dict[str, Any]:

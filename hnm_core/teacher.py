@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -24,17 +26,49 @@ from .errors import ModelOutputError
 from .models import CrossFitTeacher, LoadedModel, load_bi_encoder, load_cross_encoder
 from .pool import Pool, row_cosines
 from .progress import Progress, no_progress
-from .settings import DEFAULT_MODEL, validate
+from .settings import StageParams, defaults, pick, setting
 
-__all__ = ["score_pool", "rows_to_score", "load_teacher"]
+__all__ = ["TeacherParams", "score_pool", "rows_to_score", "load_teacher"]
 
 
-def load_teacher(kind: Literal["bi-encoder", "cross-encoder"], name: str, *, precision: str = "auto",
-                 max_length: int | None = None, eager: bool = False) -> LoadedModel:
-    """The teacher model for `kind` (see models.load_bi_encoder / load_cross_encoder)."""
-    if kind == "cross-encoder":
-        return load_cross_encoder(name, precision=precision, max_length=max_length, eager=eager)
-    return load_bi_encoder(name, precision=precision, max_seq_length=max_length, eager=eager)
+@dataclass(frozen=True)
+class TeacherParams(StageParams):
+    """The `teacher`-stage settings plus what the teacher shares with the miner: it runs in the miner's `precision`
+    and `batch_size`; a bi-encoder teacher also takes the miner's `max_seq_length` as its `max_length`, so the miner
+    used as its own teacher costs nothing, while a cross-encoder keeps its own (`max_length` None, usually 512).
+    Build it with `TeacherParams.from_settings(values)`: the fields have no defaults but the table's."""
+
+    teacher: Literal["bi-encoder", "cross-encoder"]
+    teacher_model: str
+    teacher_top_n: int
+    precision: Literal["auto", "fp32", "bf16"]
+    batch_size: int
+    max_length: int | None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.max_length is not None:
+            object.__setattr__(self, "max_length", setting("max_seq_length").check(self.max_length))
+
+    @classmethod
+    def from_settings(cls, values: Mapping[str, Any]) -> TeacherParams:
+        picked = pick(values, ("teacher", "teacher_model", "teacher_top_n", "precision", "batch_size",
+                               "max_seq_length"))
+        max_seq_length = picked.pop("max_seq_length")
+        return cls(**picked, max_length=max_seq_length if picked["teacher"] == "bi-encoder" else None)
+
+    def settings(self) -> dict[str, Any]:
+        """The teacher-stage settings (precision and batch size are the miner's, recorded with the pool)."""
+        return {name: getattr(self, name) for name in defaults("teacher")}
+
+
+def load_teacher(params: TeacherParams, *, eager: bool = False) -> LoadedModel:
+    """The teacher model of `params` (see models.load_bi_encoder / load_cross_encoder)."""
+    if params.teacher == "cross-encoder":
+        return load_cross_encoder(params.teacher_model, precision=params.precision, max_length=params.max_length,
+                                  eager=eager)
+    return load_bi_encoder(params.teacher_model, precision=params.precision, max_seq_length=params.max_length,
+                           eager=eager)
 
 
 def rows_to_score(pool: Pool, kind: str, top_n: int) -> np.ndarray:
@@ -49,44 +83,38 @@ def rows_to_score(pool: Pool, kind: str, top_n: int) -> np.ndarray:
 
 def score_pool(
     pool: Pool,
+    params: TeacherParams,
     *,
-    teacher: str = "bi-encoder",
-    teacher_model: str = DEFAULT_MODEL,
-    teacher_top_n: int = 30,
-    precision: str = "auto",
-    max_length: int | None = None,
-    batch_size: int = 64,
     cache_dir: str | Path | None = None,
     model: LoadedModel | None = None,
     progress: Progress = no_progress,
 ) -> Pool:
     """Return `pool` with `teacher_raw` and `teacher_score` filled (NaN where unscored) and `meta["teacher"]` set.
 
-    `model` passes an already loaded teacher (the app keeps it in memory); otherwise `teacher_model` is loaded.
-    Scores are cached on disk per model fingerprint, so a second call (or a larger top-N) scores only what is new.
+    `model` passes an already loaded teacher (the app keeps it in memory); otherwise `params.teacher_model` is
+    loaded. Scores are cached on disk per model fingerprint, so a second call (or a larger top-N) scores only what
+    is new.
     """
-    values = validate(dict(teacher=teacher, teacher_model=teacher_model, teacher_top_n=teacher_top_n),
-                      stage="teacher")
-    kind = values["teacher"]
-    model = model or load_teacher(kind, teacher_model, precision=precision, max_length=max_length)
-    mask = rows_to_score(pool, kind, teacher_top_n)
+    kind = params.teacher
+    model = model or load_teacher(params)
+    mask = rows_to_score(pool, kind, params.teacher_top_n)
     raw = np.full(len(pool.frame), np.nan, dtype=np.float32)
     routing = None
     if kind == "bi-encoder":
-        raw[:] = _bi_encoder_scores(pool, model, batch_size=batch_size, cache_dir=cache_dir, progress=progress)
+        raw[:] = _bi_encoder_scores(pool, model, batch_size=params.batch_size, cache_dir=cache_dir, progress=progress)
         score = raw.copy()
     else:
-        raw[mask], routing = _cross_encoder_scores(pool, mask, model, batch_size=batch_size, cache_dir=cache_dir,
+        raw[mask], routing = _cross_encoder_scores(pool, mask, model, batch_size=params.batch_size, cache_dir=cache_dir,
                                                    progress=progress)
         with np.errstate(over="ignore"):
             score = (1.0 / (1.0 + np.exp(-raw.astype(np.float64)))).astype(np.float32)
     frame = pool.frame.copy()
     frame["teacher_raw"] = raw
     frame["teacher_score"] = score
-    meta = {**pool.meta, "settings": {**pool.meta.get("settings", {}), **values}, "teacher": {
+    meta = {**pool.meta, "settings": {**pool.meta.get("settings", {}), **params.settings()}, "teacher": {
         "kind": kind, "name": model.name, "path": model.path, "fingerprint": model.fingerprint,
         "precision": model.precision, "max_length": model.max_length,
-        "top_n": teacher_top_n if kind == "cross-encoder" else None, "scored_rows": int(mask.sum()),
+        "top_n": params.teacher_top_n if kind == "cross-encoder" else None, "scored_rows": int(mask.sum()),
         "score": "sigmoid(logit)" if kind == "cross-encoder" else "cosine",
         **({"cross_fit": routing} if routing else {}),
     }}

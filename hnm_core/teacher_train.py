@@ -39,7 +39,7 @@ import logging
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,8 +51,9 @@ from .cache import atomic_write_bytes
 from .data import Collection
 from .errors import ExportError, SettingsError
 from .models import CROSS_FIT_MANIFEST, LoadedModel, check_cross_encoder, load_bi_encoder, query_key
+from .pool import PoolParams
 from .progress import Progress, no_progress
-from .settings import DEFAULT_MODEL, validate
+from .settings import DEFAULT_MODEL, setting
 
 __all__ = ["train_teacher", "TeacherTrainResult", "FoldResult", "DEFAULT_BAND", "fold_queries", "training_rows"]
 
@@ -164,8 +165,8 @@ def train_teacher(
     batch_size: int = 16,
     lr: float = 2e-5,
     max_length: int = 256,
-    seed: int = 0,
-    pool_settings: dict[str, Any] | None = None,
+    seed: int = setting("seed").default,
+    pool_settings: Mapping[str, Any] | None = None,
     encoder: LoadedModel | None = None,
     cache_dir: str | Path | None = None,
     overwrite: bool = False,
@@ -195,7 +196,8 @@ def train_teacher(
             raise SettingsError(f"{name}: {value} is below the minimum {low}")
     if not epochs > 0 or not lr > 0:
         raise SettingsError(f"epochs ({epochs}) and lr ({lr}) must be above 0")
-    values = validate(dict(pool_settings or {}), stage="pool")
+    pool_params = PoolParams.from_settings({**(pool_settings or {}), "seed": seed})
+    values = pool_params.settings()
     base = load_bi_encoder(base_model, precision="fp32")  # a folder is fingerprinted from its files, not loaded
     split = fold_queries(collection, folds, seed)
     empty = [i for i, ids in enumerate(split) if not ids]
@@ -235,10 +237,9 @@ def train_teacher(
         if info is None:
             shutil.rmtree(folder, ignore_errors=True)  # a fold folder without its info file was not made by us
             if frame is None:  # retrieval only when a fold is left to train
-                from .pipeline import pool_kwargs
                 from .pool import build_pool
 
-                frame = build_pool(collection, **pool_kwargs(values), cache_dir=cache_dir, encoder=encoder,
+                frame = build_pool(collection, pool_params, cache_dir=cache_dir, encoder=encoder,
                                    progress=progress).frame
             train_ids = tuple(q for j, other in enumerate(split) if j != i for q in other)
             rows, counts = training_rows(frame, collection, train_ids, band=band,

@@ -40,7 +40,7 @@ st.page_link(TUNE_PAGE, label="Change them on Tune", icon=":material/tune:")
 
 with st.spinner("Laying out the map: a seeded UMAP, single-threaded. The first map in a server process waits "
                 "about 30 s for numba to compile; later ones take seconds, and this one is then cached on disk."):
-    coords = loaders.map_coords(result.key, int(result.settings.get("seed", 0)), pool)
+    coords = loaders.map_coords(result.key, result.settings["seed"], pool)
 if coords is None:
     st.info("The map needs document embeddings, and this pool was mined with BM25 only. Add the dense retriever "
             "on the Mine page to see it.")
@@ -53,7 +53,7 @@ else:
     event = st.plotly_chart(drawn.figure, key="explore_map", on_select="rerun", selection_mode=("lasso", "box"),
                             config={"displaylogo": False, "scrollZoom": True})
     selected_rows = drawn.selected_docs(event.selection.points)
-    st.caption(f"Seeded UMAP (seed {result.settings.get('seed', 0)}, cosine) of every document and query "
+    st.caption(f"Seeded UMAP (seed {result.settings['seed']}, cosine) of every document and query "
                "embedding. A seeded UMAP runs single-threaded so the layout is the same every time; it is computed "
                "once per embedding set and cached on disk. Draw a lasso or box to list documents.")
 

@@ -5,7 +5,8 @@ import time
 import streamlit as st
 
 from hnm_core.errors import HnmError
-from hnm_core.settings import DEFAULT_MODEL, SETTINGS, validate
+from hnm_core.pipeline import MiningParams
+from hnm_core.settings import DEFAULT_MODEL, SETTINGS
 from studio import loaders, views
 from studio.state import EXPLORE_PAGE, TUNE_PAGE, Mined, init_state, mined, need_data, set_mined, settings
 from studio.widgets import replay_settings, reset_settings, setting_widget, switch_teacher_kind
@@ -17,7 +18,7 @@ collection = data.collection
 st.caption(f"Data: {views.plain(collection.name)} · {len(collection.doc_ids):,} documents · "
            f"{len(collection.query_ids):,} queries")
 
-MINE_SETTINGS = [s.name for s in SETTINGS if s.stage in ("pool", "teacher")]
+MINE_SETTINGS = [s.name for s in SETTINGS if s.stage in ("run", "pool", "teacher")]
 
 left, right = st.columns(2)
 with left:
@@ -79,10 +80,11 @@ wanted = {name: settings()[name] for name in MINE_SETTINGS}
 if st.button("Run", type="primary", key="run_mine", icon=":material/play_arrow:",
              disabled=teacher_problem is not None):
     try:
-        values = {name: validate(wanted)[name] for name in MINE_SETTINGS}
+        params = MiningParams.from_settings(wanted)
+        values = params.settings()
         started = time.perf_counter()
         with st.container(border=True):
-            pool = loaders.mined_pool(data.key, loaders.settings_key(values), collection)
+            pool = loaders.mined_pool(data.key, params, collection)
         set_mined(Mined(pool, loaders.pool_key(data.key, values), values, time.perf_counter() - started))
     except HnmError as error:
         st.error(views.plain(str(error)))

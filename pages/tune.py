@@ -11,7 +11,7 @@ import streamlit as st
 from hnm_core.audit import audit_figures, audit_pool
 from hnm_core.curate import curate
 from hnm_core.errors import HnmError
-from hnm_core.settings import SETTINGS, validate
+from hnm_core.settings import SETTINGS
 from studio import loaders, views
 from studio.state import EXPLORE_PAGE, EXPORT_PAGE, curate_params, init_state, need_pool
 from studio.widgets import replay_settings, reset_settings, setting_widget
@@ -23,10 +23,10 @@ pool = result.pool
 frame = pool.frame
 
 scores = loaders.score_range(result.key, pool)
-top_k = int(result.settings.get("top_k", 100))
+top_k = result.settings["top_k"]
 teacher = (pool.meta.get("teacher") or {}).get("kind", "")
 CURATE_SETTINGS = [s.name for s in SETTINGS if s.stage == "curate"]
-MINING_SETTINGS = {s.name for s in SETTINGS if s.stage in ("pool", "teacher")}
+MINING_SETTINGS = {s.name for s in SETTINGS if s.stage in ("run", "pool", "teacher")}
 
 controls, outcome = st.columns([1, 2], gap="large")
 with controls:
@@ -93,16 +93,21 @@ with outcome:
 
 st.divider()
 st.subheader("False-negative audit")
-st.caption("Hide half of each query's labelled positives (seeded), mine again as if they were unknown, and count "
+st.caption("Hide a share of each query's labelled positives (seeded), mine again as if they were unknown, and count "
            "how many come back as negatives (leak) at every point of a sweep over the ceiling, relative margin, "
            "skip-N and near-duplicate guard. The recommendation is the hardest setting whose leak stays under the "
-           "target with at least 95% of queries at full quota.")
-target = st.slider("Leak target (%)", 0.5, 10.0, 2.0, 0.5, key="audit_target") / 100
+           "target with at least the lowest coverage of queries at full quota.")
+knobs = st.columns(3)
+hide = setting_widget("hide", label="Share of positives hidden", kind="slider", lo=0.05, hi=0.95,
+                      container=knobs[0])
+target = setting_widget("target_leak", label="Leak target", kind="slider", lo=0.005, hi=0.1, container=knobs[1])
+min_coverage = setting_widget("min_coverage", label="Lowest coverage", kind="slider", lo=0.5, hi=1.0,
+                              container=knobs[2])
 if st.button("Run the audit", key="run_audit"):
     try:
-        # the pool and teacher settings of this pool: the audit mines the hidden split exactly as it was mined
-        mining = validate({k: v for k, v in result.settings.items() if k in MINING_SETTINGS})
-        split_pool, split = loaders.audit_split_pool(result.key, loaders.settings_key(mining), 0.5,
+        # the mining settings of this pool (checked when it was mined): the audit mines the hidden split the same way
+        mining = {k: v for k, v in result.settings.items() if k in MINING_SETTINGS}
+        split_pool, split = loaders.audit_split_pool(result.key, loaders.settings_key(mining), hide,
                                                      pool.collection)
         with st.spinner("Sweeping the curation settings..."):
             st.session_state["audit_report"] = (result.key, audit_pool(split_pool, split, params))
@@ -112,7 +117,7 @@ report_entry = st.session_state.get("audit_report")
 if report_entry is not None and report_entry[0] == result.key:
     report = report_entry[1]
     sweep_result = report.sweep
-    recommendation = sweep_result.recommend(target_leak=target)
+    recommendation = sweep_result.recommend(target_leak=target, min_coverage=min_coverage)
     # the current sliders, audited on the hidden-split pool (one curation, ~10 ms)
     audit_frame = report.pool.frame
     current = audit_figures(audit_frame, report.hidden, curate(audit_frame, params), n_hidden=report.split.n_hidden)

@@ -29,12 +29,11 @@ from hnm_core.audit import HiddenSplit, hide_positives
 from hnm_core.cache import texts_digest
 from hnm_core.data import FILE_SUFFIXES, Collection, beir_splits, load_collection
 from hnm_core.errors import DataError, HnmError
-from hnm_core.models import LoadedModel, check_cross_encoder, load_bi_encoder
-from hnm_core.pipeline import mine, teacher_kwargs
+from hnm_core.models import LoadedModel, check_cross_encoder, load_bi_encoder, load_cross_encoder
+from hnm_core.pipeline import MiningParams, mine
 from hnm_core.pool import Pool, load_pool
 from hnm_core.project import project_2d
-from hnm_core.settings import from_manifest
-from hnm_core.teacher import load_teacher
+from hnm_core.settings import SETTINGS, from_manifest, setting
 
 from . import views
 from .progress import StreamlitProgress
@@ -93,12 +92,12 @@ def _loaded(collection: Collection, origin: str, path: Path) -> LoadedData:
     return LoadedData(collection, collection_key(collection), origin, path)
 
 
-def load_sample(split: str = "test") -> LoadedData:
+def load_sample(split: str = setting("split").default) -> LoadedData:
     """The bundled demo collection (sample_data/)."""
     return _loaded(load_collection(SAMPLE_DIR, split=split), "bundled sample (sample_data/)", SAMPLE_DIR)
 
 
-def load_path(path: str, split: str = "test") -> LoadedData:
+def load_path(path: str, split: str = setting("split").default) -> LoadedData:
     """A BEIR folder, pairs file or FlagEmbedding file on the server's disk. Raises DataError with the fix."""
     text = path.strip()
     if not text:
@@ -128,7 +127,12 @@ def load_saved_pool(path: str) -> tuple[LoadedData, Mined]:
     stamp = (folder / "pool.parquet").stat()
     key = hashlib.blake2b(f"{folder}|{stamp.st_mtime_ns}|{stamp.st_size}".encode(), digest_size=16).hexdigest()
     data = _loaded(pool.collection, f"saved pool {folder}", folder)
-    return data, Mined(pool, f"saved:{key}", dict(pool.meta.get("settings", {})), 0.0)
+    # the mining settings it records (ones this version does not know are left out), checked, with the table's
+    # defaults for any it lacks
+    known = {s.name for s in SETTINGS}
+    recorded = {k: v for k, v in pool.meta.get("settings", {}).items() if k in known}
+    recorded = MiningParams.from_settings(recorded).settings()
+    return data, Mined(pool, f"saved:{key}", recorded, 0.0)
 
 
 def _clean_name(name: str) -> str:
@@ -137,7 +141,7 @@ def _clean_name(name: str) -> str:
     return base or "upload"
 
 
-def load_uploads(files: Sequence[Upload], folder: Path, split: str = "test") -> LoadedData:
+def load_uploads(files: Sequence[Upload], folder: Path, split: str = setting("split").default) -> LoadedData:
     """Uploaded files as a collection: corpus.jsonl + queries.jsonl + qrels TSV file(s) (BEIR), or one pairs /
     FlagEmbedding file. They are written into `folder` (emptied first) and read with hnm_core.data.
 
@@ -193,7 +197,7 @@ def teacher_model(kind: str, name: str, precision: str, max_length: int | None) 
     """The teacher, shared like `bi_encoder` (a bi-encoder teacher with the miner's settings is the miner)."""
     if kind == "bi-encoder":
         return bi_encoder(name, precision, max_length)
-    return load_teacher("cross-encoder", name, precision=precision, max_length=max_length)
+    return load_cross_encoder(name, precision=precision, max_length=max_length)
 
 
 def cross_encoder_problem(name: str) -> str | None:
@@ -208,20 +212,20 @@ def cross_encoder_problem(name: str) -> str | None:
 
 
 @st.cache_resource(show_spinner=False, max_entries=4)
-def mined_pool(data_key: str, values_key: tuple[tuple[str, Any], ...], _collection: Collection) -> Pool:
-    """Pool + teacher scores for the collection whose content hash is `data_key`, under the settings `values_key`
-    (see settings_key). Progress bars are drawn in the current container; on a cache hit Streamlit replays them
-    finished. Embeddings and scores are also cached on disk (hnm cache folder), so a new server resumes them."""
-    return _mine_with_session_models(_collection, dict(values_key))
+def mined_pool(data_key: str, params: MiningParams, _collection: Collection) -> Pool:
+    """Pool + teacher scores for the collection whose content hash is `data_key`, under `params` (Streamlit hashes
+    the frozen dataclass by its fields). Progress bars are drawn in the current container; on a cache hit Streamlit
+    replays them finished. Embeddings and scores are also cached on disk (hnm cache folder), so a new server
+    resumes them."""
+    return _mine_with_session_models(_collection, params)
 
 
-def _mine_with_session_models(collection: Collection, values: dict[str, Any]) -> Pool:
+def _mine_with_session_models(collection: Collection, params: MiningParams) -> Pool:
     """pipeline.mine with the bi-encoder and teacher from the model cache, progress drawn on the page."""
-    encoder = (bi_encoder(values["model"], values["precision"], values["max_seq_length"])
-               if "dense" in values["sources"] else None)
-    teach = teacher_kwargs(values)
-    teacher = teacher_model(teach["teacher"], teach["teacher_model"], teach["precision"], teach["max_length"])
-    return mine(collection, values, encoder=encoder, teacher=teacher, progress=StreamlitProgress())
+    miner, teach = params.pool, params.teacher
+    encoder = bi_encoder(miner.model, miner.precision, miner.max_seq_length) if "dense" in miner.sources else None
+    teacher = teacher_model(teach.teacher, teach.teacher_model, teach.precision, teach.max_length)
+    return mine(collection, params, encoder=encoder, teacher=teacher, progress=StreamlitProgress())
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
@@ -282,4 +286,4 @@ def audit_split_pool(pool_key: str, values_key: tuple[tuple[str, Any], ...], hid
     if not split.hidden:
         raise DataError(_collection.source or _collection.name, "no query has two or more positives, so none can "
                         "be hidden.", fix="audit a collection where queries have several labelled positives")
-    return _mine_with_session_models(split.apply(_collection), values), split
+    return _mine_with_session_models(split.apply(_collection), MiningParams.from_settings(values)), split

@@ -404,12 +404,14 @@ def test_a_bi_encoder_is_refused_as_the_cross_encoder_teacher_before_any_scoring
 
 def test_a_saved_pool_folder_opens_without_mining(tiny_collection, tiny_bi_encoder_dir, tmp_path):
     from hnm_core.models import load_bi_encoder
-    from hnm_core.pool import build_pool, save_pool
-    from hnm_core.teacher import score_pool
+    from hnm_core.pool import PoolParams, build_pool, save_pool
+    from hnm_core.teacher import TeacherParams, score_pool
 
     encoder = load_bi_encoder(str(tiny_bi_encoder_dir), precision="fp32")
-    pool = build_pool(tiny_collection, top_k=4, encoder=encoder, cache_dir=tmp_path / "cache")
-    save_pool(score_pool(pool, model=encoder, cache_dir=tmp_path / "cache"), tmp_path / "pool")
+    pool = build_pool(tiny_collection, PoolParams.from_settings({"top_k": 4}), encoder=encoder,
+                      cache_dir=tmp_path / "cache")
+    save_pool(score_pool(pool, TeacherParams.from_settings({}), model=encoder, cache_dir=tmp_path / "cache"),
+              tmp_path / "pool")
 
     at = open_page(new_session(), DATA)
     at.radio(key="data_source").set_value("Folder or file path").run()
@@ -524,12 +526,12 @@ def test_map_figure_escapes_hover_text_zooms_and_thins_a_large_corpus(tiny_colle
     import dataclasses
 
     from hnm_core.curate import CurateParams, curate
-    from hnm_core.pool import build_pool
+    from hnm_core.pool import PoolParams, build_pool
 
     texts = list(tiny_collection.doc_texts)
     texts[0] = "<img src=x onerror=alert(1)> " + texts[0]  # d01, a positive of q1
     collection = dataclasses.replace(tiny_collection, doc_texts=tuple(texts))
-    pool = build_pool(collection, sources=("bm25",), top_k=3, cache_dir=tmp_path)
+    pool = build_pool(collection, PoolParams.from_settings({"sources": ("bm25",), "top_k": 3}), cache_dir=tmp_path)
     curation = curate(pool.frame, CurateParams(ceiling=None, relative_margin=None, absolute_margin=None,
                                                near_dup=None, skip_n=0, cluster_rule=False, floor=None))
     coords = np.random.default_rng(0).normal(size=(len(collection.doc_ids) + len(collection.query_ids), 2))

@@ -255,7 +255,7 @@ def sample_audit(tiny_bi_encoder_dir, tmp_path_factory):
               "negatives": 3, "skip_n": 1}
     collection = load_collection(SAMPLE)
     grid = {"relative_margin": (None, 0.05, 0.2), "skip_n": (0, 2)}
-    report = audit(collection, values, hide=0.5, cache_dir=tmp_path_factory.mktemp("audit-cache"), grid=grid)
+    report = audit(collection, {**values, "hide": 0.5}, cache_dir=tmp_path_factory.mktemp("audit-cache"), grid=grid)
     return collection, values, report
 
 

@@ -16,14 +16,15 @@ from hnm_core.cli import main
 from hnm_core.dense import encode
 from hnm_core.errors import CacheWarning, ModelOutputError
 from hnm_core.models import load_bi_encoder, load_cross_encoder
-from hnm_core.pool import build_pool, load_pool
-from hnm_core.teacher import score_pool
+from hnm_core.pool import PoolParams, build_pool, load_pool
+from hnm_core.teacher import TeacherParams, score_pool
 
 
 @pytest.fixture
 def pool(tiny_collection, tiny_bi_encoder_dir, tmp_path):
     encoder = load_bi_encoder(str(tiny_bi_encoder_dir), precision="fp32")
-    return build_pool(tiny_collection, top_k=5, encoder=encoder, cache_dir=tmp_path / "cache")
+    return build_pool(tiny_collection, PoolParams.from_settings({"top_k": 5}), encoder=encoder,
+                      cache_dir=tmp_path / "cache")
 
 
 def rows(start: int, stop: int, dim: int = 4) -> np.ndarray:
@@ -231,11 +232,12 @@ def test_a_damaged_meta_json_is_recomputed_and_an_old_format_entry_silently(tmp_
 def test_a_damaged_score_chunk_is_rescored_with_a_warning(pool, tiny_cross_encoder_dir, tmp_path, how):
     teacher = load_cross_encoder(str(tiny_cross_encoder_dir), precision="fp32")
     cache = tmp_path / "scores"
-    clean = score_pool(pool, teacher="cross-encoder", model=teacher, teacher_top_n=3, cache_dir=cache)
+    params = TeacherParams.from_settings({"teacher": "cross-encoder", "teacher_top_n": 3})
+    clean = score_pool(pool, params, model=teacher, cache_dir=cache)
     chunks = sorted((cache / "pair_scores" / teacher.fingerprint).glob("chunk-*.npy"))
     damage(chunks[0], how)
     with pytest.warns(CacheWarning, match=r"chunk-.*\.npy"):
-        again = score_pool(pool, teacher="cross-encoder", model=teacher, teacher_top_n=3, cache_dir=cache)
+        again = score_pool(pool, params, model=teacher, cache_dir=cache)
     np.testing.assert_array_equal(again.frame["teacher_raw"], clean.frame["teacher_raw"])
 
 
@@ -286,7 +288,8 @@ def test_a_cross_encoder_that_produces_nan_is_a_one_line_error(pool, tiny_cross_
     with torch.no_grad():
         next(teacher.model.model.parameters()).fill_(float("nan"))
     with pytest.raises(ModelOutputError, match=r"produced NaN or infinite scores"):
-        score_pool(pool, teacher="cross-encoder", model=teacher, teacher_top_n=2, cache_dir=tmp_path / "s")
+        score_pool(pool, TeacherParams.from_settings({"teacher": "cross-encoder", "teacher_top_n": 2}), model=teacher,
+                   cache_dir=tmp_path / "s")
     assert not list((tmp_path / "s").glob("pair_scores/*/*.npy"))
 
 

@@ -65,6 +65,16 @@ def test_mine_then_curate_then_diff(tiny_models, tmp_path, capsys):
     assert "jaccard" in json.loads(capsys.readouterr().out)
 
 
+def test_curate_samples_with_the_pools_seed_unless_told_otherwise(tiny_models, tmp_path):
+    mined = tmp_path / "mined"
+    assert main(["mine", str(SAMPLE), "--out", str(mined), "--sources", "bm25", "--seed", "7", "--sampling", "random",
+                 *tiny_models]) == 0
+    for flags, seed in (([], 7), (["--seed", "3"], 3)):
+        out = tmp_path / f"curated-{seed}"
+        assert main(["curate", str(mined), "--out", str(out), "--sampling", "random", "--quiet", *flags]) == 0
+        assert json.loads((out / "manifest.json").read_text())["settings"]["seed"] == seed
+
+
 def test_bad_input_is_one_line_with_file_and_line(tmp_path, capsys):
     bad = tmp_path / "pairs.jsonl"
     bad.write_text('{"query": "a", "positive": "b"}\n{"query": "c", "positive": \n')

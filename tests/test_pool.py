@@ -7,7 +7,7 @@ from hnm_core.bm25 import tokenize
 from hnm_core.data import load_collection
 from hnm_core.errors import DataError, ExportError
 from hnm_core.models import load_bi_encoder
-from hnm_core.pool import POOL_COLUMNS, build_pool, load_pool, save_pool
+from hnm_core.pool import POOL_COLUMNS, PoolParams, build_pool, load_pool, save_pool
 
 from .conftest import SHARED_DATASETS
 
@@ -15,7 +15,8 @@ from .conftest import SHARED_DATASETS
 @pytest.fixture
 def tiny_pool(tiny_collection, tiny_bi_encoder_dir, tmp_path):
     encoder = load_bi_encoder(str(tiny_bi_encoder_dir), precision="fp32")
-    return build_pool(tiny_collection, top_k=4, encoder=encoder, cache_dir=tmp_path / "cache", n_clusters=3)
+    return build_pool(tiny_collection, PoolParams.from_settings({"top_k": 4, "n_clusters": 3}), encoder=encoder,
+                      cache_dir=tmp_path / "cache")
 
 
 def test_schema(tiny_pool):
@@ -77,7 +78,7 @@ def test_dense_scores_and_positive_similarity_are_exact(tiny_pool, tiny_collecti
 
 
 def test_bm25_only_pool_leaves_dense_columns_empty(tiny_collection, tmp_path):
-    pool = build_pool(tiny_collection, sources=("bm25",), top_k=3, cache_dir=tmp_path)
+    pool = build_pool(tiny_collection, PoolParams.from_settings({"sources": ("bm25",), "top_k": 3}), cache_dir=tmp_path)
     frame = pool.frame
     assert not frame["in_dense"].any() and frame["dense_score"].isna().all() and (frame["cluster"] == -1).all()
     assert pool.doc_embeddings is None and "model" not in pool.meta
@@ -105,20 +106,22 @@ def test_load_pool_names_what_is_missing(tmp_path):
 @pytest.mark.slow
 def test_cranfield_pool_with_minilm_and_warm_cache(session_cache):
     collection = load_collection(SHARED_DATASETS / "cranfield")
-    cold = build_pool(collection, top_k=50, cache_dir=session_cache)
+    cold = build_pool(collection, PoolParams.from_settings({"top_k": 50}), cache_dir=session_cache)
     frame = cold.frame
     cands = frame[~frame["is_positive"]]
     positives = {(q, d) for q in collection.query_ids for d in collection.positives[q]}
     assert not positives & set(zip(cands["query_id"], cands["doc_id"]))
     assert cands.groupby("query_id").size().between(50, 100).all()
     encoder = load_bi_encoder("all-MiniLM-L6-v2", max_seq_length=256)
-    warm = build_pool(collection, top_k=50, cache_dir=session_cache, encoder=encoder)
+    warm = build_pool(collection, PoolParams.from_settings({"top_k": 50}), cache_dir=session_cache,
+                      encoder=encoder)
     assert not encoder.loaded  # every embedding came from the cache
     pd.testing.assert_frame_equal(warm.frame, frame)
 
 
 def test_bm25_does_not_claim_documents_sharing_no_term(tiny_collection, tmp_path):
-    pool = build_pool(tiny_collection, sources=("bm25",), top_k=10, cache_dir=tmp_path)
+    pool = build_pool(tiny_collection, PoolParams.from_settings({"sources": ("bm25",), "top_k": 10}),
+                      cache_dir=tmp_path)
     cands = pool.frame[~pool.frame["is_positive"]]
     assert (cands["bm25_score"] > 0).all()
     assert len(cands) < 10 * len(tiny_collection.query_ids)  # 12 docs: every query shares no term with some

@@ -5,14 +5,19 @@ import pytest
 
 from hnm_core.errors import ModelLoadError
 from hnm_core.models import load_bi_encoder, load_cross_encoder
-from hnm_core.pool import build_pool
-from hnm_core.teacher import score_pool
+from hnm_core.pool import PoolParams, build_pool
+from hnm_core.teacher import TeacherParams, score_pool
+
+
+def cross_encoder(top_n: int, **settings) -> TeacherParams:
+    return TeacherParams.from_settings({"teacher": "cross-encoder", "teacher_top_n": top_n, **settings})
 
 
 @pytest.fixture
 def pool(tiny_collection, tiny_bi_encoder_dir, tmp_path):
     encoder = load_bi_encoder(str(tiny_bi_encoder_dir), precision="fp32")
-    return build_pool(tiny_collection, top_k=5, encoder=encoder, cache_dir=tmp_path / "cache")
+    return build_pool(tiny_collection, PoolParams.from_settings({"top_k": 5}), encoder=encoder,
+                      cache_dir=tmp_path / "cache")
 
 
 class Recorder:
@@ -25,7 +30,8 @@ class Recorder:
 
 def test_miner_as_teacher_reuses_dense_scores_without_loading(pool, tiny_bi_encoder_dir, tmp_path):
     teacher = load_bi_encoder(str(tiny_bi_encoder_dir), precision="fp32")
-    scored = score_pool(pool, teacher="bi-encoder", model=teacher, cache_dir=tmp_path / "cache")
+    scored = score_pool(pool, TeacherParams.from_settings({"teacher": "bi-encoder"}), model=teacher,
+                        cache_dir=tmp_path / "cache")
     assert not teacher.loaded
     np.testing.assert_array_equal(scored.frame["teacher_raw"], pool.frame["dense_score"])
     np.testing.assert_array_equal(scored.frame["teacher_score"], pool.frame["dense_score"])
@@ -44,7 +50,7 @@ def test_other_bi_encoder_teacher_scores_every_row(pool, tiny_bi_encoder_dir, tm
             p.add_(0.05 * torch.sign(p))
     model.save(str(other))
     teacher = load_bi_encoder(str(other), precision="fp32")
-    scored = score_pool(pool, model=teacher, cache_dir=tmp_path / "cache")
+    scored = score_pool(pool, TeacherParams.from_settings({}), model=teacher, cache_dir=tmp_path / "cache")
     c = pool.collection
     frame = scored.frame
     q = teacher.model.encode([c.query_texts[c.query_index[x]] for x in frame["query_id"]], normalize_embeddings=True)
@@ -55,7 +61,7 @@ def test_other_bi_encoder_teacher_scores_every_row(pool, tiny_bi_encoder_dir, tm
 
 def test_cross_encoder_scores_positives_and_top_n_only(pool, tiny_cross_encoder_dir, tmp_path):
     teacher = load_cross_encoder(str(tiny_cross_encoder_dir), precision="fp32")
-    scored = score_pool(pool, teacher="cross-encoder", model=teacher, teacher_top_n=2, cache_dir=tmp_path / "cache")
+    scored = score_pool(pool, cross_encoder(2), model=teacher, cache_dir=tmp_path / "cache")
     frame = scored.frame
     expected = frame["is_positive"] | frame["fused_rank"].between(1, 2)
     assert (frame["teacher_raw"].notna() == expected).all()
@@ -72,17 +78,17 @@ def test_cross_encoder_scores_positives_and_top_n_only(pool, tiny_cross_encoder_
 def test_cross_encoder_scores_are_cached_and_extended(pool, tiny_cross_encoder_dir, tmp_path):
     cache = tmp_path / "cache"
     first = Recorder()
-    a = score_pool(pool, teacher="cross-encoder", teacher_model=str(tiny_cross_encoder_dir), teacher_top_n=2,
-                   precision="fp32", cache_dir=cache, progress=first)
+    a = score_pool(pool, cross_encoder(2, teacher_model=str(tiny_cross_encoder_dir), precision="fp32"),
+                   cache_dir=cache, progress=first)
     n_first = first.totals["teacher: cross-encoder"]
     assert n_first == int(a.frame["teacher_raw"].notna().sum())
     fresh = load_cross_encoder(str(tiny_cross_encoder_dir), precision="fp32")
     again = Recorder()
-    b = score_pool(pool, teacher="cross-encoder", model=fresh, teacher_top_n=2, cache_dir=cache, progress=again)
+    b = score_pool(pool, cross_encoder(2), model=fresh, cache_dir=cache, progress=again)
     assert again.totals["teacher: cross-encoder"] == 0 and not fresh.loaded
     np.testing.assert_array_equal(a.frame["teacher_raw"], b.frame["teacher_raw"])
     wider = Recorder()
-    c = score_pool(pool, teacher="cross-encoder", model=fresh, teacher_top_n=4, cache_dir=cache, progress=wider)
+    c = score_pool(pool, cross_encoder(4), model=fresh, cache_dir=cache, progress=wider)
     n_new = int(c.frame["teacher_raw"].notna().sum()) - n_first
     assert wider.totals["teacher: cross-encoder"] == n_new > 0
 
@@ -90,7 +96,8 @@ def test_cross_encoder_scores_are_cached_and_extended(pool, tiny_cross_encoder_d
 def test_missing_cross_encoder_fails_with_the_fix(pool, tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(ModelLoadError, match="Fix:"):
-        score_pool(pool, teacher="cross-encoder", teacher_model="cross-encoder/ms-marco-MiniLM-L6-v2",
+        score_pool(pool, TeacherParams.from_settings({"teacher": "cross-encoder",
+                                                      "teacher_model": "cross-encoder/ms-marco-MiniLM-L6-v2"}),
                    cache_dir=tmp_path)
 
 
@@ -101,7 +108,8 @@ def test_bf16_cross_encoder_runs_in_bf16_and_agrees_with_fp32(pool, tiny_cross_e
     bf16 = load_cross_encoder(str(tiny_cross_encoder_dir), precision="bf16")
     assert {p.dtype for p in bf16.model.model.parameters()} == {torch.bfloat16}
     assert bf16.fingerprint != fp32.fingerprint  # their scores are cached apart
-    a = score_pool(pool, teacher="cross-encoder", model=fp32, teacher_top_n=4, cache_dir=tmp_path)
-    b = score_pool(pool, teacher="cross-encoder", model=bf16, teacher_top_n=4, cache_dir=tmp_path)
+    params = TeacherParams.from_settings({"teacher": "cross-encoder", "teacher_top_n": 4})
+    a = score_pool(pool, params, model=fp32, cache_dir=tmp_path)
+    b = score_pool(pool, params, model=bf16, cache_dir=tmp_path)
     assert b.meta["teacher"]["precision"] == "bf16"
     np.testing.assert_allclose(b.frame["teacher_raw"], a.frame["teacher_raw"], atol=0.05)

@@ -10,8 +10,8 @@ from hnm_core.cli import main
 from hnm_core.data import Collection
 from hnm_core.errors import ExportError, ModelLoadError, SettingsError
 from hnm_core.models import check_cross_encoder, load_bi_encoder, load_cross_encoder
-from hnm_core.pool import build_pool
-from hnm_core.teacher import score_pool
+from hnm_core.pool import PoolParams, build_pool
+from hnm_core.teacher import TeacherParams, score_pool
 from hnm_core.teacher_train import fold_queries, train_teacher, training_rows
 
 SAMPLE = Path(__file__).resolve().parents[1] / "sample_data"
@@ -56,7 +56,7 @@ def test_folds_are_disjoint_cover_the_queries_and_keep_one_text_together(tiny_co
 
 def test_training_rows_never_teach_a_candidate_of_the_band(tiny_collection, tiny_bi_encoder_dir, tmp_path):
     encoder = load_bi_encoder(str(tiny_bi_encoder_dir), precision="fp32")
-    frame = build_pool(tiny_collection, top_k=8, encoder=encoder, cache_dir=tmp_path).frame
+    frame = build_pool(tiny_collection, PoolParams.from_settings({"top_k": 8}), encoder=encoder, cache_dir=tmp_path).frame
     ids = tiny_collection.query_ids
     rows, counts = training_rows(frame, tiny_collection, ids, band=BAND, negatives_per_positive=2, seed=0)
     c = tiny_collection
@@ -96,9 +96,10 @@ def test_trained_teacher_is_cross_fitted_and_scores_each_query_with_the_fold_tha
         assert fold.train_queries == len(collection.query_ids) - len(fold.query_ids)
 
     encoder = load_bi_encoder(manifest["settings"]["pool"]["model"], precision="fp32")
-    pool = build_pool(collection, top_k=8, encoder=encoder, cache_dir=root / "cache")
-    scored = score_pool(pool, teacher="cross-encoder", teacher_model=str(out), teacher_top_n=3, precision="fp32",
-                        cache_dir=tmp_path)
+    pool = build_pool(collection, PoolParams.from_settings({"top_k": 8}), encoder=encoder, cache_dir=root / "cache")
+    scored = score_pool(pool, TeacherParams.from_settings(
+        {"teacher": "cross-encoder", "teacher_model": str(out), "teacher_top_n": 3, "precision": "fp32"}),
+        cache_dir=tmp_path)
     frame = scored.frame[scored.frame["teacher_raw"].notna()]
     members = [load_cross_encoder(str(f.path), precision="fp32") for f in result.folds]
     c = collection
@@ -120,9 +121,10 @@ def test_a_query_no_fold_holds_gets_the_mean_of_the_fold_logits(trained, tmp_pat
     new = Collection(name="other", doc_ids=collection.doc_ids, doc_texts=collection.doc_texts,
                      query_ids=("n1",), query_texts=("which snakes constrict their prey",), positives={"n1": ("d04",)})
     encoder = load_bi_encoder(str(result.manifest["settings"]["pool"]["model"]), precision="fp32")
-    pool = build_pool(new, top_k=4, encoder=encoder, cache_dir=root / "cache")
-    scored = score_pool(pool, teacher="cross-encoder", teacher_model=str(result.out_dir), teacher_top_n=2,
-                        precision="fp32", cache_dir=tmp_path)
+    pool = build_pool(new, PoolParams.from_settings({"top_k": 4}), encoder=encoder, cache_dir=root / "cache")
+    scored = score_pool(pool, TeacherParams.from_settings(
+        {"teacher": "cross-encoder", "teacher_model": str(result.out_dir), "teacher_top_n": 2, "precision": "fp32"}),
+        cache_dir=tmp_path)
     rows = scored.frame[scored.frame["teacher_raw"].notna()]
     pairs = [(new.query_texts[0], new.doc_texts[new.doc_index[d]]) for d in rows["doc_id"]]
     logits = [load_cross_encoder(str(f.path), precision="fp32").model.predict(pairs) for f in result.folds]
@@ -172,7 +174,7 @@ def test_other_settings_are_refused_unless_overwrite_and_different_seeds_differ(
     collection, result, root = trained
     out = tmp_path / "teacher"
     shutil.copytree(result.out_dir, out)
-    with pytest.raises(ExportError, match=r"other settings \(seed\).*Fix: .*--overwrite"):
+    with pytest.raises(ExportError, match=r"other settings \(pool, seed\).*Fix: .*--overwrite"):
         _train(collection, out, tiny_bi_encoder_dir, root / "cache", seed=1)
     redone = _train(collection, out, tiny_bi_encoder_dir, root / "cache", seed=1, overwrite=True)
     assert redone.trained == 2
