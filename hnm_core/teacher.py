@@ -19,9 +19,10 @@ import numpy as np
 from .cache import ChunkPacer, PairScoreCache, pair_keys
 from .errors import ModelOutputError
 from .models import LoadedModel, load_bi_encoder, load_cross_encoder
-from .pool import Pool, row_cosines
+from .pool import Pool
 from .progress import Progress, no_progress
 from .settings import DEFAULT_MODEL, validate
+from .vectors import row_cosines
 
 __all__ = ["score_pool", "rows_to_score", "load_teacher"]
 
