@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -42,7 +41,8 @@ from .curate import LABELS, CurateParams, Curation, curate
 from .data import Collection, normalize_text
 from .errors import DataError, SettingsError
 from .models import LoadedModel
-from .pool import Pool, package_versions
+from .manifest import fingerprints, package_versions, to_json, write_json
+from .pool import Pool
 from .progress import Progress, no_progress
 from .settings import defaults, setting, validate
 
@@ -490,7 +490,7 @@ class AuditReport:
 
     def to_json(self) -> str:
         """`to_dict()` as JSON text (rates without a denominator are null)."""
-        return _json(self.to_dict()).decode()
+        return to_json(self.to_dict()).decode()
 
     def sentences(self) -> list[str]:
         rec = self.sweep.recommendation
@@ -580,38 +580,14 @@ def save_report(report: AuditReport, out_dir: str | Path, *, overwrite: bool = F
         "collection": meta.get("collection"),
         "settings": {**meta.get("settings", {}), **asdict(report.params)},
         "split": {"hide": report.split.hide, "seed": report.split.seed},
-        "fingerprints": {key: meta[key].get("fingerprint") for key in ("model", "teacher")
-                         if isinstance(meta.get(key), dict)},
+        "fingerprints": fingerprints(meta),
         "versions": package_versions(),
         "files": list(REPORT_FILES[:3]),
         **(extra_manifest or {}),
     }
     with write_output(out_dir, "audit", overwrite=overwrite, inputs=inputs) as tmp:
-        (tmp / "report.json").write_bytes(_json(report.to_dict()))
+        write_json(tmp / "report.json", report.to_dict())
         report.sweep.table.to_csv(tmp / "sweep.csv", index=False)
         report.split.to_frame().to_csv(tmp / "hidden_positives.csv", index=False)
-        (tmp / "manifest.json").write_bytes(_json(manifest))
+        write_json(tmp / "manifest.json", manifest)
     return Path(out_dir).expanduser()
-
-
-def _json(value: dict[str, Any]) -> bytes:
-    def plain(obj: Any) -> Any:
-        if isinstance(obj, np.generic):
-            return obj.item()
-        if isinstance(obj, (tuple, set, frozenset, np.ndarray)):
-            return list(obj)
-        if isinstance(obj, Path):
-            return str(obj)
-        raise TypeError(f"{type(obj).__name__} is not JSON")
-
-    def no_nan(obj: Any) -> Any:
-        # JSON has no NaN: a rate without a denominator is null.
-        if isinstance(obj, float) and math.isnan(obj):
-            return None
-        if isinstance(obj, dict):
-            return {k: no_nan(v) for k, v in obj.items()}
-        if isinstance(obj, (list, tuple)):
-            return [no_nan(v) for v in obj]
-        return obj
-
-    return json.dumps(no_nan(value), indent=2, ensure_ascii=False, allow_nan=False, default=plain).encode()

@@ -30,8 +30,9 @@ import pyarrow.parquet as pq
 
 from .curate import LABELS, Curation
 from .errors import DataError, ExportError
+from .manifest import fingerprints, package_versions, write_json
 from .outdir import write_output
-from .pool import Pool, package_versions
+from .pool import Pool
 from .settings import defaults, setting
 
 __all__ = ["export", "ExportResult", "diff_rounds", "RoundDiff", "Transition", "FILE_NAMES"]
@@ -101,7 +102,7 @@ def export(
             _write(table, tmp / name)
             files[name] = {"format": fmt, "rows": table.num_rows, **notes}
         manifest = _manifest(pool, curation, formats, file_type, files, extra_manifest)
-        (tmp / "manifest.json").write_text(_to_json(manifest), encoding="utf-8")
+        write_json(tmp / "manifest.json", manifest)
     out = Path(out_dir).expanduser()
     paths = tuple(out / name for name in files) + (out / "manifest.json",)
     return ExportResult(out, paths, manifest)
@@ -258,8 +259,7 @@ def _manifest(pool: Pool, curation: Curation, formats: tuple[str, ...], file_typ
         "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "collection": meta.get("collection", {"name": pool.collection.name, "source": pool.collection.source}),
         "settings": {**meta.get("settings", {}), **params, "formats": list(formats), "file_type": file_type},
-        "fingerprints": {key: meta[key].get("fingerprint") for key in ("model", "teacher")
-                         if isinstance(meta.get(key), dict)},
+        "fingerprints": fingerprints(meta),
         "model": meta.get("model"),
         "teacher": meta.get("teacher"),
         "versions": package_versions(),
@@ -276,23 +276,6 @@ def _manifest(pool: Pool, curation: Curation, formats: tuple[str, ...], file_typ
     }
     manifest.update(extra or {})
     return manifest
-
-
-def _to_json(value: dict[str, Any]) -> str:
-    def plain(obj: Any) -> Any:
-        if isinstance(obj, np.generic):
-            return obj.item()
-        if isinstance(obj, (np.ndarray, set, frozenset)):
-            return list(obj)
-        if isinstance(obj, Path):
-            return str(obj)
-        raise TypeError(f"{type(obj).__name__} is not JSON")
-
-    try:
-        return json.dumps(value, indent=2, ensure_ascii=False, allow_nan=False, default=plain)
-    except (TypeError, ValueError) as err:
-        raise ExportError(f"the manifest cannot be written as JSON ({err}). Fix: pass plain JSON values "
-                          "(str, numbers, lists, dicts) in extra_manifest / pool.meta") from None
 
 
 # ---------------------------------------------------------------------------------------------------------------------

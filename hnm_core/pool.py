@@ -15,12 +15,13 @@ import pandas as pd
 
 from .cache import EmbeddingCache
 from .data import Collection, normalize_text
+from .manifest import package_versions, write_json
 from .models import LoadedModel, load_bi_encoder
 from .progress import Progress, no_progress
 from .settings import DEFAULT_MODEL, validate
 from .vectors import kmeans_clusters, pos_sim_max, row_cosines
 
-__all__ = ["Pool", "PoolStats", "POOL_COLUMNS", "build_pool", "save_pool", "load_pool", "package_versions"]
+__all__ = ["Pool", "PoolStats", "POOL_COLUMNS", "build_pool", "save_pool", "load_pool"]
 
 POOL_COLUMNS: dict[str, str] = {
     "query_id": "string",
@@ -276,27 +277,12 @@ def build_pool(
     return Pool(frame, collection, stats, meta, doc_emb, query_emb)
 
 
-def package_versions() -> dict[str, str]:
-    """Versions of the packages whose behaviour shapes the output, for manifests."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {}
-    for name in ("hnm", "sentence-transformers", "transformers", "torch", "faiss-cpu", "numpy", "pandas", "bm25s"):
-        try:
-            out[name] = version(name)
-        except PackageNotFoundError:
-            continue
-    return out
-
-
 _POOL_FILES = ("pool.parquet", "corpus.parquet", "queries.parquet", "positives.parquet", "manifest.json")
 
 
 def save_pool(pool: Pool, out_dir: str | Path, *, overwrite: bool = False, inputs: Sequence[str | Path] = ()) -> Path:
     """Write the pool folder (see docs/ARCHITECTURE.md). It is written beside `out_dir` and renamed into place, so an
     interrupted save never leaves half a pool. overwrite / inputs: as for `export` (see hnm_core.outdir)."""
-    import json
-
     from .outdir import write_output
 
     c = pool.collection
@@ -313,7 +299,7 @@ def save_pool(pool: Pool, out_dir: str | Path, *, overwrite: bool = False, input
     with write_output(out_dir, "pool", overwrite=overwrite, inputs=inputs) as tmp:
         for name, table in tables.items():
             table.to_parquet(tmp / name, index=False)
-        (tmp / "manifest.json").write_bytes(json.dumps(manifest, indent=2, default=str).encode())
+        write_json(tmp / "manifest.json", manifest)
     return Path(out_dir).expanduser()
 
 
