@@ -33,6 +33,7 @@ from .errors import DataError, ExportError
 from .manifest import fingerprints, package_versions, write_json
 from .outdir import write_output
 from .pool import Pool
+from .schema import LABELLED_COLUMNS, ROUND_COLUMNS, missing_columns
 from .settings import defaults, setting
 
 __all__ = ["export", "ExportResult", "diff_rounds", "RoundDiff", "Transition", "FILE_NAMES"]
@@ -230,7 +231,7 @@ class _Rows:
             query_text=pd.array(self.query_texts[self.codes], dtype="string"),
             doc_text=pd.array(_lookup(self.doc_ids, coll.doc_index, coll.doc_texts, "doc", coll.name),
                               dtype="string"),
-        )
+        ).astype(LABELLED_COLUMNS)
         return pa.Table.from_pandas(frame, preserve_index=False), {}
 
 
@@ -349,11 +350,11 @@ def _labelled_pool(folder: str | Path) -> pd.DataFrame:
     if not path.exists():
         raise DataError(path, "no labelled pool here.", fix="export both rounds with the 'pool' format included")
     frame = pd.read_parquet(path)
-    missing = [c for c in ("query_id", "doc_id", "label", "selected") if c not in frame.columns]
+    missing = missing_columns(frame, ROUND_COLUMNS)
     if missing:
         raise DataError(path, f"missing columns {', '.join(missing)}; this is not an export's labelled pool.",
                         fix="point at a folder written by hnm export with the 'pool' format")
-    frame = frame[["query_id", "doc_id", "label", "selected"]]
+    frame = frame[list(ROUND_COLUMNS)]
     duplicated = int(frame.duplicated(["query_id", "doc_id"]).sum())
     if duplicated:
         raise DataError(path, f"{duplicated:,} (query_id, doc_id) pairs appear more than once.",

@@ -1,6 +1,6 @@
 """Stage 3, pool: the union of every retriever's top-K per query, minus its positives, with provenance.
 
-The table's schema is documented in docs/ARCHITECTURE.md; it is the interface to curation, the app and export.
+The table follows hnm_core.schema.POOL_COLUMNS (meanings in docs/ARCHITECTURE.md).
 """
 
 from __future__ import annotations
@@ -18,27 +18,11 @@ from .data import Collection, normalize_text
 from .manifest import package_versions, write_json
 from .models import LoadedModel, load_bi_encoder
 from .progress import Progress, no_progress
+from .schema import POOL_COLUMNS, missing_columns
 from .settings import DEFAULT_MODEL, validate
 from .vectors import kmeans_clusters, pos_sim_max, row_cosines
 
-__all__ = ["Pool", "PoolStats", "POOL_COLUMNS", "build_pool", "save_pool", "load_pool"]
-
-POOL_COLUMNS: dict[str, str] = {
-    "query_id": "string",
-    "doc_id": "string",
-    "is_positive": "bool",
-    "in_bm25": "bool",
-    "bm25_rank": "int32",
-    "bm25_score": "float32",
-    "in_dense": "bool",
-    "dense_rank": "int32",
-    "dense_score": "float32",
-    "fused_rank": "int32",
-    "pos_sim_max": "float32",
-    "cluster": "int32",
-    "teacher_raw": "float32",
-    "teacher_score": "float32",
-}
+__all__ = ["Pool", "PoolStats", "build_pool", "save_pool", "load_pool"]
 
 
 @dataclass(frozen=True)
@@ -375,7 +359,7 @@ def _read_table(path: Path, columns: tuple[str, ...], fix: str) -> pd.DataFrame:
         table = pd.read_parquet(path)
     except (pa.ArrowException, OSError, ValueError) as error:  # truncated, not Parquet at all, unreadable
         raise DataError(path, f"is not a readable Parquet file ({_one_line(error)})", fix=fix) from None
-    absent = [c for c in columns if c not in table.columns]
+    absent = missing_columns(table, columns)
     if absent:
         raise DataError(path, f"lacks columns {', '.join(absent)}.", fix=fix)
     return table

@@ -2,6 +2,7 @@
 
 import streamlit as st
 
+from hnm_core.schema import SCORE_COLUMNS
 from studio import loaders, views
 from studio.state import TUNE_PAGE, current_curation, init_state, need_pool
 
@@ -72,7 +73,6 @@ st.dataframe(
     column_config={
         "text": st.column_config.TextColumn("text", width="large"),
         "neg_rank": st.column_config.NumberColumn("neg rank", help="Rank among the sampled negatives (0 = not one)"),
-        **{c: st.column_config.NumberColumn(c, format="%.3f") for c in
-           ("teacher_score", "teacher_raw", "dense_score", "bm25_score", "pos_sim_max")},
+        **{c: st.column_config.NumberColumn(c, format="%.3f") for c in SCORE_COLUMNS},
     },
 )

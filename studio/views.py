@@ -18,14 +18,14 @@ import numpy as np
 import pandas as pd
 
 from hnm_core.audit import AuditFigures, SweepResult
-from hnm_core.curate import CurateParams, Curation
+from hnm_core.curate import CurateParams, Curation, margin_thresholds
 from hnm_core.data import Collection
 from hnm_core.pool import Pool
 
 __all__ = [
     "MarkerStyle", "STYLES", "MapFigure", "ScoreRange", "plain", "hover_text", "query_slices", "collection_summary",
     "positives_per_query", "query_preview", "label_counts", "short_queries", "candidate_table", "documents_table",
-    "map_figure", "score_range", "margin_thresholds", "score_histogram", "preview_rows",
+    "map_figure", "score_range", "score_histogram", "preview_rows",
 ]
 
 
@@ -315,25 +315,6 @@ def score_range(frame: pd.DataFrame) -> ScoreRange:
     ceiling = round(float(np.median(positives)), 2) if len(positives) else hi
     floor = round(float(np.quantile(candidates, 0.1)), 2) if len(candidates) else lo
     return ScoreRange(lo, hi, min(max(ceiling, lo), hi), min(max(floor, lo), hi))
-
-
-def margin_thresholds(frame: pd.DataFrame, params: CurateParams) -> pd.Series:
-    """Per query, the teacher score above which the margin rules call a candidate a false negative (the stricter of
-    the relative and absolute margins, as curate applies them); NaN where no margin is on or no positive is scored.
-
-    Curation returns labels, not these thresholds; they are recomputed here from the same definition
-    (hnm_core.curate: pos_score - |pos_score| * relative_margin, pos_score - absolute_margin) only to draw them."""
-    positives = frame.loc[frame["is_positive"].to_numpy(bool), ["query_id", "teacher_score"]]
-    grouped = positives.groupby("query_id", observed=True, sort=False)["teacher_score"]
-    ref = (grouped.min() if params.margin_ref == "min" else grouped.mean()).astype(np.float64)
-    lines = []
-    if params.relative_margin is not None:
-        lines.append(ref - ref.abs() * params.relative_margin)
-    if params.absolute_margin is not None:
-        lines.append(ref - params.absolute_margin)
-    if not lines:
-        return pd.Series(np.nan, index=ref.index)
-    return pd.concat(lines, axis=1).min(axis=1)
 
 
 def score_histogram(frame: pd.DataFrame, params: CurateParams, query_id: str | None = None):
