@@ -9,10 +9,11 @@ from .audit import AuditReport, audit, audit_pool, hide_positives
 from .curate import LABELS, CurateParams, Curation, curate
 from .data import Collection, load_collection
 from .errors import DataError, ExportError, HnmError, ModelLoadError, SettingsError
-from .export import ExportResult, RoundDiff, diff_rounds, export
+from .export import ExportResult, export
 from .models import LoadedModel, load_bi_encoder, load_cross_encoder
 from .pipeline import mine
 from .pool import Pool, PoolStats, build_pool, load_pool, save_pool
+from .rounds import RoundDiff, diff_rounds
 from .settings import SETTINGS, Setting, defaults, validate
 from .teacher import score_pool
 

@@ -7,7 +7,8 @@ from pathlib import Path
 import streamlit as st
 
 from hnm_core.errors import HnmError
-from hnm_core.export import diff_rounds, export
+from hnm_core.export import export
+from hnm_core.rounds import diff_rounds
 from studio import loaders, views
 from studio.state import current_curation, init_state, loaded, need_pool
 from studio.widgets import setting_widget
