@@ -9,7 +9,7 @@ import streamlit as st
 from hnm_core.errors import HnmError
 from hnm_core.export import export
 from hnm_core.rounds import diff_rounds
-from studio import loaders, views
+from studio import escape, loaders, tables
 from studio.state import current_curation, init_state, loaded, need_pool
 from studio.widgets import setting_widget
 
@@ -43,7 +43,7 @@ def _show(done) -> None:
     """Preview, download buttons and manifest of an ExportResult."""
     if st.session_state.get("export_signature") != signature:
         st.warning("The settings changed since these files were written: write them again to include the change.")
-    st.markdown(f"Files in {views.plain(str(done.out_dir))}:")
+    st.markdown(f"Files in {escape.plain(str(done.out_dir))}:")
     for path in done.paths:
         head, button = st.columns([4, 1])
         info = done.manifest["files"].get(path.name, {})
@@ -52,7 +52,7 @@ def _show(done) -> None:
         button.download_button("Download", data=partial(path.read_bytes), file_name=path.name, key=f"dl:{path.name}",
                                on_click="ignore", icon=":material/download:")
         if rows:
-            st.dataframe(views.preview_rows(path), hide_index=True, key=f"preview:{path.name}")
+            st.dataframe(tables.preview_rows(path), hide_index=True, key=f"preview:{path.name}")
         elif rows == 0:
             notes = ", ".join(f"{k.replace('_', ' ')}: {v:,}" for k, v in info.items() if k not in ("format", "rows"))
             st.caption("No rows" + (f" ({notes})." if notes else "."))
@@ -73,7 +73,7 @@ with download:
             st.session_state["export"] = written
             st.session_state["export_signature"] = signature
         except HnmError as error:
-            st.error(views.plain(str(error)))
+            st.error(escape.plain(str(error)))
 with folder:
     target = st.text_input("Output folder on the machine running the app", key="export_dir",
                            placeholder="/data/rounds/round-1")
@@ -85,9 +85,9 @@ with folder:
                              overwrite=overwrite, extra_manifest={"command": "hnm studio"}, inputs=inputs)
             st.session_state["export"] = written
             st.session_state["export_signature"] = signature
-            st.success(f"Wrote {len(written.paths)} files to {views.plain(str(written.out_dir))}.")
+            st.success(f"Wrote {len(written.paths)} files to {escape.plain(str(written.out_dir))}.")
         except HnmError as error:
-            st.error(views.plain(str(error)))
+            st.error(escape.plain(str(error)))
 
 done = st.session_state["export"]
 if done is not None:
@@ -100,4 +100,4 @@ if done is not None:
                 for sentence in diff_rounds(Path(earlier.strip()).expanduser(), done.out_dir).sentences():
                     st.markdown(f"- {sentence}")
             except HnmError as error:
-                st.error(views.plain(str(error)))
+                st.error(escape.plain(str(error)))

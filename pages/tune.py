@@ -12,7 +12,7 @@ from hnm_core.audit import audit_figures, audit_pool
 from hnm_core.curate import curate
 from hnm_core.errors import HnmError
 from hnm_core.settings import SETTINGS, validate
-from studio import loaders, views
+from studio import escape, figures, loaders, tables
 from studio.state import EXPLORE_PAGE, EXPORT_PAGE, curate_params, init_state, need_pool
 from studio.widgets import replay_settings, reset_settings, setting_widget
 
@@ -54,7 +54,7 @@ with outcome:
         curation = curate(frame, params)
         took = time.perf_counter() - started
     except HnmError as error:
-        st.error(views.plain(str(error)))
+        st.error(escape.plain(str(error)))
         st.stop()
     metrics = st.columns(4)
     metrics[0].metric("Negatives", f"{curation.n_selected:,}", help="Sampled negatives, all queries")
@@ -64,13 +64,13 @@ with outcome:
     metrics[3].metric("Full quota", f"{curation.n_full_quota:,} / {curation.n_queries:,}",
                       help="Queries that got every negative asked for")
     table, sentences = st.columns(2)
-    table.dataframe(views.label_counts(curation), hide_index=True, key="tune_counts")
+    table.dataframe(tables.label_counts(curation), hide_index=True, key="tune_counts")
     sentences.markdown("\n".join(f"- {line}" for line in curation.summary()))
     st.caption(f"Curated {len(frame):,} rows in {took * 1000:.0f} ms. Rules apply in the table's order; a row "
                "takes the first label whose rule matches.")
 
     st.subheader("Teacher scores")
-    st.plotly_chart(views.score_histogram(frame, params, st.session_state["query_id"]), key="tune_histogram",
+    st.plotly_chart(figures.score_histogram(frame, params, st.session_state["query_id"]), key="tune_histogram",
                     config={"displaylogo": False})
     kind = "sigmoid of a cross-encoder logit" if teacher == "cross-encoder" else "cosine of a bi-encoder"
     note = f"Teacher score = {kind}. Each group is shown as a percentage of itself."
@@ -81,7 +81,7 @@ with outcome:
             "; choose a query on Explore to see its own.")
     st.caption(note)
 
-    short = views.short_queries(curation, pool.collection)
+    short = tables.short_queries(curation, pool.collection)
     st.subheader(f"Queries short of their quota: {len(short):,}")
     if len(short):
         st.dataframe(short, hide_index=True, key="tune_short")
@@ -107,7 +107,7 @@ if st.button("Run the audit", key="run_audit"):
         with st.spinner("Sweeping the curation settings..."):
             st.session_state["audit_report"] = (result.key, audit_pool(split_pool, split, params))
     except HnmError as error:
-        st.error(views.plain(str(error)))
+        st.error(escape.plain(str(error)))
 report_entry = st.session_state.get("audit_report")
 if report_entry is not None and report_entry[0] == result.key:
     report = report_entry[1]
@@ -122,9 +122,9 @@ if report_entry is not None and report_entry[0] == result.key:
                    help="Hidden positives labelled false_negative / near_duplicate / same_cluster")
     cols[2].metric("Hardness", f"{current.mean_teacher:.3f}", help="Mean teacher score of exported negatives")
     cols[3].metric("Coverage", f"{current.coverage:.0%}", help="Queries with their full quota")
-    st.plotly_chart(views.sweep_chart(sweep_result, current, recommendation.figures), key="audit_chart",
+    st.plotly_chart(figures.sweep_chart(sweep_result, current, recommendation.figures), key="audit_chart",
                     config={"displaylogo": False})
     shown = ", ".join(f"{k} = {'off' if v is None else v}" for k, v in recommendation.settings.items())
-    st.markdown(views.plain(f"Recommended: {shown}. {recommendation.reason}"))
+    st.markdown(escape.plain(f"Recommended: {shown}. {recommendation.reason}"))
     st.button("Apply the recommendation", key="apply_audit", on_click=replay_settings,
               args=(recommendation.settings,))

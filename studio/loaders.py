@@ -36,7 +36,7 @@ from hnm_core.project import project_2d
 from hnm_core.settings import from_manifest
 from hnm_core.teacher import load_teacher
 
-from . import views
+from . import tables
 from .progress import StreamlitProgress
 from .state import LoadedData, Mined
 
@@ -236,14 +236,14 @@ def map_coords(pool_key: str, seed: int, _pool: Pool) -> np.ndarray | None:
 
 @st.cache_data(show_spinner=False, max_entries=16)
 def query_slices(pool_key: str, _pool: Pool) -> dict[str, tuple[int, int]]:
-    """query id -> its rows of the pool frame (see views.query_slices), once per pool."""
-    return views.query_slices(_pool.frame)
+    """query id -> its rows of the pool frame (see tables.query_slices), once per pool."""
+    return tables.query_slices(_pool.frame)
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
-def score_range(pool_key: str, _pool: Pool) -> views.ScoreRange:
-    """The teacher-score range and slider hints of a pool (see views.score_range), once per pool."""
-    return views.score_range(_pool.frame)
+def score_range(pool_key: str, _pool: Pool) -> tables.ScoreRange:
+    """The teacher-score range and slider hints of a pool (see tables.score_range), once per pool."""
+    return tables.score_range(_pool.frame)
 
 
 class _SessionDir:

@@ -19,7 +19,7 @@ from hnm_core.errors import HnmError
 from hnm_core.pool import Pool
 from hnm_core.settings import defaults
 
-from .views import plain
+from .escape import plain
 
 __all__ = [
     "DATA_PAGE", "MINE_PAGE", "EXPLORE_PAGE", "TUNE_PAGE", "EXPORT_PAGE",
