@@ -3,8 +3,8 @@
 import streamlit as st
 
 from hnm_core.data import FILE_SUFFIXES
-from hnm_core.errors import HnmError
 from studio import escape, loaders, tables
+from studio.errors import shown_errors
 from studio.state import EXPLORE_PAGE, MINE_PAGE, init_state, loaded, set_data, set_mined, settings
 from studio.widgets import setting_widget
 
@@ -21,7 +21,7 @@ source = st.radio(
          "(sample_data/README.md).",
 )
 
-try:
+with shown_errors():
     if source == "Bundled sample":
         st.markdown("253 passages about words with several senses (python, bank, cell, ...), 42 queries, "
                     "62 labelled positives, and 23 positives deliberately left unlabelled.")
@@ -57,8 +57,6 @@ try:
                    f"this browser session, and deleted when it ends. Larger than {cap} MB: use a path instead.")
         if st.button("Load the uploaded files", type="primary", key="load_upload", disabled=not files):
             set_data(loaders.load_uploads(files, loaders.session_dir() / "upload", settings()["split"]))
-except HnmError as error:
-    st.error(escape.plain(str(error)))
 
 data = loaded()
 if data is None:

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import streamlit as st
 
-from hnm_core.errors import HnmError
 from hnm_core.export import export
 from hnm_core.rounds import diff_rounds
 from studio import escape, loaders, tables
+from studio.errors import shown_errors
 from studio.state import current_curation, init_state, loaded, need_pool
 from studio.widgets import setting_widget
 
@@ -67,27 +67,23 @@ download, folder = st.tabs(["Download", "Write to a folder"])
 with download:
     st.caption("The files are written to a folder private to this browser session, then offered for download.")
     if st.button("Build the files", type="primary", key="export_build", disabled=not formats):
-        try:
+        with shown_errors():
             written = export(pool, curation, loaders.session_dir() / "export", formats=formats, file_type=file_type,
                              overwrite=True, extra_manifest={"command": "hnm studio"}, inputs=inputs)
             st.session_state["export"] = written
             st.session_state["export_signature"] = signature
-        except HnmError as error:
-            st.error(escape.plain(str(error)))
 with folder:
     target = st.text_input("Output folder on the machine running the app", key="export_dir",
                            placeholder="/data/rounds/round-1")
     overwrite = st.checkbox("Replace an earlier export in this folder (only the files hnm wrote are removed)",
                             key="export_overwrite")
     if st.button("Write", type="primary", key="export_write", disabled=not (formats and target.strip())):
-        try:
+        with shown_errors():
             written = export(pool, curation, Path(target.strip()).expanduser(), formats=formats, file_type=file_type,
                              overwrite=overwrite, extra_manifest={"command": "hnm studio"}, inputs=inputs)
             st.session_state["export"] = written
             st.session_state["export_signature"] = signature
             st.success(f"Wrote {len(written.paths)} files to {escape.plain(str(written.out_dir))}.")
-        except HnmError as error:
-            st.error(escape.plain(str(error)))
 
 done = st.session_state["export"]
 if done is not None:
@@ -96,8 +92,6 @@ if done is not None:
     with st.expander("Compare with an earlier round (`hnm diff`)"):
         earlier = st.text_input("Earlier export folder (written with the pool format)", key="diff_dir")
         if earlier.strip():
-            try:
+            with shown_errors():
                 for sentence in diff_rounds(Path(earlier.strip()).expanduser(), done.out_dir).sentences():
                     st.markdown(f"- {sentence}")
-            except HnmError as error:
-                st.error(escape.plain(str(error)))

@@ -7,6 +7,7 @@ import streamlit as st
 from hnm_core.errors import HnmError
 from hnm_core.settings import DEFAULT_MODEL, SETTINGS, validate
 from studio import escape, loaders
+from studio.errors import shown_errors
 from studio.state import EXPLORE_PAGE, TUNE_PAGE, Mined, init_state, mined, need_data, set_mined, settings
 from studio.widgets import replay_settings, reset_settings, setting_widget, switch_teacher_kind
 
@@ -78,14 +79,12 @@ with st.expander("Replay the settings of an earlier run (a manifest.json, like `
 wanted = {name: settings()[name] for name in MINE_SETTINGS}
 if st.button("Run", type="primary", key="run_mine", icon=":material/play_arrow:",
              disabled=teacher_problem is not None):
-    try:
+    with shown_errors():
         values = {name: validate(wanted)[name] for name in MINE_SETTINGS}
         started = time.perf_counter()
         with st.container(border=True):
             pool = loaders.mined_pool(data.key, loaders.settings_key(values), collection)
         set_mined(Mined(pool, loaders.pool_key(data.key, values), values, time.perf_counter() - started))
-    except HnmError as error:
-        st.error(escape.plain(str(error)))
 
 result = mined()
 if result is None:

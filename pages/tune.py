@@ -10,9 +10,9 @@ import streamlit as st
 
 from hnm_core.audit import audit_figures, audit_pool
 from hnm_core.curate import curate
-from hnm_core.errors import HnmError
 from hnm_core.settings import SETTINGS, validate
 from studio import escape, figures, loaders, tables
+from studio.errors import shown_errors
 from studio.state import EXPLORE_PAGE, EXPORT_PAGE, curate_params, init_state, need_pool
 from studio.widgets import replay_settings, reset_settings, setting_widget
 
@@ -48,14 +48,11 @@ with controls:
     st.button("Reset to defaults", key="reset_tune", on_click=reset_settings, args=(CURATE_SETTINGS,))
 
 with outcome:
-    try:
+    with shown_errors(stop=True):
         params = curate_params()
         started = time.perf_counter()
         curation = curate(frame, params)
         took = time.perf_counter() - started
-    except HnmError as error:
-        st.error(escape.plain(str(error)))
-        st.stop()
     metrics = st.columns(4)
     metrics[0].metric("Negatives", f"{curation.n_selected:,}", help="Sampled negatives, all queries")
     metrics[1].metric("False negatives", f"{curation.count('false_negative'):,}",
@@ -99,15 +96,13 @@ st.caption("Hide half of each query's labelled positives (seeded), mine again as
            "target with at least 95% of queries at full quota.")
 target = st.slider("Leak target (%)", 0.5, 10.0, 2.0, 0.5, key="audit_target") / 100
 if st.button("Run the audit", key="run_audit"):
-    try:
+    with shown_errors():
         # the pool and teacher settings of this pool: the audit mines the hidden split exactly as it was mined
         mining = validate({k: v for k, v in result.settings.items() if k in MINING_SETTINGS})
         split_pool, split = loaders.audit_split_pool(result.key, loaders.settings_key(mining), 0.5,
                                                      pool.collection)
         with st.spinner("Sweeping the curation settings..."):
             st.session_state["audit_report"] = (result.key, audit_pool(split_pool, split, params))
-    except HnmError as error:
-        st.error(escape.plain(str(error)))
 report_entry = st.session_state.get("audit_report")
 if report_entry is not None and report_entry[0] == result.key:
     report = report_entry[1]

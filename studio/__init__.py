@@ -9,4 +9,5 @@ step of the pipeline is a call into hnm_core.
     tables    the display tables (pure functions of a collection, a pool and a curation)
     figures   the plotly figures: the Explore map, the Tune histogram, the audit sweep
     escape    user text made safe for Markdown elements and plotly hover labels
+    errors    `with shown_errors():` shows an HnmError as the page's error message
 """

@@ -15,11 +15,10 @@ import streamlit as st
 
 from hnm_core.curate import CurateParams, Curation, curate
 from hnm_core.data import Collection
-from hnm_core.errors import HnmError
 from hnm_core.pool import Pool
 from hnm_core.settings import defaults
 
-from .escape import plain
+from .errors import shown_errors
 
 __all__ = [
     "DATA_PAGE", "MINE_PAGE", "EXPLORE_PAGE", "TUNE_PAGE", "EXPORT_PAGE",
@@ -129,10 +128,7 @@ def curate_params() -> CurateParams:
 def current_curation(pool: Pool) -> tuple[CurateParams, Curation]:
     """The pool curated with the current settings (~10 ms). A setting out of range is shown as the page's error and
     the page stops, as on every page that reads the curation."""
-    try:
+    with shown_errors(stop=True):
         params = curate_params()
         return params, curate(pool.frame, params)
-    except HnmError as error:
-        st.error(plain(str(error)))
-        st.stop()
-        raise  # st.stop() raises; this line only tells type checkers the function never falls through
+    raise AssertionError("unreachable: shown_errors(stop=True) stops the page")  # says so to type checkers
