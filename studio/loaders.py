@@ -25,7 +25,7 @@ from typing import Any, Protocol
 import numpy as np
 import streamlit as st
 
-from hnm_core.audit import HiddenSplit, hide_positives
+from hnm_core.audit import SplitPool, mine_hidden_split
 from hnm_core.cache import texts_digest
 from hnm_core.data import FILE_SUFFIXES, Collection, beir_splits, load_collection
 from hnm_core.errors import DataError, HnmError
@@ -212,16 +212,18 @@ def mined_pool(data_key: str, values_key: tuple[tuple[str, Any], ...], _collecti
     """Pool + teacher scores for the collection whose content hash is `data_key`, under the settings `values_key`
     (see settings_key). Progress bars are drawn in the current container; on a cache hit Streamlit replays them
     finished. Embeddings and scores are also cached on disk (hnm cache folder), so a new server resumes them."""
-    return _mine_with_session_models(_collection, dict(values_key))
+    values = dict(values_key)
+    return mine(_collection, values, **_session_models(values))
 
 
-def _mine_with_session_models(collection: Collection, values: dict[str, Any]) -> Pool:
-    """pipeline.mine with the bi-encoder and teacher from the model cache, progress drawn on the page."""
+def _session_models(values: dict[str, Any]) -> dict[str, Any]:
+    """The bi-encoder and teacher `values` ask for, from the model cache, and progress drawn on the page: the
+    keywords pipeline.mine and mine_hidden_split take."""
     encoder = (bi_encoder(values["model"], values["precision"], values["max_seq_length"])
                if "dense" in values["sources"] else None)
     teach = teacher_kwargs(values)
     teacher = teacher_model(teach["teacher"], teach["teacher_model"], teach["precision"], teach["max_length"])
-    return mine(collection, values, encoder=encoder, teacher=teacher, progress=StreamlitProgress())
+    return {"encoder": encoder, "teacher": teacher, "progress": StreamlitProgress()}
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
@@ -274,12 +276,8 @@ def zip_folder(folder: Path) -> bytes:
 
 @st.cache_resource(show_spinner=False, max_entries=4)
 def audit_split_pool(pool_key: str, values_key: tuple[tuple[str, Any], ...], hide: float,
-                     _collection: Collection) -> tuple[Pool, HiddenSplit]:
+                     _collection: Collection) -> SplitPool:
     """The pool mined with `hide` of each query's positives hidden (seeded), for the Tune page's audit. Embeddings
     are cached by text, so this re-uses the corpus encoding of the main pool. Immutable, shared like `mined_pool`."""
     values = dict(values_key)
-    split = hide_positives(_collection, hide=hide, seed=values["seed"])
-    if not split.hidden:
-        raise DataError(_collection.source or _collection.name, "no query has two or more positives, so none can "
-                        "be hidden.", fix="audit a collection where queries have several labelled positives")
-    return _mine_with_session_models(split.apply(_collection), values), split
+    return mine_hidden_split(_collection, values, hide=hide, **_session_models(values))
