@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import streamlit as st
 
@@ -98,13 +98,19 @@ def set_mined(result: Mined) -> None:
         st.session_state["query_id"] = None
 
 
+def _stop_for(missing: str, page: str, label: str, icon: str) -> NoReturn:
+    """Say what is missing, link to the page that makes it, and stop the page here."""
+    st.info(missing)
+    st.page_link(page, label=label, icon=icon)
+    st.stop()
+
+
 def need_data() -> LoadedData:
     """This session's data; without it, say what to do with a link to the Data page and stop the page here."""
     data = loaded()
     if data is None:
-        st.info("No data loaded yet. Load the bundled sample or your own collection first.")
-        st.page_link(DATA_PAGE, label="Go to Data", icon=":material/database:")
-        st.stop()
+        _stop_for("No data loaded yet. Load the bundled sample or your own collection first.", DATA_PAGE,
+                  "Go to Data", ":material/database:")
     return data
 
 
@@ -113,9 +119,8 @@ def need_pool() -> Mined:
     need_data()
     result = mined()
     if result is None:
-        st.info("Nothing mined yet. Run the miner on the loaded data first.")
-        st.page_link(MINE_PAGE, label="Go to Mine", icon=":material/construction:")
-        st.stop()
+        _stop_for("Nothing mined yet. Run the miner on the loaded data first.", MINE_PAGE, "Go to Mine",
+                  ":material/construction:")
     return result
 
 
