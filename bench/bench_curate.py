@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from hnm_core.curate import CurateParams, curate
-from hnm_core.pool import POOL_COLUMNS
+from hnm_core.schema import POOL_COLUMNS
 
 
 def synthetic_pool(n_queries: int, n_candidates: int, seed: int) -> pd.DataFrame:

@@ -9,12 +9,13 @@ sentence-transformers, faiss, umap) are imported only by the functions that use 
 from .audit import AuditReport, audit, audit_pool, hide_positives
 from .curate import LABELS, CurateParams, Curation, curate
 from .data import Collection, load_collection
-from .errors import DataError, ExportError, HnmError, ModelLoadError, SettingsError, TrainError
+from .errors import DataError, ExportError, HnmError, ModelLoadError, SettingsError
 from .evaluate import EvalResult, evaluate, load_eval_collection
-from .export import ExportResult, RoundDiff, diff_rounds, export
+from .export import ExportResult, export
 from .models import LoadedModel, load_bi_encoder, load_cross_encoder
 from .pipeline import MiningParams, mine
 from .pool import Pool, PoolParams, PoolStats, build_pool, load_pool, save_pool
+from .rounds import RoundDiff, diff_rounds
 from .settings import SETTINGS, Setting, defaults, validate
 from .teacher import TeacherParams, score_pool
 from .train import TrainResult, train_model
@@ -56,7 +57,6 @@ __all__ = [
     "ModelLoadError",
     "SettingsError",
     "ExportError",
-    "TrainError",
     "train_model",
     "TrainResult",
     "evaluate",

@@ -26,16 +26,16 @@ import unicodedata
 from collections.abc import Iterable, Sequence
 from functools import lru_cache
 from itertools import chain
-from typing import NamedTuple
 
 import numpy as np
 import scipy.sparse as sp
 
 from .errors import SettingsError
 from .progress import Progress, no_progress
+from .retrieve import SearchResult
 from .settings import setting
 
-__all__ = ["tokenize", "BM25Index", "SearchResult"]
+__all__ = ["tokenize", "BM25Index"]
 
 _WORD = re.compile(r"\w+")
 
@@ -61,13 +61,6 @@ def tokenize(text: str, *, stopwords: bool = setting("stopwords").default) -> li
         drop = _stopwords()
         return [t for t in tokens if t not in drop]
     return tokens
-
-
-class SearchResult(NamedTuple):
-    """Top-k documents per query: row i holds query i's best documents, best first (ties: lower index first)."""
-
-    indices: np.ndarray  # int64, shape (n_queries, k): positions in the indexed texts
-    scores: np.ndarray  # float64, shape (n_queries, k): BM25 scores, descending along each row
 
 
 def _check_params(k1: float, b: float, epsilon: float) -> None:

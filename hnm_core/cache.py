@@ -14,7 +14,6 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 import time
 import warnings
 import zlib
@@ -25,10 +24,11 @@ from pathlib import Path
 import numpy as np
 
 from .errors import CacheWarning, ModelOutputError
+from .manifest import atomic_path, atomic_write_bytes
 from .progress import Progress, no_progress
 
 __all__ = ["default_cache_dir", "texts_digest", "pair_keys", "EmbeddingCache", "PairScoreCache", "ChunkPacer",
-           "atomic_path", "atomic_write_bytes"]
+]
 
 _PAIR_DTYPE = np.dtype([("key", "<u8"), ("raw", "<f4")])
 # Format 1 (hnm before checksums) files are never read: they cannot be verified, so they are recomputed.
@@ -65,29 +65,6 @@ def pair_keys(queries: Sequence[str], docs: Sequence[str]) -> np.ndarray:
         h.update(d.encode("utf-8"))
         out[i] = int.from_bytes(h.digest(), "little")
     return out
-
-
-@contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path beside `path`; on success it is renamed onto `path`, on any error removed.
-
-    Readers therefore see either the old file or the complete new one, never a partial write.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(data)
 
 
 def _checksum(array: np.ndarray) -> str:

@@ -266,7 +266,7 @@ def _cmd_curate(args: argparse.Namespace) -> int:
 def _cmd_diff(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
-    from .export import diff_rounds
+    from .rounds import diff_rounds
 
     result = diff_rounds(args.round_a, args.round_b)
     if args.json:

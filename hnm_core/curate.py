@@ -1,6 +1,6 @@
 """Stage 5, curate: label every pool row and sample negatives from the kept (hard) band.
 
-`curate(frame, params)` is a pure, vectorised function of the pool table (docs/ARCHITECTURE.md) and `CurateParams`;
+`curate(frame, params)` is a pure, vectorised function of the pool table (hnm_core.schema) and `CurateParams`;
 the app calls it on every slider move, so it never re-encodes, re-scores or touches the disk. Every rule counts what
 it matched and what it labelled, as numbers and as sentences, so the UI can explain each drop without re-deriving it.
 
@@ -27,6 +27,7 @@ import pandas as pd
 import pyarrow as pa
 
 from .errors import DataError, SettingsError
+from .schema import CURATE_COLUMNS, require_columns
 from .settings import defaults, setting
 
 __all__ = [
@@ -36,6 +37,7 @@ __all__ = [
     "RuleCount",
     "ShortQuery",
     "curate",
+    "margin_thresholds",
     "SIMANS_A",
     "SIMANS_B",
 ]
@@ -56,11 +58,6 @@ SIMANS_B = 0.0
 
 _CURATE_SETTINGS = tuple(name for name in defaults("curate"))
 _DEFAULTS = defaults()
-
-_REQUIRED_COLUMNS = (
-    "query_id", "doc_id", "is_positive", "bm25_rank", "dense_rank", "fused_rank", "pos_sim_max", "cluster",
-    "teacher_score",
-)
 
 
 @dataclass(frozen=True)
@@ -160,10 +157,8 @@ class Curation:
 
 def curate(frame: pd.DataFrame, params: CurateParams) -> Curation:
     """Label every row of a pool table and sample `params.negatives` negatives per query from the hard band."""
-    missing = [c for c in _REQUIRED_COLUMNS if c not in frame.columns]
-    if missing:
-        raise DataError("pool table", f"missing columns {', '.join(missing)}.",
-                        fix="build the pool with hnm_core.pool (schema in docs/ARCHITECTURE.md)")
+    require_columns(frame, CURATE_COLUMNS, "pool table",
+                    fix="build the pool with hnm_core.pool (schema in hnm_core/schema.py)")
     codes, uniques = pd.factorize(frame["query_id"])
     if len(codes) and codes.min() < 0:
         raise DataError("pool table", f"{int((codes < 0).sum())} rows have no query_id.",
@@ -175,16 +170,13 @@ def curate(frame: pd.DataFrame, params: CurateParams) -> Curation:
     # the UI (0.3) is not "above" it through float64 rounding (float32(0.3) > 0.3 in float64).
     score = frame["teacher_score"].to_numpy(dtype=np.float32, na_value=np.nan)
     ref = _positive_ref(codes, n_q, is_pos, score, params.margin_ref)
-    row_ref = ref[codes]
 
     false_neg = np.zeros(len(frame), dtype=bool)
     if params.ceiling is not None:
         false_neg |= score > np.float32(params.ceiling)
-    if params.relative_margin is not None:
-        # abs(): for negative references (logits, cosines below 0) ref * (1 - m) would lie above ref.
-        false_neg |= score > (row_ref - np.abs(row_ref) * params.relative_margin).astype(np.float32)
-    if params.absolute_margin is not None:
-        false_neg |= score > (row_ref - params.absolute_margin).astype(np.float32)
+    margin = _margin_threshold(ref, params)
+    if margin is not None:
+        false_neg |= score > margin[codes].astype(np.float32)
     false_neg &= cand
 
     if params.near_dup is not None:
@@ -247,6 +239,30 @@ def _positive_ref(codes: np.ndarray, n_q: int, is_pos: np.ndarray, score: np.nda
         ref = np.bincount(pos_codes, weights=pos_scores, minlength=n_q) / np.maximum(n, 1)
     ref[n == 0] = np.nan
     return ref
+
+
+def _margin_threshold(ref: np.ndarray, params: CurateParams) -> np.ndarray | None:
+    """Per query, from its positives' reference score `ref`, the teacher score above which the margin rules call a
+    candidate a false negative: the lower of the relative and absolute margins' lines (a candidate above either is
+    flagged); None when both margins are off, NaN where the query has no scored positive."""
+    lines = []
+    if params.relative_margin is not None:
+        # abs(): for negative references (logits, cosines below 0) ref * (1 - m) would lie above ref.
+        lines.append(ref - np.abs(ref) * params.relative_margin)
+    if params.absolute_margin is not None:
+        lines.append(ref - params.absolute_margin)
+    return np.minimum.reduce(lines) if lines else None
+
+
+def margin_thresholds(frame: pd.DataFrame, params: CurateParams) -> pd.Series:
+    """Per query id, the teacher score above which `curate` calls a candidate a false negative by the margin rules
+    (the ceiling aside); NaN where no margin is on or the query has no scored positive. For drawing the rule."""
+    codes, uniques = pd.factorize(frame["query_id"])
+    score = frame["teacher_score"].to_numpy(dtype=np.float32, na_value=np.nan)
+    ref = _positive_ref(codes, len(uniques), frame["is_positive"].to_numpy(dtype=bool), score, params.margin_ref)
+    margin = _margin_threshold(ref, params)
+    values = np.full(len(uniques), np.nan) if margin is None else margin
+    return pd.Series(values, index=pd.Index(uniques, dtype=object))
 
 
 def _same_cluster(codes: np.ndarray, is_pos: np.ndarray, cluster: np.ndarray) -> np.ndarray:

@@ -10,11 +10,11 @@ from typing import Literal
 
 import numpy as np
 
-from .bm25 import SearchResult
 from .cache import EmbeddingCache, texts_digest
 from .errors import SettingsError
 from .models import LoadedModel
 from .progress import Progress, no_progress
+from .retrieve import SearchResult
 from .settings import setting
 
 __all__ = ["embedding_key", "encode", "DenseIndex", "IndexKind"]

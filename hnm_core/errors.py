@@ -47,6 +47,3 @@ class CacheWarning(HnmWarning):
 class ExportError(HnmError):
     """An export could not be written (for example the target exists and overwrite was not asked for)."""
 
-
-class TrainError(HnmError):
-    """A model could not be trained or saved (for example the output folder exists and overwrite was not asked for)."""

@@ -11,7 +11,7 @@ Formats (the names of the `formats` setting):
     pool           the whole labelled pool (pool columns, label, selected, neg_rank, query_text, doc_text), Parquet
 
 The sentence-transformers formats are Parquet or JSONL (`file_type`), each loadable with
-`datasets.load_dataset("parquet" | "json", data_files=...)`. `diff_rounds` compares two exports' labelled pools.
+`datasets.load_dataset("parquet" | "json", data_files=...)`. hnm_core.rounds compares two exports' labelled pools.
 """
 
 from __future__ import annotations
@@ -21,20 +21,22 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .curate import LABELS, Curation
-from .errors import DataError, ExportError
+from .curate import Curation
+from .errors import ExportError
+from .manifest import fingerprints, package_versions, write_json
 from .outdir import write_output
-from .pool import Pool, package_versions
+from .pool import Pool
+from .schema import LABELLED_COLUMNS
 from .settings import defaults, setting
 
-__all__ = ["export", "ExportResult", "diff_rounds", "RoundDiff", "Transition", "FILE_NAMES"]
+__all__ = ["export", "ExportResult", "FILE_NAMES"]
 
 FILE_NAMES: dict[str, str] = {
     "triplet": "triplet",
@@ -101,7 +103,7 @@ def export(
             _write(table, tmp / name)
             files[name] = {"format": fmt, "rows": table.num_rows, **notes}
         manifest = _manifest(pool, curation, formats, file_type, files, extra_manifest)
-        (tmp / "manifest.json").write_text(_to_json(manifest), encoding="utf-8")
+        write_json(tmp / "manifest.json", manifest)
     out = Path(out_dir).expanduser()
     paths = tuple(out / name for name in files) + (out / "manifest.json",)
     return ExportResult(out, paths, manifest)
@@ -229,7 +231,7 @@ class _Rows:
             query_text=pd.array(self.query_texts[self.codes], dtype="string"),
             doc_text=pd.array(_lookup(self.doc_ids, coll.doc_index, coll.doc_texts, "doc", coll.name),
                               dtype="string"),
-        )
+        ).astype(LABELLED_COLUMNS)
         return pa.Table.from_pandas(frame, preserve_index=False), {}
 
 
@@ -258,8 +260,7 @@ def _manifest(pool: Pool, curation: Curation, formats: tuple[str, ...], file_typ
         "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "collection": meta.get("collection", {"name": pool.collection.name, "source": pool.collection.source}),
         "settings": {**meta.get("settings", {}), **params, "formats": list(formats), "file_type": file_type},
-        "fingerprints": {key: meta[key].get("fingerprint") for key in ("model", "teacher")
-                         if isinstance(meta.get(key), dict)},
+        "fingerprints": fingerprints(meta),
         "model": meta.get("model"),
         "teacher": meta.get("teacher"),
         "versions": package_versions(),
@@ -276,108 +277,3 @@ def _manifest(pool: Pool, curation: Curation, formats: tuple[str, ...], file_typ
     }
     manifest.update(extra or {})
     return manifest
-
-
-def _to_json(value: dict[str, Any]) -> str:
-    def plain(obj: Any) -> Any:
-        if isinstance(obj, np.generic):
-            return obj.item()
-        if isinstance(obj, (np.ndarray, set, frozenset)):
-            return list(obj)
-        if isinstance(obj, Path):
-            return str(obj)
-        raise TypeError(f"{type(obj).__name__} is not JSON")
-
-    try:
-        return json.dumps(value, indent=2, ensure_ascii=False, allow_nan=False, default=plain)
-    except (TypeError, ValueError) as err:
-        raise ExportError(f"the manifest cannot be written as JSON ({err}). Fix: pass plain JSON values "
-                          "(str, numbers, lists, dicts) in extra_manifest / pool.meta") from None
-
-
-# ---------------------------------------------------------------------------------------------------------------------
-# Rounds
-
-
-class Transition(NamedTuple):
-    """`count` (query, document) pairs went from label `before` in round A to `after` in round B ("absent" = not in
-    that round's pool)."""
-
-    before: str
-    after: str
-    count: int
-
-
-@dataclass(frozen=True)
-class RoundDiff:
-    """How the selected negatives of export B differ from those of export A (pairs are (query_id, doc_id))."""
-
-    a_selected: int
-    b_selected: int
-    overlap: int  # selected in both
-    jaccard: float  # overlap / selected in either (1.0 when neither selected anything)
-    a_now_easy: int  # selected in A, labelled easy in B
-    a_dropped: int  # selected in A, not selected in B (whatever B labels them)
-    new_in_b: int  # selected in B, not selected in A
-    transitions: tuple[Transition, ...]  # every (label A, label B) pair with its count, most frequent first
-
-    def sentences(self) -> list[str]:
-        out = [
-            f"Round B kept {self.overlap:,} of round A's {self.a_selected:,} selected negatives "
-            f"(Jaccard {self.jaccard:.2f} over {self.a_selected:,} and {self.b_selected:,}).",
-            f"{self.a_dropped:,} of A's negatives are no longer selected in B; {self.a_now_easy:,} of them are now "
-            "labelled easy.",
-            f"B selected {self.new_in_b:,} negatives that A had not.",
-        ]
-        changes = [t for t in self.transitions if t.before != t.after]
-        if changes:
-            out.append("Label changes: " + ", ".join(f"{t.count:,} {t.before} → {t.after}" for t in changes) + ".")
-        else:
-            out.append("No candidate changed label.")
-        return out
-
-
-def diff_rounds(a_dir: str | Path, b_dir: str | Path) -> RoundDiff:
-    """Compare two exports that include the `pool` format (their labelled pool files)."""
-    key = ["query_id", "doc_id"]
-    a, b = _labelled_pool(a_dir), _labelled_pool(b_dir)
-    both = a.merge(b, on=key, how="outer", suffixes=("_a", "_b"))
-    for side in ("a", "b"):
-        both[f"label_{side}"] = both[f"label_{side}"].fillna("absent")
-        both[f"selected_{side}"] = both[f"selected_{side}"].fillna(False).astype(bool)
-    sel_a, sel_b = both["selected_a"].to_numpy(), both["selected_b"].to_numpy()
-    overlap = int((sel_a & sel_b).sum())
-    either = int((sel_a | sel_b).sum())
-    pairs = both.groupby(["label_a", "label_b"], observed=True).size().sort_values(ascending=False, kind="stable")
-    return RoundDiff(
-        a_selected=int(sel_a.sum()),
-        b_selected=int(sel_b.sum()),
-        overlap=overlap,
-        jaccard=overlap / either if either else 1.0,
-        a_now_easy=int((sel_a & (both["label_b"] == "easy").to_numpy()).sum()),
-        a_dropped=int((sel_a & ~sel_b).sum()),
-        new_in_b=int((sel_b & ~sel_a).sum()),
-        transitions=tuple(Transition(str(before), str(after), int(n)) for (before, after), n in pairs.items()),
-    )
-
-
-def _labelled_pool(folder: str | Path) -> pd.DataFrame:
-    path = Path(folder) / FILE_NAMES["pool"]
-    if not path.exists():
-        raise DataError(path, "no labelled pool here.", fix="export both rounds with the 'pool' format included")
-    frame = pd.read_parquet(path)
-    missing = [c for c in ("query_id", "doc_id", "label", "selected") if c not in frame.columns]
-    if missing:
-        raise DataError(path, f"missing columns {', '.join(missing)}; this is not an export's labelled pool.",
-                        fix="point at a folder written by hnm export with the 'pool' format")
-    frame = frame[["query_id", "doc_id", "label", "selected"]]
-    duplicated = int(frame.duplicated(["query_id", "doc_id"]).sum())
-    if duplicated:
-        raise DataError(path, f"{duplicated:,} (query_id, doc_id) pairs appear more than once.",
-                        fix="re-export from a pool built by hnm (one row per query and document)")
-    frame["label"] = frame["label"].astype("string")
-    unknown = set(frame["label"].dropna().unique()) - set(LABELS)
-    if unknown:
-        raise DataError(path, f"unknown labels {', '.join(sorted(unknown))}.",
-                        fix="export both rounds with the same hnm version")
-    return frame

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from .errors import ModelLoadError, SettingsError
+from .manifest import folder_fingerprint, model_fingerprint, weights_fingerprint
 from .settings import DEFAULT_MODEL, setting
 
 __all__ = [
@@ -65,10 +66,10 @@ class LoadedModel:
         if kind == "cross-encoder":  # before any weights load (a hub model loads below to be fingerprinted)
             _refuse_headless(name, path)
         if Path(path).is_dir():
-            content = _folder_fingerprint(Path(path))
+            content = folder_fingerprint(Path(path))
         else:  # a hub name: only the loaded weights say which revision this is
-            content = _weights_fingerprint(self.model.model if kind == "cross-encoder" else self.model)
-        self.fingerprint = _digest({"kind": kind, "content": content, "precision": precision, "max_length": max_length})
+            content = weights_fingerprint(self.model.model if kind == "cross-encoder" else self.model)
+        self.fingerprint = model_fingerprint(kind, content, precision, max_length)
 
     @property
     def model(self) -> Any:
@@ -312,59 +313,6 @@ def _default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def _digest(value: Any) -> str:
-    return hashlib.blake2b(json.dumps(value, sort_keys=True, default=str).encode(), digest_size=16).hexdigest()
-
-
-# Files that do not change what a model computes; trainer leftovers are skipped so a checkpoint folder and its
-# exported copy share caches, and hnm train's manifest.json (it holds the run's time) and output marker so two
-# identical runs do too.
-_IGNORED_FILES = {"README.md", "optimizer.pt", "scheduler.pt", "trainer_state.json", "training_args.bin",
-                  "manifest.json", ".hnm-output.json"}
-_fingerprint_memo: dict[tuple, str] = {}
-
-
-def _folder_fingerprint(folder: Path) -> str:
-    """blake2b over the relative path and bytes of every file that defines the model (weights, configs,
-    tokenizer, module subfolders such as 1_Pooling). Memoised per (path, sizes, mtimes) within the process."""
-    files = sorted(
-        f for f in folder.rglob("*")
-        if f.is_file() and f.name not in _IGNORED_FILES and not f.name.startswith((".", "rng_state"))
-        and not any(part.startswith(("checkpoint-", ".", "runs")) for part in f.relative_to(folder).parts[:-1])
-    )
-    stamp = tuple((str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files)
-    if stamp in _fingerprint_memo:
-        return _fingerprint_memo[stamp]
-    h = hashlib.blake2b(digest_size=16)
-    for f in files:
-        h.update(str(f.relative_to(folder)).encode() + b"\x00")
-        with open(f, "rb") as stream:
-            while chunk := stream.read(1 << 22):
-                h.update(chunk)
-    _fingerprint_memo[stamp] = h.hexdigest()
-    return _fingerprint_memo[stamp]
-
-
-def _weights_fingerprint(module: Any) -> str:
-    """blake2b over every parameter and buffer (name, dtype, shape, bytes) and the module configurations."""
-    import torch
-
-    h = hashlib.blake2b(digest_size=16)
-    configs = [getattr(m, "get_config_dict", dict)() for m in module] if hasattr(module, "__iter__") else []
-    inner = getattr(module, "config", None)
-    h.update(json.dumps({"modules": configs, "config": inner.to_dict() if inner is not None else None},
-                        sort_keys=True, default=str).encode())
-    for key, tensor in module.state_dict().items():
-        t = tensor.detach().to("cpu").contiguous()
-        h.update(key.encode())
-        h.update(str(t.dtype).encode())
-        h.update(str(tuple(t.shape)).encode())
-        if t.dtype == torch.bfloat16:
-            t = t.view(torch.int16)
-        h.update(t.numpy().tobytes())
-    return h.hexdigest()
-
-
 def _load_error(kind: str, name: str, error: BaseException) -> ModelLoadError:
     reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
     return ModelLoadError(f"could not load {kind} {name!r}: {reason[:300].rstrip('.')}. Fix: {_OFFLINE_FIX}")
@@ -481,12 +429,7 @@ def load_bi_encoder(
 ) -> LoadedModel:
     """A sentence-transformers bi-encoder by name or folder, in the given precision. Weights load on first use
     (`eager=True` loads now, so a bad model fails here with ModelLoadError and its fix)."""
-    device = device or _default_device()
-    ref = LoadedModel("bi-encoder", name, resolve_model_path(name), resolve_precision(precision, device),
-                      max_seq_length, device)
-    if eager:
-        ref.model  # noqa: B018 - loading is the point
-    return ref
+    return _reference("bi-encoder", name, precision, max_seq_length, device, eager)
 
 
 def load_cross_encoder(
@@ -499,12 +442,18 @@ def load_cross_encoder(
 ) -> LoadedModel:
     """A sentence-transformers CrossEncoder by name or folder (see load_bi_encoder); a folder written by
     `hnm train-teacher` loads as a CrossFitTeacher."""
+    return _reference("cross-encoder", name, precision, max_length, device, eager)
+
+
+def _reference(kind: Literal["bi-encoder", "cross-encoder"], name: str, precision: str, max_length: int | None,
+               device: str | None, eager: bool) -> LoadedModel:
     device = device or _default_device()
     path = resolve_model_path(name)
-    if (Path(path) / CROSS_FIT_MANIFEST).is_file():
-        ref: LoadedModel = CrossFitTeacher(name, path, resolve_precision(precision, device), max_length, device)
+    resolved = resolve_precision(precision, device)
+    if kind == "cross-encoder" and (Path(path) / CROSS_FIT_MANIFEST).is_file():
+        ref: LoadedModel = CrossFitTeacher(name, path, resolved, max_length, device)
     else:
-        ref = LoadedModel("cross-encoder", name, path, resolve_precision(precision, device), max_length, device)
+        ref = LoadedModel(kind, name, path, resolved, max_length, device)
     if eager:
         ref.model  # noqa: B018 - loading is the point
     return ref

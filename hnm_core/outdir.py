@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Literal
 
 from .errors import ExportError
+from .manifest import atomic_write_bytes
 
 __all__ = ["MARKER", "Kind", "Marker", "read_marker", "check_out", "write_output", "finish"]
 
@@ -76,8 +77,6 @@ def read_marker(folder: str | Path) -> Marker | None:
 
 
 def _write_marker(folder: Path, marker: Marker) -> None:
-    from .cache import atomic_write_bytes
-
     body = {"kind": marker.kind, "complete": marker.complete, "files": list(marker.files),
             "note": "written by hnm: `--overwrite` removes only the files listed here"}
     atomic_write_bytes(folder / MARKER, json.dumps(body, indent=2).encode())

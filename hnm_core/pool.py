@@ -1,6 +1,6 @@
 """Stage 3, pool: the union of every retriever's top-K per query, minus its positives, with provenance.
 
-The table's schema is documented in docs/ARCHITECTURE.md; it is the interface to curation, the app and export.
+The table follows hnm_core.schema.POOL_COLUMNS (meanings in docs/ARCHITECTURE.md).
 """
 
 from __future__ import annotations
@@ -15,28 +15,14 @@ import pandas as pd
 
 from .cache import EmbeddingCache
 from .data import Collection, normalize_text
+from .manifest import package_versions, write_json
 from .models import LoadedModel, load_bi_encoder
 from .progress import Progress, no_progress
-from .settings import StageParams, setting
+from .schema import POOL_COLUMNS, missing_columns
+from .settings import StageParams
+from .vectors import kmeans_clusters, pos_sim_max, row_cosines
 
-__all__ = ["Pool", "PoolParams", "PoolStats", "POOL_COLUMNS", "build_pool", "save_pool", "load_pool", "kmeans_clusters", "package_versions"]
-
-POOL_COLUMNS: dict[str, str] = {
-    "query_id": "string",
-    "doc_id": "string",
-    "is_positive": "bool",
-    "in_bm25": "bool",
-    "bm25_rank": "int32",
-    "bm25_score": "float32",
-    "in_dense": "bool",
-    "dense_rank": "int32",
-    "dense_score": "float32",
-    "fused_rank": "int32",
-    "pos_sim_max": "float32",
-    "cluster": "int32",
-    "teacher_raw": "float32",
-    "teacher_score": "float32",
-}
+__all__ = ["Pool", "PoolParams", "PoolStats", "build_pool", "save_pool", "load_pool"]
 
 
 @dataclass(frozen=True)
@@ -255,7 +241,7 @@ def build_pool(
     if doc_emb is not None:
         frame["dense_score"] = row_cosines(query_vectors, qi, doc_vectors, di)
     frame["fused_rank"] = np.concatenate(fused) if fused else np.empty(0, np.int32)
-    frame["pos_sim_max"] = _pos_sim_max(doc_vectors, qi, di, frame["is_positive"].to_numpy()) \
+    frame["pos_sim_max"] = pos_sim_max(doc_vectors, qi, di, frame["is_positive"].to_numpy()) \
         if doc_emb is not None else np.full(n, np.nan, np.float32)
     if doc_emb is not None:
         clusters = kmeans_clusters(doc_vectors, params.n_clusters or round(np.sqrt(nd)), seed=params.seed)
@@ -279,72 +265,12 @@ def build_pool(
     return Pool(frame, collection, stats, meta, doc_emb, query_emb)
 
 
-def row_cosines(query_emb: np.ndarray, qi: np.ndarray, doc_emb: np.ndarray, di: np.ndarray,
-                chunk: int = 65536) -> np.ndarray:
-    """Cosine of each (query qi[r], document di[r]) row for normalised embeddings, in bounded-memory chunks."""
-    out = np.empty(len(qi), dtype=np.float32)
-    for start in range(0, len(qi), chunk):
-        q = np.asarray(query_emb[qi[start : start + chunk]], dtype=np.float32)
-        d = np.asarray(doc_emb[di[start : start + chunk]], dtype=np.float32)
-        out[start : start + chunk] = np.einsum("ij,ij->i", q, d)
-    return out
-
-
-def _pos_sim_max(doc_emb: np.ndarray, qi: np.ndarray, di: np.ndarray, is_positive: np.ndarray) -> np.ndarray:
-    """Max cosine of each row's document to the query's positives, other than itself (NaN when there is none)."""
-    out = np.full(len(qi), np.nan, dtype=np.float32)
-    bounds = np.flatnonzero(np.r_[True, qi[1:] != qi[:-1], True]) if len(qi) else np.array([0])
-    for lo, hi in zip(bounds[:-1], bounds[1:]):
-        rows = di[lo:hi]
-        pos = rows[is_positive[lo:hi]]
-        if len(pos) == 0:
-            continue
-        sims = doc_emb[rows] @ doc_emb[pos].T
-        own = rows[:, None] == pos[None, :]
-        sims[own] = -np.inf
-        best = sims.max(axis=1)
-        out[lo:hi] = np.where(np.isfinite(best), best, np.nan)
-    return out
-
-
-def kmeans_clusters(embeddings: np.ndarray, n_clusters: int, *, seed: int = setting("seed").default,
-                    niter: int = 20) -> np.ndarray:
-    """Seeded spherical k-means (faiss) over document embeddings; returns a cluster id per document."""
-    import faiss
-
-    vectors = np.ascontiguousarray(embeddings, dtype=np.float32)
-    n = len(vectors)
-    k = max(1, min(int(n_clusters), n))
-    if k == 1:
-        return np.zeros(n, dtype=np.int32)
-    km = faiss.Kmeans(vectors.shape[1], k, niter=niter, seed=seed, spherical=True, verbose=False,
-                      min_points_per_centroid=1, max_points_per_centroid=max(256, n // k + 1))
-    km.train(vectors)
-    _, labels = km.index.search(vectors, 1)
-    return labels[:, 0].astype(np.int32)
-
-
-def package_versions() -> dict[str, str]:
-    """Versions of the packages whose behaviour shapes the output, for manifests."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {}
-    for name in ("hnm", "sentence-transformers", "transformers", "torch", "faiss-cpu", "numpy", "pandas", "bm25s"):
-        try:
-            out[name] = version(name)
-        except PackageNotFoundError:
-            continue
-    return out
-
-
 _POOL_FILES = ("pool.parquet", "corpus.parquet", "queries.parquet", "positives.parquet", "manifest.json")
 
 
 def save_pool(pool: Pool, out_dir: str | Path, *, overwrite: bool = False, inputs: Sequence[str | Path] = ()) -> Path:
     """Write the pool folder (see docs/ARCHITECTURE.md). It is written beside `out_dir` and renamed into place, so an
     interrupted save never leaves half a pool. overwrite / inputs: as for `export` (see hnm_core.outdir)."""
-    import json
-
     from .outdir import write_output
 
     c = pool.collection
@@ -361,7 +287,7 @@ def save_pool(pool: Pool, out_dir: str | Path, *, overwrite: bool = False, input
     with write_output(out_dir, "pool", overwrite=overwrite, inputs=inputs) as tmp:
         for name, table in tables.items():
             table.to_parquet(tmp / name, index=False)
-        (tmp / "manifest.json").write_bytes(json.dumps(manifest, indent=2, default=str).encode())
+        write_json(tmp / "manifest.json", manifest)
     return Path(out_dir).expanduser()
 
 
@@ -437,7 +363,7 @@ def _read_table(path: Path, columns: tuple[str, ...], fix: str) -> pd.DataFrame:
         table = pd.read_parquet(path)
     except (pa.ArrowException, OSError, ValueError) as error:  # truncated, not Parquet at all, unreadable
         raise DataError(path, f"is not a readable Parquet file ({_one_line(error)})", fix=fix) from None
-    absent = [c for c in columns if c not in table.columns]
+    absent = missing_columns(table, columns)
     if absent:
         raise DataError(path, f"lacks columns {', '.join(absent)}.", fix=fix)
     return table

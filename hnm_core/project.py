@@ -13,8 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .cache import atomic_path, default_cache_dir
+from .cache import default_cache_dir
 from .errors import DataError, SettingsError
+from .manifest import atomic_path
 from .settings import setting
 
 __all__ = ["project_2d", "projection_key"]

@@ -24,9 +24,10 @@ import numpy as np
 from .cache import ChunkPacer, PairScoreCache, pair_keys
 from .errors import ModelOutputError
 from .models import CrossFitTeacher, LoadedModel, load_bi_encoder, load_cross_encoder
-from .pool import Pool, row_cosines
+from .pool import Pool
 from .progress import Progress, no_progress
 from .settings import StageParams, defaults, pick, setting
+from .vectors import row_cosines
 
 __all__ = ["TeacherParams", "score_pool", "rows_to_score", "load_teacher"]
 

@@ -30,7 +30,7 @@ from typing import Any, Literal
 import numpy as np
 import pyarrow as pa
 
-from .errors import DataError, SettingsError, TrainError
+from .errors import DataError, SettingsError
 from .models import load_bi_encoder, resolve_precision
 from .outdir import check_out, write_output
 from .pool import package_versions

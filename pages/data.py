@@ -3,8 +3,8 @@
 import streamlit as st
 
 from hnm_core.data import FILE_SUFFIXES
-from hnm_core.errors import HnmError
-from studio import loaders, views
+from studio import escape, loaders, tables
+from studio.errors import shown_errors
 from studio.state import EXPLORE_PAGE, MINE_PAGE, init_state, loaded, set_data, set_mined, settings
 from studio.widgets import setting_widget
 
@@ -21,7 +21,7 @@ source = st.radio(
          "(sample_data/README.md).",
 )
 
-try:
+with shown_errors():
     if source == "Bundled sample":
         st.markdown("253 passages about words with several senses (python, bank, cell, ...), 42 queries, "
                     "62 labelled positives, and 23 positives deliberately left unlabelled.")
@@ -57,8 +57,6 @@ try:
                    f"this browser session, and deleted when it ends. Larger than {cap} MB: use a path instead.")
         if st.button("Load the uploaded files", type="primary", key="load_upload", disabled=not files):
             set_data(loaders.load_uploads(files, loaders.session_dir() / "upload", settings()["split"]))
-except HnmError as error:
-    st.error(views.plain(str(error)))
 
 data = loaded()
 if data is None:
@@ -66,9 +64,9 @@ if data is None:
 
 collection = data.collection
 st.divider()
-st.subheader(f"Loaded: {views.plain(collection.name)}")
-st.caption(views.plain(f"{data.origin} · {collection.source}"))
-numbers = views.collection_summary(collection)
+st.subheader(f"Loaded: {escape.plain(collection.name)}")
+st.caption(escape.plain(f"{data.origin} · {collection.source}"))
+numbers = tables.collection_summary(collection)
 columns = st.columns(5)
 columns[0].metric("Documents", f"{numbers['documents']:,}")
 columns[1].metric("Queries", f"{numbers['queries']:,}")
@@ -79,17 +77,17 @@ columns[4].metric("Given negatives", f"{numbers['given negatives']:,}")
 left, right = st.columns([1, 2])
 with left:
     st.markdown("**Queries by number of positives**")
-    st.dataframe(views.positives_per_query(collection), hide_index=True, width="stretch")
+    st.dataframe(tables.positives_per_query(collection), hide_index=True, width="stretch")
 with right:
     st.markdown("**Problems found while reading**")
     if collection.problems:
         for problem in collection.problems:
-            st.warning(views.plain(problem), icon=":material/warning:")
+            st.warning(escape.plain(problem), icon=":material/warning:")
     else:
         st.success("None: every line was read.", icon=":material/check:")
 
 with st.expander("Preview: the first queries and their labelled positives"):
-    st.dataframe(views.query_preview(collection), hide_index=True,
+    st.dataframe(tables.query_preview(collection), hide_index=True,
                  column_config={"positive": st.column_config.TextColumn(width="large")})
 
 if st.session_state["mined"] is not None:

@@ -2,7 +2,8 @@
 
 import streamlit as st
 
-from studio import loaders, views
+from hnm_core.schema import SCORE_COLUMNS
+from studio import escape, figures, loaders, tables
 from studio.state import TUNE_PAGE, current_curation, init_state, need_pool
 
 init_state()
@@ -19,7 +20,7 @@ words = search.casefold().split()
 matches = [q for q in collection.query_ids if q in slices
            and all(w in f"{q} {collection.query_texts[collection.query_index[q]]}".casefold() for w in words)]
 if not matches:
-    st.warning(f"No query matches {views.plain(repr(search))}.")
+    st.warning(f"No query matches {escape.plain(repr(search))}.")
     st.stop()
 if st.session_state.get("explore_query") not in matches:
     current = st.session_state["query_id"]
@@ -31,10 +32,10 @@ query_id = st.selectbox(
 st.session_state["query_id"] = query_id
 rows = slices[query_id]
 
-table = views.candidate_table(pool, curation, rows)
+table = tables.candidate_table(pool, curation, rows)
 counts = table["label"].value_counts()
 summary = " · ".join(f"{counts[label]} {label}" for label in counts.index)
-st.markdown(f"**{views.plain(collection.query_texts[collection.query_index[query_id]])}** — {summary}")
+st.markdown(f"**{escape.plain(collection.query_texts[collection.query_index[query_id]])}** — {summary}")
 st.caption("Labels follow the settings on the Tune page.")
 st.page_link(TUNE_PAGE, label="Change them on Tune", icon=":material/tune:")
 
@@ -49,7 +50,7 @@ else:
     zoom = st.toggle("Zoom to the query's neighbourhood", value=True, key="explore_zoom",
                      help="Frames the query, its positives, sampled negatives and flagged candidates. "
                           "Double-click the map to see all of it.")
-    drawn = views.map_figure(coords, pool, curation, query_id, rows, zoom=zoom)
+    drawn = figures.map_figure(coords, pool, curation, query_id, rows, zoom=zoom)
     event = st.plotly_chart(drawn.figure, key="explore_map", on_select="rerun", selection_mode=("lasso", "box"),
                             config={"displaylogo": False, "scrollZoom": True})
     selected_rows = drawn.selected_docs(event.selection.points)
@@ -60,7 +61,7 @@ else:
 if selected_rows:
     labels = dict(zip(table["doc_id"].map(collection.doc_index), table["label"]))
     st.subheader(f"Selected on the map: {len(selected_rows)} documents")
-    st.dataframe(views.documents_table(collection, selected_rows, labels), hide_index=True,
+    st.dataframe(tables.documents_table(collection, selected_rows, labels), hide_index=True,
                  column_config={"text": st.column_config.TextColumn(width="large")})
 
 st.subheader("Candidates of this query")
@@ -72,7 +73,6 @@ st.dataframe(
     column_config={
         "text": st.column_config.TextColumn("text", width="large"),
         "neg_rank": st.column_config.NumberColumn("neg rank", help="Rank among the sampled negatives (0 = not one)"),
-        **{c: st.column_config.NumberColumn(c, format="%.3f") for c in
-           ("teacher_score", "teacher_raw", "dense_score", "bm25_score", "pos_sim_max")},
+        **{c: st.column_config.NumberColumn(c, format="%.3f") for c in SCORE_COLUMNS},
     },
 )

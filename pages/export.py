@@ -6,9 +6,10 @@ from pathlib import Path
 
 import streamlit as st
 
-from hnm_core.errors import HnmError
-from hnm_core.export import diff_rounds, export
-from studio import loaders, views
+from hnm_core.export import export
+from hnm_core.rounds import diff_rounds
+from studio import escape, loaders, tables
+from studio.errors import shown_errors
 from studio.state import current_curation, init_state, loaded, need_pool
 from studio.widgets import setting_widget
 
@@ -42,7 +43,7 @@ def _show(done) -> None:
     """Preview, download buttons and manifest of an ExportResult."""
     if st.session_state.get("export_signature") != signature:
         st.warning("The settings changed since these files were written: write them again to include the change.")
-    st.markdown(f"Files in {views.plain(str(done.out_dir))}:")
+    st.markdown(f"Files in {escape.plain(str(done.out_dir))}:")
     for path in done.paths:
         head, button = st.columns([4, 1])
         info = done.manifest["files"].get(path.name, {})
@@ -51,7 +52,7 @@ def _show(done) -> None:
         button.download_button("Download", data=partial(path.read_bytes), file_name=path.name, key=f"dl:{path.name}",
                                on_click="ignore", icon=":material/download:")
         if rows:
-            st.dataframe(views.preview_rows(path), hide_index=True, key=f"preview:{path.name}")
+            st.dataframe(tables.preview_rows(path), hide_index=True, key=f"preview:{path.name}")
         elif rows == 0:
             notes = ", ".join(f"{k.replace('_', ' ')}: {v:,}" for k, v in info.items() if k not in ("format", "rows"))
             st.caption("No rows" + (f" ({notes})." if notes else "."))
@@ -66,27 +67,23 @@ download, folder = st.tabs(["Download", "Write to a folder"])
 with download:
     st.caption("The files are written to a folder private to this browser session, then offered for download.")
     if st.button("Build the files", type="primary", key="export_build", disabled=not formats):
-        try:
+        with shown_errors():
             written = export(pool, curation, loaders.session_dir() / "export", formats=formats, file_type=file_type,
                              overwrite=True, extra_manifest={"command": "hnm studio"}, inputs=inputs)
             st.session_state["export"] = written
             st.session_state["export_signature"] = signature
-        except HnmError as error:
-            st.error(views.plain(str(error)))
 with folder:
     target = st.text_input("Output folder on the machine running the app", key="export_dir",
                            placeholder="/data/rounds/round-1")
     overwrite = st.checkbox("Replace an earlier export in this folder (only the files hnm wrote are removed)",
                             key="export_overwrite")
     if st.button("Write", type="primary", key="export_write", disabled=not (formats and target.strip())):
-        try:
+        with shown_errors():
             written = export(pool, curation, Path(target.strip()).expanduser(), formats=formats, file_type=file_type,
                              overwrite=overwrite, extra_manifest={"command": "hnm studio"}, inputs=inputs)
             st.session_state["export"] = written
             st.session_state["export_signature"] = signature
-            st.success(f"Wrote {len(written.paths)} files to {views.plain(str(written.out_dir))}.")
-        except HnmError as error:
-            st.error(views.plain(str(error)))
+            st.success(f"Wrote {len(written.paths)} files to {escape.plain(str(written.out_dir))}.")
 
 done = st.session_state["export"]
 if done is not None:
@@ -95,8 +92,6 @@ if done is not None:
     with st.expander("Compare with an earlier round (`hnm diff`)"):
         earlier = st.text_input("Earlier export folder (written with the pool format)", key="diff_dir")
         if earlier.strip():
-            try:
+            with shown_errors():
                 for sentence in diff_rounds(Path(earlier.strip()).expanduser(), done.out_dir).sentences():
                     st.markdown(f"- {sentence}")
-            except HnmError as error:
-                st.error(views.plain(str(error)))

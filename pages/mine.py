@@ -7,7 +7,8 @@ import streamlit as st
 from hnm_core.errors import HnmError
 from hnm_core.pipeline import MiningParams
 from hnm_core.settings import DEFAULT_MODEL, SETTINGS
-from studio import loaders, views
+from studio import escape, loaders
+from studio.errors import shown_errors
 from studio.state import EXPLORE_PAGE, TUNE_PAGE, Mined, init_state, mined, need_data, set_mined, settings
 from studio.widgets import replay_settings, reset_settings, setting_widget, switch_teacher_kind
 
@@ -15,7 +16,7 @@ init_state()
 st.title("Mine")
 data = need_data()
 collection = data.collection
-st.caption(f"Data: {views.plain(collection.name)} · {len(collection.doc_ids):,} documents · "
+st.caption(f"Data: {escape.plain(collection.name)} · {len(collection.doc_ids):,} documents · "
            f"{len(collection.query_ids):,} queries")
 
 MINE_SETTINGS = [s.name for s in SETTINGS if s.stage in ("run", "pool", "teacher")]
@@ -47,7 +48,7 @@ with right:
             teacher_problem = "Type the folder of a trained cross-encoder, or pick the bi-encoder teacher."
             st.info(teacher_problem)
         elif teacher_problem := loaders.cross_encoder_problem(teacher_name):
-            st.error(views.plain(teacher_problem))
+            st.error(escape.plain(teacher_problem))
     else:
         st.caption("A bi-encoder teacher scores every row by cosine; the miner itself costs nothing extra.")
 
@@ -74,20 +75,18 @@ with st.expander("Replay the settings of an earlier run (a manifest.json, like `
     st.file_uploader("manifest.json", type=["json"], key="replay_manifest")
     st.button("Apply its settings", key="replay_apply", on_click=_replay)
     if "replay_error" in st.session_state:
-        st.error(views.plain(st.session_state.pop("replay_error")))
+        st.error(escape.plain(st.session_state.pop("replay_error")))
 
 wanted = {name: settings()[name] for name in MINE_SETTINGS}
 if st.button("Run", type="primary", key="run_mine", icon=":material/play_arrow:",
              disabled=teacher_problem is not None):
-    try:
+    with shown_errors():
         params = MiningParams.from_settings(wanted)
         values = params.settings()
         started = time.perf_counter()
         with st.container(border=True):
             pool = loaders.mined_pool(data.key, params, collection)
         set_mined(Mined(pool, loaders.pool_key(data.key, values), values, time.perf_counter() - started))
-    except HnmError as error:
-        st.error(views.plain(str(error)))
 
 result = mined()
 if result is None:
@@ -99,7 +98,7 @@ st.subheader("Pool")
 how = f"mined in {result.seconds:.1f} s" if result.seconds else "read from a saved pool folder"
 teacher_meta = pool.meta.get("teacher") or {}
 st.markdown(f"{len(pool.frame):,} rows, {how}; teacher: {teacher_meta.get('kind', 'none')} "
-            f"{views.plain(str(teacher_meta.get('name', '-')))} ({teacher_meta.get('score', '')}).")
+            f"{escape.plain(str(teacher_meta.get('name', '-')))} ({teacher_meta.get('score', '')}).")
 for sentence in pool.stats.sentences():
     st.markdown(f"- {sentence}")
 changed = loaders.changed_settings(wanted, result.settings)

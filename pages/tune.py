@@ -10,9 +10,9 @@ import streamlit as st
 
 from hnm_core.audit import audit_figures, audit_pool
 from hnm_core.curate import curate
-from hnm_core.errors import HnmError
 from hnm_core.settings import SETTINGS
-from studio import loaders, views
+from studio import escape, figures, loaders, tables
+from studio.errors import shown_errors
 from studio.state import EXPLORE_PAGE, EXPORT_PAGE, curate_params, init_state, need_pool
 from studio.widgets import replay_settings, reset_settings, setting_widget
 
@@ -48,14 +48,11 @@ with controls:
     st.button("Reset to defaults", key="reset_tune", on_click=reset_settings, args=(CURATE_SETTINGS,))
 
 with outcome:
-    try:
+    with shown_errors(stop=True):
         params = curate_params()
         started = time.perf_counter()
         curation = curate(frame, params)
         took = time.perf_counter() - started
-    except HnmError as error:
-        st.error(views.plain(str(error)))
-        st.stop()
     metrics = st.columns(4)
     metrics[0].metric("Negatives", f"{curation.n_selected:,}", help="Sampled negatives, all queries")
     metrics[1].metric("False negatives", f"{curation.count('false_negative'):,}",
@@ -64,13 +61,13 @@ with outcome:
     metrics[3].metric("Full quota", f"{curation.n_full_quota:,} / {curation.n_queries:,}",
                       help="Queries that got every negative asked for")
     table, sentences = st.columns(2)
-    table.dataframe(views.label_counts(curation), hide_index=True, key="tune_counts")
+    table.dataframe(tables.label_counts(curation), hide_index=True, key="tune_counts")
     sentences.markdown("\n".join(f"- {line}" for line in curation.summary()))
     st.caption(f"Curated {len(frame):,} rows in {took * 1000:.0f} ms. Rules apply in the table's order; a row "
                "takes the first label whose rule matches.")
 
     st.subheader("Teacher scores")
-    st.plotly_chart(views.score_histogram(frame, params, st.session_state["query_id"]), key="tune_histogram",
+    st.plotly_chart(figures.score_histogram(frame, params, st.session_state["query_id"]), key="tune_histogram",
                     config={"displaylogo": False})
     kind = "sigmoid of a cross-encoder logit" if teacher == "cross-encoder" else "cosine of a bi-encoder"
     note = f"Teacher score = {kind}. Each group is shown as a percentage of itself."
@@ -81,7 +78,7 @@ with outcome:
             "; choose a query on Explore to see its own.")
     st.caption(note)
 
-    short = views.short_queries(curation, pool.collection)
+    short = tables.short_queries(curation, pool.collection)
     st.subheader(f"Queries short of their quota: {len(short):,}")
     if len(short):
         st.dataframe(short, hide_index=True, key="tune_short")
@@ -104,15 +101,13 @@ target = setting_widget("target_leak", label="Leak target", kind="slider", lo=0.
 min_coverage = setting_widget("min_coverage", label="Lowest coverage", kind="slider", lo=0.5, hi=1.0,
                               container=knobs[2])
 if st.button("Run the audit", key="run_audit"):
-    try:
+    with shown_errors():
         # the mining settings of this pool (checked when it was mined): the audit mines the hidden split the same way
         mining = {k: v for k, v in result.settings.items() if k in MINING_SETTINGS}
         split_pool, split = loaders.audit_split_pool(result.key, loaders.settings_key(mining), hide,
                                                      pool.collection)
         with st.spinner("Sweeping the curation settings..."):
             st.session_state["audit_report"] = (result.key, audit_pool(split_pool, split, params))
-    except HnmError as error:
-        st.error(views.plain(str(error)))
 report_entry = st.session_state.get("audit_report")
 if report_entry is not None and report_entry[0] == result.key:
     report = report_entry[1]
@@ -127,9 +122,9 @@ if report_entry is not None and report_entry[0] == result.key:
                    help="Hidden positives labelled false_negative / near_duplicate / same_cluster")
     cols[2].metric("Hardness", f"{current.mean_teacher:.3f}", help="Mean teacher score of exported negatives")
     cols[3].metric("Coverage", f"{current.coverage:.0%}", help="Queries with their full quota")
-    st.plotly_chart(views.sweep_chart(sweep_result, current, recommendation.figures), key="audit_chart",
+    st.plotly_chart(figures.sweep_chart(sweep_result, current, recommendation.figures), key="audit_chart",
                     config={"displaylogo": False})
     shown = ", ".join(f"{k} = {'off' if v is None else v}" for k, v in recommendation.settings.items())
-    st.markdown(views.plain(f"Recommended: {shown}. {recommendation.reason}"))
+    st.markdown(escape.plain(f"Recommended: {shown}. {recommendation.reason}"))
     st.button("Apply the recommendation", key="apply_audit", on_click=replay_settings,
               args=(recommendation.settings,))

@@ -6,5 +6,8 @@ step of the pipeline is a call into hnm_core.
     loaders   st.cache_resource / st.cache_data wrappers over models, mining and the UMAP map; uploads
     progress  the hnm Progress protocol drawn as st.progress bars
     widgets   one widget per setting of hnm_core.settings.SETTINGS
-    views     display tables and plotly figures (pure functions of a pool and a curation)
+    tables    the display tables (pure functions of a collection, a pool and a curation)
+    figures   the plotly figures: the Explore map, the Tune histogram, the audit sweep
+    escape    user text made safe for Markdown elements and plotly hover labels
+    errors    `with shown_errors():` shows an HnmError as the page's error message
 """

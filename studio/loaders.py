@@ -25,7 +25,7 @@ from typing import Any, Protocol
 import numpy as np
 import streamlit as st
 
-from hnm_core.audit import HiddenSplit, hide_positives
+from hnm_core.audit import SplitPool, mine_hidden_split
 from hnm_core.cache import texts_digest
 from hnm_core.data import FILE_SUFFIXES, Collection, beir_splits, load_collection
 from hnm_core.errors import DataError, HnmError
@@ -35,7 +35,7 @@ from hnm_core.pool import Pool, load_pool
 from hnm_core.project import project_2d
 from hnm_core.settings import SETTINGS, from_manifest, setting
 
-from . import views
+from . import tables
 from .progress import StreamlitProgress
 from .state import LoadedData, Mined
 
@@ -217,15 +217,16 @@ def mined_pool(data_key: str, params: MiningParams, _collection: Collection) -> 
     the frozen dataclass by its fields). Progress bars are drawn in the current container; on a cache hit Streamlit
     replays them finished. Embeddings and scores are also cached on disk (hnm cache folder), so a new server
     resumes them."""
-    return _mine_with_session_models(_collection, params)
+    return mine(_collection, params, **_session_models(params))
 
 
-def _mine_with_session_models(collection: Collection, params: MiningParams) -> Pool:
-    """pipeline.mine with the bi-encoder and teacher from the model cache, progress drawn on the page."""
+def _session_models(params: MiningParams) -> dict[str, Any]:
+    """The bi-encoder and teacher `params` ask for, from the model cache, and progress drawn on the page: the
+    keywords pipeline.mine and mine_hidden_split take."""
     miner, teach = params.pool, params.teacher
     encoder = bi_encoder(miner.model, miner.precision, miner.max_seq_length) if "dense" in miner.sources else None
     teacher = teacher_model(teach.teacher, teach.teacher_model, teach.precision, teach.max_length)
-    return mine(collection, params, encoder=encoder, teacher=teacher, progress=StreamlitProgress())
+    return {"encoder": encoder, "teacher": teacher, "progress": StreamlitProgress()}
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
@@ -240,14 +241,14 @@ def map_coords(pool_key: str, seed: int, _pool: Pool) -> np.ndarray | None:
 
 @st.cache_data(show_spinner=False, max_entries=16)
 def query_slices(pool_key: str, _pool: Pool) -> dict[str, tuple[int, int]]:
-    """query id -> its rows of the pool frame (see views.query_slices), once per pool."""
-    return views.query_slices(_pool.frame)
+    """query id -> its rows of the pool frame (see tables.query_slices), once per pool."""
+    return tables.query_slices(_pool.frame)
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
-def score_range(pool_key: str, _pool: Pool) -> views.ScoreRange:
-    """The teacher-score range and slider hints of a pool (see views.score_range), once per pool."""
-    return views.score_range(_pool.frame)
+def score_range(pool_key: str, _pool: Pool) -> tables.ScoreRange:
+    """The teacher-score range and slider hints of a pool (see tables.score_range), once per pool."""
+    return tables.score_range(_pool.frame)
 
 
 class _SessionDir:
@@ -278,12 +279,9 @@ def zip_folder(folder: Path) -> bytes:
 
 @st.cache_resource(show_spinner=False, max_entries=4)
 def audit_split_pool(pool_key: str, values_key: tuple[tuple[str, Any], ...], hide: float,
-                     _collection: Collection) -> tuple[Pool, HiddenSplit]:
+                     _collection: Collection) -> SplitPool:
     """The pool mined with `hide` of each query's positives hidden (seeded), for the Tune page's audit. Embeddings
     are cached by text, so this re-uses the corpus encoding of the main pool. Immutable, shared like `mined_pool`."""
     values = dict(values_key)
-    split = hide_positives(_collection, hide=hide, seed=values["seed"])
-    if not split.hidden:
-        raise DataError(_collection.source or _collection.name, "no query has two or more positives, so none can "
-                        "be hidden.", fix="audit a collection where queries have several labelled positives")
-    return _mine_with_session_models(split.apply(_collection), MiningParams.from_settings(values)), split
+    return mine_hidden_split(_collection, {**values, "hide": hide},
+                             **_session_models(MiningParams.from_settings(values)))

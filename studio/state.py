@@ -9,17 +9,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import streamlit as st
 
 from hnm_core.curate import CurateParams, Curation, curate
 from hnm_core.data import Collection
-from hnm_core.errors import HnmError
 from hnm_core.pool import Pool
 from hnm_core.settings import defaults
 
-from .views import plain
+from .errors import shown_errors
 
 __all__ = [
     "DATA_PAGE", "MINE_PAGE", "EXPLORE_PAGE", "TUNE_PAGE", "EXPORT_PAGE",
@@ -99,13 +98,19 @@ def set_mined(result: Mined) -> None:
         st.session_state["query_id"] = None
 
 
+def _stop_for(missing: str, page: str, label: str, icon: str) -> NoReturn:
+    """Say what is missing, link to the page that makes it, and stop the page here."""
+    st.info(missing)
+    st.page_link(page, label=label, icon=icon)
+    st.stop()
+
+
 def need_data() -> LoadedData:
     """This session's data; without it, say what to do with a link to the Data page and stop the page here."""
     data = loaded()
     if data is None:
-        st.info("No data loaded yet. Load the bundled sample or your own collection first.")
-        st.page_link(DATA_PAGE, label="Go to Data", icon=":material/database:")
-        st.stop()
+        _stop_for("No data loaded yet. Load the bundled sample or your own collection first.", DATA_PAGE,
+                  "Go to Data", ":material/database:")
     return data
 
 
@@ -114,9 +119,8 @@ def need_pool() -> Mined:
     need_data()
     result = mined()
     if result is None:
-        st.info("Nothing mined yet. Run the miner on the loaded data first.")
-        st.page_link(MINE_PAGE, label="Go to Mine", icon=":material/construction:")
-        st.stop()
+        _stop_for("Nothing mined yet. Run the miner on the loaded data first.", MINE_PAGE, "Go to Mine",
+                  ":material/construction:")
     return result
 
 
@@ -129,10 +133,7 @@ def curate_params() -> CurateParams:
 def current_curation(pool: Pool) -> tuple[CurateParams, Curation]:
     """The pool curated with the current settings (~10 ms). A setting out of range is shown as the page's error and
     the page stops, as on every page that reads the curation."""
-    try:
+    with shown_errors(stop=True):
         params = curate_params()
         return params, curate(pool.frame, params)
-    except HnmError as error:
-        st.error(plain(str(error)))
-        st.stop()
-        raise  # st.stop() raises; this line only tells type checkers the function never falls through
+    raise AssertionError("unreachable: shown_errors(stop=True) stops the page")  # says so to type checkers

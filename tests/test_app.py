@@ -21,7 +21,7 @@ from streamlit.testing.v1 import AppTest
 from hnm_core.errors import DataError, ModelLoadError, SettingsError
 from hnm_core.outdir import MARKER
 from hnm_core.settings import SETTINGS, defaults
-from studio import loaders, views
+from studio import escape, figures, loaders, tables
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "app.py")
@@ -73,7 +73,7 @@ def tiny_mine(at: AppTest, model_dir: Path) -> AppTest:
 
 
 def unescaped(markdown: str) -> str:
-    """What a person reads: the text of a Markdown element whose user-supplied parts were escaped (views.plain)."""
+    """What a person reads: the text of a Markdown element whose user-supplied parts were escaped (escape.plain)."""
     return re.sub(r"\\(.)", r"\1", markdown)
 
 
@@ -210,7 +210,7 @@ def test_text_from_the_data_is_shown_as_typed_not_as_markdown(tmp_path):
 @pytest.mark.parametrize("text", ["![x](http://e/x.png)", "$x^2$", "<b>bold</b>", ":red[alarm] :smile:",
                                   "*a* _b_ `c` # d", "C:\\data\\set [1]"])
 def test_plain_escapes_every_markdown_character_and_keeps_the_text(text):
-    escaped = views.plain(text)
+    escaped = escape.plain(text)
     assert unescaped(escaped) == text
     assert not re.search(r"(?<!\\)[\[\]()!$<>:*_`#]", escaped.replace("\\\\", ""))
 
@@ -502,19 +502,19 @@ def test_progress_bars_one_per_stage_throttled_and_finished():
     ("Ramón y Cajal, 5 μm", "Ramón y Cajal, 5 μm"),
 ])
 def test_hover_text_never_renders_html(text, expected):
-    assert views.hover_text(text) == expected
+    assert escape.hover_text(text) == expected
 
 
 def test_hover_text_is_wrapped_and_shortened():
     text = " ".join(["<tag>"] * 400)
-    shown = views.hover_text(text, width=40, limit=200)
+    shown = escape.hover_text(text, width=40, limit=200)
     lines = shown.split("<br>")
     assert len(lines) > 3 and all(len(line.replace("&lt;", "<").replace("&gt;", ">")) <= 40 for line in lines)
     assert shown.endswith("…") and "<tag>" not in shown
 
 
 def test_map_selection_maps_back_to_documents():
-    drawn = views.MapFigure(None, (np.array([5, 7, 9]), np.array([1]), np.array([-1])))
+    drawn = figures.MapFigure(None, (np.array([5, 7, 9]), np.array([1]), np.array([-1])))
     points = [{"curve_number": 0, "point_index": 1}, {"curve_number": 1, "point_index": 0},
               {"curve_number": 2, "point_index": 0},  # the query's point is not a document
               {"curve_number": 0, "point_index": 1},  # twice
@@ -535,10 +535,10 @@ def test_map_figure_escapes_hover_text_zooms_and_thins_a_large_corpus(tiny_colle
     curation = curate(pool.frame, CurateParams(ceiling=None, relative_margin=None, absolute_margin=None,
                                                near_dup=None, skip_n=0, cluster_rule=False, floor=None))
     coords = np.random.default_rng(0).normal(size=(len(collection.doc_ids) + len(collection.query_ids), 2))
-    rows = views.query_slices(pool.frame)["q1"]
-    monkeypatch.setattr(views, "_CORPUS_DRAW_LIMIT", 4)
+    rows = tables.query_slices(pool.frame)["q1"]
+    monkeypatch.setattr(figures, "_CORPUS_DRAW_LIMIT", 4)
 
-    drawn = views.map_figure(coords, pool, curation, "q1", rows, zoom=True)
+    drawn = figures.map_figure(coords, pool, curation, "q1", rows, zoom=True)
     traces = drawn.figure.data
     assert traces[0].name == "rest of the corpus (4 of 12 drawn)" and len(traces[0].x) == 4
     names = [t.name for t in traces[1:]]
@@ -551,7 +551,7 @@ def test_map_figure_escapes_hover_text_zooms_and_thins_a_large_corpus(tiny_colle
 
 
 def test_each_kind_of_point_has_its_own_colour_and_marker():
-    styles = list(views.STYLES.values())
+    styles = list(figures.STYLES.values())
     assert len({s.color for s in styles}) == len(styles) and len({s.symbol for s in styles}) == len(styles)
 
 

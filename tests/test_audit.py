@@ -30,7 +30,7 @@ from hnm_core.data import Collection, load_collection
 from hnm_core.errors import DataError, ExportError, SettingsError
 from hnm_core.outdir import MARKER
 from hnm_core.pipeline import mine
-from hnm_core.pool import POOL_COLUMNS
+from hnm_core.schema import POOL_COLUMNS
 
 from .conftest import SHARED_DATASETS
 

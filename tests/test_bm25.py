@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from rank_bm25 import BM25Okapi
 
-from hnm_core.bm25 import BM25Index, SearchResult, tokenize
+from hnm_core.bm25 import BM25Index, tokenize
+from hnm_core.retrieve import SearchResult
 from hnm_core.errors import SettingsError
 
 CORPUS = [

@@ -11,7 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hnm_core.cache import EmbeddingCache, PairScoreCache, atomic_path, pair_keys, texts_digest
+from hnm_core.cache import EmbeddingCache, PairScoreCache, pair_keys, texts_digest
+from hnm_core.manifest import atomic_path
 from hnm_core.cli import main
 from hnm_core.dense import encode
 from hnm_core.errors import CacheWarning, ModelOutputError

@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hnm_core.curate import LABELS, CurateParams, ShortQuery, curate
+from hnm_core.curate import LABELS, CurateParams, ShortQuery, curate, margin_thresholds
 from hnm_core.errors import DataError, SettingsError
-from hnm_core.pool import POOL_COLUMNS
+from hnm_core.schema import POOL_COLUMNS
 from hnm_core.settings import validate
 
 NAN = float("nan")
@@ -371,3 +371,22 @@ def test_missing_columns_are_named():
     frame = pool_frame([{"is_positive": True}]).drop(columns=["cluster", "pos_sim_max"])
     with pytest.raises(DataError, match="missing columns pos_sim_max, cluster"):
         curate(frame, CurateParams())
+
+
+@pytest.mark.parametrize("margins", [dict(relative_margin=0.1), dict(absolute_margin=0.05),
+                                     dict(relative_margin=0.2, absolute_margin=0.05, margin_ref="mean"), {}])
+def test_margin_thresholds_are_the_line_curate_flags_above(margins):
+    rng = np.random.default_rng(3)
+    rows = [{"query_id": q, "doc_id": f"{q}p{i}", "is_positive": True, "teacher_score": float(s)}
+            for q in ("q1", "q2") for i, s in enumerate(rng.uniform(0.5, 0.9, 2))]
+    rows += [{"query_id": q, "doc_id": f"{q}c{i}", "fused_rank": i + 1, "teacher_score": float(s)}
+             for q in ("q1", "q2", "q3") for i, s in enumerate(rng.uniform(0.3, 1.0, 40))]
+    frame = pool_frame(rows).sort_values("query_id", kind="stable").reset_index(drop=True)
+    params = CurateParams(**{**OFF, **margins})
+    line = margin_thresholds(frame, params)
+    assert list(line.index) == ["q1", "q2", "q3"]
+    assert math.isnan(line["q3"])  # no positive: no margin line
+    above = frame["teacher_score"].to_numpy(np.float32) > line[frame["query_id"]].to_numpy().astype(np.float32)
+    flagged = np.asarray(curate(frame, params).labels) == "false_negative"
+    assert (flagged == (above & ~frame["is_positive"].to_numpy())).all()
+    assert flagged.any() == bool(margins)

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from hnm_core.cli import main
-from hnm_core.data import Collection, load_collection
+from hnm_core.data import load_collection
 from hnm_core.errors import DataError, SettingsError
 from hnm_core.evaluate import _metrics, evaluate, load_eval_collection
 from hnm_core.models import load_bi_encoder

@@ -7,7 +7,8 @@ from hnm_core.bm25 import tokenize
 from hnm_core.data import load_collection
 from hnm_core.errors import DataError, ExportError
 from hnm_core.models import load_bi_encoder
-from hnm_core.pool import POOL_COLUMNS, PoolParams, build_pool, load_pool, save_pool
+from hnm_core.pool import PoolParams, build_pool, load_pool, save_pool
+from hnm_core.schema import POOL_COLUMNS
 
 from .conftest import SHARED_DATASETS
 

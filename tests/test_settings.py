@@ -127,7 +127,7 @@ def test_no_signature_types_a_setting_default_again():
     that could drift from it; None ("off", "the model's own") is not a default of the table's."""
     names = {s.name for s in SETTINGS}
     found = []
-    for path in sorted(p for folder in ("hnm_core", "studio", "pages") for p in (ROOT / folder).glob("*.py")):
+    for path in sorted(p for folder in ("hnm_core", "studio", "pages") for p in (ROOT / folder).rglob("*.py")):
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 continue

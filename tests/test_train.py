@@ -14,7 +14,7 @@ import pytest
 from hnm_core.cli import main
 from hnm_core.curate import CurateParams, curate
 from hnm_core.data import load_collection
-from hnm_core.errors import DataError, ExportError, SettingsError, TrainError
+from hnm_core.errors import DataError, ExportError, SettingsError
 from hnm_core.export import export
 from hnm_core.models import load_bi_encoder
 from hnm_core.pipeline import mine

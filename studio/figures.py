@@ -1,32 +1,23 @@
-"""What the pages show, as pure functions of a collection, a pool and a curation: display tables and plotly
-figures. Nothing here computes a label: labels come from hnm_core.curate.
-
-Document text never renders as HTML: plotly's hover templates interpret tags, so hover text is escaped here.
+"""The plotly figures the pages show: the Explore map, the Tune histogram and the audit sweep, as pure functions of a
+pool, a curation and the audit's results. Document text is HTML-escaped for hover labels (studio.escape): plotly's
+hover templates interpret tags.
 """
 
 from __future__ import annotations
 
 import html
-import json
-import math
-import re
-import textwrap
-from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
 
 from hnm_core.audit import AuditFigures, SweepResult
-from hnm_core.curate import CurateParams, Curation
-from hnm_core.data import Collection
+from hnm_core.curate import CurateParams, Curation, margin_thresholds
 from hnm_core.pool import Pool
 
-__all__ = [
-    "MarkerStyle", "STYLES", "MapFigure", "ScoreRange", "plain", "hover_text", "query_slices", "collection_summary",
-    "positives_per_query", "query_preview", "label_counts", "short_queries", "candidate_table", "documents_table",
-    "map_figure", "score_range", "margin_thresholds", "score_histogram", "preview_rows",
-]
+from .escape import hover_text
+
+__all__ = ["MarkerStyle", "STYLES", "MapFigure", "map_figure", "score_histogram", "sweep_chart"]
 
 
 class MarkerStyle(NamedTuple):
@@ -52,129 +43,19 @@ STYLES: dict[str, MarkerStyle] = {
     "unscored": MarkerStyle("unscored by the teacher", "#555555", "hourglass", 10),
     "easy": MarkerStyle("easy (below the floor)", "#0072B2", "circle-open", 9),
 }
+
+
 _CORPUS_COLOR = "rgba(140, 140, 140, 0.28)"
+
+
 # Above this many documents the faint corpus layer is drawn with WebGL and without hover text (1M hover strings
 # would make the page megabytes heavier than the map itself).
 _CORPUS_HOVER_LIMIT = 20_000
+
+
 # The faint layer is context: above this many documents a fixed (seeded) sample of them is drawn, so a rerun of
 # the Explore page never sends the browser millions of coordinates.
 _CORPUS_DRAW_LIMIT = 50_000
-
-
-# Characters Streamlit's Markdown gives a meaning to: CommonMark punctuation, $ (LaTeX) and : (":red[...]" colour
-# directives and ":emoji:" shortcodes).
-_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:])")
-
-
-def plain(text: str) -> str:
-    """`text` for st.markdown / st.error and the other Markdown elements, shown as typed: every Markdown, LaTeX and
-    HTML character is backslash-escaped, so an id, path or passage from a user's file never becomes a link, an
-    image, a formula or a tag."""
-    return _MARKDOWN_SPECIAL.sub(r"\\\1", text)
-
-
-def hover_text(text: str, *, width: int = 80, limit: int = 600) -> str:
-    """`text` for a plotly hover label: shortened to `limit` characters, wrapped at `width`, HTML-escaped line by
-    line (so a wrap never splits an entity) and joined with <br>. Quotes stay as they are: plotly decodes only a
-    few named entities, and quotes are harmless in text content."""
-    text = " ".join(text.split())
-    if len(text) > limit:
-        text = text[: limit - 1].rstrip() + "…"
-    lines = textwrap.wrap(text, width=width) or [""]
-    return "<br>".join(html.escape(line, quote=False) for line in lines)
-
-
-def query_slices(frame: pd.DataFrame) -> dict[str, tuple[int, int]]:
-    """query id -> (first row, end row) in a pool frame (rows are grouped by query, see docs/ARCHITECTURE.md)."""
-    codes, uniques = pd.factorize(frame["query_id"])
-    if len(codes) == 0:
-        return {}
-    starts = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]])
-    ends = np.r_[starts[1:], len(codes)]
-    return {str(uniques[codes[s]]): (int(s), int(e)) for s, e in zip(starts, ends)}
-
-
-def positives_per_query(collection: Collection) -> pd.DataFrame:
-    """How many queries have 1, 2, ... labelled positives."""
-    counts = pd.Series([len(collection.positives[q]) for q in collection.query_ids]).value_counts().sort_index()
-    return pd.DataFrame({"positives per query": counts.index.astype(int), "queries": counts.to_numpy()})
-
-
-def collection_summary(collection: Collection) -> dict[str, int | float]:
-    """Headline numbers of a collection."""
-    n_pos = [len(collection.positives[q]) for q in collection.query_ids]
-    return {
-        "documents": len(collection.doc_ids),
-        "queries": len(collection.query_ids),
-        "positives": int(sum(n_pos)),
-        "mean positives per query": float(np.mean(n_pos)) if n_pos else 0.0,
-        "given negatives": int(sum(len(v) for v in collection.negatives.values())),
-    }
-
-
-def label_counts(curation: Curation) -> pd.DataFrame:
-    """One row per label: rows that got it, and rows its rule matched before precedence."""
-    return pd.DataFrame([(rc.label, rc.count, rc.matched) for rc in curation.counts],
-                        columns=["label", "rows", "matched"])
-
-
-def short_queries(curation: Curation, collection: Collection) -> pd.DataFrame:
-    """Queries whose hard band holds fewer negatives than the quota."""
-    index = collection.query_index
-    return pd.DataFrame(
-        [(s.query_id, s.got, s.wanted, collection.query_texts[index[s.query_id]] if s.query_id in index else "")
-         for s in curation.short_queries],
-        columns=["query_id", "negatives", "wanted", "query"],
-    )
-
-
-def _sources(frame: pd.DataFrame) -> np.ndarray:
-    bm25 = frame["in_bm25"].to_numpy(bool)
-    dense = frame["in_dense"].to_numpy(bool)
-    return np.select([bm25 & dense, bm25, dense], ["bm25+dense", "bm25", "dense"], default="")
-
-
-def candidate_table(pool: Pool, curation: Curation, rows: tuple[int, int]) -> pd.DataFrame:
-    """The rows `rows` (one query's slice) of the pool with their label, sampling, provenance, every score and the
-    document text: the Explore page's linked table."""
-    start, end = rows
-    part = pool.frame.iloc[start:end]
-    coll = pool.collection
-    labels = np.asarray(curation.labels[start:end], dtype=object)
-    selected = curation.selected[start:end]
-    shown = np.where(selected, "hard (selected)", labels)
-    return pd.DataFrame({
-        "doc_id": part["doc_id"].to_numpy(object),
-        "label": shown,
-        "text": [coll.doc_texts[coll.doc_index[d]] for d in part["doc_id"].tolist()],
-        "neg_rank": curation.neg_rank[start:end],
-        "sources": _sources(part),
-        "fused_rank": part["fused_rank"].to_numpy(),
-        "bm25_rank": part["bm25_rank"].to_numpy(),
-        "dense_rank": part["dense_rank"].to_numpy(),
-        "teacher_score": part["teacher_score"].to_numpy(np.float32, na_value=np.nan),
-        "teacher_raw": part["teacher_raw"].to_numpy(np.float32, na_value=np.nan),
-        "dense_score": part["dense_score"].to_numpy(np.float32, na_value=np.nan),
-        "bm25_score": part["bm25_score"].to_numpy(np.float32, na_value=np.nan),
-        "pos_sim_max": part["pos_sim_max"].to_numpy(np.float32, na_value=np.nan),
-        "cluster": part["cluster"].to_numpy(),
-    })
-
-
-def query_preview(collection: Collection, n: int = 5) -> pd.DataFrame:
-    """The first `n` queries with their labelled positives, one row per (query, positive)."""
-    rows = [(q, collection.query_texts[i], d, collection.doc_texts[collection.doc_index[d]])
-            for i, q in enumerate(collection.query_ids[:n]) for d in collection.positives[q]]
-    return pd.DataFrame(rows, columns=["query_id", "query", "doc_id", "positive"])
-
-
-def documents_table(collection: Collection, doc_rows: list[int], labels: dict[int, str]) -> pd.DataFrame:
-    """Documents by position in the collection (a map selection), with their label for the chosen query."""
-    return pd.DataFrame({
-        "doc_id": [collection.doc_ids[i] for i in doc_rows],
-        "label": [labels.get(i, "corpus") for i in doc_rows],
-        "text": [collection.doc_texts[i] for i in doc_rows],
-    })
 
 
 def _point_kinds(curation: Curation, rows: tuple[int, int]) -> np.ndarray:
@@ -291,51 +172,6 @@ def _score_text(score: float) -> str:
     return "unscored" if np.isnan(score) else f"{score:.3f}"
 
 
-class ScoreRange(NamedTuple):
-    """The teacher scores of a pool, as the Tune sliders need them: the range to the hundredth, and starting
-    values for the ceiling (the median positive: a candidate scoring like a typical positive is suspect) and the
-    floor (the 10th percentile of candidates)."""
-
-    lo: float
-    hi: float
-    ceiling_hint: float
-    floor_hint: float
-
-
-def score_range(frame: pd.DataFrame) -> ScoreRange:
-    """See ScoreRange; (0, 1) with hints at the ends when nothing is scored."""
-    scores = frame["teacher_score"].to_numpy(np.float32, na_value=np.nan)
-    is_pos = frame["is_positive"].to_numpy(bool)
-    scored = ~np.isnan(scores)
-    if not scored.any():
-        return ScoreRange(0.0, 1.0, 1.0, 0.0)
-    lo = math.floor(float(scores[scored].min()) * 100) / 100
-    hi = math.ceil(float(scores[scored].max()) * 100) / 100
-    positives, candidates = scores[scored & is_pos], scores[scored & ~is_pos]
-    ceiling = round(float(np.median(positives)), 2) if len(positives) else hi
-    floor = round(float(np.quantile(candidates, 0.1)), 2) if len(candidates) else lo
-    return ScoreRange(lo, hi, min(max(ceiling, lo), hi), min(max(floor, lo), hi))
-
-
-def margin_thresholds(frame: pd.DataFrame, params: CurateParams) -> pd.Series:
-    """Per query, the teacher score above which the margin rules call a candidate a false negative (the stricter of
-    the relative and absolute margins, as curate applies them); NaN where no margin is on or no positive is scored.
-
-    Curation returns labels, not these thresholds; they are recomputed here from the same definition
-    (hnm_core.curate: pos_score - |pos_score| * relative_margin, pos_score - absolute_margin) only to draw them."""
-    positives = frame.loc[frame["is_positive"].to_numpy(bool), ["query_id", "teacher_score"]]
-    grouped = positives.groupby("query_id", observed=True, sort=False)["teacher_score"]
-    ref = (grouped.min() if params.margin_ref == "min" else grouped.mean()).astype(np.float64)
-    lines = []
-    if params.relative_margin is not None:
-        lines.append(ref - ref.abs() * params.relative_margin)
-    if params.absolute_margin is not None:
-        lines.append(ref - params.absolute_margin)
-    if not lines:
-        return pd.Series(np.nan, index=ref.index)
-    return pd.concat(lines, axis=1).min(axis=1)
-
-
 def score_histogram(frame: pd.DataFrame, params: CurateParams, query_id: str | None = None):
     """Teacher scores of labelled positives vs candidates (each as a percentage of its own group, so 60 positives
     show next to 6,000 candidates), with the ceiling, the floor and the margin threshold drawn as vertical lines:
@@ -374,23 +210,6 @@ def score_histogram(frame: pd.DataFrame, params: CurateParams, query_id: str | N
     fig.update_xaxes(showgrid=True, gridcolor="#eeeeee")
     fig.update_yaxes(showgrid=True, gridcolor="#eeeeee")
     return fig
-
-
-
-def preview_rows(path: Path, n: int = 5) -> pd.DataFrame:
-    """The first `n` rows of an exported Parquet or JSONL file, read without loading the whole file."""
-    if path.suffix == ".parquet":
-        import pyarrow.parquet as pq
-
-        batch = next(pq.ParquetFile(path).iter_batches(batch_size=n), None)
-        return batch.to_pandas() if batch is not None else pd.DataFrame()
-    records = []
-    with path.open(encoding="utf-8") as f:
-        for line in f:
-            if len(records) == n:
-                break
-            records.append(json.loads(line))
-    return pd.DataFrame(records)
 
 
 def sweep_chart(result: SweepResult, current: AuditFigures, recommended: AuditFigures):

@@ -1,0 +1,58 @@
+"""Stage 1, data: read a retrieval collection into one in-memory model.
+
+Readers: a BEIR folder, a pairs file (JSONL / JSON / CSV / TSV / Parquet with query + positive columns),
+FlagEmbedding JSONL. All produce a `Collection`. Files are streamed line by line (or in Parquet batches), so a corpus
+of a million documents costs its texts in memory and one pass over the file. Bad input raises `DataError` naming the
+file, the line (or record / row where a format has no lines) and the fix; recoverable oddities (empty documents,
+qrels naming unknown ids, repeated rows) are skipped and counted in `Collection.problems`.
+"""
+
+from __future__ import annotations
+
+from itertools import chain
+from pathlib import Path
+
+from ..settings import setting
+from .beir import beir_splits, load_beir
+from .collection import Collection, normalize_text, text_id
+from .flag import _flag_from_records, load_flag
+from .pairs import POSITIVE_COLUMNS, QUERY_COLUMNS, _pairs_from_json, load_pairs
+from .reading import FILE_SUFFIXES, _check_file, _json_records
+
+__all__ = [
+    "Collection",
+    "normalize_text",
+    "text_id",
+    "load_collection",
+    "load_beir",
+    "load_pairs",
+    "load_flag",
+    "beir_splits",
+    "QUERY_COLUMNS",
+    "POSITIVE_COLUMNS",
+    "FILE_SUFFIXES",
+]
+
+
+def load_collection(path: str | Path, *, split: str = setting("split").default) -> Collection:
+    """Read a BEIR folder, a pairs file or a FlagEmbedding JSONL file, chosen by what `path` is.
+
+    split: the BEIR qrels split to read (ignored for files, which have no splits).
+    A folder is read as BEIR; a .jsonl/.json file whose first record has a "pos" key (or a "neg" key and no
+    positive column) as FlagEmbedding; any other .jsonl/.json/.csv/.tsv/.parquet file as pairs with auto-detected
+    columns.
+    """
+    path = Path(path)
+    if path.is_dir():
+        return load_beir(path, split=split)
+    suffix = _check_file(path)
+    if suffix in (".jsonl", ".json"):
+        records = _json_records(path, example='{"query": "...", "positive": "..."}')
+        first = next(records)  # _json_records raises on an empty file, so there is a first record
+        records = chain([first], records)
+        # "neg" without a pairs positive column is FlagEmbedding missing its "pos": its reader names the line.
+        keys = {key.strip().lower() for key in first[1]}
+        if "pos" in first[1] or ("neg" in first[1] and not keys & set(POSITIVE_COLUMNS)):
+            return _flag_from_records(path, records)
+        return _pairs_from_json(path, records, None, None)
+    return load_pairs(path)

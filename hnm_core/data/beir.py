@@ -1,0 +1,259 @@
+"""BEIR folders: corpus.jsonl, queries.jsonl and qrels/<split>.tsv (or qrels.tsv for the test split).
+"""
+
+from __future__ import annotations
+
+import re
+from array import array
+from pathlib import Path
+from typing import Any
+
+from ..errors import DataError
+from ..settings import setting
+from .collection import Collection
+from .reading import _check_entry, _error, _json_records, _n, _Tally, _text_lines, _Where
+
+__all__ = ["beir_splits", "load_beir"]
+
+
+_BEIR_LAYOUT = "a BEIR folder holds corpus.jsonl, queries.jsonl and qrels/<split>.tsv (or qrels.tsv for the test split)"
+
+
+def beir_splits(folder: str | Path) -> dict[str, Path]:
+    """The qrels splits a BEIR folder has: split name -> qrels file.
+
+    Looks for `qrels/<split>.tsv` (BEIR's own layout), then `qrels_<split>.tsv`, and takes a plain `qrels.tsv` as
+    the "test" split; where two files name the same split, the first found in that order wins.
+    """
+    folder = Path(folder)
+    found: dict[str, Path] = {}
+    if (folder / "qrels").is_dir():
+        for qrels in sorted((folder / "qrels").glob("*.tsv")):
+            found.setdefault(qrels.stem, qrels)
+    for qrels in sorted(folder.glob("qrels_*.tsv")):
+        found.setdefault(qrels.stem[len("qrels_"):], qrels)
+    if (folder / "qrels.tsv").is_file() or (folder / "qrels.tsv").is_symlink():
+        found.setdefault("test", folder / "qrels.tsv")
+    return found
+
+
+def load_beir(folder: str | Path, *, split: str = setting("split").default) -> Collection:
+    """Read a BEIR folder: corpus.jsonl, queries.jsonl and the qrels of `split` (see `beir_splits`).
+
+    Document text is title + " " + text, stripped. Qrels rows with score > 0 are positives, in file order; a header
+    line is optional. Queries without a positive in the corpus are left out of `query_ids`.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(folder, "is not a folder", fix=f"pass the folder itself; {_BEIR_LAYOUT}.")
+    for required in ("corpus.jsonl", "queries.jsonl"):
+        _check_entry(folder / required)
+        if not (folder / required).is_file():
+            present = sorted(p.name + ("/" if p.is_dir() else "") for p in folder.iterdir())
+            listing = ", ".join(present[:20]) + (", ..." if len(present) > 20 else "") if present else "nothing"
+            raise DataError(folder, f"has no {required} (found: {listing})", fix=f"{_BEIR_LAYOUT}.")
+    splits = beir_splits(folder)
+    if split not in splits:
+        names = ", ".join(sorted(splits)) or "none (no qrels file)"
+        raise DataError(folder, f"has no qrels for split {split!r}; splits found: {names}",
+                        fix=f"pick one of the splits found; {_BEIR_LAYOUT}.")
+    qrels_path = splits[split]
+    problems: list[str] = []
+
+    doc_ids, doc_texts, empty_docs = _read_beir_corpus(folder / "corpus.jsonl", problems)
+    query_texts, empty_queries = _read_beir_queries(folder / "queries.jsonl", problems)
+    doc_index = {doc_id: i for i, doc_id in enumerate(doc_ids)}
+    positives = _read_qrels(qrels_path, query_texts, doc_index, empty_queries, empty_docs, problems)
+
+    query_ids = tuple(qid for qid in query_texts if qid in positives)
+    if not query_ids:
+        raise DataError(qrels_path, "no query has a positive (score > 0) that exists in the corpus: nothing to mine",
+                        fix="check that the qrels ids match the _id values of corpus.jsonl and queries.jsonl.")
+    collection = Collection(
+        name=folder.resolve().name,
+        doc_ids=tuple(doc_ids),
+        doc_texts=tuple(doc_texts),
+        query_ids=query_ids,
+        query_texts=tuple(query_texts[qid] for qid in query_ids),
+        positives={qid: tuple(positives[qid]) for qid in query_ids},
+        problems=tuple(problems),
+        source=f"BEIR folder {folder.resolve()}, split {split}",
+    )
+    # The index was needed for the qrels anyway; hand it over instead of building it twice.
+    collection.__dict__["doc_index"] = doc_index
+    return collection
+
+
+def _read_beir_corpus(path: Path, problems: list[str]) -> tuple[list[str], list[str], set[str]]:
+    """corpus.jsonl -> (doc ids, doc texts, ids of documents skipped as empty)."""
+    doc_ids: list[str] = []
+    doc_texts: list[str] = []
+    index: dict[str, int] = {}
+    first_line = array("q")  # line of each kept document, for the "repeated _id" message; compact for 1M docs
+    empty: dict[str, int] = {}  # id -> line of documents skipped as empty
+    empty_tally, repeated = _Tally(), _Tally()
+    example = '{"_id": "d1", "title": "...", "text": "..."}'
+    for line, record in _json_records(path, example=example):
+        doc_id = _record_id(path, line, record, example)
+        text = _record_text(path, line, record, "text", example)
+        title = _record_text(path, line, record, "title", example, required=False)
+        doc_text = f"{title} {text}".strip()
+        earlier = index.get(doc_id)
+        if earlier is not None or doc_id in empty:
+            earlier_text = doc_texts[earlier] if earlier is not None else ""
+            if earlier_text != doc_text:
+                earlier_line = first_line[earlier] if earlier is not None else empty[doc_id]
+                raise DataError(path, f"_id {doc_id!r} repeated with different text (first on line {earlier_line})",
+                                line=line, fix="give each document its own _id, or delete one of the two lines.")
+            repeated.add(doc_id, line)
+            continue
+        if not doc_text:
+            empty[doc_id] = line
+            empty_tally.add(doc_id, line)
+            continue
+        index[doc_id] = len(doc_ids)
+        doc_ids.append(doc_id)
+        doc_texts.append(doc_text)
+        first_line.append(line)
+    if not doc_ids:
+        raise DataError(path, "every document has empty text", fix="fill in the title or text fields.")
+    if empty_tally.count:
+        problems.append(f"{path.name}: {_n(empty_tally.count, 'document')} with empty text skipped "
+                        f"{empty_tally.examples()}.")
+    if repeated.count:
+        problems.append(f"{path.name}: {_n(repeated.count, 'line')} repeated a document's _id and text "
+                        f"{repeated.examples()}; kept one.")
+    return doc_ids, doc_texts, set(empty)
+
+
+def _read_beir_queries(path: Path, problems: list[str]) -> tuple[dict[str, str], set[str]]:
+    """queries.jsonl -> (query id -> text in file order, ids of queries skipped as empty)."""
+    texts: dict[str, str] = {}
+    lines: dict[str, int] = {}
+    empty: dict[str, int] = {}
+    empty_tally = _Tally()
+    example = '{"_id": "q1", "text": "..."}'
+    for line, record in _json_records(path, example=example):
+        query_id = _record_id(path, line, record, example)
+        text = _record_text(path, line, record, "text", example).strip()
+        if query_id in lines or query_id in empty:
+            if texts.get(query_id, "") != text:
+                earlier_line = lines.get(query_id) or empty[query_id]
+                raise DataError(path, f"_id {query_id!r} repeated with different text (first on line {earlier_line})",
+                                line=line, fix="give each query its own _id, or delete one of the two lines.")
+            continue
+        if not text:
+            empty[query_id] = line
+            empty_tally.add(query_id, line)
+            continue
+        texts[query_id] = text
+        lines[query_id] = line
+    if empty_tally.count:
+        problems.append(f"{path.name}: {_n(empty_tally.count, 'query', 'queries')} with empty text skipped "
+                        f"{empty_tally.examples()}.")
+    return texts, set(empty)
+
+
+def _read_qrels(path: Path, queries: dict[str, str], doc_index: dict[str, int], empty_queries: set[str],
+                empty_docs: set[str], problems: list[str]) -> dict[str, dict[str, None]]:
+    """A qrels TSV -> query id -> positive doc ids (an ordered set, file order). Only score > 0 counts."""
+    positives: dict[str, dict[str, None]] = {}
+    # Counted, not raised: qrels often cover more queries/docs than a trimmed corpus holds.
+    unknown_queries, unknown_docs, to_empty, repeated = _Tally(), _Tally(), _Tally(), _Tally()
+    not_positive = 0
+    labelled: set[str] = set()  # known queries with at least one row scored > 0
+    seen_row = False
+    fix_columns = "each row is query-id<TAB>corpus-id<TAB>score (a header line with those names is optional)."
+    for line, text in _text_lines(path):
+        if not text.strip():
+            continue
+        seen_row = True
+        fields = [f.strip() for f in (text.split("\t") if "\t" in text else text.split())]
+        if len(fields) == 4:  # TREC qrels: query-id, iteration, doc-id, relevance
+            fields = [fields[0], fields[2], fields[3]]
+        if len(fields) != 3:
+            raise DataError(path, f"expected 3 columns (query-id, corpus-id, score), found {len(fields)}",
+                            line=line, fix=fix_columns)
+        query_id, doc_id, score_text = fields
+        try:
+            score = float(score_text)
+        except ValueError:
+            # A header is known by its names, not by being first: a headerless file's first judgement with a
+            # word for a score must not vanish as if it were one.
+            if all(_QRELS_HEADER.match(f) for f in fields):
+                continue
+            raise DataError(path, f"score {score_text!r} is not a number", line=line,
+                            fix="the third column must be a number (relevance > 0 marks a positive); a header "
+                                "line names its columns, like query-id<TAB>corpus-id<TAB>score.") from None
+        if not score > 0:
+            not_positive += 1
+        elif query_id in empty_queries:
+            to_empty.add(query_id, line)
+        elif query_id not in queries:
+            unknown_queries.add(query_id, line)
+        else:
+            labelled.add(query_id)
+            if doc_id in empty_docs:
+                to_empty.add(doc_id, line)
+                continue
+            if doc_id not in doc_index:
+                unknown_docs.add(doc_id, line)
+                continue
+            row = positives.setdefault(query_id, {})
+            if doc_id in row:
+                repeated.add(f"{query_id}/{doc_id}", line)
+            row[doc_id] = None
+    if not seen_row:
+        raise DataError(path, "the file is empty", fix=fix_columns)
+    name = path.name
+    for tally, what in ((unknown_queries, "unknown query ids (not in queries.jsonl)"),
+                        (unknown_docs, "unknown doc ids (not in corpus.jsonl)"),
+                        (to_empty, "a query or document skipped as empty")):
+        if tally.count:
+            verb = "names" if tally.count == 1 else "name"
+            problems.append(f"{name}: {_n(tally.count, 'row')} {verb} {what} {tally.examples()}; skipped.")
+    if repeated.count:
+        problems.append(f"{name}: {_n(repeated.count, 'row')} repeated a (query, document) pair "
+                        f"{repeated.examples()}; kept one.")
+    if not_positive:
+        problems.append(f"{name}: {_n(not_positive, 'row')} with score <= 0 ignored (not positives).")
+    lost = len(labelled - positives.keys())
+    if lost:
+        problems.append(f"{name}: {_n(lost, 'query', 'queries')} lost every positive to the skips above; dropped.")
+    unjudged = [query_id for query_id in queries if query_id not in labelled]
+    if unjudged:  # normal when queries.jsonl serves several splits, but the count must be seen
+        shown = ", ".join(unjudged[:3])
+        problems.append(f"{name}: no positive (score > 0) for {_n(len(unjudged), 'query', 'queries')} of "
+                        f"queries.jsonl ({'e.g. ' if len(unjudged) > 3 else ''}{shown}); left out (queries of "
+                        "other splits, or unlabelled).")
+    return positives
+
+
+# The names a qrels header gives its columns: query-id, corpus-id, score (BEIR); qid, iter, docno, rel (TREC); ...
+_QRELS_HEADER = re.compile(r"(query|q|topic|corpus|doc|document|passage|p|iter|iteration|score|rel|relevance|label"
+                           r"|judgement|judgment|grade)([-_ ]?(id|no|num|number))?$", re.IGNORECASE)
+
+
+def _record_id(path: Path, line: _Where, record: dict[str, Any], example: str) -> str:
+    value = record.get("_id")
+    # Some exports write numeric ids; qrels ids are read as text, so compare them as text.
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    if not isinstance(value, str) or not value.strip():
+        found = ("no _id field" if "_id" not in record else "_id is null" if value is None
+                 else f"_id {value!r} is not a non-empty string")
+        raise _error(path, line, found, f"every line needs a string _id, like {example}")
+    return value.strip()
+
+
+def _record_text(path: Path, line: _Where, record: dict[str, Any], key: str, example: str, *,
+                 required: bool = True) -> str:
+    value = record.get(key)
+    if value is None:
+        if required:
+            found = f"no {key!r} field" if key not in record else f"{key!r} is null"
+            raise _error(path, line, found, f"every line needs {key!r} as a string, like {example}")
+        return ""
+    if not isinstance(value, str):
+        raise _error(path, line, f"{key!r} is {type(value).__name__}, not text", f"store {key!r} as a string.")
+    return value

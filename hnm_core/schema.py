@@ -1,0 +1,67 @@
+"""The pool table's schema: the one interface between the pool builder, the teacher, curation, the audit, export
+and the studio. Column meanings are in docs/ARCHITECTURE.md. Rows are grouped by query, positives first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+import pandas as pd
+
+from .errors import DataError
+
+__all__ = ["POOL_COLUMNS", "SCORE_COLUMNS", "CURATE_COLUMNS", "LABELLED_COLUMNS", "ROUND_COLUMNS",
+           "missing_columns", "require_columns"]
+
+POOL_COLUMNS: dict[str, str] = {
+    "query_id": "string",
+    "doc_id": "string",
+    "is_positive": "bool",
+    "in_bm25": "bool",
+    "bm25_rank": "int32",
+    "bm25_score": "float32",
+    "in_dense": "bool",
+    "dense_rank": "int32",
+    "dense_score": "float32",
+    "fused_rank": "int32",
+    "pos_sim_max": "float32",
+    "cluster": "int32",
+    "teacher_raw": "float32",
+    "teacher_score": "float32",
+}
+"""Column -> pandas dtype, in the order the pool table has them."""
+
+SCORE_COLUMNS: tuple[str, ...] = tuple(name for name, dtype in POOL_COLUMNS.items() if dtype == "float32")
+"""The float columns: NaN where the score was not computed (no BM25 match, no dense run, not scored)."""
+
+CURATE_COLUMNS: tuple[str, ...] = (
+    "query_id", "doc_id", "is_positive", "bm25_rank", "dense_rank", "fused_rank", "pos_sim_max", "cluster",
+    "teacher_score",
+)
+"""The columns `curate` reads: a frame with these (any extra ones are ignored) can be curated."""
+
+LABELLED_COLUMNS: dict[str, str] = {
+    "label": "string",
+    "selected": "bool",
+    "neg_rank": "int32",
+    "query_text": "string",
+    "doc_text": "string",
+}
+"""What the export's `pool` format adds to POOL_COLUMNS: the curation's label, whether the row was sampled as a
+negative, its rank among the query's negatives (0 = not sampled), and the texts."""
+
+ROUND_COLUMNS: tuple[str, ...] = ("query_id", "doc_id", "label", "selected")
+"""The columns of a labelled pool that round comparison (hnm_core.rounds) reads."""
+
+
+def missing_columns(frame: pd.DataFrame, columns: Iterable[str]) -> list[str]:
+    """The names in `columns` that `frame` lacks, in order."""
+    return [name for name in columns if name not in frame.columns]
+
+
+def require_columns(frame: pd.DataFrame, columns: Iterable[str], where: str | Path, fix: str) -> None:
+    """Raise DataError naming `where` and `fix` unless `frame` has every one of `columns`."""
+    missing = missing_columns(frame, columns)
+    if missing:
+        raise DataError(where, f"missing columns {', '.join(missing)}.", fix=fix)

@@ -1,0 +1,154 @@
+"""The tables the pages show, as pure functions of a collection, a pool and a curation (pandas frames for
+st.dataframe). Nothing here computes a label: labels come from hnm_core.curate."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import pandas as pd
+
+from hnm_core.curate import Curation
+from hnm_core.data import Collection
+from hnm_core.pool import Pool
+
+__all__ = ["query_slices", "collection_summary", "positives_per_query", "query_preview", "label_counts",
+           "short_queries", "candidate_table", "documents_table", "ScoreRange", "score_range", "preview_rows"]
+
+
+def query_slices(frame: pd.DataFrame) -> dict[str, tuple[int, int]]:
+    """query id -> (first row, end row) in a pool frame (rows are grouped by query, see docs/ARCHITECTURE.md)."""
+    codes, uniques = pd.factorize(frame["query_id"])
+    if len(codes) == 0:
+        return {}
+    starts = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]])
+    ends = np.r_[starts[1:], len(codes)]
+    return {str(uniques[codes[s]]): (int(s), int(e)) for s, e in zip(starts, ends)}
+
+
+def positives_per_query(collection: Collection) -> pd.DataFrame:
+    """How many queries have 1, 2, ... labelled positives."""
+    counts = pd.Series([len(collection.positives[q]) for q in collection.query_ids]).value_counts().sort_index()
+    return pd.DataFrame({"positives per query": counts.index.astype(int), "queries": counts.to_numpy()})
+
+
+def collection_summary(collection: Collection) -> dict[str, int | float]:
+    """Headline numbers of a collection."""
+    n_pos = [len(collection.positives[q]) for q in collection.query_ids]
+    return {
+        "documents": len(collection.doc_ids),
+        "queries": len(collection.query_ids),
+        "positives": int(sum(n_pos)),
+        "mean positives per query": float(np.mean(n_pos)) if n_pos else 0.0,
+        "given negatives": int(sum(len(v) for v in collection.negatives.values())),
+    }
+
+
+def label_counts(curation: Curation) -> pd.DataFrame:
+    """One row per label: rows that got it, and rows its rule matched before precedence."""
+    return pd.DataFrame([(rc.label, rc.count, rc.matched) for rc in curation.counts],
+                        columns=["label", "rows", "matched"])
+
+
+def short_queries(curation: Curation, collection: Collection) -> pd.DataFrame:
+    """Queries whose hard band holds fewer negatives than the quota."""
+    index = collection.query_index
+    return pd.DataFrame(
+        [(s.query_id, s.got, s.wanted, collection.query_texts[index[s.query_id]] if s.query_id in index else "")
+         for s in curation.short_queries],
+        columns=["query_id", "negatives", "wanted", "query"],
+    )
+
+
+def _sources(frame: pd.DataFrame) -> np.ndarray:
+    bm25 = frame["in_bm25"].to_numpy(bool)
+    dense = frame["in_dense"].to_numpy(bool)
+    return np.select([bm25 & dense, bm25, dense], ["bm25+dense", "bm25", "dense"], default="")
+
+
+def candidate_table(pool: Pool, curation: Curation, rows: tuple[int, int]) -> pd.DataFrame:
+    """The rows `rows` (one query's slice) of the pool with their label, sampling, provenance, every score and the
+    document text: the Explore page's linked table."""
+    start, end = rows
+    part = pool.frame.iloc[start:end]
+    coll = pool.collection
+    labels = np.asarray(curation.labels[start:end], dtype=object)
+    selected = curation.selected[start:end]
+    shown = np.where(selected, "hard (selected)", labels)
+    return pd.DataFrame({
+        "doc_id": part["doc_id"].to_numpy(object),
+        "label": shown,
+        "text": [coll.doc_texts[coll.doc_index[d]] for d in part["doc_id"].tolist()],
+        "neg_rank": curation.neg_rank[start:end],
+        "sources": _sources(part),
+        "fused_rank": part["fused_rank"].to_numpy(),
+        "bm25_rank": part["bm25_rank"].to_numpy(),
+        "dense_rank": part["dense_rank"].to_numpy(),
+        "teacher_score": part["teacher_score"].to_numpy(np.float32, na_value=np.nan),
+        "teacher_raw": part["teacher_raw"].to_numpy(np.float32, na_value=np.nan),
+        "dense_score": part["dense_score"].to_numpy(np.float32, na_value=np.nan),
+        "bm25_score": part["bm25_score"].to_numpy(np.float32, na_value=np.nan),
+        "pos_sim_max": part["pos_sim_max"].to_numpy(np.float32, na_value=np.nan),
+        "cluster": part["cluster"].to_numpy(),
+    })
+
+
+def query_preview(collection: Collection, n: int = 5) -> pd.DataFrame:
+    """The first `n` queries with their labelled positives, one row per (query, positive)."""
+    rows = [(q, collection.query_texts[i], d, collection.doc_texts[collection.doc_index[d]])
+            for i, q in enumerate(collection.query_ids[:n]) for d in collection.positives[q]]
+    return pd.DataFrame(rows, columns=["query_id", "query", "doc_id", "positive"])
+
+
+def documents_table(collection: Collection, doc_rows: list[int], labels: dict[int, str]) -> pd.DataFrame:
+    """Documents by position in the collection (a map selection), with their label for the chosen query."""
+    return pd.DataFrame({
+        "doc_id": [collection.doc_ids[i] for i in doc_rows],
+        "label": [labels.get(i, "corpus") for i in doc_rows],
+        "text": [collection.doc_texts[i] for i in doc_rows],
+    })
+
+
+class ScoreRange(NamedTuple):
+    """The teacher scores of a pool, as the Tune sliders need them: the range to the hundredth, and starting
+    values for the ceiling (the median positive: a candidate scoring like a typical positive is suspect) and the
+    floor (the 10th percentile of candidates)."""
+
+    lo: float
+    hi: float
+    ceiling_hint: float
+    floor_hint: float
+
+
+def score_range(frame: pd.DataFrame) -> ScoreRange:
+    """See ScoreRange; (0, 1) with hints at the ends when nothing is scored."""
+    scores = frame["teacher_score"].to_numpy(np.float32, na_value=np.nan)
+    is_pos = frame["is_positive"].to_numpy(bool)
+    scored = ~np.isnan(scores)
+    if not scored.any():
+        return ScoreRange(0.0, 1.0, 1.0, 0.0)
+    lo = math.floor(float(scores[scored].min()) * 100) / 100
+    hi = math.ceil(float(scores[scored].max()) * 100) / 100
+    positives, candidates = scores[scored & is_pos], scores[scored & ~is_pos]
+    ceiling = round(float(np.median(positives)), 2) if len(positives) else hi
+    floor = round(float(np.quantile(candidates, 0.1)), 2) if len(candidates) else lo
+    return ScoreRange(lo, hi, min(max(ceiling, lo), hi), min(max(floor, lo), hi))
+
+
+def preview_rows(path: Path, n: int = 5) -> pd.DataFrame:
+    """The first `n` rows of an exported Parquet or JSONL file, read without loading the whole file."""
+    if path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        batch = next(pq.ParquetFile(path).iter_batches(batch_size=n), None)
+        return batch.to_pandas() if batch is not None else pd.DataFrame()
+    records = []
+    with path.open(encoding="utf-8") as f:
+        for line in f:
+            if len(records) == n:
+                break
+            records.append(json.loads(line))
+    return pd.DataFrame(records)
