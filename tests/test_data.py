@@ -304,6 +304,32 @@ def test_triplet_negatives_become_given_negatives(tmp_path: Path, suffix: str) -
                                    "its negatives.",)
 
 
+LABELLED = pd.DataFrame({
+    "anchor": ["What is BM25?", "What is BM25?", "How are negatives mined?", "Only negatives?"],
+    "positive": ["A ranking function.", "A cat.", "From a pool.", "A dog."],
+    "label": [1, 0, 1, 0],
+})
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl", ".parquet"])
+def test_labelled_pairs_with_label_0_are_negatives_not_positives(tmp_path: Path, suffix: str) -> None:
+    # sentence-transformers' labeled-pair format, as hnm's own `labeled_pair` export writes it
+    path = pairs_file(tmp_path, suffix, list(LABELLED.itertuples(index=False)), tuple(LABELLED.columns))
+    collection = load_collection(path)
+    q_bm25, q_mined = text_id("What is BM25?", "q"), text_id("How are negatives mined?", "q")
+    assert collection.positives == {q_bm25: (text_id("A ranking function.", "d"),),
+                                    q_mined: (text_id("From a pool.", "d"),)}
+    assert collection.negatives == {q_bm25: (text_id("A cat.", "d"),)}
+    assert collection.problems == (f"pairs{suffix}: 1 query with only negative rows (label 0) left out.",)
+
+
+def test_a_label_that_is_not_a_number_is_refused_on_its_line(tmp_path: Path) -> None:
+    write(tmp_path, {"l.jsonl": [{"anchor": "a", "positive": "p", "label": 1},
+                                 {"anchor": "b", "positive": "q", "label": "relevant"}]})
+    with pytest.raises(DataError, match=r"l.jsonl:2: the 'label' of this row is 'relevant', not a number"):
+        load_pairs(tmp_path / "l.jsonl")
+
+
 def test_ntuple_negative_columns_and_lists_are_all_read(tmp_path: Path) -> None:
     write(tmp_path, {
         "n.jsonl": [{"anchor": "a", "positive": "p", "negative_1": "n1", "negative_2": "n2", "negative_3": None},

@@ -5,6 +5,7 @@ and any negative columns of triplet / n-tuple files.
 from __future__ import annotations
 
 import csv
+import math
 import re
 from collections.abc import Iterable, Iterator
 from itertools import chain
@@ -51,6 +52,7 @@ class _Columns(NamedTuple):
     query: str
     positive: str
     negatives: tuple[str, ...]
+    label: str | None = None  # a labelled-pair file's `label`: > 0 the pair is a positive, else a negative
 
 
 class _Row(NamedTuple):
@@ -58,6 +60,7 @@ class _Row(NamedTuple):
     query: Any
     positive: Any
     negatives: tuple[Any, ...]  # one value per _Columns.negatives column: a text, a list of texts, or None
+    label: Any = None
 
 
 def _pairs_from_json(path: Path, records: Iterator[tuple[_Where, dict[str, Any]]], query_column: str | None,
@@ -66,7 +69,8 @@ def _pairs_from_json(path: Path, records: Iterator[tuple[_Where, dict[str, Any]]
     records = chain([first], records)
     columns = _pick_columns(path, list(first[1]), query_column, positive_column, where=first[0])
     rows = (_Row(where, record.get(columns.query), record.get(columns.positive),
-                 tuple(record.get(key) for key in columns.negatives)) for where, record in records)
+                 tuple(record.get(key) for key in columns.negatives),
+                 record.get(columns.label) if columns.label else None) for where, record in records)
     return _build_pairs(path, (columns, rows))
 
 
@@ -93,6 +97,7 @@ def _csv_pairs(path: Path, delimiter: str, query_column: str | None,
                         fix="write a header row naming the query and positive columns, then one row per pair.")
     columns = _pick_columns(path, header, query_column, positive_column, where=last)
     at = [header.index(key) for key in (columns.query, columns.positive, *columns.negatives)]
+    label_at = header.index(columns.label) if columns.label else None
 
     def rows() -> Iterator[_Row]:
         start = last + 1
@@ -102,7 +107,8 @@ def _csv_pairs(path: Path, delimiter: str, query_column: str | None,
                     if len(row) != len(header):
                         raise DataError(path, f"row has {len(row)} fields but the header has {len(header)}",
                                         line=start, fix=f"quote fields that contain {separator} or a quote character.")
-                    yield _Row(start, row[at[0]], row[at[1]], tuple(row[i] for i in at[2:]))
+                    yield _Row(start, row[at[0]], row[at[1]], tuple(row[i] for i in at[2:]),
+                               None if label_at is None else row[label_at])
                 start = last + 1
         except csv.Error as exc:
             raise DataError(path, f"cannot parse the row ({exc})", line=last, fix=parse_fix) from None
@@ -138,12 +144,14 @@ def _parquet_pairs(path: Path, query_column: str | None,
     def rows() -> Iterator[_Row]:
         row = 0
         try:
-            for batch in parquet.iter_batches(batch_size=65_536, columns=[columns.query, columns.positive,
-                                                                          *columns.negatives]):
+            names = [columns.query, columns.positive, *columns.negatives, *([columns.label] if columns.label else [])]
+            for batch in parquet.iter_batches(batch_size=65_536, columns=names):
                 values = [batch.column(i).to_pylist() for i in range(batch.num_columns)]
-                for query, positive, *negatives in zip(*values):
+                if not columns.label:
+                    values.append([None] * batch.num_rows)
+                for query, positive, *negatives, label in zip(*values):
                     row += 1
-                    yield _Row(f"row {row}", query, positive, tuple(negatives))
+                    yield _Row(f"row {row}", query, positive, tuple(negatives), label)
         except (pa.ArrowException, OSError, UnicodeDecodeError) as exc:
             raise DataError(path, f"row {row + 1}: cannot be read ({_one_line(exc)})", fix=rewrite) from None
 
@@ -172,7 +180,8 @@ def _pick_columns(path: Path, columns: list[str], query_column: str | None, posi
             raise _located(path, where, f"found no {role} column; columns found: {found}", fix)
         picked.append(match)
     negatives = tuple(dict.fromkeys(c for c in columns if c not in picked and _NEGATIVE_COLUMN.match(c.strip())))
-    return _Columns(picked[0], picked[1], negatives)
+    label = next((c for c in columns if c.strip().lower() == "label" and c not in picked), None)
+    return _Columns(picked[0], picked[1], negatives, label)
 
 
 def _located(path: Path, where: _Where | None, message: str, fix: str) -> DataError:
@@ -250,17 +259,36 @@ class _Builder:
         if negative_is_positive:
             problems.append(f"{name}: {_n(negative_is_positive, 'negative')} equal to a positive of the same "
                             "query dropped from its negatives.")
+        # a labelled-pair file can give a query only label-0 rows: nothing to mine for it
+        unlabelled = [q for q, p in self.positives.items() if not p]
+        if unlabelled:
+            problems.append(f"{name}: {_n(len(unlabelled), 'query', 'queries')} with only negative rows (label 0) "
+                            "left out.")
+        kept = [q for q in self.queries if self.positives[q]]
         return Collection(
             name=self.path.stem,
             doc_ids=tuple(self.docs),
             doc_texts=tuple(self.docs.values()),
-            query_ids=tuple(self.queries),
-            query_texts=tuple(self.queries.values()),
-            positives={q: tuple(p) for q, p in self.positives.items()},
-            negatives=negatives,
+            query_ids=tuple(kept),
+            query_texts=tuple(self.queries[q] for q in kept),
+            positives={q: tuple(self.positives[q]) for q in kept},
+            negatives={q: n for q, n in negatives.items() if self.positives[q]},
             problems=tuple(problems),
             source=f"{kind} file {self.path.resolve()}",
         )
+
+
+def _positive_label(path: Path, where: _Where, label: Any, column: str) -> bool:
+    """A labelled-pair row (sentence-transformers' labeled-pair format, hnm's `labeled_pair` export): label > 0 is
+    a (query, positive) pair, label 0 a (query, negative) one."""
+    try:
+        value = float(label)
+    except (TypeError, ValueError):
+        value = math.nan
+    if math.isnan(value):
+        raise _error(path, where, f"the {column!r} of this row is {label!r}, not a number",
+                     "give every row a label: 1 (or any score > 0) for a positive pair, 0 for a negative one.")
+    return value > 0
 
 
 def _build_pairs(path: Path, read: tuple[_Columns, Iterable[_Row]]) -> Collection:
@@ -268,7 +296,10 @@ def _build_pairs(path: Path, read: tuple[_Columns, Iterable[_Row]]) -> Collectio
     builder = _Builder(path)
     for row in rows:
         query_id = builder.query(row.where, row.query, columns.query)
-        builder.positive(row.where, query_id, row.positive, columns.positive)
+        if columns.label and not _positive_label(path, row.where, row.label, columns.label):
+            builder.negative(row.where, query_id, row.positive, columns.positive)
+        else:
+            builder.positive(row.where, query_id, row.positive, columns.positive)
         for column, value in zip(columns.negatives, row.negatives):
             for negative in value if isinstance(value, list) else [value]:
                 if negative is None:  # an n-tuple row with fewer negatives than columns
