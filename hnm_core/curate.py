@@ -24,8 +24,8 @@ from typing import Any, Literal, NamedTuple
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 
+from .draws import row_uniforms
 from .errors import DataError, SettingsError
 from .schema import CURATE_COLUMNS, require_columns
 from .settings import defaults, setting
@@ -285,7 +285,7 @@ def _sampling_order(frame: pd.DataFrame, hard: np.ndarray, codes: np.ndarray, un
     hard_codes = codes[hard]
     if params.sampling == "top":
         return hard[_grouped_order(hard_codes, _best_first_key(score[hard], fused[hard]))]
-    uniform = _row_uniforms(frame, codes, uniques, params.seed)[hard]
+    uniform = row_uniforms(frame["doc_id"], uniques, codes, params.seed)[hard]
     if params.sampling == "random":
         return hard[_grouped_order(hard_codes, uniform)]
     # SimANS without replacement via the Gumbel-top-k trick: sorting log p + Gumbel noise descending draws
@@ -317,50 +317,6 @@ def _rank_in_groups(sorted_codes: np.ndarray, group_sizes: np.ndarray) -> np.nda
     """0-based position of each element within its run, for codes sorted ascending (cumcount without pandas)."""
     starts = np.cumsum(group_sizes) - group_sizes
     return np.arange(len(sorted_codes)) - starts[sorted_codes]
-
-
-_MIX1 = np.uint64(0xBF58476D1CE4E5B9)
-_MIX2 = np.uint64(0x94D049BB133111EB)
-_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
-_POLY = np.uint64(0x100000001B3)  # FNV-1 64-bit prime, an odd multiplier for the polynomial string hash
-
-
-def _splitmix(x: np.ndarray) -> np.ndarray:
-    """SplitMix64 finaliser: turns structured 64-bit integers into well-spread ones (wrapping uint64 maths)."""
-    x = (x ^ (x >> np.uint64(30))) * _MIX1
-    x = (x ^ (x >> np.uint64(27))) * _MIX2
-    return x ^ (x >> np.uint64(31))
-
-
-def _string_hash(values: Any) -> np.ndarray:
-    """A 64-bit hash of each string, vectorised over the Arrow bytes.
-
-    pandas' hash_array runs about 50 ms per 100k strings, half the curation budget; a polynomial hash over the
-    UTF-8 buffer with a cumulative sum takes a few ms and is stable across processes (no Python hash seed).
-    """
-    arr = pa.array(values, from_pandas=True)
-    if isinstance(arr, pa.ChunkedArray):
-        arr = arr.combine_chunks()
-    arr = arr.cast(pa.large_string())
-    offsets = np.frombuffer(arr.buffers()[1], dtype=np.int64)[arr.offset: arr.offset + len(arr) + 1]
-    data = arr.buffers()[2]
-    raw = (np.frombuffer(data, dtype=np.uint8) if data is not None else np.zeros(0, np.uint8))
-    raw = raw[offsets[0]: offsets[-1]].astype(np.uint64)
-    offsets = offsets - offsets[0]
-    lengths = np.diff(offsets)
-    position = np.arange(len(raw)) - np.repeat(offsets[:-1], lengths)
-    powers = np.cumprod(np.full(int(lengths.max(initial=0)) + 1, _POLY, dtype=np.uint64))
-    total = np.concatenate(([np.uint64(0)], np.cumsum(raw * powers[position], dtype=np.uint64)))
-    return _splitmix((total[offsets[1:]] - total[offsets[:-1]]) ^ (lengths.astype(np.uint64) * _GOLDEN))
-
-
-def _row_uniforms(frame: pd.DataFrame, codes: np.ndarray, uniques: Any, seed: int) -> np.ndarray:
-    """A uniform in (0, 1) per row from (seed, query_id, doc_id) alone, so draws do not depend on row order or on
-    which other rows are in the hard band: moving a slider only changes a draw when it changes the row's band."""
-    seed_mix = _splitmix(np.array([seed], dtype=np.uint64) * _GOLDEN + _GOLDEN)
-    query_hash = _string_hash(uniques)[codes]
-    x = _splitmix(_splitmix(query_hash ^ seed_mix) + _string_hash(frame["doc_id"]))
-    return ((x >> np.uint64(11)).astype(np.float64) + 0.5) * 2.0 ** -53
 
 
 def _sentence(label: Label, count: int, matched: int, params: CurateParams, n_selected: int) -> str:
