@@ -146,10 +146,13 @@ def test_demo_in_a_real_browser(page):
     qx, qy = chart.evaluate("""gd => { const t = gd.data[gd.data.length - 1], xa = gd._fullLayout.xaxis,
                                               ya = gd._fullLayout.yaxis;
                                         return [xa.d2p(t.x[0]), ya.d2p(t.y[0])]; }""")
-    cx, cy, rx, ry = box["x"] + qx, box["y"] + qy, 90, 90
-    tab.mouse.move(cx - rx, cy - ry)
+    # A 180-px square around it, kept inside the plot's drag area (a press outside it draws no lasso).
+    cx, cy = box["x"] + qx, box["y"] + qy
+    left, right = max(box["x"] + 2, cx - 90), min(box["x"] + box["width"] - 2, cx + 90)
+    top, bottom = max(box["y"] + 2, cy - 90), min(box["y"] + box["height"] - 2, cy + 90)
+    tab.mouse.move(left, top)
     tab.mouse.down()
-    for x, y in ((cx + rx, cy - ry), (cx + rx, cy + ry), (cx - rx, cy + ry), (cx - rx, cy - ry)):
+    for x, y in ((right, top), (right, bottom), (left, bottom), (left, top)):
         tab.mouse.move(x, y, steps=8)
     tab.mouse.up()
     tab.get_by_text("Selected on the map:").wait_for(timeout=60_000)
