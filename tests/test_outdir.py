@@ -336,10 +336,15 @@ def test_a_mine_interrupted_before_its_pool_was_saved_is_replaced_without_overwr
     with monkeypatch.context() as patch:
         patch.setattr(hnm_core.pool, "save_pool", interrupted)
         assert main(argv) == 130
+    _recovers_without_overwrite(run, argv, tmp_path, capsys)
+
+
+def _recovers_without_overwrite(run, argv, tmp_path, capsys) -> None:
+    """`run` holds an export marked incomplete, without its pool/: the same command replaces it without --overwrite
+    (it used to block the rerun with "exists and is not empty"), and the result can be re-curated."""
     marker = read_marker(run)
     assert marker.kind == "export" and not marker.complete and "pool" in marker.files
     assert (run / "triplet.parquet").exists() and not (run / "pool").exists()
-    # used to block the rerun with "exists and is not empty"
     assert main(argv) == 0
     assert read_marker(run).complete and read_marker(run / "pool").complete
     assert main(["curate", str(run), "--out", str(tmp_path / "again"), "--quiet"]) == 0
@@ -352,15 +357,7 @@ def test_a_mine_killed_before_its_pool_was_saved_is_replaced_without_overwrite(f
     run = tmp_path / "run"
     argv = ["mine", str(SAMPLE), "--out", str(run), "--formats", "triplet", *flags]
     run_killed("saving-pool", argv, tmp_path)
-    marker = read_marker(run)
-    assert marker.kind == "export" and not marker.complete and "pool" in marker.files
-    assert (run / "triplet.parquet").exists() and not (run / "pool").exists()
-    # used to block the rerun with "exists and is not empty"
-    assert main(argv) == 0
-    assert read_marker(run).complete and read_marker(run / "pool").complete
-    assert main(["curate", str(run), "--out", str(tmp_path / "again"), "--quiet"]) == 0
-    capsys.readouterr()
-    assert main(argv) == 2 and "pass --overwrite" in one_line(capsys)  # a complete one is not replaced silently
+    _recovers_without_overwrite(run, argv, tmp_path, capsys)
 
 
 def test_leftovers_of_killed_writes_are_cleaned_and_live_ones_kept(saved_pool, tmp_path):
