@@ -35,7 +35,7 @@ from .models import load_bi_encoder, resolve_precision
 from .outdir import check_out, write_output
 from .pool import package_versions
 from .progress import Progress, no_progress
-from .settings import DEFAULT_MODEL
+from .settings import setting
 
 __all__ = ["Loss", "LOSSES", "TrainResult", "train_model", "training_file"]
 
@@ -61,7 +61,7 @@ class TrainResult:
     manifest: dict[str, Any]
 
 
-def training_file(export_dir: str | Path, loss: str = "mnrl") -> Path:
+def training_file(export_dir: str | Path, loss: str = setting("loss").default) -> Path:
     """The file `loss` trains on: `export_dir` itself when it is a file, else the export's ntuple (or ntuple_scores
     for margin_mse) file, Parquet before JSONL."""
     path = Path(export_dir)
@@ -83,15 +83,15 @@ def train_model(
     export_dir: str | Path,
     out_dir: str | Path,
     *,
-    model: str = DEFAULT_MODEL,
-    loss: Loss = "mnrl",
-    epochs: int = 1,
-    batch_size: int = 32,
-    lr: float = 2e-5,
-    warmup_ratio: float = 0.1,
-    seed: int = 0,
-    max_pairs: int | None = None,
-    precision: str = "fp32",
+    model: str = setting("train_model").default,
+    loss: Loss = setting("loss").default,
+    epochs: int = setting("epochs").default,
+    batch_size: int = setting("train_batch_size").default,
+    lr: float = setting("lr").default,
+    warmup_ratio: float = setting("warmup_ratio").default,
+    seed: int = setting("seed").default,
+    max_pairs: int | None = setting("max_pairs").default,
+    precision: str = setting("train_precision").default,
     overwrite: bool = False,
     device: str | None = None,
     extra_manifest: dict[str, Any] | None = None,
@@ -102,7 +102,8 @@ def train_model(
     model: the starting bi-encoder: a sentence-transformers name or folder (all-MiniLM-L6-v2 works offline).
     loss: "mnrl", "cached_mnrl" (both on ntuple) or "margin_mse" (on ntuple_scores).
     epochs, batch_size, lr, warmup_ratio, seed: the trainer's num_train_epochs, per_device_train_batch_size,
-        learning_rate, warmup (share of the steps) and seed; the defaults are the proof protocol's.
+        learning_rate, warmup (share of the steps) and seed; the defaults (settings `epochs`, `train_batch_size`,
+        `lr`, `warmup_ratio`, `seed`) are the proof protocol's.
     max_pairs: train on a seeded random subset of this many rows (file order kept), for large exports.
     precision: "fp32" (default), "bf16" (mixed precision: bf16 autocast, fp32 weights) or "auto" (bf16 where the
         hardware has it natively). fp32 is the default because bf16's effect on a fine-tune's nDCG has not been
