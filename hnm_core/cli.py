@@ -8,6 +8,7 @@
     hnm train-teacher DATA --out DIR  train a cross-fitted cross-encoder teacher on the labels (for --teacher-model)
     hnm train EXPORT --out DIR     fine-tune a bi-encoder on an export (the proof protocol's recipe)
     hnm eval MODEL DATA            nDCG@10, Recall@100, MRR@10 of a bi-encoder on a BEIR split
+    hnm prove DATA --out DIR       train zero / pairs / naive / hnm arms alike and compare them on a test split
 
 Every setting of settings.py is a flag (`--top-k`, `--relative-margin`...); `--config manifest.json` replays the
 settings of an earlier run, and flags given on the command line win over it.
@@ -28,6 +29,8 @@ from .outdir import check_out, finish
 from .settings import SETTINGS, Setting, Stage, from_manifest, validate
 
 __all__ = ["main", "build_parser"]
+
+PROVE_STAGES: tuple[Stage, ...] = ("run", "pool", "teacher", "curate", "train", "eval", "prove")
 
 _OFF = {"none", "off", ""}
 
@@ -147,6 +150,19 @@ def _add_train_eval(sub: Any) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     _add_settings(p, ("data", "eval"), also=("batch_size",))
     p.set_defaults(run=_cmd_eval)
+
+    p = sub.add_parser("prove", help="the proof loop: train the same model with the same recipe on pairs only, on "
+                                     "naively mined negatives and on this curation's export, and score each on a "
+                                     "test split")
+    p.add_argument("data", type=Path, help="a BEIR folder with a training and a test split")
+    p.add_argument("--out", type=Path, required=True,
+                   help="the proof folder; a rerun into it trains only the arms and seeds it does not hold yet")
+    p.add_argument("--config", type=Path, help="replay the settings of a manifest.json (flags still win)")
+    p.add_argument("--cache-dir", type=Path, default=None,
+                   help="embedding and score cache (default: $HNM_CACHE_DIR or ~/.cache/hnm)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_settings(p, PROVE_STAGES)
+    p.set_defaults(run=_cmd_prove)
 
 
 def _settings(args: argparse.Namespace, stages: Sequence[Stage],
@@ -330,6 +346,20 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     result = evaluate(args.model, collection, precision=values["eval_precision"], batch_size=values["batch_size"],
                       cache_dir=args.cache_dir, progress=_progress(args))
     print(result.to_json() if args.json else result.table())
+    return 0
+
+
+def _cmd_prove(args: argparse.Namespace) -> int:
+    from .prove import prove
+
+    result = prove(args.data, args.out, _settings(args, PROVE_STAGES), cache_dir=args.cache_dir,
+                   progress=_progress(args))
+    print(result.table())
+    for seed, diff in result.rounds.items():
+        print(f"Round 2 (seed {seed}): {diff['overlap']:,} of {diff['a_selected']:,} round-1 negatives kept, "
+              f"{diff['new_in_b']:,} new, Jaccard {diff['jaccard']:.3f}")
+    print(f"{result.trained} arm runs trained, {len(result.runs) - result.trained} reused or untrained; "
+          f"prove.json saved to {result.out_dir}")
     return 0
 
 

@@ -49,6 +49,7 @@ def test_audit_offers_every_setting_but_the_export_ones():
     ("train", ("run", "train"), ()),
     ("train-teacher", ("data", "run", "pool", "teacher_train"), ()),
     ("eval", ("data", "eval"), ("--batch-size",)),
+    ("prove", ("run", "pool", "teacher", "curate", "train", "eval", "prove"), ()),
 ])
 def test_train_eval_and_prove_take_their_flags_from_the_table(command, stages, others):
     flags = _flags(command)
