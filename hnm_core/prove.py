@@ -46,7 +46,7 @@ from .outdir import check_out, finish, read_marker, write_output
 from .progress import Progress, no_progress
 from .settings import SETTINGS, setting, validate
 
-__all__ = ["ARMS", "HEADLINE", "ArmRun", "ArmSummary", "ProofResult", "prove", "summarise"]
+__all__ = ["ARMS", "HEADLINE", "ArmRun", "ArmSummary", "ProofResult", "prove", "summarise", "load_proof"]
 
 ARMS = setting("arms").choices
 HEADLINE = ("ndcg@10", "recall@100", "mrr@10")
@@ -254,8 +254,10 @@ def prove(
     rounds: dict[str, Any] = {}
 
     def step() -> bool:
+        """Save what has finished (a run interrupted later still leaves its table), report, and ask `stop`."""
         nonlocal done
         done += 1
+        _save(ProofResult(out, _recorded(values), tuple(runs), summarise(runs), rounds, stopped=done < steps))
         progress("prove", min(done, steps), steps)
         return stop()
 
@@ -310,10 +312,25 @@ def prove(
                 if stopped := step():
                     break
     result = ProofResult(out, _recorded(values), tuple(runs), summarise(runs), rounds, stopped)
-    atomic_write_bytes(out / "prove.json", result.to_json())
-    atomic_write_bytes(out / "table.txt", (result.table() + "\n").encode())
+    _save(result)
     finish(out)
     return result
+
+
+def _save(result: ProofResult) -> None:
+    atomic_write_bytes(result.out_dir / "prove.json", result.to_json())
+    atomic_write_bytes(result.out_dir / "table.txt", (result.table() + "\n").encode())
+
+
+def load_proof(out_dir: str | Path) -> ProofResult | None:
+    """The proof saved in `out_dir` (after every finished step, so also one that was stopped), or None when there
+    is none yet."""
+    path = Path(out_dir) / "prove.json"
+    if not path.is_file():
+        return None
+    saved = json.loads(path.read_text(encoding="utf-8"))
+    runs = tuple(ArmRun(**run) for run in saved["runs"])
+    return ProofResult(Path(out_dir), saved["settings"], runs, summarise(runs), saved["rounds"], saved["stopped"])
 
 
 def _round_two(train: Collection, values: Mapping[str, Any], seed: int, checkpoint: Path, out: Path, first: Path,

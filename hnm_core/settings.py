@@ -206,8 +206,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("arms", ("zero", "pairs", "naive", "hnm"), "Proof arms: zero-shot, pairs only (in-batch negatives), "
             "naive (sentence-transformers mine_hard_negatives, top-k, no false-negative rule), hnm (this curation).",
             "prove", choices=("zero", "pairs", "naive", "hnm"), multiple=True),
-    Setting("seeds", ("0",), "Training seeds of every arm, comma-separated; the table reports mean and spread.",
-            "prove", multiple=True),
+    Setting("seeds", ("0",), "Training seeds of every arm (0 to 9), comma-separated; the table reports the mean "
+            "and spread over them.", "prove", choices=tuple(map(str, range(10))), multiple=True),
     Setting("rounds", 1, "Mining rounds: 2 re-mines the training split with the round-1 hnm model and trains on.",
             "prove", int, choices=(1, 2)),
 )

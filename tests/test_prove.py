@@ -73,7 +73,7 @@ def test_prove_trains_every_arm_alike_and_a_rerun_reuses_them(tiny_bi_encoder_di
     (["--test-split", "train"], "train_split and test_split are both 'train'"),
     (["--rounds", "2", "--arms", "zero,pairs"], "Fix: add hnm to --arms"),
     (["--seeds", "0,0"], "repeats a seed"),
-    (["--seeds", "x"], "seed: 'x' is not a int"),
+    (["--loss", "margin_mse"], "Fix: prove with --loss mnrl or cached_mnrl"),
 ])
 def test_bad_proof_settings_are_refused_before_any_work(flags, message, tmp_path, capsys):
     out = tmp_path / "proof"
@@ -103,3 +103,22 @@ def test_round_two_remines_with_the_round_one_model_and_trains_on_from_it(tiny_b
     diff = report["rounds"]["0"]
     assert diff["a_selected"] > 0 and 0.0 <= diff["jaccard"] <= 1.0
     assert "Round 2 (seed 0)" in capsys.readouterr().out
+
+
+def test_stop_ends_the_loop_between_steps_and_keeps_what_finished(tiny_bi_encoder_dir, tmp_path):
+    from hnm_core.prove import load_proof, prove
+
+    values = {"model": str(tiny_bi_encoder_dir), "teacher_model": str(tiny_bi_encoder_dir), "max_seq_length": 64,
+              "top_k": 20, "negatives": 3, "train_model": str(tiny_bi_encoder_dir), "max_pairs": 8,
+              "train_batch_size": 4, "train_split": "train", "test_split": "dev", "arms": "zero,pairs,hnm"}
+    calls = []
+    stopped = prove(SAMPLE, tmp_path / "proof", values, cache_dir=tmp_path / "cache",
+                    progress=lambda stage, done, total: calls.append((stage, done, total)) if stage == "prove" else None,
+                    stop=lambda: len(calls) >= 3)
+    assert stopped.stopped and [run.arm for run in stopped.runs] == ["zero", "pairs"]
+    assert calls == [("prove", 0, 3), ("prove", 1, 3), ("prove", 2, 3)]
+    saved = load_proof(tmp_path / "proof")
+    assert saved.stopped and saved.runs == stopped.runs and "Stopped" in saved.table()
+    done = prove(SAMPLE, tmp_path / "proof", values, cache_dir=tmp_path / "cache")
+    assert not done.stopped and [(run.arm, run.trained_now) for run in done.runs] == [
+        ("zero", False), ("pairs", False), ("hnm", True)]
