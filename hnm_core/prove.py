@@ -52,6 +52,7 @@ ARMS = setting("arms").choices
 HEADLINE = ("ndcg@10", "recall@100", "mrr@10")
 RECIPE = tuple(s.name for s in SETTINGS if s.stage == "train" and s.name != "train_model")
 _NAMES = ("arms", "data", "prove.json", "table.txt")
+_STAGES = ("run", "pool", "teacher", "curate", "train", "eval", "prove")  # what a proof reads
 
 
 @dataclass(frozen=True)
@@ -349,5 +350,7 @@ def _round_two(train: Collection, values: Mapping[str, Any], seed: int, checkpoi
 
 
 def _recorded(values: Mapping[str, Any]) -> dict[str, Any]:
-    """The settings as prove.json records them (lists, not tuples)."""
-    return {name: list(value) if isinstance(value, tuple) else value for name, value in values.items()}
+    """The settings a proof reads, as prove.json records them (lists, not tuples)."""
+    names = {s.name for s in SETTINGS if s.stage in _STAGES}
+    return {name: list(value) if isinstance(value, tuple) else value for name, value in values.items()
+            if name in names}

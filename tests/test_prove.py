@@ -113,7 +113,7 @@ def test_stop_ends_the_loop_between_steps_and_keeps_what_finished(tiny_bi_encode
               "train_batch_size": 4, "train_split": "train", "test_split": "dev", "arms": "zero,pairs,hnm"}
     calls = []
     stopped = prove(SAMPLE, tmp_path / "proof", values, cache_dir=tmp_path / "cache",
-                    progress=lambda stage, done, total: calls.append((stage, done, total)) if stage == "prove" else None,
+                    progress=lambda stage, done, total: stage == "prove" and calls.append((stage, done, total)),
                     stop=lambda: len(calls) >= 3)
     assert stopped.stopped and [run.arm for run in stopped.runs] == ["zero", "pairs"]
     assert calls == [("prove", 0, 3), ("prove", 1, 3), ("prove", 2, 3)]
