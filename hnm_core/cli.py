@@ -8,6 +8,7 @@
     hnm train-teacher DATA --out DIR  train a cross-fitted cross-encoder teacher on the labels (for --teacher-model)
     hnm train EXPORT --out DIR     fine-tune a bi-encoder on an export (the proof protocol's recipe)
     hnm eval MODEL DATA            nDCG@10, Recall@100, MRR@10 of a bi-encoder on a BEIR split
+    hnm prove DATA --out DIR       train zero / pairs / naive / hnm arms alike and compare them on a test split
 
 Every setting of settings.py is a flag (`--top-k`, `--relative-margin`...); `--config manifest.json` replays the
 settings of an earlier run, and flags given on the command line win over it.
@@ -25,10 +26,11 @@ from typing import Any
 
 from .errors import HnmError, HnmWarning, SettingsError
 from .outdir import check_out, finish
-from .settings import DEFAULT_MODEL, SETTINGS, Setting, Stage, from_manifest, validate
-from .teacher_train import DEFAULT_BAND
+from .settings import SETTINGS, Setting, Stage, from_manifest, validate
 
 __all__ = ["main", "build_parser"]
+
+PROVE_STAGES: tuple[Stage, ...] = ("run", "pool", "teacher", "curate", "train", "eval", "prove")
 
 _OFF = {"none", "off", ""}
 
@@ -46,14 +48,16 @@ def _flag_type(spec: Setting) -> Callable[[str], Any]:
     return convert
 
 
-def _add_settings(parser: argparse.ArgumentParser, stages: Sequence[Stage]) -> None:
-    """One flag per setting of `stages`, with its help and default from the settings table. Defaults are not set
-    on the parser (SUPPRESS), so `--config` can tell what was given on the command line."""
-    for stage in stages:
-        group = parser.add_argument_group(f"{stage} settings")
-        for spec in SETTINGS:
-            if spec.stage != stage:
-                continue
+def _add_settings(parser: argparse.ArgumentParser, stages: Sequence[Stage], also: Sequence[str] = ()) -> None:
+    """One flag per setting of `stages` (and the single settings named in `also`), with its help and default from
+    the settings table. Defaults are not set on the parser (SUPPRESS), so `--config` can tell what was given on the
+    command line."""
+    groups = [(f"{stage} settings", [spec for spec in SETTINGS if spec.stage == stage]) for stage in stages]
+    if also:
+        groups.append(("other settings", [spec for spec in SETTINGS if spec.name in also]))
+    for title, specs in groups:
+        group = parser.add_argument_group(title)
+        for spec in specs:
             default = ",".join(spec.default) if spec.multiple else spec.default
             help_text = f"{spec.help} (default: {default if default not in (None, '') else 'off' if spec.optional else repr(default)})"
             if spec.optional:
@@ -119,67 +123,55 @@ def build_parser() -> argparse.ArgumentParser:
                                              "over queries; mine with it through --teacher cross-encoder "
                                              "--teacher-model OUT")
     _common(p)
-    _add_settings(p, ("data", "run", "pool"))
-    group = p.add_argument_group("teacher training (the pool settings above choose the retrieval negatives come from)")
-    group.add_argument("--base-model", default=DEFAULT_MODEL,
-                       help=f"model whose transformer starts each fold's cross-encoder (default: {DEFAULT_MODEL})")
-    group.add_argument("--folds", type=int, default=2, help="cross-fitting folds over queries, at least 2 (default: 2)")
-    group.add_argument("--negatives-per-positive", type=int, default=4, help="negatives per positive (default: 4)")
-    group.add_argument("--band", type=int, default=DEFAULT_BAND,
-                       help="candidates ranked within this depth are likely false negatives and never taught as "
-                            f"negatives (default: {DEFAULT_BAND})")
-    group.add_argument("--epochs", type=float, default=1.0, help="training epochs per fold (default: 1)")
-    group.add_argument("--train-batch-size", type=int, default=16, help="pairs per training batch (default: 16)")
-    group.add_argument("--lr", type=float, default=2e-5, help="peak learning rate (default: 2e-5)")
-    group.add_argument("--max-length", type=int, default=256, help="tokens per (query, passage) pair (default: 256)")
+    # the pool settings choose the retrieval the teacher's negatives come from
+    _add_settings(p, ("data", "run", "pool", "teacher_train"))
     p.set_defaults(run=_cmd_train_teacher)
     _add_train_eval(sub)
     return parser
 
 
 def _add_train_eval(sub: Any) -> None:
-    from .settings import DEFAULT_MODEL
-    from .train import LOSSES
-
     p = sub.add_parser("train", help="fine-tune a bi-encoder on an export (MNRL on ntuple, MarginMSE on "
                                      "ntuple_scores), with the proof protocol's recipe")
     p.add_argument("export_dir", type=Path, help="an export folder (or one ntuple / ntuple_scores file)")
     p.add_argument("--out", type=Path, required=True, help="the model folder to write")
     p.add_argument("--overwrite", action="store_true", help="replace the output folder if it exists")
-    p.add_argument("--model", default=DEFAULT_MODEL, help=f"starting bi-encoder, name or folder (default: {DEFAULT_MODEL})")
-    p.add_argument("--loss", choices=list(LOSSES), default="mnrl", help="default: mnrl")
-    p.add_argument("--epochs", type=int, default=1, help="default: 1")
-    p.add_argument("--batch-size", type=int, default=32, help="default: 32")
-    p.add_argument("--lr", type=float, default=2e-5, help="default: 2e-5")
-    p.add_argument("--warmup-ratio", type=float, default=0.1, help="share of steps with linear warmup (default: 0.1)")
-    p.add_argument("--seed", type=int, default=0, help="default: 0")
-    p.add_argument("--max-pairs", type=int, default=None, help="train on a seeded random subset of this many rows")
-    p.add_argument("--precision", choices=["fp32", "bf16", "auto"], default="fp32",
-                   help="fp32 (default), bf16 mixed precision, or auto (bf16 where the hardware has it)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_settings(p, ("run", "train"))
     p.set_defaults(run=_cmd_train)
 
     p = sub.add_parser("eval", help="nDCG@10, Recall@100 and MRR@10 of a bi-encoder on a BEIR split, as "
                                     "sentence-transformers' InformationRetrievalEvaluator computes them")
     p.add_argument("model", help="a sentence-transformers name or model folder (e.g. the output of `hnm train`)")
     p.add_argument("data", type=Path, help="a BEIR folder (or a pairs / FlagEmbedding file)")
-    p.add_argument("--split", default="test", help="qrels split to score (default: test)")
-    p.add_argument("--precision", choices=["fp32", "bf16", "auto"], default="fp32", help="default: fp32")
-    p.add_argument("--batch-size", type=int, default=64, help="encoding batch size (default: 64)")
     p.add_argument("--cache-dir", type=Path, default=None,
                    help="embedding cache (default: $HNM_CACHE_DIR or ~/.cache/hnm)")
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_settings(p, ("data", "eval"), also=("batch_size",))
     p.set_defaults(run=_cmd_eval)
+
+    p = sub.add_parser("prove", help="the proof loop: train the same model with the same recipe on pairs only, on "
+                                     "naively mined negatives and on this curation's export, and score each on a "
+                                     "test split")
+    p.add_argument("data", type=Path, help="a BEIR folder with a training and a test split")
+    p.add_argument("--out", type=Path, required=True,
+                   help="the proof folder; a rerun into it trains only the arms and seeds it does not hold yet")
+    p.add_argument("--config", type=Path, help="replay the settings of a manifest.json (flags still win)")
+    p.add_argument("--cache-dir", type=Path, default=None,
+                   help="embedding and score cache (default: $HNM_CACHE_DIR or ~/.cache/hnm)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_settings(p, PROVE_STAGES)
+    p.set_defaults(run=_cmd_prove)
 
 
 def _settings(args: argparse.Namespace, stages: Sequence[Stage],
-              base: dict[str, Any] | None = None) -> dict[str, Any]:
+              base: dict[str, Any] | None = None, also: Sequence[str] = ()) -> dict[str, Any]:
     """Defaults <- `base` (the settings a saved pool was mined with) <- --config manifest <- flags given on the
-    command line."""
-    names = {s.name for s in SETTINGS if s.stage in stages}
+    command line; for the settings of `stages` and those named in `also`."""
+    names = {s.name for s in SETTINGS if s.stage in stages} | set(also)
     values: dict[str, Any] = {k: v for k, v in (base or {}).items() if k in names}
-    if args.config:
+    if getattr(args, "config", None):
         try:
             raw = args.config.read_bytes()
         except OSError as error:
@@ -302,13 +294,14 @@ def _cmd_train_teacher(args: argparse.Namespace) -> int:
     from .data import load_collection
     from .teacher_train import train_teacher
 
-    values = _settings(args, ("data", "run", "pool"))
+    values = _settings(args, ("data", "run", "pool", "teacher_train"))
     collection = load_collection(args.data, split=values["split"])
     _say(collection.problems)
-    result = train_teacher(collection, args.out, base_model=args.base_model, folds=args.folds,
-                           negatives_per_positive=args.negatives_per_positive, band=args.band, epochs=args.epochs,
-                           batch_size=args.train_batch_size, lr=args.lr, max_length=args.max_length,
-                           seed=values["seed"], pool_settings=values, cache_dir=args.cache_dir,
+    result = train_teacher(collection, args.out, base_model=values["base_model"], folds=values["folds"],
+                           negatives_per_positive=values["negatives_per_positive"], band=values["band"],
+                           epochs=values["teacher_epochs"], batch_size=values["teacher_batch_size"],
+                           lr=values["teacher_lr"], max_length=values["teacher_max_length"], seed=values["seed"],
+                           pool_settings=values, cache_dir=args.cache_dir,
                            overwrite=args.overwrite, progress=_progress(args))
     _say(result.sentences())
     print(f"Teacher saved to {result.out_dir} ({result.trained} folds trained, {result.reused} kept); mine with "
@@ -326,12 +319,16 @@ def _one_line_warning(command: str, default: Callable[..., None]) -> Callable[..
             default(message, category, filename, lineno, file, line)
 
     return show
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     from .train import train_model
 
-    result = train_model(args.export_dir, args.out, model=args.model, loss=args.loss, epochs=args.epochs,
-                         batch_size=args.batch_size, lr=args.lr, warmup_ratio=args.warmup_ratio, seed=args.seed,
-                         max_pairs=args.max_pairs, precision=args.precision, overwrite=args.overwrite,
+    values = _settings(args, ("run", "train"))
+    result = train_model(args.export_dir, args.out, model=values["train_model"], loss=values["loss"],
+                         epochs=values["epochs"], batch_size=values["train_batch_size"], lr=values["lr"],
+                         warmup_ratio=values["warmup_ratio"], seed=values["seed"], max_pairs=values["max_pairs"],
+                         precision=values["train_precision"], overwrite=args.overwrite,
                          extra_manifest={"command": " ".join(["hnm", *sys.argv[1:]]) if sys.argv else "hnm train"},
                          progress=_progress(args))
     print(f"Trained {result.steps:,} steps on {result.rows:,} rows in {result.seconds:,.0f} s "
@@ -342,12 +339,27 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _cmd_eval(args: argparse.Namespace) -> int:
     from .evaluate import evaluate, load_eval_collection
 
-    collection = load_eval_collection(args.data, split=args.split)
+    values = _settings(args, ("data", "eval"), also=("batch_size",))
+    collection = load_eval_collection(args.data, split=values["split"])
     for line in collection.problems:  # stdout is the JSON under --json
         print(line, file=sys.stderr if args.json else sys.stdout)
-    result = evaluate(args.model, collection, precision=args.precision, batch_size=args.batch_size,
+    result = evaluate(args.model, collection, precision=values["eval_precision"], batch_size=values["batch_size"],
                       cache_dir=args.cache_dir, progress=_progress(args))
     print(result.to_json() if args.json else result.table())
+    return 0
+
+
+def _cmd_prove(args: argparse.Namespace) -> int:
+    from .prove import prove
+
+    result = prove(args.data, args.out, _settings(args, PROVE_STAGES), cache_dir=args.cache_dir,
+                   progress=_progress(args))
+    print(result.table())
+    for seed, diff in result.rounds.items():
+        print(f"Round 2 (seed {seed}): {diff['overlap']:,} of {diff['a_selected']:,} round-1 negatives kept, "
+              f"{diff['new_in_b']:,} new, Jaccard {diff['jaccard']:.3f}")
+    print(f"{result.trained} arm runs trained, {len(result.runs) - result.trained} reused or untrained; "
+          f"prove.json saved to {result.out_dir}")
     return 0
 
 

@@ -37,6 +37,7 @@ from .data import Collection, load_collection
 from .errors import SettingsError
 from .models import LoadedModel, load_bi_encoder
 from .progress import Progress, no_progress
+from .settings import setting
 
 __all__ = ["EvalResult", "evaluate", "load_eval_collection", "HEADLINE"]
 
@@ -81,7 +82,7 @@ class EvalResult:
         return json.dumps(summary, indent=2)
 
 
-def load_eval_collection(path: str | Path, *, split: str = "test") -> Collection:
+def load_eval_collection(path: str | Path, *, split: str = setting("split").default) -> Collection:
     """`load_collection(path, split=split)`, with a BEIR folder's texts and corpus as the reference protocol builds
     them (see the module docstring). Pairs and FlagEmbedding files are returned as loaded."""
     collection = load_collection(path, split=split)
@@ -119,8 +120,8 @@ def evaluate(
     collection: Collection,
     *,
     k_values: Sequence[int] = (10, 100),
-    precision: str = "fp32",
-    batch_size: int = 64,
+    precision: str = setting("eval_precision").default,
+    batch_size: int = setting("batch_size").default,
     cache_dir: str | Path | None = None,
     progress: Progress = no_progress,
 ) -> EvalResult:

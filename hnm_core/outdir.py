@@ -37,7 +37,7 @@ __all__ = ["MARKER", "Kind", "Marker", "read_marker", "check_out", "write_output
 MARKER = ".hnm-output.json"
 """The marker's file name, in every folder hnm writes."""
 
-Kind = Literal["export", "pool", "audit", "model"]
+Kind = Literal["export", "pool", "audit", "model", "proof"]
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,9 @@ Each setting belongs to the stage that reads it, so a change can say what must b
 `run` settings (the seed) are read by every stage with a random step, so they re-mine (k-means, an approximate
 index) as well as re-sample; `pool` settings change the candidate pool (re-retrieve), `teacher` settings the teacher
 scores (re-score), `curate` settings only the labels (instant), `audit` settings only the audit's split and
-recommendation, `export` settings only the files written.
+recommendation, `export` settings only the files written. `train` settings are the fine-tuning recipe of `hnm train`
+and `hnm prove` (every arm trains with the same), `teacher_train` those of `hnm train-teacher`, `eval` those of
+`hnm eval` beside `split` and `batch_size`, and `prove` choose the proof loop's splits, arms, seeds and rounds.
 
 This table holds the only default of every setting. The stages take frozen params objects built from it once, at
 the edge (CLI, studio, API): `pool.PoolParams`, `teacher.TeacherParams` (both `StageParams`, with no defaults of
@@ -24,7 +26,8 @@ from .errors import SettingsError
 
 __all__ = ["Setting", "SETTINGS", "setting", "defaults", "validate", "pick", "StageParams", "from_manifest", "Stage"]
 
-Stage = Literal["data", "run", "pool", "teacher", "curate", "audit", "export"]
+Stage = Literal["data", "run", "pool", "teacher", "curate", "audit", "export", "train", "teacher_train", "eval",
+                "prove"]
 
 
 @dataclass(frozen=True)
@@ -157,6 +160,56 @@ SETTINGS: tuple[Setting, ...] = (
             "export", choices=("triplet", "ntuple", "ntuple_scores", "labeled_pair", "flag", "pool"), multiple=True),
     Setting("file_type", "parquet", "File type of the sentence-transformers exports.", "export",
             choices=("parquet", "jsonl")),
+    # train: the fine-tuning recipe (the proof protocol's: MNRL, 1 epoch, batch 32, lr 2e-5, 10% warmup)
+    Setting("train_model", DEFAULT_MODEL, "Bi-encoder to fine-tune (hnm train, hnm prove): a sentence-transformers "
+            "name or local folder.", "train"),
+    Setting("loss", "mnrl", "Training loss: MultipleNegativesRankingLoss on ntuple, its gradient-cached variant, or "
+            "MarginMSE on ntuple_scores (distillation from the teacher's scores).", "train",
+            choices=("mnrl", "cached_mnrl", "margin_mse")),
+    Setting("epochs", 1, "Training epochs over the training file.", "train", int, minimum=1, maximum=100),
+    Setting("train_batch_size", 32, "Training rows per batch (each row's positive is also every other row's "
+            "in-batch negative).", "train", int, minimum=1, maximum=65_536),
+    Setting("lr", 2e-5, "Peak learning rate of the fine-tune.", "train", float, minimum=1e-8, maximum=0.5,
+            step=1e-6),
+    Setting("warmup_ratio", 0.1, "Share of the training steps with linear learning-rate warmup.", "train", float,
+            minimum=0.0, maximum=0.99, step=0.01),
+    Setting("max_pairs", None, "Train on a seeded random subset of this many rows (off if empty: every row).",
+            "train", int, optional=True, minimum=1, maximum=100_000_000),
+    Setting("train_precision", "fp32", "Training precision: fp32, bf16 mixed precision, or auto (bf16 where the "
+            "hardware has it).", "train", choices=("auto", "fp32", "bf16")),
+    # teacher_train: hnm train-teacher's cross-fitted cross-encoder
+    Setting("base_model", DEFAULT_MODEL, "Model whose transformer starts each fold's cross-encoder teacher (hnm "
+            "train-teacher).", "teacher_train"),
+    Setting("folds", 2, "Cross-fitting folds over queries for the trained teacher.", "teacher_train", int,
+            minimum=2, maximum=100),
+    Setting("negatives_per_positive", 4, "Negatives the trained teacher learns per labelled positive.",
+            "teacher_train", int, minimum=1, maximum=1000),
+    Setting("band", 20, "Candidates ranked within this depth are likely false negatives and never taught to the "
+            "trained teacher as negatives (twice the default skip_n).", "teacher_train", int, minimum=0,
+            maximum=10_000),
+    Setting("teacher_epochs", 1.0, "Training epochs per fold of the trained teacher.", "teacher_train", float,
+            minimum=0.01, maximum=100.0, step=0.5),
+    Setting("teacher_batch_size", 16, "Query-passage pairs per training batch of the trained teacher.",
+            "teacher_train", int, minimum=1, maximum=4096),
+    Setting("teacher_lr", 2e-5, "Peak learning rate of the trained teacher.", "teacher_train", float, minimum=1e-8,
+            maximum=0.5, step=1e-6),
+    Setting("teacher_max_length", 256, "Tokens per query-passage pair of the trained teacher.", "teacher_train", int,
+            minimum=8, maximum=8192),
+    # eval
+    Setting("eval_precision", "fp32", "Encoder precision when evaluating (fp32 is the protocol's).", "eval",
+            choices=("auto", "fp32", "bf16")),
+    # prove: the proof loop (hnm prove, the Train page)
+    Setting("train_split", "train", "Qrels split whose queries are mined and trained on by the proof loop.",
+            "prove"),
+    Setting("test_split", "test", "Qrels split the proof loop evaluates every arm on (disjoint from the training "
+            "split).", "prove"),
+    Setting("arms", ("zero", "pairs", "naive", "hnm"), "Proof arms: zero-shot, pairs only (in-batch negatives), "
+            "naive (sentence-transformers mine_hard_negatives, top-k, no false-negative rule), hnm (this curation).",
+            "prove", choices=("zero", "pairs", "naive", "hnm"), multiple=True),
+    Setting("seeds", ("0",), "Training seeds of every arm (0 to 9), comma-separated; the table reports the mean "
+            "and spread over them.", "prove", choices=tuple(map(str, range(10))), multiple=True),
+    Setting("rounds", 1, "Mining rounds: 2 re-mines the training split with the round-1 hnm model and trains on.",
+            "prove", int, choices=(1, 2)),
 )
 
 _BY_NAME = {s.name: s for s in SETTINGS}

@@ -53,12 +53,10 @@ from .errors import ExportError, SettingsError
 from .models import CROSS_FIT_MANIFEST, LoadedModel, check_cross_encoder, load_bi_encoder, query_key
 from .pool import PoolParams
 from .progress import Progress, no_progress
-from .settings import DEFAULT_MODEL, setting
+from .settings import setting
 
-__all__ = ["train_teacher", "TeacherTrainResult", "FoldResult", "DEFAULT_BAND", "fold_queries", "training_rows"]
+__all__ = ["train_teacher", "TeacherTrainResult", "FoldResult", "fold_queries", "training_rows"]
 
-# Depth of the likely-false-negative band (see the module docstring): twice curation's default skip_n.
-DEFAULT_BAND = 20
 _FOLD_INFO = "hnm_fold.json"
 
 
@@ -157,14 +155,14 @@ def train_teacher(
     collection: Collection,
     out_dir: str | Path,
     *,
-    base_model: str = DEFAULT_MODEL,
-    folds: int = 2,
-    negatives_per_positive: int = 4,
-    band: int = DEFAULT_BAND,
-    epochs: float = 1.0,
-    batch_size: int = 16,
-    lr: float = 2e-5,
-    max_length: int = 256,
+    base_model: str = setting("base_model").default,
+    folds: int = setting("folds").default,
+    negatives_per_positive: int = setting("negatives_per_positive").default,
+    band: int = setting("band").default,
+    epochs: float = setting("teacher_epochs").default,
+    batch_size: int = setting("teacher_batch_size").default,
+    lr: float = setting("teacher_lr").default,
+    max_length: int = setting("teacher_max_length").default,
     seed: int = setting("seed").default,
     pool_settings: Mapping[str, Any] | None = None,
     encoder: LoadedModel | None = None,
@@ -179,7 +177,8 @@ def train_teacher(
     folds: k of the cross-fitting, at least 2: fold i's model trains on the other k-1 folds' queries.
     negatives_per_positive: negatives drawn per labelled positive of a training query.
     band: candidates ranked within this depth (fused, BM25 or dense rank) are likely false negatives, never taught.
-    epochs, batch_size, lr: the CrossEncoderTrainer's epochs, pairs per batch and peak learning rate (10% warm-up).
+    epochs, batch_size, lr: the CrossEncoderTrainer's epochs, pairs per batch and peak learning rate (10% warm-up);
+        settings `teacher_epochs`, `teacher_batch_size` and `teacher_lr`.
     max_length: tokens per (query, document) pair, kept by the saved models for scoring.
     seed: the fold split, the negatives drawn, the new head's initialisation and the training order.
     pool_settings: pool-stage settings (settings.py) for the retrieval negatives are drawn from; `hnm mine`'s

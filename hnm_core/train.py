@@ -9,7 +9,8 @@ document of the batch), "cached_mnrl" (its gradient-cached variant: the same los
 allows) and "margin_mse" (MarginMSELoss on `ntuple_scores`: the student's margins sim(q, pos) - sim(q, neg_i) learn
 the teacher's, from the `label` column [score(pos), score(neg_1), ..., score(neg_n)] of the export; the student's
 sim is the dot product of its embeddings, so the teacher's scores should be on a comparable scale, e.g. a
-bi-encoder teacher's cosines).
+bi-encoder teacher's cosines). A file of (anchor, positive) pairs alone trains the MNRL losses on in-batch negatives
+only (the proof loop's pairs arm).
 
 The output folder is a sentence-transformers model (load it with SentenceTransformer(path) or pass it as --model to
 any hnm command) plus manifest.json: the export it came from (path, file and manifest hashes, fingerprints), every
@@ -35,9 +36,9 @@ from .models import load_bi_encoder, resolve_precision
 from .outdir import check_out, write_output
 from .pool import package_versions
 from .progress import Progress, no_progress
-from .settings import DEFAULT_MODEL
+from .settings import setting
 
-__all__ = ["Loss", "LOSSES", "TrainResult", "train_model", "training_file"]
+__all__ = ["Loss", "LOSSES", "TrainResult", "train_model", "training_file", "file_digest"]
 
 Loss = Literal["mnrl", "cached_mnrl", "margin_mse"]
 
@@ -61,7 +62,7 @@ class TrainResult:
     manifest: dict[str, Any]
 
 
-def training_file(export_dir: str | Path, loss: str = "mnrl") -> Path:
+def training_file(export_dir: str | Path, loss: str = setting("loss").default) -> Path:
     """The file `loss` trains on: `export_dir` itself when it is a file, else the export's ntuple (or ntuple_scores
     for margin_mse) file, Parquet before JSONL."""
     path = Path(export_dir)
@@ -83,15 +84,15 @@ def train_model(
     export_dir: str | Path,
     out_dir: str | Path,
     *,
-    model: str = DEFAULT_MODEL,
-    loss: Loss = "mnrl",
-    epochs: int = 1,
-    batch_size: int = 32,
-    lr: float = 2e-5,
-    warmup_ratio: float = 0.1,
-    seed: int = 0,
-    max_pairs: int | None = None,
-    precision: str = "fp32",
+    model: str = setting("train_model").default,
+    loss: Loss = setting("loss").default,
+    epochs: int = setting("epochs").default,
+    batch_size: int = setting("train_batch_size").default,
+    lr: float = setting("lr").default,
+    warmup_ratio: float = setting("warmup_ratio").default,
+    seed: int = setting("seed").default,
+    max_pairs: int | None = setting("max_pairs").default,
+    precision: str = setting("train_precision").default,
     overwrite: bool = False,
     device: str | None = None,
     extra_manifest: dict[str, Any] | None = None,
@@ -102,7 +103,8 @@ def train_model(
     model: the starting bi-encoder: a sentence-transformers name or folder (all-MiniLM-L6-v2 works offline).
     loss: "mnrl", "cached_mnrl" (both on ntuple) or "margin_mse" (on ntuple_scores).
     epochs, batch_size, lr, warmup_ratio, seed: the trainer's num_train_epochs, per_device_train_batch_size,
-        learning_rate, warmup (share of the steps) and seed; the defaults are the proof protocol's.
+        learning_rate, warmup (share of the steps) and seed; the defaults (settings `epochs`, `train_batch_size`,
+        `lr`, `warmup_ratio`, `seed`) are the proof protocol's.
     max_pairs: train on a seeded random subset of this many rows (file order kept), for large exports.
     precision: "fp32" (default), "bf16" (mixed precision: bf16 autocast, fp32 weights) or "auto" (bf16 where the
         hardware has it natively). fp32 is the default because bf16's effect on a fine-tune's nDCG has not been
@@ -137,7 +139,7 @@ def train_model(
             "base_model": {"name": ref.name, "path": ref.path, "fingerprint": ref.fingerprint},
             "settings": settings,
             # What a cached arm is keyed by: the data, the starting weights and the recipe (not the model's name).
-            "fingerprint": _digest({"file": _file_digest(path), "base_model": ref.fingerprint,
+            "fingerprint": _digest({"file": file_digest(path), "base_model": ref.fingerprint,
                                     **{k: v for k, v in settings.items() if k != "model"}}),
             "rows": table.num_rows,
             "rows_in_file": rows_in_file,
@@ -196,7 +198,10 @@ def _read(path: Path, loss: str, max_pairs: int | None, seed: int) -> tuple[pa.T
                        key=lambda c: int(c[9:]))
     columns = ["anchor", "positive", *negatives] + (["label"] if loss == "margin_mse" else [])
     missing = [c for c in columns if c not in table.column_names]
-    if missing or not negatives:
+    # (anchor, positive) pairs alone train MNRL on in-batch negatives (the proof's pairs arm); a file with some other
+    # negative column (a triplet's `negative`) is refused rather than trained as pairs.
+    pairs_only = loss != "margin_mse" and not any(c.startswith("negative") for c in table.column_names)
+    if missing or not (negatives or pairs_only):
         raise DataError(path, f"has columns {', '.join(table.column_names)}; {LOSSES[loss][1]} needs anchor, positive, "
                               f"negative_1..negative_n{', label' if loss == 'margin_mse' else ''}",
                         fix=f"train on an export's {LOSSES[loss][0]} file")
@@ -254,7 +259,7 @@ def _fit(st_model: Any, table: pa.Table, loss: str, *, epochs: int, batch_size: 
 def _export_record(path: Path) -> dict[str, Any]:
     """What identifies the training data: the file's hash and, when it sits in an export folder, that export's
     manifest (its hash, fingerprints, collection and settings)."""
-    record: dict[str, Any] = {"file": str(path.resolve()), "file_blake2b": _file_digest(path)}
+    record: dict[str, Any] = {"file": str(path.resolve()), "file_blake2b": file_digest(path)}
     manifest_path = path.parent / "manifest.json"
     if manifest_path.is_file():
         raw = manifest_path.read_bytes()
@@ -269,7 +274,8 @@ def _export_record(path: Path) -> dict[str, Any]:
     return record
 
 
-def _file_digest(path: Path) -> str:
+def file_digest(path: Path) -> str:
+    """The blake2b-128 hex digest of a file's bytes: what identifies a training file (prove.py keys arms by it)."""
     h = hashlib.blake2b(digest_size=16)
     with open(path, "rb") as stream:
         while chunk := stream.read(1 << 22):

@@ -14,6 +14,7 @@ import pandas as pd
 from hnm_core.audit import AuditFigures, SweepResult
 from hnm_core.curate import CurateParams, Curation, margin_thresholds
 from hnm_core.pool import Pool
+from hnm_core.prove import ProofResult
 
 from .escape import hover_text
 
@@ -241,3 +242,21 @@ def sweep_chart(result: SweepResult, current: AuditFigures, recommended: AuditFi
                       yaxis_title="hardness: mean teacher score of exported negatives", height=420,
                       margin=dict(l=10, r=10, t=30, b=10), legend=dict(orientation="h", y=-0.2))
     return fig
+
+
+def proof_chart(result: ProofResult):
+    """nDCG@10 per arm as bars, with the spread over seeds as error bars when an arm ran with several."""
+    import plotly.graph_objects as go
+
+    summaries = result.summaries
+    several = any(len(s.seeds) > 1 for s in summaries)
+    figure = go.Figure(go.Bar(
+        x=[s.arm for s in summaries], y=[s.mean["ndcg@10"] for s in summaries],
+        error_y={"type": "data", "array": [s.std["ndcg@10"] for s in summaries], "visible": several},
+        text=[f"{s.mean['ndcg@10']:.4f}" for s in summaries], textposition="outside",
+        hovertext=[f"{s.arm}: {s.rows:,} rows, seeds {', '.join(map(str, s.seeds))}" for s in summaries],
+        hoverinfo="text+y",
+    ))
+    figure.update_layout(yaxis_title=f"nDCG@10 on {result.settings['test_split']}", xaxis_title="arm",
+                         height=380, margin={"t": 30, "b": 40}, showlegend=False)
+    return figure

@@ -41,7 +41,7 @@ from .state import LoadedData, Mined
 
 __all__ = [
     "SAMPLE_DIR", "collection_key", "settings_key", "changed_settings", "pool_key", "manifest_settings",
-    "load_sample", "load_path", "load_uploads", "load_saved_pool", "splits_at", "is_pool_folder",
+    "load_sample", "load_path", "load_uploads", "load_saved_pool", "splits_at", "is_pool_folder", "proof_dir",
     "bi_encoder", "teacher_model", "cross_encoder_problem", "mined_pool", "map_coords", "query_slices",
     "score_range", "session_dir", "zip_folder",
 ]
@@ -265,6 +265,14 @@ def session_dir() -> Path:
     if "workdir" not in st.session_state:
         st.session_state["workdir"] = _SessionDir()
     return st.session_state["workdir"].path
+
+
+def proof_dir(data_key: str) -> Path:
+    """Where the Train page keeps the proof of a collection: under the hnm cache, so its trained arms outlive the
+    session and a later proof on the same collection reuses them (arms are keyed by what they trained on)."""
+    from hnm_core.cache import default_cache_dir
+
+    return default_cache_dir() / "proofs" / data_key[:16]
 
 
 def zip_folder(folder: Path) -> bytes:

@@ -21,7 +21,7 @@ from hnm_core.settings import defaults
 from .errors import shown_errors
 
 __all__ = [
-    "DATA_PAGE", "MINE_PAGE", "EXPLORE_PAGE", "TUNE_PAGE", "EXPORT_PAGE",
+    "DATA_PAGE", "MINE_PAGE", "EXPLORE_PAGE", "TUNE_PAGE", "EXPORT_PAGE", "TRAIN_PAGE",
     "LoadedData", "Mined", "init_state", "settings", "set_data", "set_mined", "loaded", "mined",
     "need_data", "need_pool", "curate_params",
 ]
@@ -31,6 +31,7 @@ MINE_PAGE = "pages/mine.py"
 EXPLORE_PAGE = "pages/explore.py"
 TUNE_PAGE = "pages/tune.py"
 EXPORT_PAGE = "pages/export.py"
+TRAIN_PAGE = "pages/train.py"
 
 
 @dataclass(frozen=True)

@@ -26,8 +26,8 @@ from studio import escape, figures, loaders, tables
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "app.py")
 SAMPLE = ROOT / "sample_data"
-DATA, MINE, EXPLORE, TUNE, EXPORT = ("pages/data.py", "pages/mine.py", "pages/explore.py", "pages/tune.py",
-                                     "pages/export.py")
+DATA, MINE, EXPLORE, TUNE, EXPORT, TRAIN = ("pages/data.py", "pages/mine.py", "pages/explore.py", "pages/tune.py",
+                                            "pages/export.py", "pages/train.py")
 
 
 @pytest.fixture(autouse=True)
@@ -115,7 +115,7 @@ class Upload(NamedTuple):
 # Every page on its own
 
 
-@pytest.mark.parametrize("page", [DATA, MINE, EXPLORE, TUNE, EXPORT])
+@pytest.mark.parametrize("page", [DATA, MINE, EXPLORE, TUNE, EXPORT, TRAIN])
 def test_every_page_opens_in_a_fresh_session(page):
     at = open_page(new_session(), page)
     if page == DATA:
@@ -441,7 +441,7 @@ def test_every_setting_of_the_table_has_a_widget(tiny_bi_encoder_dir):
     keys = widget_keys(at)
     at.button(key="load_path").click().run()
     tiny_mine(at, tiny_bi_encoder_dir)
-    for page in (MINE, TUNE, EXPORT):
+    for page in (MINE, TUNE, EXPORT, TRAIN):
         keys |= widget_keys(open_page(at, page))
     assert {s.name for s in SETTINGS} == {k.split(":")[1] for k in keys if k.startswith("setting:")}
 
@@ -478,6 +478,13 @@ def test_two_sessions_do_not_share_data_or_settings(tiny_bi_encoder_dir):
 
 # --------------------------------------------------------------------------------------------------------------------
 # Helpers the pages draw with
+
+
+@pytest.mark.parametrize("elapsed, done, total, expected", [(10, 1, 4, "30 s"), (60, 1, 3, "2 min")])
+def test_eta_is_the_mean_pace_times_what_is_left(elapsed, done, total, expected):
+    from studio.progress import eta
+
+    assert eta(elapsed, done, total) == expected
 
 
 def test_progress_bars_one_per_stage_throttled_and_finished():
@@ -630,3 +637,36 @@ def test_tune_audit_shows_the_sweep_and_applies_the_recommendation(tiny_bi_encod
             assert at.slider(key="setting:skip_n").value == value
         else:
             assert at.slider(key=f"setting:{name}").value == pytest.approx(value)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Train
+
+
+def test_train_page_offers_the_samples_splits_before_any_run():
+    at = open_page(load_sample(new_session()), TRAIN)
+    assert at.selectbox(key="setting:train_split").options == ["dev", "test", "train"]
+    assert at.selectbox(key="setting:test_split").options == ["dev", "test"]
+    assert at.multiselect(key="setting:arms").value == ["zero", "pairs", "naive", "hnm"]
+    assert not at.get("plotly_chart")
+
+
+def test_train_page_runs_a_tiny_proof_and_a_rerun_reuses_its_arms(tiny_bi_encoder_dir):
+    at = tiny_mine(load_sample(new_session()), tiny_bi_encoder_dir)
+    open_page(at, TUNE).slider(key="setting:negatives").set_value(3).run()
+    open_page(at, TRAIN)
+    at.selectbox(key="setting:test_split").set_value("dev").run()
+    at.text_input(key="setting:train_model").input(str(tiny_bi_encoder_dir)).run()
+    at.number_input(key="setting:train_batch_size").set_value(4).run()
+    at.checkbox(key="setting:max_pairs:on").check().run()
+    at.number_input(key="setting:max_pairs").set_value(8).run()
+    at.button(key="run_proof").click().run()
+    assert not at.exception and not at.error
+    table = at.dataframe[-1].value  # the settings first, then the arms
+    assert list(table["arm"]) == ["zero", "pairs", "naive", "hnm"] and list(table["rows trained"]) == [0, 8, 8, 8]
+    assert table["ndcg@10"].between(0, 1).all()
+    chart = at.get("plotly_chart")[0]
+    assert json.loads(chart.proto.spec)["data"][0]["x"] == ["zero", "pairs", "naive", "hnm"]
+    assert any("3 arm runs trained" in c.value for c in at.caption)
+    at.button(key="run_proof").click().run()
+    assert any("0 arm runs trained" in c.value for c in at.caption)

@@ -31,15 +31,29 @@ def _flags(command: str) -> set[str]:
     return {opt for action in sub._actions for opt in action.option_strings}
 
 
+MINING = ("data", "run", "pool", "teacher", "curate")  # the other stages are the knobs of train, eval and prove
+
+
 def test_mine_offers_every_setting_as_a_flag():
     flags = _flags("mine")
-    assert {s.flag for s in SETTINGS if s.stage != "audit"} <= flags  # the audit's own knobs are `hnm audit`'s
+    assert {s.flag for s in SETTINGS if s.stage in (*MINING, "export")} <= flags
 
 
 def test_audit_offers_every_setting_but_the_export_ones():
     flags = _flags("audit")
-    assert {s.flag for s in SETTINGS if s.stage != "export"} <= flags
+    assert {s.flag for s in SETTINGS if s.stage in (*MINING, "audit")} <= flags
     assert not {s.flag for s in SETTINGS if s.stage == "export"} & flags
+
+
+@pytest.mark.parametrize("command, stages, others", [
+    ("train", ("run", "train"), ()),
+    ("train-teacher", ("data", "run", "pool", "teacher_train"), ()),
+    ("eval", ("data", "eval"), ("--batch-size",)),
+    ("prove", ("run", "pool", "teacher", "curate", "train", "eval", "prove"), ()),
+])
+def test_train_eval_and_prove_take_their_flags_from_the_table(command, stages, others):
+    flags = _flags(command)
+    assert {s.flag for s in SETTINGS if s.stage in stages} | set(others) <= flags
 
 
 @pytest.mark.parametrize("command", ["pool", "mine", "curate", "audit"])

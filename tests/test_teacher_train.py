@@ -199,7 +199,7 @@ def test_cli_train_teacher_then_mine_with_it(tiny_bi_encoder_dir, tmp_path, caps
     common = ["--split", "train", "--model", str(tiny_bi_encoder_dir), "--top-k", "30", "--precision", "fp32",
               "--cache-dir", str(cache), "--quiet"]
     assert main(["train-teacher", str(SAMPLE), "--out", str(teacher), "--base-model", str(tiny_bi_encoder_dir),
-                 "--folds", "2", "--epochs", "1", "--max-length", "64", *common]) == 0
+                 "--folds", "2", "--teacher-epochs", "1", "--teacher-max-length", "64", *common]) == 0
     said = capsys.readouterr().out
     assert "2 folds trained, 0 kept" in said and f"--teacher-model {teacher}" in said
     assert main(["mine", str(SAMPLE), "--out", str(mined), "--teacher", "cross-encoder", "--teacher-model",
@@ -208,7 +208,7 @@ def test_cli_train_teacher_then_mine_with_it(tiny_bi_encoder_dir, tmp_path, caps
     routing = manifest["teacher"]["cross_fit"]
     assert routing["folds"] == 2 and routing["rows_unseen"] == 0 and min(routing["rows_per_fold"]) > 0
     assert main(["train-teacher", str(SAMPLE), "--out", str(teacher), "--base-model", str(tiny_bi_encoder_dir),
-                 "--folds", "3", "--max-length", "64", *common]) == 2
+                 "--folds", "3", "--teacher-max-length", "64", *common]) == 2
     assert "already holds a teacher trained with other settings (folds)" in capsys.readouterr().err
 
 

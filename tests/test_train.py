@@ -186,8 +186,8 @@ def test_refusals_leave_nothing_behind(export_dir, tiny_bi_encoder_dir, tmp_path
 
 def test_cli_train_then_refuses_an_existing_folder(export_dir, tiny_bi_encoder_dir, tmp_path, capsys):
     out = tmp_path / "model"
-    args = ["train", str(export_dir), "--out", str(out), "--model", str(tiny_bi_encoder_dir), "--batch-size", "8",
-            "--max-pairs", "16", "--seed", "2", "--quiet"]
+    args = ["train", str(export_dir), "--out", str(out), "--train-model", str(tiny_bi_encoder_dir),
+            "--train-batch-size", "8", "--max-pairs", "16", "--seed", "2", "--quiet"]
     assert main(args) == 0
     assert "Trained 2 steps on 16 rows" in capsys.readouterr().out
     manifest = json.loads((out / "manifest.json").read_text())

@@ -1,0 +1,93 @@
+"""Train: the proof loop on the loaded collection (hnm_core.prove), and a cross-fitted teacher to mine with."""
+
+import streamlit as st
+
+from hnm_core.prove import HEADLINE, load_proof, prove
+from hnm_core.settings import SETTINGS
+from hnm_core.teacher_train import train_teacher
+from studio import escape, figures, loaders
+from studio.errors import shown_errors
+from studio.progress import StreamlitProgress
+from studio.state import MINE_PAGE, TUNE_PAGE, init_state, need_data, settings
+from studio.widgets import replay_settings, reset_settings, setting_widget
+
+init_state()
+st.title("Train")
+data = need_data()
+splits = loaders.splits_at(str(data.path)) if data.path is not None else []
+if len(splits) < 2:
+    st.info("The proof loop trains on one qrels split of a BEIR folder and scores on another: load a folder with "
+            "two splits (qrels_train.tsv and qrels.tsv, say), such as the bundled sample.")
+    st.stop()
+
+TRAIN_SETTINGS = [s.name for s in SETTINGS if s.stage in ("train", "eval", "prove")]
+st.caption(f"Data: {escape.plain(data.collection.name)} · splits {', '.join(splits)}. Every arm fine-tunes the same "
+           "model with the same recipe and seed and is scored on the test split: zero-shot, pairs only, naive "
+           "(sentence-transformers' mine_hard_negatives) and hnm (the Mine and Tune pages' settings).")
+st.page_link(TUNE_PAGE, label="The hnm arm curates with the Tune page's rules", icon=":material/tune:")
+
+left, middle, right = st.columns(3)
+with left:
+    st.subheader("Proof")
+    train_split = setting_widget("train_split", label="Train on split", options=splits)
+    setting_widget("test_split", label="Score on split", options=[s for s in splits if s != train_split])
+    setting_widget("arms", label="Arms")
+    setting_widget("seeds", label="Seeds")
+    setting_widget("rounds", label="Mining rounds")
+with middle:
+    st.subheader("Recipe")
+    for name in ("train_model", "loss", "epochs", "train_batch_size", "lr"):
+        setting_widget(name)
+with right:
+    st.subheader("More")
+    for name in ("warmup_ratio", "max_pairs", "train_precision", "eval_precision"):
+        setting_widget(name)
+    st.button("Reset training settings", key="reset_train", on_click=reset_settings, args=(TRAIN_SETTINGS,))
+
+folder = loaders.proof_dir(data.key)
+buttons = st.columns([1, 1, 4])
+run = buttons[0].button("Run proof", type="primary", key="run_proof", icon=":material/play_arrow:")
+# A click reruns the page, which ends the proof at its next progress update; each finished arm is saved by then.
+buttons[1].button("Stop", key="stop_proof", icon=":material/stop:")
+if run:
+    with shown_errors(), st.container(border=True):
+        prove(data.path, folder, settings(), progress=StreamlitProgress(eta_stages=("prove",)))
+
+result = load_proof(folder)
+if result is not None:
+    st.divider()
+    if result.stopped:
+        st.warning("Stopped before the end: the arms below finished; Run again to train only the rest.",
+                   icon=":material/pause:")
+    chart, recipe = st.columns([3, 2])
+    chart.plotly_chart(figures.proof_chart(result), key="proof_chart")
+    recipe.markdown("**Settings that produced it**")
+    recipe.dataframe({"setting": list(result.settings), "value": [str(v) for v in result.settings.values()]},
+                     hide_index=True, height=340)
+    st.dataframe([{"arm": s.arm, "rows trained": s.rows, "seeds": len(s.seeds),
+                   **{name: s.mean[name] for name in HEADLINE}, **{f"± {name}": s.std[name] for name in HEADLINE},
+                   "minutes": s.minutes} for s in result.summaries], hide_index=True)
+    st.caption(f"{result.trained} arm runs trained in the last run; the rest came from {escape.plain(str(folder))}.")
+
+with st.expander("Train a cross-fitted cross-encoder teacher on this split's labels (hnm train-teacher)"):
+    st.caption("Its negatives come from the Mine page's pool settings. When it is trained, Mine uses it as the "
+               "cross-encoder teacher.")
+    columns = st.columns(4)
+    names = [s.name for s in SETTINGS if s.stage == "teacher_train"]
+    for i, name in enumerate(names):
+        with columns[i % 4]:
+            setting_widget(name)
+    if st.button("Train teacher", key="train_teacher"):
+        values = settings()
+        teacher_dir = loaders.session_dir() / "teacher"
+        with shown_errors(), st.container(border=True):
+            trained = train_teacher(data.collection, teacher_dir, base_model=values["base_model"],
+                                    folds=values["folds"], negatives_per_positive=values["negatives_per_positive"],
+                                    band=values["band"], epochs=values["teacher_epochs"],
+                                    batch_size=values["teacher_batch_size"], lr=values["teacher_lr"],
+                                    max_length=values["teacher_max_length"], seed=values["seed"],
+                                    pool_settings=values, overwrite=True, progress=StreamlitProgress())
+            replay_settings({"teacher": "cross-encoder", "teacher_model": str(trained.out_dir)})
+            for sentence in trained.sentences():
+                st.markdown(f"- {escape.plain(sentence)}")
+            st.page_link(MINE_PAGE, label="Mine with it", icon=":material/construction:")

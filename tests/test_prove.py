@@ -1,0 +1,124 @@
+"""The proof loop on sample_data's train/dev splits with the tiny bi-encoder of conftest.py and a few steps: the
+table's shape, the rows each arm trained on, the arm cache, and the naive arm's negatives."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from hnm_core.cli import main
+from hnm_core.data import load_collection
+from hnm_core.prove import ARMS, HEADLINE
+
+SAMPLE = Path(__file__).resolve().parents[1] / "sample_data"
+
+
+def _prove(model: Path, out: Path, cache: Path, *flags: str) -> int:
+    tiny = ["--model", str(model), "--teacher-model", str(model), "--train-model", str(model), "--max-seq-length", "64",
+            "--top-k", "20", "--negatives", "3", "--max-pairs", "12", "--train-batch-size", "4", "--lr", "1e-3"]
+    return main(["prove", str(SAMPLE), "--train-split", "train", "--test-split", "dev", *tiny, "--out", str(out),
+                 "--cache-dir", str(cache), "--quiet", *flags])
+
+
+def test_prove_trains_every_arm_alike_and_a_rerun_reuses_them(tiny_bi_encoder_dir, tmp_path, capsys):
+    out, cache = tmp_path / "proof", tmp_path / "cache"
+    assert _prove(tiny_bi_encoder_dir, out, cache, "--seeds", "0") == 0
+    table = capsys.readouterr().out
+    report = json.loads((out / "prove.json").read_text())
+    assert [arm["arm"] for arm in report["arms"]] == list(ARMS)
+    assert all(0.0 <= arm["mean"][name] <= 1.0 for arm in report["arms"] for name in HEADLINE)
+    assert all(line.split()[0] in ARMS for line in table.splitlines()[2:6])
+    assert report["trained_now"] == 3 and report["settings"]["negatives"] == 3
+
+    runs = {run["arm"]: run for run in report["runs"]}
+    assert runs["zero"]["rows"] == 0 and not runs["zero"]["trained_now"]
+    for arm in ("pairs", "naive", "hnm"):
+        rows_in_file = pq.read_table(runs[arm]["training_file"]).num_rows
+        manifest = json.loads((Path(runs[arm]["model"]) / "manifest.json").read_text())
+        assert manifest["rows_in_file"] == rows_in_file and manifest["export"]["file"] == runs[arm]["training_file"]
+        assert runs[arm]["rows"] == manifest["rows"] == min(12, rows_in_file)
+        assert runs[arm]["fingerprint"] == manifest["fingerprint"]
+
+    collection = load_collection(SAMPLE, split="train")
+    labelled = sum(len(collection.positives.get(q, ())) for q in collection.query_ids)
+    assert pq.read_table(runs["pairs"]["training_file"]).column_names == ["anchor", "positive"]
+    assert pq.read_table(runs["pairs"]["training_file"]).num_rows == labelled
+    naive = pq.read_table(runs["naive"]["training_file"]).to_pylist()
+    positives = {}
+    for qid, text in zip(collection.query_ids, collection.query_texts):
+        positives.setdefault(text, set()).update(collection.doc_texts[collection.doc_index[d]]
+                                                 for d in collection.positives.get(qid, ()))
+    assert naive and all(len(row) == 5 for row in naive)  # anchor, positive and --negatives 3
+    assert not [row for row in naive for k in (1, 2, 3) if row[f"negative_{k}"] in positives[row["anchor"]]]
+
+    # a rerun extended by a seed trains only that seed; the arms it has keep their models untouched
+    created = {arm: json.loads((Path(runs[arm]["model"]) / "manifest.json").read_text())["created_utc"]
+               for arm in ("pairs", "hnm")}
+    assert _prove(tiny_bi_encoder_dir, out, cache, "--seeds", "0,1", "--arms", "pairs,hnm") == 0
+    again = json.loads((out / "prove.json").read_text())
+    assert {(r["arm"], r["seed"], r["trained_now"]) for r in again["runs"]} == {
+        ("pairs", 0, False), ("hnm", 0, False), ("pairs", 1, True), ("hnm", 1, True)}
+    for arm in ("pairs", "hnm"):
+        run = next(r for r in again["runs"] if r["arm"] == arm and r["seed"] == 0)
+        assert run["model"] == runs[arm]["model"] and run["metrics"] == runs[arm]["metrics"]
+        assert json.loads((Path(run["model"]) / "manifest.json").read_text())["created_utc"] == created[arm]
+    assert all(arm["seeds"] == [0, 1] and arm["std"]["ndcg@10"] >= 0 for arm in again["arms"])
+    assert "±" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--test-split", "train"], "train_split and test_split are both 'train'"),
+    (["--rounds", "2", "--arms", "zero,pairs"], "Fix: add hnm to --arms"),
+    (["--seeds", "0,0"], "repeats a seed"),
+    (["--loss", "margin_mse"], "Fix: prove with --loss mnrl or cached_mnrl"),
+])
+def test_bad_proof_settings_are_refused_before_any_work(flags, message, tmp_path, capsys):
+    out = tmp_path / "proof"
+    assert main(["prove", str(SAMPLE), "--out", str(out), *flags]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("hnm prove: error:") and message in err and len(err.splitlines()) == 1
+    assert not out.exists()
+
+
+def test_a_folder_that_is_not_a_proof_is_refused(tmp_path, capsys):
+    (tmp_path / "notes.txt").write_text("mine")
+    assert main(["prove", str(SAMPLE), "--out", str(tmp_path), "--test-split", "dev"]) == 2
+    assert "has no .hnm-output.json" in capsys.readouterr().err
+    assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
+
+
+def test_round_two_remines_with_the_round_one_model_and_trains_on_from_it(tiny_bi_encoder_dir, tmp_path, capsys):
+    out = tmp_path / "proof"
+    assert _prove(tiny_bi_encoder_dir, out, tmp_path / "cache", "--arms", "hnm", "--rounds", "2") == 0
+    report = json.loads((out / "prove.json").read_text())
+    first, second = report["runs"]
+    assert (first["arm"], second["arm"]) == ("hnm", "hnm-round2")
+    started = json.loads((Path(second["model"]) / "manifest.json").read_text())["base_model"]["path"]
+    assert Path(started) == Path(first["model"])  # round 2 trains on from the round-1 checkpoint
+    mined = json.loads((out / "data" / "hnm-round2-seed0" / "pool.parquet").with_name("manifest.json").read_text())
+    assert str(first["model"]) in json.dumps(mined)  # and re-mined with it
+    diff = report["rounds"]["0"]
+    assert diff["a_selected"] > 0 and 0.0 <= diff["jaccard"] <= 1.0
+    assert "Round 2 (seed 0)" in capsys.readouterr().out
+
+
+def test_stop_ends_the_loop_between_steps_and_keeps_what_finished(tiny_bi_encoder_dir, tmp_path):
+    from hnm_core.prove import load_proof, prove
+
+    values = {"model": str(tiny_bi_encoder_dir), "teacher_model": str(tiny_bi_encoder_dir), "max_seq_length": 64,
+              "top_k": 20, "negatives": 3, "train_model": str(tiny_bi_encoder_dir), "max_pairs": 8,
+              "train_batch_size": 4, "train_split": "train", "test_split": "dev", "arms": "zero,pairs,hnm"}
+    calls = []
+    stopped = prove(SAMPLE, tmp_path / "proof", values, cache_dir=tmp_path / "cache",
+                    progress=lambda stage, done, total: stage == "prove" and calls.append((stage, done, total)),
+                    stop=lambda: len(calls) >= 3)
+    assert stopped.stopped and [run.arm for run in stopped.runs] == ["zero", "pairs"]
+    assert calls == [("prove", 0, 3), ("prove", 1, 3), ("prove", 2, 3)]
+    saved = load_proof(tmp_path / "proof")
+    assert saved.stopped and saved.runs == stopped.runs and "Stopped" in saved.table()
+    done = prove(SAMPLE, tmp_path / "proof", values, cache_dir=tmp_path / "cache")
+    assert not done.stopped and [(run.arm, run.trained_now) for run in done.runs] == [
+        ("zero", False), ("pairs", False), ("hnm", True)]
