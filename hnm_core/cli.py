@@ -26,11 +26,11 @@ from typing import Any
 
 from .errors import HnmError, HnmWarning, SettingsError
 from .outdir import check_out, finish
+from .prove import STAGES as PROVE_STAGES
 from .settings import SETTINGS, Setting, Stage, from_manifest, validate
 
 __all__ = ["main", "build_parser"]
 
-PROVE_STAGES: tuple[Stage, ...] = ("run", "pool", "teacher", "curate", "train", "eval", "prove")
 
 _OFF = {"none", "off", ""}
 

@@ -27,18 +27,18 @@ import numpy as np
 
 from .errors import ExportError
 
-__all__ = ["package_versions", "fingerprints", "model_fingerprint", "folder_fingerprint", "weights_fingerprint",
+__all__ = ["package_versions", "digest", "fingerprints", "model_fingerprint", "folder_fingerprint", "weights_fingerprint",
            "to_json", "write_json", "atomic_path", "atomic_write_bytes"]
 
 _VERSIONED = ("hnm", "sentence-transformers", "transformers", "torch", "faiss-cpu", "numpy", "pandas", "bm25s")
 
 
-def package_versions() -> dict[str, str]:
-    """Versions of the packages whose behaviour shapes the output, for manifests."""
+def package_versions(*extra: str) -> dict[str, str]:
+    """Versions of the packages whose behaviour shapes the output (and of `extra` ones), for manifests."""
     from importlib.metadata import PackageNotFoundError, version
 
     out = {}
-    for name in _VERSIONED:
+    for name in (*_VERSIONED, *extra):
         try:
             out[name] = version(name)
         except PackageNotFoundError:
@@ -55,7 +55,12 @@ def model_fingerprint(kind: str, content: str, precision: str, max_length: int |
     """A model's fingerprint: its weights' (`content`, from folder_fingerprint or weights_fingerprint) with the kind,
     precision and max length, which change its outputs too. Caches and manifests key on it."""
     value = {"kind": kind, "content": content, "precision": precision, "max_length": max_length}
-    return hashlib.blake2b(json.dumps(value, sort_keys=True, default=str).encode(), digest_size=16).hexdigest()
+    return digest(value)
+
+
+def digest(value: Any, *, size: int = 16) -> str:
+    """blake2b of `value` as canonical JSON: what a model fingerprint, a training run or a teacher plan is keyed by."""
+    return hashlib.blake2b(json.dumps(value, sort_keys=True, default=str).encode(), digest_size=size).hexdigest()
 
 
 # Files that do not change what a model computes; trainer leftovers are skipped so a checkpoint folder and its

@@ -27,7 +27,6 @@ seed, trains only what it lacks. Folder written (`out_dir`):
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -41,7 +40,7 @@ import pyarrow.parquet as pq
 
 from .data import Collection, load_collection
 from .errors import SettingsError
-from .manifest import atomic_write_bytes, package_versions, to_json
+from .manifest import atomic_write_bytes, digest, package_versions, to_json
 from .outdir import check_out, finish, read_marker, write_output
 from .progress import Progress, no_progress
 from .settings import SETTINGS, setting, validate
@@ -52,7 +51,7 @@ ARMS = setting("arms").choices
 HEADLINE = ("ndcg@10", "recall@100", "mrr@10")
 RECIPE = tuple(s.name for s in SETTINGS if s.stage == "train" and s.name != "train_model")
 _NAMES = ("arms", "data", "prove.json", "table.txt")
-_STAGES = ("run", "pool", "teacher", "curate", "train", "eval", "prove")  # what a proof reads
+STAGES = ("run", "pool", "teacher", "curate", "train", "eval", "prove")  # the settings a proof reads (its flags)
 
 
 @dataclass(frozen=True)
@@ -151,9 +150,6 @@ def _check(values: Mapping[str, Any]) -> tuple[dict[str, Any], tuple[int, ...]]:
     return values, seeds
 
 
-def _digest(value: Any) -> str:
-    return hashlib.blake2b(json.dumps(value, sort_keys=True, default=str).encode(), digest_size=8).hexdigest()
-
 
 def _open(out_dir: str | Path, inputs: Sequence[Path]) -> Path:
     """The proof folder, created with its marker, or an earlier proof's folder to extend. Anything else (a folder
@@ -191,7 +187,7 @@ def _naive(collection: Collection, pairs: Path, base: Any, negatives: int, batch
     model and `negatives`."""
     from .train import file_digest
 
-    key = _digest({"pairs": file_digest(pairs), "base": base.fingerprint, "negatives": negatives})
+    key = digest({"pairs": file_digest(pairs), "base": base.fingerprint, "negatives": negatives}, size=8)
     path = folder / "ntuple.parquet"
     manifest = folder / "manifest.json"
     if path.is_file() and manifest.is_file() and json.loads(manifest.read_text()).get("key") == key:
@@ -272,7 +268,7 @@ def prove(
                            file))
 
     def trained(arm: str, seed: int, file: Path, start: Any) -> Path:
-        key = _digest({"file": file_digest(file), "base": start.fingerprint, "recipe": recipe, "seed": seed})
+        key = digest({"file": file_digest(file), "base": start.fingerprint, "recipe": recipe, "seed": seed}, size=8)
         folder = out / "arms" / f"{arm}-seed{seed}-{key}"
         marker = read_marker(folder) if folder.is_dir() else None
         now = marker is None or not marker.complete
@@ -351,6 +347,6 @@ def _round_two(train: Collection, values: Mapping[str, Any], seed: int, checkpoi
 
 def _recorded(values: Mapping[str, Any]) -> dict[str, Any]:
     """The settings a proof reads, as prove.json records them (lists, not tuples)."""
-    names = {s.name for s in SETTINGS if s.stage in _STAGES}
+    names = {s.name for s in SETTINGS if s.stage in STAGES}
     return {name: list(value) if isinstance(value, tuple) else value for name, value in values.items()
             if name in names}

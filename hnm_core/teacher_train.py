@@ -47,7 +47,7 @@ from typing import Any
 
 import numpy as np
 
-from .cache import atomic_write_bytes
+from .manifest import atomic_write_bytes, digest, package_versions
 from .data import Collection
 from .errors import ExportError, SettingsError
 from .models import CROSS_FIT_MANIFEST, LoadedModel, check_cross_encoder, load_bi_encoder, query_key
@@ -217,10 +217,8 @@ def train_teacher(
     out = Path(out_dir)
     _claim(out, plan, overwrite=overwrite)
 
-    from .pool import package_versions
-
     manifest: dict[str, Any] = {
-        "kind": "hnm cross-fitted cross-encoder teacher", "format": 1, "complete": False, "plan": _digest(plan),
+        "kind": "hnm cross-fitted cross-encoder teacher", "format": 1, "complete": False, "plan": digest(plan),
         "settings": settings, "base": {"name": base.name, "path": base.path, "fingerprint": base.fingerprint},
         "collection": {**plan["collection"], "source": collection.source}, "unseen_queries": "mean of the fold models' logits",
         "folds": [{**f, "status": "pending"} for f in fold_plan], "versions": package_versions(),
@@ -258,11 +256,6 @@ def train_teacher(
     return TeacherTrainResult(out, tuple(results), manifest)
 
 
-def _digest(value: Any) -> str:
-    import hashlib
-
-    return hashlib.blake2b(json.dumps(value, sort_keys=True).encode(), digest_size=16).hexdigest()
-
 
 def _claim(out: Path, plan: dict[str, Any], *, overwrite: bool) -> None:
     """Make `out` ready for the teacher `plan`: keep the folds of an unfinished or finished run of the same plan,
@@ -273,7 +266,7 @@ def _claim(out: Path, plan: dict[str, Any], *, overwrite: bool) -> None:
             earlier = json.loads(manifest_file.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError):
             earlier = {}
-        if earlier.get("plan") != _digest(plan):
+        if earlier.get("plan") != digest(plan):
             if not overwrite:
                 changed = sorted(k for k, v in plan["settings"].items() if earlier.get("settings", {}).get(k) != v)
                 what = f"other settings ({', '.join(changed)})" if changed else "another base model or other data"

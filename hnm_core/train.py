@@ -34,7 +34,7 @@ import pyarrow as pa
 from .errors import DataError, SettingsError
 from .models import load_bi_encoder, resolve_precision
 from .outdir import check_out, write_output
-from .pool import package_versions
+from .manifest import digest, package_versions
 from .progress import Progress, no_progress
 from .settings import setting
 
@@ -139,7 +139,7 @@ def train_model(
             "base_model": {"name": ref.name, "path": ref.path, "fingerprint": ref.fingerprint},
             "settings": settings,
             # What a cached arm is keyed by: the data, the starting weights and the recipe (not the model's name).
-            "fingerprint": _digest({"file": file_digest(path), "base_model": ref.fingerprint,
+            "fingerprint": digest({"file": file_digest(path), "base_model": ref.fingerprint,
                                     **{k: v for k, v in settings.items() if k != "model"}}),
             "rows": table.num_rows,
             "rows_in_file": rows_in_file,
@@ -147,7 +147,7 @@ def train_model(
             "training_loss": output.training_loss,
             "seconds": seconds,
             "device": ref.device,
-            "versions": {**package_versions(), **_versions("datasets", "accelerate")},
+            "versions": {**package_versions("datasets", "accelerate")},
             **(extra_manifest or {}),
         }
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False), encoding="utf-8")
@@ -283,17 +283,3 @@ def file_digest(path: Path) -> str:
     return h.hexdigest()
 
 
-def _digest(value: Any) -> str:
-    return hashlib.blake2b(json.dumps(value, sort_keys=True, default=str).encode(), digest_size=16).hexdigest()
-
-
-def _versions(*names: str) -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {}
-    for name in names:
-        try:
-            out[name] = version(name)
-        except PackageNotFoundError:
-            continue
-    return out
