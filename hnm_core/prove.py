@@ -38,14 +38,15 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .data import Collection, load_collection
+from .data import Collection, beir_splits, load_collection, normalize_text
 from .errors import SettingsError
 from .manifest import atomic_write_bytes, digest, package_versions, to_json
 from .outdir import check_out, finish, read_marker, write_output
 from .progress import Progress, no_progress
 from .settings import SETTINGS, setting, validate
 
-__all__ = ["ARMS", "HEADLINE", "ArmRun", "ArmSummary", "ProofResult", "prove", "summarise", "load_proof"]
+__all__ = ["ARMS", "HEADLINE", "ArmRun", "ArmSummary", "ProofResult", "prove", "summarise", "load_proof",
+           "shared_queries", "disjoint_splits"]
 
 ARMS = setting("arms").choices
 HEADLINE = ("ndcg@10", "recall@100", "mrr@10")
@@ -131,6 +132,22 @@ def summarise(runs: Sequence[ArmRun]) -> tuple[ArmSummary, ...]:
                               {n: float(v.std(ddof=1)) if len(v) > 1 else 0.0 for n, v in values.items()},
                               round(float(np.mean([run.seconds for run in mine])) / 60, 2)))
     return tuple(out)
+
+
+def shared_queries(train: Collection, test: Collection) -> int:
+    """How many of `test`'s queries `train` holds too (by normalised text: ids may differ between splits)."""
+    seen = {normalize_text(text) for text in train.query_texts}
+    return sum(normalize_text(text) in seen for text in test.query_texts)
+
+
+def disjoint_splits(data: str | Path, train_split: str) -> list[str]:
+    """The qrels splits of the BEIR folder `data` that share no query with `train_split`: what a proof may score on."""
+    splits = beir_splits(data)
+    if train_split not in splits:
+        return []
+    train = load_collection(data, split=train_split)
+    return [name for name in splits if name != train_split
+            and not shared_queries(train, load_collection(data, split=name))]
 
 
 def _check(values: Mapping[str, Any]) -> tuple[dict[str, Any], tuple[int, ...]]:
@@ -238,9 +255,17 @@ def prove(
     from .train import file_digest, train_model
 
     values, seeds = _check(values or {})
-    out = _open(out_dir, [Path(data)])
+    check_out(out_dir, "proof", overwrite=True, inputs=[Path(data)])
     train = load_collection(data, split=values["train_split"])
     test = load_eval_collection(data, split=values["test_split"])
+    shared = shared_queries(train, test)
+    if shared:
+        others = [s for s in disjoint_splits(data, values["train_split"]) if s != values["test_split"]]
+        raise SettingsError(
+            f"{shared:,} of the {len(test.query_ids):,} queries of split {values['test_split']!r} are in split "
+            f"{values['train_split']!r} too, so their scores would reward memorising them. Fix: score on a split "
+            "of other queries" + (f" (--test-split {others[0]})" if others else ""))
+    out = _open(out_dir, [Path(data)])
     recipe = {name: values[name] for name in RECIPE}
     base = load_bi_encoder(values["train_model"], precision="fp32")
     trained_arms = [arm for arm in values["arms"] if arm != "zero"]

@@ -114,6 +114,15 @@ def splits_at(path: str) -> list[str]:
     return sorted(beir_splits(folder)) if folder is not None and folder.is_dir() else []
 
 
+@st.cache_data(show_spinner=False, max_entries=16)
+def disjoint_splits(path: str, train_split: str) -> list[str]:
+    """The splits of the folder at `path` that share no query with `train_split` (prove.disjoint_splits; cached, as
+    it reads every qrels file)."""
+    from hnm_core.prove import disjoint_splits as disjoint
+
+    return disjoint(path, train_split)
+
+
 def is_pool_folder(path: str) -> bool:
     """Whether `path` holds a pool saved by `hnm pool` / `hnm mine` (read with load_saved_pool, no mining)."""
     folder = Path(path.strip()).expanduser() if path.strip() else None

@@ -124,8 +124,10 @@ def setting_widget(
         value = where.slider(value_label, min_value=lo, max_value=hi, step=step, key=key, help=tooltip,
                              disabled=off, label_visibility=visibility)
     elif numeric:
+        # a learning rate (2e-5) would show as 0.00 in the default two decimals
+        small = spec.type is float and step is not None and step < 1e-3
         value = where.number_input(value_label, min_value=lo, max_value=hi, step=step, key=key, help=tooltip,
-                                   disabled=off, label_visibility=visibility)
+                                   disabled=off, label_visibility=visibility, format="%.1e" if small else None)
     else:
         value = where.text_input(value_label, key=key, help=tooltip, disabled=off, label_visibility=visibility,
                                  placeholder=placeholder)

@@ -646,7 +646,10 @@ def test_tune_audit_shows_the_sweep_and_applies_the_recommendation(tiny_bi_encod
 def test_train_page_offers_the_samples_splits_before_any_run():
     at = open_page(load_sample(new_session()), TRAIN)
     assert at.selectbox(key="setting:train_split").options == ["dev", "test", "train"]
-    assert at.selectbox(key="setting:test_split").options == ["dev", "test"]
+    # only splits of other queries: the sample's test split holds the 28 train queries too
+    assert at.selectbox(key="setting:test_split").options == ["dev"]
+    assert at.selectbox(key="setting:test_split").value == "dev"
+    assert at.number_input(key="setting:lr").format == "%.1e"  # 2e-5, not "0.00"
     assert at.multiselect(key="setting:arms").value == ["zero", "pairs", "naive", "hnm"]
     assert not at.get("plotly_chart")
 

@@ -71,6 +71,10 @@ def test_prove_trains_every_arm_alike_and_a_rerun_reuses_them(tiny_bi_encoder_di
 
 @pytest.mark.parametrize("flags, message", [
     (["--test-split", "train"], "train_split and test_split are both 'train'"),
+    # the sample's test split holds all 42 queries, its train split 28 of them: a proof must not score on those
+    (["--test-split", "test"], "28 of the 42 queries of split 'test' are in split 'train' too, so their scores "
+                               "would reward memorising them. Fix: score on a split of other queries "
+                               "(--test-split dev)"),
     (["--rounds", "2", "--arms", "zero,pairs"], "Fix: add hnm to --arms"),
     (["--seeds", "0,0"], "repeats a seed"),
     (["--loss", "margin_mse"], "Fix: prove with --loss mnrl or cached_mnrl"),
