@@ -2,7 +2,7 @@
 seeds 0, 1, 2, the protocol's recipe (all-MiniLM-L6-v2, MNRL, 1 epoch, batch 32, lr 2e-5, warmup 10%), arms zero,
 pairs, naive and hnm at the current defaults with 3 negatives per pair.
 
-    python bench/bench_prove.py [--datasets /work/shared/datasets] [--out bench-proof] [--only scifact]
+    python bench/bench_prove.py [--datasets ../shared/datasets] [--out bench-proof] [--only scifact]
                                 [--nfcorpus-pairs 20000] [--seeds 0,1,2] [-- extra hnm prove flags]
 
 Each arm takes ~25-35 minutes on two CPU cores with MiniLM (run it in the background, or on a GPU). Each proof folder
