@@ -462,21 +462,29 @@ def _false_negative_reasons(rows: np.ndarray, codes: np.ndarray, n_q: int, is_po
                             params: CurateParams) -> list[str]:
     """The false-negative rule that fired for each of `rows`: the ceiling when it did, else the lower margin line
     (the one the score is above; curate flags a row above either)."""
-    ref_all = _positive_ref(codes, n_q, is_pos, score, params.margin_ref)
+    s = score[rows]
+    by_ceiling = (s > np.float32(params.ceiling) if params.ceiling is not None
+                  else np.zeros(len(rows), dtype=bool))
+    ref = _positive_ref(codes, n_q, is_pos, score, params.margin_ref)[codes[rows]]
+    lines = []  # (threshold per row, how it is written, which margin)
+    if params.relative_margin is not None:
+        lines.append((ref - np.abs(ref) * params.relative_margin, f"{params.relative_margin * 100:g}%", "relative"))
+    if params.absolute_margin is not None:
+        lines.append((ref - params.absolute_margin, f"{params.absolute_margin:g}", "absolute"))
+    if lines:
+        which = np.argmin(np.stack([line for line, _, _ in lines]), axis=0)  # ties: the relative margin
+        line = np.choose(which, [line for line, _, _ in lines])
+    else:
+        which = line = np.zeros(len(rows))
     ref_name = "lowest" if params.margin_ref == "min" else "mean"
     out = []
-    for s, ref in zip(score[rows].tolist(), ref_all[codes[rows]].tolist()):
-        if params.ceiling is not None and np.float32(s) > np.float32(params.ceiling):
-            out.append("teacher {} > ceiling {}".format(*_pair(s, params.ceiling)))
+    for value, ceiling, r, t, w in zip(s.tolist(), by_ceiling.tolist(), ref.tolist(), line.tolist(), which.tolist()):
+        if ceiling:
+            out.append("teacher {} > ceiling {}".format(*_pair(value, params.ceiling)))
             continue
-        lines = []
-        if params.relative_margin is not None:
-            lines.append((ref - abs(ref) * params.relative_margin, f"{params.relative_margin * 100:g}%", "relative"))
-        if params.absolute_margin is not None:
-            lines.append((ref - params.absolute_margin, f"{params.absolute_margin:g}", "absolute"))
-        line, by, kind = min(lines, key=lambda x: x[0])
-        shown, _, d = _pair(s, line)
-        out.append(f"teacher {shown} > {ref_name} positive {ref:.{d}f} - {by} = {line:.{d}f} ({kind} margin)")
+        shown, _, d = _pair(value, t)
+        _, by, kind = lines[w]
+        out.append(f"teacher {shown} > {ref_name} positive {r:.{d}f} - {by} = {t:.{d}f} ({kind} margin)")
     return out
 
 
