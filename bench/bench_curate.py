@@ -1,8 +1,10 @@
 """Time `curate` on a synthetic pool: the app re-curates on every slider move, the target is < 100 ms for 100k rows.
+Also times `reasons` over the whole pool (what the `pool` export pays; pages explain one query's rows only).
 
     .venv/bin/python bench/bench_curate.py [--queries 1000] [--candidates 100] [--repeats 15]
 
-Prints one row per setting with the median and best wall time of `curate(frame, params)`.
+Prints one row per setting with the median and best wall time of `curate(frame, params)`, then the median of
+`reasons(frame, curation)`.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import time
 import numpy as np
 import pandas as pd
 
-from hnm_core.curate import CurateParams, curate
+from hnm_core.curate import CurateParams, curate, reasons
 from hnm_core.schema import POOL_COLUMNS
 
 
@@ -64,6 +66,8 @@ SETTINGS: tuple[tuple[str, CurateParams], ...] = (
     ("random + cluster", CurateParams(sampling="random", cluster_rule=True)),
     ("simans", CurateParams(sampling="simans")),
     ("simans + cluster", CurateParams(sampling="simans", cluster_rule=True)),
+    ("every rule on", CurateParams(ceiling=0.6, relative_margin=0.1, absolute_margin=0.1, skip_n=3, cluster_rule=True,
+                                   near_dup=0.7, floor=0.1)),
 )
 
 
@@ -76,7 +80,7 @@ def main() -> None:
     args = parser.parse_args()
     frame = synthetic_pool(args.queries, args.candidates, args.seed)
     print(f"pool: {len(frame):,} rows, {args.queries:,} queries")
-    print(f"{'setting':<34} {'median ms':>10} {'best ms':>9} {'selected':>9}")
+    print(f"{'setting':<34} {'median ms':>10} {'best ms':>9} {'selected':>9} {'reasons ms':>11}")
     for name, params in SETTINGS:
         curate(frame, params)  # warm-up: first-call allocations and imports
         times = []
@@ -84,7 +88,13 @@ def main() -> None:
             start = time.perf_counter()
             result = curate(frame, params)
             times.append(time.perf_counter() - start)
-        print(f"{name:<34} {np.median(times) * 1000:>10.1f} {min(times) * 1000:>9.1f} {result.n_selected:>9,}")
+        explain = []
+        for _ in range(max(args.repeats // 3, 1)):
+            start = time.perf_counter()
+            reasons(frame, result)
+            explain.append(time.perf_counter() - start)
+        print(f"{name:<34} {np.median(times) * 1000:>10.1f} {min(times) * 1000:>9.1f} {result.n_selected:>9,} "
+              f"{np.median(explain) * 1000:>11.1f}")
 
 
 if __name__ == "__main__":

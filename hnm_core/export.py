@@ -8,7 +8,8 @@ Formats (the names of the `formats` setting):
     labeled_pair   anchor, positive, label (1 positive, 0 negative), the columns of sentence-transformers'
                    mine_hard_negatives(output_format="labeled-pair")
     flag           FlagEmbedding JSONL: query, pos, neg, pos_scores, neg_scores, plus query_id, pos_ids, neg_ids
-    pool           the whole labelled pool (pool columns, label, selected, neg_rank, query_text, doc_text), Parquet
+    pool           the whole labelled pool (pool columns, label, selected, neg_rank, reason, query_text, doc_text),
+                   Parquet
 
 The sentence-transformers formats are Parquet or JSONL (`file_type`), each loadable with
 `datasets.load_dataset("parquet" | "json", data_files=...)`. hnm_core.rounds compares two exports' labelled pools.
@@ -28,7 +29,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .curate import Curation
+from .curate import Curation, reasons
 from .errors import ExportError
 from .manifest import fingerprints, package_versions, write_json
 from .outdir import write_output
@@ -228,6 +229,7 @@ class _Rows:
             label=pd.array(np.asarray(self.curation.labels, dtype=object), dtype="string"),
             selected=self.curation.selected,
             neg_rank=self.curation.neg_rank,
+            reason=pd.array(reasons(self.frame, self.curation), dtype="string"),
             query_text=pd.array(self.query_texts[self.codes], dtype="string"),
             doc_text=pd.array(_lookup(self.doc_ids, coll.doc_index, coll.doc_texts, "doc", coll.name),
                               dtype="string"),

@@ -59,10 +59,10 @@ else:
                "once per embedding set and cached on disk. Draw a lasso or box to list documents.")
 
 if selected_rows:
-    labels = dict(zip(table["doc_id"].map(collection.doc_index), table["label"]))
     st.subheader(f"Selected on the map: {len(selected_rows)} documents")
-    st.dataframe(tables.documents_table(collection, selected_rows, labels), hide_index=True,
-                 column_config={"text": st.column_config.TextColumn(width="large")})
+    st.dataframe(tables.documents_table(collection, selected_rows, table), hide_index=True,
+                 column_config={"reason": st.column_config.TextColumn(width="medium"),
+                                "text": st.column_config.TextColumn(width="large")})
 
 st.subheader("Candidates of this query")
 shown = st.multiselect("Show labels", list(counts.index), default=list(counts.index), key="explore_labels")
@@ -71,6 +71,8 @@ st.dataframe(
     hide_index=True,
     height=420,
     column_config={
+        "reason": st.column_config.TextColumn("reason", width="medium",
+                                              help="The rule that gave the label, with its numbers"),
         "text": st.column_config.TextColumn("text", width="large"),
         "neg_rank": st.column_config.NumberColumn("neg rank", help="Rank among the sampled negatives (0 = not one)"),
         **{c: st.column_config.NumberColumn(c, format="%.3f") for c in SCORE_COLUMNS},

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from hnm_core.audit import AuditFigures, SweepResult
-from hnm_core.curate import CurateParams, Curation, margin_thresholds
+from hnm_core.curate import CurateParams, Curation, margin_thresholds, reasons
 from hnm_core.pool import Pool
 from hnm_core.prove import ProofResult
 
@@ -102,6 +102,7 @@ def map_figure(coords: np.ndarray, pool: Pool, curation: Curation, query_id: str
     doc_rows = pool.frame["doc_id"].iloc[start:end].map(coll.doc_index).to_numpy(np.int64)
     kinds = _point_kinds(curation, rows)
     scores = pool.frame["teacher_score"].iloc[start:end].to_numpy(np.float32, na_value=np.nan)
+    why = reasons(pool.frame, curation, rows)
 
     fig = go.Figure()
     rest = np.setdiff1d(np.arange(n_docs), doc_rows)
@@ -134,10 +135,11 @@ def map_figure(coords: np.ndarray, pool: Pool, curation: Curation, query_id: str
             marker=dict(color=style.color, symbol=style.symbol, size=style.size,
                         line=dict(width=1, color="white" if kind != "easy" else style.color)),
             customdata=np.column_stack([[html.escape(coll.doc_ids[i], quote=False) for i in rows_k],
-                                        [_score_text(s) for s in scores[mask]]]),
+                                        [_score_text(s) for s in scores[mask]],
+                                        [html.escape(r, quote=False) for r in why[mask]]]),
             hovertext=[hover_text(coll.doc_texts[i]) for i in rows_k],
             hovertemplate=f"<b>%{{customdata[0]}}</b> · {html.escape(style.name)} · teacher %{{customdata[1]}}"
-                          "<br>%{hovertext}<extra></extra>",
+                          "<br><i>%{customdata[2]}</i><br>%{hovertext}<extra></extra>",
         ))
 
     q = coll.query_index[query_id]

@@ -11,7 +11,7 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
-from hnm_core.curate import Curation
+from hnm_core.curate import Curation, reasons
 from hnm_core.data import Collection
 from hnm_core.pool import Pool
 
@@ -70,8 +70,8 @@ def _sources(frame: pd.DataFrame) -> np.ndarray:
 
 
 def candidate_table(pool: Pool, curation: Curation, rows: tuple[int, int]) -> pd.DataFrame:
-    """The rows `rows` (one query's slice) of the pool with their label, sampling, provenance, every score and the
-    document text: the Explore page's linked table."""
+    """The rows `rows` (one query's slice) of the pool with their label, why (hnm_core.curate.reasons), sampling,
+    provenance, every score and the document text: the Explore page's linked table."""
     start, end = rows
     part = pool.frame.iloc[start:end]
     coll = pool.collection
@@ -81,6 +81,7 @@ def candidate_table(pool: Pool, curation: Curation, rows: tuple[int, int]) -> pd
     return pd.DataFrame({
         "doc_id": part["doc_id"].to_numpy(object),
         "label": shown,
+        "reason": reasons(pool.frame, curation, rows),
         "text": [coll.doc_texts[coll.doc_index[d]] for d in part["doc_id"].tolist()],
         "neg_rank": curation.neg_rank[start:end],
         "sources": _sources(part),
@@ -103,11 +104,14 @@ def query_preview(collection: Collection, n: int = 5) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["query_id", "query", "doc_id", "positive"])
 
 
-def documents_table(collection: Collection, doc_rows: list[int], labels: dict[int, str]) -> pd.DataFrame:
-    """Documents by position in the collection (a map selection), with their label for the chosen query."""
+def documents_table(collection: Collection, doc_rows: list[int], candidates: pd.DataFrame) -> pd.DataFrame:
+    """Documents by position in the collection (a map selection), with the label and reason `candidates` (the
+    chosen query's candidate_table) gives them; documents outside the query's pool are "corpus"."""
+    by_doc = candidates.set_index(candidates["doc_id"].map(collection.doc_index))
     return pd.DataFrame({
         "doc_id": [collection.doc_ids[i] for i in doc_rows],
-        "label": [labels.get(i, "corpus") for i in doc_rows],
+        "label": by_doc["label"].reindex(doc_rows).fillna("corpus").to_numpy(object),
+        "reason": by_doc["reason"].reindex(doc_rows).fillna("not in this query's pool").to_numpy(object),
         "text": [collection.doc_texts[i] for i in doc_rows],
     })
 

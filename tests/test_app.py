@@ -302,6 +302,10 @@ def test_tiny_mine_then_tune_sliders_change_the_counts_and_export_reads_back(tin
     pool = pd.read_parquet(tmp_path / "round-1" / "pool.parquet")
     assert pool["selected"].sum() == manifest["n_selected"]
     assert set(pool.loc[pool["selected"], "label"]) == {"hard"}
+    reason = pool["reason"].groupby(pool["label"])
+    assert reason.get_group("skipped").str.fullmatch(r"rank \d+ in .* \(skip-N 3\)").all()
+    assert reason.get_group("false_negative").str.fullmatch(rf"teacher \S+ > ceiling {ceiling.value:.2f}").all()
+    assert pool.loc[pool["selected"], "reason"].str.endswith(": selected").all()
     # the same folder again is refused unless replacing is ticked
     at.button(key="export_write").click().run()
     assert "exists and is not empty" in at.error[0].value
@@ -376,6 +380,12 @@ def test_a_cross_encoder_teacher_leaves_the_rest_unscored(tiny_bi_encoder_dir, t
     rows = label_rows(at)
     assert rows["unscored"] > 0 and rows["hard"] == 42 * 5
     assert any("sigmoid of a cross-encoder logit" in c.value for c in at.caption)
+    open_page(at, EXPLORE)
+    table = next(d.value for d in at.dataframe if "teacher_score" in d.value.columns)
+    reason = table.set_index("label")["reason"]
+    assert (reason["unscored"] == "not scored by the teacher (outside teacher_top_n)").all()
+    assert (reason["positive"] == "labelled positive").all()
+    assert reason["hard (selected)"].str.fullmatch(r"hard band, rank \d+ of 5: selected").all()
 
 
 def test_a_bi_encoder_is_refused_as_the_cross_encoder_teacher_before_any_scoring(tiny_bi_encoder_dir):
@@ -553,8 +563,31 @@ def test_map_figure_escapes_hover_text_zooms_and_thins_a_large_corpus(tiny_colle
         names[2] == "query"
     hover = " ".join(traces[1].hovertext)
     assert "&lt;img src=x onerror=alert(1)&gt;" in hover and "<img" not in hover
+    assert "%{customdata[2]}" in traces[1].hovertemplate
+    assert [row[2] for row in traces[1].customdata] == ["labelled positive"] * 2
+    assert {row[2] for row in traces[2].customdata} == {"not scored by the teacher (no teacher has scored this pool)"}
     assert drawn.figure.layout.xaxis.range is not None
     assert len(drawn.trace_docs) == len(traces) and sorted(drawn.trace_docs[1].tolist()) == [0, 8]
+
+
+def test_lasso_documents_carry_the_label_and_reason_of_the_candidate_table(tiny_collection, tmp_path):
+    from hnm_core.curate import CurateParams, curate
+    from hnm_core.pool import PoolParams, build_pool
+
+    pool = build_pool(tiny_collection, PoolParams.from_settings({"sources": ("bm25",), "top_k": 3}),
+                      cache_dir=tmp_path)
+    curation = curate(pool.frame, CurateParams(skip_n=2))
+    rows = tables.query_slices(pool.frame)["q1"]
+    candidates = tables.candidate_table(pool, curation, rows)
+    assert candidates["label"].tolist()[:2] == ["positive", "positive"]
+    assert candidates["reason"].tolist()[2] == "rank 1 in BM25 top-2 (skip-N 2)"
+    in_pool = [tiny_collection.doc_index[d] for d in candidates["doc_id"]]
+    outside = sorted(set(range(len(tiny_collection.doc_ids))) - set(in_pool))[0]
+    shown = tables.documents_table(tiny_collection, [in_pool[2], outside, in_pool[0]], candidates)
+    assert shown["label"].tolist() == ["skipped", "corpus", "positive"]
+    assert shown["reason"].tolist() == ["rank 1 in BM25 top-2 (skip-N 2)", "not in this query's pool",
+                                        "labelled positive"]
+    assert tables.documents_table(tiny_collection, [outside], candidates)["label"].tolist() == ["corpus"]
 
 
 def test_each_kind_of_point_has_its_own_colour_and_marker():

@@ -4,12 +4,13 @@ sampling against a row-by-row reference."""
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from hnm_core.curate import LABELS, CurateParams, ShortQuery, curate, margin_thresholds
+from hnm_core.curate import LABELS, CurateParams, ShortQuery, curate, margin_thresholds, reasons
 from hnm_core.errors import DataError, SettingsError
 from hnm_core.schema import POOL_COLUMNS
 from hnm_core.settings import validate
@@ -316,13 +317,8 @@ def reference_labels(frame: pd.DataFrame, p: CurateParams) -> list[str]:
     return out
 
 
-@pytest.mark.parametrize("params", [
-    CurateParams(),
-    CurateParams(ceiling=0.6, relative_margin=0.2, margin_ref="mean", skip_n=2, cluster_rule=True, near_dup=0.7,
-                 floor=0.2, negatives=3),
-    CurateParams(relative_margin=None, absolute_margin=0.15, cluster_rule=True, floor=0.3, negatives=5),
-])
-def test_labels_and_top_sampling_match_a_row_by_row_reference(params):
+def random_pool() -> pd.DataFrame:
+    """12 queries with 1-3 positives (some unscored) and 15 candidates each, every rule's column random."""
     rng = np.random.default_rng(42)
     rows = []
     for q in range(12):
@@ -336,7 +332,17 @@ def test_labels_and_top_sampling_match_a_row_by_row_reference(params):
                          "pos_sim_max": NAN if rng.random() < 0.3 else rng.uniform(0.3, 1.0),
                          "cluster": int(rng.integers(-1, 8)),
                          "teacher_score": NAN if rng.random() < 0.1 else round(rng.uniform(0.0, 1.0), 2)})
-    frame = pool_frame(rows)
+    return pool_frame(rows)
+
+
+@pytest.mark.parametrize("params", [
+    CurateParams(),
+    CurateParams(ceiling=0.6, relative_margin=0.2, margin_ref="mean", skip_n=2, cluster_rule=True, near_dup=0.7,
+                 floor=0.2, negatives=3),
+    CurateParams(relative_margin=None, absolute_margin=0.15, cluster_rule=True, floor=0.3, negatives=5),
+])
+def test_labels_and_top_sampling_match_a_row_by_row_reference(params):
+    frame = random_pool()
     result = curate(frame, params)
     assert list(result.labels) == reference_labels(frame, params)
     hard = frame.assign(label=reference_labels(frame, params)).query("label == 'hard'")
@@ -390,3 +396,146 @@ def test_margin_thresholds_are_the_line_curate_flags_above(margins):
     flagged = np.asarray(curate(frame, params).labels) == "false_negative"
     assert (flagged == (above & ~frame["is_positive"].to_numpy())).all()
     assert flagged.any() == bool(margins)
+
+
+def reason_of(candidate: dict, positive: dict | None = None, **params) -> str:
+    """The reason given for the candidate of `one_candidate`, with every rule off but `params`."""
+    frame = one_candidate(candidate, positive)
+    explained = reasons(frame, curate(frame, CurateParams(**{**OFF, **params})))
+    assert explained[0] == "labelled positive"
+    return explained[1]
+
+
+@pytest.mark.parametrize("params, candidate, expected", [
+    (dict(ceiling=0.7), {"teacher_score": 0.75}, "teacher 0.75 > ceiling 0.70"),
+    (dict(ceiling=0.66), {"teacher_score": 0.6601}, "teacher 0.6601 > ceiling 0.66"),  # never "0.66 > 0.66"
+    (dict(relative_margin=0.1), {"teacher_score": 0.73},
+     "teacher 0.73 > lowest positive 0.80 - 10% = 0.72 (relative margin)"),
+    (dict(relative_margin=0.025), {"teacher_score": 0.79},
+     "teacher 0.79 > lowest positive 0.80 - 2.5% = 0.78 (relative margin)"),
+    (dict(absolute_margin=0.05), {"teacher_score": 0.76},
+     "teacher 0.76 > lowest positive 0.80 - 0.05 = 0.75 (absolute margin)"),
+    # both margins on: the lower line is the one a score between them is above
+    (dict(relative_margin=0.1, absolute_margin=0.05), {"teacher_score": 0.73},
+     "teacher 0.73 > lowest positive 0.80 - 10% = 0.72 (relative margin)"),
+    (dict(relative_margin=0.01, absolute_margin=0.05), {"teacher_score": 0.76},
+     "teacher 0.76 > lowest positive 0.80 - 0.05 = 0.75 (absolute margin)"),
+    (dict(relative_margin=0.1, margin_ref="mean"), {"teacher_score": 0.73},
+     "teacher 0.73 > mean positive 0.80 - 10% = 0.72 (relative margin)"),
+    (dict(ceiling=0.7, relative_margin=0.1), {"teacher_score": 0.75}, "teacher 0.75 > ceiling 0.70"),
+    (dict(near_dup=0.9), {"pos_sim_max": 0.985}, "cosine 0.985 to positive p1 (near-duplicate > 0.90)"),
+    (dict(cluster_rule=True), {"cluster": 5}, "same k-means cluster 5 as positive p1"),
+    (dict(skip_n=10), {"dense_rank": 3}, "rank 3 in dense top-10 (skip-N 10)"),
+    (dict(skip_n=3), {"bm25_rank": 2, "dense_rank": 1}, "rank 2 in BM25 top-3 and rank 1 in dense top-3 (skip-N 3)"),
+    (dict(skip_n=3), {"bm25_rank": 3, "dense_rank": 7}, "rank 3 in BM25 top-3 (skip-N 3)"),
+    (dict(), {"teacher_score": NAN}, "not scored by the teacher (outside teacher_top_n)"),
+    (dict(floor=0.2), {"teacher_score": 0.12}, "teacher 0.12 < floor 0.20"),
+    (dict(floor=0.2), {"teacher_score": 0.1999}, "teacher 0.1999 < floor 0.20"),
+    (dict(), {}, "hard band, rank 1 of 1: selected"),
+    (dict(sampling="random"), {}, "hard band, rank 1 of 1: selected (random draw)"),
+])
+def test_each_rule_gives_its_reason_with_its_numbers(params, candidate, expected):
+    assert reason_of(candidate, **params) == expected
+
+
+@pytest.mark.parametrize("turned_off, expected", [
+    ({}, "teacher 0.10 > ceiling 0.05"),
+    (dict(ceiling=None), "cosine 0.990 to positive p1 (near-duplicate > 0.90)"),
+    (dict(ceiling=None, near_dup=None), "same k-means cluster 5 as positive p1"),
+    (dict(ceiling=None, near_dup=None, cluster_rule=False), "rank 1 in BM25 top-1 (skip-N 1)"),
+    (dict(ceiling=None, near_dup=None, cluster_rule=False, skip_n=0), "teacher 0.10 < floor 0.50"),
+])
+def test_the_reason_names_the_first_rule_that_matched(turned_off, expected):
+    assert reason_of(EVERYTHING, **{**ALL_ON, **turned_off}) == expected
+
+
+def test_a_pool_without_teacher_scores_says_so():
+    frame = one_candidate({"teacher_score": NAN}, positive={"teacher_score": NAN})
+    assert reasons(frame, curate(frame, CurateParams(**OFF)))[1] == ("not scored by the teacher "
+                                                                     "(no teacher has scored this pool)")
+
+
+def test_near_duplicate_of_one_of_several_positives_names_no_positive():
+    frame = pool_frame([{"doc_id": "p1", "is_positive": True, "teacher_score": 0.8},
+                        {"doc_id": "p2", "is_positive": True, "teacher_score": 0.8},
+                        {"doc_id": "c1", "pos_sim_max": 0.95, "teacher_score": 0.5}])
+    # pos_sim_max keeps the highest cosine only, so which positive it belongs to is unknown
+    assert reasons(frame, curate(frame, CurateParams(**{**OFF, "near_dup": 0.9})))[2] == (
+        "cosine 0.950 to its nearest positive (near-duplicate > 0.90)")
+
+
+def test_same_cluster_names_the_positive_in_that_cluster():
+    frame = pool_frame([{"doc_id": "p1", "is_positive": True, "cluster": 3, "teacher_score": 0.8},
+                        {"doc_id": "p2", "is_positive": True, "cluster": 8, "teacher_score": 0.8},
+                        {"doc_id": "c1", "cluster": 8, "teacher_score": 0.5},
+                        {"query_id": "q2", "doc_id": "p3", "is_positive": True, "cluster": 8, "teacher_score": 0.8},
+                        {"query_id": "q2", "doc_id": "c2", "cluster": 8, "teacher_score": 0.5}])
+    explained = reasons(frame, curate(frame, CurateParams(**{**OFF, "cluster_rule": True})))
+    assert list(explained[[2, 4]]) == ["same k-means cluster 8 as positive p2", "same k-means cluster 8 as positive p3"]
+
+
+@pytest.mark.parametrize("sampling, picked, left", [
+    ("top", ": selected", ": not sampled (quota 2)"),
+    ("random", ": selected (random draw)", ": not drawn (random, quota 2)"),
+    ("simans", ": selected (SimANS draw)", ": not drawn (simans, quota 2)"),
+])
+def test_hard_band_reasons_rank_by_teacher_score_and_say_whether_sampled(sampling, picked, left):
+    scores = [0.5, 0.6, 0.4, 0.3]
+    frame = pool_frame([{"doc_id": "p1", "is_positive": True, "teacher_score": 0.8}]
+                       + [{"doc_id": f"c{i}", "fused_rank": i + 1, "teacher_score": s} for i, s in enumerate(scores)])
+    result = curate(frame, CurateParams(**{**OFF, "negatives": 2, "sampling": sampling}))
+    explained = reasons(frame, result)[1:]
+    ranks = [2, 1, 3, 4]
+    assert list(explained) == [f"hard band, rank {r} of 4{picked if s else left}"
+                               for r, s in zip(ranks, result.selected[1:])]
+    if sampling == "top":
+        assert list(result.selected[1:]) == [True, True, False, False]
+
+
+@pytest.mark.parametrize("params", [
+    CurateParams(),
+    CurateParams(ceiling=0.6, relative_margin=0.2, margin_ref="mean", skip_n=2, cluster_rule=True, near_dup=0.7,
+                 floor=0.2, negatives=3),
+    CurateParams(relative_margin=None, absolute_margin=0.15, cluster_rule=True, floor=0.3, negatives=5),
+])
+def test_reasons_agree_with_labels_row_by_row_and_per_query_slice(params):
+    frame = random_pool()
+    result = curate(frame, params)
+    explained = reasons(frame, result)
+    labels = list(result.labels)
+    hard_per_query = frame.assign(label=labels).query("label == 'hard'").groupby("query_id").size()
+    patterns = {
+        "positive": r"labelled positive",
+        "false_negative": r"teacher (\S+) > (?:ceiling|lowest positive \S+ - \S+ =|mean positive \S+ - \S+ =) (\S+)"
+                          r"(?: \((?:relative|absolute) margin\))?",
+        "near_duplicate": r"cosine (\S+) to (?:its nearest positive|positive \S+) \(near-duplicate > (\S+)\)",
+        "same_cluster": r"same k-means cluster (\d+) as positive (\S+)",
+        "skipped": r"rank \d+ in (?:BM25|dense) top-\d+(?: and rank \d+ in dense top-\d+)? \(skip-N \d+\)",
+        "unscored": r"not scored by the teacher \(outside teacher_top_n\)",
+        "easy": r"teacher (\S+) < floor (\S+)",
+        "hard": r"hard band, rank (\d+) of (\d+): (selected|not sampled \(quota \d+\))",
+    }
+    for i, (label, reason) in enumerate(zip(labels, explained)):
+        row = frame.iloc[i]
+        match = re.fullmatch(patterns[label], reason)
+        assert match, (label, reason)
+        if label in ("false_negative", "near_duplicate"):
+            assert float(match[1]) > float(match[2])
+        elif label == "easy":
+            assert float(match[1]) < float(match[2])
+        elif label == "same_cluster":
+            positive = frame[(frame["doc_id"] == match[2]) & (frame["query_id"] == row["query_id"])].iloc[0]
+            assert positive["is_positive"] and positive["cluster"] == row["cluster"] == int(match[1])
+        elif label == "hard":
+            assert int(match[2]) == hard_per_query[row["query_id"]]
+            assert (match[3] == "selected") == result.selected[i] == (int(match[1]) <= params.negatives)
+    codes = pd.factorize(frame["query_id"])[0]
+    bounds = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1], True])  # each query's first row, then the end
+    for start, end in [*zip(bounds[:-1], bounds[1:]), (bounds[2], bounds[5])]:  # each query, and three together
+        assert list(reasons(frame, result, rows=(start, end))) == list(explained[start:end])
+
+
+def test_reasons_refuse_a_curation_of_another_frame():
+    frame = one_candidate({})
+    with pytest.raises(DataError, match="curation has 2 rows but the table 3"):
+        reasons(pool_frame([{}, {}, {}]), curate(frame, CurateParams()))

@@ -147,13 +147,22 @@ def test_pool_format_holds_every_row_with_labels_and_texts(pool, tmp_path):
     curation = curate(pool.frame, CurateParams(**{**OFF, "floor": 0.25}, negatives=2))
     export(pool, curation, tmp_path / "out", formats="pool")
     ds = load(tmp_path / "out" / "pool.parquet", tmp_path)
-    assert set(POOL_COLUMNS) | {"label", "selected", "neg_rank", "query_text", "doc_text"} == set(ds.column_names)
+    assert set(POOL_COLUMNS) | {"label", "selected", "neg_rank", "reason", "query_text", "doc_text"} == set(
+        ds.column_names)
     frame = ds.to_pandas()
     assert frame["label"].tolist() == list(curation.labels)
     assert frame["selected"].tolist() == curation.selected.tolist()
     assert frame["neg_rank"].tolist() == curation.neg_rank.tolist()
     assert frame["doc_text"].tolist() == [DOCS[d] for d in pool.frame["doc_id"]]
     assert frame["query_text"].tolist() == [QUERIES[q] for q in pool.frame["query_id"]]
+    assert frame["reason"].tolist() == [
+        "labelled positive", "labelled positive", "hard band, rank 1 of 3: selected",
+        "hard band, rank 2 of 3: selected", "hard band, rank 3 of 3: not sampled (quota 2)",
+        "labelled positive", "hard band, rank 1 of 2: selected", "not scored by the teacher (outside teacher_top_n)",
+        "hard band, rank 2 of 2: selected",
+        "labelled positive", "teacher 0.20 < floor 0.25", "teacher 0.10 < floor 0.25",
+        "labelled positive", "hard band, rank 1 of 1: selected",
+    ]
 
 
 def test_manifest_records_settings_fingerprints_versions_and_counts(pool, tmp_path):
