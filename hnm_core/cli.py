@@ -110,6 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("round_a", type=Path)
     p.add_argument("round_b", type=Path)
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
+    p.add_argument("--allow-different-collections", action="store_true",
+                   help="compare rounds whose manifests name different collections (refused by default)")
     p.set_defaults(run=_cmd_diff)
 
     p = sub.add_parser("audit", help="hide some labelled positives, mine, and measure how many come back as "
@@ -260,7 +262,7 @@ def _cmd_diff(args: argparse.Namespace) -> int:
 
     from .rounds import diff_rounds
 
-    result = diff_rounds(args.round_a, args.round_b)
+    result = diff_rounds(args.round_a, args.round_b, allow_different_collections=args.allow_different_collections)
     if args.json:
         print(json.dumps(asdict(result), indent=2, default=str))
     else:

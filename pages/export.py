@@ -91,7 +91,9 @@ if done is not None:
     _show(done)
     with st.expander("Compare with an earlier round (`hnm diff`)"):
         earlier = st.text_input("Earlier export folder (written with the pool format)", key="diff_dir")
+        other = st.checkbox("Compare even if it was mined from another collection", key="diff_any_collection")
         if earlier.strip():
             with shown_errors():
-                for sentence in diff_rounds(Path(earlier.strip()).expanduser(), done.out_dir).sentences():
+                diff = diff_rounds(Path(earlier.strip()).expanduser(), done.out_dir, allow_different_collections=other)
+                for sentence in diff.sentences():
                     st.markdown(f"- {sentence}")
