@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from hnm_core.schema import SCORE_COLUMNS
+from hnm_core.schema import RANK_MEANINGS, SCORE_COLUMNS
 from studio import escape, figures, loaders, tables
 from studio.state import TUNE_PAGE, current_curation, init_state, need_pool
 
@@ -74,5 +74,6 @@ st.dataframe(
         "text": st.column_config.TextColumn("text", width="large"),
         "neg_rank": st.column_config.NumberColumn("neg rank", help="Rank among the sampled negatives (0 = not one)"),
         **{c: st.column_config.NumberColumn(c, format="%.3f") for c in SCORE_COLUMNS},
+        **{c: st.column_config.NumberColumn(c, help=meaning) for c, meaning in RANK_MEANINGS.items()},
     },
 )
