@@ -16,6 +16,7 @@ from typing import NamedTuple
 import pandas as pd
 
 from .curate import LABELS
+from .data import counted
 from .errors import DataError
 from .export import FILE_NAMES
 from .schema import ROUND_COLUMNS, missing_columns
@@ -46,11 +47,11 @@ class RoundDiff:
 
     def sentences(self) -> list[str]:
         out = [
-            f"Round B kept {self.overlap:,} of round A's {self.a_selected:,} selected negatives "
+            f"Round B kept {self.overlap:,} of round A's {counted(self.a_selected, 'selected negative')} "
             f"(Jaccard {self.jaccard:.2f} over {self.a_selected:,} and {self.b_selected:,}).",
-            f"{self.a_dropped:,} of A's negatives are no longer selected in B; {self.a_now_easy:,} of them are now "
-            "labelled easy.",
-            f"B selected {self.new_in_b:,} negatives that A had not.",
+            f"{self.a_dropped:,} of A's negatives {'is' if self.a_dropped == 1 else 'are'} no longer selected in B; "
+            f"{self.a_now_easy:,} of them {'is' if self.a_now_easy == 1 else 'are'} now labelled easy.",
+            f"B selected {counted(self.new_in_b, 'negative')} that A had not.",
         ]
         changes = [t for t in self.transitions if t.before != t.after]
         if changes:

@@ -2,6 +2,7 @@
 
 import streamlit as st
 
+from hnm_core.data import counted
 from hnm_core.schema import RANK_MEANINGS, SCORE_COLUMNS
 from studio import escape, figures, loaders, tables
 from studio.state import TUNE_PAGE, current_curation, init_state, need_pool
@@ -60,7 +61,7 @@ else:
 
 if selected_rows:
     labels = dict(zip(table["doc_id"].map(collection.doc_index), table["label"]))
-    st.subheader(f"Selected on the map: {len(selected_rows)} documents")
+    st.subheader(f"Selected on the map: {counted(len(selected_rows), 'document')}")
     st.dataframe(tables.documents_table(collection, selected_rows, labels), hide_index=True,
                  column_config={"text": st.column_config.TextColumn(width="large")})
 

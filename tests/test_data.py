@@ -13,6 +13,7 @@ import pytest
 from hnm_core.data import (
     Collection,
     beir_splits,
+    counted,
     load_beir,
     load_collection,
     load_flag,
@@ -596,3 +597,14 @@ def test_cranfield_reports_its_two_empty_documents() -> None:
                                       "(471 on line 471, 995 on line 995).")
     assert "471" not in collection.doc_index
     assert beir_splits(DATASETS / "nfcorpus").keys() == {"test", "dev", "train"}
+
+
+@pytest.mark.parametrize(("count", "words", "expected"), [
+    (0, ("duplicate",), "0 duplicates"),
+    (1, ("duplicate",), "1 duplicate"),
+    (2, ("duplicate",), "2 duplicates"),
+    (1, ("query", "queries"), "1 query"),
+    (12345, ("query", "queries"), "12,345 queries"),
+])
+def test_counted_agrees_the_noun_with_the_count(count: int, words: tuple[str, ...], expected: str) -> None:
+    assert counted(count, *words) == expected

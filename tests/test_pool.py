@@ -9,7 +9,7 @@ from hnm_core.bm25 import tokenize
 from hnm_core.data import load_collection
 from hnm_core.errors import DataError, ExportError
 from hnm_core.models import load_bi_encoder
-from hnm_core.pool import PoolParams, build_pool, load_pool, save_pool
+from hnm_core.pool import PoolParams, PoolStats, build_pool, load_pool, save_pool
 from hnm_core.schema import POOL_COLUMNS, RANK_MEANINGS
 
 from .conftest import SHARED_DATASETS
@@ -143,3 +143,15 @@ def test_bm25_does_not_claim_documents_sharing_no_term(tiny_collection, tmp_path
     cands = pool.frame[~pool.frame["is_positive"]]
     assert (cands["bm25_score"] > 0).all()
     assert len(cands) < 10 * len(tiny_collection.query_ids)  # 12 docs: every query shares no term with some
+
+
+def test_pool_sentences_agree_nouns_with_counts():
+    stats = PoolStats(n_queries=1, n_candidates=1, n_positive_rows=1, dropped_positive_ids=1,
+                      dropped_positive_duplicates=1)
+    assert stats.sentences() == ["1 candidate for 1 query (1 labelled positive kept for scoring).",
+                                 "Left out 1 retrieved labelled positive and 1 duplicate of a positive under another id."]
+    stats = PoolStats(n_queries=2, n_candidates=0, n_positive_rows=3, dropped_positive_ids=0,
+                      dropped_positive_duplicates=2)
+    assert stats.sentences() == ["0 candidates for 2 queries (3 labelled positives kept for scoring).",
+                                 "Left out 0 retrieved labelled positives and 2 duplicates of a positive under another "
+                                 "id."]

@@ -10,7 +10,7 @@ from hnm_core.cli import main
 from hnm_core.curate import curate
 from hnm_core.errors import DataError
 from hnm_core.export import export
-from hnm_core.rounds import diff_rounds
+from hnm_core.rounds import RoundDiff, diff_rounds
 
 from .test_export import PARAMS, make_pool, pool_frame, rows
 
@@ -58,3 +58,14 @@ def test_cli_diff_refuses_in_one_line_unless_told(two_collections, capsys):
     assert "different collections" in captured.err
     assert main(["diff", str(a), str(b), "--allow-different-collections"]) == 0
     assert "Round B kept" in capsys.readouterr().out
+
+
+def test_round_sentences_agree_nouns_with_counts():
+    one = RoundDiff(a_selected=1, b_selected=1, overlap=0, jaccard=0.0, a_now_easy=1, a_dropped=1, new_in_b=1,
+                    transitions=())
+    assert one.sentences() == [
+        "Round B kept 0 of round A's 1 selected negative (Jaccard 0.00 over 1 and 1).",
+        "1 of A's negatives is no longer selected in B; 1 of them is now labelled easy.",
+        "B selected 1 negative that A had not.",
+        "No candidate changed label.",
+    ]

@@ -13,7 +13,7 @@ from typing import Any
 from ..errors import DataError
 from .collection import _SPACE
 
-__all__ = ["FILE_SUFFIXES"]
+__all__ = ["FILE_SUFFIXES", "counted"]
 
 
 FILE_SUFFIXES: tuple[str, ...] = (".jsonl", ".json", ".csv", ".tsv", ".parquet")
@@ -191,7 +191,9 @@ def _error(path: Path, where: _Where, message: str, fix: str) -> DataError:
     return DataError(path, f"{where}: {message}", fix=fix)
 
 
-def _n(count: int, singular: str, plural: str | None = None) -> str:
+def counted(count: int, singular: str, plural: str | None = None) -> str:
+    """`count` and the noun that agrees with it ("1 duplicate", "2 duplicates", "1 query"/"3 queries" with
+    `plural`): the one helper every user-facing count sentence uses."""
     return f"{count:,} {singular if count == 1 else plural or singular + 's'}"
 
 
