@@ -471,6 +471,13 @@ BAD_INPUTS = [
      "p.json", "p.json: record 2", "empty query"),
     ("json-array-syntax", {"p.json": '[\n{"query": "a", "positive": "b"},\n{"query": }\n]'}, "p.json", "p.json:3",
      "invalid JSON"),
+    # a file cut short: the break's own line and column, not "column 1" of the (empty) next line
+    ("corpus-line-cut-short", {"corpus.jsonl": '{"_id": "d1", "text": "a"}\n{"_id": "d2", "text": \n'}, ".",
+     "corpus.jsonl:2", "invalid JSON (Expecting value, column 23)"),
+    ("corpus-string-cut-short", {"corpus.jsonl": '{"_id": "d1", "text": "a"}\r\n{"_id": "d2", "text": "Attent\r\n'},
+     ".", "corpus.jsonl:2", "invalid JSON (Unterminated string starting at, column 23)"),
+    ("json-array-cut-short", {"p.json": '[\n{"query": "a", "positive": "b"},\n{"query": "c", "positive": "d"}\n\n'},
+     "p.json", "p.json:3", "invalid JSON (Expecting ',' delimiter, column 32)"),
     ("parquet-empty-positive", {"p.parquet": pd.DataFrame({"query": ["a", "b"], "positive": ["c", None]})},
      "p.parquet", "p.parquet: row 2", "no positive"),
     ("parquet-int-column", {"p.parquet": pd.DataFrame({"query": ["a"], "positive": [3]})}, "p.parquet",
