@@ -5,6 +5,7 @@ import streamlit as st
 from hnm_core.data import counted
 from hnm_core.schema import RANK_MEANINGS, SCORE_COLUMNS
 from studio import escape, figures, loaders, tables
+from studio.search import search_queries
 from studio.state import TUNE_PAGE, current_curation, init_state, need_pool
 
 init_state()
@@ -17,9 +18,7 @@ params, curation = current_curation(pool)
 
 slices = loaders.query_slices(result.key, pool)
 search = st.text_input("Search queries (id or words)", key="query_search", placeholder="e.g. python, q07")
-words = search.casefold().split()
-matches = [q for q in collection.query_ids if q in slices
-           and all(w in f"{q} {collection.query_texts[collection.query_index[q]]}".casefold() for w in words)]
+matches = [q for q in search_queries(collection.query_ids, collection.query_texts, search) if q in slices]
 if not matches:
     st.warning(f"No query matches {escape.plain(repr(search))}.")
     st.stop()
