@@ -186,9 +186,9 @@ def _settings(args: argparse.Namespace, stages: Sequence[Stage],
 
 
 def _progress(args: argparse.Namespace):
-    from .progress import TqdmProgress, no_progress
+    from .progress import no_progress, terminal_progress
 
-    return no_progress if args.quiet else TqdmProgress()
+    return no_progress if args.quiet else terminal_progress()
 
 
 def _say(lines: Sequence[str]) -> None:
