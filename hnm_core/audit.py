@@ -37,7 +37,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from .curate import CurateParams, Curation, curate
-from .data import Collection
+from .data import Collection, counted
 from .errors import DataError
 from .leak import CAUGHT_LABELS, AuditFigures, HiddenSplit, audit_figures, hidden_rows, hide_positives
 from .manifest import fingerprints, package_versions, to_json, write_json
@@ -145,8 +145,9 @@ class AuditReport:
         rec = self.sweep.recommendation
         flags = " ".join(f"{setting(n).flag} {'off' if v is None else v}" for n, v in rec.settings.items())
         return [
-            f"Hid {self.split.n_hidden:,} positives of {self.split.n_audited:,} queries (hide {self.split.hide:g}, "
-            f"seed {self.split.seed}); mined {self.figures.n_queries:,} queries with the rest.",
+            f"Hid {counted(self.split.n_hidden, 'positive')} of {counted(self.split.n_audited, 'query', 'queries')} "
+            f"(hide {self.split.hide:g}, seed {self.split.seed}); mined "
+            f"{counted(self.figures.n_queries, 'query', 'queries')} with the rest.",
             *self.figures.sentences(),
             f"Recommended ({'meets the targets' if rec.met_target else 'targets not met'}): {flags}: {rec.reason}.",
             *[f"  {line}" for line in rec.figures.sentences()],

@@ -24,6 +24,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from .data import counted
 from .errors import HnmError, HnmWarning, SettingsError
 from .outdir import check_out, finish
 from .prove import STAGES as PROVE_STAGES
@@ -110,6 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("round_a", type=Path)
     p.add_argument("round_b", type=Path)
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
+    p.add_argument("--allow-different-collections", action="store_true",
+                   help="compare rounds whose manifests name different collections (refused by default)")
     p.set_defaults(run=_cmd_diff)
 
     p = sub.add_parser("audit", help="hide some labelled positives, mine, and measure how many come back as "
@@ -183,9 +186,9 @@ def _settings(args: argparse.Namespace, stages: Sequence[Stage],
 
 
 def _progress(args: argparse.Namespace):
-    from .progress import TqdmProgress, no_progress
+    from .progress import no_progress, terminal_progress
 
-    return no_progress if args.quiet else TqdmProgress()
+    return no_progress if args.quiet else terminal_progress()
 
 
 def _say(lines: Sequence[str]) -> None:
@@ -260,7 +263,7 @@ def _cmd_diff(args: argparse.Namespace) -> int:
 
     from .rounds import diff_rounds
 
-    result = diff_rounds(args.round_a, args.round_b)
+    result = diff_rounds(args.round_a, args.round_b, allow_different_collections=args.allow_different_collections)
     if args.json:
         print(json.dumps(asdict(result), indent=2, default=str))
     else:
@@ -304,8 +307,8 @@ def _cmd_train_teacher(args: argparse.Namespace) -> int:
                            pool_settings=values, cache_dir=args.cache_dir,
                            overwrite=args.overwrite, progress=_progress(args))
     _say(result.sentences())
-    print(f"Teacher saved to {result.out_dir} ({result.trained} folds trained, {result.reused} kept); mine with "
-          f"`hnm mine DATA --teacher cross-encoder --teacher-model {result.out_dir}`")
+    print(f"Teacher saved to {result.out_dir} ({counted(result.trained, 'fold')} trained, {result.reused} kept); "
+          f"mine with `hnm mine DATA --teacher cross-encoder --teacher-model {result.out_dir}`")
     return 0
 
 
@@ -331,7 +334,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
                          precision=values["train_precision"], overwrite=args.overwrite,
                          extra_manifest={"command": " ".join(["hnm", *sys.argv[1:]]) if sys.argv else "hnm train"},
                          progress=_progress(args))
-    print(f"Trained {result.steps:,} steps on {result.rows:,} rows in {result.seconds:,.0f} s "
+    print(f"Trained {counted(result.steps, 'step')} on {counted(result.rows, 'row')} in {result.seconds:,.0f} s "
           f"(mean loss {result.training_loss:.4f}); model saved to {result.out_dir}")
     return 0
 
@@ -356,9 +359,9 @@ def _cmd_prove(args: argparse.Namespace) -> int:
                    progress=_progress(args))
     print(result.table())
     for seed, diff in result.rounds.items():
-        print(f"Round 2 (seed {seed}): {diff['overlap']:,} of {diff['a_selected']:,} round-1 negatives kept, "
+        print(f"Round 2 (seed {seed}): {diff['overlap']:,} of {counted(diff['a_selected'], 'round-1 negative')} kept, "
               f"{diff['new_in_b']:,} new, Jaccard {diff['jaccard']:.3f}")
-    print(f"{result.trained} arm runs trained, {len(result.runs) - result.trained} reused or untrained; "
+    print(f"{counted(result.trained, 'arm run')} trained, {len(result.runs) - result.trained} reused or untrained; "
           f"prove.json saved to {result.out_dir}")
     return 0
 

@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from .data import Collection, load_collection
+from .data import Collection, counted, load_collection
 from .errors import SettingsError
 from .models import LoadedModel, load_bi_encoder
 from .progress import Progress, no_progress
@@ -69,7 +69,8 @@ class EvalResult:
         """The headline figures (those whose k was asked for), one per line, aligned."""
         names = [name for name in HEADLINE if name in self.metrics] or list(self.metrics)
         width = max(len(name) for name in names)
-        lines = [f"{self.model} on {self.collection}: {self.n_queries:,} queries, {self.n_docs:,} documents"]
+        lines = [f"{self.model} on {self.collection}: {counted(self.n_queries, 'query', 'queries')}, "
+                 f"{counted(self.n_docs, 'document')}"]
         lines += [f"  {name:<{width}}  {self.metrics[name]:.4f}" for name in names]
         return "\n".join(lines)
 

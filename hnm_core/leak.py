@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from .curate import LABELS, Curation
-from .data import Collection, normalize_text
+from .data import Collection, counted, normalize_text
 from .errors import DataError, SettingsError
 from .settings import setting
 
@@ -136,14 +136,15 @@ class AuditFigures:
     def sentences(self) -> list[str]:
         """Human lines for the CLI and the app."""
         return [
-            f"Leak: {percent(self.leak_rate)} of the {self.n_selected:,} exported negatives are hidden positives "
-            f"({self.n_leaked:,}).",
-            f"Caught: {percent(self.hidden_caught)} of the {self.n_hidden_in_pool:,} hidden positives in the pool were "
-            f"labelled {' / '.join(CAUGHT_LABELS)} ({self.n_caught:,}); {percent(self.hidden_exported)} of all "
-            f"{self.n_hidden:,} hidden positives were exported as negatives.",
+            f"Leak: {percent(self.leak_rate)} of the {counted(self.n_selected, 'exported negative')} are hidden "
+            f"positives ({self.n_leaked:,}).",
+            f"Caught: {percent(self.hidden_caught)} of the {counted(self.n_hidden_in_pool, 'hidden positive')} in the "
+            f"pool were labelled {' / '.join(CAUGHT_LABELS)} ({self.n_caught:,}); {percent(self.hidden_exported)} of "
+            f"all {counted(self.n_hidden, 'hidden positive')} were exported as negatives.",
             f"Hardness: mean teacher score {self.mean_teacher:.3f}; mean dense rank {self.mean_dense_rank:.1f} over "
             f"the {percent(self.dense_found)} of negatives in the dense top-K.",
-            f"Coverage: {self.n_full_quota:,} of {self.n_queries:,} queries ({percent(self.coverage)}) got their full "
+            f"Coverage: {self.n_full_quota:,} of {counted(self.n_queries, 'query', 'queries')} "
+            f"({percent(self.coverage)}) got their full "
             "quota of negatives.",
         ]
 

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from .cache import EmbeddingCache
-from .data import Collection, normalize_text
+from .data import Collection, counted, normalize_text
 from .manifest import package_versions, write_json
 from .models import LoadedModel, load_bi_encoder
 from .progress import Progress, no_progress
@@ -58,12 +58,12 @@ class PoolStats:
     found_by: dict[str, int] = field(default_factory=dict)  # "bm25", "dense", "bm25+dense" -> candidates
 
     def sentences(self) -> list[str]:
-        out = [f"{self.n_candidates:,} candidates for {self.n_queries:,} queries "
-               f"({self.n_positive_rows:,} labelled positives kept for scoring)."]
+        out = [f"{counted(self.n_candidates, 'candidate')} for {counted(self.n_queries, 'query', 'queries')} "
+               f"({counted(self.n_positive_rows, 'labelled positive')} kept for scoring)."]
         names = {"bm25": "BM25 only", "dense": "dense only", "bm25+dense": "both BM25 and dense"}
         out += [f"{n:,} found by {names.get(key, key)}." for key, n in sorted(self.found_by.items())]
-        out.append(f"Left out {self.dropped_positive_ids:,} retrieved labelled positives and "
-                   f"{self.dropped_positive_duplicates:,} duplicates of a positive under another id.")
+        out.append(f"Left out {counted(self.dropped_positive_ids, 'retrieved labelled positive')} and "
+                   f"{counted(self.dropped_positive_duplicates, 'duplicate')} of a positive under another id.")
         return out
 
 

@@ -1,11 +1,14 @@
 """Rounds: how the negatives of one export differ from another's (mine, train, mine again with the new model).
 
 `diff_rounds(a_dir, b_dir)` reads the labelled pools of two exports written with the `pool` format and counts,
-per (query, document) pair, what was selected in each round and how each label changed.
+per (query, document) pair, what was selected in each round and how each label changed. Rounds mined from
+different collections share no pairs, so their comparison is meaningless ("Jaccard 0.00"): it is refused unless asked
+for, by the collection each export's manifest names.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -13,6 +16,7 @@ from typing import NamedTuple
 import pandas as pd
 
 from .curate import LABELS
+from .data import counted
 from .errors import DataError
 from .export import FILE_NAMES
 from .schema import ROUND_COLUMNS, missing_columns
@@ -43,11 +47,11 @@ class RoundDiff:
 
     def sentences(self) -> list[str]:
         out = [
-            f"Round B kept {self.overlap:,} of round A's {self.a_selected:,} selected negatives "
+            f"Round B kept {self.overlap:,} of round A's {counted(self.a_selected, 'selected negative')} "
             f"(Jaccard {self.jaccard:.2f} over {self.a_selected:,} and {self.b_selected:,}).",
-            f"{self.a_dropped:,} of A's negatives are no longer selected in B; {self.a_now_easy:,} of them are now "
-            "labelled easy.",
-            f"B selected {self.new_in_b:,} negatives that A had not.",
+            f"{self.a_dropped:,} of A's negatives {'is' if self.a_dropped == 1 else 'are'} no longer selected in B; "
+            f"{self.a_now_easy:,} of them {'is' if self.a_now_easy == 1 else 'are'} now labelled easy.",
+            f"B selected {counted(self.new_in_b, 'negative')} that A had not.",
         ]
         changes = [t for t in self.transitions if t.before != t.after]
         if changes:
@@ -57,8 +61,14 @@ class RoundDiff:
         return out
 
 
-def diff_rounds(a_dir: str | Path, b_dir: str | Path) -> RoundDiff:
-    """Compare two exports that include the `pool` format (their labelled pool files)."""
+def diff_rounds(a_dir: str | Path, b_dir: str | Path, *, allow_different_collections: bool = False) -> RoundDiff:
+    """Compare two exports that include the `pool` format (their labelled pool files).
+
+    allow_different_collections: compare even when the manifests name different collections (name, source, number
+    of documents or queries); by default that raises a DataError.
+    """
+    if not allow_different_collections:
+        _check_same_collection(a_dir, b_dir)
     key = ["query_id", "doc_id"]
     a, b = _labelled_pool(a_dir), _labelled_pool(b_dir)
     both = a.merge(b, on=key, how="outer", suffixes=("_a", "_b"))
@@ -79,6 +89,35 @@ def diff_rounds(a_dir: str | Path, b_dir: str | Path) -> RoundDiff:
         new_in_b=int((sel_b & ~sel_a).sum()),
         transitions=tuple(Transition(str(before), str(after), int(n)) for (before, after), n in pairs.items()),
     )
+
+
+# What identifies a collection in an export's manifest (pool.py records these when it mines).
+_COLLECTION_KEYS = ("name", "source", "docs", "queries")
+
+
+def _check_same_collection(a_dir: str | Path, b_dir: str | Path) -> None:
+    a, b = _collection(a_dir), _collection(b_dir)
+    differ = [f"{key} {a[key]!r} vs {b[key]!r}" for key in _COLLECTION_KEYS
+              if key in a and key in b and a[key] != b[key]]
+    if differ:
+        raise DataError(Path(b_dir) / "manifest.json",
+                        f"the two rounds were mined from different collections ({'; '.join(differ)}).",
+                        fix="compare rounds of one collection, or allow it (hnm diff --allow-different-collections; in the "
+                            "studio, the 'another collection' checkbox)")
+
+
+def _collection(folder: str | Path) -> dict:
+    path = Path(folder) / "manifest.json"
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DataError(path, "no manifest.json, so the round's collection is unknown.",
+                        fix="point at a folder written by hnm export, or pass --allow-different-collections") from None
+    except json.JSONDecodeError as err:
+        raise DataError(path, f"not valid JSON ({err.msg}).", line=err.lineno,
+                        fix="re-export the round, or pass --allow-different-collections") from None
+    info = manifest.get("collection") if isinstance(manifest, dict) else None
+    return info if isinstance(info, dict) else {}
 
 
 def _labelled_pool(folder: str | Path) -> pd.DataFrame:

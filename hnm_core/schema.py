@@ -11,7 +11,7 @@ import pandas as pd
 
 from .errors import DataError
 
-__all__ = ["POOL_COLUMNS", "SCORE_COLUMNS", "CURATE_COLUMNS", "LABELLED_COLUMNS", "ROUND_COLUMNS",
+__all__ = ["RANK_MEANINGS", "POOL_COLUMNS", "SCORE_COLUMNS", "CURATE_COLUMNS", "LABELLED_COLUMNS", "ROUND_COLUMNS",
            "missing_columns", "require_columns"]
 
 POOL_COLUMNS: dict[str, str] = {
@@ -31,6 +31,19 @@ POOL_COLUMNS: dict[str, str] = {
     "teacher_score": "float32",
 }
 """Column -> pandas dtype, in the order the pool table has them."""
+
+RANK_MEANINGS: dict[str, str] = {
+    "bm25_rank": "1-based rank among the query's BM25 results; candidates are ranked among non-positive documents only "
+                 "(rank 1 = the most BM25-similar non-positive), positives among all documents. "
+                 "0 = not ranked: outside the top-K",
+    "dense_rank": "as `bm25_rank`, for the dense ranking. 0 = not ranked: outside the top-K",
+    "fused_rank": "candidates: rank by reciprocal-rank fusion of the sources (RRF, k=60), 1 = best. "
+                  "0 = not ranked: a positive (positives are not fused; their ranks are in `bm25_rank` and "
+                  "`dense_rank`)",
+}
+"""What each rank column means. Every rank starts at 1 and 0 always means "not ranked in this list" (never a rank
+or a label), so a reader need not know which column treats positives how; docs/ARCHITECTURE.md and the studio's
+table headers quote these."""
 
 SCORE_COLUMNS: tuple[str, ...] = tuple(name for name, dtype in POOL_COLUMNS.items() if dtype == "float32")
 """The float columns: NaN where the score was not computed (no BM25 match, no dense run, not scored)."""

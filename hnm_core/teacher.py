@@ -22,6 +22,7 @@ from typing import Any, Literal
 import numpy as np
 
 from .cache import ChunkPacer, PairScoreCache, pair_keys
+from .data import counted
 from .errors import ModelOutputError
 from .models import CrossFitTeacher, LoadedModel, load_bi_encoder, load_cross_encoder
 from .pool import Pool
@@ -196,7 +197,8 @@ def _pair_scores(q_texts: np.ndarray, d_texts: np.ndarray, model: LoadedModel, *
         logits = np.asarray(logits, dtype=np.float32).reshape(-1)
         if not np.isfinite(logits).all():
             raise ModelOutputError(
-                f"{model.name}: produced NaN or infinite scores for {int((~np.isfinite(logits)).sum())} pairs; "
+                f"{model.name}: produced NaN or infinite scores for "
+                f"{counted(int((~np.isfinite(logits)).sum()), 'pair')}; "
                 "nothing of them was cached. Fix: check the model's weights, or run it in fp32 (--precision fp32).")
         cache.add(keys[rows], logits)
         start += len(rows)

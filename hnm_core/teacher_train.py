@@ -47,9 +47,9 @@ from typing import Any
 
 import numpy as np
 
-from .manifest import atomic_write_bytes, digest, package_versions
-from .data import Collection
+from .data import Collection, counted
 from .errors import ExportError, SettingsError
+from .manifest import atomic_write_bytes, digest, package_versions
 from .models import CROSS_FIT_MANIFEST, LoadedModel, check_cross_encoder, load_bi_encoder, query_key
 from .pool import PoolParams
 from .progress import Progress, no_progress
@@ -93,9 +93,10 @@ class TeacherTrainResult:
         out = []
         for f in self.folds:
             what = f"trained in {f.seconds:.1f} s" if f.trained else "kept from an earlier run"
-            out.append(f"Fold {f.index}: holds out {len(f.query_ids):,} queries; its model learnt {f.positives:,} "
-                       f"positives and {f.negatives:,} negatives from {f.train_queries:,} other queries, leaving out "
-                       f"{f.in_band:,} candidates ranked within the top {self.manifest['settings']['band']} "
+            out.append(f"Fold {f.index}: holds out {counted(len(f.query_ids), 'query', 'queries')}; its model "
+                       f"learnt {counted(f.positives, 'positive')} and {counted(f.negatives, 'negative')} from "
+                       f"{counted(f.train_queries, 'other query', 'other queries')}, leaving out "
+                       f"{counted(f.in_band, 'candidate')} ranked within the top {self.manifest['settings']['band']} "
                        f"(likely false negatives); {what}.")
         return out
 

@@ -2,8 +2,10 @@
 
 import streamlit as st
 
-from hnm_core.schema import SCORE_COLUMNS
+from hnm_core.data import counted
+from hnm_core.schema import RANK_MEANINGS, SCORE_COLUMNS
 from studio import escape, figures, loaders, tables
+from studio.search import search_queries
 from studio.state import TUNE_PAGE, current_curation, init_state, need_pool
 
 init_state()
@@ -16,9 +18,7 @@ params, curation = current_curation(pool)
 
 slices = loaders.query_slices(result.key, pool)
 search = st.text_input("Search queries (id or words)", key="query_search", placeholder="e.g. python, q07")
-words = search.casefold().split()
-matches = [q for q in collection.query_ids if q in slices
-           and all(w in f"{q} {collection.query_texts[collection.query_index[q]]}".casefold() for w in words)]
+matches = [q for q in search_queries(collection.query_ids, collection.query_texts, search) if q in slices]
 if not matches:
     st.warning(f"No query matches {escape.plain(repr(search))}.")
     st.stop()
@@ -59,7 +59,7 @@ else:
                "once per embedding set and cached on disk. Draw a lasso or box to list documents.")
 
 if selected_rows:
-    st.subheader(f"Selected on the map: {len(selected_rows)} documents")
+    st.subheader(f"Selected on the map: {counted(len(selected_rows), 'document')}")
     st.dataframe(tables.documents_table(collection, selected_rows, table), hide_index=True,
                  column_config={"reason": st.column_config.TextColumn(width="medium"),
                                 "text": st.column_config.TextColumn(width="large")})
@@ -76,5 +76,6 @@ st.dataframe(
         "text": st.column_config.TextColumn("text", width="large"),
         "neg_rank": st.column_config.NumberColumn("neg rank", help="Rank among the sampled negatives (0 = not one)"),
         **{c: st.column_config.NumberColumn(c, format="%.3f") for c in SCORE_COLUMNS},
+        **{c: st.column_config.NumberColumn(c, help=meaning) for c, meaning in RANK_MEANINGS.items()},
     },
 )

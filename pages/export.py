@@ -6,6 +6,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from hnm_core.data import counted
 from hnm_core.export import export
 from hnm_core.rounds import diff_rounds
 from studio import escape, loaders, tables
@@ -27,7 +28,7 @@ st.title("Export")
 result = need_pool()
 pool = result.pool
 params, curation = current_curation(pool)
-st.markdown(f"{curation.n_selected:,} sampled negatives for {curation.n_queries:,} queries "
+st.markdown(f"{counted(curation.n_selected, 'sampled negative')} for {counted(curation.n_queries, 'query', 'queries')} "
             f"({curation.n_full_quota:,} with the full {params.negatives}), from the settings on Tune.")
 
 formats = setting_widget("formats", label="Formats")
@@ -48,7 +49,7 @@ def _show(done) -> None:
         head, button = st.columns([4, 1])
         info = done.manifest["files"].get(path.name, {})
         rows = info.get("rows")
-        head.markdown(f"**{path.name}**" + (f" · {rows:,} rows" if rows is not None else ""))
+        head.markdown(f"**{path.name}**" + (f" · {counted(rows, 'row')}" if rows is not None else ""))
         button.download_button("Download", data=partial(path.read_bytes), file_name=path.name, key=f"dl:{path.name}",
                                on_click="ignore", icon=":material/download:")
         if rows:
@@ -91,7 +92,9 @@ if done is not None:
     _show(done)
     with st.expander("Compare with an earlier round (`hnm diff`)"):
         earlier = st.text_input("Earlier export folder (written with the pool format)", key="diff_dir")
+        other = st.checkbox("Compare even if it was mined from another collection", key="diff_any_collection")
         if earlier.strip():
             with shown_errors():
-                for sentence in diff_rounds(Path(earlier.strip()).expanduser(), done.out_dir).sentences():
+                diff = diff_rounds(Path(earlier.strip()).expanduser(), done.out_dir, allow_different_collections=other)
+                for sentence in diff.sentences():
                     st.markdown(f"- {sentence}")

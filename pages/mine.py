@@ -4,6 +4,7 @@ import time
 
 import streamlit as st
 
+from hnm_core.data import counted
 from hnm_core.errors import HnmError
 from hnm_core.pipeline import MiningParams
 from hnm_core.settings import DEFAULT_MODEL, SETTINGS
@@ -16,8 +17,8 @@ init_state()
 st.title("Mine")
 data = need_data()
 collection = data.collection
-st.caption(f"Data: {escape.plain(collection.name)} · {len(collection.doc_ids):,} documents · "
-           f"{len(collection.query_ids):,} queries")
+st.caption(f"Data: {escape.plain(collection.name)} · {counted(len(collection.doc_ids), 'document')} · "
+           f"{counted(len(collection.query_ids), 'query', 'queries')}")
 
 MINE_SETTINGS = [s.name for s in SETTINGS if s.stage in ("run", "pool", "teacher")]
 
@@ -97,7 +98,7 @@ st.divider()
 st.subheader("Pool")
 how = f"mined in {result.seconds:.1f} s" if result.seconds else "read from a saved pool folder"
 teacher_meta = pool.meta.get("teacher") or {}
-st.markdown(f"{len(pool.frame):,} rows, {how}; teacher: {teacher_meta.get('kind', 'none')} "
+st.markdown(f"{counted(len(pool.frame), 'row')}, {how}; teacher: {teacher_meta.get('kind', 'none')} "
             f"{escape.plain(str(teacher_meta.get('name', '-')))} ({teacher_meta.get('score', '')}).")
 for sentence in pool.stats.sentences():
     st.markdown(f"- {sentence}")

@@ -2,6 +2,7 @@
 
 import streamlit as st
 
+from hnm_core.data import counted
 from hnm_core.prove import HEADLINE, load_proof, prove
 from hnm_core.settings import SETTINGS
 from hnm_core.teacher_train import train_teacher
@@ -69,7 +70,8 @@ if result is not None:
     st.dataframe([{"arm": s.arm, "rows trained": s.rows, "seeds": len(s.seeds),
                    **{name: s.mean[name] for name in HEADLINE}, **{f"± {name}": s.std[name] for name in HEADLINE},
                    "minutes": s.minutes} for s in result.summaries], hide_index=True)
-    st.caption(f"{result.trained} arm runs trained in the last run; the rest came from {escape.plain(str(folder))}.")
+    st.caption(f"{counted(result.trained, 'arm run')} trained in the last run; the rest came from "
+               f"{escape.plain(str(folder))}.")
 
 with st.expander("Train a cross-fitted cross-encoder teacher on this split's labels (hnm train-teacher)"):
     st.caption("Its negatives come from the Mine page's pool settings. When it is trained, Mine uses it as the "

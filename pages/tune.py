@@ -10,6 +10,7 @@ import streamlit as st
 
 from hnm_core.audit import audit_figures, audit_pool
 from hnm_core.curate import curate
+from hnm_core.data import counted
 from hnm_core.settings import SETTINGS
 from studio import escape, figures, loaders, tables
 from studio.errors import shown_errors
@@ -83,7 +84,7 @@ with outcome:
     if len(short):
         st.dataframe(short, hide_index=True, key="tune_short")
     else:
-        st.caption(f"Every query got {params.negatives} negatives.")
+        st.caption(f"Every query got {counted(params.negatives, 'negative')}.")
     links = st.columns(2)
     links[0].page_link(EXPLORE_PAGE, label="See the labels on the map", icon=":material/scatter_plot:")
     links[1].page_link(EXPORT_PAGE, label="Export this curation", icon=":material/download:")

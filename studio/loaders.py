@@ -27,7 +27,7 @@ import streamlit as st
 
 from hnm_core.audit import SplitPool, mine_hidden_split
 from hnm_core.cache import texts_digest
-from hnm_core.data import FILE_SUFFIXES, Collection, beir_splits, load_collection
+from hnm_core.data import FILE_SUFFIXES, Collection, beir_splits, counted, load_collection
 from hnm_core.errors import DataError, HnmError
 from hnm_core.models import LoadedModel, check_cross_encoder, load_bi_encoder, load_cross_encoder
 from hnm_core.pipeline import MiningParams, mine
@@ -185,7 +185,7 @@ def load_uploads(files: Sequence[Upload], folder: Path, split: str = setting("sp
             split = splits[0]
         return _loaded(load_collection(folder, split=split), f"uploaded {listing}", folder)
     if len(files) != 1:
-        raise DataError("upload", f"{len(files)} files that are not a BEIR set ({listing}).",
+        raise DataError("upload", f"{counted(len(files), 'file')} that are not a BEIR set ({listing}).",
                         fix="upload corpus.jsonl + queries.jsonl + qrels.tsv, or a single pairs / FlagEmbedding file")
     if Path(names[0]).suffix.lower() not in FILE_SUFFIXES:
         raise DataError(names[0], "is not a file type hnm reads.",

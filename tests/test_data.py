@@ -13,6 +13,7 @@ import pytest
 from hnm_core.data import (
     Collection,
     beir_splits,
+    counted,
     load_beir,
     load_collection,
     load_flag,
@@ -470,6 +471,13 @@ BAD_INPUTS = [
      "p.json", "p.json: record 2", "empty query"),
     ("json-array-syntax", {"p.json": '[\n{"query": "a", "positive": "b"},\n{"query": }\n]'}, "p.json", "p.json:3",
      "invalid JSON"),
+    # a file cut short: the break's own line and column, not "column 1" of the (empty) next line
+    ("corpus-line-cut-short", {"corpus.jsonl": '{"_id": "d1", "text": "a"}\n{"_id": "d2", "text": \n'}, ".",
+     "corpus.jsonl:2", "invalid JSON (Expecting value, column 23)"),
+    ("corpus-string-cut-short", {"corpus.jsonl": '{"_id": "d1", "text": "a"}\r\n{"_id": "d2", "text": "Attent\r\n'},
+     ".", "corpus.jsonl:2", "invalid JSON (Unterminated string starting at, column 23)"),
+    ("json-array-cut-short", {"p.json": '[\n{"query": "a", "positive": "b"},\n{"query": "c", "positive": "d"}\n\n'},
+     "p.json", "p.json:3", "invalid JSON (Expecting ',' delimiter, column 32)"),
     ("parquet-empty-positive", {"p.parquet": pd.DataFrame({"query": ["a", "b"], "positive": ["c", None]})},
      "p.parquet", "p.parquet: row 2", "no positive"),
     ("parquet-int-column", {"p.parquet": pd.DataFrame({"query": ["a"], "positive": [3]})}, "p.parquet",
@@ -596,3 +604,14 @@ def test_cranfield_reports_its_two_empty_documents() -> None:
                                       "(471 on line 471, 995 on line 995).")
     assert "471" not in collection.doc_index
     assert beir_splits(DATASETS / "nfcorpus").keys() == {"test", "dev", "train"}
+
+
+@pytest.mark.parametrize(("count", "words", "expected"), [
+    (0, ("duplicate",), "0 duplicates"),
+    (1, ("duplicate",), "1 duplicate"),
+    (2, ("duplicate",), "2 duplicates"),
+    (1, ("query", "queries"), "1 query"),
+    (12345, ("query", "queries"), "12,345 queries"),
+])
+def test_counted_agrees_the_noun_with_the_count(count: int, words: tuple[str, ...], expected: str) -> None:
+    assert counted(count, *words) == expected

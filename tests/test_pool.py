@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -7,8 +9,8 @@ from hnm_core.bm25 import tokenize
 from hnm_core.data import load_collection
 from hnm_core.errors import DataError, ExportError
 from hnm_core.models import load_bi_encoder
-from hnm_core.pool import PoolParams, build_pool, load_pool, save_pool
-from hnm_core.schema import POOL_COLUMNS
+from hnm_core.pool import PoolParams, PoolStats, build_pool, load_pool, save_pool
+from hnm_core.schema import POOL_COLUMNS, RANK_MEANINGS
 
 from .conftest import SHARED_DATASETS
 
@@ -45,6 +47,21 @@ def test_each_source_contributes_its_top_k_with_contiguous_ranks(tiny_pool):
             assert ranks == list(range(1, min(4, len(ranks)) + 1))
             assert (group.loc[~group[f"in_{source}"], f"{source}_rank"] == 0).all()
         assert sorted(group["fused_rank"]) == list(range(1, len(group) + 1))
+
+
+def test_rank_zero_means_not_ranked_in_every_rank_column(tiny_pool):
+    frame = tiny_pool.frame
+    for source in ("bm25", "dense"):
+        # 0 exactly when the source did not rank the row, positives included
+        assert ((frame[f"{source}_rank"] == 0) == ~frame[f"in_{source}"]).all()
+    # positives are not fused, so they have no fused rank; every candidate has one
+    assert ((frame["fused_rank"] == 0) == frame["is_positive"]).all()
+    assert (frame.loc[frame["is_positive"], ["bm25_rank", "dense_rank"]].to_numpy() > 0).any()
+    # the documented pool table quotes the one declared meaning of each rank column
+    docs = (Path(__file__).resolve().parents[1] / "docs" / "ARCHITECTURE.md").read_text(encoding="utf-8")
+    for column, meaning in RANK_MEANINGS.items():
+        assert f"| `{column}` | int32 | {meaning} |" in docs
+        assert "0 = not ranked" in meaning
 
 
 def test_bm25_ranks_follow_rank_bm25_scores(tiny_pool, tiny_collection):
@@ -126,3 +143,15 @@ def test_bm25_does_not_claim_documents_sharing_no_term(tiny_collection, tmp_path
     cands = pool.frame[~pool.frame["is_positive"]]
     assert (cands["bm25_score"] > 0).all()
     assert len(cands) < 10 * len(tiny_collection.query_ids)  # 12 docs: every query shares no term with some
+
+
+def test_pool_sentences_agree_nouns_with_counts():
+    stats = PoolStats(n_queries=1, n_candidates=1, n_positive_rows=1, dropped_positive_ids=1,
+                      dropped_positive_duplicates=1)
+    assert stats.sentences() == ["1 candidate for 1 query (1 labelled positive kept for scoring).",
+                                 "Left out 1 retrieved labelled positive and 1 duplicate of a positive under another id."]
+    stats = PoolStats(n_queries=2, n_candidates=0, n_positive_rows=3, dropped_positive_ids=0,
+                      dropped_positive_duplicates=2)
+    assert stats.sentences() == ["0 candidates for 2 queries (3 labelled positives kept for scoring).",
+                                 "Left out 0 retrieved labelled positives and 2 duplicates of a positive under another "
+                                 "id."]

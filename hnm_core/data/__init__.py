@@ -17,10 +17,11 @@ from .beir import beir_splits, load_beir
 from .collection import Collection, normalize_text, text_id
 from .flag import _flag_from_records, load_flag
 from .pairs import POSITIVE_COLUMNS, QUERY_COLUMNS, _pairs_from_json, load_pairs
-from .reading import FILE_SUFFIXES, _check_file, _json_records
+from .reading import FILE_SUFFIXES, _check_file, _json_records, counted
 
 __all__ = [
     "Collection",
+    "counted",
     "normalize_text",
     "text_id",
     "load_collection",

@@ -11,7 +11,7 @@ from typing import Any
 from ..errors import DataError
 from ..settings import setting
 from .collection import Collection
-from .reading import _check_entry, _error, _json_records, _n, _Tally, _text_lines, _Where
+from .reading import _check_entry, _error, _json_records, _Tally, _text_lines, _Where, counted
 
 __all__ = ["beir_splits", "load_beir"]
 
@@ -118,10 +118,10 @@ def _read_beir_corpus(path: Path, problems: list[str]) -> tuple[list[str], list[
     if not doc_ids:
         raise DataError(path, "every document has empty text", fix="fill in the title or text fields.")
     if empty_tally.count:
-        problems.append(f"{path.name}: {_n(empty_tally.count, 'document')} with empty text skipped "
+        problems.append(f"{path.name}: {counted(empty_tally.count, 'document')} with empty text skipped "
                         f"{empty_tally.examples()}.")
     if repeated.count:
-        problems.append(f"{path.name}: {_n(repeated.count, 'line')} repeated a document's _id and text "
+        problems.append(f"{path.name}: {counted(repeated.count, 'line')} repeated a document's _id and text "
                         f"{repeated.examples()}; kept one.")
     return doc_ids, doc_texts, set(empty)
 
@@ -149,7 +149,7 @@ def _read_beir_queries(path: Path, problems: list[str]) -> tuple[dict[str, str],
         texts[query_id] = text
         lines[query_id] = line
     if empty_tally.count:
-        problems.append(f"{path.name}: {_n(empty_tally.count, 'query', 'queries')} with empty text skipped "
+        problems.append(f"{path.name}: {counted(empty_tally.count, 'query', 'queries')} with empty text skipped "
                         f"{empty_tally.examples()}.")
     return texts, set(empty)
 
@@ -211,19 +211,19 @@ def _read_qrels(path: Path, queries: dict[str, str], doc_index: dict[str, int], 
                         (to_empty, "a query or document skipped as empty")):
         if tally.count:
             verb = "names" if tally.count == 1 else "name"
-            problems.append(f"{name}: {_n(tally.count, 'row')} {verb} {what} {tally.examples()}; skipped.")
+            problems.append(f"{name}: {counted(tally.count, 'row')} {verb} {what} {tally.examples()}; skipped.")
     if repeated.count:
-        problems.append(f"{name}: {_n(repeated.count, 'row')} repeated a (query, document) pair "
+        problems.append(f"{name}: {counted(repeated.count, 'row')} repeated a (query, document) pair "
                         f"{repeated.examples()}; kept one.")
     if not_positive:
-        problems.append(f"{name}: {_n(not_positive, 'row')} with score <= 0 ignored (not positives).")
+        problems.append(f"{name}: {counted(not_positive, 'row')} with score <= 0 ignored (not positives).")
     lost = len(labelled - positives.keys())
     if lost:
-        problems.append(f"{name}: {_n(lost, 'query', 'queries')} lost every positive to the skips above; dropped.")
+        problems.append(f"{name}: {counted(lost, 'query', 'queries')} lost every positive to the skips above; dropped.")
     unjudged = [query_id for query_id in queries if query_id not in labelled]
     if unjudged:  # normal when queries.jsonl serves several splits, but the count must be seen
         shown = ", ".join(unjudged[:3])
-        problems.append(f"{name}: no positive (score > 0) for {_n(len(unjudged), 'query', 'queries')} of "
+        problems.append(f"{name}: no positive (score > 0) for {counted(len(unjudged), 'query', 'queries')} of "
                         f"queries.jsonl ({'e.g. ' if len(unjudged) > 3 else ''}{shown}); left out (queries of "
                         "other splits, or unlabelled).")
     return positives

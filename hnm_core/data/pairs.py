@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 
 from ..errors import DataError
 from .collection import Collection, text_id
-from .reading import _check_file, _error, _json_records, _n, _one_line, _text_lines, _Where
+from .reading import _check_file, _error, _json_records, _one_line, _text_lines, _Where, counted
 
 __all__ = ["QUERY_COLUMNS", "POSITIVE_COLUMNS", "load_pairs"]
 
@@ -245,10 +245,10 @@ class _Builder:
         name = self.path.name
         problems: list[str] = []
         if self.repeated_pairs:
-            problems.append(f"{name}: {_n(self.repeated_pairs, 'row')} repeated a (query, positive) pair "
+            problems.append(f"{name}: {counted(self.repeated_pairs, 'row')} repeated a (query, positive) pair "
                             "(after normalising case and spaces); kept one.")
         if self.empty_negatives:
-            problems.append(f"{name}: {_n(self.empty_negatives, 'empty negative')} skipped.")
+            problems.append(f"{name}: {counted(self.empty_negatives, 'empty negative')} skipped.")
         negatives: dict[str, tuple[str, ...]] = {}
         negative_is_positive = 0
         for query_id, given in self.negatives.items():
@@ -257,12 +257,12 @@ class _Builder:
             if kept:
                 negatives[query_id] = kept
         if negative_is_positive:
-            problems.append(f"{name}: {_n(negative_is_positive, 'negative')} equal to a positive of the same "
+            problems.append(f"{name}: {counted(negative_is_positive, 'negative')} equal to a positive of the same "
                             "query dropped from its negatives.")
         # a labelled-pair file can give a query only label-0 rows: nothing to mine for it
         unlabelled = [q for q, p in self.positives.items() if not p]
         if unlabelled:
-            problems.append(f"{name}: {_n(len(unlabelled), 'query', 'queries')} with only negative rows (label 0) "
+            problems.append(f"{name}: {counted(len(unlabelled), 'query', 'queries')} with only negative rows (label 0) "
                             "left out.")
         kept = [q for q in self.queries if self.positives[q]]
         return Collection(

@@ -13,7 +13,7 @@ from typing import Any
 from ..errors import DataError
 from .collection import _SPACE
 
-__all__ = ["FILE_SUFFIXES"]
+__all__ = ["FILE_SUFFIXES", "counted"]
 
 
 FILE_SUFFIXES: tuple[str, ...] = (".jsonl", ".json", ".csv", ".tsv", ".parquet")
@@ -84,6 +84,7 @@ def _json_records(path: Path, *, example: str) -> Iterator[tuple[_Where, dict[st
         try:
             record = _DECODER.decode(text)
         except json.JSONDecodeError as exc:
+            exc = _line_error(text, exc)
             raise DataError(path, f"invalid JSON ({exc.msg}, column {exc.colno})", line=number,
                             fix="each line must hold one complete JSON object; check quotes and brackets near that "
                                 "column.") from None
@@ -97,6 +98,23 @@ def _json_records(path: Path, *, example: str) -> Iterator[tuple[_Where, dict[st
         yield number, record
     if not seen:
         raise DataError(path, "the file is empty", fix=empty_fix)
+
+
+def _line_error(text: str, exc: json.JSONDecodeError) -> json.JSONDecodeError:
+    """The error of one JSON line decoded without its line end. With it, a line cut short is reported at "column 1"
+    (the parser skips the newline as whitespace and fails on the next line) or as a control character in a string."""
+    try:
+        _DECODER.decode(text.rstrip("\r\n"))
+    except json.JSONDecodeError as bare:
+        return bare
+    return exc
+
+
+def _end_of_text(text: str, exc: json.JSONDecodeError) -> tuple[int, int]:
+    """(line, column) of a JSON error, moved back from past the end of the text to its last character + 1: a file cut
+    short fails at its end, and the blank lines after it would put that at "column 1" of a line that holds nothing."""
+    pos = min(exc.pos, len(text.rstrip()))
+    return text.count("\n", 0, pos) + 1, pos - text.rfind("\n", 0, pos)
 
 
 def _starts_with_bracket(path: Path) -> bool:
@@ -119,7 +137,8 @@ def _json_array(path: Path, example: str) -> Iterator[tuple[_Where, dict[str, An
     try:
         records = _DECODER.decode(text)
     except json.JSONDecodeError as exc:
-        raise DataError(path, f"invalid JSON ({exc.msg}, column {exc.colno})", line=exc.lineno,
+        line, column = _end_of_text(text, exc)
+        raise DataError(path, f"invalid JSON ({exc.msg}, column {column})", line=line,
                         fix="check quotes, commas and brackets near that column.") from None
     except (ValueError, RecursionError) as exc:
         raise DataError(path, f"invalid JSON ({_one_line(exc)})", fix="write an array of flat JSON objects of "
@@ -191,7 +210,9 @@ def _error(path: Path, where: _Where, message: str, fix: str) -> DataError:
     return DataError(path, f"{where}: {message}", fix=fix)
 
 
-def _n(count: int, singular: str, plural: str | None = None) -> str:
+def counted(count: int, singular: str, plural: str | None = None) -> str:
+    """`count` and the noun that agrees with it ("1 duplicate", "2 duplicates", "1 query"/"3 queries" with
+    `plural`): the one helper every user-facing count sentence uses."""
     return f"{count:,} {singular if count == 1 else plural or singular + 's'}"
 
 
