@@ -29,6 +29,7 @@ from typing import Any, Literal, NamedTuple
 import numpy as np
 import pandas as pd
 
+from .data import counted
 from .draws import row_uniforms
 from .errors import DataError, SettingsError
 from .schema import CURATE_COLUMNS, require_columns
@@ -328,7 +329,7 @@ def _sentence(label: Label, count: int, matched: int, params: CurateParams, n_se
     """The UI's line for one rule."""
     ref = "lowest" if params.margin_ref == "min" else "mean"
     if label == "positive":
-        return f"{count:,} labelled positives (paired with the negatives, never used as one)."
+        return f"{counted(count, 'labelled positive')} (paired with the negatives, never used as one)."
     if label == "false_negative":
         parts = []
         if params.ceiling is not None:
@@ -338,28 +339,28 @@ def _sentence(label: Label, count: int, matched: int, params: CurateParams, n_se
         if params.absolute_margin is not None:
             parts.append(f"within {params.absolute_margin:g} of the query's {ref} positive score")
         if not parts:
-            return "False-negative rules are off."
-        text = f"Flagged {count:,} candidates as likely false negatives ({' or '.join(parts)})."
+            return "Teacher-score rules (ceiling, margins) are off."
+        text = f"Flagged {counted(count, 'candidate')} as likely false negatives ({' or '.join(parts)})."
     elif label == "near_duplicate":
         if params.near_dup is None:
             return "Near-duplicate rule is off."
-        text = f"Dropped {count:,} near-duplicates of a positive (cosine above {params.near_dup:g})."
+        text = f"Dropped {counted(count, 'near-duplicate')} of a positive (cosine above {params.near_dup:g})."
     elif label == "same_cluster":
         if not params.cluster_rule:
             return "Same-cluster rule is off."
-        text = f"Dropped {count:,} candidates in the same k-means cluster as one of the query's positives."
+        text = f"Dropped {counted(count, 'candidate')} in the same k-means cluster as one of the query's positives."
     elif label == "skipped":
         if params.skip_n == 0:
             return "Skip-top-N is off."
-        text = f"Skipped {count:,} candidates ranked in a source's top {params.skip_n}."
+        text = f"Skipped {counted(count, 'candidate')} ranked in a source's top {params.skip_n}."
     elif label == "unscored":
-        text = f"Left out {count:,} candidates the teacher did not score."
+        text = f"Left out {counted(count, 'candidate')} the teacher did not score."
     elif label == "easy":
         if params.floor is None:
             return "Easy floor is off."
-        text = f"Dropped {count:,} easy candidates (teacher score below {params.floor:g})."
+        text = f"Dropped {counted(count, 'easy candidate')} (teacher score below {params.floor:g})."
     else:
-        return (f"{count:,} candidates in the hard band; {n_selected:,} sampled as negatives "
+        return (f"{counted(count, 'candidate')} in the hard band; {n_selected:,} sampled as negatives "
                 f"({params.sampling}, up to {params.negatives} per query).")
     if matched > count:
         text = text[:-1] + f"; the rule matched {matched - count:,} more that an earlier rule had labelled."
