@@ -29,7 +29,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .curate import Curation, reasons
+from .curate import Curation
+from .reasons import reasons
 from .errors import ExportError
 from .manifest import fingerprints, package_versions, write_json
 from .outdir import write_output

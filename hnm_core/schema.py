@@ -63,7 +63,7 @@ LABELLED_COLUMNS: dict[str, str] = {
     "doc_text": "string",
 }
 """What the export's `pool` format adds to POOL_COLUMNS: the curation's label, whether the row was sampled as a
-negative, its rank among the query's negatives (0 = not sampled), why it got its label (hnm_core.curate.reasons:
+negative, its rank among the query's negatives (0 = not sampled), why it got its label (hnm_core.reasons:
 the rule that fired, with its numbers), and the texts."""
 
 ROUND_COLUMNS: tuple[str, ...] = ("query_id", "doc_id", "label", "selected")

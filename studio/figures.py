@@ -12,7 +12,8 @@ import numpy as np
 import pandas as pd
 
 from hnm_core.audit import AuditFigures, SweepResult
-from hnm_core.curate import CurateParams, Curation, margin_thresholds, reasons
+from hnm_core.curate import CurateParams, Curation, margin_thresholds
+from hnm_core.reasons import reasons
 from hnm_core.pool import Pool
 from hnm_core.prove import ProofResult
 

@@ -11,7 +11,8 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
-from hnm_core.curate import Curation, reasons
+from hnm_core.curate import Curation
+from hnm_core.reasons import reasons
 from hnm_core.data import Collection
 from hnm_core.pool import Pool
 
@@ -70,7 +71,7 @@ def _sources(frame: pd.DataFrame) -> np.ndarray:
 
 
 def candidate_table(pool: Pool, curation: Curation, rows: tuple[int, int]) -> pd.DataFrame:
-    """The rows `rows` (one query's slice) of the pool with their label, why (hnm_core.curate.reasons), sampling,
+    """The rows `rows` (one query's slice) of the pool with their label, why (hnm_core.reasons), sampling,
     provenance, every score and the document text: the Explore page's linked table."""
     start, end = rows
     part = pool.frame.iloc[start:end]

@@ -10,7 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hnm_core.curate import LABELS, CurateParams, ShortQuery, curate, margin_thresholds, reasons
+from hnm_core.curate import LABELS, CurateParams, ShortQuery, curate, margin_thresholds
+from hnm_core.reasons import reasons
 from hnm_core.errors import DataError, SettingsError
 from hnm_core.schema import POOL_COLUMNS
 from hnm_core.settings import validate
