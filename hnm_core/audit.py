@@ -38,9 +38,10 @@ import numpy as np
 
 from .curate import CurateParams, Curation, curate
 from .data import Collection, counted
-from .errors import DataError
+from .errors import DataError, SettingsError
 from .leak import CAUGHT_LABELS, AuditFigures, HiddenSplit, audit_figures, hidden_rows, hide_positives
 from .manifest import fingerprints, package_versions, to_json, write_json
+from .model_files import CROSS_FIT_MANIFEST, pair_key, read_json, resolve_model_path
 from .models import LoadedModel
 from .pool import Pool
 from .progress import Progress, no_progress
@@ -70,6 +71,7 @@ __all__ = [
     "SweepResult",
     "sweep",
     "SplitPool",
+    "vet_teacher",
     "mine_hidden_split",
     "AuditReport",
     "audit",
@@ -84,6 +86,41 @@ class SplitPool(NamedTuple):
 
     pool: Pool
     split: HiddenSplit
+
+
+def vet_teacher(kind: str, name: str, path: str, collection: Collection, split: HiddenSplit, *,
+                miner: str | None = None) -> dict[str, Any]:
+    """Which teacher scores the audit, and proof that it never saw the positives the audit hides; the report's
+    "teacher" entry. A teacher trained on them would grade the hidden positives from memory and "catch" them for
+    free, so a cross-fitted teacher folder (hnm train-teacher) whose teacher.json lists any hidden (query, positive)
+    pair among its trained positives is refused (SettingsError with the fix), as is one that does not list them.
+    A bi-encoder is taken as it is (the default is the miner itself, which is not trained here); so is a
+    cross-encoder that hnm did not train, whose training data cannot be checked (its summary says so)."""
+    if kind == "bi-encoder":
+        role = " (the miner)" if miner is not None and name == miner else ""
+        return {"kind": kind, "model": name, "checked": None, "summary": f"teacher: bi-encoder {name}{role}"}
+    manifest_file = Path(resolve_model_path(path)) / CROSS_FIT_MANIFEST
+    if not manifest_file.is_file():
+        return {"kind": kind, "model": name, "checked": False,
+                "summary": f"teacher: cross-encoder {name} (not trained by hnm train-teacher, so whether it saw the "
+                           "hidden positives cannot be checked)"}
+    fix = ("train the teacher on the visible positives only: hnm train-teacher on a copy of the data whose qrels "
+           "hold only the visible positives (hidden_positives.csv lists the others), or use --teacher bi-encoder")
+    trained = (read_json(manifest_file) or {}).get("trained_positives")
+    if not isinstance(trained, list):
+        raise SettingsError(f"teacher {name}: {manifest_file} does not list the positives it trained on, so the "
+                            f"audit cannot check that it never saw the hidden ones. Fix: retrain it with this "
+                            f"version of hnm; {fix}")
+    c = collection
+    hidden = [pair_key(c.query_texts[c.query_index[q]], c.doc_texts[c.doc_index[d]])
+              for q, docs in split.hidden.items() for d in docs]
+    seen = set(trained).intersection(hidden)
+    if seen:
+        raise SettingsError(f"teacher {name} was trained on {counted(len(seen), 'positive')} the audit hides (of "
+                            f"{split.n_hidden:,}), so it would catch them from memory. Fix: {fix}")
+    return {"kind": kind, "model": name, "checked": True,
+            "summary": f"teacher: cross-fitted cross-encoder {name}, trained without the "
+                       f"{counted(split.n_hidden, 'hidden positive')}"}
 
 
 def mine_hidden_split(
@@ -104,6 +141,10 @@ def mine_hidden_split(
     if not split.hidden:
         raise DataError(collection.source or collection.name, "no query has two or more positives, so none can be "
                         "hidden.", fix="audit a collection where queries have several labelled positives")
+    if teacher is not None:
+        vet_teacher(teacher.kind, teacher.name, teacher.path, collection, split)
+    else:  # before any mining: a teacher that saw the hidden positives is refused at once
+        vet_teacher(values["teacher"], values["teacher_model"], values["teacher_model"], collection, split)
     pool = mine(split.apply(collection), values, cache_dir=cache_dir, encoder=encoder, teacher=teacher,
                 progress=progress)
     return SplitPool(pool, split)
@@ -112,7 +153,8 @@ def mine_hidden_split(
 @dataclass(frozen=True, eq=False)
 class AuditReport:
     """An audit: the split, the audit pool (mined with the visible positives) and its `hidden` row mask, the
-    curation at `params` with its figures, and the sweep. `to_dict()` is the JSON report."""
+    curation at `params` with its figures, and the sweep. `to_dict()` is the JSON report. `teacher` is what
+    `vet_teacher` says of the teacher that scored the pool."""
 
     split: HiddenSplit
     pool: Pool
@@ -121,6 +163,7 @@ class AuditReport:
     curation: Curation
     figures: AuditFigures
     sweep: SweepResult
+    teacher: dict[str, Any]
 
     def to_dict(self) -> dict[str, Any]:
         rec = self.sweep.recommendation
@@ -128,6 +171,7 @@ class AuditReport:
             "collection": self.pool.meta.get("collection", {"name": self.pool.collection.name}),
             "split": {"hide": self.split.hide, "seed": self.split.seed, "audited_queries": self.split.n_audited,
                       "hidden_positives": self.split.n_hidden},
+            "teacher": self.teacher,
             "settings": {**self.pool.meta.get("settings", {}), **asdict(self.params)},
             "figures": asdict(self.figures),
             "recommendation": {"settings": rec.settings, "met_target": rec.met_target, "reason": rec.reason,
@@ -148,6 +192,7 @@ class AuditReport:
             f"Hid {counted(self.split.n_hidden, 'positive')} of {counted(self.split.n_audited, 'query', 'queries')} "
             f"(hide {self.split.hide:g}, seed {self.split.seed}); mined "
             f"{counted(self.figures.n_queries, 'query', 'queries')} with the rest.",
+            f"{self.teacher['summary'][0].upper()}{self.teacher['summary'][1:]}.",
             *self.figures.sentences(),
             f"Recommended ({'meets the targets' if rec.met_target else 'targets not met'}): {flags}: {rec.reason}.",
             *[f"  {line}" for line in rec.figures.sentences()],
@@ -172,6 +217,11 @@ def audit_pool(
         raise DataError("audit pool", f"{len(leaked_labels):,} queries have hidden positives labelled in the pool "
                                       f"(e.g. {leaked_labels[0]!r}).",
                         fix="mine split.apply(collection), not the full collection (hnm_core.audit.audit does)")
+    meta = pool.meta.get("teacher") or {}
+    settings = pool.meta.get("settings", {})
+    kind, name = meta.get("kind", settings.get("teacher")), meta.get("name", settings.get("teacher_model"))
+    teacher = vet_teacher(kind, name, meta.get("path", name), pool.collection, split,
+                          miner=(pool.meta.get("model") or {}).get("name", settings.get("model")))
     params = params or CurateParams()
     hidden = hidden_rows(frame, pool.collection, split)
     curation = curate(frame, params)
@@ -179,7 +229,7 @@ def audit_pool(
     result = sweep(frame, hidden, params, n_hidden=split.n_hidden, grid=grid, target_leak=target_leak,
                    min_coverage=min_coverage, progress=progress)
     return AuditReport(split=split, pool=pool, hidden=hidden, params=params, curation=curation, figures=figures,
-                       sweep=result)
+                       sweep=result, teacher=teacher)
 
 
 def audit(

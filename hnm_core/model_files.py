@@ -14,6 +14,7 @@ import struct
 from pathlib import Path
 from typing import Any
 
+from .data import normalize_text
 from .errors import ModelLoadError, SettingsError
 from .settings import DEFAULT_MODEL
 
@@ -21,6 +22,7 @@ __all__ = [
     "CROSS_FIT_MANIFEST",
     "OFFLINE_FIX",
     "query_key",
+    "pair_key",
     "cross_fit_folds",
     "resolve_model_path",
     "check_cross_encoder",
@@ -181,6 +183,14 @@ CROSS_FIT_MANIFEST = "teacher.json"
 def query_key(text: str) -> str:
     """What routes a query to its fold in a cross-fitted teacher: a hash of the text the fold models saw (ids may
     differ between a collection and the copy the audit mines)."""
+    return hashlib.blake2b(text.encode("utf-8"), digest_size=8).hexdigest()
+
+
+def pair_key(query_text: str, doc_text: str) -> str:
+    """What a cross-fitted teacher records of each labelled positive it trained on (teacher.json "trained_positives"),
+    so an audit can tell whether it saw the positives the audit hides: a hash of both texts, normalised as the pool
+    de-duplicates them (a copy of a hidden positive under another id is the same positive)."""
+    text = f"{normalize_text(query_text)}\x00{normalize_text(doc_text)}"
     return hashlib.blake2b(text.encode("utf-8"), digest_size=8).hexdigest()
 
 

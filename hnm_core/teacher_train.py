@@ -24,7 +24,9 @@ Folder written (`out_dir`), recognised by models.load_cross_encoder and so by
 `hnm mine --teacher cross-encoder --teacher-model out_dir`:
 
     teacher.json   manifest: folds -> query ids and text keys, base model fingerprint, every setting, rows per
-                   fold, seconds, seed, versions; "complete" once every fold is trained
+                   fold, seconds, seed, versions; "trained_positives", a hash of each (query, positive) text pair
+                   the folds trained on (so `hnm audit` can refuse a teacher that saw its hidden positives);
+                   "complete" once every fold is trained
     fold-0/ ...    one CrossEncoder per fold, each with hnm_fold.json (what it trained on)
 
 Resumable: each fold is trained in a temporary folder and renamed into place when saved, so a killed run leaves only
@@ -50,7 +52,7 @@ import numpy as np
 from .data import Collection, counted
 from .errors import ExportError, SettingsError
 from .manifest import atomic_write_bytes, digest, package_versions
-from .models import CROSS_FIT_MANIFEST, LoadedModel, check_cross_encoder, load_bi_encoder, query_key
+from .models import CROSS_FIT_MANIFEST, LoadedModel, check_cross_encoder, load_bi_encoder, pair_key, query_key
 from .pool import PoolParams
 from .progress import Progress, no_progress
 from .settings import setting
@@ -211,9 +213,15 @@ def train_teacher(
     fold_plan = [{"index": i, "path": f"fold-{i}", "query_ids": list(ids),
                   "query_keys": sorted({query_key(collection.query_texts[collection.query_index[q]]) for q in ids})}
                  for i, ids in enumerate(split)]
+    # Every query with positives is in one fold and so in the training of the k-1 others: together the folds trained
+    # on every labelled positive. An audit checks its hidden positives against this list (audit.vet_teacher).
+    c = collection
+    trained_positives = sorted({pair_key(c.query_texts[c.query_index[q]], c.doc_texts[c.doc_index[d]])
+                                for ids in split for q in ids for d in c.positives.get(q, ())})
     plan = {"settings": settings, "base_fingerprint": base.fingerprint,
             "collection": {"name": collection.name, "queries": len(collection.query_ids),
-                           "docs": len(collection.doc_ids), "positives": sum(map(len, collection.positives.values()))},
+                           "docs": len(collection.doc_ids), "positives": sum(map(len, collection.positives.values())),
+                           "trained_positives": digest(trained_positives)},
             "folds": [{k: f[k] for k in ("index", "path", "query_keys")} for f in fold_plan]}
     out = Path(out_dir)
     _claim(out, plan, overwrite=overwrite)
@@ -223,6 +231,7 @@ def train_teacher(
         "settings": settings, "base": {"name": base.name, "path": base.path, "fingerprint": base.fingerprint},
         "collection": {**plan["collection"], "source": collection.source}, "unseen_queries": "mean of the fold models' logits",
         "folds": [{**f, "status": "pending"} for f in fold_plan], "versions": package_versions(),
+        "trained_positives": trained_positives,
     }
     # Written before any fold, so a rerun can tell whether the folds it finds were trained with these settings.
     atomic_write_bytes(out / CROSS_FIT_MANIFEST, json.dumps(manifest, indent=2).encode())

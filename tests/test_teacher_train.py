@@ -6,10 +6,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from hnm_core.audit import audit, hide_positives
 from hnm_core.cli import main
 from hnm_core.data import Collection
 from hnm_core.errors import ExportError, ModelLoadError, SettingsError
-from hnm_core.models import check_cross_encoder, load_bi_encoder, load_cross_encoder
+from hnm_core.models import check_cross_encoder, load_bi_encoder, load_cross_encoder, pair_key
 from hnm_core.pool import PoolParams, build_pool
 from hnm_core.teacher import TeacherParams, score_pool
 from hnm_core.teacher_train import fold_queries, train_teacher, training_rows
@@ -210,6 +211,32 @@ def test_cli_train_teacher_then_mine_with_it(tiny_bi_encoder_dir, tmp_path, caps
     assert main(["train-teacher", str(SAMPLE), "--out", str(teacher), "--base-model", str(tiny_bi_encoder_dir),
                  "--folds", "3", "--teacher-max-length", "64", *common]) == 2
     assert "already holds a teacher trained with other settings (folds)" in capsys.readouterr().err
+
+
+def test_audit_refuses_a_teacher_that_saw_the_hidden_positives_and_takes_one_trained_on_the_visible(
+        trained, tiny_bi_encoder_dir, tmp_path):
+    collection, result, root = trained
+    split = hide_positives(collection, hide=0.5, seed=0)
+    (q, docs), = split.hidden.items()
+    c = collection
+    seen = json.loads((result.out_dir / "teacher.json").read_text())["trained_positives"]
+    assert pair_key(c.query_texts[c.query_index[q]], c.doc_texts[c.doc_index[docs[0]]]) in seen
+    values = {"model": str(tiny_bi_encoder_dir), "teacher": "cross-encoder", "teacher_model": str(result.out_dir),
+              "teacher_top_n": 5, "precision": "fp32", "top_k": 8, "negatives": 2, "hide": 0.5, "seed": 0}
+    cache = tmp_path / "cache"
+    with pytest.raises(SettingsError, match=r"was trained on 1 positive the audit hides .* Fix: train the teacher "
+                                            r"on the visible positives only") as refused:
+        audit(collection, values, cache_dir=cache)
+    assert "\n" not in str(refused.value) and not cache.exists()  # refused before any mining
+
+    honest = _train(split.apply(collection), root / "honest", tiny_bi_encoder_dir, root / "cache")
+    report = audit(collection, {**values, "teacher_model": str(honest.out_dir)}, cache_dir=cache)
+    assert report.teacher["checked"] is True and report.pool.meta["teacher"]["path"] == str(honest.out_dir.resolve())
+    line = f"Teacher: cross-fitted cross-encoder {honest.out_dir}, trained without the 1 hidden positive."
+    assert line in report.sentences() and json.loads(report.to_json())["teacher"]["summary"] == "t" + line[1:-1]
+    miner = audit(collection, {**values, "teacher": "bi-encoder", "teacher_model": str(tiny_bi_encoder_dir)},
+                  cache_dir=cache)
+    assert f"Teacher: bi-encoder {tiny_bi_encoder_dir} (the miner)." in miner.sentences()
 
 
 @pytest.mark.slow
