@@ -336,12 +336,16 @@ def random_pool() -> pd.DataFrame:
     return pool_frame(rows)
 
 
-@pytest.mark.parametrize("params", [
+# Settings that exercise every rule against the random pools: the defaults, everything on, margins by value.
+RULE_MIXES = [
     CurateParams(),
     CurateParams(ceiling=0.6, relative_margin=0.2, margin_ref="mean", skip_n=2, cluster_rule=True, near_dup=0.7,
                  floor=0.2, negatives=3),
     CurateParams(relative_margin=None, absolute_margin=0.15, cluster_rule=True, floor=0.3, negatives=5),
-])
+]
+
+
+@pytest.mark.parametrize("params", RULE_MIXES)
 def test_labels_and_top_sampling_match_a_row_by_row_reference(params):
     frame = random_pool()
     result = curate(frame, params)
@@ -493,12 +497,7 @@ def test_hard_band_reasons_rank_by_teacher_score_and_say_whether_sampled(samplin
         assert list(result.selected[1:]) == [True, True, False, False]
 
 
-@pytest.mark.parametrize("params", [
-    CurateParams(),
-    CurateParams(ceiling=0.6, relative_margin=0.2, margin_ref="mean", skip_n=2, cluster_rule=True, near_dup=0.7,
-                 floor=0.2, negatives=3),
-    CurateParams(relative_margin=None, absolute_margin=0.15, cluster_rule=True, floor=0.3, negatives=5),
-])
+@pytest.mark.parametrize("params", RULE_MIXES)
 def test_reasons_agree_with_labels_row_by_row_and_per_query_slice(params):
     frame = random_pool()
     result = curate(frame, params)
