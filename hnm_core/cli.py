@@ -26,7 +26,7 @@ from typing import Any
 
 from .data import counted
 from .errors import HnmError, HnmWarning, SettingsError
-from .outdir import check_out, finish
+from .outdir import check_out, finish, refuse_inputs
 from .prove import STAGES as PROVE_STAGES
 from .settings import SETTINGS, Setting, Stage, from_manifest, validate
 
@@ -298,6 +298,7 @@ def _cmd_train_teacher(args: argparse.Namespace) -> int:
     from .teacher_train import train_teacher
 
     values = _settings(args, ("data", "run", "pool", "teacher_train"))
+    refuse_inputs(args.out, [args.data])  # before any work; the folder's own rules are checked by train_teacher
     collection = load_collection(args.data, split=values["split"])
     _say(collection.problems)
     result = train_teacher(collection, args.out, base_model=values["base_model"], folds=values["folds"],
@@ -305,7 +306,7 @@ def _cmd_train_teacher(args: argparse.Namespace) -> int:
                            epochs=values["teacher_epochs"], batch_size=values["teacher_batch_size"],
                            lr=values["teacher_lr"], max_length=values["teacher_max_length"], seed=values["seed"],
                            pool_settings=values, cache_dir=args.cache_dir,
-                           overwrite=args.overwrite, progress=_progress(args))
+                           overwrite=args.overwrite, inputs=[args.data], progress=_progress(args))
     _say(result.sentences())
     print(f"Teacher saved to {result.out_dir} ({counted(result.trained, 'fold')} trained, {result.reused} kept); "
           f"mine with `hnm mine DATA --teacher cross-encoder --teacher-model {result.out_dir}`")

@@ -32,7 +32,7 @@ from typing import Literal
 from .errors import ExportError
 from .manifest import atomic_write_bytes
 
-__all__ = ["MARKER", "Kind", "Marker", "read_marker", "check_out", "write_output", "finish"]
+__all__ = ["MARKER", "Kind", "Marker", "read_marker", "refuse_inputs", "check_out", "write_output", "finish"]
 
 MARKER = ".hnm-output.json"
 """The marker's file name, in every folder hnm writes."""
@@ -91,7 +91,8 @@ def _resolved(path: Path) -> Path:
         return Path(os.path.abspath(path))
 
 
-def _refuse_inputs(out: Path, inputs: Iterable[str | Path]) -> None:
+def refuse_inputs(out: Path, inputs: Iterable[str | Path]) -> None:
+    """Raise ExportError when `out` is, contains or lies inside one of `inputs` (links followed)."""
     target = _resolved(out)
     for given in inputs:
         source = _resolved(Path(given).expanduser())
@@ -115,7 +116,7 @@ def check_out(out: str | Path, kind: Kind, *, overwrite: bool = False, inputs: I
     before they put their files in place. `inputs`: paths the run reads (data file or folder, pool folder).
     """
     out = Path(out).expanduser()
-    _refuse_inputs(out, inputs)
+    refuse_inputs(out, inputs)
     for path in (out, *out.parents):
         if path.exists():
             if not path.is_dir():

@@ -41,7 +41,7 @@ import logging
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,6 +53,7 @@ from .data import Collection, counted
 from .errors import ExportError, SettingsError
 from .manifest import atomic_write_bytes, digest, package_versions
 from .models import CROSS_FIT_MANIFEST, LoadedModel, check_cross_encoder, load_bi_encoder, pair_key, query_key
+from .outdir import refuse_inputs
 from .pool import PoolParams
 from .progress import Progress, no_progress
 from .settings import setting
@@ -171,6 +172,7 @@ def train_teacher(
     encoder: LoadedModel | None = None,
     cache_dir: str | Path | None = None,
     overwrite: bool = False,
+    inputs: Sequence[str | Path] = (),
     progress: Progress = no_progress,
 ) -> TeacherTrainResult:
     """Train a cross-fitted cross-encoder teacher on `collection`'s labels into `out_dir` (see the module docstring).
@@ -188,6 +190,7 @@ def train_teacher(
         defaults otherwise. `encoder` passes its bi-encoder already loaded.
     overwrite: replace a teacher trained with other settings in `out_dir`; without it such a folder is refused,
         while one trained with the same settings is resumed (finished folds are kept).
+    inputs: paths the run reads (the data folder or file): `out_dir` may not be, hold or lie inside one.
     """
     if folds < 2:
         raise SettingsError(f"folds: {folds} is below the minimum 2 (cross-fitting needs a model that did not see "
@@ -224,7 +227,7 @@ def train_teacher(
                            "trained_positives": digest(trained_positives)},
             "folds": [{k: f[k] for k in ("index", "path", "query_keys")} for f in fold_plan]}
     out = Path(out_dir)
-    _claim(out, plan, overwrite=overwrite)
+    _claim(out, plan, overwrite=overwrite, inputs=inputs)
 
     manifest: dict[str, Any] = {
         "kind": "hnm cross-fitted cross-encoder teacher", "format": 1, "complete": False, "plan": digest(plan),
@@ -267,9 +270,14 @@ def train_teacher(
 
 
 
-def _claim(out: Path, plan: dict[str, Any], *, overwrite: bool) -> None:
+def _claim(out: Path, plan: dict[str, Any], *, overwrite: bool, inputs: Sequence[str | Path]) -> None:
     """Make `out` ready for the teacher `plan`: keep the folds of an unfinished or finished run of the same plan,
-    refuse (or with `overwrite`, clear) a teacher of another plan, and remove temporary folders of killed runs."""
+    refuse (or with `overwrite`, clear) a teacher of another plan, and remove temporary folders of killed runs.
+    A teacher folder is resumable, so it keeps its own rules rather than outdir's replace-all-at-once; like every
+    output it may not touch the data it reads."""
+    refuse_inputs(out, inputs)
+    if out.exists() and not out.is_dir():
+        raise ExportError(f"{out} is a file. Fix: choose a folder path for --out (a new or empty folder)")
     manifest_file = out / CROSS_FIT_MANIFEST
     if manifest_file.is_file():
         try:

@@ -195,6 +195,20 @@ def test_bad_settings_fail_before_any_work(trained, tiny_bi_encoder_dir, tmp_pat
     assert not (tmp_path / "t").exists()
 
 
+def test_cli_train_teacher_refuses_an_out_in_the_data_or_a_file_before_any_work(tmp_path, capsys):
+    data = tmp_path / "data"
+    shutil.copytree(SAMPLE, data)
+    before = sorted(p.relative_to(data) for p in data.rglob("*"))
+    (tmp_path / "file.txt").write_text("mine")
+    for out, message in ((data / "teacher", "lies inside the input"), (data, "is the input"),
+                         (tmp_path / "file.txt", "is a file")):
+        assert main(["train-teacher", str(data), "--out", str(out), "--cache-dir", str(tmp_path / "cache")]) == 2
+        err = capsys.readouterr().err.strip()
+        assert message in err and len(err.splitlines()) == 1, err
+    assert sorted(p.relative_to(data) for p in data.rglob("*")) == before
+    assert (tmp_path / "file.txt").read_text() == "mine" and not (tmp_path / "cache").exists()
+
+
 def test_cli_train_teacher_then_mine_with_it(tiny_bi_encoder_dir, tmp_path, capsys):
     cache, teacher, mined = tmp_path / "cache", tmp_path / "teacher", tmp_path / "mined"
     common = ["--split", "train", "--model", str(tiny_bi_encoder_dir), "--top-k", "30", "--precision", "fp32",
