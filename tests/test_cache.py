@@ -50,16 +50,21 @@ def test_embedding_cache_computes_once(tmp_path):
     assert sorted(p.name for p in (tmp_path / "embeddings" / "k").iterdir()) == ["embeddings.npy", "meta.json"]
 
 
+def interrupted_fill(cache, key, n_rows, compute, *, stop_at):
+    """Fill `key` with `compute`, stopped (as by Ctrl-C) when the run reaches row `stop_at`."""
+    def stopping(start, stop):
+        if start >= stop_at:
+            raise KeyboardInterrupt
+        return compute(start, stop)
+
+    with pytest.raises(KeyboardInterrupt):
+        cache.get_or_compute(key, n_rows, stopping)
+
+
 def test_embedding_cache_resumes_from_finished_chunks(tmp_path):
     cache = EmbeddingCache(tmp_path, chunk_rows=2)
 
-    def failing(start, stop):
-        if start >= 4:
-            raise KeyboardInterrupt
-        return rows(start, stop)
-
-    with pytest.raises(KeyboardInterrupt):
-        cache.get_or_compute("k", 7, failing)
+    interrupted_fill(cache, "k", 7, rows, stop_at=4)
     calls = []
 
     def compute(start, stop):
@@ -196,13 +201,7 @@ def test_a_damaged_part_is_recomputed_alone(tmp_path, how):
     clean = np.array(EmbeddingCache(tmp_path / "clean").get_or_compute("k", 300, wide_rows))
     cache = EmbeddingCache(tmp_path / "c", chunk_rows=100, first_rows=100)
 
-    def stop_at_200(start, stop):
-        if start >= 200:
-            raise KeyboardInterrupt
-        return wide_rows(start, stop)
-
-    with pytest.raises(KeyboardInterrupt):
-        cache.get_or_compute("k", 300, stop_at_200)
+    interrupted_fill(cache, "k", 300, wide_rows, stop_at=200)
     damage(next(cache.folder("k").glob("part-000000100-000000200-*.npy")), how)
     compute = Counter(wide_rows)
     with pytest.warns(CacheWarning, match="part-000000100-000000200"):
