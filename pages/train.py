@@ -31,9 +31,10 @@ left, middle, right = st.columns(3)
 with left:
     st.subheader("Proof")
     train_split = setting_widget("train_split", label="Train on split", options=splits)
-    # splits of other queries only (the sample's `test` holds every query, `dev` only those `train` has not)
-    disjoint = loaders.disjoint_splits(str(data.path), train_split)
-    setting_widget("test_split", label="Score on split", options=disjoint or [s for s in splits if s != train_split])
+    # splits that leave the train split queries of its own (the sample's `test` holds every query, `dev` none of
+    # `train`'s); the queries a split shares with `train` are left out of training
+    scored = loaders.scoring_splits(str(data.path), train_split)
+    setting_widget("test_split", label="Score on split", options=scored or [s for s in splits if s != train_split])
     setting_widget("arms", label="Arms")
     setting_widget("seeds", label="Seeds")
     setting_widget("rounds", label="Mining rounds")

@@ -115,12 +115,12 @@ def splits_at(path: str) -> list[str]:
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
-def disjoint_splits(path: str, train_split: str) -> list[str]:
-    """The splits of the folder at `path` that share no query with `train_split` (prove.disjoint_splits; cached, as
-    it reads every qrels file)."""
-    from hnm_core.prove import disjoint_splits as disjoint
+def scoring_splits(path: str, train_split: str) -> list[str]:
+    """The splits of the folder at `path` a proof training on `train_split` may score on (prove.scoring_splits; cached,
+    as it reads every qrels file)."""
+    from hnm_core.prove import scoring_splits as splits
 
-    return disjoint(path, train_split)
+    return splits(path, train_split)
 
 
 def is_pool_folder(path: str) -> bool:

@@ -71,9 +71,9 @@ def test_prove_trains_every_arm_alike_and_a_rerun_reuses_them(tiny_bi_encoder_di
 
 @pytest.mark.parametrize("flags, message", [
     (["--test-split", "train"], "train_split and test_split are both 'train'"),
-    # the sample's test split holds all 42 queries, its train split 28 of them: a proof must not score on those
-    (["--test-split", "test"], "28 of the 42 queries of split 'test' are in split 'train' too, so their scores "
-                               "would reward memorising them. Fix: score on a split of other queries "
+    # the sample's test split holds all 42 queries, so every one of its 28 train queries: nothing is left to train on
+    (["--test-split", "test"], "every query of split 'train' is in split 'test' too, so nothing would be left to "
+                               "train on that the test does not score. Fix: score on a split of other queries "
                                "(--test-split dev)"),
     (["--rounds", "2", "--arms", "zero,pairs"], "Fix: add hnm to --arms"),
     (["--seeds", "0,0"], "repeats a seed"),
@@ -85,6 +85,33 @@ def test_bad_proof_settings_are_refused_before_any_work(flags, message, tmp_path
     err = capsys.readouterr().err
     assert err.startswith("hnm prove: error:") and message in err and len(err.splitlines()) == 1
     assert not out.exists()
+
+
+def test_queries_the_test_split_holds_too_are_left_out_of_every_arms_training(tiny_bi_encoder_dir, tmp_path, capsys):
+    # BEIR's own splits overlap a little (SciFact: 2 of 300 test queries are train queries too): the proof still
+    # scores every test query, and trains on none of the shared ones
+    data = tmp_path / "data"
+    data.mkdir()
+    for name in ("corpus.jsonl", "queries.jsonl", "qrels_train.tsv", "qrels_dev.tsv"):
+        (data / name).write_bytes((SAMPLE / name).read_bytes())
+    train = (SAMPLE / "qrels_train.tsv").read_text().splitlines()[1:]
+    shared = set(list(dict.fromkeys(line.split("\t")[0] for line in train))[:2])
+    rows = [line for line in train if line.split("\t")[0] in shared]
+    (data / "qrels_dev.tsv").write_text((SAMPLE / "qrels_dev.tsv").read_text() + "\n".join(rows) + "\n")
+    out = tmp_path / "proof"
+    flags = ["--model", str(tiny_bi_encoder_dir), "--teacher-model", str(tiny_bi_encoder_dir), "--train-model",
+             str(tiny_bi_encoder_dir), "--max-seq-length", "64", "--top-k", "20", "--negatives", "3",
+             "--train-batch-size", "4", "--arms", "pairs,naive", "--seeds", "0"]
+    assert main(["prove", str(data), "--train-split", "train", "--test-split", "dev", *flags, "--out", str(out),
+                 "--cache-dir", str(tmp_path / "cache"), "--quiet"]) == 0
+    report = json.loads((out / "prove.json").read_text())
+    assert report["left_out_of_training"] == sorted(shared)
+    train_split = load_collection(data, split="train")
+    texts = dict(zip(train_split.query_ids, train_split.query_texts))
+    for run in report["runs"]:
+        anchors = set(pq.read_table(run["training_file"]).column("anchor").to_pylist())
+        assert anchors and not anchors & {texts[qid] for qid in shared}
+    assert "Left out of training: 2 queries of train that dev holds too." in capsys.readouterr().out
 
 
 def test_a_folder_that_is_not_a_proof_is_refused(tmp_path, capsys):
