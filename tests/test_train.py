@@ -28,10 +28,11 @@ FAST = {"batch_size": 16, "lr": 1e-3, "device": "cpu"}
 
 @pytest.fixture(scope="module")
 def export_dir(tmp_path_factory, tiny_bi_encoder_dir) -> Path:
-    """sample_data mined with the tiny model as miner and teacher, exported as ntuple and ntuple_scores."""
+    """sample_data mined with the tiny model as miner and teacher, exported as ntuple and ntuple_scores (no
+    false-negative rule: the random model's scores would leave few rows)."""
     root = tmp_path_factory.mktemp("train-export")
     values = validate({"model": str(tiny_bi_encoder_dir), "teacher_model": str(tiny_bi_encoder_dir),
-                       "precision": "fp32", "top_k": 20, "negatives": 2, "skip_n": 0, "cluster_rule": False})
+                       "precision": "fp32", "top_k": 20, "negatives": 2, "relative_margin": None})
     pool = mine(load_collection(SAMPLE), values, cache_dir=root / "cache")
     curation = curate(pool.frame, CurateParams.from_settings(values))
     export(pool, curation, root / "export", formats="ntuple,ntuple_scores")
