@@ -118,8 +118,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("n_clusters", 0, "Number of k-means clusters over document embeddings for the same-cluster rule; 0 = sqrt(#docs).",
             "pool", int, minimum=0, maximum=100_000),
     # teacher
-    Setting("teacher", "bi-encoder", "Teacher that rescores candidates: a bi-encoder or a cross-encoder.", "teacher",
-            choices=("bi-encoder", "cross-encoder")),
+    Setting("teacher", "bi-encoder", "Teacher that rescores candidates: a bi-encoder, a cross-encoder, or an "
+            "ensemble of teacher_members.", "teacher", choices=("bi-encoder", "cross-encoder", "ensemble")),
+    Setting("teacher_members", ("cross-encoder", "dense"), "Ensemble teacher's members: the cross-encoder in "
+            "teacher_model, the miner's cosine (dense), BM25. Each is ranked within its query and the percentiles "
+            "averaged; each member's own score is kept as a pool column.", "teacher", choices=("cross-encoder",
+            "dense", "bm25"), multiple=True),
     Setting("teacher_model", DEFAULT_MODEL, "Teacher model: a sentence-transformers name or local folder; for a "
             "cross-encoder, a trained one (sequence-classification head, one output): a bi-encoder is refused.",
             "teacher"),
