@@ -191,11 +191,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("band", 20, "Candidates ranked within this depth are likely false negatives and never taught to the "
             "trained teacher as negatives (twice the default skip_n).", "teacher_train", int, minimum=0,
             maximum=10_000),
-    Setting("teacher_epochs", 1.0, "Training epochs per fold of the trained teacher.", "teacher_train", float,
-            minimum=0.01, maximum=100.0, step=0.5),
+    Setting("teacher_epochs", 3.0, "Training epochs per fold of the trained teacher (1 epoch at 2e-5 barely moved "
+            "its new head on sample_data: docs/teacher.md).", "teacher_train", float, minimum=0.01, maximum=100.0,
+            step=0.5),
     Setting("teacher_batch_size", 16, "Query-passage pairs per training batch of the trained teacher.",
             "teacher_train", int, minimum=1, maximum=4096),
-    Setting("teacher_lr", 2e-5, "Peak learning rate of the trained teacher.", "teacher_train", float, minimum=1e-8,
+    Setting("teacher_lr", 5e-5, "Peak learning rate of the trained teacher.", "teacher_train", float, minimum=1e-8,
             maximum=0.5, step=1e-6),
     Setting("teacher_max_length", 256, "Tokens per query-passage pair of the trained teacher.", "teacher_train", int,
             minimum=8, maximum=8192),
