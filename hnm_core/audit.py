@@ -96,7 +96,8 @@ def vet_teacher(kind: str, name: str, path: str, collection: Collection, split: 
     pair among its trained positives is refused (SettingsError with the fix), as is one that does not list them.
     A bi-encoder is taken as it is (the default is the miner itself, which is not trained here); so is a
     cross-encoder that hnm did not train, whose training data cannot be checked (its summary says so). An ensemble
-    (`members`) is vetted by its cross-encoder member, `name` and `path`; its other members are the pool's own scores."""
+    (`members`) is vetted by its cross-encoder member, `name` and `path`; its other members are the pool's own
+    scores."""
     if kind == "ensemble":
         listed = ", ".join(members)
         if "cross-encoder" not in members:

@@ -33,6 +33,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from . import schema
 from .cache import ChunkPacer, PairScoreCache, pair_keys
 from .data import counted
 from .errors import ModelOutputError, SettingsError
@@ -40,7 +41,6 @@ from .manifest import digest
 from .models import CrossFitTeacher, LoadedModel, load_bi_encoder, load_cross_encoder
 from .pool import Pool
 from .progress import Progress, no_progress
-from . import schema
 from .settings import StageParams, defaults, pick, setting
 from .vectors import row_cosines
 
@@ -205,8 +205,8 @@ def _score_ensemble(pool: Pool, params: TeacherParams, model: LoadedModel | None
             raw[mask] = own[mask]
             if member == "dense":
                 miner = pool.meta.get("model", {})
-                described.append({"member": member, "name": miner.get("name"), "fingerprint": miner.get("fingerprint"),
-                                  "score": "cosine (the miner's)"})
+                described.append({"member": member, "name": miner.get("name"),
+                                  "fingerprint": miner.get("fingerprint"), "score": "cosine (the miner's)"})
             else:
                 described.append({"member": member, "name": "BM25", "score": "BM25"})
         frame[MEMBER_COLUMNS[member]] = raw
