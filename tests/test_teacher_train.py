@@ -223,7 +223,7 @@ def test_cli_train_teacher_then_mine_with_it(tiny_bi_encoder_dir, tmp_path, caps
     routing = manifest["teacher"]["cross_fit"]
     assert routing["folds"] == 2 and routing["rows_unseen"] == 0 and min(routing["rows_per_fold"]) > 0
     assert main(["train-teacher", str(SAMPLE), "--out", str(teacher), "--base-model", str(tiny_bi_encoder_dir),
-                 "--folds", "3", "--teacher-max-length", "64", *common]) == 2
+                 "--folds", "3", "--teacher-epochs", "1", "--teacher-max-length", "64", *common]) == 2
     assert "already holds a teacher trained with other settings (folds)" in capsys.readouterr().err
 
 
