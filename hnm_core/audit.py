@@ -30,7 +30,7 @@ The figures (defined precisely in docs/audit.md), over all queries of the pool:
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -89,13 +89,23 @@ class SplitPool(NamedTuple):
 
 
 def vet_teacher(kind: str, name: str, path: str, collection: Collection, split: HiddenSplit, *,
-                miner: str | None = None) -> dict[str, Any]:
+                miner: str | None = None, members: Sequence[str] = ()) -> dict[str, Any]:
     """Which teacher scores the audit, and proof that it never saw the positives the audit hides; the report's
     "teacher" entry. A teacher trained on them would grade the hidden positives from memory and "catch" them for
     free, so a cross-fitted teacher folder (hnm train-teacher) whose teacher.json lists any hidden (query, positive)
     pair among its trained positives is refused (SettingsError with the fix), as is one that does not list them.
     A bi-encoder is taken as it is (the default is the miner itself, which is not trained here); so is a
-    cross-encoder that hnm did not train, whose training data cannot be checked (its summary says so)."""
+    cross-encoder that hnm did not train, whose training data cannot be checked (its summary says so). An ensemble
+    (`members`) is vetted by its cross-encoder member, `name` and `path`; its other members are the pool's own
+    scores."""
+    if kind == "ensemble":
+        listed = ", ".join(members)
+        if "cross-encoder" not in members:
+            return {"kind": kind, "model": None, "checked": None,
+                    "summary": f"teacher: ensemble of {listed} (the pool's own scores, nothing trained)"}
+        entry = vet_teacher("cross-encoder", name, path, collection, split)
+        return {**entry, "kind": kind, "members": list(members),
+                "summary": f"teacher: ensemble of {listed}, whose {entry['summary'].removeprefix('teacher: ')}"}
     if kind == "bi-encoder":
         role = " (the miner)" if miner is not None and name == miner else ""
         return {"kind": kind, "model": name, "checked": None, "summary": f"teacher: bi-encoder {name}{role}"}
@@ -130,24 +140,63 @@ def mine_hidden_split(
     cache_dir: str | Path | None = None,
     encoder: LoadedModel | None = None,
     teacher: LoadedModel | None = None,
+    train_teacher_dir: str | Path | None = None,
     progress: Progress = no_progress,
 ) -> SplitPool:
     """Hide the `hide` setting's share of each query's positives (seeded by `seed`) and mine the rest with `values` (validated
     settings, as `settings.validate` returns them): the pool `audit_pool` measures. The CLI's audit and the studio's
-    both mine through here. Embeddings are cached by text, so a collection already mined is not encoded again."""
+    both mine through here. Embeddings are cached by text, so a collection already mined is not encoded again.
+
+    train_teacher_dir: train the cross-fitted cross-encoder teacher (teacher_train.train_teacher, with the
+        `teacher_train` settings of `values`) on the visible positives only, into this folder (resumable), and score
+        with it: as the teacher, or as the cross-encoder member of an ensemble teacher. The pool's teacher entry
+        records what it trained on (`trained_by_audit`)."""
     from .pipeline import mine
 
     split = hide_positives(collection, hide=values["hide"], seed=values["seed"])
     if not split.hidden:
         raise DataError(collection.source or collection.name, "no query has two or more positives, so none can be "
                         "hidden.", fix="audit a collection where queries have several labelled positives")
-    if teacher is not None:
-        vet_teacher(teacher.kind, teacher.name, teacher.path, collection, split)
+    visible = split.apply(collection)
+    trained = None
+    if train_teacher_dir is not None:
+        values, trained = _train_visible_teacher(visible, values, train_teacher_dir, split, cache_dir=cache_dir,
+                                                 encoder=encoder, progress=progress)
+        teacher = None  # the one just trained, loaded by mine
+    elif teacher is not None:
+        vet_teacher(teacher.kind, teacher.name, teacher.path, collection, split,
+                    members=values.get("teacher_members", ()))
     else:  # before any mining: a teacher that saw the hidden positives is refused at once
-        vet_teacher(values["teacher"], values["teacher_model"], values["teacher_model"], collection, split)
-    pool = mine(split.apply(collection), values, cache_dir=cache_dir, encoder=encoder, teacher=teacher,
-                progress=progress)
+        vet_teacher(values["teacher"], values["teacher_model"], values["teacher_model"], collection, split,
+                    members=values.get("teacher_members", ()))
+    pool = mine(visible, values, cache_dir=cache_dir, encoder=encoder, teacher=teacher, progress=progress)
+    if trained is not None:
+        pool = replace(pool, meta={**pool.meta, "teacher": {**pool.meta["teacher"], "trained_by_audit": trained}})
     return SplitPool(pool, split)
+
+
+def _train_visible_teacher(visible: Collection, values: dict[str, Any], out: str | Path, split: HiddenSplit, *,
+                           cache_dir: str | Path | None, encoder: LoadedModel | None,
+                           progress: Progress) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Train the teacher on `visible` (the collection with the hidden positives removed) into `out`; the mining
+    settings that score with it, and what it trained on for the report."""
+    from .teacher_train import train_teacher
+
+    if values["teacher"] == "ensemble" and "cross-encoder" not in values["teacher_members"]:
+        raise SettingsError("--train-teacher trains a cross-encoder, and the ensemble's members "
+                            f"({', '.join(values['teacher_members'])}) have none. Fix: add cross-encoder to "
+                            "--teacher-members")
+    result = train_teacher(visible, out, base_model=values["base_model"], folds=values["folds"],
+                           negatives_per_positive=values["negatives_per_positive"], band=values["band"],
+                           epochs=values["teacher_epochs"], batch_size=values["teacher_batch_size"],
+                           lr=values["teacher_lr"], max_length=values["teacher_max_length"], seed=values["seed"],
+                           pool_settings=values, encoder=encoder, cache_dir=cache_dir, progress=progress)
+    kind = "ensemble" if values["teacher"] == "ensemble" else "cross-encoder"
+    trained = {"folder": str(result.out_dir), "queries": len(visible.positives),
+               "visible_positives": sum(map(len, visible.positives.values())),
+               "hidden_positives_shown": 0, "hidden_positives": split.n_hidden,
+               "folds": len(result.folds), "trained_now": result.trained, "kept": result.reused}
+    return {**values, "teacher": kind, "teacher_model": str(result.out_dir)}, trained
 
 
 @dataclass(frozen=True, eq=False)
@@ -220,8 +269,20 @@ def audit_pool(
     meta = pool.meta.get("teacher") or {}
     settings = pool.meta.get("settings", {})
     kind, name = meta.get("kind", settings.get("teacher")), meta.get("name", settings.get("teacher_model"))
-    teacher = vet_teacher(kind, name, meta.get("path", name), pool.collection, split,
+    path = meta.get("path", name)
+    members = [m["member"] for m in meta.get("members", ())] or list(settings.get("teacher_members", ()))
+    if kind == "ensemble":  # vetted by its cross-encoder member
+        name = path = next((m.get("path") for m in meta.get("members", ()) if m["member"] == "cross-encoder"),
+                           settings.get("teacher_model"))
+    teacher = vet_teacher(kind, name, path, pool.collection, split, members=members,
                           miner=(pool.meta.get("model") or {}).get("name", settings.get("model")))
+    trained = meta.get("trained_by_audit")
+    if trained:
+        teacher = {**teacher, "trained_by_audit": trained, "summary": (
+            f"{teacher['summary']}; this audit trained it into {trained['folder']} on the "
+            f"{counted(trained['visible_positives'], 'visible positive')} of "
+            f"{counted(trained['queries'], 'query', 'queries')} only, and never showed it the "
+            f"{counted(trained['hidden_positives'], 'hidden positive')}")}
     params = params or CurateParams()
     hidden = hidden_rows(frame, pool.collection, split)
     curation = curate(frame, params)
@@ -240,6 +301,7 @@ def audit(
     encoder: LoadedModel | None = None,
     teacher: LoadedModel | None = None,
     grid: Mapping[str, Sequence[Any]] | None = None,
+    train_teacher_dir: str | Path | None = None,
     progress: Progress = no_progress,
 ) -> AuditReport:
     """Hide the `hide` setting's share of each query's positives (seeded by `seed`), mine the rest with `values`
@@ -247,12 +309,14 @@ def audit(
     recommend under its `target_leak` and `min_coverage`.
 
     Embeddings are cached by text, so an audit of a collection already mined does not encode its corpus again.
+    `train_teacher_dir`: train the cross-encoder teacher on the visible positives only and audit with it (see
+    mine_hidden_split).
     """
     values = validate(values or {})
     if grid is not None:
         check_grid(grid)
     pool, split = mine_hidden_split(collection, values, cache_dir=cache_dir, encoder=encoder, teacher=teacher,
-                                    progress=progress)
+                                    train_teacher_dir=train_teacher_dir, progress=progress)
     return audit_pool(pool, split, CurateParams.from_settings(values), grid=grid, target_leak=values["target_leak"],
                       min_coverage=values["min_coverage"], progress=progress)
 

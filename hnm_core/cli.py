@@ -87,6 +87,10 @@ def _common(parser: argparse.ArgumentParser, *, data: bool = True) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
+# the teacher_train settings serve --train-teacher
+AUDIT_STAGES: tuple[Stage, ...] = ("data", "run", "pool", "teacher", "curate", "audit", "teacher_train")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hnm", description="Hard-negative mining for text-embedding training sets.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -118,8 +122,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("audit", help="hide some labelled positives, mine, and measure how many come back as "
                                      "negatives, over a sweep of the false-negative settings")
     _common(p)
-    _add_settings(p, ("data", "run", "pool", "teacher", "curate", "audit"))
+    _add_settings(p, AUDIT_STAGES)
     p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--train-teacher", type=Path, metavar="TEACHER_DIR",
+                   help="train the cross-encoder teacher (hnm train-teacher, with its flags) on the visible "
+                        "positives only, into this folder (resumable), and audit with it")
     p.set_defaults(run=_cmd_audit)
 
     p = sub.add_parser("train-teacher", help="train a cross-encoder teacher on the labelled positives, cross-fitted "
@@ -275,12 +282,15 @@ def _cmd_audit(args: argparse.Namespace) -> int:
     from .audit import audit, save_report
     from .data import load_collection
 
-    values = _settings(args, ("data", "run", "pool", "teacher", "curate", "audit"))
+    values = _settings(args, AUDIT_STAGES)
     check_out(args.out, "audit", overwrite=args.overwrite, inputs=[args.data])
+    if args.train_teacher:  # a teacher in the data or in the report folder (replaced whole) would be lost
+        refuse_inputs(args.train_teacher, [args.data, args.out])
     collection = load_collection(args.data, split=values["split"])
     for line in collection.problems:  # stdout is the JSON report under --json
         print(line, file=sys.stderr if args.json else sys.stdout)
-    report = audit(collection, values, cache_dir=args.cache_dir, progress=_progress(args))
+    report = audit(collection, values, cache_dir=args.cache_dir, train_teacher_dir=args.train_teacher,
+                   progress=_progress(args))
     folder = save_report(report, args.out, overwrite=args.overwrite, inputs=[args.data],
                          extra_manifest={"command": " ".join(["hnm", *sys.argv[1:]]) if sys.argv else "hnm audit"})
     if args.json:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from .data import Collection
+from .errors import SettingsError
 from .models import LoadedModel
 from .pool import Pool, PoolParams, build_pool
 from .progress import Progress, no_progress
@@ -23,6 +24,14 @@ class MiningParams:
 
     pool: PoolParams
     teacher: TeacherParams
+
+    def __post_init__(self) -> None:
+        if self.teacher.teacher == "ensemble":  # before any retrieval: a member the pool will not have
+            missing = [m for m in self.teacher.teacher_members if m != "cross-encoder" and m not in self.pool.sources]
+            if missing:
+                raise SettingsError(f"teacher_members: {', '.join(missing)} scores come from the pool's sources, "
+                                    f"which are {', '.join(self.pool.sources)}. Fix: add {', '.join(missing)} to "
+                                    "--sources, or leave it out of --teacher-members")
 
     @classmethod
     def from_settings(cls, values: Mapping[str, Any]) -> MiningParams:

@@ -18,7 +18,7 @@ from .data import Collection, counted, normalize_text
 from .manifest import package_versions, write_json
 from .models import LoadedModel, load_bi_encoder
 from .progress import Progress, no_progress
-from .schema import POOL_COLUMNS, missing_columns
+from .schema import MEMBER_COLUMNS, POOL_COLUMNS, missing_columns
 from .settings import StageParams
 from .vectors import kmeans_clusters, pos_sim_max, row_cosines
 
@@ -320,8 +320,9 @@ def load_pool(folder: str | Path) -> Pool:
     if emb and not all(isinstance(emb.get(key), str) for key in ("cache_dir", "docs", "queries")):
         raise DataError(manifest, "'embeddings' lacks cache_dir, docs or queries", fix=rebuild)
     frame = _read_table(folder / "pool.parquet", tuple(POOL_COLUMNS), rebuild)
+    columns = {**POOL_COLUMNS, **{name: t for name, t in MEMBER_COLUMNS.items() if name in frame.columns}}
     try:
-        frame = frame.astype(POOL_COLUMNS)[list(POOL_COLUMNS)]
+        frame = frame.astype(columns)[list(columns)]
     except (TypeError, ValueError) as error:
         raise DataError(folder / "pool.parquet", f"has columns of the wrong type ({_one_line(error)})",
                         fix=rebuild) from None

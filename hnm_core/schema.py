@@ -11,7 +11,7 @@ import pandas as pd
 
 from .errors import DataError
 
-__all__ = ["RANK_MEANINGS", "POOL_COLUMNS", "SCORE_COLUMNS", "CURATE_COLUMNS", "LABELLED_COLUMNS", "ROUND_COLUMNS",
+__all__ = ["RANK_MEANINGS", "POOL_COLUMNS", "MEMBER_COLUMNS", "SCORE_COLUMNS", "CURATE_COLUMNS", "LABELLED_COLUMNS", "ROUND_COLUMNS",
            "missing_columns", "require_columns"]
 
 POOL_COLUMNS: dict[str, str] = {
@@ -31,6 +31,14 @@ POOL_COLUMNS: dict[str, str] = {
     "teacher_score": "float32",
 }
 """Column -> pandas dtype, in the order the pool table has them."""
+
+MEMBER_COLUMNS: dict[str, str] = {
+    "teacher_cross_encoder": "float32",
+    "teacher_dense": "float32",
+    "teacher_bm25": "float32",
+}
+"""Optional columns after POOL_COLUMNS: an ensemble teacher's members' own scores (a logit, a cosine, a BM25 score;
+NaN where the ensemble did not score the row), present only in a pool an ensemble scored (hnm_core.teacher)."""
 
 RANK_MEANINGS: dict[str, str] = {
     "bm25_rank": "1-based rank among the query's BM25 results; candidates are ranked among non-positive documents only "

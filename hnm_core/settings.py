@@ -118,8 +118,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("n_clusters", 0, "Number of k-means clusters over document embeddings for the same-cluster rule; 0 = sqrt(#docs).",
             "pool", int, minimum=0, maximum=100_000),
     # teacher
-    Setting("teacher", "bi-encoder", "Teacher that rescores candidates: a bi-encoder or a cross-encoder.", "teacher",
-            choices=("bi-encoder", "cross-encoder")),
+    Setting("teacher", "bi-encoder", "Teacher that rescores candidates: a bi-encoder, a cross-encoder, or an "
+            "ensemble of teacher_members.", "teacher", choices=("bi-encoder", "cross-encoder", "ensemble")),
+    Setting("teacher_members", ("cross-encoder", "dense"), "Ensemble teacher's members: the cross-encoder in "
+            "teacher_model, the miner's cosine (dense), BM25. Each is ranked within its query and the percentiles "
+            "averaged; each member's own score is kept as a pool column.", "teacher", choices=("cross-encoder",
+            "dense", "bm25"), multiple=True),
     Setting("teacher_model", DEFAULT_MODEL, "Teacher model: a sentence-transformers name or local folder; for a "
             "cross-encoder, a trained one (sequence-classification head, one output): a bi-encoder is refused.",
             "teacher"),
@@ -190,11 +194,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("band", 20, "Candidates ranked within this depth are likely false negatives and never taught to the "
             "trained teacher as negatives (twice the default skip_n).", "teacher_train", int, minimum=0,
             maximum=10_000),
-    Setting("teacher_epochs", 1.0, "Training epochs per fold of the trained teacher.", "teacher_train", float,
-            minimum=0.01, maximum=100.0, step=0.5),
+    Setting("teacher_epochs", 3.0, "Training epochs per fold of the trained teacher (1 epoch at 2e-5 barely moved "
+            "its new head on sample_data: docs/teacher.md).", "teacher_train", float, minimum=0.01, maximum=100.0,
+            step=0.5),
     Setting("teacher_batch_size", 16, "Query-passage pairs per training batch of the trained teacher.",
             "teacher_train", int, minimum=1, maximum=4096),
-    Setting("teacher_lr", 2e-5, "Peak learning rate of the trained teacher.", "teacher_train", float, minimum=1e-8,
+    Setting("teacher_lr", 5e-5, "Peak learning rate of the trained teacher.", "teacher_train", float, minimum=1e-8,
             maximum=0.5, step=1e-6),
     Setting("teacher_max_length", 256, "Tokens per query-passage pair of the trained teacher.", "teacher_train", int,
             minimum=8, maximum=8192),

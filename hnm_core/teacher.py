@@ -7,30 +7,47 @@ Two kinds of teacher:
   query's positives and its `teacher_top_n` best candidates by fused rank (the rows a false-negative rule can act
   on); other rows stay NaN ("unscored"). Pairs go longest first, in the model's precision (bf16 where the CPU has
   it), and every chunk is cached by pair as it finishes. A cross-fitted teacher (`hnm train-teacher`, see
-  teacher_train.py) scores each query with the fold model that never trained on it.
+  teacher_train.py) scores each query with the fold model that never trained on it;
+- an ensemble combines `teacher_members` (the cross-encoder, the miner's cosine `dense`, `bm25`) into one score,
+  keeping each member's own score as a pool column (`MEMBER_COLUMNS`: the map's hover, distillation exports).
+
+How an ensemble calibrates (`ensemble_scores`). Members speak different units: a logit, a cosine, an unbounded BM25
+score whose scale grows with the query's length. Within each query, every member's scores of the rows all members
+scored are turned into mid-rank percentiles, (rank - 0.5) / n with ties averaged, and the percentiles are averaged
+with equal weights. Ranks rather than z-scores because BM25 and logits are heavy-tailed (one outlier would set a
+query's whole scale) and because percentiles need no assumption about a member's distribution; the reciprocal-rank
+fusion of the pool's sources rests on the same argument. The result lies in (0, 1) and means the same in every query,
+so the curate thresholds (ceiling, floor, the positive-aware margins) read as "above x% of this query's scored
+rows". Rows a member did not score (a cross-encoder scores only the top N) stay unscored.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+import pandas as pd
 
+from . import schema
 from .cache import ChunkPacer, PairScoreCache, pair_keys
 from .data import counted
-from .errors import ModelOutputError
+from .errors import ModelOutputError, SettingsError
+from .manifest import digest
 from .models import CrossFitTeacher, LoadedModel, load_bi_encoder, load_cross_encoder
 from .pool import Pool
 from .progress import Progress, no_progress
 from .settings import StageParams, defaults, pick, setting
 from .vectors import row_cosines
 
-__all__ = ["TeacherParams", "score_pool", "rows_to_score", "load_teacher"]
+__all__ = ["TeacherParams", "score_pool", "rows_to_score", "load_teacher", "ensemble_scores", "MEMBER_COLUMNS"]
+
+MEMBER_COLUMNS: dict[str, str] = dict(zip(setting("teacher_members").choices, schema.MEMBER_COLUMNS))
+"""Ensemble member -> the pool column holding its own score (schema.MEMBER_COLUMNS, in the same order)."""
 
 
 @dataclass(frozen=True)
@@ -40,8 +57,9 @@ class TeacherParams(StageParams):
     used as its own teacher costs nothing, while a cross-encoder keeps its own (`max_length` None, usually 512).
     Build it with `TeacherParams.from_settings(values)`: the fields have no defaults but the table's."""
 
-    teacher: Literal["bi-encoder", "cross-encoder"]
+    teacher: Literal["bi-encoder", "cross-encoder", "ensemble"]
     teacher_model: str
+    teacher_members: tuple[Literal["cross-encoder", "dense", "bm25"], ...]
     teacher_top_n: int
     precision: Literal["auto", "fp32", "bf16"]
     batch_size: int
@@ -51,11 +69,24 @@ class TeacherParams(StageParams):
         super().__post_init__()
         if self.max_length is not None:
             object.__setattr__(self, "max_length", setting("max_seq_length").check(self.max_length))
+        object.__setattr__(self, "teacher_members", tuple(dict.fromkeys(self.teacher_members)))
+        if self.teacher == "ensemble" and len(self.teacher_members) < 2:
+            raise SettingsError(f"teacher_members: an ensemble needs two or more members, got "
+                                f"{', '.join(self.teacher_members)}. Fix: pass e.g. --teacher-members "
+                                "cross-encoder,dense, or --teacher with the one teacher")
+
+    @property
+    def model_kind(self) -> Literal["bi-encoder", "cross-encoder"] | None:
+        """What `teacher_model` names: the teacher itself, an ensemble's cross-encoder member, or None for an
+        ensemble without one (its members are the pool's own scores)."""
+        if self.teacher == "ensemble":
+            return "cross-encoder" if "cross-encoder" in self.teacher_members else None
+        return self.teacher
 
     @classmethod
     def from_settings(cls, values: Mapping[str, Any]) -> TeacherParams:
-        picked = pick(values, ("teacher", "teacher_model", "teacher_top_n", "precision", "batch_size",
-                               "max_seq_length"))
+        picked = pick(values, ("teacher", "teacher_model", "teacher_members", "teacher_top_n", "precision",
+                               "batch_size", "max_seq_length"))
         max_seq_length = picked.pop("max_seq_length")
         return cls(**picked, max_length=max_seq_length if picked["teacher"] == "bi-encoder" else None)
 
@@ -64,9 +95,12 @@ class TeacherParams(StageParams):
         return {name: getattr(self, name) for name in defaults("teacher")}
 
 
-def load_teacher(params: TeacherParams, *, eager: bool = False) -> LoadedModel:
-    """The teacher model of `params` (see models.load_bi_encoder / load_cross_encoder)."""
-    if params.teacher == "cross-encoder":
+def load_teacher(params: TeacherParams, *, eager: bool = False) -> LoadedModel | None:
+    """The teacher model of `params` (see models.load_bi_encoder / load_cross_encoder); None for an ensemble that
+    needs no model (`TeacherParams.model_kind`)."""
+    if params.model_kind is None:
+        return None
+    if params.model_kind == "cross-encoder":
         return load_cross_encoder(params.teacher_model, precision=params.precision, max_length=params.max_length,
                                   eager=eager)
     return load_bi_encoder(params.teacher_model, precision=params.precision, max_seq_length=params.max_length,
@@ -99,6 +133,11 @@ def score_pool(
     """
     kind = params.teacher
     model = model or load_teacher(params)
+    # A rescored pool keeps no member scores of an earlier ensemble.
+    pool = dataclasses.replace(pool, frame=pool.frame.drop(columns=list(schema.MEMBER_COLUMNS), errors="ignore"))
+    if kind == "ensemble":
+        return _score_ensemble(pool, params, model, cache_dir=cache_dir, progress=progress)
+    assert model is not None  # only an ensemble may go without a model
     mask = rows_to_score(pool, kind, params.teacher_top_n)
     raw = np.full(len(pool.frame), np.nan, dtype=np.float32)
     routing = None
@@ -118,6 +157,70 @@ def score_pool(
         "precision": model.precision, "max_length": model.max_length,
         "top_n": params.teacher_top_n if kind == "cross-encoder" else None, "scored_rows": int(mask.sum()),
         "score": "sigmoid(logit)" if kind == "cross-encoder" else "cosine",
+        **({"cross_fit": routing} if routing else {}),
+    }}
+    return dataclasses.replace(pool, frame=frame, meta=meta)
+
+
+def ensemble_scores(query_ids: np.ndarray, members: Sequence[np.ndarray]) -> np.ndarray:
+    """The ensemble score of each row (see the module docstring): the mean over `members` of the row's mid-rank
+    percentile, (rank - 0.5) / n, among its query's rows that every member scored (finite); NaN for the others."""
+    stack = np.vstack([np.asarray(m, dtype=np.float64) for m in members])
+    scored = np.isfinite(stack).all(axis=0)
+    out = np.full(stack.shape[1], np.nan, dtype=np.float32)
+    if not scored.any():
+        return out
+    frame = pd.DataFrame(stack[:, scored].T)
+    groups = pd.Series(np.asarray(query_ids)[scored])
+    ranks = frame.groupby(groups.to_numpy()).rank(method="average")
+    size = groups.map(groups.value_counts()).to_numpy(np.float64)
+    out[scored] = ((ranks.to_numpy() - 0.5) / size[:, None]).mean(axis=1)
+    return out
+
+
+def _score_ensemble(pool: Pool, params: TeacherParams, model: LoadedModel | None, *, cache_dir: str | Path | None,
+                    progress: Progress) -> Pool:
+    """`score_pool` for an ensemble: each member's score in its MEMBER_COLUMNS column, their calibrated mean in
+    `teacher_raw` and `teacher_score`."""
+    frame = pool.frame.copy()
+    members = params.teacher_members
+    crossing = "cross-encoder" in members
+    mask = rows_to_score(pool, "cross-encoder" if crossing else "bi-encoder", params.teacher_top_n)
+    routing = None
+    described = []
+    for member in members:
+        raw = np.full(len(frame), np.nan, dtype=np.float32)
+        if member == "cross-encoder":
+            assert model is not None  # load_teacher loads it for an ensemble with a cross-encoder
+            raw[mask], routing = _cross_encoder_scores(pool, mask, model, batch_size=params.batch_size,
+                                                       cache_dir=cache_dir, progress=progress)
+            described.append({"member": member, "name": model.name, "path": model.path,
+                              "fingerprint": model.fingerprint, "precision": model.precision, "score": "logit"})
+        else:
+            own = frame[f"{member}_score"].to_numpy(np.float32, na_value=np.nan)
+            if np.isnan(own).all():
+                raise SettingsError(f"teacher_members: the pool has no {member} scores (sources: "
+                                    f"{', '.join(pool.meta.get('settings', {}).get('sources', ()))}). Fix: add "
+                                    f"{member} to --sources, or leave it out of --teacher-members")
+            raw[mask] = own[mask]
+            if member == "dense":
+                miner = pool.meta.get("model", {})
+                described.append({"member": member, "name": miner.get("name"),
+                                  "fingerprint": miner.get("fingerprint"), "score": "cosine (the miner's)"})
+            else:
+                described.append({"member": member, "name": "BM25", "score": "BM25"})
+        frame[MEMBER_COLUMNS[member]] = raw
+        described[-1]["column"] = MEMBER_COLUMNS[member]
+    score = ensemble_scores(frame["query_id"].to_numpy(), [frame[MEMBER_COLUMNS[m]].to_numpy() for m in members])
+    frame["teacher_raw"] = score
+    frame["teacher_score"] = score
+    meta = {**pool.meta, "settings": {**pool.meta.get("settings", {}), **params.settings()}, "teacher": {
+        "kind": "ensemble", "name": "ensemble of " + " + ".join(f"{d['member']} {d['name']}" for d in described),
+        "path": model.path if crossing and model is not None else None,
+        "fingerprint": digest([d.get("fingerprint") or d["member"] for d in described]),
+        "members": described, "top_n": params.teacher_top_n if crossing else None,
+        "scored_rows": int(np.isfinite(score).sum()),
+        "score": "mean of the members' per-query mid-rank percentiles",
         **({"cross_fit": routing} if routing else {}),
     }}
     return dataclasses.replace(pool, frame=frame, meta=meta)

@@ -330,6 +330,7 @@ def _train_fold(rows: list[tuple[str, str, float]], base_path: str, folder: Path
     from sentence_transformers.cross_encoder import (CrossEncoder, CrossEncoderTrainer,
                                                      CrossEncoderTrainingArguments)
     from sentence_transformers.cross_encoder.losses import BinaryCrossEntropyLoss
+    import torch
     from transformers import PrinterCallback, TrainerCallback, set_seed
 
     from .models import _default_device
@@ -352,7 +353,10 @@ def _train_fold(rows: list[tuple[str, str, float]], base_path: str, folder: Path
             output_dir=str(work / "trainer"), num_train_epochs=epochs, per_device_train_batch_size=batch_size,
             learning_rate=lr, warmup_steps=0.1, seed=seed, data_seed=seed, save_strategy="no",
             logging_strategy="no", report_to="none", disable_tqdm=True, dataloader_num_workers=0,
-            dataloader_pin_memory=device != "cpu",
+            dataloader_pin_memory=device != "cpu", use_cpu=device == "cpu",
+            # bf16 mixed precision where the GPU has it (the usual cross-encoder recipe); fp32 on a CPU, where
+            # autocast would change the weights a seeded run gives
+            bf16=device == "cuda" and torch.cuda.is_bf16_supported(),
         )
         data = Dataset.from_dict({"query": [r[0] for r in rows], "document": [r[1] for r in rows],
                                   "label": [r[2] for r in rows]})

@@ -33,7 +33,8 @@ with left:
 with right:
     st.subheader("Teacher")
     teacher = setting_widget("teacher", label="Teacher kind", kind="radio", on_change=switch_teacher_kind)
-    crossing = teacher == "cross-encoder"
+    members = setting_widget("teacher_members", label="Ensemble members", disabled=teacher != "ensemble")
+    crossing = teacher == "cross-encoder" or (teacher == "ensemble" and "cross-encoder" in members)
     teacher_name = setting_widget(
         "teacher_model", label="Cross-encoder folder" if crossing else "Teacher model (bi-encoder)",
         placeholder="folder holding a trained cross-encoder" if crossing else DEFAULT_MODEL)
@@ -50,7 +51,10 @@ with right:
             st.info(teacher_problem)
         elif teacher_problem := loaders.cross_encoder_problem(teacher_name):
             st.error(escape.plain(teacher_problem))
-    else:
+    if teacher == "ensemble":
+        st.caption("An ensemble ranks each member's scores within the query and averages the percentiles (0 to 1); "
+                   "each member's own score stays in the pool and the map's hover.")
+    elif not crossing:
         st.caption("A bi-encoder teacher scores every row by cosine; the miner itself costs nothing extra.")
 
 with st.expander("Advanced: encoder, index, BM25, clustering, seed"):

@@ -70,7 +70,8 @@ with outcome:
     st.subheader("Teacher scores")
     st.plotly_chart(figures.score_histogram(frame, params, st.session_state["query_id"]), key="tune_histogram",
                     config={"displaylogo": False})
-    kind = "sigmoid of a cross-encoder logit" if teacher == "cross-encoder" else "cosine of a bi-encoder"
+    kind = {"cross-encoder": "sigmoid of a cross-encoder logit", "ensemble": "mean per-query percentile of the "
+            "ensemble's members"}.get(teacher, "cosine of a bi-encoder")
     note = f"Teacher score = {kind}. Each group is shown as a percentage of itself."
     if params.relative_margin is not None or params.absolute_margin is not None:
         chosen = st.session_state["query_id"]

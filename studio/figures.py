@@ -16,6 +16,7 @@ from hnm_core.curate import CurateParams, Curation, margin_thresholds
 from hnm_core.reasons import reasons
 from hnm_core.pool import Pool
 from hnm_core.prove import ProofResult
+from hnm_core.teacher import MEMBER_COLUMNS
 
 from .escape import hover_text
 
@@ -103,6 +104,7 @@ def map_figure(coords: np.ndarray, pool: Pool, curation: Curation, query_id: str
     doc_rows = pool.frame["doc_id"].iloc[start:end].map(coll.doc_index).to_numpy(np.int64)
     kinds = _point_kinds(curation, rows)
     scores = pool.frame["teacher_score"].iloc[start:end].to_numpy(np.float32, na_value=np.nan)
+    score_texts = _score_texts(pool.frame.iloc[start:end], scores)
     why = reasons(pool.frame, curation, rows)
 
     fig = go.Figure()
@@ -136,7 +138,7 @@ def map_figure(coords: np.ndarray, pool: Pool, curation: Curation, query_id: str
             marker=dict(color=style.color, symbol=style.symbol, size=style.size,
                         line=dict(width=1, color="white" if kind != "easy" else style.color)),
             customdata=np.column_stack([[html.escape(coll.doc_ids[i], quote=False) for i in rows_k],
-                                        [_score_text(s) for s in scores[mask]],
+                                        score_texts[mask],
                                         [html.escape(r, quote=False) for r in why[mask]]]),
             hovertext=[hover_text(coll.doc_texts[i]) for i in rows_k],
             hovertemplate=f"<b>%{{customdata[0]}}</b> · {html.escape(style.name)} · teacher %{{customdata[1]}}"
@@ -174,6 +176,18 @@ def map_figure(coords: np.ndarray, pool: Pool, curation: Curation, query_id: str
 
 def _score_text(score: float) -> str:
     return "unscored" if np.isnan(score) else f"{score:.3f}"
+
+
+def _score_texts(part: pd.DataFrame, scores: np.ndarray) -> np.ndarray:
+    """Each row's teacher score for the hover; under an ensemble teacher followed by each member's own score."""
+    texts = np.array([_score_text(s) for s in scores], dtype=object)
+    members = [(member, column) for member, column in MEMBER_COLUMNS.items() if column in part.columns]
+    if members:
+        own = [part[column].to_numpy(np.float32, na_value=np.nan) for _, column in members]
+        texts = np.array([text if np.isnan(score) else text + " (" + " · ".join(
+            f"{member} {values[i]:.3f}" for (member, _), values in zip(members, own)) + ")"
+            for i, (text, score) in enumerate(zip(texts, scores))], dtype=object)
+    return texts
 
 
 def score_histogram(frame: pd.DataFrame, params: CurateParams, query_id: str | None = None):

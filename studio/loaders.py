@@ -234,7 +234,8 @@ def _session_models(params: MiningParams) -> dict[str, Any]:
     keywords pipeline.mine and mine_hidden_split take."""
     miner, teach = params.pool, params.teacher
     encoder = bi_encoder(miner.model, miner.precision, miner.max_seq_length) if "dense" in miner.sources else None
-    teacher = teacher_model(teach.teacher, teach.teacher_model, teach.precision, teach.max_length)
+    teacher = teacher_model(teach.model_kind, teach.teacher_model, teach.precision, teach.max_length) \
+        if teach.model_kind else None
     return {"encoder": encoder, "teacher": teacher, "progress": StreamlitProgress()}
 
 

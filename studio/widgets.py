@@ -179,5 +179,5 @@ def switch_teacher_kind() -> None:
     new = st.session_state[widget_key("teacher")]
     names = st.session_state.setdefault("teacher_model_by_kind", {})
     names[store["teacher"]] = store["teacher_model"]
-    store["teacher_model"] = names.get(new, "" if new == "cross-encoder" else store["model"])
+    store["teacher_model"] = names.get(new, store["model"] if new == "bi-encoder" else "")
     st.session_state.pop(widget_key("teacher_model"), None)

@@ -570,6 +570,26 @@ def test_map_figure_escapes_hover_text_zooms_and_thins_a_large_corpus(tiny_colle
     assert len(drawn.trace_docs) == len(traces) and sorted(drawn.trace_docs[1].tolist()) == [0, 8]
 
 
+def test_map_hover_shows_each_ensemble_members_score(tiny_collection, tiny_bi_encoder_dir, tmp_path):
+    from hnm_core.curate import CurateParams, curate
+    from hnm_core.models import load_bi_encoder
+    from hnm_core.pool import PoolParams, build_pool
+    from hnm_core.teacher import TeacherParams, score_pool
+
+    encoder = load_bi_encoder(str(tiny_bi_encoder_dir), precision="fp32")
+    pool = build_pool(tiny_collection, PoolParams.from_settings({"top_k": 3}), encoder=encoder, cache_dir=tmp_path)
+    pool = score_pool(pool, TeacherParams.from_settings({"teacher": "ensemble", "teacher_members": "dense,bm25"}))
+    rows = tables.query_slices(pool.frame)["q1"]
+    coords = np.zeros((len(tiny_collection.doc_ids) + len(tiny_collection.query_ids), 2))
+    drawn = figures.map_figure(coords, pool, curate(pool.frame, CurateParams(skip_n=0)), "q1", rows)
+    part = pool.frame.iloc[rows[0]:rows[1]]
+    first = part.iloc[0]
+    expected = (f"{first['teacher_score']:.3f} (dense {first['teacher_dense']:.3f} · "
+                f"bm25 {first['teacher_bm25']:.3f})")
+    shown = [row[1] for trace in drawn.figure.data[1:] if trace.customdata is not None for row in trace.customdata]
+    assert expected in shown and len(shown) == len(part)
+
+
 def test_lasso_documents_carry_the_label_and_reason_of_the_candidate_table(tiny_collection, tmp_path):
     from hnm_core.curate import CurateParams, curate
     from hnm_core.pool import PoolParams, build_pool

@@ -223,7 +223,7 @@ def test_cli_train_teacher_then_mine_with_it(tiny_bi_encoder_dir, tmp_path, caps
     routing = manifest["teacher"]["cross_fit"]
     assert routing["folds"] == 2 and routing["rows_unseen"] == 0 and min(routing["rows_per_fold"]) > 0
     assert main(["train-teacher", str(SAMPLE), "--out", str(teacher), "--base-model", str(tiny_bi_encoder_dir),
-                 "--folds", "3", "--teacher-max-length", "64", *common]) == 2
+                 "--folds", "3", "--teacher-epochs", "1", "--teacher-max-length", "64", *common]) == 2
     assert "already holds a teacher trained with other settings (folds)" in capsys.readouterr().err
 
 
@@ -267,3 +267,55 @@ def test_minilm_teacher_trained_on_sample_data_for_a_few_steps(tmp_path, session
     scored = pool.frame["teacher_raw"].notna()
     assert np.isfinite(pool.frame.loc[scored, "teacher_raw"]).all()
     assert pool.meta["teacher"]["cross_fit"]["rows_unseen"] == 0
+
+
+def _tiny_training(base) -> dict:
+    """The teacher_train settings of `_train`, by name (what `hnm audit --train-teacher` reads)."""
+    return {"base_model": str(base), "folds": 2, "negatives_per_positive": 2, "band": BAND, "teacher_epochs": 1,
+            "teacher_batch_size": 4, "teacher_max_length": 64}
+
+
+@pytest.mark.parametrize("teacher, members", [("bi-encoder", "dense"), ("ensemble", "cross-encoder,dense")])
+def test_audit_trains_its_teacher_on_the_visible_positives_and_says_so(tiny_collection, tiny_bi_encoder_dir,
+                                                                       tmp_path, teacher, members):
+    values = {"model": str(tiny_bi_encoder_dir), "teacher": teacher, "teacher_members": members, "teacher_top_n": 5,
+              "precision": "fp32", "top_k": 8, "negatives": 2, "hide": 0.5, "seed": 0,
+              **_tiny_training(tiny_bi_encoder_dir)}
+    folder = tmp_path / "teacher"
+    report = audit(tiny_collection, values, cache_dir=tmp_path / "cache", train_teacher_dir=folder)
+    c = tiny_collection
+    split = report.split
+    hidden = {pair_key(c.query_texts[c.query_index[q]], c.doc_texts[c.doc_index[d]])
+              for q, docs in split.hidden.items() for d in docs}
+    visible = {pair_key(c.query_texts[c.query_index[q]], c.doc_texts[c.doc_index[d]])
+               for q, docs in c.positives.items() for d in docs} - hidden
+    seen = set(json.loads((folder / "teacher.json").read_text())["trained_positives"])
+    assert hidden and seen == visible and not seen & hidden
+    entry = report.teacher
+    assert entry["checked"] is True and entry["kind"] == ("ensemble" if teacher == "ensemble" else "cross-encoder")
+    assert entry["trained_by_audit"] == {"folder": str(folder), "queries": 5, "visible_positives": 5,
+                                         "hidden_positives_shown": 0, "hidden_positives": 1, "folds": 2,
+                                         "trained_now": 2, "kept": 0}
+    line = next(s for s in report.sentences() if s.startswith("Teacher:"))
+    assert f"this audit trained it into {folder} on the 5 visible positives of 5 queries only, and never showed " \
+           "it the 1 hidden positive." in line
+    assert ("ensemble of cross-encoder, dense, whose cross-fitted" in line) == (teacher == "ensemble")
+    assert json.loads(report.to_json())["teacher"]["trained_by_audit"]["hidden_positives_shown"] == 0
+    assert report.pool.meta["settings"]["teacher_model"] == str(folder)
+
+
+def test_hnm_audit_train_teacher_cli(tiny_bi_encoder_dir, tmp_path, capsys):
+    common = ["--model", str(tiny_bi_encoder_dir), "--precision", "fp32", "--top-k", "10", "--negatives", "2",
+              "--cache-dir", str(tmp_path / "cache"), "--quiet",
+              *[f"--{k.replace('_', '-')}={v}" for k, v in _tiny_training(tiny_bi_encoder_dir).items()]]
+    report = tmp_path / "report"
+    assert main(["audit", str(SAMPLE), "--out", str(report), "--train-teacher", str(report / "teacher"),
+                 *common]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "lies inside the input" in err and len(err.splitlines()) == 1 and not report.exists()
+    assert main(["audit", str(SAMPLE), "--out", str(report), "--train-teacher", str(tmp_path / "teacher"),
+                 *common]) == 0
+    said = capsys.readouterr().out
+    assert f"this audit trained it into {tmp_path / 'teacher'} on the " in said
+    saved = json.loads((report / "report.json").read_text())["teacher"]
+    assert saved["kind"] == "cross-encoder" and saved["trained_by_audit"]["hidden_positives_shown"] == 0
