@@ -6,12 +6,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from .data import Collection
 from .models import LoadedModel
 from .pool import Pool, PoolParams, build_pool
 from .progress import Progress, no_progress
+from .settings import pick, setting
 from .teacher import TeacherParams, load_teacher, score_pool
 
 __all__ = ["MiningParams", "mine"]
@@ -23,11 +24,13 @@ class MiningParams:
 
     pool: PoolParams
     teacher: TeacherParams
+    engine: Literal["local", "ray"]  # where it runs (engine_ray.py for ray); the pool is the same on either
 
     @classmethod
     def from_settings(cls, values: Mapping[str, Any]) -> MiningParams:
         """From settings by name (the table's defaults for the rest; other stages' settings are ignored)."""
-        return cls(PoolParams.from_settings(values), TeacherParams.from_settings(values))
+        engine = setting("engine").check(pick(values, ("engine",))["engine"])
+        return cls(PoolParams.from_settings(values), TeacherParams.from_settings(values), engine)
 
     def settings(self) -> dict[str, Any]:
         """The pool, teacher and seed settings by name: what identifies a mined pool."""
@@ -51,5 +54,9 @@ def mine(
     # The teacher is loaded (lazily where it can be) before retrieval, so a model that cannot serve, such as a
     # bi-encoder given as a cross-encoder, is refused in a second, not after the corpus is encoded.
     teacher = teacher or load_teacher(params.teacher)
+    if params.engine == "ray":  # its actors load their own models: `encoder` and `teacher` stay in this process
+        from .engine_ray import mine as mine_on_ray
+
+        return mine_on_ray(collection, params, cache_dir=cache_dir, progress=progress)
     pool = build_pool(collection, params.pool, cache_dir=cache_dir, encoder=encoder, progress=progress)
     return score_pool(pool, params.teacher, cache_dir=cache_dir, model=teacher, progress=progress)

@@ -5,7 +5,7 @@ The table follows hnm_core.schema.POOL_COLUMNS (meanings in docs/ARCHITECTURE.md
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -317,9 +317,12 @@ def build_pool(
 _POOL_FILES = ("pool.parquet", "corpus.parquet", "queries.parquet", "positives.parquet", "manifest.json")
 
 
-def save_pool(pool: Pool, out_dir: str | Path, *, overwrite: bool = False, inputs: Sequence[str | Path] = ()) -> Path:
+def save_pool(pool: Pool, out_dir: str | Path, *, overwrite: bool = False, inputs: Sequence[str | Path] = (),
+              write_frame: Callable[[pd.DataFrame, Path], None] | None = None) -> Path:
     """Write the pool folder (see docs/ARCHITECTURE.md). It is written beside `out_dir` and renamed into place, so an
-    interrupted save never leaves half a pool. overwrite / inputs: as for `export` (see hnm_core.outdir)."""
+    interrupted save never leaves half a pool. overwrite / inputs: as for `export` (see hnm_core.outdir).
+    write_frame: writes pool.parquet instead of one file (the Ray engine writes a folder of parts, which load_pool
+    reads as one table)."""
     from .outdir import write_output
 
     c = pool.collection
@@ -335,7 +338,10 @@ def save_pool(pool: Pool, out_dir: str | Path, *, overwrite: bool = False, input
     manifest = {**pool.meta, "collection": {**pool.meta.get("collection", {}), "problems": list(c.problems)}}
     with write_output(out_dir, "pool", overwrite=overwrite, inputs=inputs) as tmp:
         for name, table in tables.items():
-            table.to_parquet(tmp / name, index=False)
+            if name == "pool.parquet" and write_frame is not None:
+                write_frame(table, tmp / name)
+            else:
+                table.to_parquet(tmp / name, index=False)
         write_json(tmp / "manifest.json", manifest)
     return Path(out_dir).expanduser()
 

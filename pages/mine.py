@@ -20,7 +20,7 @@ collection = data.collection
 st.caption(f"Data: {escape.plain(collection.name)} · {counted(len(collection.doc_ids), 'document')} · "
            f"{counted(len(collection.query_ids), 'query', 'queries')}")
 
-MINE_SETTINGS = [s.name for s in SETTINGS if s.stage in ("run", "pool", "teacher")]
+MINE_SETTINGS = [s.name for s in SETTINGS if s.stage in ("run", "engine", "pool", "teacher")]
 
 left, right = st.columns(2)
 with left:
