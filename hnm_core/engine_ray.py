@@ -79,7 +79,7 @@ def session() -> Iterator[None]:
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False
     context.execution_options.preserve_order = True
-    logging.getLogger("ray.data").setLevel(logging.WARNING)
+    logging.getLogger("ray.data").setLevel(logging.ERROR)  # its per-run INFO lines and progress notices
     try:
         yield
     finally:
@@ -95,6 +95,11 @@ def _cluster() -> tuple[int, int]:
     """(CPUs, GPUs) of the cluster."""
     resources = _ray().cluster_resources()
     return max(1, int(resources.get("CPU", 1))), int(resources.get("GPU", 0))
+
+
+def _partitions(n_queries: int) -> int:
+    """Query partitions: one per CPU at least, so every CPU works, and more for many queries."""
+    return max(_cluster()[0], math.ceil(n_queries / _QUERIES_PER_PART))
 
 
 def _spans(n: int, parts: int) -> list[tuple[int, int]]:
@@ -145,11 +150,13 @@ def _encode(model: LoadedModel, jobs: Sequence[tuple[Sequence[str], str]], *, ba
         progress(stage, 0, len(texts))
         cpus, gpus = _cluster()
         actors = max(1, min(gpus or cpus, math.ceil(len(texts) / _ENCODE_ROWS)))
-        rows = ray.data.from_pandas(pd.DataFrame({"pos": np.arange(len(texts)), "text": texts, "prompt": prompts}))
+        rows = ray.data.from_pandas(pd.DataFrame({"pos": np.arange(len(texts)), "text": texts, "prompt": prompts}),
+                                    override_num_blocks=actors)
+        # max_restarts=0: an actor that dies fails the run (its chunks already in the cache are kept for the next).
         encoded = rows.map_batches(
             _Encoder, fn_constructor_args=(model.path, model.precision, model.max_length, model.device, batch_size),
             batch_size=_ENCODE_ROWS, batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=actors),
-            num_gpus=1 if gpus else 0, num_cpus=0 if gpus else 1).to_pandas()
+            num_gpus=1 if gpus else 0, num_cpus=0 if gpus else 1, max_restarts=0).to_pandas()
         vectors = np.stack(encoded.sort_values("pos")["embedding"].to_numpy())
         progress(stage, len(texts), len(texts))
         meta = {"model": model.name, "path": model.path, "fingerprint": model.fingerprint,
@@ -381,7 +388,7 @@ def mine(collection: Collection, params: MiningParams, *, cache_dir: str | Path 
                     [(collection.doc_texts, ""), (collection.query_texts, "")], batch_size=params.teacher.batch_size,
                     cache_dir=cache_dir, progress=progress, stage="teacher: encode (ray)")
 
-        spans = _spans(nq, math.ceil(nq / _QUERIES_PER_PART))
+        spans = _spans(nq, _partitions(nq))
         shared = [ray.put(x) for x in (collection, params, bm25, doc_vectors, query_vectors, clusters, meta)]
         task = ray.remote(num_cpus=1)(_pool_part)
         progress("pool (ray)", 0, nq)
@@ -400,11 +407,11 @@ def mine(collection: Collection, params: MiningParams, *, cache_dir: str | Path 
 
 # ---- curation and the saved pool, partitioned by query ---------------------------------------------------------------
 
-def _query_spans(frame: pd.DataFrame, queries_per_part: int = _QUERIES_PER_PART) -> list[tuple[int, int]]:
-    """Row ranges of a pool table (rows grouped by query) holding about `queries_per_part` queries each."""
+def _query_spans(frame: pd.DataFrame) -> list[tuple[int, int]]:
+    """Row ranges of a pool table (rows grouped by query), whole queries each, as many as `_partitions` says."""
     ids = frame["query_id"].to_numpy()
     starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]]) if len(ids) else np.empty(0, np.int64)
-    cuts = [int(x) for x in starts[::queries_per_part]] + [len(ids)]
+    cuts = [int(starts[a]) for a, _ in _spans(len(starts), _partitions(len(starts)))] + [len(ids)]
     return [(a, b) for a, b in zip(cuts[:-1], cuts[1:])] or [(0, 0)]
 
 
