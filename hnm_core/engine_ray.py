@@ -150,8 +150,10 @@ def _encode(model: LoadedModel, jobs: Sequence[tuple[Sequence[str], str]], *, ba
         progress(stage, 0, len(texts))
         cpus, gpus = _cluster()
         actors = max(1, min(gpus or cpus, math.ceil(len(texts) / _ENCODE_ROWS)))
-        rows = ray.data.from_pandas(pd.DataFrame({"pos": np.arange(len(texts)), "text": texts, "prompt": prompts}),
-                                    override_num_blocks=actors)
+        table = pd.DataFrame({"pos": np.arange(len(texts)), "text": texts, "prompt": prompts})
+        # One block per actor, split here: from_pandas(override_num_blocks=) splits with np.array_split, which hands
+        # it arrays, not frames, under pandas 3.
+        rows = ray.data.from_pandas([table.iloc[a:b] for a, b in _spans(len(table), actors)])
         # max_restarts=0: an actor that dies fails the run (its chunks already in the cache are kept for the next).
         encoded = rows.map_batches(
             _Encoder, fn_constructor_args=(model.path, model.precision, model.max_length, model.device, batch_size),

@@ -15,6 +15,7 @@ SAMPLE = Path(__file__).resolve().parents[1] / "sample_data"
 EXPORTS = ("triplet.parquet", "ntuple.parquet", "labeled_pair.parquet", "pool.parquet")
 
 
+@pytest.mark.slow  # about 80 s on two busy cores: a local Ray cluster, four commands
 def test_mine_and_curate_on_ray_equal_the_local_engine(tiny_bi_encoder_dir, tmp_path, capsys):
     from hnm_core.engine_ray import session
 
