@@ -224,11 +224,13 @@ def _engine_session(values: dict[str, Any]) -> Any:
 
 def _curate_and_export(pool: Any, values: dict[str, Any], args: argparse.Namespace, command: str,
                        inputs: Sequence[Path], pending: Sequence[str] = ()) -> Any:
-    from .curate import CurateParams, curate
+    from .curate import CurateParams
     from .export import export
 
     if values["engine"] == "ray":
         from .engine_ray import curate
+    else:
+        from .curate import curate
     curation = curate(pool.frame, CurateParams.from_settings(values))
     result = export(pool, curation, args.out, formats=values["formats"], file_type=values["file_type"],
                     overwrite=args.overwrite, extra_manifest={"command": command}, inputs=inputs, pending=pending)
@@ -240,7 +242,6 @@ def _curate_and_export(pool: Any, values: dict[str, Any], args: argparse.Namespa
 def _cmd_mine(args: argparse.Namespace) -> int:
     from .data import load_collection
     from .pipeline import MiningParams, mine
-    from .pool import save_pool
 
     values = _settings(args, ("data", "run", "engine", "pool", "teacher", "curate", "export"))
     params = MiningParams.from_settings(values)
@@ -255,6 +256,8 @@ def _cmd_mine(args: argparse.Namespace) -> int:
                                     inputs=[args.data], pending=["pool"])
         if values["engine"] == "ray":
             from .engine_ray import save_ray_pool as save_pool
+        else:
+            from .pool import save_pool
         folder = save_pool(pool, result.out_dir / "pool")
     finish(result.out_dir)
     print(f"Scored pool saved to {folder} (re-curate it with `hnm curate {folder} --out DIR`)")
