@@ -17,6 +17,7 @@ settings of an earlier run, and flags given on the command line win over it.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import warnings
@@ -102,13 +103,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("mine", help="pool -> teacher -> curate -> export, headless")
     _common(p)
-    _add_settings(p, ("data", "run", "pool", "teacher", "curate", "export"))
+    _add_settings(p, ("data", "run", "engine", "pool", "teacher", "curate", "export"))
     p.set_defaults(run=_cmd_mine)
 
     p = sub.add_parser("curate", help="re-curate a saved pool (from `hnm pool` or `hnm mine`) without recomputing")
     p.add_argument("pool_dir", type=Path, help="a pool folder, or the output folder of `hnm mine`")
     _common(p, data=False)
-    _add_settings(p, ("run", "curate", "export"))
+    _add_settings(p, ("run", "engine", "curate", "export"))
     p.set_defaults(run=_cmd_curate)
 
     p = sub.add_parser("diff", help="compare two mining rounds (export folders)")
@@ -219,11 +220,24 @@ def _cmd_pool(args: argparse.Namespace) -> int:
     return 0
 
 
+def _engine_session(values: dict[str, Any]) -> Any:
+    """One Ray session for the whole command under --engine ray (mining, curation and saving share it)."""
+    if values["engine"] == "ray":
+        from .engine_ray import session
+
+        return session()
+    return contextlib.nullcontext()
+
+
 def _curate_and_export(pool: Any, values: dict[str, Any], args: argparse.Namespace, command: str,
                        inputs: Sequence[Path], pending: Sequence[str] = ()) -> Any:
-    from .curate import CurateParams, curate
+    from .curate import CurateParams
     from .export import export
 
+    if values["engine"] == "ray":
+        from .engine_ray import curate
+    else:
+        from .curate import curate
     curation = curate(pool.frame, CurateParams.from_settings(values))
     result = export(pool, curation, args.out, formats=values["formats"], file_type=values["file_type"],
                     overwrite=args.overwrite, extra_manifest={"command": command}, inputs=inputs, pending=pending)
@@ -235,19 +249,23 @@ def _curate_and_export(pool: Any, values: dict[str, Any], args: argparse.Namespa
 def _cmd_mine(args: argparse.Namespace) -> int:
     from .data import load_collection
     from .pipeline import MiningParams, mine
-    from .pool import save_pool
 
-    values = _settings(args, ("data", "run", "pool", "teacher", "curate", "export"))
+    values = _settings(args, ("data", "run", "engine", "pool", "teacher", "curate", "export"))
     params = MiningParams.from_settings(values)
     check_out(args.out, "export", overwrite=args.overwrite, inputs=[args.data])
     collection = load_collection(args.data, split=values["split"])
     _say(collection.problems)
-    pool = mine(collection, params, cache_dir=args.cache_dir, progress=_progress(args))
-    _say(pool.stats.sentences())
-    # The export is marked incomplete until its pool/ is saved: a run killed in between is replaced by the next.
-    result = _curate_and_export(pool, values, args, " ".join(["hnm", *sys.argv[1:]]) if sys.argv else "hnm mine",
-                                inputs=[args.data], pending=["pool"])
-    folder = save_pool(pool, result.out_dir / "pool")
+    with _engine_session(values):
+        pool = mine(collection, params, cache_dir=args.cache_dir, progress=_progress(args))
+        _say(pool.stats.sentences())
+        # The export is marked incomplete until its pool/ is saved: a run killed in between is replaced by the next.
+        result = _curate_and_export(pool, values, args, " ".join(["hnm", *sys.argv[1:]]) if sys.argv else "hnm mine",
+                                    inputs=[args.data], pending=["pool"])
+        if values["engine"] == "ray":
+            from .engine_ray import save_ray_pool as save_pool
+        else:
+            from .pool import save_pool
+        folder = save_pool(pool, result.out_dir / "pool")
     finish(result.out_dir)
     print(f"Scored pool saved to {folder} (re-curate it with `hnm curate {folder} --out DIR`)")
     return 0
@@ -260,8 +278,9 @@ def _cmd_curate(args: argparse.Namespace) -> int:
     check_out(args.out, "export", overwrite=args.overwrite, inputs=[folder])
     pool = load_pool(folder)
     # The pool's own settings stand in for the defaults, so its seed samples unless --seed (or --config) says else.
-    values = _settings(args, ("run", "curate", "export"), base=pool.meta.get("settings"))
-    _curate_and_export(pool, values, args, "hnm curate", inputs=[folder])
+    values = _settings(args, ("run", "engine", "curate", "export"), base=pool.meta.get("settings"))
+    with _engine_session(values):
+        _curate_and_export(pool, values, args, "hnm curate", inputs=[folder])
     return 0
 
 

@@ -22,6 +22,7 @@ on demand (export, the rows a page shows), not inside `curate`, so a slider move
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple
 
@@ -41,6 +42,7 @@ __all__ = [
     "RuleCount",
     "ShortQuery",
     "curate",
+    "combine",
     "margin_thresholds",
     "SIMANS_A",
     "SIMANS_B",
@@ -227,6 +229,24 @@ def curate(frame: pd.DataFrame, params: CurateParams) -> Curation:
     short = tuple(ShortQuery(str(uniques[i]), int(got[i]), params.negatives) for i in short_idx)
     return Curation(labels=labels, selected=selected, neg_rank=neg_rank, counts=counts, short_queries=short,
                     n_queries=n_q, n_full_quota=n_q - len(short), params=params)
+
+
+def combine(parts: Sequence[Curation]) -> Curation:
+    """One Curation from the curations of consecutive runs of whole queries (rows in order): what `curate` gives for
+    all the rows at once, since a query's labels and draws depend on its own rows alone (the Ray engine's merge)."""
+    params = parts[0].params
+    selected = np.concatenate([p.selected for p in parts])
+    n_selected = int(selected.sum())
+    counts = []
+    for i, label in enumerate(LABELS):
+        count, matched = sum(p.counts[i].count for p in parts), sum(p.counts[i].matched for p in parts)
+        counts.append(RuleCount(label, count, matched, _sentence(label, count, matched, params, n_selected)))
+    codes = np.concatenate([p.labels.codes for p in parts])
+    return Curation(labels=pd.Categorical.from_codes(codes, categories=list(LABELS)), selected=selected,
+                    neg_rank=np.concatenate([p.neg_rank for p in parts]), counts=tuple(counts),
+                    short_queries=tuple(q for p in parts for q in p.short_queries),
+                    n_queries=sum(p.n_queries for p in parts), n_full_quota=sum(p.n_full_quota for p in parts),
+                    params=params)
 
 
 def _positive_ref(codes: np.ndarray, n_q: int, is_pos: np.ndarray, score: np.ndarray,

@@ -6,13 +6,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from .data import Collection
 from .errors import SettingsError
 from .models import LoadedModel
 from .pool import Pool, PoolParams, build_pool
 from .progress import Progress, no_progress
+from .settings import pick, setting
 from .teacher import TeacherParams, load_teacher, score_pool
 
 __all__ = ["MiningParams", "mine"]
@@ -24,6 +25,7 @@ class MiningParams:
 
     pool: PoolParams
     teacher: TeacherParams
+    engine: Literal["local", "ray"]  # where it runs (engine_ray.py for ray); the pool is the same on either
 
     def __post_init__(self) -> None:
         if self.teacher.teacher == "ensemble":  # before any retrieval: a member the pool will not have
@@ -36,7 +38,8 @@ class MiningParams:
     @classmethod
     def from_settings(cls, values: Mapping[str, Any]) -> MiningParams:
         """From settings by name (the table's defaults for the rest; other stages' settings are ignored)."""
-        return cls(PoolParams.from_settings(values), TeacherParams.from_settings(values))
+        engine = setting("engine").check(pick(values, ("engine",))["engine"])
+        return cls(PoolParams.from_settings(values), TeacherParams.from_settings(values), engine)
 
     def settings(self) -> dict[str, Any]:
         """The pool, teacher and seed settings by name: what identifies a mined pool."""
@@ -60,5 +63,9 @@ def mine(
     # The teacher is loaded (lazily where it can be) before retrieval, so a model that cannot serve, such as a
     # bi-encoder given as a cross-encoder, is refused in a second, not after the corpus is encoded.
     teacher = teacher or load_teacher(params.teacher)
+    if params.engine == "ray":  # its actors load their own models: `encoder` and `teacher` stay in this process
+        from .engine_ray import mine as mine_on_ray
+
+        return mine_on_ray(collection, params, cache_dir=cache_dir, progress=progress)
     pool = build_pool(collection, params.pool, cache_dir=cache_dir, encoder=encoder, progress=progress)
     return score_pool(pool, params.teacher, cache_dir=cache_dir, model=teacher, progress=progress)

@@ -5,7 +5,7 @@ The table follows hnm_core.schema.POOL_COLUMNS (meanings in docs/ARCHITECTURE.md
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -18,6 +18,7 @@ from .data import Collection, counted, normalize_text
 from .manifest import package_versions, write_json
 from .models import LoadedModel, load_bi_encoder
 from .progress import Progress, no_progress
+from .retrieve import SearchResult
 from .schema import MEMBER_COLUMNS, POOL_COLUMNS, missing_columns
 from .settings import StageParams
 from .vectors import kmeans_clusters, pos_sim_max, row_cosines
@@ -84,7 +85,7 @@ class Pool:
     query_embeddings: np.ndarray | None = None
 
 
-def _excluded_docs(collection: Collection) -> tuple[list[np.ndarray], list[np.ndarray]]:
+def excluded_docs(collection: Collection) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Per query: the doc indices of its positives, and of documents whose normalised text equals a positive's."""
     doc_index = collection.doc_index
     keys = [normalize_text(text) for text in collection.doc_texts]
@@ -100,7 +101,19 @@ def _excluded_docs(collection: Collection) -> tuple[list[np.ndarray], list[np.nd
     return positives, duplicates
 
 
+def fetch_depth(n_docs: int, top_k: int, positives: Sequence[np.ndarray], duplicates: Sequence[np.ndarray]) -> int:
+    """How many documents each retriever fetches per query: enough that K candidates remain after removing the
+    query's positives and their duplicates."""
+    return min(n_docs, top_k + max((len(p) + len(d) for p, d in zip(positives, duplicates)), default=0))
+
+
+def bm25_found(result: SearchResult) -> np.ndarray:
+    """BM25's hits with the score-0 fill masked (-1): a document sharing no term with the query was not found."""
+    return np.where(result.scores > 0, result.indices, -1)
+
+
 _RRF_K = 60  # the constant of Cormack et al.'s reciprocal-rank fusion; large enough that no one source dominates
+_SOURCES = ("bm25", "dense")
 
 
 @dataclass(frozen=True)
@@ -129,6 +142,111 @@ def _source_hits(hits: np.ndarray, duplicates: set[int], positives: set[int], to
     return _SourceHits(np.array(kept, dtype=np.int64), positive_ranks, frozenset(met))
 
 
+@dataclass(frozen=True)
+class PoolRows:
+    """The pool's rows for a run of queries before scoring (positions, provenance, fused rank) and what building
+    them dropped. `pool_rows` makes them; `frame` turns them into the POOL_COLUMNS table."""
+
+    query_idx: np.ndarray
+    doc_idx: np.ndarray
+    is_positive: np.ndarray
+    ranks: dict[str, np.ndarray]
+    fused_rank: np.ndarray
+    found_by: dict[str, int]
+    dropped_positive_ids: int
+    dropped_positive_duplicates: int
+
+    def frame(self, collection: Collection, *, bm25_score: np.ndarray | None = None,
+              dense_score: np.ndarray | None = None, pos_sim_max: np.ndarray | None = None,
+              cluster: np.ndarray | None = None) -> pd.DataFrame:
+        """The rows as a POOL_COLUMNS table; scores not given are NaN, clusters -1, teacher columns NaN."""
+        n = len(self.query_idx)
+        frame = pd.DataFrame({
+            "query_id": pd.array(np.asarray(collection.query_ids, dtype=object)[self.query_idx], dtype="string"),
+            "doc_id": pd.array(np.asarray(collection.doc_ids, dtype=object)[self.doc_idx], dtype="string"),
+            "is_positive": self.is_positive,
+        })
+        missing = np.full(n, np.nan, np.float32)
+        for name, score in (("bm25", bm25_score), ("dense", dense_score)):
+            frame[f"in_{name}"] = self.ranks[name] > 0
+            frame[f"{name}_rank"] = self.ranks[name]
+            frame[f"{name}_score"] = missing if score is None else score.astype(np.float32)
+        frame["fused_rank"] = self.fused_rank
+        frame["pos_sim_max"] = missing if pos_sim_max is None else pos_sim_max
+        frame["cluster"] = np.full(n, -1, np.int32) if cluster is None else cluster
+        frame["teacher_raw"] = missing
+        frame["teacher_score"] = missing
+        return frame.astype(POOL_COLUMNS)[list(POOL_COLUMNS)]
+
+
+def pool_rows(found: dict[str, np.ndarray], positives: Sequence[np.ndarray], duplicates: Sequence[np.ndarray],
+              top_k: int, *, first_query: int = 0) -> PoolRows:
+    """Assemble the rows of queries first_query, first_query + 1, ... query by query: positives first, then the
+    candidates by fused rank. `found[source][i]` is that source's ranked document indices for the i-th of these
+    queries (-1: nothing found); `positives` / `duplicates` (from `excluded_docs`) are sliced to the same queries.
+    A query's rows depend on its own hits alone, so any split of the queries gives the same rows."""
+    hits = {name: [_source_hits(rows[q], set(duplicates[q].tolist()), set(positives[q].tolist()), top_k)
+                   for q in range(len(positives))] for name, rows in found.items()}
+    q_rows: list[np.ndarray] = []
+    d_rows: list[np.ndarray] = []
+    is_pos: list[np.ndarray] = []
+    ranks: dict[str, list[np.ndarray]] = {name: [] for name in _SOURCES}
+    fused: list[np.ndarray] = []
+    found_by: dict[str, int] = {}
+    dropped_ids = dropped_dups = 0
+    for q, pos in enumerate(positives):
+        cand_rank: dict[str, dict[int, int]] = {}
+        for name, per_query in hits.items():
+            h = per_query[q]
+            cand_rank[name] = {int(d): r for r, d in enumerate(h.candidates.tolist(), start=1)}
+        union = sorted(set().union(*[set(r) for r in cand_rank.values()])) if cand_rank else []
+        rrf = np.array([sum(1.0 / (_RRF_K + r[d]) for r in cand_rank.values() if d in r) for d in union])
+        best = np.array([min((r[d] for r in cand_rank.values() if d in r)) for d in union], dtype=np.int64)
+        order = np.lexsort((np.array(union, dtype=np.int64), best, -rrf)) if union else np.array([], dtype=np.int64)
+        cands = np.array(union, dtype=np.int64)[order]
+        docs = np.concatenate([pos, cands])
+        q_rows.append(np.full(len(docs), first_query + q, dtype=np.int64))
+        d_rows.append(docs)
+        is_pos.append(np.r_[np.ones(len(pos), bool), np.zeros(len(cands), bool)])
+        fused.append(np.r_[np.zeros(len(pos), np.int32), np.arange(1, len(cands) + 1, dtype=np.int32)])
+        for name in _SOURCES:
+            if name not in hits:
+                ranks[name].append(np.zeros(len(docs), np.int32))
+                continue
+            pr = hits[name][q].positive_ranks
+            cr = cand_rank[name]
+            ranks[name].append(np.array([pr.get(int(d), 0) for d in pos] + [cr.get(int(d), 0) for d in cands],
+                                        dtype=np.int32))
+        for d in cands.tolist():
+            key = "+".join(name for name in _SOURCES if name in cand_rank and d in cand_rank[name])
+            found_by[key] = found_by.get(key, 0) + 1
+        dropped_ids += len(set().union(*[per_query[q].positive_ranks for per_query in hits.values()]))
+        dropped_dups += len(frozenset().union(*[per_query[q].duplicates_met for per_query in hits.values()]))
+
+    def joined(parts: list[np.ndarray], dtype: Any) -> np.ndarray:
+        return np.concatenate(parts) if parts else np.empty(0, dtype)
+
+    return PoolRows(joined(q_rows, np.int64), joined(d_rows, np.int64), joined(is_pos, bool),
+                    {name: joined(r, np.int32) for name, r in ranks.items()}, joined(fused, np.int32), found_by,
+                    dropped_ids, dropped_dups)
+
+
+def pool_stats(n_queries: int, frame: pd.DataFrame, parts: Sequence[PoolRows]) -> PoolStats:
+    """The PoolStats of a pool table built from `parts` (one per run of queries)."""
+    found_by: dict[str, int] = {}
+    for part in parts:
+        for key, n in part.found_by.items():
+            found_by[key] = found_by.get(key, 0) + n
+    return PoolStats(
+        n_queries=n_queries,
+        n_candidates=int((~frame["is_positive"]).sum()),
+        n_positive_rows=int(frame["is_positive"].sum()),
+        dropped_positive_ids=sum(part.dropped_positive_ids for part in parts),
+        dropped_positive_duplicates=sum(part.dropped_positive_duplicates for part in parts),
+        found_by=found_by,
+    )
+
+
 def build_pool(
     collection: Collection,
     params: PoolParams,
@@ -142,13 +260,11 @@ def build_pool(
 
     `encoder` passes an already loaded bi-encoder (the app keeps one in memory); otherwise `params.model` is loaded.
     """
-    top_k = params.top_k
     nq, nd = len(collection.query_ids), len(collection.doc_ids)
-    positives, duplicates = _excluded_docs(collection)
-    # Fetch enough that K candidates remain after removing the query's positives and their duplicates.
-    fetch = min(nd, top_k + max((len(p) + len(d) for p, d in zip(positives, duplicates)), default=0))
+    positives, duplicates = excluded_docs(collection)
+    fetch = fetch_depth(nd, params.top_k, positives, duplicates)
 
-    hits: dict[str, list[_SourceHits]] = {}
+    found: dict[str, np.ndarray] = {}
     bm25_index = None
     doc_emb = query_emb = None
     meta: dict[str, Any] = {"settings": params.settings(), "collection": {
@@ -159,10 +275,7 @@ def build_pool(
         bm25_index = BM25Index.build(collection.doc_texts, k1=params.bm25_k1, b=params.bm25_b,
                                      stopwords=params.stopwords, progress=progress)
         result = bm25_index.search(collection.query_texts, fetch, progress=progress)
-        # A document sharing no term with the query scores 0: BM25 did not find it, it only fills the list.
-        found = np.where(result.scores > 0, result.indices, -1)
-        hits["bm25"] = [_source_hits(found[q], set(duplicates[q].tolist()), set(positives[q].tolist()), top_k)
-                        for q in range(nq)]
+        found["bm25"] = bm25_found(result)
     if "dense" in params.sources:
         from .dense import DenseIndex, embedding_key, encode
 
@@ -177,89 +290,25 @@ def build_pool(
         query_vectors = np.asarray(query_emb, dtype=np.float32)
         dense_index = DenseIndex.build(doc_vectors, kind=params.index, seed=params.seed)
         result = dense_index.search(query_vectors, fetch, progress=progress)
-        hits["dense"] = [_source_hits(result.indices[q], set(duplicates[q].tolist()), set(positives[q].tolist()), top_k)
-                         for q in range(nq)]
+        found["dense"] = result.indices
         meta["model"] = {"name": encoder.name, "path": encoder.path, "fingerprint": encoder.fingerprint,
                          "precision": encoder.precision, "max_seq_length": encoder.max_length}
         meta["embeddings"] = {"cache_dir": str(EmbeddingCache(cache_dir).root),
                               "docs": embedding_key(encoder, collection.doc_texts, params.doc_prompt),
                               "queries": embedding_key(encoder, collection.query_texts, params.query_prompt)}
 
-    # Assemble rows query by query: positives first, then candidates by fused rank.
-    q_rows: list[np.ndarray] = []
-    d_rows: list[np.ndarray] = []
-    is_pos: list[np.ndarray] = []
-    ranks = {name: [] for name in ("bm25", "dense")}
-    fused: list[np.ndarray] = []
-    found_by: dict[str, int] = {}
-    dropped_ids = dropped_dups = 0
-    for q in range(nq):
-        pos = positives[q]
-        cand_rank: dict[str, dict[int, int]] = {}
-        for name, per_query in hits.items():
-            h = per_query[q]
-            cand_rank[name] = {int(d): r for r, d in enumerate(h.candidates.tolist(), start=1)}
-        union = sorted(set().union(*[set(r) for r in cand_rank.values()])) if cand_rank else []
-        rrf = np.array([sum(1.0 / (_RRF_K + r[d]) for r in cand_rank.values() if d in r) for d in union])
-        best = np.array([min((r[d] for r in cand_rank.values() if d in r)) for d in union], dtype=np.int64)
-        order = np.lexsort((np.array(union, dtype=np.int64), best, -rrf)) if union else np.array([], dtype=np.int64)
-        cands = np.array(union, dtype=np.int64)[order]
-        docs = np.concatenate([pos, cands])
-        q_rows.append(np.full(len(docs), q, dtype=np.int64))
-        d_rows.append(docs)
-        is_pos.append(np.r_[np.ones(len(pos), bool), np.zeros(len(cands), bool)])
-        fused.append(np.r_[np.zeros(len(pos), np.int32), np.arange(1, len(cands) + 1, dtype=np.int32)])
-        for name in ("bm25", "dense"):
-            if name not in hits:
-                ranks[name].append(np.zeros(len(docs), np.int32))
-                continue
-            pr = hits[name][q].positive_ranks
-            cr = cand_rank[name]
-            ranks[name].append(np.array([pr.get(int(d), 0) for d in pos] + [cr.get(int(d), 0) for d in cands],
-                                        dtype=np.int32))
-        for d in cands.tolist():
-            key = "+".join(name for name in ("bm25", "dense") if name in cand_rank and d in cand_rank[name])
-            found_by[key] = found_by.get(key, 0) + 1
-        dropped_ids += len(set().union(*[per_query[q].positive_ranks for per_query in hits.values()]))
-        dropped_dups += len(frozenset().union(*[per_query[q].duplicates_met for per_query in hits.values()]))
-
-    qi = np.concatenate(q_rows) if q_rows else np.empty(0, np.int64)
-    di = np.concatenate(d_rows) if d_rows else np.empty(0, np.int64)
-    n = len(qi)
-    frame = pd.DataFrame({
-        "query_id": pd.array(np.asarray(collection.query_ids, dtype=object)[qi], dtype="string"),
-        "doc_id": pd.array(np.asarray(collection.doc_ids, dtype=object)[di], dtype="string"),
-        "is_positive": np.concatenate(is_pos) if is_pos else np.empty(0, bool),
-    })
-    for name in ("bm25", "dense"):
-        r = np.concatenate(ranks[name]) if ranks[name] else np.empty(0, np.int32)
-        frame[f"in_{name}"] = r > 0
-        frame[f"{name}_rank"] = r
-        frame[f"{name}_score"] = np.full(n, np.nan, np.float32)
+    rows = pool_rows(found, positives, duplicates, params.top_k)
+    qi, di = rows.query_idx, rows.doc_idx
+    scores: dict[str, np.ndarray] = {}
     if bm25_index is not None:
-        frame["bm25_score"] = bm25_index.score_pairs(collection.query_texts, qi, di).astype(np.float32)
-    if doc_emb is not None:
-        frame["dense_score"] = row_cosines(query_vectors, qi, doc_vectors, di)
-    frame["fused_rank"] = np.concatenate(fused) if fused else np.empty(0, np.int32)
-    frame["pos_sim_max"] = pos_sim_max(doc_vectors, qi, di, frame["is_positive"].to_numpy()) \
-        if doc_emb is not None else np.full(n, np.nan, np.float32)
+        scores["bm25_score"] = bm25_index.score_pairs(collection.query_texts, qi, di)
     if doc_emb is not None:
         clusters = kmeans_clusters(doc_vectors, params.n_clusters or round(np.sqrt(nd)), seed=params.seed)
-        frame["cluster"] = clusters[di]
         meta["clusters"] = int(clusters.max()) + 1 if len(clusters) else 0
-    else:
-        frame["cluster"] = np.full(n, -1, np.int32)
-    frame["teacher_raw"] = np.full(n, np.nan, np.float32)
-    frame["teacher_score"] = np.full(n, np.nan, np.float32)
-    frame = frame.astype(POOL_COLUMNS)[list(POOL_COLUMNS)]
-    stats = PoolStats(
-        n_queries=nq,
-        n_candidates=int((~frame["is_positive"]).sum()),
-        n_positive_rows=int(frame["is_positive"].sum()),
-        dropped_positive_ids=dropped_ids,
-        dropped_positive_duplicates=dropped_dups,
-        found_by=found_by,
-    )
+        scores.update(dense_score=row_cosines(query_vectors, qi, doc_vectors, di),
+                      pos_sim_max=pos_sim_max(doc_vectors, qi, di, rows.is_positive), cluster=clusters[di])
+    frame = rows.frame(collection, **scores)
+    stats = pool_stats(nq, frame, [rows])
     meta["stats"] = asdict(stats)
     meta["versions"] = package_versions()
     return Pool(frame, collection, stats, meta, doc_emb, query_emb)
@@ -268,9 +317,12 @@ def build_pool(
 _POOL_FILES = ("pool.parquet", "corpus.parquet", "queries.parquet", "positives.parquet", "manifest.json")
 
 
-def save_pool(pool: Pool, out_dir: str | Path, *, overwrite: bool = False, inputs: Sequence[str | Path] = ()) -> Path:
+def save_pool(pool: Pool, out_dir: str | Path, *, overwrite: bool = False, inputs: Sequence[str | Path] = (),
+              write_frame: Callable[[pd.DataFrame, Path], None] | None = None) -> Path:
     """Write the pool folder (see docs/ARCHITECTURE.md). It is written beside `out_dir` and renamed into place, so an
-    interrupted save never leaves half a pool. overwrite / inputs: as for `export` (see hnm_core.outdir)."""
+    interrupted save never leaves half a pool. overwrite / inputs: as for `export` (see hnm_core.outdir).
+    write_frame: writes pool.parquet instead of one file (the Ray engine writes a folder of parts, which load_pool
+    reads as one table)."""
     from .outdir import write_output
 
     c = pool.collection
@@ -286,7 +338,10 @@ def save_pool(pool: Pool, out_dir: str | Path, *, overwrite: bool = False, input
     manifest = {**pool.meta, "collection": {**pool.meta.get("collection", {}), "problems": list(c.problems)}}
     with write_output(out_dir, "pool", overwrite=overwrite, inputs=inputs) as tmp:
         for name, table in tables.items():
-            table.to_parquet(tmp / name, index=False)
+            if name == "pool.parquet" and write_frame is not None:
+                write_frame(table, tmp / name)
+            else:
+                table.to_parquet(tmp / name, index=False)
         write_json(tmp / "manifest.json", manifest)
     return Path(out_dir).expanduser()
 

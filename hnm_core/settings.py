@@ -8,6 +8,7 @@ scores (re-score), `curate` settings only the labels (instant), `audit` settings
 recommendation, `export` settings only the files written. `train` settings are the fine-tuning recipe of `hnm train`
 and `hnm prove` (every arm trains with the same), `teacher_train` those of `hnm train-teacher`, `eval` those of
 `hnm eval` beside `split` and `batch_size`, and `prove` choose the proof loop's splits, arms, seeds and rounds.
+The `engine` setting only chooses where mining runs (this process or a Ray cluster), never what it finds.
 
 This table holds the only default of every setting. The stages take frozen params objects built from it once, at
 the edge (CLI, studio, API): `pool.PoolParams`, `teacher.TeacherParams` (both `StageParams`, with no defaults of
@@ -26,8 +27,8 @@ from .errors import SettingsError
 
 __all__ = ["Setting", "SETTINGS", "setting", "defaults", "validate", "pick", "StageParams", "from_manifest", "Stage"]
 
-Stage = Literal["data", "run", "pool", "teacher", "curate", "audit", "export", "train", "teacher_train", "eval",
-                "prove"]
+Stage = Literal["data", "run", "engine", "pool", "teacher", "curate", "audit", "export", "train", "teacher_train",
+                "eval", "prove"]
 
 
 @dataclass(frozen=True)
@@ -94,6 +95,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("split", "test", "BEIR qrels split to read (qrels.tsv is 'test'; qrels_train.tsv is 'train').", "data"),
     # run: read by every stage with a random step
     Setting("seed", 0, "Seed for every random step (k-means, sampling, UMAP, audit split).", "run", int, minimum=0),
+    # engine: where mining runs; the results are the same on every engine
+    Setting("engine", "local", "Where mining runs: this process, or Ray (joins RAY_ADDRESS when set, else starts a "
+            "local cluster; pip install ray).", "engine", choices=("local", "ray")),
     # pool
     Setting("sources", ("bm25", "dense"), "Retrievers whose top-K are pooled, comma-separated.", "pool",
             choices=("bm25", "dense"), multiple=True),

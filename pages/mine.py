@@ -20,7 +20,7 @@ collection = data.collection
 st.caption(f"Data: {escape.plain(collection.name)} · {counted(len(collection.doc_ids), 'document')} · "
            f"{counted(len(collection.query_ids), 'query', 'queries')}")
 
-MINE_SETTINGS = [s.name for s in SETTINGS if s.stage in ("run", "pool", "teacher")]
+MINE_SETTINGS = [s.name for s in SETTINGS if s.stage in ("run", "engine", "pool", "teacher")]
 
 left, right = st.columns(2)
 with left:
@@ -57,10 +57,10 @@ with right:
     elif not crossing:
         st.caption("A bi-encoder teacher scores every row by cosine; the miner itself costs nothing extra.")
 
-with st.expander("Advanced: encoder, index, BM25, clustering, seed"):
+with st.expander("Advanced: encoder, index, BM25, clustering, seed, engine"):
     columns = st.columns(3)
     for i, name in enumerate(("precision", "max_seq_length", "batch_size", "query_prompt", "doc_prompt", "index",
-                              "bm25_k1", "bm25_b", "stopwords", "n_clusters", "seed")):
+                              "bm25_k1", "bm25_b", "stopwords", "n_clusters", "seed", "engine")):
         with columns[i % 3]:
             setting_widget(name)
     st.button("Reset mining settings", key="reset_mine", on_click=reset_settings, args=(MINE_SETTINGS,))

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hnm_core.curate import LABELS, CurateParams, ShortQuery, curate, margin_thresholds
+from hnm_core.curate import LABELS, CurateParams, ShortQuery, combine, curate, margin_thresholds
 from hnm_core.reasons import reasons
 from hnm_core.errors import DataError, SettingsError
 from hnm_core.schema import POOL_COLUMNS
@@ -539,3 +539,17 @@ def test_reasons_refuse_a_curation_of_another_frame():
     frame = one_candidate({})
     with pytest.raises(DataError, match="curation has 2 rows but the table 3"):
         reasons(pool_frame([{}, {}, {}]), curate(frame, CurateParams()))
+
+
+@pytest.mark.parametrize("params", [*RULE_MIXES, CurateParams(sampling="simans", negatives=4, seed=3)])
+def test_combined_curations_of_query_runs_equal_one_curation(params):
+    frame = random_pool()
+    whole = curate(frame, params)
+    starts = np.flatnonzero(np.r_[True, frame["query_id"].to_numpy()[1:] != frame["query_id"].to_numpy()[:-1]])
+    cuts = [0, int(starts[1]), int(starts[4]), len(frame)]  # runs of 1, 3 and the remaining queries
+    merged = combine([curate(frame.iloc[a:b], params) for a, b in zip(cuts[:-1], cuts[1:])])
+    assert list(merged.labels) == list(whole.labels)
+    np.testing.assert_array_equal(merged.selected, whole.selected)
+    np.testing.assert_array_equal(merged.neg_rank, whole.neg_rank)
+    assert merged.counts == whole.counts and merged.summary() == whole.summary()
+    assert merged.short_queries == whole.short_queries and merged.n_queries == whole.n_queries

@@ -181,3 +181,11 @@ def test_a_bi_encoder_teacher_shares_the_miners_max_length(kind, max_length):
     mining = MiningParams.from_settings({"teacher": kind, "seed": 3})
     assert mining.pool.seed == 3 and set(mining.settings()) == {s.name for s in SETTINGS
                                                                  if s.stage in ("run", "pool", "teacher")}
+
+
+@pytest.mark.parametrize("command", ["mine", "curate"])
+def test_mine_and_curate_choose_their_engine_from_the_table(command):
+    assert "--engine" in _flags(command)
+    assert validate({"engine": "ray"})["engine"] == "ray"
+    with pytest.raises(SettingsError, match="engine"):
+        validate({"engine": "spark"})

@@ -1,0 +1,448 @@
+"""The Ray engine (`--engine ray`): the mining pipeline of pipeline.mine spread over a Ray cluster, with the same
+results as the local engine.
+
+- Encoding is Ray Data `map_batches` over an actor pool, one model per actor (a GPU each where the cluster has
+  GPUs); the embeddings land in the same embedding cache, under the same keys, as the local engine's.
+- Retrieval is sharded by documents. A BM25 shard is an actor that tokenizes its documents once, reports its
+  document frequencies and lengths, and builds its term weights with the global idf and average length, so its
+  scores equal the single index's; a dense shard is a task with its own faiss index. Each shard returns its top-k
+  per query and the driver merges them by (score, lower document index): the order of the local search.
+- The pool, the teacher's scores and the curation are partitioned by query: one task per run of queries
+  (pool.pool_rows; a query's rows depend on its own hits alone).
+- The saved pool's `pool.parquet` is a folder of part files, one per query partition, each written by its task;
+  `load_pool`, `hnm curate`, the studio and the exports read it as one table.
+
+`session()` joins the cluster at RAY_ADDRESS when it is set, else starts a small local one for the call.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import os
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from itertools import chain
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from .cache import EmbeddingCache
+from .curate import Curation, CurateParams, combine, curate as curate_local
+from .data import Collection
+from .manifest import package_versions
+from .models import LoadedModel, load_bi_encoder
+from .pool import Pool, PoolRows, bm25_found, excluded_docs, fetch_depth, pool_rows, pool_stats, save_pool
+from .progress import Progress, no_progress
+from .retrieve import SearchResult
+
+if TYPE_CHECKING:
+    from .pipeline import MiningParams
+
+__all__ = ["session", "mine", "curate", "save_ray_pool"]
+
+# A local cluster for one command: two CPUs (the CI machines have two cores), no dashboard, quiet logs.
+_LOCAL_CPUS = 2
+# Rows per encoding batch: the embedding cache's chunk, so a batch is one model.encode call as in the local engine.
+_ENCODE_ROWS = 256
+# Queries per pool / curation partition: enough work per task to outweigh its scheduling.
+_QUERIES_PER_PART = 2048
+
+
+def _ray() -> Any:
+    try:
+        import ray
+        import ray.data  # noqa: F401  (Ray Data is the encoding stage)
+    except ImportError:
+        raise ImportError("--engine ray needs Ray: pip install 'ray==2.58.0'") from None
+    return ray
+
+
+@contextmanager
+def session() -> Iterator[None]:
+    """Ray, for the duration of the block: the cluster at RAY_ADDRESS when set, else a local one (shut down at the
+    end). Nested sessions share the outer one."""
+    ray = _ray()
+    if ray.is_initialized():
+        yield
+        return
+    quiet = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.WARNING}
+    if os.environ.get("RAY_ADDRESS"):
+        ray.init(**quiet)  # ray.init reads RAY_ADDRESS itself; the cluster's own size stands
+    else:
+        # Workers import hnm_core as this process does (an editable install, or PYTHONPATH in a checkout).
+        ray.init(num_cpus=_LOCAL_CPUS, runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join(_import_paths())}},
+                 **quiet)
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = False
+    context.execution_options.preserve_order = True
+    logging.getLogger("ray.data").setLevel(logging.ERROR)  # its per-run INFO lines and progress notices
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+def _import_paths() -> list[str]:
+    here = str(Path(__file__).resolve().parents[1])
+    return [here, *(p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and p != here)]
+
+
+def _cluster() -> tuple[int, int]:
+    """(CPUs, GPUs) of the cluster."""
+    resources = _ray().cluster_resources()
+    return max(1, int(resources.get("CPU", 1))), int(resources.get("GPU", 0))
+
+
+def _partitions(n_queries: int) -> int:
+    """Query partitions: one per CPU at least, so every CPU works, and more for many queries."""
+    return max(_cluster()[0], math.ceil(n_queries / _QUERIES_PER_PART))
+
+
+def _spans(n: int, parts: int) -> list[tuple[int, int]]:
+    """`parts` contiguous (start, stop) ranges covering range(n), none empty (fewer when n is small)."""
+    parts = max(1, min(parts, n))
+    bounds = np.linspace(0, n, parts + 1).round().astype(int)
+    return [(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
+
+
+# ---- encoding: Ray Data map_batches over an actor pool -------------------------------------------------------------
+
+class _Encoder:
+    """One bi-encoder per actor; a batch's rows carry their prompt, so documents and queries share one pass."""
+
+    def __init__(self, name: str, precision: str, max_seq_length: int | None, device: str, batch_size: int) -> None:
+        self.model = load_bi_encoder(name, precision=precision, max_seq_length=max_seq_length, device=device,
+                                     eager=True)
+        self.batch_size = batch_size
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        texts, prompts = batch["text"], batch["prompt"]
+        out: np.ndarray | None = None
+        for prompt in dict.fromkeys(prompts.tolist()):
+            rows = np.flatnonzero(prompts == prompt)
+            vectors = self.model.model.encode([str(t) for t in texts[rows]], prompt=prompt or None,
+                                              batch_size=self.batch_size, normalize_embeddings=True,
+                                              convert_to_numpy=True, show_progress_bar=False)
+            if out is None:
+                out = np.empty((len(texts), vectors.shape[1]), dtype=np.float32)
+            out[rows] = vectors
+        return {"pos": batch["pos"], "embedding": out}
+
+
+def _encode(model: LoadedModel, jobs: Sequence[tuple[Sequence[str], str]], *, batch_size: int,
+            cache_dir: str | Path | None, progress: Progress, stage: str) -> list[np.ndarray]:
+    """Embeddings of each (texts, prompt) job as float16, from the cache where it holds them; the rest encoded in one
+    Ray Data pass and stored in the cache under the local engine's keys."""
+    from .dense import embedding_key
+
+    ray = _ray()
+    cache = EmbeddingCache(cache_dir)
+    keys = [embedding_key(model, texts, prompt) for texts, prompt in jobs]
+    found = [cache.get(key, len(texts)) for key, (texts, _) in zip(keys, jobs)]
+    todo = [i for i, array in enumerate(found) if array is None]
+    if todo:
+        texts = list(chain.from_iterable(jobs[i][0] for i in todo))
+        prompts = list(chain.from_iterable([jobs[i][1]] * len(jobs[i][0]) for i in todo))
+        progress(stage, 0, len(texts))
+        cpus, gpus = _cluster()
+        actors = max(1, min(gpus or cpus, math.ceil(len(texts) / _ENCODE_ROWS)))
+        table = pd.DataFrame({"pos": np.arange(len(texts)), "text": texts, "prompt": prompts})
+        # One block per actor, split here: from_pandas(override_num_blocks=) splits with np.array_split, which hands
+        # it arrays, not frames, under pandas 3.
+        rows = ray.data.from_pandas([table.iloc[a:b] for a, b in _spans(len(table), actors)])
+        # max_restarts=0: an actor that dies fails the run (its chunks already in the cache are kept for the next).
+        encoded = rows.map_batches(
+            _Encoder, fn_constructor_args=(model.path, model.precision, model.max_length, model.device, batch_size),
+            batch_size=_ENCODE_ROWS, batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=actors),
+            num_gpus=1 if gpus else 0, num_cpus=0 if gpus else 1, max_restarts=0).to_pandas()
+        vectors = np.stack(encoded.sort_values("pos")["embedding"].to_numpy())
+        progress(stage, len(texts), len(texts))
+        meta = {"model": model.name, "path": model.path, "fingerprint": model.fingerprint,
+                "precision": model.precision, "max_length": model.max_length}
+        start = 0
+        for i in todo:
+            n, block = len(jobs[i][0]), vectors[start : start + len(jobs[i][0])]
+            found[i] = cache.get_or_compute(keys[i], n, lambda a, b, block=block: block[a:b],
+                                            meta={**meta, "prompt": jobs[i][1]})
+            start += n
+    return [np.asarray(array) for array in found]
+
+
+def _model(name: str, precision: str, max_seq_length: int | None) -> LoadedModel:
+    """The model reference (not loaded here) on the device the encoding actors get: its fingerprint keys the cache."""
+    _, gpus = _cluster()
+    return load_bi_encoder(name, precision=precision, max_seq_length=max_seq_length, device="cuda" if gpus else "cpu")
+
+
+# ---- retrieval sharded by documents ---------------------------------------------------------------------------------
+
+def _merge(parts: Sequence[SearchResult], k: int) -> SearchResult:
+    """The global top-k from each shard's top-k (indices already global): by score, then lower document index."""
+    indices = np.concatenate([p.indices for p in parts], axis=1)
+    scores = np.concatenate([p.scores for p in parts], axis=1)
+    order = np.lexsort((indices, -scores), axis=-1)[:, :k]
+    return SearchResult(np.take_along_axis(indices, order, axis=1), np.take_along_axis(scores, order, axis=1))
+
+
+class _BM25Shard:
+    """A contiguous run of documents: tokenized once, weighted with the global statistics, then searched."""
+
+    def __init__(self, texts: Sequence[str], stopwords: bool) -> None:
+        from .bm25 import tokenize
+
+        self.tokens = [tokenize(t, stopwords=stopwords) for t in texts]
+        self.index: Any = None
+
+    def statistics(self) -> tuple[list[str], dict[str, int], np.ndarray]:
+        """Terms in first-seen order, their document frequencies, and the documents' lengths."""
+        doc_freq: dict[str, int] = {}
+        for tokens in self.tokens:
+            for token in dict.fromkeys(tokens):
+                doc_freq[token] = doc_freq.get(token, 0) + 1
+        return list(doc_freq), doc_freq, np.fromiter(map(len, self.tokens), np.int64, len(self.tokens))
+
+    def build(self, vocabulary: dict[str, int], idf: np.ndarray, avgdl: float, k1: float, b: float,
+              epsilon: float, stopwords: bool) -> None:
+        """The shard's term weights, computed as BM25Index.build does but with the global idf and avgdl."""
+        import scipy.sparse as sp
+
+        from .bm25 import BM25Index
+
+        n_docs = len(self.tokens)
+        doc_lengths = np.fromiter(map(len, self.tokens), np.int64, n_docs)
+        term_ids = np.fromiter((vocabulary[t] for tokens in self.tokens for t in tokens), np.int64,
+                               int(doc_lengths.sum()))
+        rows = np.repeat(np.arange(n_docs, dtype=np.int64), doc_lengths)
+        tf = sp.coo_matrix((np.ones(len(term_ids)), (rows, term_ids)), shape=(n_docs, len(vocabulary))).tocsr()
+        norm = k1 * (1 - b + b * doc_lengths / (avgdl or 1.0))
+        freq = tf.data
+        doc_of_entry = np.repeat(np.arange(n_docs, dtype=np.int64), np.diff(tf.indptr))
+        # Same operation order as BM25Index.build (and rank_bm25), so every weight agrees to the last bit.
+        tf.data = idf[tf.indices] * (freq * (k1 + 1) / (freq + norm[doc_of_entry]))
+        self.tokens = []
+        self.index = BM25Index(term_doc=tf.T.tocsr(), vocabulary=vocabulary, idf=idf, doc_lengths=doc_lengths,
+                               avgdl=avgdl, k1=k1, b=b, epsilon=epsilon, stopwords=stopwords)
+
+    def search(self, queries: Sequence[str], k: int, offset: int) -> SearchResult:
+        result = self.index.search(queries, k)
+        return SearchResult(result.indices + offset, result.scores)
+
+    def score_pairs(self, queries: Sequence[str], query_idx: np.ndarray, doc_idx: np.ndarray) -> np.ndarray:
+        return self.index.score_pairs(queries, query_idx, doc_idx)
+
+
+@dataclasses.dataclass(frozen=True)
+class _BM25:
+    """The BM25 shards of a collection: actors and the first document of each."""
+
+    shards: list[Any]
+    starts: list[int]
+
+    @classmethod
+    def build(cls, texts: Sequence[str], *, k1: float, b: float, stopwords: bool, epsilon: float = 0.25) -> _BM25:
+        from .bm25 import _check_params
+
+        _check_params(k1, b, epsilon)
+        ray = _ray()
+        cpus, _ = _cluster()
+        spans = _spans(len(texts), cpus)
+        # Shards reserve no CPU: they live through the whole run and work only when asked, so they must not starve the
+        # encoding actors and the partition tasks of the CPUs those wait for.
+        actor = ray.remote(num_cpus=0, scheduling_strategy="SPREAD")(_BM25Shard)
+        shards = [actor.remote(texts[a:b_], stopwords) for a, b_ in spans]
+        stats = ray.get([s.statistics.remote() for s in shards])
+        # Terms numbered in corpus first-seen order and idf floored over that order, as BM25Index.build does.
+        vocabulary = {t: i for i, t in enumerate(dict.fromkeys(chain.from_iterable(terms for terms, _, _ in stats)))}
+        doc_freq = np.zeros(len(vocabulary))
+        for _, counts, _ in stats:
+            doc_freq[[vocabulary[t] for t in counts]] += list(counts.values())
+        n_docs = len(texts)
+        idf = np.log(n_docs - doc_freq + 0.5) - np.log(doc_freq + 0.5)
+        if len(idf):
+            idf[idf < 0] = epsilon * (idf.sum() / len(idf))
+        lengths = np.concatenate([length for _, _, length in stats]) if stats else np.empty(0, np.int64)
+        avgdl = float(lengths.sum() / n_docs) if n_docs else 0.0
+        vocabulary_ref, idf_ref = ray.put(vocabulary), ray.put(idf)
+        ray.get([s.build.remote(vocabulary_ref, idf_ref, avgdl, k1, b, epsilon, stopwords) for s in shards])
+        return cls(shards, [a for a, _ in spans])
+
+    def search(self, queries: Sequence[str], k: int) -> SearchResult:
+        ray = _ray()
+        queries_ref = ray.put(list(queries))
+        return _merge(ray.get([s.search.remote(queries_ref, k, start) for s, start in zip(self.shards, self.starts)]),
+                      k)
+
+    def score_pairs(self, queries: Sequence[str], query_idx: np.ndarray, doc_idx: np.ndarray) -> np.ndarray:
+        """Scores of (query, document) pairs, each pair asked of the shard that holds its document."""
+        ray = _ray()
+        shard = np.searchsorted(self.starts, doc_idx, side="right") - 1
+        out = np.zeros(len(doc_idx))
+        asked = []
+        for s, start in enumerate(self.starts):
+            rows = np.flatnonzero(shard == s)
+            if len(rows):
+                asked.append((rows, self.shards[s].score_pairs.remote(queries, query_idx[rows], doc_idx[rows] - start)))
+        for rows, ref in asked:
+            out[rows] = ray.get(ref)
+        return out
+
+
+def _dense_shard(doc_vectors: np.ndarray, start: int, stop: int, query_vectors: np.ndarray, k: int, kind: str,
+                 seed: int) -> SearchResult:
+    from .dense import DenseIndex
+
+    result = DenseIndex.build(doc_vectors[start:stop], kind=kind, seed=seed).search(query_vectors, k)
+    return SearchResult(np.where(result.indices < 0, -1, result.indices + start), result.scores)
+
+
+def _dense_search(doc_ref: Any, n_docs: int, query_ref: Any, k: int, kind: str, seed: int) -> SearchResult:
+    ray = _ray()
+    cpus, _ = _cluster()
+    task = ray.remote(num_cpus=1)(_dense_shard)
+    return _merge(ray.get([task.remote(doc_ref, a, b, query_ref, k, kind, seed) for a, b in _spans(n_docs, cpus)]), k)
+
+
+# ---- the pool and the teacher, partitioned by query -----------------------------------------------------------------
+
+def _pool_part(collection: Collection, first: int, found: dict[str, np.ndarray], positives: list[np.ndarray],
+               duplicates: list[np.ndarray], params: MiningParams, bm25: _BM25 | None, doc_vectors: np.ndarray | None,
+               query_vectors: np.ndarray | None, clusters: np.ndarray | None, meta: dict[str, Any],
+               cache_dir: str | Path | None) -> tuple[pd.DataFrame, PoolRows, dict[str, Any]]:
+    """The scored rows of queries first, first + 1, ...: assembled, scored by each retriever, then by the teacher."""
+    from .teacher import load_teacher, score_pool
+    from .vectors import pos_sim_max, row_cosines
+
+    rows = pool_rows(found, positives, duplicates, params.pool.top_k, first_query=first)
+    qi, di = rows.query_idx, rows.doc_idx
+    scores: dict[str, np.ndarray] = {}
+    if bm25 is not None:
+        scores["bm25_score"] = bm25.score_pairs(collection.query_texts, qi, di)
+    if doc_vectors is not None and query_vectors is not None and clusters is not None:
+        scores.update(dense_score=row_cosines(query_vectors, qi, doc_vectors, di),
+                      pos_sim_max=pos_sim_max(doc_vectors, qi, di, rows.is_positive), cluster=clusters[di])
+    frame = rows.frame(collection, **scores)
+    part = Pool(frame, collection, pool_stats(len(positives), frame, [rows]), meta)
+    scored = score_pool(part, params.teacher, cache_dir=cache_dir, model=load_teacher(params.teacher))
+    return scored.frame, rows, scored.meta["teacher"]
+
+
+def _teacher_meta(parts: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """One partition's teacher record with the counts summed over all of them."""
+    meta = {**parts[0], "scored_rows": sum(p["scored_rows"] for p in parts)}
+    if "cross_fit" in meta:
+        meta["cross_fit"] = {**meta["cross_fit"],
+                             "rows_per_fold": np.sum([p["cross_fit"]["rows_per_fold"] for p in parts], axis=0).tolist(),
+                             "rows_unseen": sum(p["cross_fit"]["rows_unseen"] for p in parts)}
+    return meta
+
+
+def mine(collection: Collection, params: MiningParams, *, cache_dir: str | Path | None = None,
+         progress: Progress = no_progress) -> Pool:
+    """pipeline.mine on Ray: the same candidate pool, scored by the same teacher (see the module docstring)."""
+    from .teacher import load_teacher
+    from .vectors import kmeans_clusters
+
+    with session():
+        ray = _ray()
+        pool_params = params.pool
+        nq, nd = len(collection.query_ids), len(collection.doc_ids)
+        positives, duplicates = excluded_docs(collection)
+        fetch = fetch_depth(nd, pool_params.top_k, positives, duplicates)
+        meta: dict[str, Any] = {"settings": pool_params.settings(), "collection": {
+            "name": collection.name, "source": collection.source, "docs": nd, "queries": nq}}
+        found: dict[str, np.ndarray] = {}
+        bm25 = doc_vectors = query_vectors = clusters = None
+        doc_emb = query_emb = None
+        if "bm25" in pool_params.sources:
+            progress("bm25 index (ray)", 0, nd)
+            bm25 = _BM25.build(collection.doc_texts, k1=pool_params.bm25_k1, b=pool_params.bm25_b,
+                               stopwords=pool_params.stopwords)
+            progress("bm25 index (ray)", nd, nd)
+            found["bm25"] = bm25_found(bm25.search(collection.query_texts, fetch))
+        if "dense" in pool_params.sources:
+            from .dense import embedding_key
+
+            model = _model(pool_params.model, pool_params.precision, pool_params.max_seq_length)
+            doc_emb, query_emb = _encode(
+                model, [(collection.doc_texts, pool_params.doc_prompt), (collection.query_texts,
+                                                                         pool_params.query_prompt)],
+                batch_size=pool_params.batch_size, cache_dir=cache_dir, progress=progress, stage="encode (ray)")
+            doc_vectors = np.asarray(doc_emb, dtype=np.float32)
+            query_vectors = np.asarray(query_emb, dtype=np.float32)
+            doc_ref, query_ref = ray.put(doc_vectors), ray.put(query_vectors)
+            found["dense"] = _dense_search(doc_ref, nd, query_ref, fetch, pool_params.index, pool_params.seed).indices
+            clusters = kmeans_clusters(doc_vectors, pool_params.n_clusters or round(np.sqrt(nd)),
+                                       seed=pool_params.seed)
+            meta["model"] = {"name": model.name, "path": model.path, "fingerprint": model.fingerprint,
+                             "precision": model.precision, "max_seq_length": model.max_length}
+            meta["embeddings"] = {"cache_dir": str(EmbeddingCache(cache_dir).root),
+                                  "docs": embedding_key(model, collection.doc_texts, pool_params.doc_prompt),
+                                  "queries": embedding_key(model, collection.query_texts, pool_params.query_prompt)}
+            meta["clusters"] = int(clusters.max()) + 1 if len(clusters) else 0
+        teacher = load_teacher(params.teacher)
+        if params.teacher.teacher == "bi-encoder" and teacher.fingerprint != meta.get("model", {}).get("fingerprint"):
+            # A teacher other than the miner encodes plain text once, here, so the partitions find it in the cache.
+            _encode(_model(params.teacher.teacher_model, params.teacher.precision, params.teacher.max_length),
+                    [(collection.doc_texts, ""), (collection.query_texts, "")], batch_size=params.teacher.batch_size,
+                    cache_dir=cache_dir, progress=progress, stage="teacher: encode (ray)")
+
+        spans = _spans(nq, _partitions(nq))
+        shared = [ray.put(x) for x in (collection, params, bm25, doc_vectors, query_vectors, clusters, meta)]
+        task = ray.remote(num_cpus=1)(_pool_part)
+        progress("pool (ray)", 0, nq)
+        refs = [task.remote(shared[0], a, {name: hits[a:b] for name, hits in found.items()}, positives[a:b],
+                            duplicates[a:b], shared[1], shared[2], shared[3], shared[4], shared[5], shared[6],
+                            cache_dir) for a, b in spans]
+        parts = ray.get(refs)
+        progress("pool (ray)", nq, nq)
+    frame = pd.concat([f for f, _, _ in parts], ignore_index=True)
+    stats = pool_stats(nq, frame, [rows for _, rows, _ in parts])
+    meta = {**meta, "settings": {**meta["settings"], **params.teacher.settings()},
+            "teacher": _teacher_meta([t for _, _, t in parts]), "stats": dataclasses.asdict(stats),
+            "versions": package_versions(), "engine": {"name": "ray", "query_partitions": len(spans)}}
+    return Pool(frame, collection, stats, meta, doc_emb, query_emb)
+
+
+# ---- curation and the saved pool, partitioned by query ---------------------------------------------------------------
+
+def _query_spans(frame: pd.DataFrame) -> list[tuple[int, int]]:
+    """Row ranges of a pool table (rows grouped by query), whole queries each, as many as `_partitions` says."""
+    ids = frame["query_id"].to_numpy()
+    starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]]) if len(ids) else np.empty(0, np.int64)
+    cuts = [int(starts[a]) for a, _ in _spans(len(starts), _partitions(len(starts)))] + [len(ids)]
+    return [(a, b) for a, b in zip(cuts[:-1], cuts[1:])] or [(0, 0)]
+
+
+def curate(frame: pd.DataFrame, params: CurateParams) -> Curation:
+    """curate.curate with one Ray task per run of queries: the same labels and negatives (a query's labels and draws
+    depend on its own rows alone)."""
+    with session():
+        ray = _ray()
+        task = ray.remote(num_cpus=1)(curate_local)
+        params_ref = ray.put(params)
+        parts = ray.get([task.remote(frame.iloc[a:b], params_ref) for a, b in _query_spans(frame)])
+    return combine(parts)
+
+
+def _write_part(frame: pd.DataFrame, path: str) -> None:
+    frame.to_parquet(path, index=False)
+
+
+def _write_parts(frame: pd.DataFrame, folder: Path) -> None:
+    """pool.parquet as a folder of part files, one per run of queries, each written by a Ray task; file names sort in
+    query order, the order Parquet readers return them in."""
+    with session():
+        ray = _ray()
+        folder.mkdir()
+        task = ray.remote(num_cpus=1)(_write_part)
+        ray.get([task.remote(frame.iloc[a:b], str(folder / f"part-{i:05d}.parquet"))
+                 for i, (a, b) in enumerate(_query_spans(frame))])
+
+
+def save_ray_pool(pool: Pool, out_dir: str | Path, *, overwrite: bool = False, inputs: Sequence[str | Path] = ()) -> Path:
+    """pool.save_pool with pool.parquet written as partitioned Parquet (a folder of parts) by Ray tasks."""
+    return save_pool(pool, out_dir, overwrite=overwrite, inputs=inputs, write_frame=_write_parts)

@@ -1,0 +1,47 @@
+"""`--engine ray` against the local engine: the same pool, labels and exported negatives through the real CLI."""
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from hnm_core.cli import main
+from hnm_core.pool import load_pool
+
+pytest.importorskip("ray")
+
+SAMPLE = Path(__file__).resolve().parents[1] / "sample_data"
+EXPORTS = ("triplet.parquet", "ntuple.parquet", "labeled_pair.parquet", "pool.parquet")
+
+
+@pytest.mark.slow  # about 80 s on two busy cores: a local Ray cluster, four commands
+def test_mine_and_curate_on_ray_equal_the_local_engine(tiny_bi_encoder_dir, tmp_path, capsys):
+    from hnm_core.engine_ray import session
+
+    flags = ["--model", str(tiny_bi_encoder_dir), "--teacher-model", str(tiny_bi_encoder_dir), "--precision", "fp32",
+             "--quiet", "--top-k", "30", "--relative-margin", "0.05"]
+    local, ray = tmp_path / "local", tmp_path / "ray"
+    assert main(["mine", str(SAMPLE), "--out", str(local), "--cache-dir", str(tmp_path / "c1"), *flags]) == 0
+    # Its own cache, so the Ray run encodes everything itself; one local cluster serves both Ray commands.
+    with session():
+        assert main(["mine", str(SAMPLE), "--out", str(ray), "--cache-dir", str(tmp_path / "c2"), "--engine", "ray",
+                     *flags]) == 0
+        assert main(["curate", str(ray), "--out", str(tmp_path / "recurated"), "--engine", "ray", "--negatives", "3",
+                     "--quiet"]) == 0
+    assert main(["curate", str(ray), "--out", str(tmp_path / "recurated_local"), "--negatives", "3", "--quiet"]) == 0
+
+    # The Ray pool is partitioned Parquet (one part per query partition) that load_pool reads as one table.
+    parts = sorted((ray / "pool" / "pool.parquet").glob("part-*.parquet"))
+    assert len(parts) >= 2
+    pd.testing.assert_frame_equal(load_pool(ray / "pool").frame, load_pool(local / "pool").frame, check_exact=True)
+    for name in EXPORTS:
+        pd.testing.assert_frame_equal(pd.read_parquet(ray / name), pd.read_parquet(local / name), check_exact=True)
+    assert (ray / "flag.jsonl").read_text() == (local / "flag.jsonl").read_text()
+    local_manifest, ray_manifest = (json.loads((d / "manifest.json").read_text()) for d in (local, ray))
+    assert ray_manifest["counts"] == local_manifest["counts"] and ray_manifest["counts"]["false_negative"] > 0
+    assert json.loads((ray / "pool" / "manifest.json").read_text())["engine"]["query_partitions"] == len(parts)
+    for name in EXPORTS:
+        pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "recurated" / name),
+                                      pd.read_parquet(tmp_path / "recurated_local" / name), check_exact=True)
+    assert len(pd.read_parquet(tmp_path / "recurated" / "ntuple.parquet").columns) == 2 + 3
