@@ -54,7 +54,7 @@ class SelectionView:
         return sum(rc.count for rc in self.drops)
 
     def drops_line(self) -> str:
-        """One line counting each rule's drops, e.g. "ceiling / margins 12 · near-duplicate 0 · same cluster 1,060"."""
+        """Each rule's drops in a line, e.g. "ceiling / margins 12 · near-duplicate 0 · same cluster 1,060"."""
         names = {"false_negative": "ceiling / margins", "near_duplicate": "near-duplicate",
                  "same_cluster": "same cluster"}
         return " · ".join(f"{names[rc.label]} {rc.count:,}" for rc in self.drops)

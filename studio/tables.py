@@ -17,7 +17,8 @@ from hnm_core.data import Collection
 from hnm_core.pool import Pool
 
 __all__ = ["query_slices", "collection_summary", "positives_per_query", "query_preview", "label_counts",
-           "short_queries", "query_change_table", "candidate_table", "documents_table", "ScoreRange", "score_range", "preview_rows"]
+           "short_queries", "query_change_table", "candidate_table", "documents_table", "ScoreRange", "score_range",
+           "preview_rows"]
 
 
 def query_slices(frame: pd.DataFrame) -> dict[str, tuple[int, int]]:
