@@ -32,6 +32,7 @@ teacher = (pool.meta.get("teacher") or {}).get("kind", "")
 CURATE_SETTINGS = [s.name for s in SETTINGS if s.stage == "curate"]
 MINING_SETTINGS = {s.name for s in SETTINGS if s.stage in ("run", "pool", "teacher")}
 
+headline = st.container()  # the numbers, full width above both columns; filled once the curation has run
 controls, outcome = st.columns([1, 2], gap="large")
 with controls:
     st.subheader("False negatives")
@@ -59,14 +60,14 @@ with outcome:
         view = selection_view(frame, curation)
         took = time.perf_counter() - started
     previous = previous_curate_params(result.key, params)
-    versus = st.radio("Before", ["the previous slider state", "the table's defaults"], key="tune_before",
-                      horizontal=True, help="What the deltas and the per-query table compare the current sliders "
-                                            "with.")
+    versus = headline.radio("Before", ["the previous slider state", "the table's defaults"], key="tune_before",
+                            horizontal=True, help="What the deltas and the per-query table compare the current "
+                                                  "sliders with.")
     if versus == "the previous slider state" and previous is None:
         versus = "the table's defaults (no slider moved yet)"
     before = curate(frame, previous if versus == "the previous slider state" else default_curate_params())
     before_view = selection_view(frame, before)
-    metrics = st.columns(5)
+    metrics = headline.columns(5)
     metrics[0].metric("Negatives", f"{view.n_selected:,}", help="Sampled negatives, all queries: what is exported",
                       delta=view.n_selected - before_view.n_selected or None)
     hardness = view.mean_hardness - before_view.mean_hardness
@@ -79,9 +80,9 @@ with outcome:
     metrics[4].metric("Full quota", f"{curation.n_full_quota:,} / {curation.n_queries:,}",
                       help="Queries that got every negative asked for")
     change = selection_change(frame, before, curation)
-    st.caption(f"False negatives by rule: {view.drops_line()}. Against {versus}: {change.kept:,} negatives kept, "
-               f"{change.added:,} added, {change.dropped:,} dropped. Curated {len(frame):,} rows in "
-               f"{took * 1000:.0f} ms.")
+    headline.caption(f"False negatives by rule: {view.drops_line()}. Against {versus}: {change.kept:,} negatives "
+                     f"kept, {change.added:,} added, {change.dropped:,} dropped. Curated {len(frame):,} rows in "
+                     f"{took * 1000:.0f} ms.")
 
     st.subheader("Teacher scores of what is exported")
     st.plotly_chart(figures.score_histogram(view.groups, frame, params, st.session_state["query_id"]),
