@@ -28,7 +28,7 @@ def open_path(tab, path: Path, button: str) -> None:
     go(tab, "Data")
     tab.get_by_text("Folder or file path").click()
     settle(tab)
-    box = tab.get_by_label("Path on the machine running the app")
+    box = tab.get_by_role("textbox", name="Path on the machine running the app")
     box.fill(str(path))
     box.press("Enter")
     settle(tab)
