@@ -37,7 +37,7 @@ __all__ = ["PARAM", "state_path", "start", "Saver"]
 PARAM = "session"
 _TOKEN = re.compile(r"[0-9a-f]{32}")
 _FORMAT = 1
-# Pools kept for reloads (the newest by time of use); each is the size of the pool table plus the corpus text.
+# Pools kept for reloads (the newest written); each is the size of the pool table plus the corpus text.
 _KEEP_POOLS = 8
 
 
@@ -100,7 +100,11 @@ class Saver:
                                   "data": None if data is None else _data_record(data, self.settings["split"]),
                                   "mined": None}
         if data is not None and result is not None and record["data"]["kind"] != "upload":
-            record["mined"] = {"key": result.key, "folder": _keep_pool(result, data), "settings": result.settings,
+            try:
+                folder = _keep_pool(result, data)
+            except (OSError, HnmError):  # a full disk, say: the reload then says the pool is no longer kept
+                folder = ""
+            record["mined"] = {"key": result.key, "folder": folder, "settings": result.settings,
                                "seconds": result.seconds}
         raw = to_json(record)
         if raw != self.box.get("saved"):
