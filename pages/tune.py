@@ -65,8 +65,12 @@ with outcome:
                                                   "sliders with.")
     if versus == "the previous slider state" and previous is None:
         versus = "the table's defaults (no slider moved yet)"
-    before = curate(frame, previous if versus == "the previous slider state" else default_curate_params())
-    before_view = selection_view(frame, before)
+    before_params = previous if versus == "the previous slider state" else default_curate_params()
+    if before_params == params:  # the defaults untouched: one curation serves both
+        before, before_view = curation, view
+    else:
+        before = curate(frame, before_params)
+        before_view = selection_view(frame, before)
     metrics = headline.columns(5)
     metrics[0].metric("Negatives", f"{view.n_selected:,}", help="Sampled negatives, all queries: what is exported",
                       delta=view.n_selected - before_view.n_selected or None)
