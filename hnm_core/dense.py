@@ -49,15 +49,20 @@ def encode(
     texts = list(texts)
 
     def compute(start: int, stop: int) -> np.ndarray:
-        rows = model.model.encode(
-            texts[start:stop],
-            prompt=prompt or None,
-            batch_size=batch_size,
-            normalize_embeddings=True,
-            convert_to_numpy=True,
-            show_progress_bar=False,
-        )
-        return np.asarray(rows, dtype=np.float32)
+        # One encode call per batch, so progress (and a Stop in the studio) comes every batch, not every cached
+        # slice. Longest texts first, as sentence-transformers orders one call, so batches pad to similar lengths.
+        order = sorted(range(start, stop), key=lambda i: -len(texts[i]))
+        parts = []
+        for at in range(0, len(order), batch_size):
+            batch = [texts[i] for i in order[at:at + batch_size]]
+            parts.append(np.asarray(model.model.encode(batch, prompt=prompt or None, batch_size=batch_size,
+                                                       normalize_embeddings=True, convert_to_numpy=True,
+                                                       show_progress_bar=False), dtype=np.float32))
+            if at + len(batch) < len(order):  # the cache reports the slice's end itself, once it is saved
+                progress(stage, start + at + len(batch), len(texts))
+        rows = np.empty_like(parts[0], shape=(stop - start, parts[0].shape[1]))
+        rows[np.asarray(order) - start] = np.vstack(parts)
+        return rows
 
     meta = {"model": model.name, "path": model.path, "fingerprint": model.fingerprint, "precision": model.precision,
             "max_length": model.max_length, "prompt": prompt}

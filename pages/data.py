@@ -3,10 +3,29 @@
 import streamlit as st
 
 from hnm_core.data import FILE_SUFFIXES
+from hnm_core.settings import SETTINGS
 from studio import escape, loaders, tables
 from studio.errors import shown_errors
-from studio.state import EXPLORE_PAGE, MINE_PAGE, init_state, loaded, set_data, set_mined, settings
-from studio.widgets import setting_widget
+from studio.state import EXPLORE_PAGE, MINE_PAGE, LoadedData, Mined, init_state, loaded, set_data, set_mined, settings
+from studio.widgets import reset_settings, setting_widget
+
+TUNE_SETTINGS = [s.name for s in SETTINGS if s.stage == "curate"]
+
+
+def use(data: LoadedData, result: Mined | None = None) -> None:
+    """Make `data` (and a pool read with it) this session's. Tune settings chosen for one collection (an audit's
+    recommendation, say) need not suit another, so another collection starts from the defaults; the same one again
+    keeps them. Either way the page says which."""
+    before = loaded()
+    set_data(data)
+    if result is not None:
+        set_mined(result)
+    if before is not None and before.key == data.key:
+        st.session_state["data_note"] = "The same collection as before: the Tune settings are kept."
+    elif before is not None:
+        reset_settings(TUNE_SETTINGS)
+        st.session_state["data_note"] = "Another collection: the Tune settings are back to their defaults."
+
 
 init_state()
 st.title("Data")
@@ -26,7 +45,7 @@ with shown_errors():
         st.markdown("253 passages about words with several senses (python, bank, cell, ...), 42 queries, "
                     "62 labelled positives, and 23 positives deliberately left unlabelled.")
         if st.button("Load the sample", type="primary", key="load_sample"):
-            set_data(loaders.load_sample())
+            use(loaders.load_sample())
     elif source == "Folder or file path":
         path = st.text_input(
             "Path on the machine running the app", key="data_path",
@@ -41,11 +60,9 @@ with shown_errors():
         if loaders.is_pool_folder(path):
             st.info("This folder holds a saved pool: it opens as data and mined pool at once.")
             if st.button("Open the saved pool", type="primary", key="load_pool"):
-                data, result = loaders.load_saved_pool(path)
-                set_data(data)
-                set_mined(result)
+                use(*loaders.load_saved_pool(path))
         elif st.button("Load", type="primary", key="load_path", disabled=not path.strip()):
-            set_data(loaders.load_path(path, settings()["split"]))
+            use(loaders.load_path(path, settings()["split"]))
     else:
         cap = st.get_option("server.maxUploadSize")
         files = st.file_uploader(
@@ -56,13 +73,15 @@ with shown_errors():
         st.caption(f"Files are read as data only (JSON, CSV, Parquet; never pickles), kept in a folder private to "
                    f"this browser session, and deleted when it ends. Larger than {cap} MB: use a path instead.")
         if st.button("Load the uploaded files", type="primary", key="load_upload", disabled=not files):
-            set_data(loaders.load_uploads(files, loaders.session_dir() / "upload", settings()["split"]))
+            use(loaders.load_uploads(files, loaders.session_dir() / "upload", settings()["split"]))
 
 data = loaded()
 if data is None:
     st.stop()
 
 collection = data.collection
+if "data_note" in st.session_state:
+    st.info(st.session_state.pop("data_note"), icon=":material/tune:")
 st.divider()
 st.subheader(f"Loaded: {escape.plain(collection.name)}")
 st.caption(escape.plain(f"{data.origin} · {collection.source}"))

@@ -10,6 +10,7 @@ from hnm_core.pipeline import MiningParams
 from hnm_core.settings import DEFAULT_MODEL, SETTINGS
 from studio import escape, loaders
 from studio.errors import shown_errors
+from studio.progress import StreamlitProgress, run_buttons
 from studio.state import EXPLORE_PAGE, TUNE_PAGE, Mined, init_state, mined, need_data, set_mined, settings
 from studio.widgets import replay_settings, reset_settings, setting_widget, switch_teacher_kind
 
@@ -21,6 +22,9 @@ st.caption(f"Data: {escape.plain(collection.name)} · {counted(len(collection.do
            f"{counted(len(collection.query_ids), 'query', 'queries')}")
 
 MINE_SETTINGS = [s.name for s in SETTINGS if s.stage in ("run", "engine", "pool", "teacher")]
+# Run, Stop and the progress of a run at the top, in view however far the settings below are scrolled; they are
+# drawn there after the widgets below, so Run knows the teacher's problem and reads the values of this very click.
+top = st.container()
 
 left, right = st.columns(2)
 with left:
@@ -83,15 +87,26 @@ with st.expander("Replay the settings of an earlier run (a manifest.json, like `
         st.error(escape.plain(st.session_state.pop("replay_error")))
 
 wanted = {name: settings()[name] for name in MINE_SETTINGS}
-if st.button("Run", type="primary", key="run_mine", icon=":material/play_arrow:",
-             disabled=teacher_problem is not None):
+with top:
+    run = run_buttons("Run", "run_mine", "stop_mine", disabled=teacher_problem is not None)
+    progress_slot = st.container()
+if run:
     with shown_errors():
         params = MiningParams.from_settings(wanted)
         values = params.settings()
         started = time.perf_counter()
-        with st.container(border=True):
-            pool = loaders.mined_pool(data.key, params, collection)
+        # kept in the session: after a Stop, the next run of the page says where this one stopped
+        progress = st.session_state["mine_progress"] = StreamlitProgress(eta_stages=None)
+        with progress_slot, st.container(border=True):
+            pool = loaders.mined_pool(data.key, params, collection, progress)
         set_mined(Mined(pool, loaders.pool_key(data.key, values), values, time.perf_counter() - started))
+elif st.session_state.get("stop_mine"):
+    stopped = st.session_state.get("mine_progress")
+    where = stopped.unfinished() if stopped is not None else None
+    if where is not None:
+        stage, done, total = where
+        progress_slot.warning(f"Stopped during {stage} at {done:,} / {total:,}. What was encoded and scored is "
+                              "cached on disk: Run resumes from there.", icon=":material/pause:")
 
 result = mined()
 if result is None:

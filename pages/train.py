@@ -8,7 +8,7 @@ from hnm_core.settings import SETTINGS
 from hnm_core.teacher_train import train_teacher
 from studio import escape, figures, loaders
 from studio.errors import shown_errors
-from studio.progress import StreamlitProgress
+from studio.progress import StreamlitProgress, run_buttons
 from studio.state import MINE_PAGE, TUNE_PAGE, init_state, need_data, settings
 from studio.widgets import replay_settings, reset_settings, setting_widget
 
@@ -49,11 +49,8 @@ with right:
     st.button("Reset training settings", key="reset_train", on_click=reset_settings, args=(TRAIN_SETTINGS,))
 
 folder = loaders.proof_dir(data.key)
-buttons = st.columns([1, 1, 4])
-run = buttons[0].button("Run proof", type="primary", key="run_proof", icon=":material/play_arrow:")
-# A click reruns the page, which ends the proof at its next progress update; each finished arm is saved by then.
-buttons[1].button("Stop", key="stop_proof", icon=":material/stop:")
-if run:
+# Stop ends the proof at its next progress update; each finished arm is saved by then.
+if run_buttons("Run proof", "run_proof", "stop_proof"):
     with shown_errors(), st.container(border=True):
         prove(data.path, folder, settings(), progress=StreamlitProgress(eta_stages=("prove",)))
 

@@ -4,6 +4,7 @@ Curation is a pure ~10 ms function of the pool and the settings, so it runs on e
 re-encoded, re-scored or re-projected.
 """
 
+import math
 import time
 
 import streamlit as st
@@ -11,10 +12,12 @@ import streamlit as st
 from hnm_core.audit import audit_figures, audit_pool
 from hnm_core.curate import curate
 from hnm_core.data import counted
+from hnm_core.selection import query_change, selection_change, selection_view
 from hnm_core.settings import SETTINGS
 from studio import escape, figures, loaders, tables
 from studio.errors import shown_errors
-from studio.state import EXPLORE_PAGE, EXPORT_PAGE, curate_params, init_state, need_pool
+from studio.state import (EXPLORE_PAGE, EXPORT_PAGE, curate_params, default_curate_params, init_state, need_pool,
+                          previous_curate_params)
 from studio.widgets import replay_settings, reset_settings, setting_widget
 
 init_state()
@@ -29,6 +32,7 @@ teacher = (pool.meta.get("teacher") or {}).get("kind", "")
 CURATE_SETTINGS = [s.name for s in SETTINGS if s.stage == "curate"]
 MINING_SETTINGS = {s.name for s in SETTINGS if s.stage in ("run", "pool", "teacher")}
 
+headline = st.container()  # the numbers, full width above both columns; filled once the curation has run
 controls, outcome = st.columns([1, 2], gap="large")
 with controls:
     st.subheader("False negatives")
@@ -53,32 +57,68 @@ with outcome:
         params = curate_params()
         started = time.perf_counter()
         curation = curate(frame, params)
+        view = selection_view(frame, curation)
         took = time.perf_counter() - started
-    metrics = st.columns(4)
-    metrics[0].metric("Negatives", f"{curation.n_selected:,}", help="Sampled negatives, all queries")
-    metrics[1].metric("False negatives", f"{curation.count('false_negative'):,}",
-                      help="Candidates labelled as likely false negatives")
-    metrics[2].metric("Hard band", f"{curation.count('hard'):,}", help="Candidates negatives are sampled from")
-    metrics[3].metric("Full quota", f"{curation.n_full_quota:,} / {curation.n_queries:,}",
+    previous = previous_curate_params(result.key, params)
+    versus = headline.radio("Before", ["the previous slider state", "the table's defaults"], key="tune_before",
+                            horizontal=True, help="What the deltas and the per-query table compare the current "
+                                                  "sliders with.")
+    if versus == "the previous slider state" and previous is None:
+        versus = "the table's defaults (no slider moved yet)"
+    before_params = previous if versus == "the previous slider state" else default_curate_params()
+    if before_params == params:  # the defaults untouched: one curation serves both
+        before, before_view = curation, view
+    else:
+        before = curate(frame, before_params)
+        before_view = selection_view(frame, before)
+    metrics = headline.columns(5)
+    metrics[0].metric("Negatives", f"{view.n_selected:,}", help="Sampled negatives, all queries: what is exported",
+                      delta=view.n_selected - before_view.n_selected or None)
+    hardness = view.mean_hardness - before_view.mean_hardness
+    metrics[1].metric("Mean hardness", "-" if math.isnan(view.mean_hardness) else f"{view.mean_hardness:.3f}",
+                      help="Mean teacher score of the sampled negatives",
+                      delta=round(hardness, 3) if not math.isnan(hardness) and round(hardness, 3) else None)
+    metrics[2].metric("False negatives", f"{view.n_false_negatives:,}",
+                      help=f"Candidates dropped as likely false negatives: {view.drops_line()}")
+    metrics[3].metric("Hard band", f"{curation.count('hard'):,}", help="Candidates negatives are sampled from")
+    metrics[4].metric("Full quota", f"{curation.n_full_quota:,} / {curation.n_queries:,}",
                       help="Queries that got every negative asked for")
-    table, sentences = st.columns(2)
-    table.dataframe(tables.label_counts(curation), hide_index=True, key="tune_counts")
-    sentences.markdown("\n".join(f"- {line}" for line in curation.summary()))
-    st.caption(f"Curated {len(frame):,} rows in {took * 1000:.0f} ms. Rules apply in the table's order; a row "
-               "takes the first label whose rule matches.")
+    change = selection_change(frame, before, curation)
+    headline.caption(f"False negatives by rule: {view.drops_line()}. Against {versus}: {change.kept:,} negatives "
+                     f"kept, {change.added:,} added, {change.dropped:,} dropped. Curated {len(frame):,} rows in "
+                     f"{took * 1000:.0f} ms.")
 
-    st.subheader("Teacher scores")
-    st.plotly_chart(figures.score_histogram(frame, params, st.session_state["query_id"]), key="tune_histogram",
-                    config={"displaylogo": False})
+    st.subheader("Teacher scores of what is exported")
+    st.plotly_chart(figures.score_histogram(view.groups, frame, params, st.session_state["query_id"]),
+                    key="tune_histogram", config={"displaylogo": False})
     kind = {"cross-encoder": "sigmoid of a cross-encoder logit", "ensemble": "mean per-query percentile of the "
             "ensemble's members"}.get(teacher, "cosine of a bi-encoder")
-    note = f"Teacher score = {kind}. Each group is shown as a percentage of itself."
+    note = (f"Teacher score = {kind}. Each group is shown as a percentage of itself: the selected negatives are "
+            "drawn from the hard band and paired with the labelled positives.")
     if params.relative_margin is not None or params.absolute_margin is not None:
         chosen = st.session_state["query_id"]
         note += " The dashed margin line is the threshold averaged over queries" + (
             f"; the dotted one is {chosen}'s (chosen on Explore)." if chosen else
             "; choose a query on Explore to see its own.")
     st.caption(note)
+
+    st.subheader("One query, before and after")
+    collection = pool.collection
+    if st.session_state.get("tune_query") not in collection.query_index:
+        chosen = st.session_state["query_id"]
+        st.session_state["tune_query"] = chosen if chosen in collection.query_index else collection.query_ids[0]
+    query_id = st.selectbox("Query", collection.query_ids, key="tune_query",
+                            format_func=lambda q: f"{q}: {collection.query_texts[collection.query_index[q]][:90]}")
+    st.dataframe(tables.query_change_table(query_change(frame, before, curation, query_id), collection),
+                 hide_index=True, key="tune_query_change",
+                 column_config={"text": st.column_config.TextColumn(width="large")})
+    st.caption(f"Its negatives under {versus} and now. Rank: place by teacher score among the query's selected "
+               "negatives (0 = not selected); label now: why a dropped one went.")
+
+    table, sentences = st.columns(2)
+    table.dataframe(tables.label_counts(curation), hide_index=True, key="tune_counts")
+    sentences.markdown("\n".join(f"- {line}" for line in curation.summary()))
+    st.caption("Rules apply in the table's order; a row takes the first label whose rule matches.")
 
     short = tables.short_queries(curation, pool.collection)
     st.subheader(f"Queries short of their quota: {len(short):,}")

@@ -17,6 +17,7 @@ from hnm_core.reasons import reasons
 from hnm_core.pool import Pool
 from hnm_core.prove import ProofResult
 from hnm_core.teacher import MEMBER_COLUMNS
+from hnm_core.selection import GROUPS, ScoreGroups
 
 from .escape import hover_text
 
@@ -190,22 +191,25 @@ def _score_texts(part: pd.DataFrame, scores: np.ndarray) -> np.ndarray:
     return texts
 
 
-def score_histogram(frame: pd.DataFrame, params: CurateParams, query_id: str | None = None):
-    """Teacher scores of labelled positives vs candidates (each as a percentage of its own group, so 60 positives
-    show next to 6,000 candidates), with the ceiling, the floor and the margin threshold drawn as vertical lines:
-    the mean over queries, and the chosen query's when one is given."""
+def score_histogram(groups: ScoreGroups, frame: pd.DataFrame, params: CurateParams, query_id: str | None = None):
+    """Teacher scores of the selected negatives, the hard band they are drawn from and the labelled positives
+    (hnm_core.selection's bins, each as a percentage of its own group, so 60 positives show next to 6,000
+    candidates), with the ceiling, the floor and the margin threshold drawn as vertical lines: the mean over
+    queries, and the chosen query's when one is given. Bars of binned counts, not raw scores: a 100k-row pool
+    sends 120 numbers to the browser, not 100k."""
     import plotly.graph_objects as go
 
-    score = frame["teacher_score"].to_numpy(np.float32, na_value=np.nan)
-    is_pos = frame["is_positive"].to_numpy(bool)
     fig = go.Figure()
-    scored = ~np.isnan(score)
-    lo, hi = (float(score[scored].min()), float(score[scored].max())) if scored.any() else (0.0, 1.0)
-    bins = dict(start=lo, end=hi, size=max((hi - lo) / 60, 1e-6))
-    fig.add_trace(go.Histogram(x=score[~is_pos & scored], name="candidates", histnorm="percent", xbins=bins,
-                               marker_color="#E69F00", opacity=0.65))
-    fig.add_trace(go.Histogram(x=score[is_pos & scored], name="labelled positives", histnorm="percent", xbins=bins,
-                               marker_color="#009E73", opacity=0.65))
+    centres = (groups.edges[:-1] + groups.edges[1:]) / 2
+    width = float(groups.edges[1] - groups.edges[0])
+    colours = dict(zip(GROUPS, ("#D55E00", "#E69F00", "#009E73")))
+    for name in GROUPS:
+        size = groups.sizes[name]
+        share = groups.counts[name] * (100.0 / size) if size else groups.counts[name] * 0.0
+        mean = "" if np.isnan(groups.means[name]) else f", mean {groups.means[name]:.3f}"
+        fig.add_trace(go.Bar(x=centres, y=share, width=width, name=f"{name} ({size:,}{mean})",
+                             marker_color=colours[name], opacity=0.6,
+                             hovertemplate="score %{x:.3f}: %{y:.1f}% of the group<extra></extra>"))
     lines: list[tuple[float, str, str, str]] = []
     if params.ceiling is not None:
         lines.append((params.ceiling, "ceiling", "#CC79A7", "solid"))

@@ -221,12 +221,15 @@ def cross_encoder_problem(name: str) -> str | None:
 
 
 @st.cache_resource(show_spinner=False, max_entries=4)
-def mined_pool(data_key: str, params: MiningParams, _collection: Collection) -> Pool:
+def mined_pool(data_key: str, params: MiningParams, _collection: Collection,
+               _progress: StreamlitProgress | None = None) -> Pool:
     """Pool + teacher scores for the collection whose content hash is `data_key`, under `params` (Streamlit hashes
-    the frozen dataclass by its fields). Progress bars are drawn in the current container; on a cache hit Streamlit
-    replays them finished. Embeddings and scores are also cached on disk (hnm cache folder), so a new server
+    the frozen dataclass by its fields). Progress bars are drawn in the current container (by `_progress` when
+    given, so the page can say where a stopped run stopped); on a cache hit Streamlit replays them finished.
+    Embeddings and scores are also cached on disk (hnm cache folder), so a new server, or a run after a Stop,
     resumes them."""
-    return mine(_collection, params, **_session_models(params))
+    models = _session_models(params)
+    return mine(_collection, params, **{**models, "progress": _progress or models["progress"]})
 
 
 def _session_models(params: MiningParams) -> dict[str, Any]:

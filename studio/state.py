@@ -23,7 +23,7 @@ from .errors import shown_errors
 __all__ = [
     "DATA_PAGE", "MINE_PAGE", "EXPLORE_PAGE", "TUNE_PAGE", "EXPORT_PAGE", "TRAIN_PAGE",
     "LoadedData", "Mined", "init_state", "settings", "set_data", "set_mined", "loaded", "mined",
-    "need_data", "need_pool", "curate_params",
+    "need_data", "need_pool", "curate_params", "default_curate_params", "previous_curate_params",
 ]
 
 DATA_PAGE = "pages/data.py"
@@ -129,6 +129,22 @@ def curate_params() -> CurateParams:
     """The curation settings as they stand now (Tune writes them, Explore and Export read them).
     Raises SettingsError for a value out of range."""
     return CurateParams.from_settings(settings())
+
+
+def default_curate_params() -> CurateParams:
+    """The settings table's curation defaults (with this session's seed)."""
+    return CurateParams.from_settings({**settings(), **defaults("curate")})
+
+
+def previous_curate_params(pool_key: str, params: CurateParams) -> CurateParams | None:
+    """The curation settings as they stood before the latest change on the pool `pool_key` (Tune's "before"), or
+    None until they change. Call once per run with the settings drawn now."""
+    last = st.session_state.get("tune_last")
+    if last is not None and last[0] == pool_key and last[1] != params:
+        st.session_state["tune_previous"] = last
+    st.session_state["tune_last"] = (pool_key, params)
+    previous = st.session_state.get("tune_previous")
+    return previous[1] if previous is not None and previous[0] == pool_key else None
 
 
 def current_curation(pool: Pool) -> tuple[CurateParams, Curation]:

@@ -17,7 +17,8 @@ from hnm_core.data import Collection
 from hnm_core.pool import Pool
 
 __all__ = ["query_slices", "collection_summary", "positives_per_query", "query_preview", "label_counts",
-           "short_queries", "candidate_table", "documents_table", "ScoreRange", "score_range", "preview_rows"]
+           "short_queries", "query_change_table", "candidate_table", "documents_table", "ScoreRange", "score_range",
+           "preview_rows"]
 
 
 def query_slices(frame: pd.DataFrame) -> dict[str, tuple[int, int]]:
@@ -68,6 +69,12 @@ def _sources(frame: pd.DataFrame) -> np.ndarray:
     bm25 = frame["in_bm25"].to_numpy(bool)
     dense = frame["in_dense"].to_numpy(bool)
     return np.select([bm25 & dense, bm25, dense], ["bm25+dense", "bm25", "dense"], default="")
+
+
+def query_change_table(change: pd.DataFrame, collection: Collection) -> pd.DataFrame:
+    """A query's negatives before and after (hnm_core.selection.query_change) with each document's text."""
+    texts = [collection.doc_texts[collection.doc_index[d]] for d in change["doc_id"].tolist()]
+    return change.rename(columns={"label_after": "label now"}).assign(text=texts)
 
 
 def candidate_table(pool: Pool, curation: Curation, rows: tuple[int, int]) -> pd.DataFrame:

@@ -354,7 +354,7 @@ def test_a_kill_loses_at_most_the_slice_in_progress(tiny_bi_encoder_dir, tmp_pat
 
     model.model.encode = counting
     out = encode(model, texts, cache_dir=tmp_path / "cache")
-    assert encoded == texts[32:]
+    assert sorted(encoded) == sorted(texts[32:])  # each once; encode sends a slice's batches longest first
     reference = encode(load_bi_encoder(str(tiny_bi_encoder_dir), precision="fp32"), texts, cache_dir=tmp_path / "ref")
     np.testing.assert_allclose(out, reference, atol=2e-3)
 

@@ -58,6 +58,21 @@ def test_encode_is_cached_and_keyed_by_prompt(tiny_bi_encoder_dir, tmp_path):
     assert len(list((tmp_path / "embeddings").iterdir())) == 2
 
 
+def test_encode_reports_every_batch_and_keeps_the_order(tiny_bi_encoder_dir, tmp_path):
+    model = load_bi_encoder(str(tiny_bi_encoder_dir), precision="fp32")
+    # lengths out of order: each batch is encoded longest first, the rows must come back in the texts' order
+    texts = [("word " * (i % 7 + 1)) + str(i) for i in range(23)]
+    reports = []
+    got = encode(model, texts, batch_size=4, cache_dir=tmp_path,
+                 progress=lambda stage, done, total: reports.append((stage, done, total)))
+    np.testing.assert_allclose(got, model.model.encode(texts, normalize_embeddings=True), atol=2e-3)
+    done = [d for _, d, _ in reports]
+    assert {(s, t) for s, _, t in reports} == {("encode", 23)}
+    assert done == sorted(done) and done[0] == 0 and done[-1] == 23
+    # the first cached slice is 23 rows at most (ChunkPacer's first 32), so every batch of 4 shows: 4, 8, ..., 20
+    assert {4, 8, 12, 16, 20} <= set(done)
+
+
 def test_changed_weights_recompute(tiny_bi_encoder_dir, tmp_path):
     import shutil
 

@@ -1,0 +1,77 @@
+"""studio.persist: a reload (a new session with the same URL) gets back the collection, the mined pool and the
+settings; loading another collection resets the Tune settings and says so."""
+
+from __future__ import annotations
+
+import json
+
+from hnm_core.settings import defaults
+from streamlit.testing.v1 import AppTest
+
+from studio.persist import PARAM, Saver, state_path
+from tests.test_app import (APP, DATA, MINE, TUNE, cache_dir, load_sample, new_session, open_page,  # noqa: F401
+                            tiny_mine)
+
+
+def save(at: AppTest) -> None:
+    """What app.py does after every run of a page (AppTest runs a page switched to without its entry point)."""
+    state = at.session_state
+    Saver(state["session_box"], state["settings"], state["data"], state["mined"], state["query_id"]).save()
+
+
+def reload(at: AppTest) -> AppTest:
+    """What a browser reload does: a new session on the same URL, so with the same query parameters."""
+    again = AppTest.from_file(APP, default_timeout=180)
+    again.query_params[PARAM] = at.query_params[PARAM]
+    again.run()
+    assert not again.exception, again.exception
+    return again
+
+
+def test_a_reload_brings_back_the_collection_the_pool_and_the_settings(tiny_bi_encoder_dir):
+    at = tiny_mine(load_sample(new_session()), tiny_bi_encoder_dir)
+    open_page(at, TUNE)
+    skip_n = defaults()["skip_n"] + 3
+    at.slider(key="setting:skip_n").set_value(skip_n).run()
+    save(at)
+    token = at.query_params[PARAM]
+    saved = json.loads(state_path(token).read_text(encoding="utf-8"))
+    assert saved["settings"]["skip_n"] == skip_n and saved["data"]["kind"] == "sample"
+
+    again = reload(at)
+    assert "Restored sample_data, its mined pool and your settings." in [t.value for t in again.toast]
+    assert again.session_state["data"].key == at.session_state["data"].key
+    pool, before = again.session_state["mined"], at.session_state["mined"]
+    assert pool.key == before.key and pool.settings == before.settings
+    assert pool.pool.frame.equals(before.pool.frame)
+    open_page(again, TUNE)
+    assert again.slider(key="setting:skip_n").value == skip_n
+    assert again.query_params[PARAM] == token
+    open_page(again, MINE)
+    assert not again.warning  # the pool's settings are the Mine page's: nothing to re-run
+
+
+def test_a_url_without_a_state_file_starts_empty():
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.query_params[PARAM] = "0" * 32
+    at.run()
+    assert not at.exception and at.session_state["data"] is None and not at.toast
+    assert at.query_params[PARAM] == "0" * 32
+
+
+def test_another_collection_resets_the_tune_settings_and_the_same_one_keeps_them(tiny_bi_encoder_dir, tmp_path):
+    at = tiny_mine(load_sample(new_session()), tiny_bi_encoder_dir)
+    open_page(at, TUNE)
+    at.slider(key="setting:skip_n").set_value(defaults()["skip_n"] + 3).run()
+    load_sample(at)
+    assert at.info[0].value == "The same collection as before: the Tune settings are kept."
+    assert at.session_state["settings"]["skip_n"] == defaults()["skip_n"] + 3
+
+    (tmp_path / "pairs.jsonl").write_text('{"query": "what is a bank", "positive": "A bank lends money."}\n',
+                                          encoding="utf-8")
+    open_page(at, DATA)
+    at.radio(key="data_source").set_value("Folder or file path").run()
+    at.text_input(key="data_path").input(str(tmp_path / "pairs.jsonl")).run()
+    at.button(key="load_path").click().run()
+    assert at.info[0].value == "Another collection: the Tune settings are back to their defaults."
+    assert at.session_state["settings"]["skip_n"] == defaults()["skip_n"]
