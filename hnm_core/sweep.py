@@ -26,9 +26,10 @@ DEFAULT_GRID: dict[str, tuple[Any, ...]] = {
     "relative_margin": (None, 0.0, 0.05, 0.1, 0.2),
     "skip_n": (0, 3, 5, 10, 20),
     "near_dup": (None, 0.9, 0.8, 0.7, 0.6),
+    "cluster_rule": (False, True),
 }
-"""The sweep's axes when none are given: the teacher ceiling, the relative margin, skip-N and the near-duplicate
-cosine (625 points plus the current values, about 10 s on a 50k-row pool on two cores). Ceiling values fit scores
+"""The sweep's axes when none are given: the teacher ceiling, the relative margin, skip-N, the near-duplicate cosine
+and the same-cluster rule (1,250 points plus the current values, about 20 s on a 50k-row pool on two cores). Ceiling values fit scores
 in [0, 1] (a bi-encoder cosine or a cross-encoder's sigmoid). near_dup is on the axes because a low threshold is
 the strongest single rule with MiniLM (docs/audit.md) yet unsafe as a default for models whose cosines sit high:
 the sweep measures it on the user's own model."""
