@@ -689,7 +689,7 @@ def test_tune_audit_shows_the_sweep_and_applies_the_recommendation(tiny_bi_encod
         elif name == "skip_n":
             assert at.slider(key="setting:skip_n").value == value
         elif name == "cluster_rule":
-            assert at.checkbox(key="setting:cluster_rule").value == value
+            assert at.toggle(key="setting:cluster_rule").value == value
         else:
             assert at.slider(key=f"setting:{name}").value == pytest.approx(value)
 
