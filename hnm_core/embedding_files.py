@@ -68,7 +68,7 @@ def read_embeddings(
     elif path.suffix.lower() == ".parquet":
         rows = _ParquetRows(path, ids, kind, flag)
     else:
-        raise DataError(path, f"is neither .npy nor .parquet", fix=f"give {flag} a .npy array in collection order, "
+        raise DataError(path, "is neither .npy nor .parquet", fix=f"give {flag} a .npy array in collection order, "
                         "or a Parquet file with an id column and a vector column")
     if dim is not None and rows.shape[1] != dim:
         raise DataError(path, f"holds {rows.shape[1]}-dimensional {kind} embeddings, the other file {dim}",
@@ -77,7 +77,7 @@ def read_embeddings(
     cache = EmbeddingCache(cache_dir, chunk_rows=_BLOCK)
 
     def compute(start: int, stop: int) -> np.ndarray:
-        return _checked(np.asarray(rows[start:stop], dtype=np.float32), path, start, kind)
+        return _checked(np.array(rows[start:stop], dtype=np.float32), path, start, kind)
 
     stored = cache.get_or_compute(key, len(ids), compute, meta={"model": str(path), "file": str(path)},
                                   progress=progress, stage=f"read {kind} embeddings")
@@ -89,7 +89,7 @@ def _npy_rows(path: Path, n: int, kind: str, flag: str) -> np.ndarray:
         array = np.load(path, mmap_mode="r", allow_pickle=False)
     except (OSError, ValueError, EOFError) as error:
         raise DataError(path, f"is not a readable .npy array ({' '.join(str(error).split())})",
-                        fix=f"save it with numpy.save (no pickled objects)") from None
+                        fix="save it with numpy.save (no pickled objects)") from None
     if array.ndim != 2:
         raise DataError(path, f"holds an array of shape {array.shape}, not (rows, dimension)",
                         fix=f"give {flag} one row per {kind}")
