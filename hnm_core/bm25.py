@@ -23,9 +23,10 @@ from __future__ import annotations
 import math
 import re
 import unicodedata
+from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from functools import lru_cache
-from itertools import compress, repeat
+from itertools import compress, count, repeat
 
 import numpy as np
 import scipy.sparse as sp
@@ -42,9 +43,6 @@ _WORD = re.compile(r"\w+")
 # Queries are scored a chunk at a time so that one chunk's score block has at most this many cells, even when every
 # document matches every query (about 48 MB as a sparse float64 block, 32 MB as the dense copy score_pairs makes).
 _CHUNK_CELLS = 1 << 22
-# A score block with at least one stored score in this many cells is ranked dense, all rows at once; sparser blocks
-# (large corpora) row by row over their stored entries.
-_DENSE_SHARE = 8
 # Documents tokenized at a time while building (and between two progress reports): the block's joined text and
 # token list are the build's only per-token Python objects.
 _BUILD_STEP = 50_000
@@ -169,20 +167,17 @@ class BM25Index:
         n_docs = len(texts)
         report("bm25 index", 0, n_docs)
         # Working ids: the separator and stopwords get negative ids, so one lookup per token finds document
-        # boundaries, dropped words and columns; they leave the vocabulary once it is complete.
-        vocabulary: dict[str, int] = {_SEP: -1, **({word: -2 for word in _stopwords()} if stopwords else {})}
-        n_terms = 0
+        # boundaries, dropped words and columns; a new token takes the next column as it is first seen (in corpus
+        # order: deterministic), all in C. The specials leave the vocabulary once it is complete.
+        specials = {_SEP: -1, **({word: -2 for word in _stopwords()} if stopwords else {})}
+        working: defaultdict[str, int] = defaultdict(count().__next__, specials)
         blocks: list[sp.csr_matrix] = []  # term counts per block of documents, columns as numbered so far
         doc_lengths = np.zeros(n_docs, dtype=np.int64)
         for start in range(0, n_docs, _BUILD_STEP):
             block_texts = texts[start : start + _BUILD_STEP]
             tokens = _joined_tokens(block_texts)
-            # Columns are numbered in first-seen corpus order (deterministic), block after block.
-            for token in dict.fromkeys(tokens):
-                if token not in vocabulary:
-                    vocabulary[token] = n_terms
-                    n_terms += 1
-            ids = np.fromiter(map(vocabulary.__getitem__, tokens), dtype=np.int32, count=len(tokens))
+            ids = np.fromiter(map(working.__getitem__, tokens), dtype=np.int32, count=len(tokens))
+            n_terms = len(working) - len(specials)
             del tokens
             rows = np.cumsum(ids == -1, dtype=np.int32)
             keep = ids >= 0
@@ -194,8 +189,9 @@ class BM25Index:
                                         shape=(len(lengths), n_terms)).tocsr())
             del rows, ids, keep
             report("bm25 index", min(start + _BUILD_STEP, n_docs), n_docs)
-        for special in [token for token, column in vocabulary.items() if column < 0]:
-            del vocabulary[special]
+        vocabulary = {token: column for token, column in working.items() if column >= 0}
+        del working
+        n_terms = len(vocabulary)
         # COO -> CSR also merged each document's repeats into one entry: entries per column are document counts.
         doc_count = np.zeros(n_terms, dtype=np.int64)
         for block in blocks:
@@ -317,30 +313,11 @@ class BM25Index:
         if k == 0:
             return SearchResult(indices, scores)
         for start, block in self._blocks(queries, "bm25 search", progress):
-            if block.nnz * _DENSE_SHARE >= block.shape[0] * block.shape[1]:
-                rows = slice(start, start + block.shape[0])
-                indices[rows], scores[rows] = _dense_top_k(block.toarray(), k)
-                continue
             pointers, columns, values = block.indptr, block.indices, block.data
             for row in range(block.shape[0]):
                 span = slice(pointers[row], pointers[row + 1])
                 indices[start + row], scores[start + row] = _row_top_k(columns[span], values[span], self.n_docs, k)
         return SearchResult(indices, scores)
-
-
-def _dense_top_k(block: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Top k of every row of a dense score block at once (best first, ties to the lower index), as `_row_top_k`
-    gives row by row: everything above the k-th score, then the lowest-indexed documents tied with it."""
-    rows = np.arange(len(block))[:, None]
-    kth = -np.partition(-block, k - 1, axis=1)[:, k - 1 : k]
-    above = block > kth
-    tied = block == kth
-    # Of the documents tied at the k-th score, keep as many as fill k, lowest index first.
-    tied &= np.cumsum(tied, axis=1) <= k - above.sum(axis=1, keepdims=True)
-    columns = np.nonzero(above | tied)[1].reshape(len(block), k)
-    values = block[rows, columns]
-    order = np.lexsort((columns, -values), axis=1)
-    return np.take_along_axis(columns, order, axis=1), np.take_along_axis(values, order, axis=1)
 
 
 def _row_top_k(columns: np.ndarray, values: np.ndarray, n_docs: int, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -364,7 +341,10 @@ def _row_top_k(columns: np.ndarray, values: np.ndarray, n_docs: int, k: int) -> 
     # negative scores (possible when epsilon * mean idf < 0).
     nonzero = values != 0
     candidates = np.arange(min(n_docs, k - np.count_nonzero(values > 0) + np.count_nonzero(nonzero)))
-    zeros = candidates[~np.isin(candidates, columns[nonzero], assume_unique=True)]
+    taken = np.zeros(len(candidates), dtype=bool)
+    stored = columns[nonzero]
+    taken[stored[stored < len(candidates)]] = True
+    zeros = candidates[~taken]
     columns = np.concatenate((columns[nonzero], zeros))
     values = np.concatenate((values[nonzero], np.zeros(len(zeros))))
     order = np.lexsort((columns, -values))[:k]

@@ -188,7 +188,8 @@ def build_pool(
     blocks: list[PoolBlock] = []
     progress("pool", 0, nq)
     for start in range(0, nq, max(1, query_block)):
-        blocks.append(pool_block(collection, retrieval, range(start, min(nq, start + query_block))))
+        blocks.append(pool_block(collection, retrieval, range(start, min(nq, start + query_block)),
+                                 progress=progress))
         progress("pool", min(nq, start + query_block), nq)
     frame = pd.concat([b.frame for b in blocks], ignore_index=True) if blocks else pool_block(
         collection, retrieval, range(0)).frame
@@ -290,10 +291,17 @@ def _embeddings(collection: Collection, params: PoolParams, meta: dict[str, Any]
     return out[0], out[1]
 
 
-def pool_block(collection: Collection, retrieval: Retrieval, queries: range) -> PoolBlock:
+def pool_block(collection: Collection, retrieval: Retrieval, queries: range, *,
+               progress: Progress = no_progress) -> PoolBlock:
     """The pool rows of the queries at positions `queries` (a range of `collection.query_ids`), grouped by query,
-    positives first, then candidates by fused rank."""
+    positives first, then candidates by fused rank. `progress` hears the searches as counts over all queries."""
     r = retrieval
+    n_queries = len(collection.query_ids)
+
+    def searched(stage: str, done: int, total: int) -> None:
+        if done or not queries.start:  # a later block's start is the previous block's end, already reported
+            progress(stage, queries.start + done, n_queries)
+
     texts = [collection.query_texts[q] for q in queries]
     hits: dict[str, list[_SourceHits]] = {}
 
@@ -302,13 +310,13 @@ def pool_block(collection: Collection, retrieval: Retrieval, queries: range) -> 
                 for i, q in enumerate(queries)]
 
     if r.bm25 is not None:
-        result = r.bm25.search(texts, r.fetch)
+        result = r.bm25.search(texts, r.fetch, progress=searched)
         # A document sharing no term with the query scores 0: BM25 did not find it, it only fills the list.
         hits["bm25"] = source_hits(np.where(result.scores > 0, result.indices, -1))
     block_query_emb = None
     if r.dense is not None:
         block_query_emb = np.asarray(r.query_embeddings[queries.start : queries.stop], dtype=np.float32)
-        hits["dense"] = source_hits(r.dense.search(block_query_emb, r.fetch).indices)
+        hits["dense"] = source_hits(r.dense.search(block_query_emb, r.fetch, progress=searched).indices)
 
     # Assemble rows query by query: positives first, then candidates by fused rank.
     q_rows: list[np.ndarray] = []

@@ -270,18 +270,3 @@ def test_index_built_in_tiny_blocks_equals_the_one_block_index(monkeypatch):
     model = reference(texts, 1.5, 0.75, 0.25)
     for query in QUERIES + EDGE_TEXTS:
         assert np.array_equal(blocks.scores(query), np.nan_to_num(model.get_scores(tokenize(query)), nan=0.0))
-
-
-@pytest.mark.parametrize("k", [1, 3, 8, 20])
-def test_dense_and_sparse_ranking_of_a_score_block_agree(monkeypatch, k):
-    texts = EDGE_TEXTS + CORPUS
-    index = BM25Index.build(texts)
-    queries = QUERIES + EDGE_TEXTS
-    monkeypatch.setattr(bm25, "_DENSE_SHARE", 0)  # never dense: every row by its stored entries
-    sparse = index.search(queries, k)
-    monkeypatch.setattr(bm25, "_DENSE_SHARE", 10**9)  # always dense
-    dense = index.search(queries, k)
-    assert np.array_equal(sparse.indices, dense.indices) and np.array_equal(sparse.scores, dense.scores)
-    full = np.array([index.scores(q) for q in queries])
-    expected = np.lexsort((np.broadcast_to(np.arange(len(texts)), full.shape), -full), axis=1)[:, :k]
-    assert np.array_equal(dense.indices, expected)
