@@ -23,9 +23,10 @@ from __future__ import annotations
 import math
 import re
 import unicodedata
+from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from functools import lru_cache
-from itertools import chain
+from itertools import compress, count, repeat
 
 import numpy as np
 import scipy.sparse as sp
@@ -35,15 +36,16 @@ from .progress import Progress, no_progress
 from .retrieve import SearchResult
 from .settings import setting
 
-__all__ = ["tokenize", "BM25Index"]
+__all__ = ["tokenize", "tokenize_many", "BM25Index"]
 
 _WORD = re.compile(r"\w+")
 
 # Queries are scored a chunk at a time so that one chunk's score block has at most this many cells, even when every
 # document matches every query (about 48 MB as a sparse float64 block, 32 MB as the dense copy score_pairs makes).
 _CHUNK_CELLS = 1 << 22
-# Documents tokenized between two progress reports while building.
-_BUILD_STEP = 10_000
+# Documents tokenized at a time while building (and between two progress reports): the block's joined text and
+# token list are the build's only per-token Python objects.
+_BUILD_STEP = 50_000
 
 
 @lru_cache(maxsize=1)
@@ -61,6 +63,41 @@ def tokenize(text: str, *, stopwords: bool = setting("stopwords").default) -> li
         drop = _stopwords()
         return [t for t in tokens if t not in drop]
     return tokens
+
+
+# Documents joined by this character are tokenized in one pass: it is not a word character, so no token spans two
+# documents, and NFKC and casefold leave it alone and never compose across it (it is a starter that composes with
+# nothing), so each document's tokens are those `tokenize` gives it alone. A text holding it has it replaced by a
+# space, which splits words exactly as it does.
+_SEP = "\x00"
+_WORD_OR_SEP = re.compile(r"\w+|\x00")
+# ASCII text needs neither NFKC (identity) nor casefold (= lower), and its \w is [A-Za-z0-9_]: mapping every other
+# ASCII character to a space and splitting on whitespace gives the same tokens, at C speed (str.translate has an
+# ASCII fast path), while the Python regex walks the text character by character.
+_ASCII_SPACES = str.maketrans({chr(c): " " for c in range(128) if not (chr(c).isalnum() or chr(c) in "_\x00")})
+
+
+def _joined_tokens(texts: Sequence[str]) -> list[str]:
+    """The tokens of `texts` in order, with one `_SEP` token after each text but the last (stopwords kept)."""
+    joined = _SEP.join(texts)
+    if joined.count(_SEP) != max(0, len(texts) - 1):
+        joined = _SEP.join(t.replace(_SEP, " ") for t in texts)
+    if joined.isascii():
+        return joined.replace(_SEP, " \x00 ").lower().translate(_ASCII_SPACES).split()
+    return _WORD_OR_SEP.findall(unicodedata.normalize("NFKC", joined).casefold())
+
+
+def tokenize_many(texts: Sequence[str], *, stopwords: bool = setting("stopwords").default) -> tuple[list[str],
+                                                                                                       np.ndarray]:
+    """The tokens of all `texts` in order, as one list, and the number each text has (int64): the same tokens as
+    `tokenize` on each text, in a few C-level passes over the joined texts instead of three calls per text."""
+    tokens = _joined_tokens(texts)
+    is_sep = np.fromiter(map(_SEP.__eq__, tokens), dtype=bool, count=len(tokens))
+    keep = ~is_sep
+    if stopwords:
+        keep &= ~np.fromiter(map(_stopwords().__contains__, tokens), dtype=bool, count=len(tokens))
+    doc_of_token = np.cumsum(is_sep)[keep]
+    return list(compress(tokens, keep)), np.bincount(doc_of_token, minlength=len(texts)).astype(np.int64)
 
 
 def _check_params(k1: float, b: float, epsilon: float) -> None:
@@ -129,26 +166,37 @@ class BM25Index:
         report = progress or no_progress
         n_docs = len(texts)
         report("bm25 index", 0, n_docs)
-        token_lists: list[list[str]] = []
+        # Working ids: the separator and stopwords get negative ids, so one lookup per token finds document
+        # boundaries, dropped words and columns; a new token takes the next column as it is first seen (in corpus
+        # order: deterministic), all in C. The specials leave the vocabulary once it is complete.
+        specials = {_SEP: -1, **({word: -2 for word in _stopwords()} if stopwords else {})}
+        working: defaultdict[str, int] = defaultdict(count().__next__, specials)
+        blocks: list[sp.csr_matrix] = []  # term counts per block of documents, columns as numbered so far
+        doc_lengths = np.zeros(n_docs, dtype=np.int64)
         for start in range(0, n_docs, _BUILD_STEP):
-            token_lists.extend(tokenize(t, stopwords=stopwords) for t in texts[start : start + _BUILD_STEP])
+            block_texts = texts[start : start + _BUILD_STEP]
+            tokens = _joined_tokens(block_texts)
+            ids = np.fromiter(map(working.__getitem__, tokens), dtype=np.int32, count=len(tokens))
+            n_terms = len(working) - len(specials)
+            del tokens
+            rows = np.cumsum(ids == -1, dtype=np.int32)
+            keep = ids >= 0
+            ids, rows = ids[keep], rows[keep]
+            lengths = np.bincount(rows, minlength=len(block_texts))
+            doc_lengths[start : start + len(lengths)] = lengths
+            # COO -> CSR sums the duplicate (doc, term) entries: the result holds term frequencies.
+            blocks.append(sp.coo_matrix((np.ones(len(ids), dtype=np.float32), (rows, ids)),
+                                        shape=(len(lengths), n_terms)).tocsr())
+            del rows, ids, keep
             report("bm25 index", min(start + _BUILD_STEP, n_docs), n_docs)
-
-        doc_lengths = np.fromiter(map(len, token_lists), dtype=np.int64, count=n_docs)
-        flat = list(chain.from_iterable(token_lists))
-        del token_lists
-        # dict.fromkeys keeps first-seen order, so columns are numbered in corpus order (deterministic).
-        vocabulary = {token: i for i, token in enumerate(dict.fromkeys(flat))}
-        term_ids = np.fromiter(map(vocabulary.__getitem__, flat), dtype=np.int64, count=len(flat))
-        del flat
-        rows = np.repeat(np.arange(n_docs, dtype=np.int64), doc_lengths)
-        # COO -> CSR sums the duplicate (doc, term) entries: the result holds term frequencies.
-        tf = sp.coo_matrix(
-            (np.ones(len(term_ids), dtype=np.float64), (rows, term_ids)), shape=(n_docs, len(vocabulary))
-        ).tocsr()
-        del rows, term_ids
-
-        doc_freq = np.bincount(tf.indices, minlength=len(vocabulary)).astype(np.float64)
+        vocabulary = {token: column for token, column in working.items() if column >= 0}
+        del working
+        n_terms = len(vocabulary)
+        # COO -> CSR also merged each document's repeats into one entry: entries per column are document counts.
+        doc_count = np.zeros(n_terms, dtype=np.int64)
+        for block in blocks:
+            doc_count[: block.shape[1]] += np.bincount(block.indices, minlength=block.shape[1])
+        doc_freq = doc_count.astype(np.float64)
         idf = np.log(n_docs - doc_freq + 0.5) - np.log(doc_freq + 0.5)
         if len(idf):
             idf[idf < 0] = epsilon * (idf.sum() / len(idf))
@@ -156,11 +204,7 @@ class BM25Index:
         avgdl = float(doc_lengths.sum() / n_docs) if n_docs else 0.0
         # avgdl is 0 only when every document is empty; they then have no entries to weigh, so any divisor does.
         norm = k1 * (1 - b + b * doc_lengths / (avgdl or 1.0))
-        freq = tf.data
-        doc_of_entry = np.repeat(np.arange(n_docs, dtype=np.int64), np.diff(tf.indptr))
-        # Same operation order as rank_bm25 (tf * (k1 + 1) / (tf + norm), then * idf) to agree to the last bits.
-        tf.data = idf[tf.indices] * (freq * (k1 + 1) / (freq + norm[doc_of_entry]))
-        term_doc = tf.T.tocsr()
+        term_doc = _term_major(blocks, doc_count, norm, idf, k1, n_docs)
         return cls(
             term_doc=term_doc,
             vocabulary=vocabulary,
@@ -178,13 +222,14 @@ class BM25Index:
 
         A repeated token is stored twice; the sparse product sums both, so it adds its weight twice, as in rank_bm25.
         """
-        lookup = self.vocabulary.get
-        indptr = [0]
-        columns: list[int] = []
-        for query in queries:
-            columns.extend(c for c in map(lookup, tokenize(query, stopwords=self.stopwords)) if c is not None)
-            indptr.append(len(columns))
-        n_queries = len(indptr) - 1
+        tokens, lengths = tokenize_many(list(queries), stopwords=self.stopwords)
+        columns = np.fromiter(map(self.vocabulary.get, tokens, repeat(-1)), dtype=np.int64, count=len(tokens))
+        known = columns >= 0
+        indptr = np.zeros(len(lengths) + 1, dtype=np.int64)
+        np.cumsum(np.bincount(np.repeat(np.arange(len(lengths)), lengths)[known], minlength=len(lengths)),
+                  out=indptr[1:])
+        columns = columns[known]
+        n_queries = len(lengths)
         return sp.csr_matrix(
             (np.ones(len(columns), dtype=np.float64), np.asarray(columns, dtype=np.int64), np.asarray(indptr)),
             shape=(n_queries, len(self.vocabulary)),
@@ -296,8 +341,44 @@ def _row_top_k(columns: np.ndarray, values: np.ndarray, n_docs: int, k: int) -> 
     # negative scores (possible when epsilon * mean idf < 0).
     nonzero = values != 0
     candidates = np.arange(min(n_docs, k - np.count_nonzero(values > 0) + np.count_nonzero(nonzero)))
-    zeros = candidates[~np.isin(candidates, columns[nonzero], assume_unique=True)]
+    taken = np.zeros(len(candidates), dtype=bool)
+    stored = columns[nonzero]
+    taken[stored[stored < len(candidates)]] = True
+    zeros = candidates[~taken]
     columns = np.concatenate((columns[nonzero], zeros))
     values = np.concatenate((values[nonzero], np.zeros(len(zeros))))
     order = np.lexsort((columns, -values))[:k]
     return columns[order], values[order]
+
+
+def _term_major(blocks: list[sp.csr_matrix], doc_count: np.ndarray, norm: np.ndarray, idf: np.ndarray, k1: float,
+                n_docs: int) -> sp.csr_matrix:
+    """The (n_terms, n_docs) BM25 weight matrix from per-block document x term counts (`doc_count`: documents per
+    term), filled block by block into its final arrays: memory holds the result and one block's copy, never a
+    whole-corpus transpose. Each term's documents come out in increasing order, as a transpose would give them."""
+    n_terms = len(doc_count)
+    nnz = int(doc_count.sum())
+    indptr = np.zeros(n_terms + 1, dtype=np.int64)
+    np.cumsum(doc_count, out=indptr[1:])
+    index_dtype = np.int32 if max(nnz, n_docs) < 2**31 else np.int64
+    indices = np.empty(nnz, dtype=index_dtype)
+    data = np.empty(nnz, dtype=np.float64)
+    filled = indptr[:-1].copy()
+    offset = 0
+    while blocks:
+        block = blocks.pop(0)
+        rows = block.shape[0]
+        freq = block.data.astype(np.float64)
+        doc_of_entry = np.repeat(np.arange(rows, dtype=np.int64), np.diff(block.indptr)) + offset
+        # Same operation order as rank_bm25 (tf * (k1 + 1) / (tf + norm), then * idf) to agree to the last bits.
+        weighted = sp.csr_matrix((idf[block.indices] * (freq * (k1 + 1) / (freq + norm[doc_of_entry])),
+                                  block.indices, block.indptr), shape=(rows, n_terms)).tocsc()
+        del block, freq, doc_of_entry
+        counts = np.diff(weighted.indptr)
+        term_of_entry = np.repeat(np.arange(n_terms, dtype=np.int64), counts)
+        dest = filled[term_of_entry] + np.arange(weighted.nnz) - weighted.indptr[:-1][term_of_entry]
+        indices[dest] = weighted.indices + offset
+        data[dest] = weighted.data
+        filled += counts
+        offset += rows
+    return sp.csr_matrix((data, indices, indptr), shape=(n_terms, n_docs))

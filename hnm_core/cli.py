@@ -92,6 +92,13 @@ def _common(parser: argparse.ArgumentParser, *, data: bool = True) -> None:
 AUDIT_STAGES: tuple[Stage, ...] = ("data", "run", "pool", "teacher", "curate", "audit", "teacher_train")
 
 
+def _embedding_files(parser: argparse.ArgumentParser) -> None:
+    for side, order in (("doc", "corpus"), ("query", "queries")):
+        parser.add_argument(f"--{side}-embeddings", type=Path, default=None, metavar="FILE",
+                            help=f"{side} embeddings made elsewhere, used instead of encoding with --model: .npy in "
+                                 f"{order} order, or Parquet with an id column and a vector column")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hnm", description="Hard-negative mining for text-embedding training sets.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -99,11 +106,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("pool", help="build and save the candidate pool (BM25 + dense top-K, minus positives)")
     _common(p)
     _add_settings(p, ("data", "run", "pool"))
+    _embedding_files(p)
     p.set_defaults(run=_cmd_pool)
 
     p = sub.add_parser("mine", help="pool -> teacher -> curate -> export, headless")
     _common(p)
     _add_settings(p, ("data", "run", "engine", "pool", "teacher", "curate", "export"))
+    _embedding_files(p)
     p.set_defaults(run=_cmd_mine)
 
     p = sub.add_parser("curate", help="re-curate a saved pool (from `hnm pool` or `hnm mine`) without recomputing")
@@ -213,7 +222,8 @@ def _cmd_pool(args: argparse.Namespace) -> int:
     check_out(args.out, "pool", overwrite=args.overwrite, inputs=[args.data])
     collection = load_collection(args.data, split=values["split"])
     _say(collection.problems)
-    pool = build_pool(collection, params, cache_dir=args.cache_dir, progress=_progress(args))
+    pool = build_pool(collection, params, cache_dir=args.cache_dir, doc_embeddings=args.doc_embeddings,
+                      query_embeddings=args.query_embeddings, progress=_progress(args))
     folder = save_pool(pool, args.out, overwrite=args.overwrite, inputs=[args.data])
     _say(pool.stats.sentences())
     print(f"Pool saved to {folder}")
@@ -256,7 +266,8 @@ def _cmd_mine(args: argparse.Namespace) -> int:
     collection = load_collection(args.data, split=values["split"])
     _say(collection.problems)
     with _engine_session(values):
-        pool = mine(collection, params, cache_dir=args.cache_dir, progress=_progress(args))
+        pool = mine(collection, params, cache_dir=args.cache_dir, doc_embeddings=args.doc_embeddings,
+                    query_embeddings=args.query_embeddings, progress=_progress(args))
         _say(pool.stats.sentences())
         # The export is marked incomplete until its pool/ is saved: a run killed in between is replaced by the next.
         result = _curate_and_export(pool, values, args, " ".join(["hnm", *sys.argv[1:]]) if sys.argv else "hnm mine",

@@ -8,8 +8,9 @@ Formats (the names of the `formats` setting):
     labeled_pair   anchor, positive, label (1 positive, 0 negative), the columns of sentence-transformers'
                    mine_hard_negatives(output_format="labeled-pair")
     flag           FlagEmbedding JSONL: query, pos, neg, pos_scores, neg_scores, plus query_id, pos_ids, neg_ids
-    pool           the whole labelled pool (pool columns, label, selected, neg_rank, reason, query_text, doc_text),
-                   Parquet
+    pool           the whole labelled pool (pool columns, label, selected, neg_rank, reason), Parquet; ids only: texts
+                   repeated on every row made it 25x the saved pool, so join them by id from the collection (or
+                   pool/corpus.parquet and pool/queries.parquet of `hnm mine`) where needed
 
 The sentence-transformers formats are Parquet or JSONL (`file_type`), each loadable with
 `datasets.load_dataset("parquet" | "json", data_files=...)`. hnm_core.rounds compares two exports' labelled pools.
@@ -225,15 +226,11 @@ class _Rows:
         return pa.Table.from_pylist(records, schema=schema), {"queries_without_negatives": self._no_negatives()}
 
     def pool(self) -> tuple[pa.Table, dict[str, Any]]:
-        coll = self.collection
         frame = self.frame.reset_index(drop=True).assign(
             label=pd.array(np.asarray(self.curation.labels, dtype=object), dtype="string"),
             selected=self.curation.selected,
             neg_rank=self.curation.neg_rank,
             reason=pd.array(reasons(self.frame, self.curation), dtype="string"),
-            query_text=pd.array(self.query_texts[self.codes], dtype="string"),
-            doc_text=pd.array(_lookup(self.doc_ids, coll.doc_index, coll.doc_texts, "doc", coll.name),
-                              dtype="string"),
         ).astype(LABELLED_COLUMNS)
         return pa.Table.from_pandas(frame, preserve_index=False), {}
 

@@ -53,19 +53,26 @@ def mine(
     cache_dir: str | Path | None = None,
     encoder: LoadedModel | None = None,
     teacher: LoadedModel | None = None,
+    doc_embeddings: str | Path | None = None,
+    query_embeddings: str | Path | None = None,
     progress: Progress = no_progress,
 ) -> Pool:
     """Build the candidate pool and score it with the teacher. `params` are MiningParams, or settings by name
-    (defaults for the rest); `encoder` / `teacher` pass models already in memory. Everything expensive is cached
-    under `cache_dir`."""
+    (defaults for the rest); `encoder` / `teacher` pass models already in memory; `doc_embeddings` /
+    `query_embeddings` name embeddings files used instead of encoding (see build_pool). Everything expensive is
+    cached under `cache_dir`."""
     if not isinstance(params, MiningParams):
         params = MiningParams.from_settings(params or {})
     # The teacher is loaded (lazily where it can be) before retrieval, so a model that cannot serve, such as a
     # bi-encoder given as a cross-encoder, is refused in a second, not after the corpus is encoded.
     teacher = teacher or load_teacher(params.teacher)
     if params.engine == "ray":  # its actors load their own models: `encoder` and `teacher` stay in this process
+        if doc_embeddings is not None or query_embeddings is not None:
+            raise SettingsError("--doc-embeddings / --query-embeddings are read by the local engine only. Fix: drop "
+                                "--engine ray, or let the Ray engine encode")
         from .engine_ray import mine as mine_on_ray
 
         return mine_on_ray(collection, params, cache_dir=cache_dir, progress=progress)
-    pool = build_pool(collection, params.pool, cache_dir=cache_dir, encoder=encoder, progress=progress)
+    pool = build_pool(collection, params.pool, cache_dir=cache_dir, encoder=encoder, doc_embeddings=doc_embeddings,
+                      query_embeddings=query_embeddings, progress=progress)
     return score_pool(pool, params.teacher, cache_dir=cache_dir, model=teacher, progress=progress)

@@ -23,7 +23,8 @@ from .schema import MEMBER_COLUMNS, POOL_COLUMNS, missing_columns
 from .settings import StageParams
 from .vectors import kmeans_clusters, pos_sim_max, row_cosines
 
-__all__ = ["Pool", "PoolParams", "PoolStats", "build_pool", "save_pool", "load_pool"]
+__all__ = ["Pool", "PoolParams", "PoolStats", "build_pool", "save_pool", "load_pool", "Retrieval", "PoolBlock",
+           "prepare_retrieval", "pool_block"]
 
 
 @dataclass(frozen=True)
@@ -38,7 +39,8 @@ class PoolParams(StageParams):
     max_seq_length: int
     query_prompt: str
     doc_prompt: str
-    index: Literal["exact", "hnsw", "ivf"]
+    index: Literal["auto", "exact", "hnsw", "ivf"]
+    exact_max_docs: int
     batch_size: int
     stopwords: bool
     bm25_k1: float
@@ -88,14 +90,17 @@ class Pool:
 def excluded_docs(collection: Collection) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Per query: the doc indices of its positives, and of documents whose normalised text equals a positive's."""
     doc_index = collection.doc_index
-    keys = [normalize_text(text) for text in collection.doc_texts]
+    pos_by_query = [[doc_index[d] for d in collection.positives[qid]] for qid in collection.query_ids]
+    # Only positives' texts are kept as keys, so a million-document corpus is normalised but never held twice.
+    wanted = {normalize_text(collection.doc_texts[p]) for pos in pos_by_query for p in pos}
     by_text: dict[str, list[int]] = {}
-    for i, key in enumerate(keys):
-        by_text.setdefault(key, []).append(i)
+    for i, text in enumerate(collection.doc_texts):
+        key = normalize_text(text)
+        if key in wanted:
+            by_text.setdefault(key, []).append(i)
     positives, duplicates = [], []
-    for qid in collection.query_ids:
-        pos = [doc_index[d] for d in collection.positives[qid]]
-        dup = {j for p in pos for j in by_text[keys[p]]} - set(pos)
+    for pos in pos_by_query:
+        dup = {j for p in pos for j in by_text[normalize_text(collection.doc_texts[p])]} - set(pos)
         positives.append(np.array(pos, dtype=np.int64))
         duplicates.append(np.array(sorted(dup), dtype=np.int64))
     return positives, duplicates
@@ -231,7 +236,7 @@ def pool_rows(found: dict[str, np.ndarray], positives: Sequence[np.ndarray], dup
                     dropped_ids, dropped_dups)
 
 
-def pool_stats(n_queries: int, frame: pd.DataFrame, parts: Sequence[PoolRows]) -> PoolStats:
+def pool_stats(n_queries: int, frame: pd.DataFrame, parts: Sequence[PoolRows | PoolBlock]) -> PoolStats:
     """The PoolStats of a pool table built from `parts` (one per run of queries)."""
     found_by: dict[str, int] = {}
     for part in parts:
@@ -247,71 +252,182 @@ def pool_stats(n_queries: int, frame: pd.DataFrame, parts: Sequence[PoolRows]) -
     )
 
 
+@dataclass(frozen=True)
+class Retrieval:
+    """What every block of queries is answered from, built once per pool: the BM25 index, the dense index and the
+    embeddings it searches, the documents' k-means clusters, each query's positives and their duplicates, and how
+    deep to fetch so that `top_k` candidates remain once they are dropped. A block of queries (`pool_block`) reads it
+    and nothing else, so blocks can be built in any order, or on other workers."""
+
+    top_k: int
+    fetch: int
+    positives: list[np.ndarray]
+    duplicates: list[np.ndarray]
+    bm25: Any = None  # a BM25Index when BM25 is a source
+    dense: Any = None  # a DenseIndex when dense is a source
+    doc_embeddings: np.ndarray | None = None
+    query_embeddings: np.ndarray | None = None
+    clusters: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class PoolBlock:
+    """The pool rows of one block of queries, with what building them counted."""
+
+    frame: pd.DataFrame
+    found_by: dict[str, int]
+    dropped_positive_ids: int
+    dropped_positive_duplicates: int
+
+
 def build_pool(
     collection: Collection,
     params: PoolParams,
     *,
     cache_dir: str | Path | None = None,
     encoder: LoadedModel | None = None,
+    doc_embeddings: str | Path | None = None,
+    query_embeddings: str | Path | None = None,
+    query_block: int = 4096,
     progress: Progress = no_progress,
 ) -> Pool:
     """Retrieve each query's top-K with every source, drop its positives (by id and by normalised text), and return
     the pooled candidates with provenance, under the pool-stage settings `params`.
 
     `encoder` passes an already loaded bi-encoder (the app keeps one in memory); otherwise `params.model` is loaded.
+    `doc_embeddings` / `query_embeddings` name files of embeddings made elsewhere (see hnm_core.embedding_files),
+    used instead of encoding that side. Queries are answered `query_block` at a time (`pool_block`), so memory holds
+    one block's scores; the result does not depend on the block size.
     """
-    nq, nd = len(collection.query_ids), len(collection.doc_ids)
+    retrieval, meta = prepare_retrieval(collection, params, cache_dir=cache_dir, encoder=encoder,
+                                        doc_embeddings=doc_embeddings, query_embeddings=query_embeddings,
+                                        progress=progress)
+    nq = len(collection.query_ids)
+    blocks: list[PoolBlock] = []
+    progress("pool", 0, nq)
+    for start in range(0, nq, max(1, query_block)):
+        blocks.append(pool_block(collection, retrieval, range(start, min(nq, start + query_block)),
+                                 progress=progress))
+        progress("pool", min(nq, start + query_block), nq)
+    frame = pd.concat([b.frame for b in blocks], ignore_index=True) if blocks else pool_block(
+        collection, retrieval, range(0)).frame
+    stats = pool_stats(nq, frame, blocks)
+    meta["stats"] = asdict(stats)
+    meta["versions"] = package_versions()
+    return Pool(frame, collection, stats, meta, retrieval.doc_embeddings, retrieval.query_embeddings)
+
+
+def prepare_retrieval(
+    collection: Collection,
+    params: PoolParams,
+    *,
+    cache_dir: str | Path | None = None,
+    encoder: LoadedModel | None = None,
+    doc_embeddings: str | Path | None = None,
+    query_embeddings: str | Path | None = None,
+    progress: Progress = no_progress,
+) -> tuple[Retrieval, dict[str, Any]]:
+    """Index the collection with every source of `params` (BM25 in blocks of documents; embeddings encoded, or read
+    from the given files, into the cache; the dense index chosen by size, its recall measured) and cluster the
+    documents. Returns the Retrieval and the pool's manifest so far."""
+    nd = len(collection.doc_ids)
     positives, duplicates = excluded_docs(collection)
     fetch = fetch_depth(nd, params.top_k, positives, duplicates)
-
-    found: dict[str, np.ndarray] = {}
-    bm25_index = None
-    doc_emb = query_emb = None
     meta: dict[str, Any] = {"settings": params.settings(), "collection": {
-        "name": collection.name, "source": collection.source, "docs": nd, "queries": nq}}
+        "name": collection.name, "source": collection.source, "docs": nd, "queries": len(collection.query_ids)}}
+    parts: dict[str, Any] = {}
     if "bm25" in params.sources:
         from .bm25 import BM25Index
 
-        bm25_index = BM25Index.build(collection.doc_texts, k1=params.bm25_k1, b=params.bm25_b,
-                                     stopwords=params.stopwords, progress=progress)
-        result = bm25_index.search(collection.query_texts, fetch, progress=progress)
-        found["bm25"] = bm25_found(result)
+        parts["bm25"] = BM25Index.build(collection.doc_texts, k1=params.bm25_k1, b=params.bm25_b,
+                                        stopwords=params.stopwords, progress=progress)
     if "dense" in params.sources:
-        from .dense import DenseIndex, embedding_key, encode
+        from .dense import DenseIndex
 
-        encoder = encoder or load_bi_encoder(params.model, precision=params.precision,
-                                             max_seq_length=params.max_seq_length)
-        doc_emb = encode(encoder, collection.doc_texts, prompt=params.doc_prompt, batch_size=params.batch_size,
-                         cache_dir=cache_dir, progress=progress, stage="encode documents")
-        query_emb = encode(encoder, collection.query_texts, prompt=params.query_prompt, batch_size=params.batch_size,
-                           cache_dir=cache_dir, progress=progress, stage="encode queries")
-        # One float32 copy serves the index, the cosines, the positive similarities and k-means.
-        doc_vectors = np.asarray(doc_emb, dtype=np.float32)
-        query_vectors = np.asarray(query_emb, dtype=np.float32)
-        dense_index = DenseIndex.build(doc_vectors, kind=params.index, seed=params.seed)
-        result = dense_index.search(query_vectors, fetch, progress=progress)
-        found["dense"] = result.indices
+        doc_emb, query_emb = _embeddings(collection, params, meta, cache_dir=cache_dir, encoder=encoder,
+                                         files=(doc_embeddings, query_embeddings), progress=progress)
+        dense = DenseIndex.build(doc_emb, kind=params.index, seed=params.seed, exact_max_docs=params.exact_max_docs)
+        meta["dense_index"] = {"kind": dense.kind, "docs": nd,
+                               **dense.recall(doc_emb, query_emb, fetch, seed=params.seed)}
+        clusters = kmeans_clusters(doc_emb, params.n_clusters or round(np.sqrt(nd)), seed=params.seed)
+        meta["clusters"] = int(clusters.max()) + 1 if len(clusters) else 0
+        parts.update(dense=dense, doc_embeddings=doc_emb, query_embeddings=query_emb, clusters=clusters)
+    return Retrieval(params.top_k, fetch, positives, duplicates, **parts), meta
+
+
+def _embeddings(collection: Collection, params: PoolParams, meta: dict[str, Any], *, cache_dir: str | Path | None,
+                encoder: LoadedModel | None, files: tuple[str | Path | None, str | Path | None],
+                progress: Progress) -> tuple[np.ndarray, np.ndarray]:
+    """Document and query embeddings (float16 memmaps from the cache): read from `files` where given, encoded with
+    the bi-encoder otherwise. Records the model (or the files) and the cache keys in `meta`."""
+    from .dense import embedding_key, encode
+    from .embedding_files import read_embeddings
+    from .errors import DataError
+    from .manifest import digest
+
+    doc_file, query_file = files
+    sides = [("document", doc_file, collection.doc_ids, collection.doc_texts, params.doc_prompt),
+             ("query", query_file, collection.query_ids, collection.query_texts, params.query_prompt)]
+    if encoder is None and (doc_file is None or query_file is None):
+        encoder = load_bi_encoder(params.model, precision=params.precision, max_seq_length=params.max_seq_length)
+    out, keys = [], []
+    for kind, file, ids, texts, prompt in sides:
+        if file is not None:
+            emb, key = read_embeddings(file, ids, kind=kind, cache_dir=cache_dir, progress=progress,
+                                       dim=out[0].shape[1] if out else None)
+        else:
+            emb = encode(encoder, texts, prompt=prompt, batch_size=params.batch_size, cache_dir=cache_dir,
+                         progress=progress, stage=f"encode {'documents' if kind == 'document' else 'queries'}")
+            key = embedding_key(encoder, texts, prompt)
+            if out and emb.shape[1] != out[0].shape[1]:
+                raise DataError(doc_file, f"holds {out[0].shape[1]}-dimensional document embeddings; "
+                                f"{encoder.name} makes {emb.shape[1]}-dimensional query embeddings",
+                                fix="give --query-embeddings too, or --model the model that made the file")
+        out.append(emb)
+        keys.append(key)
+    if encoder is not None:
         meta["model"] = {"name": encoder.name, "path": encoder.path, "fingerprint": encoder.fingerprint,
                          "precision": encoder.precision, "max_seq_length": encoder.max_length}
-        meta["embeddings"] = {"cache_dir": str(EmbeddingCache(cache_dir).root),
-                              "docs": embedding_key(encoder, collection.doc_texts, params.doc_prompt),
-                              "queries": embedding_key(encoder, collection.query_texts, params.query_prompt)}
+    else:
+        meta["model"] = {"name": "embeddings files", "fingerprint": digest(keys)}
+    meta["embeddings"] = {"cache_dir": str(EmbeddingCache(cache_dir).root), "docs": keys[0], "queries": keys[1],
+                          **({"files": {"docs": str(doc_file) if doc_file else None,
+                                        "queries": str(query_file) if query_file else None}}
+                             if doc_file or query_file else {})}
+    return out[0], out[1]
 
-    rows = pool_rows(found, positives, duplicates, params.top_k)
-    qi, di = rows.query_idx, rows.doc_idx
-    scores: dict[str, np.ndarray] = {}
-    if bm25_index is not None:
-        scores["bm25_score"] = bm25_index.score_pairs(collection.query_texts, qi, di)
-    if doc_emb is not None:
-        clusters = kmeans_clusters(doc_vectors, params.n_clusters or round(np.sqrt(nd)), seed=params.seed)
-        meta["clusters"] = int(clusters.max()) + 1 if len(clusters) else 0
-        scores.update(dense_score=row_cosines(query_vectors, qi, doc_vectors, di),
-                      pos_sim_max=pos_sim_max(doc_vectors, qi, di, rows.is_positive), cluster=clusters[di])
-    frame = rows.frame(collection, **scores)
-    stats = pool_stats(nq, frame, [rows])
-    meta["stats"] = asdict(stats)
-    meta["versions"] = package_versions()
-    return Pool(frame, collection, stats, meta, doc_emb, query_emb)
+
+def pool_block(collection: Collection, retrieval: Retrieval, queries: range, *,
+               progress: Progress = no_progress) -> PoolBlock:
+    """The pool rows of the queries at positions `queries` (a range of `collection.query_ids`), grouped by query,
+    positives first, then candidates by fused rank. `progress` hears the searches as counts over all queries."""
+    r = retrieval
+    n_queries = len(collection.query_ids)
+
+    def searched(stage: str, done: int, total: int) -> None:
+        if done or not queries.start:  # a later block's start is the previous block's end, already reported
+            progress(stage, queries.start + done, n_queries)
+
+    texts = [collection.query_texts[q] for q in queries]
+    found: dict[str, np.ndarray] = {}
+    if r.bm25 is not None:
+        found["bm25"] = bm25_found(r.bm25.search(texts, r.fetch, progress=searched))
+    block_query_emb = None
+    if r.dense is not None:
+        block_query_emb = np.asarray(r.query_embeddings[queries.start : queries.stop], dtype=np.float32)
+        found["dense"] = r.dense.search(block_query_emb, r.fetch, progress=searched).indices
+    rows = pool_rows(found, r.positives[queries.start : queries.stop], r.duplicates[queries.start : queries.stop],
+                     r.top_k, first_query=queries.start)
+    local = rows.query_idx - queries.start  # positions within the block
+    di = rows.doc_idx
+    frame = rows.frame(
+        collection,
+        bm25_score=r.bm25.score_pairs(texts, local, di) if r.bm25 is not None else None,
+        dense_score=row_cosines(block_query_emb, local, r.doc_embeddings, di) if r.dense is not None else None,
+        pos_sim_max=pos_sim_max(r.doc_embeddings, rows.query_idx, di, rows.is_positive)
+        if r.dense is not None else None,
+        cluster=r.clusters[di] if r.clusters is not None else None)
+    return PoolBlock(frame, rows.found_by, rows.dropped_positive_ids, rows.dropped_positive_duplicates)
 
 
 _POOL_FILES = ("pool.parquet", "corpus.parquet", "queries.parquet", "positives.parquet", "manifest.json")

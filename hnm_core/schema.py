@@ -67,12 +67,10 @@ LABELLED_COLUMNS: dict[str, str] = {
     "selected": "bool",
     "neg_rank": "int32",
     "reason": "string",
-    "query_text": "string",
-    "doc_text": "string",
 }
 """What the export's `pool` format adds to POOL_COLUMNS: the curation's label, whether the row was sampled as a
 negative, its rank among the query's negatives (0 = not sampled), why it got its label (hnm_core.reasons:
-the rule that fired, with its numbers), and the texts."""
+the rule that fired, with its numbers). Texts are not repeated per row: join them by id."""
 
 ROUND_COLUMNS: tuple[str, ...] = ("query_id", "doc_id", "label", "selected")
 """The columns of a labelled pool that round comparison (hnm_core.rounds) reads."""

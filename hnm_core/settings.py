@@ -111,8 +111,11 @@ SETTINGS: tuple[Setting, ...] = (
             minimum=8, maximum=8192),
     Setting("query_prompt", "", "Text put before every query when encoding (e.g. 'query: ' for E5 models).", "pool"),
     Setting("doc_prompt", "", "Text put before every passage when encoding (e.g. 'passage: ').", "pool"),
-    Setting("index", "exact", "Dense search index: exact inner product, or approximate hnsw / ivf for large corpora.",
-            "pool", choices=("exact", "hnsw", "ivf")),
+    Setting("index", "auto", "Dense search index: auto (exact up to exact_max_docs documents, else ivf), exact inner "
+            "product, or approximate hnsw / ivf; an approximate index's recall against exact goes in the manifest.",
+            "pool", choices=("auto", "exact", "hnsw", "ivf")),
+    Setting("exact_max_docs", 200_000, "Largest collection the auto index searches exactly (IVF above).", "pool", int,
+            minimum=0, maximum=10**10),
     Setting("batch_size", 64, "Texts per encoder batch.", "pool", int, minimum=1, maximum=4096),
     Setting("stopwords", False, "Drop English stopwords in the BM25 tokenizer.", "pool", bool),
     Setting("bm25_k1", 1.5, "BM25 term-frequency saturation k1 (rank_bm25 default).", "pool", float, minimum=0.0,

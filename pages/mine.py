@@ -64,7 +64,7 @@ with right:
 with st.expander("Advanced: encoder, index, BM25, clustering, seed, engine"):
     columns = st.columns(3)
     for i, name in enumerate(("precision", "max_seq_length", "batch_size", "query_prompt", "doc_prompt", "index",
-                              "bm25_k1", "bm25_b", "stopwords", "n_clusters", "seed", "engine")):
+                              "exact_max_docs", "bm25_k1", "bm25_b", "stopwords", "n_clusters", "seed", "engine")):
         with columns[i % 3]:
             setting_widget(name)
     st.button("Reset mining settings", key="reset_mine", on_click=reset_settings, args=(MINE_SETTINGS,))

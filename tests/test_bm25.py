@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from rank_bm25 import BM25Okapi
 
-from hnm_core.bm25 import BM25Index, tokenize
+from hnm_core import bm25
+from hnm_core.bm25 import BM25Index, tokenize, tokenize_many
 from hnm_core.retrieve import SearchResult
 from hnm_core.errors import SettingsError
 
@@ -230,3 +231,42 @@ def test_cranfield_all_queries_equal_rank_bm25() -> None:
     expected = brute_force_top_k(ref, 100)
     np.testing.assert_array_equal(result.indices, expected)
     np.testing.assert_allclose(result.scores, np.take_along_axis(ref, expected, axis=1), rtol=1e-6)
+
+
+EDGE_TEXTS = [
+    "",
+    "\u0301accent first, then text",  # starts with a combining mark: must not compose with the previous text's end
+    "ends with e",
+    "\u0301",
+    "nul\x00inside\x00\x00here",  # the join character itself, inside a text
+    "ﬁne ＦＯＯＤ Straße ΣΊΣΥΦΟΣ",
+    "한국어 텍스트 and ᄀ\u1161 jamo",  # Hangul jamo compose under NFKC
+    "the and of it",
+    "   ",
+]
+
+
+@pytest.mark.parametrize("stopwords", [False, True])
+def test_tokenize_many_equals_tokenize_on_each_text(stopwords):
+    tokens, lengths = tokenize_many(EDGE_TEXTS + CORPUS, stopwords=stopwords)
+    expected = [tokenize(t, stopwords=stopwords) for t in EDGE_TEXTS + CORPUS]
+    assert lengths.tolist() == [len(t) for t in expected]
+    assert tokens == [token for text in expected for token in text]
+    empty_tokens, empty_lengths = tokenize_many([])
+    assert empty_tokens == [] and len(empty_lengths) == 0
+
+
+def test_index_built_in_tiny_blocks_equals_the_one_block_index(monkeypatch):
+    texts = EDGE_TEXTS + CORPUS
+    whole = BM25Index.build(texts)
+    monkeypatch.setattr(bm25, "_BUILD_STEP", 2)
+    blocks = BM25Index.build(texts)
+    assert blocks.vocabulary == whole.vocabulary
+    assert (blocks._term_doc != whole._term_doc).nnz == 0
+    assert np.array_equal(blocks._term_doc.indptr, whole._term_doc.indptr)
+    assert np.array_equal(blocks._term_doc.indices, whole._term_doc.indices)
+    assert np.array_equal(blocks._term_doc.data, whole._term_doc.data)
+    assert np.array_equal(blocks.idf, whole.idf) and np.array_equal(blocks.doc_lengths, whole.doc_lengths)
+    model = reference(texts, 1.5, 0.75, 0.25)
+    for query in QUERIES + EDGE_TEXTS:
+        assert np.array_equal(blocks.scores(query), np.nan_to_num(model.get_scores(tokenize(query)), nan=0.0))

@@ -90,3 +90,18 @@ def test_changed_weights_recompute(tiny_bi_encoder_dir, tmp_path):
     after = np.array(encode(load_bi_encoder(str(folder), precision="fp32"), texts, cache_dir=tmp_path / "c"))
     assert len(list((tmp_path / "c" / "embeddings").iterdir())) == 2
     assert not np.allclose(before, after, atol=1e-3)
+
+
+def test_block_wise_exact_search_over_a_memmap_equals_brute_force(tmp_path):
+    from hnm_core.vectors import exact_search, row_blocks
+
+    rng = np.random.default_rng(3)
+    docs = rng.standard_normal((50, 8)).astype(np.float16)
+    np.save(tmp_path / "docs.npy", docs)
+    mapped = np.load(tmp_path / "docs.npy", mmap_mode="r")
+    assert np.array_equal(np.concatenate([b for _, b in row_blocks(mapped, 7)]), docs.astype(np.float32))
+    queries = rng.standard_normal((4, 8)).astype(np.float32)
+    scores, indices = exact_search(mapped, queries, 5, block=7)
+    full = queries @ docs.astype(np.float32).T
+    assert np.array_equal(indices, np.argsort(-full, axis=1, kind="stable")[:, :5])
+    assert np.allclose(scores, np.take_along_axis(full, indices, axis=1))

@@ -155,3 +155,27 @@ def test_pool_sentences_agree_nouns_with_counts():
     assert stats.sentences() == ["0 candidates for 2 queries (3 labelled positives kept for scoring).",
                                  "Left out 0 retrieved labelled positives and 2 duplicates of a positive under another "
                                  "id."]
+
+
+def test_pool_built_in_tiny_query_blocks_equals_the_one_shot_pool(tiny_collection, tiny_bi_encoder_dir, tmp_path):
+    encoder = load_bi_encoder(str(tiny_bi_encoder_dir), precision="fp32")
+    params = PoolParams.from_settings({"top_k": 4, "n_clusters": 3})
+    whole = build_pool(tiny_collection, params, encoder=encoder, cache_dir=tmp_path / "cache")
+    blocks = build_pool(tiny_collection, params, encoder=encoder, cache_dir=tmp_path / "cache", query_block=2)
+    pd.testing.assert_frame_equal(whole.frame, blocks.frame)
+    assert whole.stats == blocks.stats
+
+
+def test_auto_index_goes_approximate_above_the_threshold_and_records_its_recall(tiny_collection,
+                                                                                tiny_bi_encoder_dir, tmp_path):
+    encoder = load_bi_encoder(str(tiny_bi_encoder_dir), precision="fp32")
+    exact = build_pool(tiny_collection, PoolParams.from_settings({"top_k": 4}), encoder=encoder,
+                       cache_dir=tmp_path / "cache")
+    assert exact.meta["dense_index"] == {"kind": "exact", "docs": 12, "recall": 1.0, "k": 7, "queries": 0}
+    approx = build_pool(tiny_collection, PoolParams.from_settings({"top_k": 4, "exact_max_docs": 11}),
+                        encoder=encoder, cache_dir=tmp_path / "cache")
+    info = approx.meta["dense_index"]
+    assert info["kind"] == "ivf" and info["queries"] == 5 and info["k"] == 7
+    # 12 documents make a single IVF cell, which is searched whole: the approximate index is exact here.
+    assert info["recall"] == 1.0
+    pd.testing.assert_frame_equal(exact.frame, approx.frame)
