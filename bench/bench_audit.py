@@ -192,7 +192,7 @@ CANDIDATES: tuple[tuple[str, dict], ...] = (
     ("skip 10", dict(relative_margin=None, skip_n=10, near_dup=0.98, cluster_rule=False)),
     ("cluster", dict(relative_margin=None, skip_n=0, near_dup=0.98, cluster_rule=True)),
     ("cluster + skip 5", dict(relative_margin=None, skip_n=5, near_dup=0.98, cluster_rule=True)),
-    ("cluster + skip 10 (defaults before the proof)", dict(relative_margin=None, skip_n=10, near_dup=0.98, cluster_rule=True)),
+    ("cluster + skip 10 (earlier defaults)", dict(relative_margin=None, skip_n=10, near_dup=0.98, cluster_rule=True)),
     ("cluster + skip 10 + rm 0.05", dict(relative_margin=0.05, margin_ref="min", skip_n=10, near_dup=0.98,
                                          cluster_rule=True)),
     ("cluster + skip 5 + near_dup 0.6", dict(relative_margin=None, skip_n=5, near_dup=0.6, cluster_rule=True)),
