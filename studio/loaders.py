@@ -126,15 +126,18 @@ def scoring_splits(path: str, train_split: str) -> list[str]:
 def is_pool_folder(path: str) -> bool:
     """Whether `path` holds a pool saved by `hnm pool` / `hnm mine` (read with load_saved_pool, no mining)."""
     folder = Path(path.strip()).expanduser() if path.strip() else None
-    return bool(folder) and (folder / "pool.parquet").is_file() and (folder / "manifest.json").is_file()
+    # pool.parquet is a file, or a folder of part files when the Ray engine saved the pool
+    return bool(folder) and (folder / "pool.parquet").exists() and (folder / "manifest.json").is_file()
 
 
 def load_saved_pool(path: str) -> tuple[LoadedData, Mined]:
     """A saved pool folder as this session's data and pool (what `hnm curate POOL_DIR` re-curates)."""
     folder = Path(path.strip()).expanduser().resolve()
     pool = load_pool(folder)
-    stamp = (folder / "pool.parquet").stat()
-    key = hashlib.blake2b(f"{folder}|{stamp.st_mtime_ns}|{stamp.st_size}".encode(), digest_size=16).hexdigest()
+    table = folder / "pool.parquet"
+    files = sorted(table.glob("*.parquet")) if table.is_dir() else [table]
+    stamps = "|".join(f"{f.name}:{f.stat().st_mtime_ns}:{f.stat().st_size}" for f in files)
+    key = hashlib.blake2b(f"{folder}|{stamps}".encode(), digest_size=16).hexdigest()
     data = _loaded(pool.collection, f"saved pool {folder}", folder)
     # the mining settings it records (ones this version does not know are left out), checked, with the table's
     # defaults for any it lacks

@@ -45,3 +45,20 @@ def test_mine_and_curate_on_ray_equal_the_local_engine(tiny_bi_encoder_dir, tmp_
         pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "recurated" / name),
                                       pd.read_parquet(tmp_path / "recurated_local" / name), check_exact=True)
     assert len(pd.read_parquet(tmp_path / "recurated" / "ntuple.parquet").columns) == 2 + 3
+
+    # The studio opens the Ray pool's folder of parts as it opens a local pool: the same queries and labels, a map.
+    from tests.test_app import DATA, EXPLORE, TUNE, label_rows, metrics, new_session, open_page
+
+    seen = {}
+    for name, folder in (("local", local), ("ray", ray)):
+        at = open_page(new_session(), DATA)
+        at.radio(key="data_source").set_value("Folder or file path").run()
+        at.text_input(key="data_path").input(str(folder / "pool")).run()
+        at.button(key="load_pool").click().run()
+        assert not at.exception and not at.error
+        queries = metrics(at)["Queries"]
+        open_page(at, TUNE)
+        seen[name] = (queries, label_rows(at))
+        open_page(at, EXPLORE)
+        assert at.get("plotly_chart")
+    assert seen["ray"] == seen["local"]
