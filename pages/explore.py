@@ -73,8 +73,9 @@ picked = st.dataframe(
 table_docs = [collection.doc_index[d] for d in listed["doc_id"].iloc[
     [r for r in picked.selection.rows if r < len(listed)]]]
 
-with st.spinner("Laying out the map: a seeded UMAP, single-threaded. The first map in a server process waits "
-                "about 30 s for numba to compile; later ones take seconds, and this one is then cached on disk."):
+with map_slot, st.spinner("Laying out the map: a seeded UMAP, single-threaded. The first map in a server process "
+                          "waits about 30 s for numba to compile; later ones take seconds, and this one is then "
+                          "cached on disk."):
     coords = loaders.map_coords(result.key, result.settings["seed"], pool)
 clicked, lassoed = [], []
 if coords is None:
@@ -97,8 +98,8 @@ else:
             clicked = chosen
         st.caption(f"Seeded UMAP (seed {result.settings['seed']}, cosine) of every document and query embedding. "
                    "A seeded UMAP runs single-threaded so the layout is the same every time; it is computed once per "
-                   "embedding set and cached on disk. Click a point for its detail; draw a lasso or box to list "
-                   "documents.")
+                   "embedding set and cached on disk. Click a point for its detail; pick the lasso or box tool (top "
+                   "right of the map) to list the documents in an area.")
 
 focus = latest_pick(query_id, clicked=clicked, picked=table_docs)
 if focus is not None:

@@ -54,7 +54,7 @@ _CORPUS_COLOR = "rgba(140, 140, 140, 0.28)"
 
 # Rows picked in the candidates table get a thick ring over their own marker.
 HIGHLIGHT_NAME = "picked in the table"
-_HIGHLIGHT = dict(color="rgba(0, 0, 0, 0)", size=26, symbol="circle-open", line=dict(color="#000000", width=3))
+_HIGHLIGHT = dict(color="#000000", size=26, symbol="circle-open", line=dict(width=3))  # open: drawn in `color`
 
 # Drawn last, on top of everything else, in this order: what the query is about must never hide under candidates.
 _ON_TOP = ("unlabelled_positive", "positive")
@@ -171,7 +171,8 @@ def map_figure(coords: np.ndarray, pool: Pool, curation: Curation, query_id: str
     ))
     fig.update_layout(
         # the top margin keeps plotly's toolbar clear of the legend
-        height=640, margin=dict(l=10, r=10, t=40, b=10), dragmode="lasso", plot_bgcolor="white",
+        # no dragmode: Streamlit's default (pan) lets a click select a point; in lasso mode a click selects nothing
+        height=640, margin=dict(l=10, r=10, t=40, b=10), plot_bgcolor="white",
         legend=dict(orientation="v", x=1.01, y=1, xanchor="left", bgcolor="rgba(255,255,255,0.9)",
                     font=dict(size=12), itemsizing="constant"),
         hoverlabel=dict(align="left", font=dict(size=12)),
