@@ -69,7 +69,9 @@ def detail_panel(data: LoadedData, mined: Mined, curation: Curation, query_id: s
     with mine:
         st.markdown("**This document**")
         st.markdown(escape.plain(row["text"]))
-        st.dataframe(tables.score_card(row), hide_index=True, key="explore_detail_scores")
+        card = tables.score_card(row)
+        # every row in view (35 px each, plus the header): a scrollbar would hide the last measures
+        st.dataframe(card, hide_index=True, key="explore_detail_scores", height=35 * (len(card) + 1) + 3)
     with positives:
         shown = tables.positives_of(mined.pool, rows)
         st.markdown(f"**Labelled positives of {escape.plain(query_id)}** ({len(shown)})")

@@ -618,6 +618,13 @@ def test_lasso_documents_carry_the_label_and_reason_of_the_candidate_table(tiny_
     assert shown["reason"].tolist() == ["rank 1 in BM25 top-2 (skip-N 2)", "not in this query's pool",
                                         "labelled positive"]
     assert tables.documents_table(tiny_collection, [outside], candidates)["label"].tolist() == ["corpus"]
+    # scores and ranks travel with each document; a corpus document is unranked (0) and unscored (NaN)
+    assert shown["bm25_rank"].tolist() == [candidates["bm25_rank"].iloc[2], 0, candidates["bm25_rank"].iloc[0]]
+    assert np.isnan(shown["bm25_score"].iloc[1]) and shown["bm25_score"].iloc[0] == candidates["bm25_score"].iloc[2]
+    card = tables.score_card(candidates.iloc[2]).set_index("measure")["value"]
+    assert list(card.index) == list(tables.DETAIL_COLUMNS)
+    assert (card["bm25_rank"], card["neg_rank"], card["teacher_score"], card["sources"]) == \
+        ("1", "not ranked", "not computed", "bm25")
 
 
 def test_each_kind_of_point_has_its_own_colour_and_marker():
