@@ -9,6 +9,7 @@ Needs /usr/bin/chromium (`apt-get install chromium`; never `playwright install`)
 
 from __future__ import annotations
 
+import math
 import os
 import socket
 import subprocess
@@ -211,7 +212,7 @@ def test_demo_in_a_real_browser(page):
 # there): name, and per point its customdata (the last item is the document's position in the collection) and its
 # pixel position inside the plot area.
 _TRACES_JS = """gd => gd._fullData.map(t => ({
-    name: t.name || '',
+    name: t.name || '', size: (t.marker && typeof t.marker.size === 'number') ? t.marker.size : 6,
     points: Array.from(t.x || []).map((x, i) => ({
         data: t.customdata ? (typeof t.customdata[i] === 'object' ? Array.from(t.customdata[i]) : t.customdata[i])
                            : null,
@@ -222,20 +223,28 @@ def map_traces(chart) -> list[dict]:
     return chart.evaluate(_TRACES_JS)
 
 
-def lone_point(traces: list[dict], prefix: str, box: dict) -> dict:
-    """A point of the trace named `prefix` inside the plot with no other point within 5 px: plotly's click picks
-    the point closest to the pointer, so a click on its centre picks it."""
+def clearest_point(traces: list[dict], prefix: str, box: dict) -> tuple[dict, float]:
+    """The point of the trace named `prefix` inside the plot that other markers come least near, and its clearance:
+    the pixels between its centre and the nearest other marker's edge, plus 3. Plotly's click picks the point
+    closest to the pointer and counts a pointer anywhere over a marker as on it, so a click on a point with a
+    positive clearance picks that point."""
     trace = next(t for t in traces if t["name"].startswith(prefix))
-    others = [p for t in traces for p in t["points"] if t is not trace]
+    others = [(p, t["size"] / 2 + 3) for t in traces for p in t["points"] if t is not trace]
+    best, clearance = None, -math.inf
     for point in trace["points"]:
-        inside = 12 < point["px"] < box["width"] - 12 and 12 < point["py"] < box["height"] - 12
-        if inside and all((point["px"] - o["px"]) ** 2 + (point["py"] - o["py"]) ** 2 > 5 ** 2 for o in others):
-            return point
-    pytest.fail(f"no point of {prefix!r} stands alone on the map")
+        if not (12 < point["px"] < box["width"] - 12 and 12 < point["py"] < box["height"] - 12):
+            continue
+        room = min((math.dist((point["px"], point["py"]), (o["px"], o["py"])) - reach for o, reach in others),
+                   default=math.inf)
+        if room > clearance:
+            best, clearance = point, room
+    assert best is not None, f"no point of {prefix!r} is inside the map"
+    return best, clearance
 
 
 def test_explore_detail_table_picks_and_a_verdict_in_a_real_browser(server, page, session_cache):
     import pandas as pd
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
     # a session of its own (a new browser context): it loads and mines for itself, from the embedding cache
     context = page.context.browser.new_context(viewport={"width": 1280, "height": 900})
@@ -275,15 +284,31 @@ def test_explore_detail_table_picks_and_a_verdict_in_a_real_browser(server, page
         # Click a sampled negative on the map: the detail panel shows it with its reason.
         chart.scroll_into_view_if_needed()
         box = chart.locator(".nsewdrag").first.bounding_box()
-        point = lone_point(map_traces(chart), "hard negative (selected)", box)
+        point, clearance = clearest_point(map_traces(chart), "hard negative (selected)", box)
+        for _ in range(4):  # zoom in on it (scroll zoom: markers keep their size, points move apart)
+            if clearance > 0:
+                break
+            tab.mouse.move(box["x"] + point["px"], box["y"] + point["py"])
+            tab.mouse.wheel(0, -400)
+            time.sleep(1.0)
+            point, clearance = clearest_point(map_traces(chart), "hard negative (selected)", box)
+        assert clearance > 0, "every sampled negative is covered by another marker, even zoomed in"
         doc_id = point["data"][0]
-        # hover first: plotly picks the clicked point from its hover data, which a mouse move fills
-        tab.mouse.move(box["x"] + point["px"] - 6, box["y"] + point["py"])
-        tab.mouse.move(box["x"] + point["px"], box["y"] + point["py"], steps=3)
-        time.sleep(0.5)
-        tab.mouse.down()
-        tab.mouse.up()
-        tab.get_by_text(f"Detail: {doc_id}").wait_for(timeout=60_000)
+        detail = tab.get_by_text(f"Detail: {doc_id}")
+        for _ in range(3):
+            # hover first: plotly picks the clicked point from its hover data, which a mouse move fills; a click
+            # that lands while plotly still redraws the last rerun's figure selects nothing, so it is repeated
+            tab.mouse.move(box["x"] + point["px"] - 6, box["y"] + point["py"])
+            tab.mouse.move(box["x"] + point["px"], box["y"] + point["py"], steps=3)
+            time.sleep(0.5)
+            tab.mouse.down()
+            tab.mouse.up()
+            try:
+                detail.wait_for(timeout=15_000)
+                break
+            except PlaywrightTimeout:
+                settle(tab)
+        detail.wait_for(timeout=1_000)
         settle(tab)
         reason = tab.get_by_test_id("stMarkdownContainer").filter(has_text="hard band, rank ").first
         assert ": selected" in reason.inner_text()  # the reason, as the detail panel writes it
