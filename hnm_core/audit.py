@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
+import pandas as pd
 
 from .curate import CurateParams, Curation, curate
 from .data import Collection, counted
@@ -43,6 +44,7 @@ from .leak import CAUGHT_LABELS, AuditFigures, HiddenSplit, audit_figures, hidde
 from .manifest import fingerprints, package_versions, to_json, write_json
 from .model_files import CROSS_FIT_MANIFEST, pair_key, read_json, resolve_model_path
 from .models import LoadedModel
+from .overrides import Overrides
 from .pool import Pool
 from .progress import Progress, no_progress
 from .settings import setting, validate
@@ -74,6 +76,8 @@ __all__ = [
     "vet_teacher",
     "mine_hidden_split",
     "AuditReport",
+    "KnownFalseNegatives",
+    "known_false_negatives",
     "audit",
     "audit_pool",
     "REPORT_FILES",
@@ -199,11 +203,41 @@ def _train_visible_teacher(visible: Collection, values: dict[str, Any], out: str
     return {**values, "teacher": kind, "teacher_model": str(result.out_dir)}, trained
 
 
+@dataclass(frozen=True)
+class KnownFalseNegatives:
+    """The candidates a person marked as unlabelled positives (hnm_core.overrides): false negatives known for sure,
+    and what the audit's curation does with them when the verdicts are not applied. `marked`: such verdicts;
+    `in_pool`: candidate rows of the audit pool they name; `caught`: of those, rows a false-negative rule labels
+    (CAUGHT_LABELS); `exported`: rows the rules alone would export as negatives."""
+
+    marked: int
+    in_pool: int
+    caught: int
+    exported: int
+
+    def sentence(self) -> str:
+        return (f"Known false negatives (your corrections): {counted(self.marked, 'unlabelled positive')} marked, "
+                f"{self.in_pool:,} in the audit pool; the rules label {self.caught:,} of them "
+                f"{' / '.join(CAUGHT_LABELS)}, and without the corrections {self.exported:,} would be exported as "
+                "negatives.")
+
+
+def known_false_negatives(frame: pd.DataFrame, curation: Curation, overrides: Overrides) -> KnownFalseNegatives:
+    """How `curation` (computed without `overrides`) treats the candidates `overrides` marks unlabelled positives."""
+    codes, uniques = pd.factorize(frame["query_id"])
+    marked = (overrides.row_verdicts(frame, codes, uniques) == 1) & ~frame["is_positive"].to_numpy(dtype=bool)
+    labels = np.asarray(curation.labels, dtype=object)
+    return KnownFalseNegatives(marked=overrides.count("unlabelled_positive"), in_pool=int(marked.sum()),
+                               caught=int(np.isin(labels[marked], CAUGHT_LABELS).sum()),
+                               exported=int(curation.selected[marked].sum()))
+
+
 @dataclass(frozen=True, eq=False)
 class AuditReport:
     """An audit: the split, the audit pool (mined with the visible positives) and its `hidden` row mask, the
     curation at `params` with its figures, and the sweep. `to_dict()` is the JSON report. `teacher` is what
-    `vet_teacher` says of the teacher that scored the pool."""
+    `vet_teacher` says of the teacher that scored the pool; `known` what the curation does with a person's
+    unlabelled positives, when an overrides file was given."""
 
     split: HiddenSplit
     pool: Pool
@@ -213,6 +247,7 @@ class AuditReport:
     figures: AuditFigures
     sweep: SweepResult
     teacher: dict[str, Any]
+    known: KnownFalseNegatives | None = None
 
     def to_dict(self) -> dict[str, Any]:
         rec = self.sweep.recommendation
@@ -228,6 +263,7 @@ class AuditReport:
             "sweep": {"axes": {k: list(v) for k, v in self.sweep.axes.items()}, "points": len(self.sweep.table),
                       "target_leak": self.sweep.target_leak, "min_coverage": self.sweep.min_coverage},
             "short_queries": [q._asdict() for q in self.curation.short_queries],
+            "known_false_negatives": asdict(self.known) if self.known is not None else None,
         }
 
     def to_json(self) -> str:
@@ -243,6 +279,7 @@ class AuditReport:
             f"{counted(self.figures.n_queries, 'query', 'queries')} with the rest.",
             f"{self.teacher['summary'][0].upper()}{self.teacher['summary'][1:]}.",
             *self.figures.sentences(),
+            *([self.known.sentence()] if self.known is not None else []),
             f"Recommended ({'meets the targets' if rec.met_target else 'targets not met'}): {flags}: {rec.reason}.",
             *[f"  {line}" for line in rec.figures.sentences()],
         ]
@@ -256,10 +293,12 @@ def audit_pool(
     grid: Mapping[str, Sequence[Any]] | None = None,
     target_leak: float = DEFAULT_TARGET_LEAK,
     min_coverage: float = DEFAULT_MIN_COVERAGE,
+    overrides: Overrides | None = None,
     progress: Progress = no_progress,
 ) -> AuditReport:
     """Audit a pool already mined (and teacher-scored) from `split.apply(collection)`: curate at `params` (default
-    settings when None) and sweep, without mining again. The app keeps such a pool and re-sweeps it at will."""
+    settings when None) and sweep, without mining again. The app keeps such a pool and re-sweeps it at will.
+    `overrides`: a person's verdicts; their unlabelled positives are counted as known false negatives (`known`)."""
     frame = pool.frame
     leaked_labels = [q for q, docs in split.hidden.items() if set(docs) & set(pool.collection.positives.get(q, ()))]
     if leaked_labels:
@@ -289,8 +328,9 @@ def audit_pool(
     figures = audit_figures(frame, hidden, curation, n_hidden=split.n_hidden)
     result = sweep(frame, hidden, params, n_hidden=split.n_hidden, grid=grid, target_leak=target_leak,
                    min_coverage=min_coverage, progress=progress)
+    known = known_false_negatives(frame, curation, overrides) if overrides is not None else None
     return AuditReport(split=split, pool=pool, hidden=hidden, params=params, curation=curation, figures=figures,
-                       sweep=result, teacher=teacher)
+                       sweep=result, teacher=teacher, known=known)
 
 
 def audit(
@@ -302,11 +342,12 @@ def audit(
     teacher: LoadedModel | None = None,
     grid: Mapping[str, Sequence[Any]] | None = None,
     train_teacher_dir: str | Path | None = None,
+    overrides: Overrides | None = None,
     progress: Progress = no_progress,
 ) -> AuditReport:
     """Hide the `hide` setting's share of each query's positives (seeded by `seed`), mine the rest with `values`
     (settings by name, defaults for the others), audit the curation at the `curate` settings of `values` and
-    recommend under its `target_leak` and `min_coverage`.
+    recommend under its `target_leak` and `min_coverage`. `overrides`: see `audit_pool`.
 
     Embeddings are cached by text, so an audit of a collection already mined does not encode its corpus again.
     `train_teacher_dir`: train the cross-encoder teacher on the visible positives only and audit with it (see
@@ -318,7 +359,7 @@ def audit(
     pool, split = mine_hidden_split(collection, values, cache_dir=cache_dir, encoder=encoder, teacher=teacher,
                                     train_teacher_dir=train_teacher_dir, progress=progress)
     return audit_pool(pool, split, CurateParams.from_settings(values), grid=grid, target_leak=values["target_leak"],
-                      min_coverage=values["min_coverage"], progress=progress)
+                      min_coverage=values["min_coverage"], overrides=overrides, progress=progress)
 
 
 REPORT_FILES = ("report.json", "sweep.csv", "hidden_positives.csv", "manifest.json")

@@ -28,6 +28,7 @@ from typing import Any
 from .data import counted
 from .errors import HnmError, HnmWarning, SettingsError
 from .outdir import check_out, finish, refuse_inputs
+from .overrides import OVERRIDES_FILE, Overrides
 from .prove import STAGES as PROVE_STAGES
 from .settings import SETTINGS, Setting, Stage, from_manifest, validate
 
@@ -99,6 +100,12 @@ def _embedding_files(parser: argparse.ArgumentParser) -> None:
                                  f"{order} order, or Parquet with an id column and a vector column")
 
 
+def _overrides_flag(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument("--overrides", type=Path, default=None, metavar="FILE",
+                        help=f"a JSONL file of your verdicts on candidates (unlabelled_positive, bad_negative; see "
+                             f"hnm_core/overrides.py) to {what}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hnm", description="Hard-negative mining for text-embedding training sets.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -111,6 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("mine", help="pool -> teacher -> curate -> export, headless")
     _common(p)
+    _overrides_flag(p, "apply to the curation; a copy is kept beside the saved pool")
     _add_settings(p, ("data", "run", "engine", "pool", "teacher", "curate", "export"))
     _embedding_files(p)
     p.set_defaults(run=_cmd_mine)
@@ -118,6 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("curate", help="re-curate a saved pool (from `hnm pool` or `hnm mine`) without recomputing")
     p.add_argument("pool_dir", type=Path, help="a pool folder, or the output folder of `hnm mine`")
     _common(p, data=False)
+    _overrides_flag(p, f"apply to the curation (default: POOL_DIR/{OVERRIDES_FILE} when it exists)")
     _add_settings(p, ("run", "engine", "curate", "export"))
     p.set_defaults(run=_cmd_curate)
 
@@ -132,6 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("audit", help="hide some labelled positives, mine, and measure how many come back as "
                                      "negatives, over a sweep of the false-negative settings")
     _common(p)
+    _overrides_flag(p, "count its unlabelled positives as known false negatives and say how many the rules catch")
     _add_settings(p, AUDIT_STAGES)
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--train-teacher", type=Path, metavar="TEACHER_DIR",
@@ -240,17 +250,23 @@ def _engine_session(values: dict[str, Any]) -> Any:
 
 
 def _curate_and_export(pool: Any, values: dict[str, Any], args: argparse.Namespace, command: str,
-                       inputs: Sequence[Path], pending: Sequence[str] = ()) -> Any:
-    from .curate import CurateParams
+                       inputs: Sequence[Path], pending: Sequence[str] = (),
+                       overrides: Overrides | None = None) -> Any:
+    from .curate import CurateParams, curate
     from .export import export
 
-    if values["engine"] == "ray":
-        from .engine_ray import curate
-    else:
-        from .curate import curate
-    curation = curate(pool.frame, CurateParams.from_settings(values))
+    params = CurateParams.from_settings(values)
+    if values["engine"] == "ray" and overrides is None:
+        from .engine_ray import curate as curate_on_ray
+
+        curation = curate_on_ray(pool.frame, params)
+    else:  # the Ray engine curates partitions of queries without verdicts: with them, one curation here
+        curation = curate(pool.frame, params, overrides)
     result = export(pool, curation, args.out, formats=values["formats"], file_type=values["file_type"],
-                    overwrite=args.overwrite, extra_manifest={"command": command}, inputs=inputs, pending=pending)
+                    extra_positives=values["extra_positives"], overwrite=args.overwrite,
+                    extra_manifest={"command": command}, inputs=inputs, pending=pending)
+    if overrides:
+        print(f"Applied {counted(len(overrides), 'verdict')} of {overrides.path}.")
     _say(curation.summary())
     print(f"Exported to {result.out_dir}: {', '.join(p.name for p in result.paths)}")
     return result
@@ -258,6 +274,8 @@ def _curate_and_export(pool: Any, values: dict[str, Any], args: argparse.Namespa
 
 def _cmd_mine(args: argparse.Namespace) -> int:
     from .data import load_collection
+    from .manifest import atomic_write_bytes
+    from .overrides import default_path, read_overrides
     from .pipeline import MiningParams, mine
 
     values = _settings(args, ("data", "run", "engine", "pool", "teacher", "curate", "export"))
@@ -265,33 +283,41 @@ def _cmd_mine(args: argparse.Namespace) -> int:
     check_out(args.out, "export", overwrite=args.overwrite, inputs=[args.data])
     collection = load_collection(args.data, split=values["split"])
     _say(collection.problems)
+    # read before mining: a bad line fails in a second, not after the corpus is encoded
+    overrides = read_overrides(args.overrides, collection) if args.overrides else None
     with _engine_session(values):
         pool = mine(collection, params, cache_dir=args.cache_dir, doc_embeddings=args.doc_embeddings,
                     query_embeddings=args.query_embeddings, progress=_progress(args))
         _say(pool.stats.sentences())
         # The export is marked incomplete until its pool/ is saved: a run killed in between is replaced by the next.
         result = _curate_and_export(pool, values, args, " ".join(["hnm", *sys.argv[1:]]) if sys.argv else "hnm mine",
-                                    inputs=[args.data], pending=["pool"])
+                                    inputs=[args.data, *([args.overrides] if args.overrides else [])],
+                                    pending=["pool"], overrides=overrides)
         if values["engine"] == "ray":
             from .engine_ray import save_ray_pool as save_pool
         else:
             from .pool import save_pool
         folder = save_pool(pool, result.out_dir / "pool")
+    if overrides:  # beside the pool, where `hnm curate` and the studio look for them
+        atomic_write_bytes(default_path(folder), args.overrides.read_bytes())
     finish(result.out_dir)
     print(f"Scored pool saved to {folder} (re-curate it with `hnm curate {folder} --out DIR`)")
     return 0
 
 
 def _cmd_curate(args: argparse.Namespace) -> int:
+    from .overrides import default_path, read_overrides
     from .pool import load_pool
 
     folder = args.pool_dir / "pool" if (args.pool_dir / "pool" / "manifest.json").exists() else args.pool_dir
     check_out(args.out, "export", overwrite=args.overwrite, inputs=[folder])
     pool = load_pool(folder)
+    overrides = read_overrides(args.overrides or default_path(folder), pool.collection,
+                               missing_ok=args.overrides is None)
     # The pool's own settings stand in for the defaults, so its seed samples unless --seed (or --config) says else.
     values = _settings(args, ("run", "engine", "curate", "export"), base=pool.meta.get("settings"))
     with _engine_session(values):
-        _curate_and_export(pool, values, args, "hnm curate", inputs=[folder])
+        _curate_and_export(pool, values, args, "hnm curate", inputs=[folder], overrides=overrides)
     return 0
 
 
@@ -311,6 +337,7 @@ def _cmd_diff(args: argparse.Namespace) -> int:
 def _cmd_audit(args: argparse.Namespace) -> int:
     from .audit import audit, save_report
     from .data import load_collection
+    from .overrides import read_overrides
 
     values = _settings(args, AUDIT_STAGES)
     check_out(args.out, "audit", overwrite=args.overwrite, inputs=[args.data])
@@ -319,8 +346,9 @@ def _cmd_audit(args: argparse.Namespace) -> int:
     collection = load_collection(args.data, split=values["split"])
     for line in collection.problems:  # stdout is the JSON report under --json
         print(line, file=sys.stderr if args.json else sys.stdout)
+    overrides = read_overrides(args.overrides, collection) if args.overrides else None
     report = audit(collection, values, cache_dir=args.cache_dir, train_teacher_dir=args.train_teacher,
-                   progress=_progress(args))
+                   overrides=overrides, progress=_progress(args))
     folder = save_report(report, args.out, overwrite=args.overwrite, inputs=[args.data],
                          extra_manifest={"command": " ".join(["hnm", *sys.argv[1:]]) if sys.argv else "hnm audit"})
     if args.json:

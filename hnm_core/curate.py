@@ -7,6 +7,8 @@ it matched and what it labelled, as numbers and as sentences, so the UI can expl
 Rules, first match wins (a row gets exactly one label, in the order of `LABELS`):
 
     positive        the row is a labelled positive
+    unlabelled_positive  a person marked it an unlabelled positive (hnm_core.overrides): never a negative
+    bad_negative    a person marked it a bad negative (hnm_core.overrides): never a negative
     false_negative  teacher score above `ceiling`, or within a margin of the query's positive score
     near_duplicate  cosine to one of the query's positives above `near_dup`
     same_cluster    same k-means cluster as one of the query's positives (`cluster_rule`)
@@ -32,6 +34,7 @@ import pandas as pd
 from .data import counted
 from .draws import row_uniforms
 from .errors import DataError, SettingsError
+from .overrides import Overrides
 from .schema import CURATE_COLUMNS, require_columns
 from .settings import defaults, setting
 
@@ -49,12 +52,14 @@ __all__ = [
 ]
 
 Label = Literal[
-    "positive", "false_negative", "near_duplicate", "same_cluster", "skipped", "unscored", "easy", "hard"
+    "positive", "unlabelled_positive", "bad_negative", "false_negative", "near_duplicate", "same_cluster", "skipped", "unscored", "easy", "hard"
 ]
 LABELS: tuple[Label, ...] = (
-    "positive", "false_negative", "near_duplicate", "same_cluster", "skipped", "unscored", "easy", "hard"
+    "positive", "unlabelled_positive", "bad_negative", "false_negative", "near_duplicate", "same_cluster", "skipped", "unscored", "easy", "hard"
 )
 _HARD = LABELS.index("hard")
+# A person's verdicts are not rules of the settings: the summary leaves them out when there are none.
+_CORRECTIONS = ("unlabelled_positive", "bad_negative")
 
 # SimANS (Zhou et al., EMNLP 2022) samples with p ∝ exp(-a * (s - s_pos - b)^2). The paper's a is tuned for raw
 # dot products spanning tens of units; our teacher_score is a cosine or a sigmoid in [0, 1], so a is scaled up:
@@ -129,7 +134,7 @@ class Curation:
 
     `selected` marks the sampled negatives; `neg_rank` numbers them 1..n within their query by teacher score
     (highest first, ties by fused rank) whatever the sampling strategy, 0 for unselected rows. `params` are the
-    settings it was computed with (export writes them into the manifest).
+    settings it was computed with (export writes them into the manifest); `overrides` the verdicts it applied.
     """
 
     labels: pd.Categorical
@@ -140,6 +145,7 @@ class Curation:
     n_queries: int
     n_full_quota: int
     params: CurateParams
+    overrides: Overrides = Overrides()
 
     @property
     def n_selected(self) -> int:
@@ -151,7 +157,7 @@ class Curation:
 
     def summary(self) -> list[str]:
         """Human sentences: one per rule, then how many queries got their full quota."""
-        out = [rc.sentence for rc in self.counts]
+        out = [rc.sentence for rc in self.counts if rc.label not in _CORRECTIONS or self.overrides]
         wanted = self.params.negatives
         short = len(self.short_queries)
         line = f"{self.n_full_quota:,} of {self.n_queries:,} queries got the full {wanted} negatives"
@@ -161,8 +167,9 @@ class Curation:
         return out
 
 
-def curate(frame: pd.DataFrame, params: CurateParams) -> Curation:
-    """Label every row of a pool table and sample `params.negatives` negatives per query from the hard band."""
+def curate(frame: pd.DataFrame, params: CurateParams, overrides: Overrides | None = None) -> Curation:
+    """Label every row of a pool table and sample `params.negatives` negatives per query from the hard band.
+    `overrides`: a person's verdicts (hnm_core.overrides), applied before every rule but the labelled positives."""
     require_columns(frame, CURATE_COLUMNS, "pool table",
                     fix="build the pool with hnm_core.pool (schema in hnm_core/schema.py)")
     codes, uniques = pd.factorize(frame["query_id"])
@@ -201,7 +208,9 @@ def curate(frame: pd.DataFrame, params: CurateParams) -> Curation:
     unscored = cand & np.isnan(score)
     easy = cand & (score < np.float32(params.floor)) if params.floor is not None else np.zeros(len(frame), bool)
 
-    rules = (is_pos, false_neg, near_dup, same_cluster, skipped, unscored, easy)
+    overrides = overrides if overrides is not None else Overrides()
+    verdicts = overrides.row_verdicts(frame, codes, uniques)
+    rules = (is_pos, cand & (verdicts == 1), cand & (verdicts == 2), false_neg, near_dup, same_cluster, skipped, unscored, easy)
     label_codes = np.select(rules, np.arange(len(rules), dtype=np.int8), default=np.int8(_HARD)).astype(np.int8)
     labels = pd.Categorical.from_codes(label_codes, categories=list(LABELS))
 
@@ -228,7 +237,7 @@ def curate(frame: pd.DataFrame, params: CurateParams) -> Curation:
     short_idx = np.flatnonzero(got < params.negatives)
     short = tuple(ShortQuery(str(uniques[i]), int(got[i]), params.negatives) for i in short_idx)
     return Curation(labels=labels, selected=selected, neg_rank=neg_rank, counts=counts, short_queries=short,
-                    n_queries=n_q, n_full_quota=n_q - len(short), params=params)
+                    n_queries=n_q, n_full_quota=n_q - len(short), params=params, overrides=overrides)
 
 
 def combine(parts: Sequence[Curation]) -> Curation:
@@ -348,6 +357,8 @@ def _sentence(label: Label, count: int, matched: int, params: CurateParams, n_se
     ref = "lowest" if params.margin_ref == "min" else "mean"
     if label == "positive":
         return f"{counted(count, 'labelled positive')} (paired with the negatives, never used as one)."
+    if label in _CORRECTIONS:
+        return f"You marked {counted(count, label.replace('_', ' '))}; never exported as negatives."
     if label == "false_negative":
         parts = []
         if params.ceiling is not None:

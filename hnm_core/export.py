@@ -70,6 +70,7 @@ def export(
     *,
     formats: Iterable[str] | str = defaults("export")["formats"],
     file_type: str = defaults("export")["file_type"],
+    extra_positives: bool = defaults("export")["extra_positives"],
     overwrite: bool = False,
     extra_manifest: dict[str, Any] | None = None,
     inputs: Iterable[str | Path] = (),
@@ -80,6 +81,8 @@ def export(
     formats: names from the `formats` setting, a list or a comma-separated string.
     file_type: "parquet" or "jsonl" for triplet / ntuple / ntuple_scores / labeled_pair (flag is always JSONL,
         pool always Parquet).
+    extra_positives: also export the candidates a person marked as unlabelled positives (`curation.overrides`) as
+        positives of their query; they are never exported as negatives either way.
     overwrite: replace an earlier hnm export at `out_dir` (only the files hnm wrote there are removed); without it
         such a folder is refused. A non-empty folder hnm did not write is always refused (see hnm_core.outdir).
     extra_manifest: more top-level manifest keys (the CLI adds its command line); plain JSON values only.
@@ -92,12 +95,13 @@ def export(
     """
     formats = setting("formats").check(formats)
     file_type = setting("file_type").check(file_type)
+    extra_positives = setting("extra_positives").check(extra_positives)
     if len(curation.labels) != len(pool.frame):
         raise ExportError(f"the curation has {len(curation.labels):,} rows but the pool {len(pool.frame):,}. "
                           "Fix: run curate on this pool's frame before exporting")
     files: dict[str, dict[str, Any]] = {}
     with write_output(out_dir, "export", overwrite=overwrite, inputs=inputs, pending=pending) as tmp:
-        rows = _Rows(pool, curation)
+        rows = _Rows(pool, curation, extra_positives)
         for fmt in formats:
             name = FILE_NAMES[fmt]
             if fmt in ("triplet", "ntuple", "ntuple_scores", "labeled_pair"):
@@ -105,7 +109,7 @@ def export(
             table, notes = getattr(rows, fmt)()
             _write(table, tmp / name)
             files[name] = {"format": fmt, "rows": table.num_rows, **notes}
-        manifest = _manifest(pool, curation, formats, file_type, files, extra_manifest)
+        manifest = _manifest(pool, curation, formats, file_type, files, extra_manifest, extra_positives, rows.n_extra)
         write_json(tmp / "manifest.json", manifest)
     out = Path(out_dir).expanduser()
     paths = tuple(out / name for name in files) + (out / "manifest.json",)
@@ -115,7 +119,7 @@ def export(
 class _Rows:
     """The pieces every format is cut from: positives and selected negatives grouped by query, with texts."""
 
-    def __init__(self, pool: Pool, curation: Curation):
+    def __init__(self, pool: Pool, curation: Curation, extra_positives: bool):
         frame = pool.frame
         self.frame = frame
         self.curation = curation
@@ -130,6 +134,10 @@ class _Rows:
         self.query_texts = np.asarray(_lookup(self.query_ids, coll.query_index, coll.query_texts, "query",
                                               coll.name), dtype=object)
         pos = np.flatnonzero(frame["is_positive"].to_numpy(dtype=bool))
+        extra = (np.flatnonzero(np.asarray(curation.labels == "unlabelled_positive")) if extra_positives
+                 else np.empty(0, np.int64))
+        self.n_extra = len(extra)
+        pos = np.concatenate([pos, extra])  # stable sort: a query's labelled positives before the corrected ones
         self.pos = pos[np.argsort(self.codes[pos], kind="stable")]
         neg = np.flatnonzero(curation.selected)
         self.neg = neg[np.lexsort((curation.neg_rank[neg], self.codes[neg]))]
@@ -243,6 +251,15 @@ def _lookup(ids: Iterable[str], index: dict[str, int], texts: tuple[str, ...], k
                           "Fix: export with the collection the pool was built from") from None
 
 
+def _overrides_entry(curation: Curation, n_extra: int) -> dict[str, Any]:
+    """The manifest's account of a person's corrections: the file, its verdicts, the rows each label took, those
+    that matched no candidate row (a labelled positive, or outside this pool), and the rows exported as positives."""
+    overrides = curation.overrides
+    applied = {label: curation.count(label) for label in ("unlabelled_positive", "bad_negative")}
+    return {"file": str(overrides.path) if overrides.path else None, "verdicts": len(overrides), **applied,
+            "not_applied": len(overrides) - sum(applied.values()), "exported_as_positives": n_extra}
+
+
 def _write(table: pa.Table, path: Path) -> None:
     if path.suffix == ".parquet":
         pq.write_table(table, path)
@@ -253,13 +270,15 @@ def _write(table: pa.Table, path: Path) -> None:
 
 
 def _manifest(pool: Pool, curation: Curation, formats: tuple[str, ...], file_type: str,
-              files: dict[str, dict[str, Any]], extra: dict[str, Any] | None) -> dict[str, Any]:
+              files: dict[str, dict[str, Any]], extra: dict[str, Any] | None, extra_positives: bool,
+              n_extra: int) -> dict[str, Any]:
     meta = pool.meta
     params = asdict(curation.params)
     manifest: dict[str, Any] = {
         "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "collection": meta.get("collection", {"name": pool.collection.name, "source": pool.collection.source}),
-        "settings": {**meta.get("settings", {}), **params, "formats": list(formats), "file_type": file_type},
+        "settings": {**meta.get("settings", {}), **params, "formats": list(formats), "file_type": file_type,
+                     "extra_positives": extra_positives},
         "fingerprints": fingerprints(meta),
         "model": meta.get("model"),
         "teacher": meta.get("teacher"),
@@ -273,6 +292,7 @@ def _manifest(pool: Pool, curation: Curation, formats: tuple[str, ...], file_typ
         "n_selected": curation.n_selected,
         "summary": curation.summary(),
         "pool_stats": meta.get("stats"),
+        "overrides": _overrides_entry(curation, n_extra),
         "files": files,
     }
     manifest.update(extra or {})

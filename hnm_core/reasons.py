@@ -56,6 +56,13 @@ def reasons(frame: pd.DataFrame, curation: Curation, rows: tuple[int, int] | Non
 
     out[rows_of("positive")] = "labelled positive"
 
+    query_ids = part["query_id"].to_numpy(dtype=object)
+    for name in ("unlabelled_positive", "bad_negative"):
+        for row in rows_of(name).tolist():
+            found = curation.overrides.get(query_ids[row], doc_ids[row])
+            note = f" ({found.note})" if found is not None and found.note else ""
+            out[row] = f"corrected by you: {name.replace('_', ' ')}{note}"
+
     fn = rows_of("false_negative")
     if len(fn):
         out[fn] = _false_negative_reasons(fn, codes, n_q, is_pos, score, params)

@@ -174,6 +174,9 @@ SETTINGS: tuple[Setting, ...] = (
             "export", choices=("triplet", "ntuple", "ntuple_scores", "labeled_pair", "flag", "pool"), multiple=True),
     Setting("file_type", "parquet", "File type of the sentence-transformers exports.", "export",
             choices=("parquet", "jsonl")),
+    Setting("extra_positives", False, "Export the candidates you marked as unlabelled positives (overrides file) "
+            "as extra positives of their query in the pair and tuple formats; off, they are only kept out of the "
+            "negatives.", "export", bool),
     # train: the fine-tuning recipe (the proof protocol's: MNRL, 1 epoch, batch 32, lr 2e-5, 10% warmup)
     Setting("train_model", DEFAULT_MODEL, "Bi-encoder to fine-tune (hnm train, hnm prove): a sentence-transformers "
             "name or local folder.", "train"),

@@ -1,12 +1,14 @@
-"""Explore: one query's neighbourhood on a 2-D map of the corpus, and the table of its candidates."""
+"""Explore: one query's neighbourhood on a 2-D map of the corpus, and the table of its candidates. Click a point (or
+pick a table row) for its detail and your verdict on it; rows picked in the table are ringed on the map."""
 
 import streamlit as st
 
 from hnm_core.data import counted
 from hnm_core.schema import RANK_MEANINGS, SCORE_COLUMNS
 from studio import escape, figures, loaders, tables
+from studio.detail import detail_panel, latest_pick
 from studio.search import search_queries
-from studio.state import TUNE_PAGE, current_curation, init_state, need_pool
+from studio.state import TUNE_PAGE, current_curation, init_state, loaded, need_pool
 
 init_state()
 st.title("Explore")
@@ -38,38 +40,27 @@ summary = " · ".join(f"{counts[label]} {label}" for label in counts.index)
 st.markdown(f"**{escape.plain(collection.query_texts[collection.query_index[query_id]])}** — {summary}")
 st.caption("Labels follow the settings on the Tune page.")
 st.page_link(TUNE_PAGE, label="Change them on Tune", icon=":material/tune:")
-
-with st.spinner("Laying out the map: a seeded UMAP, single-threaded. The first map in a server process waits "
-                "about 30 s for numba to compile; later ones take seconds, and this one is then cached on disk."):
-    coords = loaders.map_coords(result.key, result.settings["seed"], pool)
-if coords is None:
-    st.info("The map needs document embeddings, and this pool was mined with BM25 only. Add the dense retriever "
-            "on the Mine page to see it.")
-    selected_rows = []
-else:
-    zoom = st.toggle("Zoom to the query's neighbourhood", value=True, key="explore_zoom",
-                     help="Frames the query, its positives, sampled negatives and flagged candidates. "
-                          "Double-click the map to see all of it.")
-    drawn = figures.map_figure(coords, pool, curation, query_id, rows, zoom=zoom)
-    event = st.plotly_chart(drawn.figure, key="explore_map", on_select="rerun", selection_mode=("lasso", "box"),
-                            config={"displaylogo": False, "scrollZoom": True})
-    selected_rows = drawn.selected_docs(event.selection.points)
-    st.caption(f"Seeded UMAP (seed {result.settings['seed']}, cosine) of every document and query "
-               "embedding. A seeded UMAP runs single-threaded so the layout is the same every time; it is computed "
-               "once per embedding set and cached on disk. Draw a lasso or box to list documents.")
-
-if selected_rows:
-    st.subheader(f"Selected on the map: {counted(len(selected_rows), 'document')}")
-    st.dataframe(tables.documents_table(collection, selected_rows, table), hide_index=True,
-                 column_config={"reason": st.column_config.TextColumn(width="medium"),
-                                "text": st.column_config.TextColumn(width="large")})
+# The map reads the table's picks, which are drawn below it: slots keep the page's order.
+map_slot, detail_slot, lasso_slot = st.container(), st.container(), st.container()
 
 st.subheader("Candidates of this query")
-shown = st.multiselect("Show labels", list(counts.index), default=list(counts.index), key="explore_labels")
-st.dataframe(
-    table[table["label"].isin(shown)],
+st.caption("Pick rows (the boxes at the left) to ring them on the map; pick one to see its detail above.")
+offered = list(counts.index)
+if "explore_labels" in st.session_state:  # a label that appears (a verdict, another query) is shown, not hidden
+    before = st.session_state.get("explore_offered", [])
+    st.session_state["explore_labels"] = [label for label in st.session_state["explore_labels"] if label in offered] \
+        + [label for label in offered if label not in before]
+st.session_state["explore_offered"] = offered
+shown = st.multiselect("Show labels", offered, default=None if "explore_labels" in st.session_state else offered,
+                       key="explore_labels")
+listed = table[table["label"].isin(shown)]
+picked = st.dataframe(
+    listed,
     hide_index=True,
     height=420,
+    key="explore_table",
+    on_select="rerun",
+    selection_mode="multi-row",
     column_config={
         "reason": st.column_config.TextColumn("reason", width="medium",
                                               help="The rule that gave the label, with its numbers"),
@@ -79,3 +70,46 @@ st.dataframe(
         **{c: st.column_config.NumberColumn(c, help=meaning) for c, meaning in RANK_MEANINGS.items()},
     },
 )
+table_docs = [collection.doc_index[d] for d in listed["doc_id"].iloc[
+    [r for r in picked.selection.rows if r < len(listed)]]]
+
+with map_slot, st.spinner("Laying out the map: a seeded UMAP, single-threaded. The first map in a server process "
+                          "waits about 30 s for numba to compile; later ones take seconds, and this one is then "
+                          "cached on disk."):
+    coords = loaders.map_coords(result.key, result.settings["seed"], pool)
+clicked, lassoed = [], []
+if coords is None:
+    map_slot.info("The map needs document embeddings, and this pool was mined with BM25 only. Add the dense "
+                  "retriever on the Mine page to see it.")
+else:
+    with map_slot:
+        zoom = st.toggle("Zoom to the query's neighbourhood", value=True, key="explore_zoom",
+                         help="Frames the query, its positives, sampled negatives and flagged candidates. "
+                              "Double-click the map to see all of it.")
+        figure = figures.map_figure(coords, pool, curation, query_id, rows, zoom=zoom, highlight=table_docs)
+        event = st.plotly_chart(figure, key="explore_map", on_select="rerun",
+                                selection_mode=("points", "lasso", "box"),
+                                config={"displaylogo": False, "scrollZoom": True})
+        chosen = figures.selected_docs(event.selection.points)
+        # a click selects one point and draws no area; a lasso or box lists what it holds
+        if event.selection.lasso or event.selection.box:
+            lassoed = chosen
+        else:
+            clicked = chosen
+        st.caption(f"Seeded UMAP (seed {result.settings['seed']}, cosine) of every document and query embedding. "
+                   "A seeded UMAP runs single-threaded so the layout is the same every time; it is computed once per "
+                   "embedding set and cached on disk. Click a point for its detail; pick the lasso or box tool (top "
+                   "right of the map) to list the documents in an area.")
+
+focus = latest_pick(query_id, clicked=clicked, picked=table_docs)
+if focus is not None:
+    with detail_slot:
+        detail_panel(loaded(), result, curation, query_id, rows, table, focus)
+
+if lassoed:
+    with lasso_slot:
+        st.subheader(f"Selected on the map: {counted(len(lassoed), 'document')}")
+        st.dataframe(tables.documents_table(collection, lassoed, table), hide_index=True,
+                     column_config={"reason": st.column_config.TextColumn(width="medium"),
+                                    "text": st.column_config.TextColumn(width="large"),
+                                    **{c: st.column_config.NumberColumn(c, format="%.3f") for c in SCORE_COLUMNS}})

@@ -30,12 +30,17 @@ pool = result.pool
 params, curation = current_curation(pool)
 st.markdown(f"{counted(curation.n_selected, 'sampled negative')} for {counted(curation.n_queries, 'query', 'queries')} "
             f"({curation.n_full_quota:,} with the full {params.negatives}), from the settings on Tune.")
+if curation.overrides:
+    st.markdown(f"Your verdicts ({escape.plain(str(curation.overrides.path))}): "
+                f"{counted(curation.count('unlabelled_positive'), 'unlabelled positive')} and "
+                f"{counted(curation.count('bad_negative'), 'bad negative')}, never exported as negatives.")
 
 formats = setting_widget("formats", label="Formats")
 st.markdown("\n".join(f"- **{name}**: {FORMATS[name]}" for name in formats))
 file_type = setting_widget("file_type", label="File type (triplet, ntuple, ntuple_scores, labeled_pair)",
                            kind="radio")
-signature = (result.key, params, formats, file_type)
+extra_positives = setting_widget("extra_positives", label="Export your unlabelled positives as extra positives")
+signature = (result.key, params, formats, file_type, extra_positives, curation.overrides)
 data_path = loaded().path
 inputs = [data_path] if data_path else []  # an export may not overwrite the data it was mined from
 
@@ -70,6 +75,7 @@ with download:
     if st.button("Build the files", type="primary", key="export_build", disabled=not formats):
         with shown_errors():
             written = export(pool, curation, loaders.session_dir() / "export", formats=formats, file_type=file_type,
+                             extra_positives=extra_positives,
                              overwrite=True, extra_manifest={"command": "hnm studio"}, inputs=inputs)
             st.session_state["export"] = written
             st.session_state["export_signature"] = signature
@@ -81,6 +87,7 @@ with folder:
     if st.button("Write", type="primary", key="export_write", disabled=not (formats and target.strip())):
         with shown_errors():
             written = export(pool, curation, Path(target.strip()).expanduser(), formats=formats, file_type=file_type,
+                             extra_positives=extra_positives,
                              overwrite=overwrite, extra_manifest={"command": "hnm studio"}, inputs=inputs)
             st.session_state["export"] = written
             st.session_state["export_signature"] = signature

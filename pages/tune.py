@@ -16,8 +16,9 @@ from hnm_core.selection import query_change, selection_change, selection_view
 from hnm_core.settings import SETTINGS
 from studio import escape, figures, loaders, tables
 from studio.errors import shown_errors
-from studio.state import (EXPLORE_PAGE, EXPORT_PAGE, curate_params, default_curate_params, init_state, need_pool,
-                          previous_curate_params)
+from studio.corrections import current_overrides
+from studio.state import (EXPLORE_PAGE, EXPORT_PAGE, curate_params, default_curate_params, init_state, loaded,
+                          need_pool, previous_curate_params)
 from studio.widgets import replay_settings, reset_settings, setting_widget
 
 init_state()
@@ -55,8 +56,9 @@ with controls:
 with outcome:
     with shown_errors(stop=True):
         params = curate_params()
+        overrides = current_overrides(loaded(), result)  # the verdicts the Explore page wrote, as Export applies them
         started = time.perf_counter()
-        curation = curate(frame, params)
+        curation = curate(frame, params, overrides)
         view = selection_view(frame, curation)
         took = time.perf_counter() - started
     previous = previous_curate_params(result.key, params)
@@ -69,7 +71,7 @@ with outcome:
     if before_params == params:  # the defaults untouched: one curation serves both
         before, before_view = curation, view
     else:
-        before = curate(frame, before_params)
+        before = curate(frame, before_params, overrides)
         before_view = selection_view(frame, before)
     metrics = headline.columns(5)
     metrics[0].metric("Negatives", f"{view.n_selected:,}", help="Sampled negatives, all queries: what is exported",

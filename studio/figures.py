@@ -6,6 +6,7 @@ hover templates interpret tags.
 from __future__ import annotations
 
 import html
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import numpy as np
@@ -21,7 +22,7 @@ from hnm_core.selection import GROUPS, ScoreGroups
 
 from .escape import hover_text
 
-__all__ = ["MarkerStyle", "STYLES", "MapFigure", "map_figure", "score_histogram", "sweep_chart"]
+__all__ = ["MarkerStyle", "STYLES", "HIGHLIGHT_NAME", "map_figure", "selected_docs", "score_histogram", "sweep_chart"]
 
 
 class MarkerStyle(NamedTuple):
@@ -36,8 +37,10 @@ class MarkerStyle(NamedTuple):
 
 # Okabe-Ito colours, each paired with its own marker shape. "selected" is a hard-band row sampled as a negative.
 STYLES: dict[str, MarkerStyle] = {
-    "query": MarkerStyle("query", "#000000", "star-diamond", 20),
-    "positive": MarkerStyle("labelled positive", "#009E73", "star", 16),
+    "query": MarkerStyle("query", "#000000", "star-diamond", 22),
+    "positive": MarkerStyle("labelled positive", "#009E73", "star", 18),
+    "unlabelled_positive": MarkerStyle("unlabelled positive (your verdict)", "#44AA99", "hexagram", 16),
+    "bad_negative": MarkerStyle("bad negative (your verdict)", "#882255", "cross", 11),
     "selected": MarkerStyle("hard negative (selected)", "#D55E00", "diamond", 11),
     "hard": MarkerStyle("hard band, not selected", "#E69F00", "circle", 9),
     "false_negative": MarkerStyle("likely false negative", "#CC79A7", "x", 12),
@@ -50,6 +53,13 @@ STYLES: dict[str, MarkerStyle] = {
 
 
 _CORPUS_COLOR = "rgba(140, 140, 140, 0.28)"
+
+# Rows picked in the candidates table get a thick ring over their own marker.
+HIGHLIGHT_NAME = "picked in the table"
+_HIGHLIGHT = dict(color="#000000", size=26, symbol="circle-open", line=dict(width=3))  # open: drawn in `color`
+
+# Drawn last, on top of everything else, in this order: what the query is about must never hide under candidates.
+_ON_TOP = ("unlabelled_positive", "positive")
 
 
 # Above this many documents the faint corpus layer is drawn with WebGL and without hover text (1M hover strings
@@ -68,24 +78,21 @@ def _point_kinds(curation: Curation, rows: tuple[int, int]) -> np.ndarray:
     return np.where(curation.selected[start:end], "selected", labels)
 
 
-class MapFigure(NamedTuple):
-    """The Explore map and, per trace, the collection positions of its points (-1 for the query's point), so a
-    lasso or box selection (curve number, point index) maps back to documents."""
-
-    figure: object
-    trace_docs: tuple[np.ndarray, ...]
-
-    def selected_docs(self, points: list[dict]) -> list[int]:
-        """Positions of the documents among selected `points` (as st.plotly_chart reports them), sorted."""
-        found = set()
-        for point in points:
-            curve, index = point.get("curve_number"), point.get("point_index")
-            if curve is None or index is None or not 0 <= curve < len(self.trace_docs):
-                continue
-            docs = self.trace_docs[curve]
-            if 0 <= index < len(docs) and docs[index] >= 0:
-                found.add(int(docs[index]))
-        return sorted(found)
+def selected_docs(points: list[dict]) -> list[int]:
+    """Positions of the documents among selected `points` (as st.plotly_chart reports them), in selection order,
+    each once. Read from each point's customdata, not from its (curve, index): a selection made before a
+    re-curation (a verdict moves its point to another trace) still names the same documents."""
+    found: dict[int, None] = {}
+    for point in points:
+        data = point.get("customdata")
+        last = data[-1] if isinstance(data, (list, tuple)) and data else data
+        try:
+            position = int(last)
+        except (TypeError, ValueError):
+            continue
+        if position >= 0:
+            found[position] = None
+    return list(found)
 
 
 # Kinds the zoom frames: the query's own neighbourhood, not the whole hard band (with a large K it spans the map).
@@ -93,10 +100,12 @@ _FOCUS = ("positive", "selected", "false_negative", "near_duplicate", "same_clus
 
 
 def map_figure(coords: np.ndarray, pool: Pool, curation: Curation, query_id: str, rows: tuple[int, int], *,
-               zoom: bool = False) -> MapFigure:
-    """The Explore map: the corpus faint, then the query's point and its pool rows by label, each kind with its own
-    colour and marker (STYLES). `zoom` frames the query, its positives, sampled negatives and flagged candidates
-    (double-click the map to see it all)."""
+               zoom: bool = False, highlight: Sequence[int] = ()):
+    """The Explore map: the corpus faint, then the query's pool rows by label, each kind with its own colour and
+    marker (STYLES), the query's positives and then the query on top. `zoom` frames the query, its positives,
+    sampled negatives and flagged candidates (double-click the map to see it all). `highlight`: collection
+    positions to ring (rows picked in the candidates table), drawn under the positives and the query. Every point
+    carries its collection position as the last item of its customdata (-1 for the query), for `selected_docs`."""
     import plotly.graph_objects as go
 
     coll = pool.collection
@@ -123,24 +132,33 @@ def map_figure(coords: np.ndarray, pool: Pool, curation: Curation, query_id: str
     else:
         corpus["hovertext"] = [hover_text(coll.doc_texts[i], limit=300) for i in rest]
         corpus["hovertemplate"] = "%{hovertext}<extra>corpus</extra>"
+    corpus["customdata"] = rest
     fig.add_trace(scatter(**corpus))
-    trace_docs = [rest]
 
-    for kind in ("positive", "selected", "hard", "false_negative", "near_duplicate", "same_cluster", "skipped",
-                 "unscored", "easy"):
+    def add_highlight() -> None:
+        picked = np.asarray([p for p in dict.fromkeys(highlight) if 0 <= p < n_docs], dtype=np.int64)
+        if not len(picked):
+            return
+        fig.add_trace(scatter(x=coords[picked, 0], y=coords[picked, 1], mode="markers", marker=_HIGHLIGHT,
+                              name=f"{HIGHLIGHT_NAME} ({len(picked)})", customdata=picked, hoverinfo="skip"))
+
+    for kind in ("selected", "hard", "false_negative", "near_duplicate", "same_cluster", "skipped", "unscored",
+                 "easy", "bad_negative", "highlight", *_ON_TOP):
+        if kind == "highlight":
+            add_highlight()
+            continue
         mask = kinds == kind
         if not mask.any():
             continue
         style = STYLES[kind]
         rows_k = doc_rows[mask]
-        trace_docs.append(rows_k)
         fig.add_trace(scatter(
             x=coords[rows_k, 0], y=coords[rows_k, 1], mode="markers", name=f"{style.name} ({int(mask.sum())})",
             marker=dict(color=style.color, symbol=style.symbol, size=style.size,
                         line=dict(width=1, color="white" if kind != "easy" else style.color)),
             customdata=np.column_stack([[html.escape(coll.doc_ids[i], quote=False) for i in rows_k],
                                         score_texts[mask],
-                                        [html.escape(r, quote=False) for r in why[mask]]]),
+                                        [html.escape(r, quote=False) for r in why[mask]], rows_k]),
             hovertext=[hover_text(coll.doc_texts[i]) for i in rows_k],
             hovertemplate=f"<b>%{{customdata[0]}}</b> · {html.escape(style.name)} · teacher %{{customdata[1]}}"
                           "<br><i>%{customdata[2]}</i><br>%{hovertext}<extra></extra>",
@@ -151,12 +169,13 @@ def map_figure(coords: np.ndarray, pool: Pool, curation: Curation, query_id: str
     fig.add_trace(scatter(
         x=[coords[n_docs + q, 0]], y=[coords[n_docs + q, 1]], mode="markers", name="query",
         marker=dict(color=style.color, symbol=style.symbol, size=style.size, line=dict(width=1, color="white")),
-        hovertext=[hover_text(coll.query_texts[q])],
+        hovertext=[hover_text(coll.query_texts[q])], customdata=[-1],
         hovertemplate="<b>query</b><br>%{hovertext}<extra></extra>",
     ))
     fig.update_layout(
         # the top margin keeps plotly's toolbar clear of the legend
-        height=640, margin=dict(l=10, r=10, t=40, b=10), dragmode="lasso", plot_bgcolor="white",
+        # no dragmode: Streamlit's default (pan) lets a click select a point; in lasso mode a click selects nothing
+        height=640, margin=dict(l=10, r=10, t=40, b=10), plot_bgcolor="white",
         legend=dict(orientation="v", x=1.01, y=1, xanchor="left", bgcolor="rgba(255,255,255,0.9)",
                     font=dict(size=12), itemsizing="constant"),
         hoverlabel=dict(align="left", font=dict(size=12)),
@@ -171,8 +190,7 @@ def map_figure(coords: np.ndarray, pool: Pool, curation: Curation, query_id: str
         centre = (lo + hi) / 2
         fig.update_xaxes(range=[centre[0] - span[0] / 2, centre[0] + span[0] / 2])
         fig.update_yaxes(range=[centre[1] - span[1] / 2, centre[1] + span[1] / 2])
-    trace_docs.append(np.array([-1]))
-    return MapFigure(fig, tuple(trace_docs))
+    return fig
 
 
 def _score_text(score: float) -> str:

@@ -18,6 +18,7 @@ from hnm_core.data import Collection
 from hnm_core.pool import Pool
 from hnm_core.settings import defaults
 
+from .corrections import current_overrides
 from .errors import shown_errors
 
 __all__ = [
@@ -148,9 +149,12 @@ def previous_curate_params(pool_key: str, params: CurateParams) -> CurateParams 
 
 
 def current_curation(pool: Pool) -> tuple[CurateParams, Curation]:
-    """The pool curated with the current settings (~10 ms). A setting out of range is shown as the page's error and
-    the page stops, as on every page that reads the curation."""
+    """The pool curated with the current settings (~10 ms) and the person's verdicts (studio.corrections). A setting
+    out of range or a damaged overrides file is shown as the page's error and the page stops, as on every page that
+    reads the curation."""
     with shown_errors(stop=True):
         params = curate_params()
-        return params, curate(pool.frame, params)
+        data, result = loaded(), mined()
+        overrides = current_overrides(data, result) if data is not None and result is not None else None
+        return params, curate(pool.frame, params, overrides)
     raise AssertionError("unreachable: shown_errors(stop=True) stops the page")  # says so to type checkers

@@ -17,8 +17,8 @@ from hnm_core.data import Collection
 from hnm_core.pool import Pool
 
 __all__ = ["query_slices", "collection_summary", "positives_per_query", "query_preview", "label_counts",
-           "short_queries", "query_change_table", "candidate_table", "documents_table", "ScoreRange", "score_range",
-           "preview_rows"]
+           "short_queries", "query_change_table", "candidate_table", "documents_table", "DETAIL_COLUMNS", "score_card",
+           "positives_of", "ScoreRange", "score_range", "preview_rows"]
 
 
 def query_slices(frame: pd.DataFrame) -> dict[str, tuple[int, int]]:
@@ -112,15 +112,58 @@ def query_preview(collection: Collection, n: int = 5) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["query_id", "query", "doc_id", "positive"])
 
 
+# The scores and ranks of a candidate, in the order the detail panel and the lasso table show them.
+DETAIL_COLUMNS: tuple[str, ...] = ("teacher_score", "teacher_raw", "dense_score", "bm25_score", "pos_sim_max",
+                                   "fused_rank", "bm25_rank", "dense_rank", "neg_rank", "cluster", "sources")
+_RANKS = ("fused_rank", "bm25_rank", "dense_rank", "neg_rank")
+
+
 def documents_table(collection: Collection, doc_rows: list[int], candidates: pd.DataFrame) -> pd.DataFrame:
-    """Documents by position in the collection (a map selection), with the label and reason `candidates` (the
-    chosen query's candidate_table) gives them; documents outside the query's pool are "corpus"."""
-    by_doc = candidates.set_index(candidates["doc_id"].map(collection.doc_index))
-    return pd.DataFrame({
+    """Documents by position in the collection (a map selection), with the label, reason, scores and ranks
+    `candidates` (the chosen query's candidate_table) gives them; documents outside the query's pool are "corpus",
+    unscored (NaN) and unranked (0)."""
+    by_doc = candidates.set_index(candidates["doc_id"].map(collection.doc_index)).reindex(doc_rows)
+    out = pd.DataFrame({
         "doc_id": [collection.doc_ids[i] for i in doc_rows],
-        "label": by_doc["label"].reindex(doc_rows).fillna("corpus").to_numpy(object),
-        "reason": by_doc["reason"].reindex(doc_rows).fillna("not in this query's pool").to_numpy(object),
-        "text": [collection.doc_texts[i] for i in doc_rows],
+        "label": by_doc["label"].fillna("corpus").to_numpy(object),
+        "reason": by_doc["reason"].fillna("not in this query's pool").to_numpy(object),
+    })
+    for name in DETAIL_COLUMNS:
+        column = by_doc[name]
+        if name in _RANKS:
+            column = column.fillna(0).astype(np.int64)
+        elif name == "sources":
+            column = column.fillna("")
+        out[name] = column.to_numpy()
+    out["text"] = [collection.doc_texts[i] for i in doc_rows]
+    return out
+
+
+def score_card(candidate: pd.Series) -> pd.DataFrame:
+    """One candidate_table row as a two-column table (measure, value) of every score and rank, for the detail
+    panel: scores to three decimals ("not computed" for NaN), ranks as integers ("not ranked" for 0)."""
+    values = []
+    for name in DETAIL_COLUMNS:
+        value = candidate[name]
+        if name in _RANKS:
+            values.append("not ranked" if value == 0 else f"{int(value):,}")
+        elif name in ("cluster", "sources"):
+            values.append(str(value) if value not in (-1, "") else "none")
+        else:
+            values.append("not computed" if pd.isna(value) else f"{float(value):.3f}")
+    return pd.DataFrame({"measure": DETAIL_COLUMNS, "value": values})
+
+
+def positives_of(pool: Pool, rows: tuple[int, int]) -> pd.DataFrame:
+    """The labelled positives of the query whose pool slice is `rows`: doc_id, teacher score, text."""
+    start, end = rows
+    part = pool.frame.iloc[start:end]
+    part = part[part["is_positive"].to_numpy(bool)]
+    coll = pool.collection
+    return pd.DataFrame({
+        "doc_id": part["doc_id"].to_numpy(object),
+        "teacher_score": part["teacher_score"].to_numpy(np.float32, na_value=np.nan),
+        "text": [coll.doc_texts[coll.doc_index[d]] for d in part["doc_id"].tolist()],
     })
 
 

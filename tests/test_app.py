@@ -361,6 +361,33 @@ def test_manifest_settings_replay_into_the_widgets(tiny_bi_encoder_dir, tmp_path
     assert other.slider(key="setting:negatives").value == negatives
 
 
+def test_a_verdict_on_disk_relabels_explore_and_export_and_a_damaged_file_is_named(tiny_bi_encoder_dir):
+    from hnm_core.overrides import add_override
+    from studio.corrections import overrides_path
+
+    at = tiny_mine(load_sample(new_session()), tiny_bi_encoder_dir)
+    open_page(at, EXPLORE)
+    query = at.selectbox(key="explore_query").value
+    table = next(d.value for d in at.dataframe if "teacher_score" in d.value.columns)
+    doc = table.loc[table["label"] == "hard (selected)", "doc_id"].iloc[0]
+    path = overrides_path(at.session_state["data"], at.session_state["mined"])
+    assert path.parent.name == "overrides" and not path.exists()
+    try:
+        add_override(path, query, doc, "unlabelled_positive", "answers it")
+        at.run()
+        table = next(d.value for d in at.dataframe if "teacher_score" in d.value.columns).set_index("doc_id")
+        assert table.loc[doc, "label"] == "unlabelled_positive"
+        assert table.loc[doc, "reason"] == "corrected by you: unlabelled positive (answers it)"
+        open_page(at, EXPORT)
+        assert any("1 unlabelled positive and 0 bad negatives" in unescaped(m.value) for m in at.markdown)
+        with path.open("a", encoding="utf-8") as f:
+            f.write('{"query_id": "%s", "doc_id": "%s", "verdict": "fine"}\n' % (query, doc))
+        at.run()
+        assert unescaped(at.error[0].value).startswith(f"{path}:2: unknown verdict 'fine'")
+    finally:
+        path.unlink(missing_ok=True)  # the cache is shared by every test of the session
+
+
 def test_a_bm25_only_pool_explains_the_missing_map_and_still_lists_candidates(tiny_bi_encoder_dir):
     at = mine(load_sample(new_session()), sources=["bm25"], teacher_model=str(tiny_bi_encoder_dir),
               max_seq_length=64, top_k=20)
@@ -531,12 +558,12 @@ def test_hover_text_is_wrapped_and_shortened():
 
 
 def test_map_selection_maps_back_to_documents():
-    drawn = figures.MapFigure(None, (np.array([5, 7, 9]), np.array([1]), np.array([-1])))
-    points = [{"curve_number": 0, "point_index": 1}, {"curve_number": 1, "point_index": 0},
-              {"curve_number": 2, "point_index": 0},  # the query's point is not a document
-              {"curve_number": 0, "point_index": 1},  # twice
-              {"curve_number": 3, "point_index": 0}, {"curve_number": 0, "point_index": 5}, {"x": 1.0}]
-    assert drawn.selected_docs(points) == [1, 7]
+    # customdata as st.plotly_chart reports it: a kind's [id, score, reason, position], the corpus' bare position
+    points = [{"curve_number": 1, "customdata": ["d8", "0.5", "hard band", "7"]}, {"curve_number": 0, "customdata": 1},
+              {"curve_number": 2, "customdata": [-1]},  # the query's point is not a document
+              {"curve_number": 3, "customdata": ["d8", "unscored", "moved by a verdict", "7"]},  # twice
+              {"curve_number": 0, "point_index": 5}, {"x": 1.0}]
+    assert figures.selected_docs(points) == [7, 1]
 
 
 def test_map_figure_escapes_hover_text_zooms_and_thins_a_large_corpus(tiny_collection, tmp_path, monkeypatch):
@@ -555,19 +582,22 @@ def test_map_figure_escapes_hover_text_zooms_and_thins_a_large_corpus(tiny_colle
     rows = tables.query_slices(pool.frame)["q1"]
     monkeypatch.setattr(figures, "_CORPUS_DRAW_LIMIT", 4)
 
-    drawn = figures.map_figure(coords, pool, curation, "q1", rows, zoom=True)
-    traces = drawn.figure.data
+    figure = figures.map_figure(coords, pool, curation, "q1", rows, zoom=True, highlight=[3, 3, 99])
+    traces = figure.data
     assert traces[0].name == "rest of the corpus (4 of 12 drawn)" and len(traces[0].x) == 4
     names = [t.name for t in traces[1:]]
-    assert names[0] == "labelled positive (2)" and names[1].startswith("unscored by the teacher") and \
-        names[2] == "query"
-    hover = " ".join(traces[1].hovertext)
+    # the query and its positives are drawn last, on top; the table's picks are ringed under them
+    assert names[0].startswith("unscored by the teacher") and names[1] == f"{figures.HIGHLIGHT_NAME} (1)" and \
+        names[2] == "labelled positive (2)" and names[3] == "query"
+    # each point's collection position is the last item of its customdata: d01 and d09 are positions 0 and 8
+    assert sorted(traces[-2].customdata[:, 3]) == ["0", "8"] and list(traces[-3].customdata) == [3]
+    assert list(traces[-1].customdata) == [-1] and traces[-2].marker.size > traces[1].marker.size
+    hover = " ".join(traces[-2].hovertext)
     assert "&lt;img src=x onerror=alert(1)&gt;" in hover and "<img" not in hover
-    assert "%{customdata[2]}" in traces[1].hovertemplate
-    assert [row[2] for row in traces[1].customdata] == ["labelled positive"] * 2
-    assert {row[2] for row in traces[2].customdata} == {"not scored by the teacher (no teacher has scored this pool)"}
-    assert drawn.figure.layout.xaxis.range is not None
-    assert len(drawn.trace_docs) == len(traces) and sorted(drawn.trace_docs[1].tolist()) == [0, 8]
+    assert "%{customdata[2]}" in traces[-2].hovertemplate
+    assert [row[2] for row in traces[-2].customdata] == ["labelled positive"] * 2
+    assert {row[2] for row in traces[1].customdata} == {"not scored by the teacher (no teacher has scored this pool)"}
+    assert figure.layout.xaxis.range is not None
 
 
 def test_map_hover_shows_each_ensemble_members_score(tiny_collection, tiny_bi_encoder_dir, tmp_path):
@@ -608,6 +638,13 @@ def test_lasso_documents_carry_the_label_and_reason_of_the_candidate_table(tiny_
     assert shown["reason"].tolist() == ["rank 1 in BM25 top-2 (skip-N 2)", "not in this query's pool",
                                         "labelled positive"]
     assert tables.documents_table(tiny_collection, [outside], candidates)["label"].tolist() == ["corpus"]
+    # scores and ranks travel with each document; a corpus document is unranked (0) and unscored (NaN)
+    assert shown["bm25_rank"].tolist() == [candidates["bm25_rank"].iloc[2], 0, candidates["bm25_rank"].iloc[0]]
+    assert np.isnan(shown["bm25_score"].iloc[1]) and shown["bm25_score"].iloc[0] == candidates["bm25_score"].iloc[2]
+    card = tables.score_card(candidates.iloc[2]).set_index("measure")["value"]
+    assert list(card.index) == list(tables.DETAIL_COLUMNS)
+    assert (card["bm25_rank"], card["neg_rank"], card["teacher_score"], card["sources"]) == \
+        ("1", "not ranked", "not computed", "bm25")
 
 
 def test_each_kind_of_point_has_its_own_colour_and_marker():

@@ -1,12 +1,15 @@
 """The studio in a real browser: Debian's Chromium, driven by playwright, against `streamlit run app.py` on a
 loopback port. Loads the demo, mines, opens the map, lassoes documents, moves the ceiling slider and watches the
-counts change, builds the export, and saves a screenshot of every page under test-artifacts/.
+counts change, builds the export; then, in a second session, picks a table row (ringed on the map), clicks a
+sampled negative (its detail and reason), marks it an unlabelled positive and checks the export leaves it out of the
+negatives. Saves a screenshot of every step under test-artifacts/ (docs/screenshots/ holds copies).
 
 Needs /usr/bin/chromium (`apt-get install chromium`; never `playwright install`): skipped without it.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import socket
 import subprocess
@@ -142,6 +145,7 @@ def test_demo_in_a_real_browser(page):
     shoot(tab, "03-explore")
     # Lasso a square around the query's point (the last trace): the page lists the documents inside.
     chart.scroll_into_view_if_needed()
+    chart.locator('.modebar-btn[data-title="Lasso Select"]').click()
     box = chart.locator(".nsewdrag").first.bounding_box()
     qx, qy = chart.evaluate("""gd => { const t = gd.data[gd.data.length - 1], xa = gd._fullLayout.xaxis,
                                               ya = gd._fullLayout.yaxis;
@@ -202,3 +206,140 @@ def test_demo_in_a_real_browser(page):
     settle(tab)
     assert tab.get_by_text("triplet.parquet").count() >= 1
     shoot(tab, "05-export")
+
+
+# The map's traces as the browser drew them (_fullData: numpy arrays arrive base64-encoded in `data` and are decoded
+# there): name, and per point its customdata (the last item is the document's position in the collection) and its
+# pixel position inside the plot area.
+_TRACES_JS = """gd => gd._fullData.map(t => ({
+    name: t.name || '', size: (t.marker && typeof t.marker.size === 'number') ? t.marker.size : 6,
+    points: Array.from(t.x || []).map((x, i) => ({
+        data: t.customdata ? (typeof t.customdata[i] === 'object' ? Array.from(t.customdata[i]) : t.customdata[i])
+                           : null,
+        px: gd._fullLayout.xaxis.d2p(x), py: gd._fullLayout.yaxis.d2p(t.y[i]) })) }))"""
+
+
+def map_traces(chart) -> list[dict]:
+    return chart.evaluate(_TRACES_JS)
+
+
+def clearest_point(traces: list[dict], prefix: str, box: dict) -> tuple[dict, float]:
+    """The point of the trace named `prefix` inside the plot that other markers come least near, and its clearance:
+    the pixels between its centre and the nearest other marker's edge, plus 3. Plotly's click picks the point
+    closest to the pointer and counts a pointer anywhere over a marker as on it, so a click on a point with a
+    positive clearance picks that point."""
+    trace = next(t for t in traces if t["name"].startswith(prefix))
+    others = [(p, t["size"] / 2 + 3) for t in traces for p in t["points"] if t is not trace]
+    best, clearance = None, -math.inf
+    for point in trace["points"]:
+        if not (12 < point["px"] < box["width"] - 12 and 12 < point["py"] < box["height"] - 12):
+            continue
+        room = min((math.dist((point["px"], point["py"]), (o["px"], o["py"])) - reach for o, reach in others),
+                   default=math.inf)
+        if room > clearance:
+            best, clearance = point, room
+    assert best is not None, f"no point of {prefix!r} is inside the map"
+    return best, clearance
+
+
+def test_explore_detail_table_picks_and_a_verdict_in_a_real_browser(server, page, session_cache):
+    import pandas as pd
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    # a session of its own (a new browser context): it loads and mines for itself, from the embedding cache
+    context = page.context.browser.new_context(viewport={"width": 1280, "height": 900})
+    tab = context.new_page()
+    try:
+        tab.goto(server)
+        tab.get_by_role("button", name="Load the sample").click()
+        tab.get_by_role("heading", name="Loaded: sample_data").wait_for()
+        settle(tab)
+        go(tab, "Mine")
+        tab.get_by_role("button", name="Run").click()
+        tab.get_by_text("candidates for 42 queries").wait_for(timeout=SLOW_STEP_MS)
+        settle(tab)
+        go(tab, "Explore")
+        chart = tab.locator(".js-plotly-plot").first
+        chart.wait_for(timeout=SLOW_STEP_MS)
+        settle(tab)
+
+        # Pick the third row of the candidates table (the first candidate after the query's two positives at
+        # most): its detail opens, and the map rings that document.
+        grid = tab.get_by_test_id("stDataFrame").last
+        grid.scroll_into_view_if_needed()
+        frame = grid.bounding_box()
+        tab.mouse.click(frame["x"] + 12, frame["y"] + 35 * 3.5)
+        tab.get_by_text("Detail: ").wait_for(timeout=60_000)
+        settle(tab)
+        picked_doc = tab.get_by_text("Detail: ").inner_text().split("Detail: ", 1)[1].strip()
+        traces = map_traces(chart)
+        ring = next(t for t in traces if t["name"].startswith("picked in the table"))
+        assert len(ring["points"]) == 1
+        position = ring["points"][0]["data"]
+        assert any(p["data"] and p["data"][0] == picked_doc and int(p["data"][-1]) == position
+                   for t in traces if not t["name"].startswith(("rest of", "picked", "query")) for p in t["points"])
+        assert traces[-1]["name"] == "query" and traces[-2]["name"].startswith("labelled positive")
+        shoot(tab, "explore-table-pick")
+
+        # Click a sampled negative on the map: the detail panel shows it with its reason.
+        chart.scroll_into_view_if_needed()
+        box = chart.locator(".nsewdrag").first.bounding_box()
+        point, clearance = clearest_point(map_traces(chart), "hard negative (selected)", box)
+        for _ in range(4):  # zoom in on it (scroll zoom: markers keep their size, points move apart)
+            if clearance > 0:
+                break
+            tab.mouse.move(box["x"] + point["px"], box["y"] + point["py"])
+            tab.mouse.wheel(0, -400)
+            time.sleep(1.0)
+            point, clearance = clearest_point(map_traces(chart), "hard negative (selected)", box)
+        assert clearance > 0, "every sampled negative is covered by another marker, even zoomed in"
+        doc_id = point["data"][0]
+        detail = tab.get_by_text(f"Detail: {doc_id}")
+        for _ in range(3):
+            # hover first: plotly picks the clicked point from its hover data, which a mouse move fills; a click
+            # that lands while plotly still redraws the last rerun's figure selects nothing, so it is repeated
+            tab.mouse.move(box["x"] + point["px"] - 6, box["y"] + point["py"])
+            tab.mouse.move(box["x"] + point["px"], box["y"] + point["py"], steps=3)
+            time.sleep(0.5)
+            tab.mouse.down()
+            tab.mouse.up()
+            try:
+                detail.wait_for(timeout=15_000)
+                break
+            except PlaywrightTimeout:
+                settle(tab)
+        detail.wait_for(timeout=1_000)
+        settle(tab)
+        reason = tab.get_by_test_id("stMarkdownContainer").filter(has_text="hard band, rank ").first
+        assert ": selected" in reason.inner_text()  # the reason, as the detail panel writes it
+        shoot(tab, "explore-detail")
+
+        # Mark it as an unlabelled positive: the page re-curates, and the export leaves it out of the negatives.
+        tab.get_by_label("Note (optional, kept with the verdict)").fill("answers the question")
+        tab.get_by_role("button", name="Unlabelled positive").click()
+        marked = tab.get_by_text(f"Marked {doc_id} as unlabelled positive for ")
+        marked.wait_for(timeout=60_000)
+        settle(tab)
+        query_id = marked.inner_text().split(" for ", 1)[1].split(";", 1)[0]
+        tab.get_by_test_id("stMarkdownContainer").filter(
+            has_text="corrected by you: unlabelled positive (answers the question)").first.wait_for()
+        assert any(t["name"].startswith("unlabelled positive (your verdict)") for t in map_traces(chart))
+        shoot(tab, "explore-verdict")
+
+        go(tab, "Export")
+        tab.get_by_role("button", name="Build the files").click()
+        tab.get_by_text("Download all as a zip").wait_for(timeout=60_000)
+        settle(tab)
+        folder = Path(tab.get_by_text("Files in ").inner_text().split("Files in ", 1)[1].strip().rstrip(":"))
+        labelled = pd.read_parquet(folder / "pool.parquet").set_index(["query_id", "doc_id"])
+        row = labelled.loc[(query_id, doc_id)]
+        assert row["label"] == "unlabelled_positive" and not row["selected"]
+        triplets = pd.read_parquet(folder / "triplet.parquet")
+        assert row["doc_text"] not in set(triplets.loc[triplets["anchor"] == row["query_text"], "negative"])
+        manifest = (folder / "manifest.json").read_text(encoding="utf-8")
+        assert '"unlabelled_positive": 1' in manifest
+        shoot(tab, "export-verdict")
+    finally:
+        context.close()
+        for path in (session_cache / "overrides").glob("*.jsonl"):  # the cache outlives this test
+            path.unlink()
