@@ -366,6 +366,7 @@ def test_a_verdict_on_disk_relabels_explore_and_export_and_a_damaged_file_is_nam
     from studio.corrections import overrides_path
 
     at = tiny_mine(load_sample(new_session()), tiny_bi_encoder_dir)
+    rules_off(open_page(at, TUNE))  # the random model's scores: no rule, so the query has selected negatives
     open_page(at, EXPLORE)
     query = at.selectbox(key="explore_query").value
     table = next(d.value for d in at.dataframe if "teacher_score" in d.value.columns)
