@@ -158,7 +158,7 @@ def map_figure(coords: np.ndarray, pool: Pool, curation: Curation, query_id: str
                         line=dict(width=1, color="white" if kind != "easy" else style.color)),
             customdata=np.column_stack([[html.escape(coll.doc_ids[i], quote=False) for i in rows_k],
                                         score_texts[mask],
-                                        [html.escape(r, quote=False) for r in why[mask]], rows_k]),
+                                        [html.escape(r, quote=False) for r in why[mask]], [str(i) for i in rows_k]]),
             hovertext=[hover_text(coll.doc_texts[i]) for i in rows_k],
             hovertemplate=f"<b>%{{customdata[0]}}</b> · {html.escape(style.name)} · teacher %{{customdata[1]}}"
                           "<br><i>%{customdata[2]}</i><br>%{hovertext}<extra></extra>",

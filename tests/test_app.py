@@ -617,7 +617,7 @@ def test_map_hover_shows_each_ensemble_members_score(tiny_collection, tiny_bi_en
     first = part.iloc[0]
     expected = (f"{first['teacher_score']:.3f} (dense {first['teacher_dense']:.3f} · "
                 f"bm25 {first['teacher_bm25']:.3f})")
-    shown = [row[1] for trace in drawn.figure.data[1:] if trace.customdata is not None for row in trace.customdata]
+    shown = [row[1] for trace in drawn.data[1:] if np.ndim(trace.customdata) == 2 for row in trace.customdata]
     assert expected in shown and len(shown) == len(part)
 
 

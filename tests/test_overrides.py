@@ -248,7 +248,8 @@ def test_hnm_audit_reports_known_false_negatives(tiny_models, tmp_path, capsys):
     q = collection.query_ids[0]
     given = write(tmp_path / "o.jsonl", *(verdict(q, d) for d in collection.doc_ids))  # every document of one query
     assert main(["audit", str(SAMPLE), "--out", str(tmp_path / "audit"), "--overrides", str(given), "--json",
-                 "--sources", "bm25", "--top-k", "8", "--negatives", "3", "--skip-n", "0", *tiny_models]) == 0
+                 "--sources", "bm25", "--top-k", "8", "--negatives", "3", "--skip-n", "0",
+                 "--relative-margin", "off", *tiny_models]) == 0
     known = json.loads(capsys.readouterr().out)["known_false_negatives"]
     assert known["marked"] == len(collection.doc_ids)
     assert 8 <= known["in_pool"] <= 8 + len(collection.positives[q])  # its candidates, and any hidden positive
