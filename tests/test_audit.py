@@ -353,5 +353,7 @@ def test_hnm_audit_on_cranfield_with_minilm(session_cache, tmp_path, capsys):
     fig = report["figures"]
     # sentence-transformers' naive top-10 leaks about 14% on this split; the defaults must stay far below that
     assert fig["leak_rate"] < 0.03 and fig["hidden_caught"] > 0.5
-    assert fig["n_queries"] == 225 and fig["coverage"] > 0.95
+    # the positive-aware margin leaves some queries short of 10 negatives (docs/audit.md: 87% keep them here); the
+    # trained model, not the coverage, chose it (docs/proof.md)
+    assert fig["n_queries"] == 225 and fig["coverage"] > 0.85
     assert (out / "sweep.csv").exists() and (out / "report.json").exists()
