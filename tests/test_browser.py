@@ -335,7 +335,12 @@ def test_explore_detail_table_picks_and_a_verdict_in_a_real_browser(server, page
         row = labelled.loc[(query_id, doc_id)]
         assert row["label"] == "unlabelled_positive" and not row["selected"]
         triplets = pd.read_parquet(folder / "triplet.parquet")
-        assert row["doc_text"] not in set(triplets.loc[triplets["anchor"] == row["query_text"], "negative"])
+        from hnm_core.data import load_collection
+
+        sample = load_collection(ROOT / "sample_data")  # the pool export carries ids; the triplets carry the texts
+        doc_text = sample.doc_texts[sample.doc_index[doc_id]]
+        query_text = sample.query_texts[sample.query_index[query_id]]
+        assert doc_text not in set(triplets.loc[triplets["anchor"] == query_text, "negative"])
         manifest = (folder / "manifest.json").read_text(encoding="utf-8")
         assert '"unlabelled_positive": 1' in manifest
         shoot(tab, "export-verdict")
