@@ -24,8 +24,9 @@ __all__ = ["GROUPS", "FALSE_NEGATIVE_RULES", "ScoreGroups", "SelectionView", "Se
 GROUPS: tuple[str, ...] = ("selected negatives", "hard band", "labelled positives")
 """The score groups of `ScoreGroups`, in drawing order: what is exported, what it is drawn from, what it pairs with."""
 
-FALSE_NEGATIVE_RULES: tuple[Label, ...] = ("false_negative", "near_duplicate", "same_cluster")
-"""The rules that drop a candidate as a likely unlabelled positive (the rest drop it as too easy or too close)."""
+FALSE_NEGATIVE_RULES: tuple[Label, ...] = ("false_negative", "near_duplicate", "same_cluster", "skipped")
+"""The rules that drop a candidate as a likely unlabelled positive (skip-N too: a source's top ranks are most often
+unlabelled positives); the rest drop it as too easy or unscored."""
 
 
 class ScoreGroups(NamedTuple):
@@ -54,9 +55,10 @@ class SelectionView:
         return sum(rc.count for rc in self.drops)
 
     def drops_line(self) -> str:
-        """Each rule's drops in a line, e.g. "ceiling / margins 12 · near-duplicate 0 · same cluster 1,060"."""
+        """Each rule's drops in a line, e.g. "ceiling / margins 12 · near-duplicate 0 · same cluster 1,060 · skip
+        top N 0"."""
         names = {"false_negative": "ceiling / margins", "near_duplicate": "near-duplicate",
-                 "same_cluster": "same cluster"}
+                 "same_cluster": "same cluster", "skipped": "skip top N"}
         return " · ".join(f"{names[rc.label]} {rc.count:,}" for rc in self.drops)
 
 

@@ -60,13 +60,13 @@ def test_groups_and_mean_hardness_match_a_pandas_recomputation():
 def test_rule_drops_are_counted_per_rule_even_with_the_teacher_rules_off():
     frame = two_queries()
     view = selection_view(frame, curated(frame, cluster_rule=True))
-    assert [rc.label for rc in view.drops] == ["false_negative", "near_duplicate", "same_cluster"]
-    assert [rc.count for rc in view.drops] == [0, 0, 1]
+    assert [rc.label for rc in view.drops] == ["false_negative", "near_duplicate", "same_cluster", "skipped"]
+    assert [rc.count for rc in view.drops] == [0, 0, 1, 0]
     assert view.n_false_negatives == 1
-    assert view.drops_line() == "ceiling / margins 0 · near-duplicate 0 · same cluster 1"
+    assert view.drops_line() == "ceiling / margins 0 · near-duplicate 0 · same cluster 1 · skip top N 0"
     both = selection_view(frame, curated(frame, cluster_rule=True, ceiling=0.65))
     # a is same-cluster but the ceiling fires first (precedence); b is above the ceiling
-    assert [rc.count for rc in both.drops] == [2, 0, 0] and both.n_false_negatives == 2
+    assert [rc.count for rc in both.drops] == [2, 0, 0, 0] and both.n_false_negatives == 2
 
 
 def test_nothing_selected_has_no_hardness():
