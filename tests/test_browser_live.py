@@ -53,11 +53,11 @@ def test_a_reload_brings_back_the_pool_and_the_settings(page, server):
     go(tab, "Tune")
     slider = skip_slider(tab)
     slider.focus()
-    for _ in range(3):  # skip-N 0 -> 3: the negatives each query gets change
-        slider.press("ArrowRight")
+    slider.press("End")  # skip-N 0 -> its top (one key: a press during a rerun can be lost): the negatives change
     tab.get_by_text("Against the previous slider state:").wait_for()
     settle(tab)
-    assert float(slider.input_value()) == 3
+    skip = float(slider.input_value())
+    assert skip > 0
     assert "session=" in tab.url
     negatives, band = metric(tab, "Negatives"), metric(tab, "Hard band")
     shoot(tab, "tune-live")
@@ -65,7 +65,7 @@ def test_a_reload_brings_back_the_pool_and_the_settings(page, server):
     tab.reload()
     tab.get_by_role("heading", name="Tune", level=1).wait_for(timeout=SLOW_STEP_MS)
     settle(tab)
-    assert float(skip_slider(tab).input_value()) == 3
+    assert float(skip_slider(tab).input_value()) == skip
     assert (metric(tab, "Negatives"), metric(tab, "Hard band")) == (negatives, band)
     go(tab, "Mine")
     assert tab.get_by_text("candidates for 42 queries").count() == 1
