@@ -8,7 +8,10 @@ An overrides file is JSON Lines, one verdict a line, appended as people review c
                          exported as an extra positive when the `extra_positives` setting is on
     bad_negative         the candidate is not a useful negative (off-topic, broken text): never exported
 
-The last line about a (query, document) pair wins, so a verdict is changed by appending another. The file is kept
+    cleared              withdraws the pair's earlier verdict (the candidate is curated by the rules again)
+
+The last line about a (query, document) pair wins, so a verdict is changed by appending another, and withdrawn by
+appending `cleared`: the file keeps the whole history. The file is kept
 by default beside the saved pool (`POOL_DIR/overrides.jsonl`, see `default_path`); `hnm curate --overrides FILE`
 and `hnm mine --overrides FILE` read another. Every write replaces the whole file through a temporary file and a
 rename, under a lock, so two writers never lose each other's lines and a kill never leaves half a line.
@@ -28,15 +31,18 @@ import pandas as pd
 from .data import Collection
 from .errors import DataError
 
-__all__ = ["VERDICTS", "Verdict", "Override", "Overrides", "OVERRIDES_FILE", "default_path", "read_overrides",
-           "add_override"]
+__all__ = ["VERDICTS", "CLEARED", "Verdict", "Override", "Overrides", "OVERRIDES_FILE", "default_path",
+           "read_overrides", "add_override"]
 
 Verdict = Literal["unlabelled_positive", "bad_negative"]
 VERDICTS: tuple[Verdict, ...] = ("unlabelled_positive", "bad_negative")
+CLEARED = "cleared"  # a line that withdraws the pair's verdict; never a verdict in force
+_LINE_VERDICTS = (*VERDICTS, CLEARED)
 
 OVERRIDES_FILE = "overrides.jsonl"
 
-_FIX = "write one JSON object a line with query_id, doc_id, verdict (unlabelled_positive or bad_negative), note, time"
+_FIX = ("write one JSON object a line with query_id, doc_id, verdict (unlabelled_positive, bad_negative or cleared), "
+        "note, time")
 
 
 class Override(NamedTuple):
@@ -123,7 +129,8 @@ def read_overrides(path: str | Path, collection: Collection | None = None, *, mi
         if collection is not None:
             _check_ids(override, collection, path, number)
         by_pair.pop((override.query_id, override.doc_id), None)
-        by_pair[(override.query_id, override.doc_id)] = override
+        if override.verdict != CLEARED:
+            by_pair[(override.query_id, override.doc_id)] = override
         lines += 1
     return Overrides(tuple(by_pair.values()), path, lines)
 
@@ -146,9 +153,9 @@ def _parse(line: str, path: Path, number: int) -> Override:
                             fix=f"give {name} as a non-empty string")
         values[name] = str(value)
     verdict = record.get("verdict")
-    if verdict not in VERDICTS:
+    if verdict not in _LINE_VERDICTS:
         raise DataError(path, f"unknown verdict {verdict!r}.", line=number,
-                        fix=f"use one of {', '.join(VERDICTS)}")
+                        fix=f"use one of {', '.join(_LINE_VERDICTS)}")
     for name in ("note", "time"):
         value = record.get(name, "")
         if not isinstance(value, str):
@@ -167,18 +174,19 @@ def _check_ids(override: Override, collection: Collection, path: Path, number: i
                         line=number, fix="correct the id, or use the overrides file of the pool it was written for")
 
 
-def add_override(path: str | Path, query_id: str, doc_id: str, verdict: Verdict, note: str = "", *,
-                 now: datetime | None = None) -> Override:
-    """Append a verdict to the overrides file at `path` (created if missing) and return it. The whole file is
-    rewritten to a temporary file and renamed into place under a lock: concurrent writers each keep their line, and
-    a kill leaves the old file or the new one. Raises DataError for an unknown verdict or an empty id."""
+def add_override(path: str | Path, query_id: str, doc_id: str, verdict: Verdict | Literal["cleared"], note: str = "",
+                 *, now: datetime | None = None) -> Override:
+    """Append a verdict (or CLEARED, which withdraws the pair's verdict) to the overrides file at `path` (created if
+    missing) and return it. The whole file is rewritten to a temporary file and renamed into place under a lock:
+    concurrent writers each keep their line, and a kill leaves the old file or the new one. Raises DataError for an
+    unknown verdict or an empty id."""
     from filelock import FileLock
 
     from .manifest import atomic_write_bytes
 
     path = Path(path).expanduser()
-    if verdict not in VERDICTS:
-        raise DataError(path, f"unknown verdict {verdict!r}.", fix=f"use one of {', '.join(VERDICTS)}")
+    if verdict not in _LINE_VERDICTS:
+        raise DataError(path, f"unknown verdict {verdict!r}.", fix=f"use one of {', '.join(_LINE_VERDICTS)}")
     if not query_id or not doc_id:
         raise DataError(path, "a verdict needs a query id and a document id.", fix="name the candidate it is about")
     stamp = (now or datetime.now(timezone.utc)).astimezone(timezone.utc).isoformat(timespec="seconds")

@@ -10,7 +10,7 @@ hash, shared by every pool mined from that collection.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import streamlit as st
 
@@ -49,6 +49,7 @@ def current_overrides(data: LoadedData, mined: Mined) -> Overrides:
     return _read(str(path), (info.st_mtime_ns, info.st_size), data.key, mined.pool.collection)
 
 
-def mark(data: LoadedData, mined: Mined, query_id: str, doc_id: str, verdict: Verdict, note: str) -> Override:
-    """Add a verdict to this session's overrides file (the next curation applies it)."""
+def mark(data: LoadedData, mined: Mined, query_id: str, doc_id: str, verdict: Verdict | Literal["cleared"],
+         note: str) -> Override:
+    """Add a verdict (or withdraw one: CLEARED) to this session's overrides file (the next curation applies it)."""
     return add_override(overrides_path(data, mined), query_id, doc_id, verdict, note)

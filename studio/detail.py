@@ -10,7 +10,7 @@ import pandas as pd
 import streamlit as st
 
 from hnm_core.curate import Curation
-from hnm_core.overrides import Verdict
+from hnm_core.overrides import CLEARED, Verdict
 
 from . import corrections, escape, tables
 from .state import LoadedData, Mined
@@ -83,9 +83,15 @@ def detail_panel(data: LoadedData, mined: Mined, curation: Curation, query_id: s
         return
     given = curation.overrides.get(query_id, doc_id)
     if given is not None:
-        st.caption(escape.plain(f"Your verdict: {given.verdict.replace('_', ' ')}"
-                                + (f" ({given.note})" if given.note else "") + f", {given.time}. A new one "
-                                "replaces it."))
+        said, withdraw = st.columns([3, 1], vertical_alignment="center")
+        said.caption(escape.plain(f"Your verdict: {given.verdict.replace('_', ' ')}"
+                                  + (f" ({given.note})" if given.note else "") + f", {given.time}. A new one "
+                                  "replaces it."))
+        if withdraw.button("Withdraw", key="explore_withdraw", icon=":material/undo:", width="stretch",
+                           help="Let the rules label this candidate again (the file keeps the history)"):
+            corrections.mark(data, mined, query_id, doc_id, CLEARED, "")
+            st.session_state["explore_marked"] = f"Withdrew your verdict on {doc_id} for {query_id}."
+            st.rerun()
     note = st.text_input("Note (optional, kept with the verdict)", key="explore_note")
     for column, (verdict, label, icon, help_text) in zip(st.columns(len(_VERDICT_BUTTONS)), _VERDICT_BUTTONS):
         if column.button(label, key=f"explore_mark:{verdict}", icon=icon, help=help_text, width="stretch"):

@@ -65,6 +65,23 @@ def test_the_last_verdict_on_a_pair_wins(pool, tmp_path):
     assert (found.count("bad_negative"), found.count("unlabelled_positive")) == (2, 0)
 
 
+def test_a_cleared_line_withdraws_the_verdict_and_the_rules_label_the_candidate_again(pool, tmp_path):
+    path = tmp_path / "o.jsonl"
+    add_override(path, "q1", "d5", "unlabelled_positive", "answers it")
+    add_override(path, "q2", "d8", "bad_negative")
+    marked = curate(pool.frame, PARAMS, read_overrides(path, pool.collection))
+    add_override(path, "q1", "d5", "cleared")
+    found = read_overrides(path, pool.collection)
+    assert found.lines == 3 and len(found) == 1 and found.get("q1", "d5") is None
+    assert found.get("q2", "d8").verdict == "bad_negative"
+    assert len(path.read_text(encoding="utf-8").splitlines()) == 3  # the history stays in the file
+    by_rules, withdrawn = curate(pool.frame, PARAMS), curate(pool.frame, PARAMS, found)
+    row = pool.frame.index[(pool.frame["query_id"] == "q1") & (pool.frame["doc_id"] == "d5")][0]
+    assert marked.labels[row] == "unlabelled_positive" and withdrawn.labels[row] == by_rules.labels[row]
+    add_override(path, "q1", "d5", "bad_negative")  # a verdict after a withdrawal is in force again
+    assert read_overrides(path, pool.collection).get("q1", "d5").verdict == "bad_negative"
+
+
 @pytest.mark.parametrize("line, message", [
     ('{"query_id": "q1", "doc_id": "d5", "verdict": "unlabelled_pos', "not valid JSON (Unterminated string"),
     ('{"query_id": "q1", "doc_id": "d5", "verdict": "maybe"}', "unknown verdict 'maybe'"),
@@ -214,7 +231,7 @@ def test_hnm_curate_honours_overrides_and_the_file_beside_the_pool(pool, tmp_pat
     done = run_hnm("curate", str(folder), "--out", str(tmp_path / "c"), "--overrides", str(bad), *flags)
     assert done.returncode == 2 and not (tmp_path / "c").exists()
     assert done.stderr.strip() == (f"hnm curate: error: {bad}:2: unknown verdict 'great'. Fix: use one of "
-                                   "unlabelled_positive, bad_negative")
+                                   "unlabelled_positive, bad_negative, cleared")
 
 
 def test_hnm_mine_applies_overrides_and_keeps_them_beside_the_pool(tiny_models, tmp_path):  # noqa: F811
