@@ -326,6 +326,15 @@ def test_explore_detail_table_picks_and_a_verdict_in_a_real_browser(server, page
         assert any(t["name"].startswith("unlabelled positive (your verdict)") for t in map_traces(chart))
         shoot(tab, "explore-verdict")
 
+        # Withdraw it: the rules label it again; then mark it once more for the export below.
+        tab.get_by_role("button", name="Withdraw").click()
+        tab.get_by_text(f"Withdrew your verdict on {doc_id} for {query_id}.").wait_for(timeout=60_000)
+        settle(tab)
+        assert not any(t["name"].startswith("unlabelled positive (your verdict)") for t in map_traces(chart))
+        tab.get_by_role("button", name="Unlabelled positive").click()
+        tab.get_by_text(f"Marked {doc_id} as unlabelled positive for {query_id}").wait_for(timeout=60_000)
+        settle(tab)
+
         go(tab, "Export")
         tab.get_by_role("button", name="Build the files").click()
         tab.get_by_text("Download all as a zip").wait_for(timeout=60_000)
