@@ -39,6 +39,8 @@ _TOKEN = re.compile(r"[0-9a-f]{32}")
 _FORMAT = 1
 # Pools kept for reloads (the newest written); each is the size of the pool table plus the corpus text.
 _KEEP_POOLS = 8
+# Session state files kept (the newest written): each is a few kB, one per browser session ever opened.
+KEEP_SESSIONS = 200
 
 
 def _root() -> Path:
@@ -48,6 +50,16 @@ def _root() -> Path:
 def state_path(token: str) -> Path:
     """The state file of the session whose URL holds `token`."""
     return _root() / "sessions" / f"{token}.json"
+
+
+def prune_sessions(keep: int = KEEP_SESSIONS) -> int:
+    """Delete all but the `keep` newest session state files (a reload of an older URL then starts afresh); returns
+    how many went."""
+    folder = _root() / "sessions"
+    files = sorted(folder.glob("*.json"), key=lambda p: p.stat().st_mtime) if folder.is_dir() else []
+    for old in files[:-keep] if keep else files:
+        old.unlink(missing_ok=True)
+    return max(0, len(files) - keep)
 
 
 def _pool_folder(key: str) -> Path:
@@ -127,6 +139,8 @@ def start() -> str | None:
         st.query_params[PARAM] = box["token"]
     path = state_path(box["token"])
     if not first or not path.is_file():
+        if first:  # a new session: a good moment to drop the state of sessions long gone
+            prune_sessions()
         return None
     try:
         raw = path.read_bytes()

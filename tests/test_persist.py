@@ -8,7 +8,7 @@ import json
 from hnm_core.settings import defaults
 from streamlit.testing.v1 import AppTest
 
-from studio.persist import PARAM, Saver, state_path
+from studio.persist import PARAM, Saver, prune_sessions, state_path
 from tests.test_app import (APP, DATA, MINE, TUNE, cache_dir, load_sample, new_session, open_page,  # noqa: F401
                             tiny_mine)
 
@@ -75,3 +75,18 @@ def test_another_collection_resets_the_tune_settings_and_the_same_one_keeps_them
     at.button(key="load_path").click().run()
     assert at.info[0].value == "Another collection: the Tune settings are back to their defaults."
     assert at.session_state["settings"]["skip_n"] == defaults()["skip_n"]
+
+
+def test_only_the_newest_session_files_are_kept(tmp_path, monkeypatch):
+    import os
+
+    monkeypatch.setenv("HNM_CACHE_DIR", str(tmp_path))  # a cache of its own: no other test's session is pruned
+    folder = state_path("x").parent
+    folder.mkdir(parents=True)
+    for i in range(5):
+        path = state_path(f"{i:032x}")
+        path.write_text("{}", encoding="utf-8")
+        os.utime(path, (1_000_000 + i, 1_000_000 + i))
+    assert prune_sessions(keep=2) == 3
+    assert sorted(p.name for p in folder.glob("*.json")) == [f"{i:032x}.json" for i in (3, 4)]
+    assert prune_sessions(keep=2) == 0
