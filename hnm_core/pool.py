@@ -23,7 +23,7 @@ from .schema import MEMBER_COLUMNS, POOL_COLUMNS, missing_columns
 from .settings import StageParams
 from .vectors import kmeans_clusters, pos_sim_max, row_cosines
 
-__all__ = ["Pool", "PoolParams", "PoolStats", "build_pool", "save_pool", "load_pool", "Retrieval", "PoolBlock",
+__all__ = ["Pool", "PoolParams", "PoolStats", "build_pool", "save_pool", "load_pool", "Retrieval",
            "prepare_retrieval", "pool_block"]
 
 
@@ -236,7 +236,7 @@ def pool_rows(found: dict[str, np.ndarray], positives: Sequence[np.ndarray], dup
                     dropped_ids, dropped_dups)
 
 
-def pool_stats(n_queries: int, frame: pd.DataFrame, parts: Sequence[PoolRows | PoolBlock]) -> PoolStats:
+def pool_stats(n_queries: int, frame: pd.DataFrame, parts: Sequence[PoolRows]) -> PoolStats:
     """The PoolStats of a pool table built from `parts` (one per run of queries)."""
     found_by: dict[str, int] = {}
     for part in parts:
@@ -270,16 +270,6 @@ class Retrieval:
     clusters: np.ndarray | None = None
 
 
-@dataclass(frozen=True)
-class PoolBlock:
-    """The pool rows of one block of queries, with what building them counted."""
-
-    frame: pd.DataFrame
-    found_by: dict[str, int]
-    dropped_positive_ids: int
-    dropped_positive_duplicates: int
-
-
 def build_pool(
     collection: Collection,
     params: PoolParams,
@@ -303,15 +293,16 @@ def build_pool(
                                         doc_embeddings=doc_embeddings, query_embeddings=query_embeddings,
                                         progress=progress)
     nq = len(collection.query_ids)
-    blocks: list[PoolBlock] = []
+    frames: list[pd.DataFrame] = []
+    parts: list[PoolRows] = []
     progress("pool", 0, nq)
     for start in range(0, nq, max(1, query_block)):
-        blocks.append(pool_block(collection, retrieval, range(start, min(nq, start + query_block)),
-                                 progress=progress))
+        frame, rows = pool_block(collection, retrieval, range(start, min(nq, start + query_block)), progress=progress)
+        frames.append(frame)
+        parts.append(rows)
         progress("pool", min(nq, start + query_block), nq)
-    frame = pd.concat([b.frame for b in blocks], ignore_index=True) if blocks else pool_block(
-        collection, retrieval, range(0)).frame
-    stats = pool_stats(nq, frame, blocks)
+    frame = pd.concat(frames, ignore_index=True) if frames else pool_block(collection, retrieval, range(0))[0]
+    stats = pool_stats(nq, frame, parts)
     meta["stats"] = asdict(stats)
     meta["versions"] = package_versions()
     return Pool(frame, collection, stats, meta, retrieval.doc_embeddings, retrieval.query_embeddings)
@@ -398,9 +389,10 @@ def _embeddings(collection: Collection, params: PoolParams, meta: dict[str, Any]
 
 
 def pool_block(collection: Collection, retrieval: Retrieval, queries: range, *,
-               progress: Progress = no_progress) -> PoolBlock:
+               progress: Progress = no_progress) -> tuple[pd.DataFrame, PoolRows]:
     """The pool rows of the queries at positions `queries` (a range of `collection.query_ids`), grouped by query,
-    positives first, then candidates by fused rank. `progress` hears the searches as counts over all queries."""
+    positives first, then candidates by fused rank, as a POOL_COLUMNS table with its scores, and the PoolRows they
+    came from (what `pool_stats` counts). `progress` hears the searches as counts over all queries."""
     r = retrieval
     n_queries = len(collection.query_ids)
 
@@ -427,7 +419,7 @@ def pool_block(collection: Collection, retrieval: Retrieval, queries: range, *,
         pos_sim_max=pos_sim_max(r.doc_embeddings, rows.query_idx, di, rows.is_positive)
         if r.dense is not None else None,
         cluster=r.clusters[di] if r.clusters is not None else None)
-    return PoolBlock(frame, rows.found_by, rows.dropped_positive_ids, rows.dropped_positive_duplicates)
+    return frame, rows
 
 
 _POOL_FILES = ("pool.parquet", "corpus.parquet", "queries.parquet", "positives.parquet", "manifest.json")
