@@ -103,10 +103,11 @@ def run_all(todo: dict[str, list[list[str]]], parallel: int, log_dir: Path) -> i
                 continue
             queue.remove(item)
             name = f"{collection}-{index}-{line[0]}"
-            log = open(log_dir / f"{name}.log", "w")  # noqa: SIM115 (closed with the process)
-            print(f"start: hnm {shlex.join(line)}  (log {log.name})", flush=True)
-            proc = subprocess.Popen([sys.executable, "-m", "hnm_core.cli", *line, "--quiet"], stdout=log,
-                                    stderr=subprocess.STDOUT, env=env)
+            log = log_dir / f"{name}.log"
+            print(f"start: hnm {shlex.join(line)}  (log {log})", flush=True)
+            with log.open("w") as out:  # the child writes through its own copy of the handle
+                proc = subprocess.Popen([sys.executable, "-m", "hnm_core.cli", *line, "--quiet"], stdout=out,
+                                        stderr=subprocess.STDOUT, env=env)
             running.append((name, proc))
             if line[0] == "train-teacher":
                 waiting_on[collection] = proc
