@@ -252,16 +252,14 @@ def _engine_session(values: dict[str, Any]) -> Any:
 def _curate_and_export(pool: Any, values: dict[str, Any], args: argparse.Namespace, command: str,
                        inputs: Sequence[Path], pending: Sequence[str] = (),
                        overrides: Overrides | None = None) -> Any:
-    from .curate import CurateParams, curate
+    from .curate import CurateParams
     from .export import export
 
-    params = CurateParams.from_settings(values)
-    if values["engine"] == "ray" and overrides is None:
-        from .engine_ray import curate as curate_on_ray
-
-        curation = curate_on_ray(pool.frame, params)
-    else:  # the Ray engine curates partitions of queries without verdicts: with them, one curation here
-        curation = curate(pool.frame, params, overrides)
+    if values["engine"] == "ray":
+        from .engine_ray import curate
+    else:
+        from .curate import curate
+    curation = curate(pool.frame, CurateParams.from_settings(values), overrides)
     result = export(pool, curation, args.out, formats=values["formats"], file_type=values["file_type"],
                     extra_positives=values["extra_positives"], overwrite=args.overwrite,
                     extra_manifest={"command": command}, inputs=inputs, pending=pending)

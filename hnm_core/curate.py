@@ -242,7 +242,8 @@ def curate(frame: pd.DataFrame, params: CurateParams, overrides: Overrides | Non
 
 def combine(parts: Sequence[Curation]) -> Curation:
     """One Curation from the curations of consecutive runs of whole queries (rows in order): what `curate` gives for
-    all the rows at once, since a query's labels and draws depend on its own rows alone (the Ray engine's merge)."""
+    all the rows at once, since a query's labels and draws depend on its own rows alone (the Ray engine's merge).
+    The parts were curated with the same verdicts (each applies those of its own queries)."""
     params = parts[0].params
     selected = np.concatenate([p.selected for p in parts])
     n_selected = int(selected.sum())
@@ -255,7 +256,7 @@ def combine(parts: Sequence[Curation]) -> Curation:
                     neg_rank=np.concatenate([p.neg_rank for p in parts]), counts=tuple(counts),
                     short_queries=tuple(q for p in parts for q in p.short_queries),
                     n_queries=sum(p.n_queries for p in parts), n_full_quota=sum(p.n_full_quota for p in parts),
-                    params=params)
+                    params=params, overrides=parts[0].overrides)
 
 
 def _positive_ref(codes: np.ndarray, n_q: int, is_pos: np.ndarray, score: np.ndarray,

@@ -35,6 +35,7 @@ from .curate import Curation, CurateParams, combine, curate as curate_local
 from .data import Collection
 from .manifest import package_versions
 from .models import LoadedModel, load_bi_encoder
+from .overrides import Overrides
 from .pool import Pool, PoolRows, bm25_found, excluded_docs, fetch_depth, pool_rows, pool_stats, save_pool
 from .progress import Progress, no_progress
 from .retrieve import SearchResult
@@ -417,14 +418,14 @@ def _query_spans(frame: pd.DataFrame) -> list[tuple[int, int]]:
     return [(a, b) for a, b in zip(cuts[:-1], cuts[1:])] or [(0, 0)]
 
 
-def curate(frame: pd.DataFrame, params: CurateParams) -> Curation:
-    """curate.curate with one Ray task per run of queries: the same labels and negatives (a query's labels and draws
-    depend on its own rows alone)."""
+def curate(frame: pd.DataFrame, params: CurateParams, overrides: Overrides | None = None) -> Curation:
+    """curate.curate with one Ray task per run of queries: the same labels and negatives (a query's labels, draws
+    and verdicts depend on its own rows alone)."""
     with session():
         ray = _ray()
         task = ray.remote(num_cpus=1)(curate_local)
-        params_ref = ray.put(params)
-        parts = ray.get([task.remote(frame.iloc[a:b], params_ref) for a, b in _query_spans(frame)])
+        params_ref, overrides_ref = ray.put(params), ray.put(overrides)
+        parts = ray.get([task.remote(frame.iloc[a:b], params_ref, overrides_ref) for a, b in _query_spans(frame)])
     return combine(parts)
 
 

@@ -553,3 +553,18 @@ def test_combined_curations_of_query_runs_equal_one_curation(params):
     np.testing.assert_array_equal(merged.neg_rank, whole.neg_rank)
     assert merged.counts == whole.counts and merged.summary() == whole.summary()
     assert merged.short_queries == whole.short_queries and merged.n_queries == whole.n_queries
+
+
+def test_combined_curations_carry_the_verdicts_each_run_applied():
+    from hnm_core.overrides import Override, Overrides
+
+    frame = random_pool()
+    verdicts = Overrides((Override("q0", "d0-1", "unlabelled_positive"), Override("q5", "d5-2", "bad_negative")))
+    params = CurateParams(**OFF)
+    whole = curate(frame, params, verdicts)
+    starts = np.flatnonzero(np.r_[True, frame["query_id"].to_numpy()[1:] != frame["query_id"].to_numpy()[:-1]])
+    cuts = [0, int(starts[3]), len(frame)]
+    merged = combine([curate(frame.iloc[a:b], params, verdicts) for a, b in zip(cuts[:-1], cuts[1:])])
+    assert list(merged.labels) == list(whole.labels) and merged.counts == whole.counts
+    assert merged.count("unlabelled_positive") == merged.count("bad_negative") == 1
+    assert merged.overrides is verdicts

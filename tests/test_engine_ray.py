@@ -23,13 +23,18 @@ def test_mine_and_curate_on_ray_equal_the_local_engine(tiny_bi_encoder_dir, tmp_
              "--quiet", "--top-k", "30", "--relative-margin", "0.05"]
     local, ray = tmp_path / "local", tmp_path / "ray"
     assert main(["mine", str(SAMPLE), "--out", str(local), "--cache-dir", str(tmp_path / "c1"), *flags]) == 0
-    # Its own cache, so the Ray run encodes everything itself; one local cluster serves both Ray commands.
+    # Its own cache, so the Ray run encodes everything itself; one local cluster serves both Ray commands. The
+    # re-curations apply a verdict, which the Ray tasks apply per run of queries.
+    hard = pd.read_parquet(local / "pool.parquet").query("label == 'hard'").iloc[0]
+    verdicts = tmp_path / "verdicts.jsonl"
+    verdicts.write_text(json.dumps({"query_id": hard["query_id"], "doc_id": hard["doc_id"],
+                                    "verdict": "unlabelled_positive"}) + "\n", encoding="utf-8")
+    recurate = ["--negatives", "3", "--overrides", str(verdicts), "--quiet"]
     with session():
         assert main(["mine", str(SAMPLE), "--out", str(ray), "--cache-dir", str(tmp_path / "c2"), "--engine", "ray",
                      *flags]) == 0
-        assert main(["curate", str(ray), "--out", str(tmp_path / "recurated"), "--engine", "ray", "--negatives", "3",
-                     "--quiet"]) == 0
-    assert main(["curate", str(ray), "--out", str(tmp_path / "recurated_local"), "--negatives", "3", "--quiet"]) == 0
+        assert main(["curate", str(ray), "--out", str(tmp_path / "recurated"), "--engine", "ray", *recurate]) == 0
+    assert main(["curate", str(ray), "--out", str(tmp_path / "recurated_local"), *recurate]) == 0
 
     # The Ray pool is partitioned Parquet (one part per query partition) that load_pool reads as one table.
     parts = sorted((ray / "pool" / "pool.parquet").glob("part-*.parquet"))
@@ -45,6 +50,8 @@ def test_mine_and_curate_on_ray_equal_the_local_engine(tiny_bi_encoder_dir, tmp_
         pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "recurated" / name),
                                       pd.read_parquet(tmp_path / "recurated_local" / name), check_exact=True)
     assert len(pd.read_parquet(tmp_path / "recurated" / "ntuple.parquet").columns) == 2 + 3
+    relabelled = pd.read_parquet(tmp_path / "recurated" / "pool.parquet").set_index(["query_id", "doc_id"])
+    assert relabelled.loc[(hard["query_id"], hard["doc_id"]), "label"] == "unlabelled_positive"
 
     # The studio opens the Ray pool's folder of parts as it opens a local pool: the same queries and labels, a map.
     from tests.test_app import DATA, EXPLORE, TUNE, label_rows, metrics, new_session, open_page
