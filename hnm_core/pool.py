@@ -91,16 +91,17 @@ def excluded_docs(collection: Collection) -> tuple[list[np.ndarray], list[np.nda
     """Per query: the doc indices of its positives, and of documents whose normalised text equals a positive's."""
     doc_index = collection.doc_index
     pos_by_query = [[doc_index[d] for d in collection.positives[qid]] for qid in collection.query_ids]
+    pos_keys = [[normalize_text(collection.doc_texts[p]) for p in pos] for pos in pos_by_query]
     # Only positives' texts are kept as keys, so a million-document corpus is normalised but never held twice.
-    wanted = {normalize_text(collection.doc_texts[p]) for pos in pos_by_query for p in pos}
+    wanted = {key for keys in pos_keys for key in keys}
     by_text: dict[str, list[int]] = {}
     for i, text in enumerate(collection.doc_texts):
         key = normalize_text(text)
         if key in wanted:
             by_text.setdefault(key, []).append(i)
     positives, duplicates = [], []
-    for pos in pos_by_query:
-        dup = {j for p in pos for j in by_text[normalize_text(collection.doc_texts[p])]} - set(pos)
+    for pos, keys in zip(pos_by_query, pos_keys):
+        dup = {j for key in keys for j in by_text[key]} - set(pos)
         positives.append(np.array(pos, dtype=np.int64))
         duplicates.append(np.array(sorted(dup), dtype=np.int64))
     return positives, duplicates
