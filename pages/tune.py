@@ -16,9 +16,8 @@ from hnm_core.selection import query_change, selection_change, selection_view
 from hnm_core.settings import SETTINGS
 from studio import escape, figures, loaders, tables
 from studio.errors import shown_errors
-from studio.corrections import current_overrides
-from studio.state import (EXPLORE_PAGE, EXPORT_PAGE, curate_params, default_curate_params, init_state, loaded,
-                          need_pool, previous_curate_params)
+from studio.state import (EXPLORE_PAGE, EXPORT_PAGE, current_curation, default_curate_params, init_state, need_pool,
+                          previous_curate_params)
 from studio.widgets import replay_settings, reset_settings, setting_widget
 
 init_state()
@@ -54,13 +53,10 @@ with controls:
     st.button("Reset to defaults", key="reset_tune", on_click=reset_settings, args=(CURATE_SETTINGS,))
 
 with outcome:
-    with shown_errors(stop=True):
-        params = curate_params()
-        overrides = current_overrides(loaded(), result)  # the verdicts the Explore page wrote, as Export applies them
-        started = time.perf_counter()
-        curation = curate(frame, params, overrides)
-        view = selection_view(frame, curation)
-        took = time.perf_counter() - started
+    started = time.perf_counter()
+    params, curation = current_curation(pool)  # with the verdicts the Explore page wrote, as Explore and Export
+    view = selection_view(frame, curation)
+    took = time.perf_counter() - started
     previous = previous_curate_params(result.key, params)
     versus = headline.radio("Before", ["the previous slider state", "the table's defaults"], key="tune_before",
                             horizontal=True, help="What the deltas and the per-query table compare the current "
@@ -71,7 +67,7 @@ with outcome:
     if before_params == params:  # the defaults untouched: one curation serves both
         before, before_view = curation, view
     else:
-        before = curate(frame, before_params, overrides)
+        before = curate(frame, before_params, curation.overrides)
         before_view = selection_view(frame, before)
     metrics = headline.columns(5)
     metrics[0].metric("Negatives", f"{view.n_selected:,}", help="Sampled negatives, all queries: what is exported",
