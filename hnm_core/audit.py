@@ -98,7 +98,8 @@ def vet_teacher(kind: str, name: str, path: str, collection: Collection, split: 
     "teacher" entry. A teacher trained on them would grade the hidden positives from memory and "catch" them for
     free, so a cross-fitted teacher folder (hnm train-teacher) whose teacher.json lists any hidden (query, positive)
     pair among its trained positives is refused (SettingsError with the fix), as is one that does not list them.
-    A bi-encoder is taken as it is (the default is the miner itself, which is not trained here); so is a
+    So is a cross-fitted bi-encoder teacher (hnm train-teacher --teacher-kind bi-encoder). Another bi-encoder is
+    taken as it is (the default is the miner itself, which is not trained here); so is a
     cross-encoder that hnm did not train, whose training data cannot be checked (its summary says so). An ensemble
     (`members`) is vetted by its cross-encoder member, `name` and `path`; its other members are the pool's own
     scores."""
@@ -110,10 +111,10 @@ def vet_teacher(kind: str, name: str, path: str, collection: Collection, split: 
         entry = vet_teacher("cross-encoder", name, path, collection, split)
         return {**entry, "kind": kind, "members": list(members),
                 "summary": f"teacher: ensemble of {listed}, whose {entry['summary'].removeprefix('teacher: ')}"}
-    if kind == "bi-encoder":
+    manifest_file = Path(resolve_model_path(path)) / CROSS_FIT_MANIFEST
+    if kind == "bi-encoder" and not manifest_file.is_file():
         role = " (the miner)" if miner is not None and name == miner else ""
         return {"kind": kind, "model": name, "checked": None, "summary": f"teacher: bi-encoder {name}{role}"}
-    manifest_file = Path(resolve_model_path(path)) / CROSS_FIT_MANIFEST
     if not manifest_file.is_file():
         return {"kind": kind, "model": name, "checked": False,
                 "summary": f"teacher: cross-encoder {name} (not trained by hnm train-teacher, so whether it saw the "
@@ -133,7 +134,7 @@ def vet_teacher(kind: str, name: str, path: str, collection: Collection, split: 
         raise SettingsError(f"teacher {name} was trained on {counted(len(seen), 'positive')} the audit hides (of "
                             f"{split.n_hidden:,}), so it would catch them from memory. Fix: {fix}")
     return {"kind": kind, "model": name, "checked": True,
-            "summary": f"teacher: cross-fitted cross-encoder {name}, trained without the "
+            "summary": f"teacher: cross-fitted {kind} {name}, trained without the "
                        f"{counted(split.n_hidden, 'hidden positive')}"}
 
 
@@ -151,7 +152,7 @@ def mine_hidden_split(
     settings, as `settings.validate` returns them): the pool `audit_pool` measures. The CLI's audit and the studio's
     both mine through here. Embeddings are cached by text, so a collection already mined is not encoded again.
 
-    train_teacher_dir: train the cross-fitted cross-encoder teacher (teacher_train.train_teacher, with the
+    train_teacher_dir: train the cross-fitted teacher (teacher_train.train_teacher, with the
         `teacher_train` settings of `values`) on the visible positives only, into this folder (resumable), and score
         with it: as the teacher, or as the cross-encoder member of an ensemble teacher. The pool's teacher entry
         records what it trained on (`trained_by_audit`)."""
@@ -184,18 +185,20 @@ def _train_visible_teacher(visible: Collection, values: dict[str, Any], out: str
                            progress: Progress) -> tuple[dict[str, Any], dict[str, Any]]:
     """Train the teacher on `visible` (the collection with the hidden positives removed) into `out`; the mining
     settings that score with it, and what it trained on for the report."""
-    from .teacher_train import train_teacher
+    from .teacher_train import train_options, train_teacher
 
-    if values["teacher"] == "ensemble" and "cross-encoder" not in values["teacher_members"]:
+    ensemble = values["teacher"] == "ensemble"
+    if ensemble and values["teacher_kind"] != "cross-encoder":
+        raise SettingsError("--train-teacher with --teacher-kind bi-encoder trains a bi-encoder, and an ensemble's "
+                            "trained member is a cross-encoder. Fix: pass --teacher bi-encoder, or --teacher-kind "
+                            "cross-encoder")
+    if ensemble and "cross-encoder" not in values["teacher_members"]:
         raise SettingsError("--train-teacher trains a cross-encoder, and the ensemble's members "
                             f"({', '.join(values['teacher_members'])}) have none. Fix: add cross-encoder to "
                             "--teacher-members")
-    result = train_teacher(visible, out, base_model=values["base_model"], folds=values["folds"],
-                           negatives_per_positive=values["negatives_per_positive"], band=values["band"],
-                           epochs=values["teacher_epochs"], batch_size=values["teacher_batch_size"],
-                           lr=values["teacher_lr"], max_length=values["teacher_max_length"], seed=values["seed"],
-                           pool_settings=values, encoder=encoder, cache_dir=cache_dir, progress=progress)
-    kind = "ensemble" if values["teacher"] == "ensemble" else "cross-encoder"
+    result = train_teacher(visible, out, **train_options(values), pool_settings=values, encoder=encoder,
+                           cache_dir=cache_dir, progress=progress)
+    kind = "ensemble" if ensemble else values["teacher_kind"]
     trained = {"folder": str(result.out_dir), "queries": len(visible.positives),
                "visible_positives": sum(map(len, visible.positives.values())),
                "hidden_positives_shown": 0, "hidden_positives": split.n_hidden,

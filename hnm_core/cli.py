@@ -5,7 +5,7 @@
     hnm curate POOL_DIR --out DIR  re-curate a saved pool with other settings, nothing recomputed
     hnm diff ROUND_A ROUND_B       compare two exports (mining rounds)
     hnm audit DATA --out DIR       hide labelled positives, mine, measure the false-negative leak, recommend
-    hnm train-teacher DATA --out DIR  train a cross-fitted cross-encoder teacher on the labels (for --teacher-model)
+    hnm train-teacher DATA --out DIR  train a cross-fitted teacher on the labels (for --teacher-model)
     hnm train EXPORT --out DIR     fine-tune a bi-encoder on an export (the proof protocol's recipe)
     hnm eval MODEL DATA            nDCG@10, Recall@100, MRR@10 of a bi-encoder on a BEIR split
     hnm prove DATA --out DIR       train zero / pairs / naive / hnm arms alike and compare them on a test split
@@ -145,13 +145,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_settings(p, AUDIT_STAGES)
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--train-teacher", type=Path, metavar="TEACHER_DIR",
-                   help="train the cross-encoder teacher (hnm train-teacher, with its flags) on the visible "
+                   help="train the teacher (hnm train-teacher, with its flags) on the visible "
                         "positives only, into this folder (resumable), and audit with it")
     p.set_defaults(run=_cmd_audit)
 
-    p = sub.add_parser("train-teacher", help="train a cross-encoder teacher on the labelled positives, cross-fitted "
-                                             "over queries; mine with it through --teacher cross-encoder "
-                                             "--teacher-model OUT")
+    p = sub.add_parser("train-teacher", help="train a teacher (a cross-encoder, or a fine-tuned bi-encoder with "
+                                             "--teacher-kind bi-encoder) on the labelled positives, cross-fitted "
+                                             "over queries; mine with it through --teacher <kind> --teacher-model OUT")
     _common(p)
     # the pool settings choose the retrieval the teacher's negatives come from
     _add_settings(p, ("data", "run", "pool", "teacher_train"))
@@ -361,21 +361,18 @@ def _cmd_audit(args: argparse.Namespace) -> int:
 
 def _cmd_train_teacher(args: argparse.Namespace) -> int:
     from .data import load_collection
-    from .teacher_train import train_teacher
+    from .teacher_train import train_options, train_teacher
 
     values = _settings(args, ("data", "run", "pool", "teacher_train"))
     refuse_inputs(args.out, [args.data])  # before any work; the folder's own rules are checked by train_teacher
     collection = load_collection(args.data, split=values["split"])
     _say(collection.problems)
-    result = train_teacher(collection, args.out, base_model=values["base_model"], folds=values["folds"],
-                           negatives_per_positive=values["negatives_per_positive"], band=values["band"],
-                           epochs=values["teacher_epochs"], batch_size=values["teacher_batch_size"],
-                           lr=values["teacher_lr"], max_length=values["teacher_max_length"], seed=values["seed"],
-                           pool_settings=values, cache_dir=args.cache_dir,
-                           overwrite=args.overwrite, inputs=[args.data], progress=_progress(args))
+    result = train_teacher(collection, args.out, **train_options(values), pool_settings=values,
+                           cache_dir=args.cache_dir, overwrite=args.overwrite, inputs=[args.data],
+                           progress=_progress(args))
     _say(result.sentences())
     print(f"Teacher saved to {result.out_dir} ({counted(result.trained, 'fold')} trained, {result.reused} kept); "
-          f"mine with `hnm mine DATA --teacher cross-encoder --teacher-model {result.out_dir}`")
+          f"mine with `hnm mine DATA --teacher {values['teacher_kind']} --teacher-model {result.out_dir}`")
     return 0
 
 

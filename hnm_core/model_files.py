@@ -24,10 +24,12 @@ __all__ = [
     "query_key",
     "pair_key",
     "cross_fit_folds",
+    "cross_fit_kind",
     "resolve_model_path",
     "check_cross_encoder",
     "refuse_headless",
     "headless_error",
+    "wrong_teacher_kind",
     "has_head",
     "read_json",
 ]
@@ -86,10 +88,20 @@ def check_cross_encoder(name: str) -> str:
 
 
 def refuse_headless(name: str, path: str) -> None:
-    """Raise ModelLoadError when the files at `path` show no trained head (see check_cross_encoder)."""
+    """Raise ModelLoadError when the files at `path` show no trained head (see check_cross_encoder), naming the
+    right flag for a cross-fitted bi-encoder teacher."""
+    if Path(path).is_dir() and cross_fit_kind(path) == "bi-encoder":
+        raise wrong_teacher_kind(name, "bi-encoder", "cross-encoder")
     problem = _headless_reason(path)
     if problem:
         raise headless_error(name, problem)
+
+
+def wrong_teacher_kind(name: str, found: str, wanted: str) -> ModelLoadError:
+    """The one message for a cross-fitted teacher folder of `found` kind loaded as a `wanted` model."""
+    flag = " --teacher-kind bi-encoder" if found == "bi-encoder" else ""
+    return ModelLoadError(f"{name} is a cross-fitted {found} teacher (hnm train-teacher{flag}), not a {wanted}. "
+                          f"Fix: mine with --teacher {found} --teacher-model {name}")
 
 
 def headless_error(name: str, problem: str) -> ModelLoadError:
@@ -176,7 +188,8 @@ def _headless_reason(path: str) -> str | None:
     return "its weights hold no classifier tensors" if names is not None and not has_head(names) else None
 
 
-# The manifest that marks a folder written by `hnm train-teacher` (teacher_train.py): k fold cross-encoders.
+# The manifest that marks a folder written by `hnm train-teacher` (teacher_train.py): k fold models, cross-encoders
+# or bi-encoders (its "model_kind").
 CROSS_FIT_MANIFEST = "teacher.json"
 
 
@@ -192,6 +205,15 @@ def pair_key(query_text: str, doc_text: str) -> str:
     de-duplicates them (a copy of a hidden positive under another id is the same positive)."""
     text = f"{normalize_text(query_text)}\x00{normalize_text(doc_text)}"
     return hashlib.blake2b(text.encode("utf-8"), digest_size=8).hexdigest()
+
+
+def cross_fit_kind(path: str) -> str | None:
+    """The kind of model in each fold of the cross-fitted teacher at `path` ("cross-encoder" or "bi-encoder"), or None
+    when `path` is not one. Teachers written before bi-encoder folds existed hold cross-encoders."""
+    manifest = read_json(Path(path) / CROSS_FIT_MANIFEST)
+    if not isinstance(manifest, dict):
+        return None
+    return "bi-encoder" if manifest.get("model_kind") == "bi-encoder" else "cross-encoder"
 
 
 def cross_fit_folds(path: str) -> list[Path] | None:

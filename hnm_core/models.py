@@ -22,6 +22,7 @@ from .model_files import (
     OFFLINE_FIX,
     check_cross_encoder,
     cross_fit_folds,
+    cross_fit_kind,
     has_head,
     headless_error,
     pair_key,
@@ -29,6 +30,7 @@ from .model_files import (
     read_json,
     refuse_headless,
     resolve_model_path,
+    wrong_teacher_kind,
 )
 from .settings import DEFAULT_MODEL, setting
 
@@ -91,21 +93,23 @@ class LoadedModel:
 
 
 class CrossFitTeacher(LoadedModel):
-    """A cross-fitted teacher (a folder written by `hnm train-teacher`): one cross-encoder per fold of the queries,
-    fold i's trained on every query but fold i's. `folds` are the members (each with its own fingerprint, so scores
-    are cached per member); `route` says which member scores a query; `model` loads them all."""
+    """A cross-fitted teacher (a folder written by `hnm train-teacher`): one model per fold of the queries, fold i's
+    trained on every query but fold i's; cross-encoders or bi-encoders (`kind`, from its teacher.json). `folds` are
+    the members (each with its own fingerprint, so scores and embeddings are cached per member); `route` says which
+    member scores a query; `model` loads them all."""
 
-    def __init__(self, name: str, path: str, precision: Precision, max_length: int | None, device: str) -> None:
+    def __init__(self, kind: Literal["bi-encoder", "cross-encoder"], name: str, path: str, precision: Precision,
+                 max_length: int | None, device: str) -> None:
         folders = cross_fit_folds(path) or []
         manifest = read_json(Path(path) / CROSS_FIT_MANIFEST)
-        self.folds = tuple(LoadedModel("cross-encoder", f"{name} fold {i}", str(folder), precision, max_length, device)
+        self.folds = tuple(LoadedModel(kind, f"{name} fold {i}", str(folder), precision, max_length, device)
                            for i, folder in enumerate(folders))
         self._fold_of = {key: i for i, fold in enumerate(manifest["folds"]) for key in fold.get("query_keys", ())}
-        super().__init__("cross-encoder", name, path, precision, max_length, device)
+        super().__init__(kind, name, path, precision, max_length, device)
 
     def route(self, query_texts: Any) -> Any:
         """Per query text, the index of the fold that holds it (its member never trained on it), -1 for a query no
-        fold holds (scored by the mean of every member's logit)."""
+        fold holds (scored by the mean of every member's score)."""
         import numpy as np
 
         return np.array([self._fold_of.get(query_key(text), -1) for text in query_texts], dtype=np.int64)
@@ -270,10 +274,13 @@ def load_bi_encoder(
     max_seq_length: int | None = None,
     device: str | None = None,
     eager: bool = False,
+    as_teacher: bool = False,
 ) -> LoadedModel:
     """A sentence-transformers bi-encoder by name or folder, in the given precision. Weights load on first use
-    (`eager=True` loads now, so a bad model fails here with ModelLoadError and its fix)."""
-    return _reference("bi-encoder", name, precision, max_seq_length, device, eager)
+    (`eager=True` loads now, so a bad model fails here with ModelLoadError and its fix). `as_teacher`: the model will
+    score a pool, so a cross-fitted bi-encoder teacher folder (hnm train-teacher) loads as a CrossFitTeacher; for any
+    other use (mining, training, evaluating) such a folder is refused, as it holds one model per fold."""
+    return _reference("bi-encoder", name, precision, max_seq_length, device, eager, as_teacher=as_teacher)
 
 
 def load_cross_encoder(
@@ -286,16 +293,23 @@ def load_cross_encoder(
 ) -> LoadedModel:
     """A sentence-transformers CrossEncoder by name or folder (see load_bi_encoder); a folder written by
     `hnm train-teacher` loads as a CrossFitTeacher."""
-    return _reference("cross-encoder", name, precision, max_length, device, eager)
+    return _reference("cross-encoder", name, precision, max_length, device, eager, as_teacher=True)
 
 
 def _reference(kind: Literal["bi-encoder", "cross-encoder"], name: str, precision: str, max_length: int | None,
-               device: str | None, eager: bool) -> LoadedModel:
+               device: str | None, eager: bool, *, as_teacher: bool) -> LoadedModel:
     device = device or _default_device()
     path = resolve_model_path(name)
     resolved = resolve_precision(precision, device)
-    if kind == "cross-encoder" and (Path(path) / CROSS_FIT_MANIFEST).is_file():
-        ref: LoadedModel = CrossFitTeacher(name, path, resolved, max_length, device)
+    fold_kind = cross_fit_kind(path) if Path(path).is_dir() else None
+    if fold_kind is not None and fold_kind != kind:
+        raise wrong_teacher_kind(name, fold_kind, kind)
+    if fold_kind == "bi-encoder" and not as_teacher:
+        raise ModelLoadError(f"{name} is a cross-fitted teacher (one bi-encoder per fold of the queries), which "
+                             "only scores candidates. Fix: pass it as --teacher-model with --teacher bi-encoder, or "
+                             f"one of its fold folders ({Path(name) / 'fold-0'}) as a single model")
+    if fold_kind is not None:
+        ref: LoadedModel = CrossFitTeacher(kind, name, path, resolved, max_length, device)
     else:
         ref = LoadedModel(kind, name, path, resolved, max_length, device)
     if eager:

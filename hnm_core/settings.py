@@ -194,9 +194,13 @@ SETTINGS: tuple[Setting, ...] = (
             "train", int, optional=True, minimum=1, maximum=100_000_000),
     Setting("train_precision", "fp32", "Training precision: fp32, bf16 mixed precision, or auto (bf16 where the "
             "hardware has it).", "train", choices=("auto", "fp32", "bf16")),
-    # teacher_train: hnm train-teacher's cross-fitted cross-encoder
-    Setting("base_model", DEFAULT_MODEL, "Model whose transformer starts each fold's cross-encoder teacher (hnm "
-            "train-teacher).", "teacher_train"),
+    # teacher_train: hnm train-teacher's cross-fitted teacher
+    Setting("teacher_kind", "cross-encoder", "What hnm train-teacher trains per fold: a cross-encoder (a new "
+            "classification head on the base model) or a bi-encoder (the base model fine-tuned with "
+            "MultipleNegativesRankingLoss); mine with it as --teacher of the same kind.", "teacher_train",
+            choices=("cross-encoder", "bi-encoder")),
+    Setting("base_model", DEFAULT_MODEL, "Model whose transformer starts each fold's teacher (hnm train-teacher).",
+            "teacher_train"),
     Setting("folds", 2, "Cross-fitting folds over queries for the trained teacher.", "teacher_train", int,
             minimum=2, maximum=100),
     Setting("negatives_per_positive", 4, "Negatives the trained teacher learns per labelled positive.",

@@ -104,7 +104,7 @@ def load_teacher(params: TeacherParams, *, eager: bool = False) -> LoadedModel |
         return load_cross_encoder(params.teacher_model, precision=params.precision, max_length=params.max_length,
                                   eager=eager)
     return load_bi_encoder(params.teacher_model, precision=params.precision, max_seq_length=params.max_length,
-                           eager=eager)
+                           eager=eager, as_teacher=True)
 
 
 def rows_to_score(pool: Pool, kind: str, top_n: int) -> np.ndarray:
@@ -142,7 +142,8 @@ def score_pool(
     raw = np.full(len(pool.frame), np.nan, dtype=np.float32)
     routing = None
     if kind == "bi-encoder":
-        raw[:] = _bi_encoder_scores(pool, model, batch_size=params.batch_size, cache_dir=cache_dir, progress=progress)
+        raw[:], routing = _bi_encoder_scores(pool, model, batch_size=params.batch_size, cache_dir=cache_dir,
+                                             progress=progress)
         score = raw.copy()
     else:
         raw[mask], routing = _cross_encoder_scores(pool, mask, model, batch_size=params.batch_size, cache_dir=cache_dir,
@@ -227,22 +228,54 @@ def _score_ensemble(pool: Pool, params: TeacherParams, model: LoadedModel | None
 
 
 def _bi_encoder_scores(pool: Pool, model: LoadedModel, *, batch_size: int, cache_dir: str | Path | None,
-                       progress: Progress) -> np.ndarray:
+                       progress: Progress) -> tuple[np.ndarray, dict | None]:
+    """Cosines for every row, and for a cross-fitted teacher how its rows were routed (else None)."""
     frame = pool.frame
     miner = pool.meta.get("model", {})
     if miner.get("fingerprint") == model.fingerprint and not np.isnan(frame["dense_score"].to_numpy()).any():
-        return frame["dense_score"].to_numpy(np.float32)  # the teacher is the miner: its cosines are already here
-    from .dense import encode
-
+        return frame["dense_score"].to_numpy(np.float32), None  # the teacher is the miner: its cosines are here
     c = pool.collection
-    # Prompts belong to a model: the pool's prompts are for the miner, so a different teacher encodes plain text.
-    doc_emb = encode(model, c.doc_texts, batch_size=batch_size, cache_dir=cache_dir, progress=progress,
-                     stage="teacher: encode documents")
-    query_emb = encode(model, c.query_texts, batch_size=batch_size, cache_dir=cache_dir, progress=progress,
-                       stage="teacher: encode queries")
     qi = frame["query_id"].map(c.query_index).to_numpy(np.int64)
     di = frame["doc_id"].map(c.doc_index).to_numpy(np.int64)
-    return row_cosines(query_emb, qi, doc_emb, di)
+    if not isinstance(model, CrossFitTeacher):
+        return _cosines(model, c, qi, di, batch_size=batch_size, cache_dir=cache_dir, progress=progress,
+                        stage="teacher"), None
+    # Cross-fitting, as for a cross-encoder: a query's rows go to the one member that never trained on it, and a
+    # query no fold holds gets the mean cosine of all members.
+    fold = model.route(np.asarray(c.query_texts, dtype=object)[qi])
+    unseen = fold < 0
+    k = len(model.folds)
+    raw = np.zeros(len(frame), dtype=np.float32)
+    for i, member in enumerate(model.folds):
+        rows = (fold == i) | unseen
+        if rows.any():
+            cos = _cosines(member, c, qi[rows], di[rows], batch_size=batch_size, cache_dir=cache_dir,
+                           progress=progress, stage=f"teacher: bi-encoder fold {i + 1}/{k}")
+            raw[rows] += np.where(unseen[rows], cos / k, cos)
+    return raw, _routing(fold, k, "mean of the fold models' cosines")
+
+
+def _cosines(model: LoadedModel, c: Any, qi: np.ndarray, di: np.ndarray, *, batch_size: int,
+             cache_dir: str | Path | None, progress: Progress, stage: str) -> np.ndarray:
+    """Cosine of each (query qi[r], document di[r]) under `model`, encoding only the queries and documents named
+    (cached per model). Prompts belong to a model: the pool's prompts are for the miner, so a teacher encodes
+    plain text."""
+    from .dense import encode
+
+    docs, d_at = np.unique(di, return_inverse=True)
+    queries, q_at = np.unique(qi, return_inverse=True)
+    doc_emb = encode(model, [c.doc_texts[j] for j in docs], batch_size=batch_size, cache_dir=cache_dir,
+                     progress=progress, stage=f"{stage}: encode documents")
+    query_emb = encode(model, [c.query_texts[j] for j in queries], batch_size=batch_size, cache_dir=cache_dir,
+                       progress=progress, stage=f"{stage}: encode queries")
+    return row_cosines(query_emb, q_at, doc_emb, d_at)
+
+
+def _routing(fold: np.ndarray, k: int, unseen: str) -> dict[str, Any]:
+    """How a cross-fitted teacher's rows were routed, for the pool manifest."""
+    seen = fold >= 0
+    return {"folds": k, "rows_per_fold": np.bincount(fold[seen], minlength=k).tolist(),
+            "rows_unseen": int((~seen).sum()), "unseen": unseen}
 
 
 def _cross_encoder_scores(pool: Pool, mask: np.ndarray, model: LoadedModel, *, batch_size: int,
@@ -266,9 +299,7 @@ def _cross_encoder_scores(pool: Pool, mask: np.ndarray, model: LoadedModel, *, b
         scores = _pair_scores(q_texts[rows], d_texts[rows], member, batch_size=batch_size, cache_dir=cache_dir,
                               progress=progress, stage=f"teacher: cross-encoder fold {i + 1}/{k}")
         raw[rows] += np.where(unseen[rows], scores / k, scores)
-    routing = {"folds": k, "rows_per_fold": np.bincount(fold[~unseen], minlength=k).tolist(),
-               "rows_unseen": int(unseen.sum()), "unseen": "mean of the fold models' logits"}
-    return raw, routing
+    return raw, _routing(fold, k, "mean of the fold models' logits")
 
 
 def _pair_scores(q_texts: np.ndarray, d_texts: np.ndarray, model: LoadedModel, *, batch_size: int,

@@ -1,9 +1,14 @@
-"""Train a cross-encoder teacher from the collection's own labels (RocketQA's denoising teacher), cross-fitted.
+"""Train a teacher from the collection's own labels (RocketQA's denoising teacher), cross-fitted.
 
 No trained cross-encoder ships here and none can be downloaded, so `train_teacher` makes one: a sentence-transformers
 CrossEncoder (one logit) initialised from a local bi-encoder's transformer (default the packaged all-MiniLM-L6-v2;
 its classification head is new, which is why it is trained), trained with BinaryCrossEntropyLoss on
 (query, labelled positive) = 1 against (query, negative) = 0.
+
+Or (`kind="bi-encoder"`, `--teacher-kind bi-encoder`) the base bi-encoder itself, fine-tuned with
+MultipleNegativesRankingLoss on (query, positive, negative_1..n) n-tuples of the same rows: it starts from a model
+that already ranks (a cross-encoder's new head starts from nothing), so a few hundred labelled pairs move it further.
+It scores by cosine (`hnm mine --teacher bi-encoder --teacher-model TEACHER_DIR`), each query by its unseen fold.
 
 Negatives come from beyond the likely-false-negative band. The pool (pool.build_pool, the same retrieval `hnm mine`
 runs) ranks each query's candidates; the unlabelled positives among them sit near the top (on sample_data every one
@@ -20,14 +25,14 @@ queries only. Scoring (teacher.score_pool) sends each query to the one fold mode
 the query text. A query no fold holds (another split, a new collection) is scored by the mean logit of the k fold
 models: each is equally unseen by it, and the mean costs no extra training (it costs k forward passes per pair).
 
-Folder written (`out_dir`), recognised by models.load_cross_encoder and so by
-`hnm mine --teacher cross-encoder --teacher-model out_dir`:
+Folder written (`out_dir`), recognised by models.load_cross_encoder (or, for bi-encoder folds, by
+models.load_bi_encoder with as_teacher=True) and so by `hnm mine --teacher <kind> --teacher-model out_dir`:
 
     teacher.json   manifest: folds -> query ids and text keys, base model fingerprint, every setting, rows per
                    fold, seconds, seed, versions; "trained_positives", a hash of each (query, positive) text pair
                    the folds trained on (so `hnm audit` can refuse a teacher that saw its hidden positives);
                    "complete" once every fold is trained
-    fold-0/ ...    one CrossEncoder per fold, each with hnm_fold.json (what it trained on)
+    fold-0/ ...    one CrossEncoder (or SentenceTransformer) per fold, each with hnm_fold.json (what it trained on)
 
 Resumable: each fold is trained in a temporary folder and renamed into place when saved, so a killed run leaves only
 finished folds; a rerun with the same settings keeps them and trains the rest. Seeded: the same data and settings
@@ -58,7 +63,8 @@ from .pool import PoolParams
 from .progress import Progress, no_progress
 from .settings import setting
 
-__all__ = ["train_teacher", "TeacherTrainResult", "FoldResult", "fold_queries", "training_rows"]
+__all__ = ["train_teacher", "train_options", "TeacherTrainResult", "FoldResult", "fold_queries", "training_rows",
+           "ntuples"]
 
 _FOLD_INFO = "hnm_fold.json"
 
@@ -155,10 +161,19 @@ def training_rows(pool_frame: Any, collection: Collection, query_ids: tuple[str,
     return rows, counts
 
 
+def train_options(values: Mapping[str, Any]) -> dict[str, Any]:
+    """`train_teacher`'s keyword arguments from settings by name (the `teacher_train` stage and the seed)."""
+    return {"kind": values["teacher_kind"], "base_model": values["base_model"], "folds": values["folds"],
+            "negatives_per_positive": values["negatives_per_positive"], "band": values["band"],
+            "epochs": values["teacher_epochs"], "batch_size": values["teacher_batch_size"], "lr": values["teacher_lr"],
+            "max_length": values["teacher_max_length"], "seed": values["seed"]}
+
+
 def train_teacher(
     collection: Collection,
     out_dir: str | Path,
     *,
+    kind: str = setting("teacher_kind").default,
     base_model: str = setting("base_model").default,
     folds: int = setting("folds").default,
     negatives_per_positive: int = setting("negatives_per_positive").default,
@@ -175,9 +190,11 @@ def train_teacher(
     inputs: Sequence[str | Path] = (),
     progress: Progress = no_progress,
 ) -> TeacherTrainResult:
-    """Train a cross-fitted cross-encoder teacher on `collection`'s labels into `out_dir` (see the module docstring).
+    """Train a cross-fitted teacher on `collection`'s labels into `out_dir` (see the module docstring).
 
-    base_model: the local model whose transformer initialises each fold's cross-encoder (a bi-encoder folder, the
+    kind: "cross-encoder" (a CrossEncoder per fold, binary cross-entropy) or "bi-encoder" (the base bi-encoder
+        fine-tuned per fold with MultipleNegativesRankingLoss on (query, positive, its negatives) n-tuples).
+    base_model: the local model whose transformer initialises each fold's model (a bi-encoder folder, the
         packaged all-MiniLM-L6-v2 by default, or a cross-encoder to fine-tune further).
     folds: k of the cross-fitting, at least 2: fold i's model trains on the other k-1 folds' queries.
     negatives_per_positive: negatives drawn per labelled positive of a training query.
@@ -192,6 +209,8 @@ def train_teacher(
         while one trained with the same settings is resumed (finished folds are kept).
     inputs: paths the run reads (the data folder or file): `out_dir` may not be, hold or lie inside one.
     """
+    if kind not in ("cross-encoder", "bi-encoder"):
+        raise SettingsError(f"teacher_kind {kind!r} is not one of cross-encoder, bi-encoder")
     if folds < 2:
         raise SettingsError(f"folds: {folds} is below the minimum 2 (cross-fitting needs a model that did not see "
                             "each query). Fix: pass --folds 2 or more")
@@ -210,7 +229,7 @@ def train_teacher(
         n = sum(map(len, split))
         raise SettingsError(f"folds: {folds} folds for {n} queries with positives leaves fold {empty[0]} empty. "
                             f"Fix: pass --folds {max(2, min(n, folds - 1))} or fewer")
-    settings = {"base_model": base.name, "folds": folds, "negatives_per_positive": negatives_per_positive,
+    settings = {"kind": kind, "base_model": base.name, "folds": folds, "negatives_per_positive": negatives_per_positive,
                 "band": band, "epochs": epochs, "batch_size": batch_size, "lr": lr, "max_length": max_length,
                 "seed": seed, "pool": {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}}
     fold_plan = [{"index": i, "path": f"fold-{i}", "query_ids": list(ids),
@@ -230,9 +249,11 @@ def train_teacher(
     _claim(out, plan, overwrite=overwrite, inputs=inputs)
 
     manifest: dict[str, Any] = {
-        "kind": "hnm cross-fitted cross-encoder teacher", "format": 1, "complete": False, "plan": digest(plan),
-        "settings": settings, "base": {"name": base.name, "path": base.path, "fingerprint": base.fingerprint},
-        "collection": {**plan["collection"], "source": collection.source}, "unseen_queries": "mean of the fold models' logits",
+        "kind": f"hnm cross-fitted {kind} teacher", "model_kind": kind, "format": 1, "complete": False,
+        "plan": digest(plan), "settings": settings,
+        "base": {"name": base.name, "path": base.path, "fingerprint": base.fingerprint},
+        "collection": {**plan["collection"], "source": collection.source},
+        "unseen_queries": f"mean of the fold models' {'logits' if kind == 'cross-encoder' else 'cosines'}",
         "folds": [{**f, "status": "pending"} for f in fold_plan], "versions": package_versions(),
         "trained_positives": trained_positives,
     }
@@ -254,9 +275,13 @@ def train_teacher(
             train_ids = tuple(q for j, other in enumerate(split) if j != i for q in other)
             rows, counts = training_rows(frame, collection, train_ids, band=band,
                                          negatives_per_positive=negatives_per_positive, seed=seed)
-            _train_fold(rows, base.path, folder, epochs=epochs, batch_size=batch_size, lr=lr, max_length=max_length,
-                        seed=seed, info={**counts, "held_out": list(ids), "rows": len(rows)},
-                        progress=progress, stage=f"train teacher: fold {i + 1}/{folds}")
+            recipe = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "max_length": max_length, "seed": seed,
+                      "info": {**counts, "held_out": list(ids), "rows": len(rows)}, "progress": progress,
+                      "stage": f"train teacher: fold {i + 1}/{folds}"}
+            if kind == "cross-encoder":
+                _train_fold(rows, base.path, folder, **recipe)
+            else:
+                _train_bi_encoder_fold(rows, base.path, folder, negatives=negatives_per_positive, **recipe)
             info = _read_info(folder)
             assert info is not None
         results.append(FoldResult(i, ids, folder, trained_now, info["queries"], info["positives"], info["negatives"], info["in_band"],
@@ -265,7 +290,8 @@ def train_teacher(
             "rows", "queries", "positives", "negatives", "in_band", "short", "seconds")})
         manifest["complete"] = i == len(split) - 1
         atomic_write_bytes(out / CROSS_FIT_MANIFEST, json.dumps(manifest, indent=2).encode())
-    check_cross_encoder(str(out))
+    if kind == "cross-encoder":
+        check_cross_encoder(str(out))
     return TeacherTrainResult(out, tuple(results), manifest)
 
 
@@ -320,6 +346,56 @@ def _quiet(*loggers: str) -> Iterator[None]:
     finally:
         for name, level in levels.items():
             logging.getLogger(name).setLevel(level)
+
+
+def ntuples(rows: Sequence[tuple[str, str, float]], negatives: int) -> tuple[dict[str, list[str]], int]:
+    """A bi-encoder fold's MNRL training columns from `training_rows`' rows: per labelled positive, (query, positive,
+    negative_1..n) with n = `negatives`, the query's drawn negatives dealt to its positives in turn (a query drawn
+    fewer than n per positive repeats them). Also the count of positives left out because their query has no
+    negative beyond the band."""
+    by_query: dict[str, tuple[list[str], list[str]]] = {}
+    for query, doc, label in rows:
+        by_query.setdefault(query, ([], []))[0 if label > 0 else 1].append(doc)
+    columns: dict[str, list[str]] = {"anchor": [], "positive": [],
+                                     **{f"negative_{j + 1}": [] for j in range(negatives)}}
+    untaught = 0
+    for query, (positives, drawn) in by_query.items():
+        if not drawn:
+            untaught += len(positives)
+            continue
+        for i, positive in enumerate(positives):
+            columns["anchor"].append(query)
+            columns["positive"].append(positive)
+            for j in range(negatives):
+                columns[f"negative_{j + 1}"].append(drawn[(i * negatives + j) % len(drawn)])
+    return columns, untaught
+
+
+def _train_bi_encoder_fold(rows: list[tuple[str, str, float]], base_path: str, folder: Path, *, negatives: int,
+                           epochs: float, batch_size: int, lr: float, max_length: int, seed: int,
+                           info: dict[str, Any], progress: Progress, stage: str) -> None:
+    """Fine-tune one fold's bi-encoder on `rows` (MultipleNegativesRankingLoss on n-tuples, train.fit with the proof
+    recipe's sampler and warm-up) and save it as `folder`, atomically as `_train_fold` does."""
+    import pyarrow as pa
+    import torch
+
+    from .train import fit
+
+    started = time.perf_counter()
+    columns, untaught = ntuples(rows, negatives)
+    ref = load_bi_encoder(base_path, precision="fp32", max_seq_length=max_length)
+    work = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.tmp"))
+    try:
+        gpu_bf16 = ref.device == "cuda" and torch.cuda.is_bf16_supported()
+        fit(ref.model, pa.table(columns), "mnrl", epochs=epochs, batch_size=batch_size, lr=lr, warmup_ratio=0.1,
+            seed=seed, bf16=gpu_bf16, cpu=ref.device == "cpu", progress=progress, stage=stage)
+        ref.model.save(str(work / "model"), create_model_card=False)
+        seconds = round(time.perf_counter() - started, 2)
+        (work / "model" / _FOLD_INFO).write_text(json.dumps({**info, "untaught_positives": untaught,
+                                                             "seconds": seconds}, indent=2), encoding="utf-8")
+        (work / "model").rename(folder)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def _train_fold(rows: list[tuple[str, str, float]], base_path: str, folder: Path, *, epochs: float, batch_size: int,

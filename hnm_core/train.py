@@ -38,7 +38,7 @@ from .manifest import digest, package_versions
 from .progress import Progress, no_progress
 from .settings import setting
 
-__all__ = ["Loss", "LOSSES", "TrainResult", "train_model", "training_file", "file_digest"]
+__all__ = ["Loss", "LOSSES", "TrainResult", "train_model", "fit", "training_file", "file_digest"]
 
 Loss = Literal["mnrl", "cached_mnrl", "margin_mse"]
 
@@ -124,7 +124,7 @@ def train_model(
     use_bf16 = resolve_precision(precision, ref.device) == "bf16"
     st_model = ref.model
     with write_output(out, "model", overwrite=overwrite, inputs=[export_dir]) as tmp:
-        output = _fit(st_model, table, loss, epochs=epochs, batch_size=batch_size, lr=lr, warmup_ratio=warmup_ratio,
+        output = fit(st_model, table, loss, epochs=epochs, batch_size=batch_size, lr=lr, warmup_ratio=warmup_ratio,
                       seed=seed, bf16=use_bf16, cpu=ref.device == "cpu", progress=progress)
         st_model.save(str(tmp), create_model_card=False)
         seconds = round(time.perf_counter() - started, 1)
@@ -224,9 +224,10 @@ def _read(path: Path, loss: str, max_pairs: int | None, seed: int) -> tuple[pa.T
     return table, rows_in_file
 
 
-def _fit(st_model: Any, table: pa.Table, loss: str, *, epochs: int, batch_size: int, lr: float,
-         warmup_ratio: float, seed: int, bf16: bool, cpu: bool, progress: Progress) -> Any:
-    """SentenceTransformerTrainer with the protocol's arguments; returns its TrainOutput."""
+def fit(st_model: Any, table: pa.Table, loss: str, *, epochs: float, batch_size: int, lr: float,
+        warmup_ratio: float, seed: int, bf16: bool, cpu: bool, progress: Progress, stage: str = "train") -> Any:
+    """Train `st_model` in place on `table` (training columns as `_read` gives them) with SentenceTransformerTrainer
+    and the protocol's arguments; returns its TrainOutput. Progress goes to `stage`."""
     from datasets import Dataset
     from datasets.table import InMemoryTable
     from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
@@ -235,10 +236,10 @@ def _fit(st_model: Any, table: pa.Table, loss: str, *, epochs: int, batch_size: 
 
     class _Report(TrainerCallback):
         def on_train_begin(self, args, state, control, **kwargs):
-            progress("train", 0, state.max_steps)
+            progress(stage, 0, state.max_steps)
 
         def on_step_end(self, args, state, control, **kwargs):
-            progress("train", state.global_step, state.max_steps)
+            progress(stage, state.global_step, state.max_steps)
 
     with tempfile.TemporaryDirectory(prefix="hnm-train-") as scratch:
         args = SentenceTransformerTrainingArguments(

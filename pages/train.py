@@ -5,7 +5,7 @@ import streamlit as st
 from hnm_core.data import counted
 from hnm_core.prove import HEADLINE, load_proof, prove
 from hnm_core.settings import SETTINGS
-from hnm_core.teacher_train import train_teacher
+from hnm_core.teacher_train import train_options, train_teacher
 from studio import escape, figures, loaders
 from studio.errors import shown_errors
 from studio.progress import StreamlitProgress, run_buttons
@@ -71,9 +71,9 @@ if result is not None:
     st.caption(f"{counted(result.trained, 'arm run')} trained in the last run; the rest came from "
                f"{escape.plain(str(folder))}.")
 
-with st.expander("Train a cross-fitted cross-encoder teacher on this split's labels (hnm train-teacher)"):
-    st.caption("Its negatives come from the Mine page's pool settings. When it is trained, Mine uses it as the "
-               "cross-encoder teacher.")
+with st.expander("Train a cross-fitted teacher on this split's labels (hnm train-teacher)"):
+    st.caption("A cross-encoder, or the bi-encoder fine-tuned on the labels (teacher kind). Its negatives come from "
+               "the Mine page's pool settings. When it is trained, Mine uses it as the teacher.")
     columns = st.columns(4)
     names = [s.name for s in SETTINGS if s.stage == "teacher_train"]
     for i, name in enumerate(names):
@@ -83,13 +83,9 @@ with st.expander("Train a cross-fitted cross-encoder teacher on this split's lab
         values = settings()
         teacher_dir = loaders.session_dir() / "teacher"
         with shown_errors(), st.container(border=True):
-            trained = train_teacher(data.collection, teacher_dir, base_model=values["base_model"],
-                                    folds=values["folds"], negatives_per_positive=values["negatives_per_positive"],
-                                    band=values["band"], epochs=values["teacher_epochs"],
-                                    batch_size=values["teacher_batch_size"], lr=values["teacher_lr"],
-                                    max_length=values["teacher_max_length"], seed=values["seed"],
-                                    pool_settings=values, overwrite=True, progress=StreamlitProgress())
-            replay_settings({"teacher": "cross-encoder", "teacher_model": str(trained.out_dir)})
+            trained = train_teacher(data.collection, teacher_dir, **train_options(values), pool_settings=values,
+                                    overwrite=True, progress=StreamlitProgress())
+            replay_settings({"teacher": values["teacher_kind"], "teacher_model": str(trained.out_dir)})
             for sentence in trained.sentences():
                 st.markdown(f"- {escape.plain(sentence)}")
             st.page_link(MINE_PAGE, label="Mine with it", icon=":material/construction:")

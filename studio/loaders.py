@@ -29,6 +29,7 @@ from hnm_core.audit import SplitPool, mine_hidden_split
 from hnm_core.cache import texts_digest
 from hnm_core.data import FILE_SUFFIXES, Collection, beir_splits, counted, load_collection
 from hnm_core.errors import DataError, HnmError
+from hnm_core.model_files import cross_fit_kind
 from hnm_core.models import LoadedModel, check_cross_encoder, load_bi_encoder, load_cross_encoder
 from hnm_core.pipeline import MiningParams, mine
 from hnm_core.pool import Pool, load_pool
@@ -206,8 +207,12 @@ def bi_encoder(name: str, precision: str, max_seq_length: int | None) -> LoadedM
 
 @st.cache_resource(show_spinner=False, max_entries=4)
 def teacher_model(kind: str, name: str, precision: str, max_length: int | None) -> LoadedModel:
-    """The teacher, shared like `bi_encoder` (a bi-encoder teacher with the miner's settings is the miner)."""
+    """The teacher, shared like `bi_encoder` (a bi-encoder teacher with the miner's settings is the miner; a
+    cross-fitted bi-encoder teacher folder loads its fold models)."""
     if kind == "bi-encoder":
+        folder = Path(name).expanduser()
+        if folder.is_dir() and cross_fit_kind(str(folder)) is not None:
+            return load_bi_encoder(name, precision=precision, max_seq_length=max_length, as_teacher=True)
         return bi_encoder(name, precision, max_length)
     return load_cross_encoder(name, precision=precision, max_length=max_length)
 

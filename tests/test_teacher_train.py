@@ -13,7 +13,7 @@ from hnm_core.errors import ExportError, ModelLoadError, SettingsError
 from hnm_core.models import check_cross_encoder, load_bi_encoder, load_cross_encoder, pair_key
 from hnm_core.pool import PoolParams, build_pool
 from hnm_core.teacher import TeacherParams, score_pool
-from hnm_core.teacher_train import fold_queries, train_teacher, training_rows
+from hnm_core.teacher_train import fold_queries, ntuples, train_teacher, training_rows
 
 SAMPLE = Path(__file__).resolve().parents[1] / "sample_data"
 BAND = 2
@@ -319,3 +319,111 @@ def test_hnm_audit_train_teacher_cli(tiny_bi_encoder_dir, tmp_path, capsys):
     assert f"this audit trained it into {tmp_path / 'teacher'} on the " in said
     saved = json.loads((report / "report.json").read_text())["teacher"]
     assert saved["kind"] == "cross-encoder" and saved["trained_by_audit"]["hidden_positives_shown"] == 0
+
+
+def test_ntuples_deal_each_query_s_negatives_to_its_positives_in_turn():
+    rows = [("q1", "p1", 1.0), ("q1", "p2", 1.0), ("q1", "n1", 0.0), ("q1", "n2", 0.0), ("q1", "n3", 0.0),
+            ("q2", "p3", 1.0), ("q3", "p4", 1.0), ("q3", "n4", 0.0)]
+    columns, untaught = ntuples(rows, 2)
+    assert columns == {"anchor": ["q1", "q1", "q3"], "positive": ["p1", "p2", "p4"],
+                       "negative_1": ["n1", "n3", "n4"], "negative_2": ["n2", "n1", "n4"]}
+    assert untaught == 1  # q2 drew no negative beyond the band
+
+
+@pytest.fixture(scope="module")
+def trained_bi(tiny_bi_encoder_dir, tmp_path_factory):
+    """A 2-fold bi-encoder teacher trained on the tiny collection (seconds)."""
+    from tests.conftest import tiny_collection
+
+    collection = tiny_collection.__wrapped__()
+    root = tmp_path_factory.mktemp("bi-teacher")
+    result = _train(collection, root / "teacher", tiny_bi_encoder_dir, root / "cache", kind="bi-encoder", lr=1e-3,
+                    epochs=3, batch_size=2)
+    return collection, result, root
+
+
+def _cosines(folder, queries, docs):
+    model = load_bi_encoder(str(folder), precision="fp32").model
+    q = model.encode(list(queries), normalize_embeddings=True)
+    d = model.encode(list(docs), normalize_embeddings=True)
+    return np.einsum("ij,ij->i", q, d)
+
+
+def test_bi_encoder_teacher_is_cross_fitted_and_scores_each_query_by_cosine_of_its_unseen_fold(
+        trained_bi, tiny_bi_encoder_dir, tmp_path):
+    collection, result, root = trained_bi
+    out = result.out_dir
+    manifest = json.loads((out / "teacher.json").read_text())
+    assert manifest["complete"] and manifest["model_kind"] == "bi-encoder"
+    assert manifest["kind"] == "hnm cross-fitted bi-encoder teacher" and manifest["settings"]["kind"] == "bi-encoder"
+    base = _weights(tiny_bi_encoder_dir)
+    for fold in result.folds:  # each fold's weights moved away from the base model's
+        moved = _weights(fold.path)
+        assert any(not np.allclose(moved[name], base[name]) for name in base)
+        assert set(json.loads((fold.path / "hnm_fold.json").read_text())["held_out"]) == set(fold.query_ids)
+
+    encoder = load_bi_encoder(str(tiny_bi_encoder_dir), precision="fp32")
+    pool = build_pool(collection, PoolParams.from_settings({"top_k": 8}), encoder=encoder, cache_dir=root / "cache")
+    scored = score_pool(pool, TeacherParams.from_settings(
+        {"teacher": "bi-encoder", "teacher_model": str(out), "precision": "fp32"}), cache_dir=tmp_path)
+    frame = scored.frame
+    assert frame["teacher_raw"].notna().all() and np.array_equal(frame["teacher_raw"], frame["teacher_score"])
+    c = collection
+    for i, fold in enumerate(result.folds):
+        rows = frame[frame["query_id"].isin(fold.query_ids)]
+        queries = [c.query_texts[c.query_index[q]] for q in rows["query_id"]]
+        docs = [c.doc_texts[c.doc_index[d]] for d in rows["doc_id"]]
+        np.testing.assert_allclose(rows["teacher_raw"], _cosines(fold.path, queries, docs), atol=2e-3)
+        assert not np.allclose(rows["teacher_raw"], _cosines(result.folds[1 - i].path, queries, docs), atol=2e-3)
+    meta = scored.meta["teacher"]
+    assert meta["score"] == "cosine" and meta["cross_fit"]["rows_unseen"] == 0
+    assert meta["cross_fit"]["rows_per_fold"] == [int(frame["query_id"].isin(f.query_ids).sum())
+                                                  for f in result.folds]
+
+    new = Collection(name="other", doc_ids=c.doc_ids, doc_texts=c.doc_texts, query_ids=("n1",),
+                     query_texts=("which snakes constrict their prey",), positives={"n1": ("d04",)})
+    unseen = score_pool(build_pool(new, PoolParams.from_settings({"top_k": 4}), encoder=encoder,
+                                   cache_dir=root / "cache"),
+                        TeacherParams.from_settings({"teacher": "bi-encoder", "teacher_model": str(out),
+                                                     "precision": "fp32"}), cache_dir=tmp_path).frame
+    docs = [new.doc_texts[new.doc_index[d]] for d in unseen["doc_id"]]
+    mean = np.mean([_cosines(f.path, new.query_texts * len(docs), docs) for f in result.folds], axis=0)
+    np.testing.assert_allclose(unseen["teacher_raw"], mean, atol=2e-3)
+
+
+def test_a_teacher_folder_of_one_kind_is_refused_as_the_other_or_as_a_single_model(trained, trained_bi):
+    ce, bi = trained[1].out_dir, trained_bi[1].out_dir
+    for load in (lambda: load_cross_encoder(str(bi)), lambda: check_cross_encoder(str(bi))):
+        with pytest.raises(ModelLoadError, match=r"is a cross-fitted bi-encoder teacher \(hnm train-teacher "
+                                                 r"--teacher-kind bi-encoder\), not a cross-encoder\. Fix: mine "
+                                                 r"with --teacher bi-encoder --teacher-model"):
+            load()
+    with pytest.raises(ModelLoadError, match=r"is a cross-fitted cross-encoder teacher \(hnm train-teacher\), not a "
+                                             r"bi-encoder\. Fix: mine with --teacher cross-encoder"):
+        load_bi_encoder(str(ce), as_teacher=True)
+    with pytest.raises(ModelLoadError, match=r"only scores candidates\. Fix: pass it as --teacher-model with "
+                                             r"--teacher bi-encoder, or one of its fold folders"):
+        load_bi_encoder(str(bi))  # as a miner or a model to train
+    assert load_bi_encoder(str(bi / "fold-0")).kind == "bi-encoder"
+
+
+def test_cli_trains_a_bi_encoder_teacher_and_the_audit_vets_it(tiny_bi_encoder_dir, tmp_path, capsys):
+    common = ["--model", str(tiny_bi_encoder_dir), "--precision", "fp32", "--top-k", "10", "--negatives", "2",
+              "--cache-dir", str(tmp_path / "cache"), "--quiet", "--teacher-kind", "bi-encoder",
+              *[f"--{k.replace('_', '-')}={v}" for k, v in _tiny_training(tiny_bi_encoder_dir).items()]]
+    assert main(["audit", str(SAMPLE), "--out", str(tmp_path / "report"), "--train-teacher",
+                 str(tmp_path / "teacher"), *common]) == 0
+    said = capsys.readouterr().out
+    assert f"Teacher: cross-fitted bi-encoder {tmp_path / 'teacher'}, trained without the " in said
+    saved = json.loads((tmp_path / "report" / "report.json").read_text())["teacher"]
+    assert saved["kind"] == "bi-encoder" and saved["checked"] is True
+    # the same folder trained on every label has seen the positives an audit hides
+    assert main(["train-teacher", str(SAMPLE), "--out", str(tmp_path / "all"), *common]) == 0
+    assert "mine with `hnm mine DATA --teacher bi-encoder --teacher-model" in capsys.readouterr().out
+    assert main(["audit", str(SAMPLE), "--out", str(tmp_path / "report2"), "--teacher", "bi-encoder",
+                 "--teacher-model", str(tmp_path / "all"), *common]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "positives the audit hides" in err and len(err.splitlines()) == 1
+    assert main(["audit", str(SAMPLE), "--out", str(tmp_path / "report3"), "--teacher", "ensemble",
+                 "--train-teacher", str(tmp_path / "t3"), *common]) == 2
+    assert "Fix: pass --teacher bi-encoder, or --teacher-kind cross-encoder" in capsys.readouterr().err
