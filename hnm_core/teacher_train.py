@@ -352,10 +352,14 @@ def ntuples(rows: Sequence[tuple[str, str, float]], negatives: int) -> tuple[dic
     """A bi-encoder fold's MNRL training columns from `training_rows`' rows: per labelled positive, (query, positive,
     negative_1..n) with n = `negatives`, the query's drawn negatives dealt to its positives in turn (a query drawn
     fewer than n per positive repeats them). Also the count of positives left out because their query has no
-    negative beyond the band."""
+    negative beyond the band. When no query has one (a pool no deeper than the band), every positive is kept as an
+    (anchor, positive) pair: the other rows of a batch are then its only negatives."""
     by_query: dict[str, tuple[list[str], list[str]]] = {}
     for query, doc, label in rows:
         by_query.setdefault(query, ([], []))[0 if label > 0 else 1].append(doc)
+    if not any(drawn for _, drawn in by_query.values()):
+        pairs = [(query, positive) for query, (positives, _) in by_query.items() for positive in positives]
+        return {"anchor": [q for q, _ in pairs], "positive": [p for _, p in pairs]}, 0
     columns: dict[str, list[str]] = {"anchor": [], "positive": [],
                                      **{f"negative_{j + 1}": [] for j in range(negatives)}}
     untaught = 0

@@ -53,13 +53,17 @@ with right:
         if not teacher_name.strip():
             teacher_problem = "Type the folder of a trained cross-encoder, or pick the bi-encoder teacher."
             st.info(teacher_problem)
-        elif teacher_problem := loaders.cross_encoder_problem(teacher_name):
+        elif teacher_problem := loaders.teacher_problem("cross-encoder", teacher_name):
             st.error(escape.plain(teacher_problem))
     if teacher == "ensemble":
         st.caption("An ensemble ranks each member's scores within the query and averages the percentiles (0 to 1); "
                    "each member's own score stays in the pool and the map's hover.")
     elif not crossing:
-        st.caption("A bi-encoder teacher scores every row by cosine; the miner itself costs nothing extra.")
+        st.caption("A bi-encoder teacher scores every row by cosine; the miner itself costs nothing extra. A teacher "
+                   "folder trained on the Train page with teacher kind bi-encoder scores each query with the fold "
+                   "model that never trained on it.")
+        if teacher_problem := loaders.teacher_problem("bi-encoder", teacher_name):
+            st.error(escape.plain(teacher_problem))
 
 with st.expander("Advanced: encoder, index, BM25, clustering, seed, engine"):
     columns = st.columns(3)

@@ -29,7 +29,7 @@ from hnm_core.audit import SplitPool, mine_hidden_split
 from hnm_core.cache import texts_digest
 from hnm_core.data import FILE_SUFFIXES, Collection, beir_splits, counted, load_collection
 from hnm_core.errors import DataError, HnmError
-from hnm_core.model_files import cross_fit_kind
+from hnm_core.model_files import cross_fit_kind, wrong_teacher_kind
 from hnm_core.models import LoadedModel, check_cross_encoder, load_bi_encoder, load_cross_encoder
 from hnm_core.pipeline import MiningParams, mine
 from hnm_core.pool import Pool, load_pool
@@ -43,7 +43,7 @@ from .state import LoadedData, Mined
 __all__ = [
     "SAMPLE_DIR", "collection_key", "settings_key", "changed_settings", "pool_key", "manifest_settings",
     "load_sample", "load_path", "load_uploads", "load_saved_pool", "splits_at", "is_pool_folder", "proof_dir",
-    "bi_encoder", "teacher_model", "cross_encoder_problem", "mined_pool", "map_coords", "query_slices",
+    "bi_encoder", "teacher_model", "teacher_problem", "mined_pool", "map_coords", "query_slices",
     "score_range", "session_dir", "zip_folder",
 ]
 
@@ -217,12 +217,18 @@ def teacher_model(kind: str, name: str, precision: str, max_length: int | None) 
     return load_cross_encoder(name, precision=precision, max_length=max_length)
 
 
-def cross_encoder_problem(name: str) -> str | None:
-    """Why `name` cannot serve as a cross-encoder teacher (a missing folder, no trained classification head), or
-    None. Reads only the model's config and weight names, so the page can say it while the person types, before
-    Run; what only loading can show is caught when Run loads it."""
+def teacher_problem(kind: str, name: str) -> str | None:
+    """Why `name` cannot serve as a teacher of `kind`, or None: for a cross-encoder, a missing folder or no trained
+    classification head; for a bi-encoder, a cross-fitted cross-encoder teacher folder. Reads only the model's
+    config, weight names and teacher.json, so the page can say it while the person types, before Run; what only
+    loading can show is caught when Run loads it."""
     try:
-        check_cross_encoder(name)
+        if kind == "cross-encoder":
+            check_cross_encoder(name)
+        else:
+            folder = Path(name.strip()).expanduser()
+            if folder.is_dir() and cross_fit_kind(str(folder)) == "cross-encoder":
+                raise wrong_teacher_kind(name.strip(), "cross-encoder", "bi-encoder")
     except HnmError as error:
         return str(error)
     return None

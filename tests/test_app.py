@@ -440,6 +440,31 @@ def test_a_bi_encoder_is_refused_as_the_cross_encoder_teacher_before_any_scoring
     assert at.text_input(key="setting:teacher_model").value == "all-MiniLM-L6-v2" and at.error
 
 
+def test_a_trained_bi_encoder_teacher_mines_as_the_bi_encoder_teacher_and_is_refused_as_a_cross_encoder(
+        tiny_bi_encoder_dir, tmp_path):
+    from hnm_core.data import load_collection
+    from hnm_core.model_files import wrong_teacher_kind
+    from hnm_core.teacher_train import train_teacher
+
+    folder = train_teacher(load_collection(SAMPLE, split="test"), tmp_path / "teacher", kind="bi-encoder",
+                           base_model=str(tiny_bi_encoder_dir), folds=2, epochs=1, batch_size=8, max_length=64,
+                           pool_settings={"model": str(tiny_bi_encoder_dir), "top_k": 20, "precision": "fp32"},
+                           cache_dir=tmp_path / "cache").out_dir
+    at = load_sample(new_session())
+    open_page(at, MINE)
+    at.radio(key="setting:teacher").set_value("cross-encoder").run()
+    at.text_input(key="setting:teacher_model").input(str(folder)).run()
+    refusal = str(wrong_teacher_kind(str(folder), "bi-encoder", "cross-encoder"))
+    assert [unescaped(e.value) for e in at.error] == [refusal] and at.button(key="run_mine").disabled
+
+    at.radio(key="setting:teacher").set_value("bi-encoder").run()
+    at = mine(at, model=str(tiny_bi_encoder_dir), teacher_model=str(folder), max_seq_length=64, top_k=20)
+    assert not at.error
+    assert any(f"teacher: bi-encoder {folder}" in unescaped(m.value) for m in at.markdown)
+    meta = at.session_state["mined"].pool.meta["teacher"]
+    assert meta["cross_fit"]["folds"] == 2 and meta["cross_fit"]["rows_unseen"] == 0
+
+
 def test_a_saved_pool_folder_opens_without_mining(tiny_collection, tiny_bi_encoder_dir, tmp_path):
     from hnm_core.models import load_bi_encoder
     from hnm_core.pool import PoolParams, build_pool, save_pool

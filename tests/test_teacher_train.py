@@ -328,6 +328,8 @@ def test_ntuples_deal_each_query_s_negatives_to_its_positives_in_turn():
     assert columns == {"anchor": ["q1", "q1", "q3"], "positive": ["p1", "p2", "p4"],
                        "negative_1": ["n1", "n3", "n4"], "negative_2": ["n2", "n1", "n4"]}
     assert untaught == 1  # q2 drew no negative beyond the band
+    pairs, untaught = ntuples([row for row in rows if row[2] > 0], 2)  # a pool no deeper than the band
+    assert pairs == {"anchor": ["q1", "q1", "q2", "q3"], "positive": ["p1", "p2", "p3", "p4"]} and untaught == 0
 
 
 @pytest.fixture(scope="module")
