@@ -379,7 +379,7 @@ def _train_bi_encoder_fold(rows: list[tuple[str, str, float]], base_path: str, f
                            epochs: float, batch_size: int, lr: float, max_length: int, seed: int,
                            info: dict[str, Any], progress: Progress, stage: str) -> None:
     """Fine-tune one fold's bi-encoder on `rows` (MultipleNegativesRankingLoss on n-tuples, train.fit with the proof
-    recipe's sampler and warm-up) and save it as `folder`, atomically as `_train_fold` does."""
+    recipe's sampler and warm-up) and save it as `folder`, atomically (`_saving_fold`)."""
     import pyarrow as pa
     import torch
 
@@ -388,15 +388,24 @@ def _train_bi_encoder_fold(rows: list[tuple[str, str, float]], base_path: str, f
     started = time.perf_counter()
     columns, untaught = ntuples(rows, negatives)
     ref = load_bi_encoder(base_path, precision="fp32", max_seq_length=max_length)
-    work = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.tmp"))
-    try:
+    with _saving_fold(folder, {**info, "untaught_positives": untaught}, started) as work:
         gpu_bf16 = ref.device == "cuda" and torch.cuda.is_bf16_supported()
         fit(ref.model, pa.table(columns), "mnrl", epochs=epochs, batch_size=batch_size, lr=lr, warmup_ratio=0.1,
             seed=seed, bf16=gpu_bf16, cpu=ref.device == "cpu", progress=progress, stage=stage)
         ref.model.save(str(work / "model"), create_model_card=False)
+
+
+@contextmanager
+def _saving_fold(folder: Path, info: dict[str, Any], started: float) -> Iterator[Path]:
+    """A temporary sibling of `folder` for one fold's training; the body saves the model into its "model" folder.
+    When the body ends, hnm_fold.json (`info` plus the seconds since `started`) is written beside the model and the
+    model folder renamed to `folder`, so a killed run leaves no half fold; the temporary folder goes either way."""
+    work = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.tmp"))
+    try:
+        yield work
         seconds = round(time.perf_counter() - started, 2)
-        (work / "model" / _FOLD_INFO).write_text(json.dumps({**info, "untaught_positives": untaught,
-                                                             "seconds": seconds}, indent=2), encoding="utf-8")
+        (work / "model" / _FOLD_INFO).write_text(json.dumps({**info, "seconds": seconds}, indent=2),
+                                                 encoding="utf-8")
         (work / "model").rename(folder)
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -404,8 +413,7 @@ def _train_bi_encoder_fold(rows: list[tuple[str, str, float]], base_path: str, f
 
 def _train_fold(rows: list[tuple[str, str, float]], base_path: str, folder: Path, *, epochs: float, batch_size: int,
                 lr: float, max_length: int, seed: int, info: dict[str, Any], progress: Progress, stage: str) -> None:
-    """Train one fold's CrossEncoder on `rows` and save it as `folder`, atomically (a temporary sibling folder
-    renamed into place once the model and its hnm_fold.json are written)."""
+    """Train one fold's CrossEncoder on `rows` and save it as `folder`, atomically (`_saving_fold`)."""
     from datasets import Dataset
     from sentence_transformers.cross_encoder import (CrossEncoder, CrossEncoderTrainer,
                                                      CrossEncoderTrainingArguments)
@@ -427,8 +435,7 @@ def _train_fold(rows: list[tuple[str, str, float]], base_path: str, folder: Path
     device = _default_device()
     with _quiet("transformers.modeling_utils", "sentence_transformers"):  # the head it reports missing is the new one
         model = CrossEncoder(base_path, num_labels=1, max_length=max_length, device=device, local_files_only=True)
-    work = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.tmp"))
-    try:
+    with _saving_fold(folder, info, started) as work:
         args = CrossEncoderTrainingArguments(
             output_dir=str(work / "trainer"), num_train_epochs=epochs, per_device_train_batch_size=batch_size,
             learning_rate=lr, warmup_steps=0.1, seed=seed, data_seed=seed, save_strategy="no",
@@ -445,9 +452,3 @@ def _train_fold(rows: list[tuple[str, str, float]], base_path: str, folder: Path
         trainer.remove_callback(PrinterCallback)  # progress goes through `progress`; it would print the final loss
         trainer.train()
         model.save(str(work / "model"))
-        seconds = round(time.perf_counter() - started, 2)
-        (work / "model" / _FOLD_INFO).write_text(json.dumps({**info, "seconds": seconds}, indent=2),
-                                                 encoding="utf-8")
-        (work / "model").rename(folder)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
