@@ -29,7 +29,7 @@ __all__ = [
     "check_cross_encoder",
     "refuse_headless",
     "headless_error",
-    "wrong_teacher_kind",
+    "refuse_other_kind",
     "has_head",
     "read_json",
 ]
@@ -90,18 +90,20 @@ def check_cross_encoder(name: str) -> str:
 def refuse_headless(name: str, path: str) -> None:
     """Raise ModelLoadError when the files at `path` show no trained head (see check_cross_encoder), naming the
     right flag for a cross-fitted bi-encoder teacher."""
-    if Path(path).is_dir() and cross_fit_kind(path) == "bi-encoder":
-        raise wrong_teacher_kind(name, "bi-encoder", "cross-encoder")
+    refuse_other_kind(name, path, "cross-encoder")
     problem = _headless_reason(path)
     if problem:
         raise headless_error(name, problem)
 
 
-def wrong_teacher_kind(name: str, found: str, wanted: str) -> ModelLoadError:
-    """The one message for a cross-fitted teacher folder of `found` kind loaded as a `wanted` model."""
-    flag = " --teacher-kind bi-encoder" if found == "bi-encoder" else ""
-    return ModelLoadError(f"{name} is a cross-fitted {found} teacher (hnm train-teacher{flag}), not a {wanted}. "
-                          f"Fix: mine with --teacher {found} --teacher-model {name}")
+def refuse_other_kind(name: str, path: str, wanted: str) -> None:
+    """Raise ModelLoadError when `path` is a cross-fitted teacher folder whose folds are not `wanted` models, naming
+    the teacher flag it serves under."""
+    found = cross_fit_kind(path)
+    if found is not None and found != wanted:
+        flag = " --teacher-kind bi-encoder" if found == "bi-encoder" else ""
+        raise ModelLoadError(f"{name} is a cross-fitted {found} teacher (hnm train-teacher{flag}), not a {wanted}. "
+                             f"Fix: mine with --teacher {found} --teacher-model {name}")
 
 
 def headless_error(name: str, problem: str) -> ModelLoadError:

@@ -29,8 +29,8 @@ from .model_files import (
     query_key,
     read_json,
     refuse_headless,
+    refuse_other_kind,
     resolve_model_path,
-    wrong_teacher_kind,
 )
 from .settings import DEFAULT_MODEL, setting
 
@@ -301,9 +301,8 @@ def _reference(kind: Literal["bi-encoder", "cross-encoder"], name: str, precisio
     device = device or _default_device()
     path = resolve_model_path(name)
     resolved = resolve_precision(precision, device)
-    fold_kind = cross_fit_kind(path) if Path(path).is_dir() else None
-    if fold_kind is not None and fold_kind != kind:
-        raise wrong_teacher_kind(name, fold_kind, kind)
+    refuse_other_kind(name, path, kind)
+    fold_kind = cross_fit_kind(path)
     if fold_kind == "bi-encoder" and not as_teacher:
         raise ModelLoadError(f"{name} is a cross-fitted teacher (one bi-encoder per fold of the queries), which "
                              "only scores candidates. Fix: pass it as --teacher-model with --teacher bi-encoder, or "

@@ -29,7 +29,7 @@ from hnm_core.audit import SplitPool, mine_hidden_split
 from hnm_core.cache import texts_digest
 from hnm_core.data import FILE_SUFFIXES, Collection, beir_splits, counted, load_collection
 from hnm_core.errors import DataError, HnmError
-from hnm_core.model_files import cross_fit_kind, wrong_teacher_kind
+from hnm_core.model_files import cross_fit_kind, refuse_other_kind
 from hnm_core.models import LoadedModel, check_cross_encoder, load_bi_encoder, load_cross_encoder
 from hnm_core.pipeline import MiningParams, mine
 from hnm_core.pool import Pool, load_pool
@@ -210,8 +210,7 @@ def teacher_model(kind: str, name: str, precision: str, max_length: int | None) 
     """The teacher, shared like `bi_encoder` (a bi-encoder teacher with the miner's settings is the miner; a
     cross-fitted bi-encoder teacher folder loads its fold models)."""
     if kind == "bi-encoder":
-        folder = Path(name).expanduser()
-        if folder.is_dir() and cross_fit_kind(str(folder)) is not None:
+        if cross_fit_kind(str(Path(name).expanduser())) is not None:
             return load_bi_encoder(name, precision=precision, max_seq_length=max_length, as_teacher=True)
         return bi_encoder(name, precision, max_length)
     return load_cross_encoder(name, precision=precision, max_length=max_length)
@@ -226,9 +225,7 @@ def teacher_problem(kind: str, name: str) -> str | None:
         if kind == "cross-encoder":
             check_cross_encoder(name)
         else:
-            folder = Path(name.strip()).expanduser()
-            if folder.is_dir() and cross_fit_kind(str(folder)) == "cross-encoder":
-                raise wrong_teacher_kind(name.strip(), "cross-encoder", "bi-encoder")
+            refuse_other_kind(name.strip(), str(Path(name.strip()).expanduser()), "bi-encoder")
     except HnmError as error:
         return str(error)
     return None

@@ -443,7 +443,7 @@ def test_a_bi_encoder_is_refused_as_the_cross_encoder_teacher_before_any_scoring
 def test_a_trained_bi_encoder_teacher_mines_as_the_bi_encoder_teacher_and_is_refused_as_a_cross_encoder(
         tiny_bi_encoder_dir, tmp_path):
     from hnm_core.data import load_collection
-    from hnm_core.model_files import wrong_teacher_kind
+    from hnm_core.model_files import refuse_other_kind
     from hnm_core.teacher_train import train_teacher
 
     folder = train_teacher(load_collection(SAMPLE, split="test"), tmp_path / "teacher", kind="bi-encoder",
@@ -454,7 +454,9 @@ def test_a_trained_bi_encoder_teacher_mines_as_the_bi_encoder_teacher_and_is_ref
     open_page(at, MINE)
     at.radio(key="setting:teacher").set_value("cross-encoder").run()
     at.text_input(key="setting:teacher_model").input(str(folder)).run()
-    refusal = str(wrong_teacher_kind(str(folder), "bi-encoder", "cross-encoder"))
+    with pytest.raises(ModelLoadError) as refused:
+        refuse_other_kind(str(folder), str(folder), "cross-encoder")
+    refusal = str(refused.value)
     assert [unescaped(e.value) for e in at.error] == [refusal] and at.button(key="run_mine").disabled
 
     at.radio(key="setting:teacher").set_value("bi-encoder").run()
