@@ -4,7 +4,8 @@ Two layouts:
 - `.npy`: an (n, dim) float array whose row i belongs to the collection's i-th document (or query), in collection
   order (`hnm pool` writes corpus.parquet / queries.parquet in that order);
 - Parquet: an id column (`id`, `_id`, `doc_id` or `query_id`) and one list-of-floats vector column; rows in any
-  order, each collection id exactly once.
+  order, each collection id exactly once. The vectors are read one record batch at a time (`_ParquetRows`), so the
+  file may be larger than memory.
 
 Checks, each a one-line DataError naming the file and the fix: the number of rows, the ids (missing, repeated or
 unknown), the dimension (2-d, the same for documents and queries), and finite, non-zero values. Rows whose L2 norm is
@@ -18,7 +19,8 @@ points at them as at encoded embeddings and a second run reads them back without
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+import tempfile
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -63,10 +65,11 @@ def read_embeddings(
     if not path.is_file():
         raise DataError(path, f"no such {kind} embeddings file", fix="give a .npy or Parquet file that exists")
     flag = f"--{kind.replace('document', 'doc')}-embeddings"
+    cache = EmbeddingCache(cache_dir, chunk_rows=_BLOCK)
     if path.suffix.lower() == ".npy":
         rows = _npy_rows(path, len(ids), kind, flag)
     elif path.suffix.lower() == ".parquet":
-        rows = _ParquetRows(path, ids, kind, flag)
+        rows = _ParquetRows(path, ids, kind, flag, cache.root)
     else:
         raise DataError(path, "is neither .npy nor .parquet", fix=f"give {flag} a .npy array in collection order, "
                         "or a Parquet file with an id column and a vector column")
@@ -74,7 +77,6 @@ def read_embeddings(
         raise DataError(path, f"holds {rows.shape[1]}-dimensional {kind} embeddings, the other file {dim}",
                         fix="give document and query embeddings from the same model")
     key = file_key(path, ids)
-    cache = EmbeddingCache(cache_dir, chunk_rows=_BLOCK)
 
     def compute(start: int, stop: int) -> np.ndarray:
         return _checked(np.array(rows[start:stop], dtype=np.float32), path, start, kind)
@@ -102,25 +104,30 @@ def _npy_rows(path: Path, n: int, kind: str, flag: str) -> np.ndarray:
 
 
 class _ParquetRows:
-    """The vector column of a Parquet file, reordered to the collection's ids, sliceable like an array."""
+    """The vector column of a Parquet file in the collection's id order, sliceable like an array.
 
-    def __init__(self, path: Path, ids: Sequence[str], kind: str, flag: str) -> None:
+    Only the id column is read when it is made (and checked). The vectors are read on the first slice, one record
+    batch at a time, and scattered into a float32 scratch file in collection order (in `scratch`, gone with the
+    object), so memory holds one batch whatever the file's size; a file already in the cache is never read."""
+
+    def __init__(self, path: Path, ids: Sequence[str], kind: str, flag: str, scratch: Path) -> None:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
         try:
-            table = pq.read_table(path)
+            self._file = pq.ParquetFile(path)
+            schema = self._file.schema_arrow
         except (pa.ArrowException, OSError) as error:
             raise DataError(path, f"is not a readable Parquet file ({' '.join(str(error).split())})",
                             fix="write it with pandas.to_parquet or pyarrow") from None
-        id_column = next((name for name in _ID_COLUMNS if name in table.column_names), None)
-        vectors = [f.name for f in table.schema if pa.types.is_list(f.type) or pa.types.is_fixed_size_list(f.type)
+        id_column = next((name for name in _ID_COLUMNS if name in schema.names), None)
+        vectors = [f for f in schema if pa.types.is_list(f.type) or pa.types.is_fixed_size_list(f.type)
                    or pa.types.is_large_list(f.type)]
         if id_column is None or len(vectors) != 1:
-            raise DataError(path, f"has columns {', '.join(table.column_names)}; needs one id column "
+            raise DataError(path, f"has columns {', '.join(schema.names)}; needs one id column "
                             f"({', '.join(_ID_COLUMNS)}) and one list-of-floats vector column",
                             fix=f"give {flag} a table of (id, vector)")
-        file_ids = table.column(id_column).cast(pa.string()).to_pylist()
+        file_ids = self._file.read(columns=[id_column]).column(0).cast(pa.string()).to_pylist()
         wanted = {i: pos for pos, i in enumerate(ids)}
         at = np.full(len(ids), -1, dtype=np.int64)
         for row, i in enumerate(file_ids):
@@ -136,20 +143,47 @@ class _ParquetRows:
             missing = [ids[p] for p in np.flatnonzero(at < 0)[:3]]
             raise DataError(path, f"lacks {int((at < 0).sum()):,} of the collection's {len(ids):,} {kind}s "
                             f"(e.g. {', '.join(map(repr, missing))})", fix=f"give a vector for every {kind}")
-        column = table.column(vectors[0]).combine_chunks()
-        lengths = np.asarray(column.value_lengths() if hasattr(column, "value_lengths")
-                             else [column.type.list_size] * len(column))
-        if len(column) and (lengths != lengths[0]).any():
-            row = int(np.flatnonzero(lengths != lengths[0])[0])
-            raise DataError(path, f"vector of row {row} has {lengths[row]} values, row 0 {lengths[0]}",
-                            fix="give vectors of one dimension")
-        self._values = np.asarray(column.flatten(), dtype=np.float32).reshape(len(column), -1) if len(column) \
-            else np.empty((0, 0), dtype=np.float32)
-        self._at = at
-        self.shape = (len(ids), self._values.shape[1])
+        self._position = np.empty(len(ids), dtype=np.int64)  # file row -> collection position
+        self._position[at] = np.arange(len(ids))
+        self._path, self._vector, self._scratch = path, vectors[0].name, scratch
+        first = next(self._batches(1), None)
+        self.shape = (len(ids), first.shape[1] if first is not None else 0)
+        self._values: np.ndarray | None = None
+
+    def _batches(self, size: int, dim: int | None = None) -> Iterator[np.ndarray]:
+        """The file's vectors in its row order, `size` rows at a time as a float32 (rows, dim) array. A null vector,
+        or one whose length is not `dim` (by default the first row's), is a DataError naming its row."""
+        row = 0
+        for batch in self._file.iter_batches(batch_size=size, columns=[self._vector]):
+            column = batch.column(0)
+            if column.null_count:
+                bad = row + int(np.flatnonzero(column.is_null().to_numpy(zero_copy_only=False))[0])
+                raise DataError(self._path, f"row {bad} has no vector", fix="give every row a vector, or drop it")
+            lengths = np.diff(np.asarray(column.offsets)) if hasattr(column, "offsets") \
+                else np.full(len(column), column.type.list_size)
+            if dim is None:
+                dim = int(lengths[0]) if len(lengths) else 0
+            if (lengths != dim).any():
+                bad = int(np.flatnonzero(lengths != dim)[0])
+                raise DataError(self._path, f"vector of row {row + bad} has {lengths[bad]} values, row 0 {dim}",
+                                fix="give vectors of one dimension")
+            yield np.asarray(column.flatten(), dtype=np.float32).reshape(len(column), dim)
+            row += len(column)
+
+    def _load(self) -> np.ndarray:
+        self._scratch.mkdir(parents=True, exist_ok=True)
+        self._handle = tempfile.TemporaryFile(dir=self._scratch, prefix="parquet-vectors-")
+        values = np.memmap(self._handle, dtype=np.float32, mode="w+", shape=self.shape)
+        row = 0
+        for batch in self._batches(_BLOCK, self.shape[1]):
+            values[self._position[row:row + len(batch)]] = batch
+            row += len(batch)
+        return values
 
     def __getitem__(self, span: slice) -> np.ndarray:
-        return self._values[self._at[span]]
+        if self._values is None:
+            self._values = self._load()
+        return self._values[span]
 
 
 def _checked(rows: np.ndarray, path: Path, start: int, kind: str) -> np.ndarray:

@@ -86,6 +86,19 @@ def _parquet(ids: list[str], rows: np.ndarray, id_column: str = "id"):
     return write
 
 
+def _ragged(path: Path) -> Path:
+    rows = [list(r) for r in _unit(3)]
+    rows[2] = rows[2][:3]
+    pd.DataFrame({"id": ["d0", "d1", "d2"], "vector": rows}).to_parquet(path.with_suffix(".parquet"))
+    return path.with_suffix(".parquet")
+
+
+def _null_vector(path: Path) -> Path:
+    pd.DataFrame({"id": ["d0", "d1", "d2"], "vector": [list(_unit(1)[0]), None, list(_unit(1)[0])]}).to_parquet(
+        path.with_suffix(".parquet"))
+    return path.with_suffix(".parquet")
+
+
 def _nan_row() -> np.ndarray:
     rows = _unit(3)
     rows[2, 1] = np.nan
@@ -109,6 +122,8 @@ def _zero_row() -> np.ndarray:
     (_parquet(["d0", "d1", "d1"], _unit(3)), None, "document id 'd1' appears twice (rows 1 and 2)"),
     (_parquet(["d0", "d1", "x"], _unit(3)), None, "row 2 has document id 'x', which is not in the collection"),
     (_parquet(["d0", "d1", "d2"], _unit(3), id_column="name"), None, "needs one id column"),
+    (_ragged, None, "vector of row 2 has 3 values, row 0 4"),
+    (_null_vector, None, "row 1 has no vector"),
     (lambda path: (path.with_suffix(".csv").write_text("1,2\n"), path.with_suffix(".csv"))[1], None,
      "is neither .npy nor .parquet"),
 ])
@@ -127,3 +142,30 @@ def test_a_file_of_another_dimension_than_the_encoded_queries_is_refused(sample_
                  "--precision", "fp32", "--cache-dir", str(tmp_path / "c"), "--quiet",
                  "--doc-embeddings", str(tmp_path / "wide.npy")]) == 2
     assert "64-dimensional document embeddings" in capsys.readouterr().err
+
+
+def test_a_parquet_file_is_read_batch_by_batch_into_collection_order(tmp_path, monkeypatch):
+    """Rows in any order, over several row groups and record batches: the same embeddings as the .npy file in
+    collection order, and a ragged row in a later batch is still named."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    import hnm_core.embedding_files as embedding_files
+
+    monkeypatch.setattr(embedding_files, "_BLOCK", 3)
+    rows, ids = _unit(10) * 2, _ids(10)
+    np.save(tmp_path / "e.npy", rows)
+    order = np.random.default_rng(0).permutation(10)
+    table = pa.table({"doc_id": [ids[i] for i in order], "vector": [list(rows[i]) for i in order]})
+    pq.write_table(table, tmp_path / "e.parquet", row_group_size=4)
+    expected, _ = read_embeddings(tmp_path / "e.npy", ids, kind="document", cache_dir=tmp_path / "c1")
+    got, _ = read_embeddings(tmp_path / "e.parquet", ids, kind="document", cache_dir=tmp_path / "c2")
+    np.testing.assert_array_equal(got, expected)
+    assert sorted(p.name for p in (tmp_path / "c2").iterdir()) == ["embeddings", "locks"]  # no scratch file left
+
+    vectors = [list(rows[i]) for i in order]
+    vectors[7] = vectors[7][:2]
+    pq.write_table(pa.table({"doc_id": [ids[i] for i in order], "vector": vectors}), tmp_path / "bad.parquet",
+                   row_group_size=4)
+    with pytest.raises(DataError, match=re.escape("vector of row 7 has 2 values, row 0 4")):
+        read_embeddings(tmp_path / "bad.parquet", ids, kind="document", cache_dir=tmp_path / "c3")
