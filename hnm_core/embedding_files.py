@@ -36,6 +36,8 @@ _ID_COLUMNS = ("id", "_id", "doc_id", "query_id")
 _NORM_TOLERANCE = 1e-3
 # Rows checked and cached per step: bounded memory whatever the file's size.
 _BLOCK = 65_536
+# Vectors read from a Parquet file per record batch, in float32 bytes (8,192 rows of 512 dimensions).
+_READ_BYTES = 16 << 20
 
 
 def file_key(path: Path, ids: Sequence[str]) -> str:
@@ -107,7 +109,7 @@ class _ParquetRows:
     """The vector column of a Parquet file in the collection's id order, sliceable like an array.
 
     Only the id column is read when it is made (and checked). The vectors are read on the first slice, one record
-    batch at a time, and scattered into a float32 scratch file in collection order (in `scratch`, gone with the
+    batch of about `_READ_BYTES` at a time, and scattered into a float32 scratch file in collection order (in `scratch`, gone with the
     object), so memory holds one batch whatever the file's size; a file already in the cache is never read."""
 
     def __init__(self, path: Path, ids: Sequence[str], kind: str, flag: str, scratch: Path) -> None:
@@ -115,7 +117,8 @@ class _ParquetRows:
         import pyarrow.parquet as pq
 
         try:
-            self._file = pq.ParquetFile(path)
+            # unbuffered whole-chunk reads (pre_buffer) hold a row group's column at once; 1 MiB reads do not
+            self._file = pq.ParquetFile(path, pre_buffer=False, buffer_size=1 << 20)
             schema = self._file.schema_arrow
         except (pa.ArrowException, OSError) as error:
             raise DataError(path, f"is not a readable Parquet file ({' '.join(str(error).split())})",
@@ -154,7 +157,7 @@ class _ParquetRows:
         """The file's vectors in its row order, `size` rows at a time as a float32 (rows, dim) array. A null vector,
         or one whose length is not `dim` (by default the first row's), is a DataError naming its row."""
         row = 0
-        for batch in self._file.iter_batches(batch_size=size, columns=[self._vector]):
+        for batch in self._file.iter_batches(batch_size=size, columns=[self._vector], use_threads=False):
             column = batch.column(0)
             if column.null_count:
                 bad = row + int(np.flatnonzero(column.is_null().to_numpy(zero_copy_only=False))[0])
@@ -175,7 +178,7 @@ class _ParquetRows:
         self._handle = tempfile.TemporaryFile(dir=self._scratch, prefix="parquet-vectors-")
         values = np.memmap(self._handle, dtype=np.float32, mode="w+", shape=self.shape)
         row = 0
-        for batch in self._batches(_BLOCK, self.shape[1]):
+        for batch in self._batches(max(1, _READ_BYTES // (4 * max(self.shape[1], 1))), self.shape[1]):
             values[self._position[row:row + len(batch)]] = batch
             row += len(batch)
         return values

@@ -152,7 +152,7 @@ def test_a_parquet_file_is_read_batch_by_batch_into_collection_order(tmp_path, m
 
     import hnm_core.embedding_files as embedding_files
 
-    monkeypatch.setattr(embedding_files, "_BLOCK", 3)
+    monkeypatch.setattr(embedding_files, "_READ_BYTES", 3 * 4 * 4)  # 3 rows of 4 dimensions per record batch
     rows, ids = _unit(10) * 2, _ids(10)
     np.save(tmp_path / "e.npy", rows)
     order = np.random.default_rng(0).permutation(10)
