@@ -217,6 +217,9 @@ SETTINGS: tuple[Setting, ...] = (
             maximum=0.5, step=1e-6),
     Setting("teacher_max_length", 256, "Tokens per query-passage pair of the trained teacher.", "teacher_train", int,
             minimum=8, maximum=8192),
+    Setting("teacher_precision", "auto", "Training precision of the trained teacher: fp32, bf16 mixed precision, or "
+            "auto (bf16 where the hardware has it: a GPU, or a CPU with avx512_bf16).", "teacher_train",
+            choices=("auto", "fp32", "bf16")),
     # eval
     Setting("eval_precision", "fp32", "Encoder precision when evaluating (fp32 is the protocol's).", "eval",
             choices=("auto", "fp32", "bf16")),

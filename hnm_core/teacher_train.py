@@ -57,7 +57,8 @@ import numpy as np
 from .data import Collection, counted
 from .errors import ExportError, SettingsError
 from .manifest import atomic_write_bytes, digest, package_versions
-from .models import CROSS_FIT_MANIFEST, LoadedModel, check_cross_encoder, load_bi_encoder, pair_key, query_key
+from .models import (CROSS_FIT_MANIFEST, LoadedModel, check_cross_encoder, load_bi_encoder, pair_key, query_key,
+                     resolve_precision)
 from .outdir import refuse_inputs
 from .pool import PoolParams
 from .progress import Progress, no_progress
@@ -166,7 +167,7 @@ def train_options(values: Mapping[str, Any]) -> dict[str, Any]:
     return {"kind": values["teacher_kind"], "base_model": values["base_model"], "folds": values["folds"],
             "negatives_per_positive": values["negatives_per_positive"], "band": values["band"],
             "epochs": values["teacher_epochs"], "batch_size": values["teacher_batch_size"], "lr": values["teacher_lr"],
-            "max_length": values["teacher_max_length"], "seed": values["seed"]}
+            "max_length": values["teacher_max_length"], "precision": values["teacher_precision"], "seed": values["seed"]}
 
 
 def train_teacher(
@@ -182,6 +183,7 @@ def train_teacher(
     batch_size: int = setting("teacher_batch_size").default,
     lr: float = setting("teacher_lr").default,
     max_length: int = setting("teacher_max_length").default,
+    precision: str = setting("teacher_precision").default,
     seed: int = setting("seed").default,
     pool_settings: Mapping[str, Any] | None = None,
     encoder: LoadedModel | None = None,
@@ -202,6 +204,8 @@ def train_teacher(
     epochs, batch_size, lr: the CrossEncoderTrainer's epochs, pairs per batch and peak learning rate (10% warm-up);
         settings `teacher_epochs`, `teacher_batch_size` and `teacher_lr`.
     max_length: tokens per (query, document) pair, kept by the saved models for scoring.
+    precision: "fp32", "bf16" (mixed precision: bf16 autocast, fp32 weights) or "auto" (bf16 where the device has it,
+        a CPU with avx512_bf16 included); the one it resolves to is a setting of the folder (it changes the weights).
     seed: the fold split, the negatives drawn, the new head's initialisation and the training order.
     pool_settings: pool-stage settings (settings.py) for the retrieval negatives are drawn from; `hnm mine`'s
         defaults otherwise. `encoder` passes its bi-encoder already loaded.
@@ -223,6 +227,7 @@ def train_teacher(
     pool_params = PoolParams.from_settings({**(pool_settings or {}), "seed": seed})
     values = pool_params.settings()
     base = load_bi_encoder(base_model, precision="fp32")  # a folder is fingerprinted from its files, not loaded
+    bf16 = resolve_precision(precision, base.device) == "bf16"
     split = fold_queries(collection, folds, seed)
     empty = [i for i, ids in enumerate(split) if not ids]
     if empty:
@@ -231,7 +236,7 @@ def train_teacher(
                             f"Fix: pass --folds {max(2, min(n, folds - 1))} or fewer")
     settings = {"kind": kind, "base_model": base.name, "folds": folds, "negatives_per_positive": negatives_per_positive,
                 "band": band, "epochs": epochs, "batch_size": batch_size, "lr": lr, "max_length": max_length,
-                "seed": seed, "pool": {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}}
+                "precision": "bf16" if bf16 else "fp32", "seed": seed, "pool": {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}}
     fold_plan = [{"index": i, "path": f"fold-{i}", "query_ids": list(ids),
                   "query_keys": sorted({query_key(collection.query_texts[collection.query_index[q]]) for q in ids})}
                  for i, ids in enumerate(split)]
@@ -275,7 +280,8 @@ def train_teacher(
             train_ids = tuple(q for j, other in enumerate(split) if j != i for q in other)
             rows, counts = training_rows(frame, collection, train_ids, band=band,
                                          negatives_per_positive=negatives_per_positive, seed=seed)
-            recipe = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "max_length": max_length, "seed": seed,
+            recipe = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "max_length": max_length, "bf16": bf16,
+                      "seed": seed,
                       "info": {**counts, "held_out": list(ids), "rows": len(rows)}, "progress": progress,
                       "stage": f"train teacher: fold {i + 1}/{folds}"}
             if kind == "cross-encoder":
@@ -376,12 +382,11 @@ def ntuples(rows: Sequence[tuple[str, str, float]], negatives: int) -> tuple[dic
 
 
 def _train_bi_encoder_fold(rows: list[tuple[str, str, float]], base_path: str, folder: Path, *, negatives: int,
-                           epochs: float, batch_size: int, lr: float, max_length: int, seed: int,
+                           epochs: float, batch_size: int, lr: float, max_length: int, bf16: bool, seed: int,
                            info: dict[str, Any], progress: Progress, stage: str) -> None:
     """Fine-tune one fold's bi-encoder on `rows` (MultipleNegativesRankingLoss on n-tuples, train.fit with the proof
     recipe's sampler and warm-up) and save it as `folder`, atomically (`_saving_fold`)."""
     import pyarrow as pa
-    import torch
 
     from .train import fit
 
@@ -389,9 +394,8 @@ def _train_bi_encoder_fold(rows: list[tuple[str, str, float]], base_path: str, f
     columns, untaught = ntuples(rows, negatives)
     ref = load_bi_encoder(base_path, precision="fp32", max_seq_length=max_length)
     with _saving_fold(folder, {**info, "untaught_positives": untaught}, started) as work:
-        gpu_bf16 = ref.device == "cuda" and torch.cuda.is_bf16_supported()
         fit(ref.model, pa.table(columns), "mnrl", epochs=epochs, batch_size=batch_size, lr=lr, warmup_ratio=0.1,
-            seed=seed, bf16=gpu_bf16, cpu=ref.device == "cpu", progress=progress, stage=stage)
+            seed=seed, bf16=bf16, cpu=ref.device == "cpu", progress=progress, stage=stage)
         ref.model.save(str(work / "model"), create_model_card=False)
 
 
@@ -412,13 +416,13 @@ def _saving_fold(folder: Path, info: dict[str, Any], started: float) -> Iterator
 
 
 def _train_fold(rows: list[tuple[str, str, float]], base_path: str, folder: Path, *, epochs: float, batch_size: int,
-                lr: float, max_length: int, seed: int, info: dict[str, Any], progress: Progress, stage: str) -> None:
+                lr: float, max_length: int, bf16: bool, seed: int, info: dict[str, Any], progress: Progress,
+                stage: str) -> None:
     """Train one fold's CrossEncoder on `rows` and save it as `folder`, atomically (`_saving_fold`)."""
     from datasets import Dataset
     from sentence_transformers.cross_encoder import (CrossEncoder, CrossEncoderTrainer,
                                                      CrossEncoderTrainingArguments)
     from sentence_transformers.cross_encoder.losses import BinaryCrossEntropyLoss
-    import torch
     from transformers import PrinterCallback, TrainerCallback, set_seed
 
     from .models import _default_device
@@ -440,10 +444,7 @@ def _train_fold(rows: list[tuple[str, str, float]], base_path: str, folder: Path
             output_dir=str(work / "trainer"), num_train_epochs=epochs, per_device_train_batch_size=batch_size,
             learning_rate=lr, warmup_steps=0.1, seed=seed, data_seed=seed, save_strategy="no",
             logging_strategy="no", report_to="none", disable_tqdm=True, dataloader_num_workers=0,
-            dataloader_pin_memory=device != "cpu", use_cpu=device == "cpu",
-            # bf16 mixed precision where the GPU has it (the usual cross-encoder recipe); fp32 on a CPU, where
-            # autocast would change the weights a seeded run gives
-            bf16=device == "cuda" and torch.cuda.is_bf16_supported(),
+            dataloader_pin_memory=device != "cpu", use_cpu=device == "cpu", bf16=bf16,
         )
         data = Dataset.from_dict({"query": [r[0] for r in rows], "document": [r[1] for r in rows],
                                   "label": [r[2] for r in rows]})

@@ -183,8 +183,23 @@ def test_other_settings_are_refused_unless_overwrite_and_different_seeds_differ(
     assert any(not np.array_equal(a[name], b[name]) for name in a)
 
 
+def test_the_training_precision_is_a_setting_of_the_folder_and_bf16_trains_other_weights(trained, tiny_bi_encoder_dir,
+                                                                                       tmp_path):
+    collection, _, root = trained
+    runs = {p: _train(collection, tmp_path / p, tiny_bi_encoder_dir, root / "cache", precision=p)
+            for p in ("fp32", "bf16")}
+    for p, run in runs.items():
+        assert run.manifest["settings"]["precision"] == p
+    a, b = _weights(runs["fp32"].out_dir / "fold-0"), _weights(runs["bf16"].out_dir / "fold-0")
+    assert all(a[name].dtype == b[name].dtype == np.float32 for name in a)  # mixed precision keeps fp32 weights
+    assert any(not np.array_equal(a[name], b[name]) for name in a)
+    with pytest.raises(ExportError, match=r"other settings \(precision\).*Fix: .*--overwrite"):
+        _train(collection, tmp_path / "bf16", tiny_bi_encoder_dir, root / "cache", precision="fp32")
+
+
 @pytest.mark.parametrize("kwargs, match", [
     ({"folds": 1}, "folds: 1 is below the minimum 2"),
+    ({"precision": "fp16"}, "precision 'fp16' is not one of auto, fp32, bf16"),
     ({"folds": 6}, "leaves fold 5 empty.*Fix: pass --folds 5"),
     ({"band": -1}, "band: -1 is below the minimum 0"),
 ])
