@@ -55,7 +55,8 @@ def jobs(datasets: Path, out: Path, only: str | None, seeds: str, nfcorpus_pairs
         if only not in (None, collection):
             continue
         data, folder = datasets / collection, out / collection
-        common = ["--train-split", "train", "--test-split", "test", "--negatives", "3", "--seeds", seeds]
+        common = ["--train-split", "train", "--test-split", "test", "--negatives", "3", "--seeds", seeds,
+                  "--train-precision", "fp32"]  # the protocol's (the default, auto, is bf16 where the hardware has it)
         if collection == "nfcorpus":  # ~110k (query, positive) pairs: every arm trains on the same seeded sample
             common += ["--max-pairs", str(nfcorpus_pairs)]
         mine = {name.rpartition(":")[2]: flags for name, flags in named.items()

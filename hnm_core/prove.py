@@ -268,7 +268,7 @@ def prove(
     stop: asked between steps; when it says True the loop ends there, keeping every finished arm in `out_dir`.
     """
     from .evaluate import evaluate, load_eval_collection
-    from .models import load_bi_encoder
+    from .models import load_bi_encoder, resolve_precision
     from .train import file_digest, train_model
 
     values, seeds = _check(values or {})
@@ -286,8 +286,10 @@ def prove(
     train = without_queries(train, shared)
     left_out = tuple(sorted(shared))
     out = _open(out_dir, [Path(data)])
-    recipe = {name: values[name] for name in RECIPE}
     base = load_bi_encoder(values["train_model"], precision="fp32")
+    # the precision a run trains in, not the one asked for: "auto" means bf16 on one machine and fp32 on another
+    recipe = {name: values[name] for name in RECIPE} | {
+        "train_precision": resolve_precision(values["train_precision"], base.device)}
     trained_arms = [arm for arm in values["arms"] if arm != "zero"]
     steps = ("zero" in values["arms"]) + (len(trained_arms) + (values["rounds"] == 2)) * len(seeds)
     done = 0
@@ -320,7 +322,7 @@ def prove(
         if now:
             train_model(file, folder, model=start.path, loss=values["loss"], epochs=values["epochs"],
                         batch_size=values["train_batch_size"], lr=values["lr"], warmup_ratio=values["warmup_ratio"],
-                        seed=seed, max_pairs=values["max_pairs"], precision=values["train_precision"],
+                        seed=seed, max_pairs=values["max_pairs"], precision=recipe["train_precision"],
                         overwrite=True, extra_manifest={"proof": {"arm": arm, "key": key}}, progress=progress)
         manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
         scored(arm, seed, str(folder), manifest["rows"], manifest["seconds"], now, key,

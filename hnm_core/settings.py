@@ -192,8 +192,9 @@ SETTINGS: tuple[Setting, ...] = (
             minimum=0.0, maximum=0.99, step=0.01),
     Setting("max_pairs", None, "Train on a seeded random subset of this many rows (off if empty: every row).",
             "train", int, optional=True, minimum=1, maximum=100_000_000),
-    Setting("train_precision", "fp32", "Training precision: fp32, bf16 mixed precision, or auto (bf16 where the "
-            "hardware has it).", "train", choices=("auto", "fp32", "bf16")),
+    Setting("train_precision", "auto", "Training precision: fp32 (the proof protocol's), bf16 mixed precision, or "
+            "auto (bf16 where the hardware has it: a GPU, or a CPU with avx512_bf16; docs/proof.md measures it).",
+            "train", choices=("auto", "fp32", "bf16")),
     # teacher_train: hnm train-teacher's cross-fitted teacher
     Setting("teacher_kind", "cross-encoder", "What hnm train-teacher trains per fold: a cross-encoder (a new "
             "classification head on the base model) or a bi-encoder (the base model fine-tuned with "

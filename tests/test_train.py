@@ -22,8 +22,9 @@ from hnm_core.settings import validate
 from hnm_core.train import train_model, training_file
 
 SAMPLE = Path(__file__).resolve().parents[1] / "sample_data"
-# Small batches so the ~60-row export makes several optimiser steps; a high lr so one step visibly moves weights.
-FAST = {"batch_size": 16, "lr": 1e-3, "device": "cpu"}
+# Small batches so the ~60-row export makes several optimiser steps; a high lr so one step visibly moves weights;
+# fp32, the reference protocol's precision (the default, auto, is bf16 on a CPU that has it).
+FAST = {"batch_size": 16, "lr": 1e-3, "device": "cpu", "precision": "fp32"}
 
 
 @pytest.fixture(scope="module")
@@ -122,8 +123,8 @@ def test_equals_the_reference_protocols_trainer_and_the_seed_matters(export_dir,
                          [("cached_mnrl", "parquet", "fp32"), ("margin_mse", "jsonl", "bf16")])
 def test_other_losses_file_types_and_bf16(export_dir, tiny_bi_encoder_dir, tmp_path, loss, file_type, precision):
     folder = export_dir if file_type == "parquet" else export_dir.parent / "export-jsonl"
-    result = train_model(folder, tmp_path / "m", model=str(tiny_bi_encoder_dir), loss=loss, precision=precision,
-                         **FAST)
+    result = train_model(folder, tmp_path / "m", model=str(tiny_bi_encoder_dir), loss=loss,
+                         **{**FAST, "precision": precision})
     fmt = "ntuple_scores" if loss == "margin_mse" else "ntuple"
     assert result.manifest["export"]["file"].endswith(f"{fmt}.{file_type}")
     assert result.rows == pq.read_metadata(export_dir / f"{fmt}.parquet").num_rows
