@@ -342,8 +342,11 @@ def _teacher_meta(parts: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
 
 def mine(collection: Collection, params: MiningParams, *, cache_dir: str | Path | None = None,
+         doc_embeddings: str | Path | None = None, query_embeddings: str | Path | None = None,
          progress: Progress = no_progress) -> Pool:
-    """pipeline.mine on Ray: the same candidate pool, scored by the same teacher (see the module docstring)."""
+    """pipeline.mine on Ray: the same candidate pool, scored by the same teacher (see the module docstring).
+    `doc_embeddings` / `query_embeddings` name embeddings files read on the driver instead of encoding (see
+    pool.build_pool); the side without a file is encoded by the actors."""
     from .teacher import load_teacher
     from .vectors import kmeans_clusters
 
@@ -365,24 +368,21 @@ def mine(collection: Collection, params: MiningParams, *, cache_dir: str | Path 
             progress("bm25 index (ray)", nd, nd)
             found["bm25"] = bm25_found(bm25.search(collection.query_texts, fetch))
         if "dense" in pool_params.sources:
-            from .dense import embedding_key
+            from .pool import dense_embeddings
 
-            model = _model(pool_params.model, pool_params.precision, pool_params.max_seq_length)
-            doc_emb, query_emb = _encode(
-                model, [(collection.doc_texts, pool_params.doc_prompt), (collection.query_texts,
-                                                                         pool_params.query_prompt)],
-                batch_size=pool_params.batch_size, cache_dir=cache_dir, progress=progress, stage="encode (ray)")
+            files = (doc_embeddings, query_embeddings)
+            model = None if all(files) else _model(pool_params.model, pool_params.precision,
+                                                   pool_params.max_seq_length)
+            doc_emb, query_emb = dense_embeddings(
+                collection, pool_params, meta, cache_dir=cache_dir, encoder=model, files=files, progress=progress,
+                encode_many=lambda model, jobs: _encode(model, jobs, batch_size=pool_params.batch_size,
+                                                        cache_dir=cache_dir, progress=progress, stage="encode (ray)"))
             doc_vectors = np.asarray(doc_emb, dtype=np.float32)
             query_vectors = np.asarray(query_emb, dtype=np.float32)
             doc_ref, query_ref = ray.put(doc_vectors), ray.put(query_vectors)
             found["dense"] = _dense_search(doc_ref, nd, query_ref, fetch, pool_params.index, pool_params.seed).indices
             clusters = kmeans_clusters(doc_vectors, pool_params.n_clusters or round(np.sqrt(nd)),
                                        seed=pool_params.seed)
-            meta["model"] = {"name": model.name, "path": model.path, "fingerprint": model.fingerprint,
-                             "precision": model.precision, "max_seq_length": model.max_length}
-            meta["embeddings"] = {"cache_dir": str(EmbeddingCache(cache_dir).root),
-                                  "docs": embedding_key(model, collection.doc_texts, pool_params.doc_prompt),
-                                  "queries": embedding_key(model, collection.query_texts, pool_params.query_prompt)}
             meta["clusters"] = int(clusters.max()) + 1 if len(clusters) else 0
         teacher = load_teacher(params.teacher)
         if params.teacher.teacher == "bi-encoder" and teacher.fingerprint != meta.get("model", {}).get("fingerprint"):

@@ -67,12 +67,10 @@ def mine(
     # bi-encoder given as a cross-encoder, is refused in a second, not after the corpus is encoded.
     teacher = teacher or load_teacher(params.teacher)
     if params.engine == "ray":  # its actors load their own models: `encoder` and `teacher` stay in this process
-        if doc_embeddings is not None or query_embeddings is not None:
-            raise SettingsError("--doc-embeddings / --query-embeddings are read by the local engine only. Fix: drop "
-                                "--engine ray, or let the Ray engine encode")
         from .engine_ray import mine as mine_on_ray
 
-        return mine_on_ray(collection, params, cache_dir=cache_dir, progress=progress)
+        return mine_on_ray(collection, params, cache_dir=cache_dir, doc_embeddings=doc_embeddings,
+                           query_embeddings=query_embeddings, progress=progress)
     pool = build_pool(collection, params.pool, cache_dir=cache_dir, encoder=encoder, doc_embeddings=doc_embeddings,
                       query_embeddings=query_embeddings, progress=progress)
     return score_pool(pool, params.teacher, cache_dir=cache_dir, model=teacher, progress=progress)

@@ -336,7 +336,7 @@ def prepare_retrieval(
     if "dense" in params.sources:
         from .dense import DenseIndex
 
-        doc_emb, query_emb = _embeddings(collection, params, meta, cache_dir=cache_dir, encoder=encoder,
+        doc_emb, query_emb = dense_embeddings(collection, params, meta, cache_dir=cache_dir, encoder=encoder,
                                          files=(doc_embeddings, query_embeddings), progress=progress)
         dense = DenseIndex.build(doc_emb, kind=params.index, seed=params.seed, exact_max_docs=params.exact_max_docs)
         meta["dense_index"] = {"kind": dense.kind, "docs": nd,
@@ -347,11 +347,14 @@ def prepare_retrieval(
     return Retrieval(params.top_k, fetch, positives, duplicates, **parts), meta
 
 
-def _embeddings(collection: Collection, params: PoolParams, meta: dict[str, Any], *, cache_dir: str | Path | None,
-                encoder: LoadedModel | None, files: tuple[str | Path | None, str | Path | None],
-                progress: Progress) -> tuple[np.ndarray, np.ndarray]:
+def dense_embeddings(collection: Collection, params: PoolParams, meta: dict[str, Any], *,
+                     cache_dir: str | Path | None, encoder: LoadedModel | None,
+                     files: tuple[str | Path | None, str | Path | None], progress: Progress,
+                     encode_many: Callable[[LoadedModel, list[tuple[Sequence[str], str]]], list[np.ndarray]]
+                     | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Document and query embeddings (float16 memmaps from the cache): read from `files` where given, encoded with
-    the bi-encoder otherwise. Records the model (or the files) and the cache keys in `meta`."""
+    the bi-encoder otherwise, here or by `encode_many(model, [(texts, prompt), ...])` (the Ray engine's actors, one
+    pass for every side it is given). Records the model (or the files) and the cache keys in `meta`."""
     from .dense import embedding_key, encode
     from .embedding_files import read_embeddings
     from .errors import DataError
@@ -362,21 +365,30 @@ def _embeddings(collection: Collection, params: PoolParams, meta: dict[str, Any]
              ("query", query_file, collection.query_ids, collection.query_texts, params.query_prompt)]
     if encoder is None and (doc_file is None or query_file is None):
         encoder = load_bi_encoder(params.model, precision=params.precision, max_seq_length=params.max_seq_length)
-    out, keys = [], []
-    for kind, file, ids, texts, prompt in sides:
+    read: dict[str, tuple[np.ndarray, str]] = {}  # files first: a bad one is refused before any encoding
+    for kind, file, ids, _, _ in sides:
         if file is not None:
-            emb, key = read_embeddings(file, ids, kind=kind, cache_dir=cache_dir, progress=progress,
-                                       dim=out[0].shape[1] if out else None)
-        else:
-            emb = encode(encoder, texts, prompt=prompt, batch_size=params.batch_size, cache_dir=cache_dir,
-                         progress=progress, stage=f"encode {'documents' if kind == 'document' else 'queries'}")
-            key = embedding_key(encoder, texts, prompt)
-            if out and emb.shape[1] != out[0].shape[1]:
-                raise DataError(doc_file, f"holds {out[0].shape[1]}-dimensional document embeddings; "
-                                f"{encoder.name} makes {emb.shape[1]}-dimensional query embeddings",
-                                fix="give --query-embeddings too, or --model the model that made the file")
+            read[kind] = read_embeddings(file, ids, kind=kind, cache_dir=cache_dir, progress=progress,
+                                         dim=read["document"][0].shape[1] if read else None)
+    jobs = [(texts, prompt) for kind, _, _, texts, prompt in sides if kind not in read]
+    if encode_many is not None and jobs:
+        encoded = iter(encode_many(encoder, jobs))
+    else:
+        encoded = iter([encode(encoder, texts, prompt=prompt, batch_size=params.batch_size, cache_dir=cache_dir,
+                               progress=progress, stage=f"encode {'documents' if kind == 'document' else 'queries'}")
+                        for kind, _, _, texts, prompt in sides if kind not in read])
+    out, keys = [], []
+    for kind, _, _, texts, prompt in sides:
+        emb, key = read[kind] if kind in read else (next(encoded), embedding_key(encoder, texts, prompt))
         out.append(emb)
         keys.append(key)
+    if len(read) == 1 and out[0].shape[1] != out[1].shape[1]:
+        (kind, file, *_), (other, *_) = sorted(sides, key=lambda side: side[0] not in read)
+        dims = dict(zip(("document", "query"), (out[0].shape[1], out[1].shape[1])))
+        raise DataError(file, f"holds {dims[kind]}-dimensional {kind} embeddings; {encoder.name} makes "
+                        f"{dims[other]}-dimensional {other} embeddings",
+                        fix=f"give --{'query' if kind == 'document' else 'doc'}-embeddings too, or --model the "
+                        "model that made the file")
     if encoder is not None:
         meta["model"] = {"name": encoder.name, "path": encoder.path, "fingerprint": encoder.fingerprint,
                          "precision": encoder.precision, "max_seq_length": encoder.max_length}

@@ -135,13 +135,20 @@ def test_bad_files_are_refused_in_one_line_naming_the_file(tmp_path, write, dim,
     assert "\n" not in str(caught.value)
 
 
-def test_a_file_of_another_dimension_than_the_encoded_queries_is_refused(sample_files, tiny_bi_encoder_dir, tmp_path,
-                                                                       capsys):
-    np.save(tmp_path / "wide.npy", np.tile(np.load(sample_files / "docs.npy"), 2) / np.sqrt(2))
+@pytest.mark.parametrize(("side", "other"), [("doc", "query"), ("query", "doc")])
+def test_a_file_of_another_dimension_than_the_encoded_side_is_refused(tiny_bi_encoder_dir, tmp_path, capsys, side,
+                                                                      other):
+    collection = load_collection(SAMPLE)
+    n = len(collection.doc_ids if side == "doc" else collection.query_ids)
+    np.save(tmp_path / "wide.npy", _unit(n, dim=64))  # the tiny encoder makes 32 dimensions
     assert main(["pool", str(SAMPLE), "--out", str(tmp_path / "o"), "--model", str(tiny_bi_encoder_dir),
                  "--precision", "fp32", "--cache-dir", str(tmp_path / "c"), "--quiet",
-                 "--doc-embeddings", str(tmp_path / "wide.npy")]) == 2
-    assert "64-dimensional document embeddings" in capsys.readouterr().err
+                 f"--{side}-embeddings", str(tmp_path / "wide.npy")]) == 2
+    kind = "document" if side == "doc" else "query"
+    err = capsys.readouterr().err
+    assert f"wide.npy: holds 64-dimensional {kind} embeddings;" in err
+    assert f"makes 32-dimensional {'query' if side == 'doc' else 'document'} embeddings" in err
+    assert f"Fix: give --{other}-embeddings too" in err
 
 
 def test_a_parquet_file_is_read_batch_by_batch_into_collection_order(tmp_path, monkeypatch):

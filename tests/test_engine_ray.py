@@ -3,10 +3,14 @@
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from hnm_core.cli import main
+from hnm_core.data import load_collection
+from hnm_core.dense import encode
+from hnm_core.models import load_bi_encoder
 from hnm_core.pool import load_pool
 
 pytest.importorskip("ray")
@@ -30,9 +34,16 @@ def test_mine_and_curate_on_ray_equal_the_local_engine(tiny_bi_encoder_dir, tmp_
     verdicts.write_text(json.dumps({"query_id": hard["query_id"], "doc_id": hard["doc_id"],
                                     "verdict": "unlabelled_positive"}) + "\n", encoding="utf-8")
     recurate = ["--negatives", "3", "--overrides", str(verdicts), "--quiet"]
+    # The document embeddings as a file made elsewhere (the same model): the driver reads it, the actors encode the
+    # queries, and the pool is the local one.
+    model = load_bi_encoder(str(tiny_bi_encoder_dir), precision="fp32")
+    np.save(tmp_path / "docs.npy", np.asarray(encode(model, load_collection(SAMPLE).doc_texts,
+                                                     cache_dir=tmp_path / "maker"), dtype=np.float32))
     with session():
         assert main(["mine", str(SAMPLE), "--out", str(ray), "--cache-dir", str(tmp_path / "c2"), "--engine", "ray",
                      *flags]) == 0
+        assert main(["mine", str(SAMPLE), "--out", str(tmp_path / "ray-file"), "--cache-dir", str(tmp_path / "c3"),
+                     "--engine", "ray", "--doc-embeddings", str(tmp_path / "docs.npy"), *flags]) == 0
         assert main(["curate", str(ray), "--out", str(tmp_path / "recurated"), "--engine", "ray", *recurate]) == 0
     assert main(["curate", str(ray), "--out", str(tmp_path / "recurated_local"), *recurate]) == 0
 
@@ -46,6 +57,10 @@ def test_mine_and_curate_on_ray_equal_the_local_engine(tiny_bi_encoder_dir, tmp_
     local_manifest, ray_manifest = (json.loads((d / "manifest.json").read_text()) for d in (local, ray))
     assert ray_manifest["counts"] == local_manifest["counts"] and ray_manifest["counts"]["false_negative"] > 0
     assert json.loads((ray / "pool" / "manifest.json").read_text())["engine"]["query_partitions"] == len(parts)
+    pd.testing.assert_frame_equal(load_pool(tmp_path / "ray-file" / "pool").frame, load_pool(local / "pool").frame,
+                                  check_exact=True)
+    embeddings = json.loads((tmp_path / "ray-file" / "pool" / "manifest.json").read_text())["embeddings"]
+    assert embeddings["files"] == {"docs": str(tmp_path / "docs.npy"), "queries": None}
     for name in EXPORTS:
         pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "recurated" / name),
                                       pd.read_parquet(tmp_path / "recurated_local" / name), check_exact=True)
