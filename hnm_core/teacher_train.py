@@ -167,7 +167,8 @@ def train_options(values: Mapping[str, Any]) -> dict[str, Any]:
     return {"kind": values["teacher_kind"], "base_model": values["base_model"], "folds": values["folds"],
             "negatives_per_positive": values["negatives_per_positive"], "band": values["band"],
             "epochs": values["teacher_epochs"], "batch_size": values["teacher_batch_size"], "lr": values["teacher_lr"],
-            "max_length": values["teacher_max_length"], "precision": values["teacher_precision"], "seed": values["seed"]}
+            "max_length": values["teacher_max_length"], "precision": values["teacher_precision"],
+            "seed": values["seed"]}
 
 
 def train_teacher(
@@ -236,7 +237,8 @@ def train_teacher(
                             f"Fix: pass --folds {max(2, min(n, folds - 1))} or fewer")
     settings = {"kind": kind, "base_model": base.name, "folds": folds, "negatives_per_positive": negatives_per_positive,
                 "band": band, "epochs": epochs, "batch_size": batch_size, "lr": lr, "max_length": max_length,
-                "precision": "bf16" if bf16 else "fp32", "seed": seed, "pool": {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}}
+                "precision": "bf16" if bf16 else "fp32", "seed": seed,
+                "pool": {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}}
     fold_plan = [{"index": i, "path": f"fold-{i}", "query_ids": list(ids),
                   "query_keys": sorted({query_key(collection.query_texts[collection.query_index[q]]) for q in ids})}
                  for i, ids in enumerate(split)]
