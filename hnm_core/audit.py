@@ -97,7 +97,8 @@ def vet_teacher(kind: str, name: str, path: str, collection: Collection, split: 
     """Which teacher scores the audit, and proof that it never saw the positives the audit hides; the report's
     "teacher" entry. A teacher trained on them would grade the hidden positives from memory and "catch" them for
     free, so a cross-fitted teacher folder (hnm train-teacher) whose teacher.json lists any hidden (query, positive)
-    pair among its trained positives is refused (SettingsError with the fix), as is one that does not list them.
+    pair among its trained positives is refused (SettingsError with the fix), as is one that does not list them; a
+    hidden pair with the same two texts as a visible one does not count (the visible labels hold it).
     So is a cross-fitted bi-encoder teacher (hnm train-teacher --teacher-kind bi-encoder). Another bi-encoder is
     taken as it is (the default is the miner itself, which is not trained here); so is a
     cross-encoder that hnm did not train, whose training data cannot be checked (its summary says so). An ensemble
@@ -127,9 +128,15 @@ def vet_teacher(kind: str, name: str, path: str, collection: Collection, split: 
                             f"audit cannot check that it never saw the hidden ones. Fix: retrain it with this "
                             f"version of hnm; {fix}")
     c = collection
-    hidden = [pair_key(c.query_texts[c.query_index[q]], c.doc_texts[c.doc_index[d]])
-              for q, docs in split.hidden.items() for d in docs]
-    seen = set(trained).intersection(hidden)
+
+    def keys(pairs: dict[str, tuple[str, ...]]) -> set[str]:
+        return {pair_key(c.query_texts[c.query_index[q]], c.doc_texts[c.doc_index[d]])
+                for q, docs in pairs.items() for d in docs}
+
+    # A hidden positive whose two texts are a visible positive's (a copy of a document under another id, a query
+    # asked twice) is not hidden by the split: the visible labels say the same pair, so a teacher trained on them
+    # all has learnt it honestly. NFCorpus has 20 such pairs at hide 0.5, seed 0.
+    seen = set(trained) & (keys(split.hidden) - keys(split.visible))
     if seen:
         raise SettingsError(f"teacher {name} was trained on {counted(len(seen), 'positive')} the audit hides (of "
                             f"{split.n_hidden:,}), so it would catch them from memory. Fix: {fix}")

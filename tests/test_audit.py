@@ -23,6 +23,7 @@ from hnm_core.audit import (
     hide_positives,
     save_report,
     sweep,
+    vet_teacher,
 )
 from hnm_core.cli import main
 from hnm_core.curate import CurateParams, curate
@@ -357,3 +358,30 @@ def test_hnm_audit_on_cranfield_with_minilm(session_cache, tmp_path, capsys):
     # trained model, not the coverage, chose it (docs/proof.md)
     assert fig["n_queries"] == 225 and fig["coverage"] > 0.85
     assert (out / "sweep.csv").exists() and (out / "report.json").exists()
+
+
+def test_a_teacher_that_learnt_a_visible_copy_of_a_hidden_positive_is_not_refused(tiny_collection, tmp_path):
+    """d11 is d01's text under another id: with both labelled for q1 the split hides one and shows the other, so a
+    teacher trained on the visible positives has the hidden pair's texts. That is the visible labels' doing, not a
+    leak; a teacher that saw a truly hidden pair (q5's) is still refused."""
+    from hnm_core.models import CROSS_FIT_MANIFEST, pair_key
+
+    c = dataclasses.replace(tiny_collection, positives={**tiny_collection.positives, "q1": ("d01", "d11"),
+                                                        "q5": ("d08", "d12")})
+    split = hide_positives(c, hide=0.5, seed=0)
+    assert sorted(split.hidden) == ["q1", "q5"]
+
+    def key(q: str, d: str) -> str:
+        return pair_key(c.query_texts[c.query_index[q]], c.doc_texts[c.doc_index[d]])
+
+    teacher = tmp_path / "teacher"
+    teacher.mkdir()
+    visible = sorted({key(q, d) for q, docs in split.visible.items() for d in docs})
+    assert key("q1", split.hidden["q1"][0]) in visible  # the copy's pair is a visible pair
+    (teacher / CROSS_FIT_MANIFEST).write_text(json.dumps({"trained_positives": visible}))
+    entry = vet_teacher("bi-encoder", "T", str(teacher), c, split)
+    assert entry["checked"] is True and "trained without the 2 hidden positives" in entry["summary"]
+    (teacher / CROSS_FIT_MANIFEST).write_text(json.dumps({"trained_positives": visible + [key(
+        "q5", split.hidden["q5"][0])]}))
+    with pytest.raises(SettingsError, match="was trained on 1 positive the audit hides"):
+        vet_teacher("bi-encoder", "T", str(teacher), c, split)
