@@ -175,10 +175,10 @@ def mine_hidden_split(
         values, trained = _train_visible_teacher(visible, values, train_teacher_dir, split, cache_dir=cache_dir,
                                                  encoder=encoder, progress=progress)
         teacher = None  # the one just trained, loaded by mine
-    elif teacher is not None:
+    if teacher is not None:
         vet_teacher(teacher.kind, teacher.name, teacher.path, collection, split,
                     members=values.get("teacher_members", ()))
-    else:  # before any mining: a teacher that saw the hidden positives is refused at once
+    else:  # before any mining (after training one): a teacher that saw the hidden positives is refused at once
         vet_teacher(values["teacher"], values["teacher_model"], values["teacher_model"], collection, split,
                     members=values.get("teacher_members", ()))
     pool = mine(visible, values, cache_dir=cache_dir, encoder=encoder, teacher=teacher, progress=progress)
