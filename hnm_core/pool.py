@@ -382,13 +382,14 @@ def dense_embeddings(collection: Collection, params: PoolParams, meta: dict[str,
         emb, key = read[kind] if kind in read else (next(encoded), embedding_key(encoder, texts, prompt))
         out.append(emb)
         keys.append(key)
-    if len(read) == 1 and out[0].shape[1] != out[1].shape[1]:
-        (kind, file, *_), (other, *_) = sorted(sides, key=lambda side: side[0] not in read)
-        dims = dict(zip(("document", "query"), (out[0].shape[1], out[1].shape[1])))
-        raise DataError(file, f"holds {dims[kind]}-dimensional {kind} embeddings; {encoder.name} makes "
-                        f"{dims[other]}-dimensional {other} embeddings",
-                        fix=f"give --{'query' if kind == 'document' else 'doc'}-embeddings too, or --model the "
-                        "model that made the file")
+    if len(read) == 1 and out[0].shape[1] != out[1].shape[1]:  # one side read, the other encoded
+        from_file = "document" if doc_file is not None else "query"
+        encoded_side, flag = ("query", "--query-embeddings") if from_file == "document" else ("document",
+                                                                                             "--doc-embeddings")
+        dims = {"document": out[0].shape[1], "query": out[1].shape[1]}
+        raise DataError(doc_file or query_file, f"holds {dims[from_file]}-dimensional {from_file} embeddings; "
+                        f"{encoder.name} makes {dims[encoded_side]}-dimensional {encoded_side} embeddings",
+                        fix=f"give {flag} too, or --model the model that made the file")
     if encoder is not None:
         meta["model"] = {"name": encoder.name, "path": encoder.path, "fingerprint": encoder.fingerprint,
                          "precision": encoder.precision, "max_seq_length": encoder.max_length}
