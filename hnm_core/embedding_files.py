@@ -110,8 +110,8 @@ class _ParquetRows:
 
     Only the id column is read when it is made (and checked). The vectors are read on the first slice, one record
     batch of about `_READ_BYTES` at a time, and scattered into a float32 scratch file in collection order (in
-    `scratch`, gone with the object), so memory holds one batch whatever the file's size; a file already in the cache
-    is never read."""
+    `scratch`, gone with the object), so memory holds one batch whatever the file's size. For a file already in the
+    cache only the ids and the first vector are read (every run hashes the file's bytes for its cache key)."""
 
     def __init__(self, path: Path, ids: Sequence[str], kind: str, flag: str, scratch: Path) -> None:
         import pyarrow as pa
