@@ -67,6 +67,11 @@ class Setting:
                 if self.choices and item not in self.choices:
                     raise SettingsError(f"{self.name}: {item!r} is not one of {', '.join(map(str, self.choices))}")
             return tuple(items)
+        # int(2.9) is 2 and int(True) 1: a hand-edited manifest's fraction or boolean must not become a count
+        if self.type in (int, float) and isinstance(value, bool):
+            raise SettingsError(f"{self.name}: {value!r} is not a {self.type.__name__}")
+        if self.type is int and isinstance(value, float) and not value.is_integer():
+            raise SettingsError(f"{self.name}: {value!r} is not a whole number")
         try:
             if self.type is bool and isinstance(value, str):
                 lowered = value.strip().lower()
@@ -310,6 +315,9 @@ def from_manifest(raw: bytes | str, *, source: str = "manifest.json") -> dict[st
     if not isinstance(replay, dict):
         raise SettingsError(f"{source}: no settings object. {fix}")
     known = {name: value for name, value in replay.items() if name in _BY_NAME}
+    if not known:  # a model's config.json, say: replaying it would silently change nothing
+        keys = ", ".join(map(repr, list(replay)[:3])) + (", ..." if len(replay) > 3 else "")
+        raise SettingsError(f"{source}: holds no hnm settings{f' (its keys: {keys})' if keys else ''}. {fix}")
     try:
         checked = validate(known)
     except SettingsError as error:

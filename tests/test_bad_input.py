@@ -146,6 +146,26 @@ def test_config_with_a_damaged_manifest_is_one_line(tmp_path: Path, capsys: pyte
     assert_one_line_error(code, captured.out, captured.err, f"hnm pool: error: {config}")
 
 
+@pytest.mark.parametrize(("manifest", "fragment"), [
+    # a model's config.json: JSON, but no hnm setting in it, so nothing would be replayed
+    ('{"architectures": ["BertModel"], "hidden_size": 384, "max_position_embeddings": 512}',
+     "holds no hnm settings (its keys: 'architectures', 'hidden_size', 'max_position_embeddings')"),
+    ('{"settings": {}}', "holds no hnm settings"),
+    # an int setting given a fraction or a boolean used to become 2 or 1
+    ('{"settings": {"negatives": 2.9}}', "negatives: 2.9 is not a whole number"),
+    ('{"settings": {"negatives": true}}', "negatives: True is not a int"),
+    ('{"settings": {"bm25_k1": false}}', "bm25_k1: False is not a float"),
+])
+def test_config_that_would_replay_something_else_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                              manifest: str, fragment: str) -> None:
+    config = tmp_path / "config.json"
+    config.write_text(manifest)
+    code = main(["pool", str(SAMPLE), "--out", str(tmp_path / "out"), "--config", str(config), "--sources", "bm25",
+                 "--cache-dir", str(tmp_path / "cache"), "--quiet"])
+    captured = capsys.readouterr()
+    assert_one_line_error(code, captured.out, captured.err, f"hnm pool: error: {config}: ", fragment)
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # A few through a real process: what a user sees, exit status included
 
