@@ -41,6 +41,10 @@ _LINE_VERDICTS = (*VERDICTS, CLEARED)
 
 OVERRIDES_FILE = "overrides.jsonl"
 
+# Written as escapes: raw in a note (JSON allows them in a string), they break the line for any tool that splits lines
+# as str.splitlines() does.
+_LINE_BREAKS = str.maketrans({"\u2028": "\\u2028", "\u2029": "\\u2029", "\x85": "\\u0085"})
+
 _FIX = ("write one JSON object a line with query_id, doc_id, verdict (unlabelled_positive, bad_negative or cleared), "
         "note, time")
 
@@ -112,7 +116,7 @@ def read_overrides(path: str | Path, collection: Collection | None = None, *, mi
     names a query or document the collection does not have."""
     path = Path(path).expanduser()
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # a BOM, as an editor on Windows saves UTF-8, is dropped
     except FileNotFoundError:
         if missing_ok:
             return Overrides(path=path)
@@ -122,7 +126,8 @@ def read_overrides(path: str | Path, collection: Collection | None = None, *, mi
         raise DataError(path, f"cannot read it ({error}).", fix=_FIX) from None
     by_pair: dict[tuple[str, str], Override] = {}
     lines = 0
-    for number, line in enumerate(text.splitlines(), start=1):
+    # "\n" only: str.splitlines() also splits on U+2028, U+2029 and U+0085, which JSON allows inside a string (a note)
+    for number, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
         override = _parse(line, path, number)
@@ -191,7 +196,7 @@ def add_override(path: str | Path, query_id: str, doc_id: str, verdict: Verdict 
         raise DataError(path, "a verdict needs a query id and a document id.", fix="name the candidate it is about")
     stamp = (now or datetime.now(timezone.utc)).astimezone(timezone.utc).isoformat(timespec="seconds")
     override = Override(str(query_id), str(doc_id), verdict, note.strip(), stamp)
-    line = json.dumps(override._asdict(), ensure_ascii=False) + "\n"
+    line = json.dumps(override._asdict(), ensure_ascii=False).translate(_LINE_BREAKS) + "\n"
     path.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(path.parent / f".{path.name}.lock"):
         old = path.read_bytes() if path.exists() else b""

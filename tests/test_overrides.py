@@ -105,6 +105,29 @@ def test_a_truncated_line_says_where_it_breaks(tmp_path):
         read_overrides(path)
 
 
+def test_a_file_saved_with_a_byte_order_mark_is_read(pool, tmp_path):
+    path = tmp_path / "o.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + (json.dumps(verdict("q1", "d5")) + "\n").encode())  # Notepad's UTF-8
+    assert read_overrides(path, pool.collection).get("q1", "d5").verdict == "unlabelled_positive"
+
+
+SEPARATORS = "one\u2028two\u2029three\x85four"  # what str.splitlines() splits on besides \n, \r and escapes
+
+
+def test_a_note_with_a_line_separator_reads_back_as_typed(pool, tmp_path):
+    path = tmp_path / "o.jsonl"
+    add_override(path, "q1", "d5", "bad_negative", note=SEPARATORS)
+    add_override(path, "q2", "d8", "bad_negative", note="café")
+    raw = path.read_text(encoding="utf-8")
+    assert not set("\u2028\u2029\x85") & set(raw) and "café" in raw  # escaped; other text stays readable
+    assert len(raw.splitlines()) == 2  # so any line-based tool sees two lines too
+    found = read_overrides(path, pool.collection)
+    assert found.get("q1", "d5").note == SEPARATORS and found.get("q2", "d8").note == "café"
+    # a file written with the separators unescaped (JSON allows them in strings) is read as well
+    path.write_text(json.dumps(verdict("q1", "d5", note=SEPARATORS), ensure_ascii=False) + "\n", encoding="utf-8")
+    assert read_overrides(path, pool.collection).get("q1", "d5").note == SEPARATORS
+
+
 def test_a_missing_file_is_an_error_unless_it_is_the_default(tmp_path):
     with pytest.raises(DataError, match="no such overrides file"):
         read_overrides(tmp_path / "none.jsonl")
