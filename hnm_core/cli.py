@@ -9,6 +9,7 @@
     hnm train EXPORT --out DIR     fine-tune a bi-encoder on an export (the proof protocol's recipe)
     hnm eval MODEL DATA            nDCG@10, Recall@100, MRR@10 of a bi-encoder on a BEIR split
     hnm prove DATA --out DIR       train zero / pairs / naive / hnm arms alike and compare them on a test split
+    hnm studio [DATA] [--port N]   start the studio in the browser, DATA loaded in every new session
 
 Every setting of settings.py is a flag (`--top-k`, `--relative-margin`...); `--config manifest.json` replays the
 settings of an earlier run, and flags given on the command line win over it.
@@ -157,7 +158,21 @@ def build_parser() -> argparse.ArgumentParser:
     _add_settings(p, ("data", "run", "pool", "teacher_train"))
     p.set_defaults(run=_cmd_train_teacher)
     _add_train_eval(sub)
+
+    p = sub.add_parser("studio", help="start the studio (Streamlit) in the browser, optionally with DATA loaded")
+    p.add_argument("data", nargs="?", default=None, help="a collection every new session starts with (as DATA "
+                                                          "above)")
+    p.add_argument("--port", type=int, default=None, help="port to serve on (default: Streamlit's 8501)")
+    p.add_argument("--split", default=None, help="split DATA is read with (default: the studio's)")
+    p.set_defaults(run=_cmd_studio)
     return parser
+
+
+def _cmd_studio(args: argparse.Namespace) -> int:
+    from .studio_launch import run_studio
+
+    run_studio(args.data, port=args.port, split=args.split)
+    return 0
 
 
 def _add_train_eval(sub: Any) -> None:

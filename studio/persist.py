@@ -13,6 +13,7 @@ ended, so they are not kept: the page says so.
 from __future__ import annotations
 
 import json
+import os
 import re
 import secrets
 import shutil
@@ -28,6 +29,7 @@ from hnm_core.manifest import atomic_write_bytes, to_json
 from hnm_core.pipeline import MiningParams
 from hnm_core.pool import load_pool, save_pool
 from hnm_core.settings import from_manifest
+from hnm_core.studio_launch import DATA_ENV, SPLIT_ENV
 
 from . import loaders
 from .state import LoadedData, Mined, loaded, mined, set_data, set_mined, settings
@@ -124,10 +126,31 @@ class Saver:
             self.box["saved"] = raw
 
 
+def preload() -> str | None:
+    """Load the collection `hnm studio DATA` named (hnm_core.studio_launch.DATA_ENV) into a new session, and show
+    its path on the Data page; a sentence saying what was loaded or why not (None without one)."""
+    path = os.environ.get(DATA_ENV, "")
+    if not path:
+        return None
+    split = os.environ.get(SPLIT_ENV) or settings()["split"]
+    settings()["split"] = split
+    st.session_state["data_source"], st.session_state["data_path"] = "Folder or file path", path
+    try:
+        if loaders.is_pool_folder(path):
+            data, result = loaders.load_saved_pool(path)
+            set_data(data)
+            set_mined(result)
+        else:
+            set_data(loaders.load_path(path, split))
+    except (OSError, HnmError) as error:
+        return f"Could not load {path}: {error}"
+    return f"Loaded {loaded().collection.name} from {path}."
+
+
 def start() -> str | None:
     """Before any page draws, in every run: take the URL's token, or make one, and keep it in the URL (page
     switches drop query parameters). In the first run of a session whose token has a state file, load that data,
-    pool and settings into the session. Returns a sentence saying what came back or what could not (None when
+    pool and settings into the session; in the first run of a new session, the collection of `hnm studio DATA`. Returns a sentence saying what came back or what could not (None when
     there was nothing to restore)."""
     box = st.session_state.get("session_box")
     first = box is None
@@ -141,6 +164,7 @@ def start() -> str | None:
     if not first or not path.is_file():
         if first:  # a new session: a good moment to drop the state of sessions long gone
             prune_sessions()
+            return preload()
         return None
     try:
         raw = path.read_bytes()

@@ -90,3 +90,19 @@ def test_only_the_newest_session_files_are_kept(tmp_path, monkeypatch):
     assert prune_sessions(keep=2) == 3
     assert sorted(p.name for p in folder.glob("*.json")) == [f"{i:032x}.json" for i in (3, 4)]
     assert prune_sessions(keep=2) == 0
+
+
+def test_hnm_studio_data_is_loaded_into_every_new_session_and_shown_on_the_data_page(monkeypatch):
+    from hnm_core.studio_launch import DATA_ENV, SPLIT_ENV
+    from tests.test_app import SAMPLE
+
+    monkeypatch.setenv(DATA_ENV, str(SAMPLE))
+    monkeypatch.setenv(SPLIT_ENV, "train")
+    at = new_session()
+    assert f"Loaded sample_data from {SAMPLE}." in [t.value for t in at.toast]
+    assert at.session_state["data"].collection.source.endswith("split train")
+    assert at.session_state["settings"]["split"] == "train"
+    open_page(at, DATA)
+    assert at.text_input(key="data_path").value == str(SAMPLE)
+    monkeypatch.setenv(DATA_ENV, str(SAMPLE / "missing"))
+    assert "Could not load" in new_session().toast[0].value
