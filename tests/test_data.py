@@ -189,6 +189,22 @@ def test_a_headerless_qrels_keeps_its_first_row(tmp_path: Path) -> None:
     assert collection.positives == {"q1": ("d4",), "q2": ("d2",)}
 
 
+@pytest.mark.parametrize("qrels", [
+    # a fourth column (an annotator id) named by the header: TREC's reading took it for the score, "1" for the document
+    "query-id\tcorpus-id\tscore\tannotator\nq1\td1\t1\t7\nq2\td3\t2\t7\nq2\td2\t1\t8\nq2\td4\t0\t7\n",
+    "query-id\tcorpus-id\tscore\tlabel\nq1\td1\t1\t1\nq2\td3\t2\t1\nq2\td2\t1\t1\nq2\td4\t0\t1\n",
+    # TREC without a header: the second column is the constant iteration
+    "q1 0 d1 1\nq2 0 d3 2\nq2 0 d2 1\nq2 0 d4 0\n",
+    "q1\tQ0\td1\t1\nq2\tQ0\td3\t2\nq2\tQ0\td2\t1\n",
+    # rows ending in a tab, with or without a header (score '' is not a number, it was)
+    "query-id\tcorpus-id\tscore\t\nq1\td1\t1\t\nq2\td3\t2\t\nq2\td2\t1\t\n",
+    "q1\td1\t1\t\nq2\td3\t2\t\t\nq2\td2\t1\n",
+], ids=["annotator-header", "label-header", "trec-0", "trec-q0", "trailing-tab-header", "trailing-tab"])
+def test_qrels_columns_are_read_by_the_header_or_the_trec_layout(tmp_path: Path, qrels: str) -> None:
+    collection = load_beir(beir_folder(tmp_path, **{"qrels.tsv": qrels}))
+    assert collection.positives == {"q1": ("d1",), "q2": ("d3", "d2")}
+
+
 def test_queries_without_a_positive_are_counted(tmp_path: Path) -> None:
     queries = QUERIES + [{"_id": f"x{i}", "text": f"unjudged {i}"} for i in range(4)]
     collection = load_beir(beir_folder(tmp_path, **{"queries.jsonl": queries}))
@@ -498,6 +514,11 @@ BAD_INPUTS = [
     # Silent changes and tracebacks found by the reliability drill (issue 11)
     ("qrels-headerless-word-score", {"qrels.tsv": "q1\td1\trelevant\nq2\td2\t1\n"}, ".", "qrels.tsv:1",
      "score 'relevant' is not a number"),
+    # Found by the rest of the drill (issue 19): a fourth column without a header is TREC's only when it says so
+    ("qrels-four-columns-headerless", {"qrels.tsv": "q1\t0\td1\t1\nq2\td2\t1\t7\n"}, ".", "qrels.tsv:2",
+     "4 columns without a header, and the second ('d2') is not TREC's iteration column (0 or Q0)"),
+    ("qrels-row-longer-than-its-header", {"qrels.tsv": "query-id\tcorpus-id\tscore\nq1\td1\t1\t7\n"}, ".",
+     "qrels.tsv:2", "expected 3 columns (query-id, corpus-id, score: the header on line 1), found 4"),
     ("corpus-text-null", {"corpus.jsonl": [{"_id": "d1", "text": None}]}, ".", "corpus.jsonl:1", "'text' is null"),
     ("corpus-id-null", {"corpus.jsonl": [{"_id": None, "text": "a"}]}, ".", "corpus.jsonl:1", "_id is null"),
     ("corpus-repeated-key", {"corpus.jsonl": '{"_id": "d1", "text": "a", "text": "b"}\n'}, ".", "corpus.jsonl:1",

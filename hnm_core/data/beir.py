@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from array import array
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..errors import DataError
 from ..settings import setting
@@ -41,7 +41,9 @@ def load_beir(folder: str | Path, *, split: str = setting("split").default) -> C
     """Read a BEIR folder: corpus.jsonl, queries.jsonl and the qrels of `split` (see `beir_splits`).
 
     Document text is title + " " + text, stripped. Qrels rows with score > 0 are positives, in file order; a header
-    line is optional. Queries without a positive in the corpus are left out of `query_ids`.
+    line is optional and says which columns are the query, the document and the score (other columns are not read);
+    without one, 4 columns are TREC's (qid, 0 or Q0, docid, rel) or refused. Queries without a positive in the corpus
+    are left out of `query_ids`.
     """
     folder = Path(folder)
     if not folder.is_dir():
@@ -163,27 +165,26 @@ def _read_qrels(path: Path, queries: dict[str, str], doc_index: dict[str, int], 
     not_positive = 0
     labelled: set[str] = set()  # known queries with at least one row scored > 0
     seen_row = False
-    fix_columns = "each row is query-id<TAB>corpus-id<TAB>score (a header line with those names is optional)."
+    header: _Header | None = None  # the columns the last header line named
     for line, text in _text_lines(path):
         if not text.strip():
             continue
         seen_row = True
         fields = [f.strip() for f in (text.split("\t") if "\t" in text else text.split())]
-        if len(fields) == 4:  # TREC qrels: query-id, iteration, doc-id, relevance
-            fields = [fields[0], fields[2], fields[3]]
-        if len(fields) != 3:
-            raise DataError(path, f"expected 3 columns (query-id, corpus-id, score), found {len(fields)}",
-                            line=line, fix=fix_columns)
-        query_id, doc_id, score_text = fields
+        while len(fields) > 3 and not fields[-1]:  # a row ending in a tab
+            fields.pop()
+        # A header is known by its names, not by being first: a headerless file's first judgement with a word for
+        # a score must not vanish as if it were one.
+        named = _header(fields, line)
+        if named is not None:
+            header = named
+            continue
+        query_id, doc_id, score_text = _judgement(path, line, fields, header)
         try:
             score = float(score_text)
         except ValueError:
-            # A header is known by its names, not by being first: a headerless file's first judgement with a
-            # word for a score must not vanish as if it were one.
-            if all(_QRELS_HEADER.match(f) for f in fields):
-                continue
             raise DataError(path, f"score {score_text!r} is not a number", line=line,
-                            fix="the third column must be a number (relevance > 0 marks a positive); a header "
+                            fix="the score column must be a number (relevance > 0 marks a positive); a header "
                                 "line names its columns, like query-id<TAB>corpus-id<TAB>score.") from None
         if not score > 0:
             not_positive += 1
@@ -204,7 +205,7 @@ def _read_qrels(path: Path, queries: dict[str, str], doc_index: dict[str, int], 
                 repeated.add(f"{query_id}/{doc_id}", line)
             row[doc_id] = None
     if not seen_row:
-        raise DataError(path, "the file is empty", fix=fix_columns)
+        raise DataError(path, "the file is empty", fix=_FIX_COLUMNS)
     name = path.name
     for tally, what in ((unknown_queries, "unknown query ids (not in queries.jsonl)"),
                         (unknown_docs, "unknown doc ids (not in corpus.jsonl)"),
@@ -230,8 +231,59 @@ def _read_qrels(path: Path, queries: dict[str, str], doc_index: dict[str, int], 
 
 
 # The names a qrels header gives its columns: query-id, corpus-id, score (BEIR); qid, iter, docno, rel (TREC); ...
-_QRELS_HEADER = re.compile(r"(query|q|topic|corpus|doc|document|passage|p|iter|iteration|score|rel|relevance|label"
-                           r"|judgement|judgment|grade)([-_ ]?(id|no|num|number))?$", re.IGNORECASE)
+_QRELS_NAMES = {"query": ("query", "q", "topic"), "doc": ("corpus", "doc", "document", "passage", "p"),
+                "iter": ("iter", "iteration"),
+                "score": ("score", "rel", "relevance", "label", "judgement", "judgment", "grade")}
+_ROLE = {name: role for role, names in _QRELS_NAMES.items() for name in names}
+_QRELS_HEADER = re.compile(rf"({'|'.join(_ROLE)})(?:[-_ ]?(?:id|no|num|number))?", re.IGNORECASE)
+_FIX_COLUMNS = "each row is query-id<TAB>corpus-id<TAB>score (a header line with those names is optional)."
+
+
+class _Header(NamedTuple):
+    """A qrels header line: where its query, document and score columns are, and all the names it gives."""
+
+    query: int
+    doc: int
+    score: int
+    names: tuple[str, ...]
+    line: int
+
+
+def _header(fields: list[str], line: int) -> _Header | None:
+    """The header `fields` make, or None for a judgement: a header names a query, a document and a score column
+    (the first of each; other columns, an annotator say, are left unread)."""
+    found: dict[str, int] = {}
+    for i, name in enumerate(fields):
+        match = _QRELS_HEADER.fullmatch(name)
+        if match is None and i == 0:  # an id: a judgement (cheap, most rows stop here)
+            return None
+        if match is not None:
+            found.setdefault(_ROLE[match.group(1).lower()], i)
+    if not {"query", "doc", "score"} <= found.keys():
+        return None
+    return _Header(found["query"], found["doc"], found["score"], tuple(fields), line)
+
+
+def _judgement(path: Path, line: int, fields: list[str], header: _Header | None) -> tuple[str, str, str]:
+    """(query id, doc id, score) of a row: in the columns its header names, else query-id, corpus-id, score, or
+    TREC's qid, iter, docno, rel when the second of four columns is the iteration (0 or Q0)."""
+    if header is not None:
+        if not max(header.query, header.doc, header.score) < len(fields) <= len(header.names):
+            raise DataError(path, f"expected {len(header.names)} columns ({', '.join(header.names)}: the header on "
+                            f"line {header.line}), found {len(fields)}", line=line, fix=_FIX_COLUMNS)
+        return fields[header.query], fields[header.doc], fields[header.score]
+    if len(fields) == 4:
+        if fields[1].upper() not in ("0", "Q0"):
+            raise DataError(path, f"4 columns without a header, and the second ({fields[1]!r}) is not TREC's "
+                            "iteration column (0 or Q0), so which column holds the document and which the score "
+                            "is unknown", line=line,
+                            fix="add a header line naming the columns, like query-id<TAB>corpus-id<TAB>score<TAB>"
+                                "annotator (BEIR's names; a column with another name is not read).")
+        return fields[0], fields[2], fields[3]
+    if len(fields) != 3:
+        raise DataError(path, f"expected 3 columns (query-id, corpus-id, score), found {len(fields)}", line=line,
+                        fix=_FIX_COLUMNS)
+    return fields[0], fields[1], fields[2]
 
 
 def _record_id(path: Path, line: _Where, record: dict[str, Any], example: str) -> str:
