@@ -67,6 +67,12 @@ def diff_rounds(a_dir: str | Path, b_dir: str | Path, *, allow_different_collect
     allow_different_collections: compare even when the manifests name different collections (name, source, number
     of documents or queries); by default that raises a DataError.
     """
+    for folder in (a_dir, b_dir):
+        if not Path(folder).is_dir():
+            what = "is a file" if Path(folder).exists() else "does not exist"
+            raise DataError(folder, f"{what}; hnm diff compares two export folders.",
+                            fix="pass the --out folders of two hnm mine / hnm curate runs (exported with the 'pool' "
+                                "format)")
     if not allow_different_collections:
         _check_same_collection(a_dir, b_dir)
     key = ["query_id", "doc_id"]

@@ -69,3 +69,20 @@ def test_round_sentences_agree_nouns_with_counts():
         "B selected 1 negative that A had not.",
         "No candidate changed label.",
     ]
+
+
+@pytest.mark.parametrize("flags", [[], ["--allow-different-collections"]])
+@pytest.mark.parametrize("which", ["a", "b"])
+def test_cli_diff_of_a_file_or_a_missing_folder_says_it_needs_an_export_folder(two_collections, capsys, which,
+                                                                             flags):
+    a, b = two_collections
+    qrels = a.parent / "qrels.tsv"
+    qrels.write_text("q1\td1\t1\n")
+    for wrong, what in ((qrels, "is a file"), (a.parent / "gone", "does not exist")):
+        args = [wrong, b] if which == "a" else [a, wrong]
+        assert main(["diff", *map(str, args), *flags]) == 2
+        captured = capsys.readouterr()
+        assert captured.out == "" and "Traceback" not in captured.err
+        assert captured.err.strip().splitlines() == [
+            f"hnm diff: error: {wrong}: {what}; hnm diff compares two export folders. Fix: pass the --out folders "
+            "of two hnm mine / hnm curate runs (exported with the 'pool' format)"]
