@@ -10,8 +10,9 @@ spread over a fraction of a unit). Its fold-0 model is then timed on the pairs
 MiniLM, top 100) of `--data` (`--queries N` keeps the first N queries).
 
 Each timing starts from an empty score cache with the weights already loaded:
-- fp32, and bf16 (the default where the CPU has avx512_bf16), both scoring longest pairs first (teacher.py);
-- bf16 in pool order, 256 pairs per predict call: how scoring went before pairs were sorted across calls.
+- fp32, and bf16 (the default where the CPU has avx512_bf16), both in hnm's batches: each query's pairs, longest
+  document first, one predict call per batch (pair_scores.py);
+- bf16 in pool order, 256 pairs per predict call: how scoring went before pairs were sorted.
 "Top-10 agreement" is the mean overlap of each query's top 10 by fp32 and by bf16 logit.
 """
 
@@ -29,8 +30,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout that was not pip-installed
 from hnm_core.data import load_collection  # noqa: E402
 from hnm_core.models import cpu_has_bf16, load_cross_encoder  # noqa: E402
+from hnm_core.pair_scores import pair_scores  # noqa: E402
 from hnm_core.pool import PoolParams, build_pool  # noqa: E402
-from hnm_core.teacher import _pair_scores, rows_to_score  # noqa: E402
+from hnm_core.teacher import rows_to_score  # noqa: E402
 from hnm_core.teacher_train import train_teacher  # noqa: E402
 
 
@@ -82,7 +84,8 @@ def main() -> None:
     pool = build_pool(collection, PoolParams.from_settings({}), cache_dir=args.cache_dir)
     frame = pool.frame[rows_to_score(pool, "cross-encoder", args.top_n)]
     c = pool.collection
-    q_texts = np.asarray(c.query_texts, dtype=object)[frame["query_id"].map(c.query_index).to_numpy(np.int64)]
+    qi = frame["query_id"].map(c.query_index).to_numpy(np.int64)
+    q_texts = np.asarray(c.query_texts, dtype=object)[qi]
     d_texts = np.asarray(c.doc_texts, dtype=object)[frame["doc_id"].map(c.doc_index).to_numpy(np.int64)]
     fold0 = str(teacher / "fold-0")
     print(f"{c.name}: {len(frame):,} pairs ({frame['query_id'].nunique()} queries, top {args.top_n} + positives), "
@@ -97,8 +100,8 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as cache:
             started = time.perf_counter()
             if sorted_run:
-                raw = _pair_scores(q_texts, d_texts, model, batch_size=args.batch_size, cache_dir=cache,
-                                   progress=lambda *a: None, stage="bench")
+                raw = pair_scores(q_texts, d_texts, qi, model, batch_size=args.batch_size, cache_dir=cache,
+                                  progress=lambda *a: None, stage="bench")
             else:
                 raw = pool_order_scores(model, q_texts, d_texts, args.batch_size)
             seconds = time.perf_counter() - started

@@ -30,10 +30,19 @@ from .progress import Progress, no_progress
 __all__ = ["default_cache_dir", "texts_digest", "pair_keys", "EmbeddingCache", "PairScoreCache", "ChunkPacer",
 ]
 
+# How embeddings are saved while they are computed (EmbeddingCache's defaults, read when one is made): slices of at
+# most SLICE_ROWS texts and about SLICE_SECONDS of work, the first FIRST_SLICE_ROWS. They decide what a killed run
+# loses, never the results: a slice is whole batches.
+SLICE_ROWS = 256
+SLICE_SECONDS = 5.0
+FIRST_SLICE_ROWS = 32
+
 _PAIR_DTYPE = np.dtype([("key", "<u8"), ("raw", "<f4")])
 # Format 1 (hnm before checksums) files are never read: they cannot be verified, so they are recomputed.
 _FORMAT = 2
 _PART = re.compile(r"part-(?P<start>\d{9})-(?P<stop>\d{9})-(?P<checksum>[0-9a-f]{8})\.npy")
+# Rows checksummed at a time when parts are joined: 64 MiB of 384-dim float16 vectors.
+_CHECKSUM_ROWS = 1 << 16
 _CHUNK = re.compile(r"chunk-\d{20}-\d+-(?P<checksum>[0-9a-f]{8})\.npy")
 
 
@@ -139,36 +148,45 @@ def _locked(lock_path: Path, on_wait: Callable[[], None] | None = None, poll: fl
 
 class ChunkPacer:
     """Sizes the slices of work saved one by one: at most `max_rows` and about `seconds` of work each, so a killed
-    run loses at most one slice whatever the model's speed. Starts at `first_rows`; grows by at most double a slice."""
+    run loses at most one slice whatever the model's speed. Starts at `first_rows`; grows by at most double a slice.
 
-    def __init__(self, max_rows: int = 256, seconds: float = 5.0, first_rows: int = 32) -> None:
+    A slice is always a whole number of `unit`s (the model's batches): the clock decides only where work is saved,
+    never which rows are computed together, so the results do not depend on the machine's load."""
+
+    def __init__(self, max_rows: int = 256, seconds: float = 5.0, first_rows: int = 32, *, unit: int = 1) -> None:
+        self.unit = max(1, unit)
         self.max_rows = max(1, max_rows)
         self.seconds = seconds
-        self.rows = max(1, min(first_rows, self.max_rows))
+        self.rows = self._whole(min(first_rows, self.max_rows))
+
+    def _whole(self, rows: int) -> int:
+        return max(self.unit, rows // self.unit * self.unit)
 
     def record(self, rows: int, elapsed: float) -> None:
         """Tell the pacer that `rows` took `elapsed` seconds; sets the size of the next slice in `self.rows`."""
         fit = int(rows * self.seconds / elapsed) if elapsed > 0 else self.max_rows
-        self.rows = max(1, min(self.max_rows, 2 * self.rows, fit))
+        self.rows = self._whole(min(self.max_rows, 2 * self.rows, fit))
 
 
 class EmbeddingCache:
     """Embeddings of an ordered list of texts, stored as one float16 `.npy` per key and opened as a memmap.
 
-    An entry is the folder `embeddings/<key>/`. While it is computed, rows are saved in slices
-    `part-<start>-<stop>-<crc32>.npy` of at most `chunk_rows` rows and about `chunk_seconds` of work (ChunkPacer); a
-    killed run resumes at the first missing row. When every row exists the parts are joined into `embeddings.npy`,
-    whose checksum, shape and dtype go into `meta.json`, and removed. One run computes an entry at a time, under
+    An entry is the folder `embeddings/<key>/`. Rows are computed in the caller's `order` (a permutation of the rows;
+    positions below are positions in it) in batches of `unit` rows fixed by that order. While an entry is computed,
+    positions are saved in slices `part-<start>-<stop>-<crc32>.npy` of whole batches, at most `chunk_rows` rows and
+    about `chunk_seconds` of work (ChunkPacer); a killed run resumes at the first missing position, with the same
+    batches. When every row exists the parts are joined, back in row order, into `embeddings.npy`, whose checksum,
+    shape and dtype go into `meta.json`, and removed. One run computes an entry at a time, under
     `locks/embeddings-<key>.lock`; another run asking for it meanwhile waits, drawing the first one's progress, then
     reads it.
     """
 
-    def __init__(self, root: str | Path | None = None, *, chunk_rows: int = 256, chunk_seconds: float = 5.0,
-                 first_rows: int = 32) -> None:
+    def __init__(self, root: str | Path | None = None, *, chunk_rows: int | None = None,
+                 chunk_seconds: float | None = None, first_rows: int | None = None) -> None:
         self.root = Path(root) if root is not None else default_cache_dir()
-        self.chunk_rows = chunk_rows
-        self.chunk_seconds = chunk_seconds
-        self.first_rows = first_rows
+        self.chunk_rows = SLICE_ROWS if chunk_rows is None else chunk_rows
+        self.chunk_seconds = SLICE_SECONDS if chunk_seconds is None else chunk_seconds
+        self.first_rows = FIRST_SLICE_ROWS if first_rows is None else first_rows
 
     def folder(self, key: str) -> Path:
         return self.root / "embeddings" / key
@@ -213,10 +231,15 @@ class EmbeddingCache:
         compute: Callable[[int, int], np.ndarray],
         *,
         meta: dict | None = None,
+        order: np.ndarray | None = None,
+        unit: int = 1,
         progress: Progress = no_progress,
         stage: str = "encode",
     ) -> np.ndarray:
-        """Return the (n_rows, dim) float16 array for `key`, calling `compute(start, stop)` for missing rows only.
+        """Return the (n_rows, dim) float16 array for `key`, calling `compute(start, stop)` for missing positions only:
+        it returns the rows `order[start:stop]` (rows start..stop without an `order`). `start` is always a multiple
+        of `unit` and `stop` too, but at the end: a batch of `unit` positions is never split between two calls. The
+        `unit` must be the same for every run of one key (put what decides it in the key).
 
         Raises ModelOutputError, naming `meta["model"]`, if `compute` returns NaN or infinite values."""
         done, _ = self._read(key, n_rows)  # the damage, if any, is reported below under the lock
@@ -235,16 +258,18 @@ class EmbeddingCache:
                 return done
             folder.mkdir(parents=True, exist_ok=True)
             _remove_temporaries(folder)
-            pieces = self._compute_missing(folder, n_rows, compute, (meta or {}).get("model", key), progress, stage)
-            return self._join(folder, n_rows, pieces, meta or {})
+            pieces = self._compute_missing(folder, n_rows, compute, (meta or {}).get("model", key), unit, progress,
+                                           stage)
+            return self._join(folder, n_rows, pieces, meta or {}, order)
 
     def _compute_missing(self, folder: Path, n_rows: int, compute: Callable[[int, int], np.ndarray], source: str,
-                         progress: Progress, stage: str) -> list[tuple[int, int, Path]]:
+                         unit: int, progress: Progress, stage: str) -> list[tuple[int, int, Path]]:
         """Verified (start, stop, path) slices covering 0..n_rows: saved parts where intact, computed otherwise."""
         saved: dict[int, list[tuple[int, Path, str]]] = {}
         for start, stop, path, checksum in _scan_parts(folder):
-            saved.setdefault(start, []).append((stop, path, checksum))
-        pacer = ChunkPacer(self.chunk_rows, self.chunk_seconds, self.first_rows)
+            if start % unit == 0 and (stop % unit == 0 or stop == n_rows):  # never the half of a batch
+                saved.setdefault(start, []).append((stop, path, checksum))
+        pacer = ChunkPacer(self.chunk_rows, self.chunk_seconds, self.first_rows, unit=unit)
         pieces: list[tuple[int, int, Path]] = []
         pos = 0
         progress(stage, 0, n_rows)
@@ -288,17 +313,19 @@ class EmbeddingCache:
                 return stop, path
         return None
 
-    def _join(self, folder: Path, n_rows: int, pieces: list[tuple[int, int, Path]], meta: dict) -> np.ndarray:
-        """Copy the parts into `embeddings.npy` through a memmap (memory stays at one part), then meta.json."""
+    def _join(self, folder: Path, n_rows: int, pieces: list[tuple[int, int, Path]], meta: dict,
+              order: np.ndarray | None) -> np.ndarray:
+        """Copy the parts, back in row order, into `embeddings.npy` through a memmap (memory stays at one part), then
+        meta.json."""
         dim = np.load(pieces[0][2], mmap_mode="r").shape[1] if pieces else 0
-        crc = _checksum_seed(np.dtype(np.float16), (n_rows, dim))
         with atomic_path(folder / "embeddings.npy") as tmp:
             out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=(n_rows, dim))
             for start, stop, path in pieces:
-                rows = np.load(path, mmap_mode="r")
-                out[start:stop] = rows
-                crc = _checksum_update(crc, rows)
+                out[slice(start, stop) if order is None else order[start:stop]] = np.load(path, mmap_mode="r")
             out.flush()
+            crc = _checksum_seed(np.dtype(np.float16), (n_rows, dim))
+            for start in range(0, n_rows, _CHECKSUM_ROWS):
+                crc = _checksum_update(crc, out[start : start + _CHECKSUM_ROWS])
             del out
             # A reader that finds embeddings.npy without meta.json takes it as unfinished, never as damaged.
             (folder / "meta.json").unlink(missing_ok=True)

@@ -4,7 +4,7 @@ size and approximate (IVF) above it, with the approximate index's recall measure
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -19,18 +19,46 @@ from .retrieve import SearchResult
 from .settings import setting
 from .vectors import exact_search, row_blocks
 
-__all__ = ["embedding_key", "encode", "DenseIndex", "IndexKind"]
+__all__ = ["embedding_key", "embedding_meta", "batch_order", "encode_batches", "encode", "EncodeMany", "DenseIndex",
+           "IndexKind"]
 
 IndexKind = Literal["exact", "hnsw", "ivf"]
+EncodeMany = Callable[[LoadedModel, list[tuple[Sequence[str], str]]], list[np.ndarray]]
+"""Encodes (texts, prompt) jobs elsewhere, as encode would (the Ray engine's actors): one array per job."""
 
 
-def embedding_key(model: LoadedModel, texts: Sequence[str], prompt: str) -> str:
-    """Cache key: the model fingerprint (weights, config, precision, max length), the prompt and the texts."""
+def embedding_key(model: LoadedModel, texts: Sequence[str], prompt: str, batch_size: int) -> str:
+    """Cache key: the model fingerprint (weights, config, precision, max length), the prompt, the batch size (which
+    texts share a batch, and so their padding and rounding) and the texts."""
     h = hashlib.blake2b(digest_size=16)
-    for part in (model.fingerprint, prompt, texts_digest(texts), "normalized-v1"):
+    for part in (model.fingerprint, prompt, str(batch_size), texts_digest(texts), "normalized-v1", "batches-v2"):
         h.update(part.encode())
         h.update(b"\x00")
     return h.hexdigest()
+
+
+def batch_order(texts: Sequence[str]) -> np.ndarray:
+    """The order texts are encoded in: longest first (as sentence-transformers orders one call, so a batch pads to
+    similar lengths), ties by position. Cut into batches of the batch size, it fixes which texts share a batch from
+    the texts alone: a run encodes every text with the same companions whatever its slices, resume point, load or
+    engine."""
+    lengths = np.fromiter((len(text) for text in texts), dtype=np.int64, count=len(texts))
+    return np.argsort(-lengths, kind="stable")
+
+
+def encode_batches(model: LoadedModel, texts: Sequence[str], *, prompt: str, batch_size: int,
+                   on_batch: Callable[[int], None] | None = None) -> np.ndarray:
+    """float32 embeddings of `texts`, one model.encode call per `batch_size` texts in the given order (the caller's
+    batches: a slice of batch_order). `on_batch(n)` after each batch but the last, with the texts done so far."""
+    parts = []
+    for at in range(0, len(texts), batch_size):
+        batch = list(texts[at : at + batch_size])
+        parts.append(np.asarray(model.model.encode(batch, prompt=prompt or None, batch_size=len(batch),
+                                                   normalize_embeddings=True, convert_to_numpy=True,
+                                                   show_progress_bar=False), dtype=np.float32))
+        if on_batch is not None and at + len(batch) < len(texts):
+            on_batch(at + len(batch))
+    return np.vstack(parts)
 
 
 def encode(
@@ -45,31 +73,28 @@ def encode(
 ) -> np.ndarray:
     """L2-normalised embeddings of `texts` as an (n, dim) float16 array, from the on-disk cache when possible.
 
-    Computed in chunks that are saved as they finish: a run that is killed resumes at the first missing chunk.
+    Encoded in batch_order, in batches of `batch_size` fixed by the texts, and saved in slices of whole batches as
+    they finish: a run that is killed resumes at the first missing slice and gives the same bytes as one that was not.
     """
     cache = EmbeddingCache(cache_dir)
     texts = list(texts)
+    order = batch_order(texts)
 
     def compute(start: int, stop: int) -> np.ndarray:
         # One encode call per batch, so progress (and a Stop in the studio) comes every batch, not every cached
-        # slice. Longest texts first, as sentence-transformers orders one call, so batches pad to similar lengths.
-        order = sorted(range(start, stop), key=lambda i: -len(texts[i]))
-        parts = []
-        for at in range(0, len(order), batch_size):
-            batch = [texts[i] for i in order[at:at + batch_size]]
-            parts.append(np.asarray(model.model.encode(batch, prompt=prompt or None, batch_size=batch_size,
-                                                       normalize_embeddings=True, convert_to_numpy=True,
-                                                       show_progress_bar=False), dtype=np.float32))
-            if at + len(batch) < len(order):  # the cache reports the slice's end itself, once it is saved
-                progress(stage, start + at + len(batch), len(texts))
-        rows = np.empty_like(parts[0], shape=(stop - start, parts[0].shape[1]))
-        rows[np.asarray(order) - start] = np.vstack(parts)
-        return rows
+        # slice; the cache reports the slice's end itself, once it is saved.
+        return encode_batches(model, [texts[i] for i in order[start:stop]], prompt=prompt, batch_size=batch_size,
+                              on_batch=lambda done: progress(stage, start + done, len(texts)))
 
-    meta = {"model": model.name, "path": model.path, "fingerprint": model.fingerprint, "precision": model.precision,
-            "max_length": model.max_length, "prompt": prompt}
-    return cache.get_or_compute(embedding_key(model, texts, prompt), len(texts), compute, meta=meta,
+    return cache.get_or_compute(embedding_key(model, texts, prompt, batch_size), len(texts), compute,
+                                meta=embedding_meta(model, prompt, batch_size), order=order, unit=batch_size,
                                 progress=progress, stage=stage)
+
+
+def embedding_meta(model: LoadedModel, prompt: str, batch_size: int) -> dict[str, object]:
+    """What a cached embedding entry records of how it was computed (its meta.json)."""
+    return {"model": model.name, "path": model.path, "fingerprint": model.fingerprint, "precision": model.precision,
+            "max_length": model.max_length, "prompt": prompt, "batch_size": batch_size}
 
 
 _IVF_TRAIN_PER_LIST = 64  # faiss warns below 39 points per cell; 64 keeps training to seconds at a million documents

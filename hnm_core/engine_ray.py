@@ -2,13 +2,15 @@
 results as the local engine.
 
 - Encoding is Ray Data `map_batches` over an actor pool, one model per actor (a GPU each where the cluster has
-  GPUs); the embeddings land in the same embedding cache, under the same keys, as the local engine's.
+  GPUs), each row one of the local engine's batches; the embeddings land in the same embedding cache, under the
+  same keys and with the same bytes, as the local engine's.
 - Retrieval is sharded by documents. A BM25 shard is an actor that tokenizes its documents once, reports its
   document frequencies and lengths, and builds its term weights with the global idf and average length, so its
   scores equal the single index's; a dense shard is a task with its own faiss index. Each shard returns its top-k
   per query and the driver merges them by (score, lower document index): the order of the local search.
-- The pool, the teacher's scores and the curation are partitioned by query: one task per run of queries
-  (pool.pool_rows; a query's rows depend on its own hits alone).
+- The pool, a cross-encoder's scores and the curation are partitioned by query: one task per run of queries
+  (pool.pool_rows; a query's rows depend on its own hits alone, and its pairs are scored in batches of its own). A
+  bi-encoder teacher is scored on the driver over the whole pool, its texts encoded by the actors.
 - The saved pool's `pool.parquet` is a folder of part files, one per query partition, each written by its task;
   `load_pool`, `hnm curate`, the studio and the exports read it as one table.
 
@@ -47,7 +49,7 @@ __all__ = ["session", "mine", "curate", "save_ray_pool"]
 
 # A local cluster for one command: two CPUs (the CI machines have two cores), no dashboard, quiet logs.
 _LOCAL_CPUS = 2
-# Rows per encoding batch: the embedding cache's chunk, so a batch is one model.encode call as in the local engine.
+# Texts per Ray Data batch handed to an encoding actor (whole batches of the batch size, each one encode call).
 _ENCODE_ROWS = 256
 # Queries per pool / curation partition: enough work per task to outweigh its scheduling.
 _QUERIES_PER_PART = 2048
@@ -113,63 +115,61 @@ def _spans(n: int, parts: int) -> list[tuple[int, int]]:
 # ---- encoding: Ray Data map_batches over an actor pool -------------------------------------------------------------
 
 class _Encoder:
-    """One bi-encoder per actor; a batch's rows carry their prompt, so documents and queries share one pass."""
+    """One bi-encoder per actor. A row is one batch of the local engine's (dense.batch_order cut by the batch size),
+    encoded in one call as there, so both engines give the same bytes."""
 
-    def __init__(self, name: str, precision: str, max_seq_length: int | None, device: str, batch_size: int) -> None:
+    def __init__(self, name: str, precision: str, max_seq_length: int | None, device: str) -> None:
         self.model = load_bi_encoder(name, precision=precision, max_seq_length=max_seq_length, device=device,
                                      eager=True)
-        self.batch_size = batch_size
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        texts, prompts = batch["text"], batch["prompt"]
-        out: np.ndarray | None = None
-        for prompt in dict.fromkeys(prompts.tolist()):
-            rows = np.flatnonzero(prompts == prompt)
-            vectors = self.model.model.encode([str(t) for t in texts[rows]], prompt=prompt or None,
-                                              batch_size=self.batch_size, normalize_embeddings=True,
-                                              convert_to_numpy=True, show_progress_bar=False)
-            if out is None:
-                out = np.empty((len(texts), vectors.shape[1]), dtype=np.float32)
-            out[rows] = vectors
-        return {"pos": batch["pos"], "embedding": out}
+        from .dense import encode_batches
+
+        vectors = [encode_batches(self.model, [str(t) for t in texts], prompt=str(prompt), batch_size=len(texts))
+                   for texts, prompt in zip(batch["texts"], batch["prompt"])]
+        sizes = [len(v) for v in vectors]
+        return {"job": np.repeat(batch["job"], sizes),
+                "pos": np.concatenate([at + np.arange(n) for at, n in zip(batch["at"], sizes)]),
+                "embedding": np.vstack(vectors)}
 
 
 def _encode(model: LoadedModel, jobs: Sequence[tuple[Sequence[str], str]], *, batch_size: int,
             cache_dir: str | Path | None, progress: Progress, stage: str) -> list[np.ndarray]:
     """Embeddings of each (texts, prompt) job as float16, from the cache where it holds them; the rest encoded in one
-    Ray Data pass and stored in the cache under the local engine's keys."""
-    from .dense import embedding_key
+    Ray Data pass, batch by batch as the local engine encodes them, and stored in the cache under its keys."""
+    from .dense import batch_order, embedding_key, embedding_meta
 
     ray = _ray()
     cache = EmbeddingCache(cache_dir)
-    keys = [embedding_key(model, texts, prompt) for texts, prompt in jobs]
+    keys = [embedding_key(model, texts, prompt, batch_size) for texts, prompt in jobs]
     found = [cache.get(key, len(texts)) for key, (texts, _) in zip(keys, jobs)]
     todo = [i for i, array in enumerate(found) if array is None]
-    if todo:
-        texts = list(chain.from_iterable(jobs[i][0] for i in todo))
-        prompts = list(chain.from_iterable([jobs[i][1]] * len(jobs[i][0]) for i in todo))
-        progress(stage, 0, len(texts))
-        cpus, gpus = _cluster()
-        actors = max(1, min(gpus or cpus, math.ceil(len(texts) / _ENCODE_ROWS)))
-        table = pd.DataFrame({"pos": np.arange(len(texts)), "text": texts, "prompt": prompts})
-        # One block per actor, split here: from_pandas(override_num_blocks=) splits with np.array_split, which hands
-        # it arrays, not frames, under pandas 3.
-        rows = ray.data.from_pandas([table.iloc[a:b] for a, b in _spans(len(table), actors)])
-        # max_restarts=0: an actor that dies fails the run (its chunks already in the cache are kept for the next).
-        encoded = rows.map_batches(
-            _Encoder, fn_constructor_args=(model.path, model.precision, model.max_length, model.device, batch_size),
-            batch_size=_ENCODE_ROWS, batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=actors),
-            num_gpus=1 if gpus else 0, num_cpus=0 if gpus else 1, max_restarts=0).to_pandas()
-        vectors = np.stack(encoded.sort_values("pos")["embedding"].to_numpy())
-        progress(stage, len(texts), len(texts))
-        meta = {"model": model.name, "path": model.path, "fingerprint": model.fingerprint,
-                "precision": model.precision, "max_length": model.max_length}
-        start = 0
-        for i in todo:
-            n, block = len(jobs[i][0]), vectors[start : start + len(jobs[i][0])]
-            found[i] = cache.get_or_compute(keys[i], n, lambda a, b, block=block: block[a:b],
-                                            meta={**meta, "prompt": jobs[i][1]})
-            start += n
+    if not todo:
+        return [np.asarray(array) for array in found]
+    orders = {i: batch_order(jobs[i][0]) for i in todo}
+    batches = [(i, at, [jobs[i][0][j] for j in orders[i][at : at + batch_size]], jobs[i][1])
+               for i in todo for at in range(0, len(jobs[i][0]), batch_size)]
+    total = sum(len(jobs[i][0]) for i in todo)
+    progress(stage, 0, total)
+    cpus, gpus = _cluster()
+    actors = max(1, min(gpus or cpus, math.ceil(total / _ENCODE_ROWS)))
+    table = pd.DataFrame(batches, columns=["job", "at", "texts", "prompt"])
+    # One block per actor, split here: from_pandas(override_num_blocks=) splits with np.array_split, which hands
+    # it arrays, not frames, under pandas 3.
+    rows = ray.data.from_pandas([table.iloc[a:b] for a, b in _spans(len(table), actors)])
+    # max_restarts=0: an actor that dies fails the run (its chunks already in the cache are kept for the next).
+    encoded = rows.map_batches(
+        _Encoder, fn_constructor_args=(model.path, model.precision, model.max_length, model.device),
+        batch_size=max(1, _ENCODE_ROWS // batch_size), batch_format="numpy",
+        compute=ray.data.ActorPoolStrategy(size=actors), num_gpus=1 if gpus else 0, num_cpus=0 if gpus else 1,
+        max_restarts=0).to_pandas()
+    progress(stage, total, total)
+    for i in todo:
+        done = encoded[encoded["job"] == i].sort_values("pos")
+        block = np.stack(done["embedding"].to_numpy())  # in batch order, position by position
+        found[i] = cache.get_or_compute(keys[i], len(block), lambda a, b, block=block: block[a:b],
+                                        meta=embedding_meta(model, jobs[i][1], batch_size), order=orders[i],
+                                        unit=batch_size)
     return [np.asarray(array) for array in found]
 
 
@@ -312,8 +312,10 @@ def _dense_search(doc_ref: Any, n_docs: int, query_ref: Any, k: int, kind: str, 
 def _pool_part(collection: Collection, first: int, found: dict[str, np.ndarray], positives: list[np.ndarray],
                duplicates: list[np.ndarray], params: MiningParams, bm25: _BM25 | None, doc_vectors: np.ndarray | None,
                query_vectors: np.ndarray | None, clusters: np.ndarray | None, meta: dict[str, Any],
-               cache_dir: str | Path | None) -> tuple[pd.DataFrame, PoolRows, dict[str, Any]]:
-    """The scored rows of queries first, first + 1, ...: assembled, scored by each retriever, then by the teacher."""
+               cache_dir: str | Path | None) -> tuple[pd.DataFrame, PoolRows, dict[str, Any] | None]:
+    """The scored rows of queries first, first + 1, ...: assembled, scored by each retriever, then by a cross-encoder
+    or ensemble teacher (whose batches are each query's own) with its record; a bi-encoder teacher is left to the
+    driver (record None)."""
     from .teacher import load_teacher, score_pool
     from .vectors import pos_sim_max, row_cosines
 
@@ -326,6 +328,8 @@ def _pool_part(collection: Collection, first: int, found: dict[str, np.ndarray],
         scores.update(dense_score=row_cosines(query_vectors, qi, doc_vectors, di),
                       pos_sim_max=pos_sim_max(doc_vectors, qi, di, rows.is_positive), cluster=clusters[di])
     frame = rows.frame(collection, **scores)
+    if params.teacher.teacher == "bi-encoder":  # scored on the driver, over the whole pool
+        return frame, rows, None
     part = Pool(frame, collection, pool_stats(len(positives), frame, [rows]), meta)
     scored = score_pool(part, params.teacher, cache_dir=cache_dir, model=load_teacher(params.teacher))
     return scored.frame, rows, scored.meta["teacher"]
@@ -347,7 +351,7 @@ def mine(collection: Collection, params: MiningParams, *, cache_dir: str | Path 
     """pipeline.mine on Ray: the same candidate pool, scored by the same teacher (see the module docstring).
     `doc_embeddings` / `query_embeddings` name embeddings files read on the driver instead of encoding (see
     pool.build_pool); the side without a file is encoded by the actors."""
-    from .teacher import load_teacher
+    from .teacher import load_teacher, score_pool
     from .vectors import kmeans_clusters
 
     with session():
@@ -384,13 +388,6 @@ def mine(collection: Collection, params: MiningParams, *, cache_dir: str | Path 
             clusters = kmeans_clusters(doc_vectors, pool_params.n_clusters or round(np.sqrt(nd)),
                                        seed=pool_params.seed)
             meta["clusters"] = int(clusters.max()) + 1 if len(clusters) else 0
-        teacher = load_teacher(params.teacher)
-        if params.teacher.teacher == "bi-encoder" and teacher.fingerprint != meta.get("model", {}).get("fingerprint"):
-            # A teacher other than the miner encodes plain text once, here, so the partitions find it in the cache.
-            _encode(_model(params.teacher.teacher_model, params.teacher.precision, params.teacher.max_length),
-                    [(collection.doc_texts, ""), (collection.query_texts, "")], batch_size=params.teacher.batch_size,
-                    cache_dir=cache_dir, progress=progress, stage="teacher: encode (ray)")
-
         spans = _spans(nq, _partitions(nq))
         shared = [ray.put(x) for x in (collection, params, bm25, doc_vectors, query_vectors, clusters, meta)]
         task = ray.remote(num_cpus=1)(_pool_part)
@@ -400,12 +397,21 @@ def mine(collection: Collection, params: MiningParams, *, cache_dir: str | Path 
                             cache_dir) for a, b in spans]
         parts = ray.get(refs)
         progress("pool (ray)", nq, nq)
-    frame = pd.concat([f for f, _, _ in parts], ignore_index=True)
-    stats = pool_stats(nq, frame, [rows for _, rows, _ in parts])
-    meta = {**meta, "settings": {**meta["settings"], **params.teacher.settings()},
-            "teacher": _teacher_meta([t for _, _, t in parts]), "stats": dataclasses.asdict(stats),
-            "versions": package_versions(), "engine": {"name": "ray", "query_partitions": len(spans)}}
-    return Pool(frame, collection, stats, meta, doc_emb, query_emb)
+        frame = pd.concat([f for f, _, _ in parts], ignore_index=True)
+        stats = pool_stats(nq, frame, [rows for _, rows, _ in parts])
+        meta = {**meta, "stats": dataclasses.asdict(stats), "versions": package_versions(),
+                "engine": {"name": "ray", "query_partitions": len(spans)}}
+        if params.teacher.teacher != "bi-encoder":
+            meta = {**meta, "settings": {**meta["settings"], **params.teacher.settings()},
+                    "teacher": _teacher_meta([t for _, _, t in parts])}
+            return Pool(frame, collection, stats, meta, doc_emb, query_emb)
+        # A bi-encoder teacher's texts are those of the whole pool, as in the local engine (the same embeddings, the
+        # same bytes): the driver scores it, its texts encoded by the actors.
+        return score_pool(Pool(frame, collection, stats, meta, doc_emb, query_emb), params.teacher,
+                          cache_dir=cache_dir, model=load_teacher(params.teacher), progress=progress,
+                          encode_many=lambda model, jobs: _encode(model, jobs, batch_size=params.teacher.batch_size,
+                                                                  cache_dir=cache_dir, progress=progress,
+                                                                  stage="teacher: encode (ray)"))
 
 
 # ---- curation and the saved pool, partitioned by query ---------------------------------------------------------------

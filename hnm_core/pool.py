@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -22,6 +22,9 @@ from .retrieve import SearchResult
 from .schema import MEMBER_COLUMNS, POOL_COLUMNS, missing_columns
 from .settings import StageParams
 from .vectors import kmeans_clusters, pos_sim_max, row_cosines
+
+if TYPE_CHECKING:
+    from .dense import EncodeMany
 
 __all__ = ["Pool", "PoolParams", "PoolStats", "build_pool", "save_pool", "load_pool", "Retrieval",
            "prepare_retrieval", "pool_block"]
@@ -350,8 +353,7 @@ def prepare_retrieval(
 def dense_embeddings(collection: Collection, params: PoolParams, meta: dict[str, Any], *,
                      cache_dir: str | Path | None, encoder: LoadedModel | None,
                      files: tuple[str | Path | None, str | Path | None], progress: Progress,
-                     encode_many: Callable[[LoadedModel, list[tuple[Sequence[str], str]]], list[np.ndarray]]
-                     | None = None) -> tuple[np.ndarray, np.ndarray]:
+                     encode_many: EncodeMany | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Document and query embeddings (float16 memmaps from the cache): read from `files` where given, encoded with
     the bi-encoder otherwise, here or by `encode_many(model, [(texts, prompt), ...])` (the Ray engine's actors, one
     pass for every side it is given). Records the model (or the files) and the cache keys in `meta`."""
@@ -379,7 +381,10 @@ def dense_embeddings(collection: Collection, params: PoolParams, meta: dict[str,
                         for kind, _, _, texts, prompt in sides if kind not in read])
     out, keys = [], []
     for kind, _, _, texts, prompt in sides:
-        emb, key = read[kind] if kind in read else (next(encoded), embedding_key(encoder, texts, prompt))
+        if kind in read:
+            emb, key = read[kind]
+        else:
+            emb, key = next(encoded), embedding_key(encoder, texts, prompt, params.batch_size)
         out.append(emb)
         keys.append(key)
     if len(read) == 1 and out[0].shape[1] != out[1].shape[1]:  # one side read, the other encoded

@@ -5,8 +5,8 @@ Two kinds of teacher:
   cosine; it reuses the pool's embeddings when it is the miner itself;
 - a cross-encoder scores (query, document) pairs jointly. At about 20 pairs/s on two CPU cores it scores only each
   query's positives and its `teacher_top_n` best candidates by fused rank (the rows a false-negative rule can act
-  on); other rows stay NaN ("unscored"). Pairs go longest first, in the model's precision (bf16 where the CPU has
-  it), and every chunk is cached by pair as it finishes. A cross-fitted teacher (`hnm train-teacher`, see
+  on); other rows stay NaN ("unscored"). Pairs go in batches fixed by the pool (each query's, longest first:
+  pair_scores.py), in the model's precision (bf16 where the CPU has it), cached as they finish. A cross-fitted teacher (`hnm train-teacher`, see
   teacher_train.py) scores each query with the fold model that never trained on it;
 - an ensemble combines `teacher_members` (the cross-encoder, the miner's cosine `dense`, `bm25`) into one score,
   keeping each member's own score as a pool column (`MEMBER_COLUMNS`: the map's hover, distillation exports).
@@ -24,7 +24,6 @@ rows". Rows a member did not score (a cross-encoder scores only the top N) stay 
 from __future__ import annotations
 
 import dataclasses
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,11 +33,11 @@ import numpy as np
 import pandas as pd
 
 from . import schema
-from .cache import ChunkPacer, PairScoreCache, pair_keys
-from .data import counted
-from .errors import ModelOutputError, SettingsError
+from .errors import SettingsError
 from .manifest import digest
+from .dense import EncodeMany
 from .models import CrossFitTeacher, LoadedModel, load_bi_encoder, load_cross_encoder
+from .pair_scores import pair_scores
 from .pool import Pool
 from .progress import Progress, no_progress
 from .settings import StageParams, defaults, pick, setting
@@ -124,12 +123,13 @@ def score_pool(
     cache_dir: str | Path | None = None,
     model: LoadedModel | None = None,
     progress: Progress = no_progress,
+    encode_many: EncodeMany | None = None,
 ) -> Pool:
     """Return `pool` with `teacher_raw` and `teacher_score` filled (NaN where unscored) and `meta["teacher"]` set.
 
     `model` passes an already loaded teacher (the app keeps it in memory); otherwise `params.teacher_model` is
-    loaded. Scores are cached on disk per model fingerprint, so a second call (or a larger top-N) scores only what
-    is new.
+    loaded. Scores and embeddings are cached on disk per model fingerprint, so a second call scores nothing again.
+    `encode_many` encodes a bi-encoder teacher's texts elsewhere (the Ray engine's actors), with the same bytes.
     """
     kind = params.teacher
     model = model or load_teacher(params)
@@ -143,7 +143,7 @@ def score_pool(
     routing = None
     if kind == "bi-encoder":
         raw[:], routing = _bi_encoder_scores(pool, model, batch_size=params.batch_size, cache_dir=cache_dir,
-                                             progress=progress)
+                                             progress=progress, encode_many=encode_many)
         score = raw.copy()
     else:
         raw[mask], routing = _cross_encoder_scores(pool, mask, model, batch_size=params.batch_size, cache_dir=cache_dir,
@@ -228,7 +228,7 @@ def _score_ensemble(pool: Pool, params: TeacherParams, model: LoadedModel | None
 
 
 def _bi_encoder_scores(pool: Pool, model: LoadedModel, *, batch_size: int, cache_dir: str | Path | None,
-                       progress: Progress) -> tuple[np.ndarray, dict | None]:
+                       progress: Progress, encode_many: EncodeMany | None) -> tuple[np.ndarray, dict | None]:
     """Cosines for every row, and for a cross-fitted teacher how its rows were routed (else None)."""
     frame = pool.frame
     miner = pool.meta.get("model", {})
@@ -239,7 +239,7 @@ def _bi_encoder_scores(pool: Pool, model: LoadedModel, *, batch_size: int, cache
     di = frame["doc_id"].map(c.doc_index).to_numpy(np.int64)
     if not isinstance(model, CrossFitTeacher):
         return _cosines(model, c, qi, di, batch_size=batch_size, cache_dir=cache_dir, progress=progress,
-                        stage="teacher"), None
+                        stage="teacher", encode_many=encode_many), None
     # Cross-fitting, as for a cross-encoder: a query's rows go to the one member that never trained on it, and a
     # query no fold holds gets the mean cosine of all members.
     fold = model.route(np.asarray(c.query_texts, dtype=object)[qi])
@@ -250,24 +250,29 @@ def _bi_encoder_scores(pool: Pool, model: LoadedModel, *, batch_size: int, cache
         rows = (fold == i) | unseen
         if rows.any():
             cos = _cosines(member, c, qi[rows], di[rows], batch_size=batch_size, cache_dir=cache_dir,
-                           progress=progress, stage=f"teacher: bi-encoder fold {i + 1}/{k}")
+                           progress=progress, stage=f"teacher: bi-encoder fold {i + 1}/{k}", encode_many=encode_many)
             raw[rows] += np.where(unseen[rows], cos / k, cos)
     return raw, _routing(fold, k, "mean of the fold models' cosines")
 
 
 def _cosines(model: LoadedModel, c: Any, qi: np.ndarray, di: np.ndarray, *, batch_size: int,
-             cache_dir: str | Path | None, progress: Progress, stage: str) -> np.ndarray:
+             cache_dir: str | Path | None, progress: Progress, stage: str,
+             encode_many: EncodeMany | None) -> np.ndarray:
     """Cosine of each (query qi[r], document di[r]) under `model`, encoding only the queries and documents named
-    (cached per model). Prompts belong to a model: the pool's prompts are for the miner, so a teacher encodes
-    plain text."""
+    (cached per model), here or by `encode_many` (the Ray engine's actors). Prompts belong to a model: the pool's
+    prompts are for the miner, so a teacher encodes plain text."""
     from .dense import encode
 
     docs, d_at = np.unique(di, return_inverse=True)
     queries, q_at = np.unique(qi, return_inverse=True)
-    doc_emb = encode(model, [c.doc_texts[j] for j in docs], batch_size=batch_size, cache_dir=cache_dir,
-                     progress=progress, stage=f"{stage}: encode documents")
-    query_emb = encode(model, [c.query_texts[j] for j in queries], batch_size=batch_size, cache_dir=cache_dir,
-                       progress=progress, stage=f"{stage}: encode queries")
+    doc_texts, query_texts = [c.doc_texts[j] for j in docs], [c.query_texts[j] for j in queries]
+    if encode_many is not None:
+        doc_emb, query_emb = encode_many(model, [(doc_texts, ""), (query_texts, "")])
+    else:
+        doc_emb = encode(model, doc_texts, batch_size=batch_size, cache_dir=cache_dir, progress=progress,
+                         stage=f"{stage}: encode documents")
+        query_emb = encode(model, query_texts, batch_size=batch_size, cache_dir=cache_dir, progress=progress,
+                           stage=f"{stage}: encode queries")
     return row_cosines(query_emb, q_at, doc_emb, d_at)
 
 
@@ -283,11 +288,12 @@ def _cross_encoder_scores(pool: Pool, mask: np.ndarray, model: LoadedModel, *, b
     """Raw logits for the masked rows, and for a cross-fitted teacher how its rows were routed (else None)."""
     frame = pool.frame[mask]
     c = pool.collection
-    q_texts = np.asarray(c.query_texts, dtype=object)[frame["query_id"].map(c.query_index).to_numpy(np.int64)]
+    qi = frame["query_id"].map(c.query_index).to_numpy(np.int64)
+    q_texts = np.asarray(c.query_texts, dtype=object)[qi]
     d_texts = np.asarray(c.doc_texts, dtype=object)[frame["doc_id"].map(c.doc_index).to_numpy(np.int64)]
     if not isinstance(model, CrossFitTeacher):
-        return _pair_scores(q_texts, d_texts, model, batch_size=batch_size, cache_dir=cache_dir, progress=progress,
-                            stage="teacher: cross-encoder"), None
+        return pair_scores(q_texts, d_texts, qi, model, batch_size=batch_size, cache_dir=cache_dir, progress=progress,
+                           stage="teacher: cross-encoder"), None
     # Cross-fitting: a query's rows go to the one member that never trained on it; a query no fold holds (another
     # split, another collection) gets the mean logit of all members, each of which is equally unseen by it.
     fold = model.route(q_texts)
@@ -296,45 +302,7 @@ def _cross_encoder_scores(pool: Pool, mask: np.ndarray, model: LoadedModel, *, b
     raw = np.zeros(len(fold), dtype=np.float32)
     for i, member in enumerate(model.folds):
         rows = (fold == i) | unseen
-        scores = _pair_scores(q_texts[rows], d_texts[rows], member, batch_size=batch_size, cache_dir=cache_dir,
-                              progress=progress, stage=f"teacher: cross-encoder fold {i + 1}/{k}")
+        scores = pair_scores(q_texts[rows], d_texts[rows], qi[rows], member, batch_size=batch_size,
+                             cache_dir=cache_dir, progress=progress, stage=f"teacher: cross-encoder fold {i + 1}/{k}")
         raw[rows] += np.where(unseen[rows], scores / k, scores)
     return raw, _routing(fold, k, "mean of the fold models' logits")
-
-
-def _pair_scores(q_texts: np.ndarray, d_texts: np.ndarray, model: LoadedModel, *, batch_size: int,
-                 cache_dir: str | Path | None, progress: Progress, stage: str, chunk: int = 256) -> np.ndarray:
-    """Raw logits of (query, document) pairs under one cross-encoder; pairs already in the cache are not scored
-    again. Scores are saved every `chunk` pairs or about five seconds of work, whichever comes first, so a killed run
-    loses little."""
-    keys = pair_keys(q_texts.tolist(), d_texts.tolist())
-    cache = PairScoreCache(cache_dir, model.fingerprint)
-    raw = cache.lookup(keys)
-    todo = np.flatnonzero(np.isnan(raw))
-    # Score each distinct pair once (a document can be a candidate of two queries with identical text).
-    _, first = np.unique(keys[todo], return_index=True)
-    todo_unique = todo[first]
-    # Longest pairs first over the whole run, not only within one predict call (sentence-transformers sorts each
-    # call's inputs), so a batch pads to the length of similar pairs; scores find their rows again by key.
-    lengths = np.array([len(q_texts[i]) + len(d_texts[i]) for i in todo_unique], dtype=np.int64)
-    todo_unique = todo_unique[np.argsort(-lengths, kind="stable")]
-    total = len(todo_unique)
-    pacer = ChunkPacer(max_rows=chunk)
-    progress(stage, 0, total)
-    start = 0
-    while start < total:
-        rows = todo_unique[start : start + pacer.rows]
-        pairs = [(q_texts[i], d_texts[i]) for i in rows]
-        began = time.perf_counter()
-        logits = model.model.predict(pairs, batch_size=batch_size, show_progress_bar=False, convert_to_numpy=True)
-        pacer.record(len(rows), time.perf_counter() - began)
-        logits = np.asarray(logits, dtype=np.float32).reshape(-1)
-        if not np.isfinite(logits).all():
-            raise ModelOutputError(
-                f"{model.name}: produced NaN or infinite scores for "
-                f"{counted(int((~np.isfinite(logits)).sum()), 'pair')}; "
-                "nothing of them was cached. Fix: check the model's weights, or run it in fp32 (--precision fp32).")
-        cache.add(keys[rows], logits)
-        start += len(rows)
-        progress(stage, start, total)
-    return cache.lookup(keys)

@@ -76,7 +76,9 @@ def test_cross_encoder_scores_positives_and_top_n_only(pool, tiny_cross_encoder_
     assert scored.meta["teacher"]["score"] == "sigmoid(logit)"
 
 
-def test_cross_encoder_scores_are_cached_and_extended(pool, tiny_cross_encoder_dir, tmp_path):
+def test_cross_encoder_scores_are_cached_and_keyed_by_their_batch(pool, tiny_cross_encoder_dir, tmp_path):
+    """A rerun scores nothing; a larger top-N scores again the queries whose batches changed, and every run gives
+    the bytes of a run on a fresh cache, whatever the shared cache held before."""
     cache = tmp_path / "cache"
     first = Recorder()
     a = score_pool(pool, cross_encoder(2, teacher_model=str(tiny_cross_encoder_dir), precision="fp32"),
@@ -90,8 +92,14 @@ def test_cross_encoder_scores_are_cached_and_extended(pool, tiny_cross_encoder_d
     np.testing.assert_array_equal(a.frame["teacher_raw"], b.frame["teacher_raw"])
     wider = Recorder()
     c = score_pool(pool, cross_encoder(4), model=fresh, cache_dir=cache, progress=wider)
-    n_new = int(c.frame["teacher_raw"].notna().sum()) - n_first
-    assert wider.totals["teacher: cross-encoder"] == n_new > 0
+    # one batch per query (batch size 64): each query's batch gained pairs, so all of them are scored again
+    assert wider.totals["teacher: cross-encoder"] == int(c.frame["teacher_raw"].notna().sum()) > n_first
+    alone = score_pool(pool, cross_encoder(4), model=fresh, cache_dir=tmp_path / "fresh")
+    np.testing.assert_array_equal(c.frame["teacher_raw"], alone.frame["teacher_raw"])
+    back = Recorder()
+    d = score_pool(pool, cross_encoder(2), model=fresh, cache_dir=cache, progress=back)
+    assert back.totals["teacher: cross-encoder"] == 0
+    np.testing.assert_array_equal(a.frame["teacher_raw"], d.frame["teacher_raw"])
 
 
 def test_missing_cross_encoder_fails_with_the_fix(pool, tmp_path, monkeypatch):
