@@ -23,7 +23,7 @@ def _tiny_bert(num_labels: int | None = None):
     from transformers import BertConfig, BertForSequenceClassification, BertModel
 
     config = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=128)
+                        intermediate_size=64, max_position_embeddings=512)
     with torch.random.fork_rng():  # seeded weights without touching the global generator
         torch.manual_seed(0)
         if num_labels is None:
