@@ -166,10 +166,10 @@ def test_config_that_would_replay_something_else_is_refused(tmp_path: Path, caps
     assert_one_line_error(code, captured.out, captured.err, f"hnm pool: error: {config}: ", fragment)
 
 
-@pytest.mark.parametrize("command", [["pool", "--sources", "dense", "--model", "{model}", "--max-seq-length", "256"],
+@pytest.mark.parametrize("command", [["pool", "--sources", "dense", "--model", "{model}", "--max-seq-length", "1024"],
                                      ["mine", "--sources", "bm25", "--teacher-model", "{model}", "--max-seq-length",
-                                      "256"],
-                                     ["train-teacher", "--base-model", "{model}", "--teacher-max-length", "256"]],
+                                      "1024"],
+                                     ["train-teacher", "--base-model", "{model}", "--teacher-max-length", "1024"]],
                          ids=["pool", "mine-teacher", "train-teacher"])
 def test_a_max_length_above_the_models_limit_is_refused_before_any_work(tiny_bi_encoder_dir: Path, tmp_path: Path,
                                                                         capsys: pytest.CaptureFixture[str],
@@ -180,7 +180,7 @@ def test_a_max_length_above_the_models_limit_is_refused_before_any_work(tiny_bi_
     code = main([args[0], str(broken), *args[1:], "--out", str(tmp_path / "out"), "--cache-dir",
                  str(tmp_path / "cache"), "--quiet"])
     captured = capsys.readouterr()
-    line = assert_one_line_error(code, captured.out, captured.err, str(tiny_bi_encoder_dir), "can take: 128 tokens")
+    line = assert_one_line_error(code, captured.out, captured.err, str(tiny_bi_encoder_dir), "can take: 512 tokens")
     assert "pairs.jsonl" not in line and not (tmp_path / "out").exists()
 
 

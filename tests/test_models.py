@@ -26,15 +26,15 @@ def test_packaged_names_resolve_offline():
 
 def test_a_max_length_above_the_position_embeddings_is_refused_before_the_weights_load(tiny_bi_encoder_dir,
                                                                                       tiny_cross_encoder_dir):
-    # the fixtures' config.json: max_position_embeddings 128 (in a sentence-transformers folder, or a plain HF one)
-    assert max_positions(str(tiny_bi_encoder_dir)) == max_positions(str(tiny_cross_encoder_dir)) == 128
-    with pytest.raises(SettingsError, match=rf"--max-seq-length 129 is more than {tiny_bi_encoder_dir} can take: "
-                                            r"128 tokens \(max_position_embeddings in its config.json\)\. Fix: pass "
-                                            r"--max-seq-length 128 or less"):
-        load_bi_encoder(str(tiny_bi_encoder_dir), max_seq_length=129)
-    with pytest.raises(SettingsError, match="128 tokens"):
-        load_cross_encoder(str(tiny_cross_encoder_dir), max_length=512)
-    assert not load_bi_encoder(str(tiny_bi_encoder_dir), max_seq_length=128).loaded
+    # the fixtures' config.json: max_position_embeddings 512 (in a sentence-transformers folder, or a plain HF one)
+    assert max_positions(str(tiny_bi_encoder_dir)) == max_positions(str(tiny_cross_encoder_dir)) == 512
+    with pytest.raises(SettingsError, match=rf"--max-seq-length 513 is more than {tiny_bi_encoder_dir} can take: "
+                                            r"512 tokens \(max_position_embeddings in its config.json\)\. Fix: pass "
+                                            r"--max-seq-length 512 or less"):
+        load_bi_encoder(str(tiny_bi_encoder_dir), max_seq_length=513)
+    with pytest.raises(SettingsError, match="512 tokens"):
+        load_cross_encoder(str(tiny_cross_encoder_dir), max_length=1024)
+    assert not load_bi_encoder(str(tiny_bi_encoder_dir), max_seq_length=512).loaded
     with pytest.raises(SettingsError, match="all-MiniLM-L6-v2 can take: 512 tokens"):  # the packaged MiniLM
         check_max_length("all-MiniLM-L6-v2", 1024)
 
