@@ -52,8 +52,13 @@ def test_mine_and_curate_on_ray_equal_the_local_engine(tiny_bi_encoder_dir, tmp_
     assert len(parts) >= 2
     pd.testing.assert_frame_equal(load_pool(ray / "pool").frame, load_pool(local / "pool").frame, check_exact=True)
     for name in EXPORTS:
-        pd.testing.assert_frame_equal(pd.read_parquet(ray / name), pd.read_parquet(local / name), check_exact=True)
+        assert (ray / name).read_bytes() == (local / name).read_bytes(), name
     assert (ray / "flag.jsonl").read_text() == (local / "flag.jsonl").read_text()
+    # The actors encode the local engine's batches: the same embeddings, bit for bit, under the same keys.
+    keys = json.loads((local / "pool" / "manifest.json").read_text())["embeddings"]
+    for side in ("docs", "queries"):
+        np.testing.assert_array_equal(np.load(tmp_path / "c2" / "embeddings" / keys[side] / "embeddings.npy"),
+                                      np.load(tmp_path / "c1" / "embeddings" / keys[side] / "embeddings.npy"))
     local_manifest, ray_manifest = (json.loads((d / "manifest.json").read_text()) for d in (local, ray))
     assert ray_manifest["counts"] == local_manifest["counts"] and ray_manifest["counts"]["false_negative"] > 0
     assert json.loads((ray / "pool" / "manifest.json").read_text())["engine"]["query_partitions"] == len(parts)
@@ -84,3 +89,37 @@ def test_mine_and_curate_on_ray_equal_the_local_engine(tiny_bi_encoder_dir, tmp_
         open_page(at, EXPLORE)
         assert at.get("plotly_chart")
     assert seen["ray"] == seen["local"]
+
+
+@pytest.mark.slow  # about 40 s: a local Ray cluster, one command each way
+def test_a_bi_encoder_teacher_on_ray_scores_the_local_bytes(tiny_bi_encoder_dir, tmp_path):
+    """bf16 (where batches decide the last bits), a teacher other than the miner: the driver scores the whole pool,
+    its texts encoded by the actors in the local engine's batches, and the exports are the local bytes."""
+    import shutil
+
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    from hnm_core.engine_ray import session
+
+    teacher = tmp_path / "teacher"
+    shutil.copytree(tiny_bi_encoder_dir, teacher)
+    model = SentenceTransformer(str(teacher))
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(1.25)
+    model.save(str(teacher))
+    flags = ["--model", str(tiny_bi_encoder_dir), "--teacher", "bi-encoder", "--teacher-model", str(teacher),
+             "--precision", "bf16", "--batch-size", "8", "--max-seq-length", "64", "--quiet",
+             "--formats", "triplet,ntuple_scores,flag"]
+    assert main(["mine", str(SAMPLE), "--out", str(tmp_path / "local"), "--cache-dir", str(tmp_path / "c1"),
+                 *flags]) == 0
+    with session():
+        assert main(["mine", str(SAMPLE), "--out", str(tmp_path / "ray"), "--cache-dir", str(tmp_path / "c2"),
+                     "--engine", "ray", *flags]) == 0
+    for name in ("triplet.parquet", "ntuple_scores.parquet", "flag.jsonl"):
+        assert (tmp_path / "ray" / name).read_bytes() == (tmp_path / "local" / name).read_bytes(), name
+    local, ray = (load_pool(tmp_path / d / "pool") for d in ("local", "ray"))
+    pd.testing.assert_frame_equal(ray.frame, local.frame, check_exact=True)
+    fingerprints = {d.meta["teacher"]["fingerprint"] for d in (local, ray)}
+    assert len(fingerprints) == 1 and local.meta["model"]["fingerprint"] not in fingerprints
