@@ -22,7 +22,7 @@ import contextlib
 import json
 import sys
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,9 +30,11 @@ from .data import counted
 from .errors import HnmError, HnmWarning, SettingsError
 from .model_files import check_lengths
 from .outdir import check_out, finish, refuse_inputs
+from .outlock import claim
 from .overrides import OVERRIDES_FILE, Overrides
 from .prove import STAGES as PROVE_STAGES
 from .settings import SETTINGS, Setting, Stage, from_manifest, validate
+from .storage import check_cache_dir
 
 __all__ = ["main", "build_parser"]
 
@@ -450,10 +452,25 @@ def _cmd_prove(args: argparse.Namespace) -> int:
     return 0
 
 
+# The commands that write the embedding and score cache (`hnm curate` only reads it)
+_CACHE_WRITERS = {"pool", "mine", "audit", "train-teacher", "eval", "prove"}
+
+
+@contextlib.contextmanager
+def _before_any_work(args: argparse.Namespace) -> Iterator[None]:
+    """A cache folder hnm cannot write is refused now, not at the first cache write; --out is held for the whole
+    run, so a second run writing it is refused now, not after its computation."""
+    if args.command in _CACHE_WRITERS:
+        check_cache_dir(args.cache_dir)
+    out = getattr(args, "out", None)
+    with claim(out) if out is not None else contextlib.nullcontext():
+        yield
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), _before_any_work(args):
             warnings.showwarning = _one_line_warning(args.command, warnings.showwarning)
             return args.run(args)
     except HnmError as error:

@@ -11,9 +11,13 @@ there and whether the output is complete. The marker is what makes replacing a f
 - an output whose marker says incomplete (its run was killed before it finished) is replaced without `overwrite`;
 - an output folder may not be, contain or lie inside an input of the run.
 
-A new output is written into a hidden folder beside the target (`.NAME.PID.RANDOM.tmp`) and renamed into place, so
-the target holds the old output or the new one, never half of one. Hidden folders left by a killed run are removed at
-the start of the next write to the same target.
+A new output is written into a hidden folder beside the target (`.NAME.PID.RANDOM.tmp`, with a marker from its
+start) and renamed into place, so the target holds the old output or the new one, never half of one. Hidden folders
+left by a killed run are removed at the start of the next write to the same target; a folder of that name without
+hnm's marker is someone else's and stays.
+
+One run writes a target at a time (hnm_core.outlock): `write_output` claims it, and the CLI claims its --out before
+any work, so a second run is refused at once, not after its computation.
 """
 
 from __future__ import annotations
@@ -31,6 +35,8 @@ from typing import Literal
 
 from .errors import ExportError
 from .manifest import atomic_write_bytes
+from .outlock import claim
+from .storage import unwritable
 
 __all__ = ["MARKER", "Kind", "Marker", "read_marker", "refuse_inputs", "check_out", "write_output", "finish"]
 
@@ -123,6 +129,12 @@ def check_out(out: str | Path, kind: Kind, *, overwrite: bool = False, inputs: I
                 what = "is a file" if path == out else f"cannot be created: {path} is a file"
                 raise ExportError(f"{out} {what}. Fix: choose a folder path for --out (a new or empty folder)")
             break
+    stop = unwritable(out) or unwritable(out.parent)  # the files go into `out`, its hidden copy beside it
+    if stop is not None:
+        what = ("is not writable" if stop == out else f"cannot be created: {stop} is not writable" if not out.exists()
+                else f"cannot be replaced: {stop}, where hnm writes its new copy, is not writable")
+        raise ExportError(f"{out} {what}. Fix: make it writable (chmod u+w {stop}), or choose a folder you can "
+                          "write to for --out")
     try:
         empty = not out.is_dir() or next(out.iterdir(), None) is None
     except OSError as error:
@@ -175,11 +187,23 @@ def _clean_leftovers(out: Path) -> None:
         if match.group(1) and _alive(int(match.group(1))):
             continue
         if entry.suffix == ".tmp":
-            shutil.rmtree(entry, ignore_errors=True)  # a write in progress: everything in it is hnm's
+            # A write in progress carries hnm's marker from its start, and everything in it is hnm's; a folder of
+            # that name without one is someone else's (or empty: killed before its marker).
+            if _marked(entry):
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                _rmdir_if_empty(entry)
         else:
             for old in entry.iterdir():  # a replaced output moved aside: its marker says what hnm wrote
                 _remove_output(old)
             _rmdir_if_empty(entry)
+
+
+def _marked(folder: Path) -> bool:
+    try:
+        return read_marker(folder) is not None
+    except ExportError:
+        return False
 
 
 def _rmdir_if_empty(folder: Path) -> None:
@@ -226,33 +250,52 @@ def write_output(out: str | Path, kind: Kind, *, overwrite: bool = False, inputs
     inputs = tuple(inputs)
     # Absolute and normalised, so that `--out .` or `a/..` has a real name and parent for the hidden folder.
     out = Path(os.path.abspath(check_out(out, kind, overwrite=overwrite, inputs=inputs)))
-    _clean_leftovers(out)
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.{os.getpid()}.", suffix=".tmp", dir=out.parent))
-    except OSError as error:
-        raise ExportError(f"{out.parent} cannot be written to ({error.strerror}). Fix: choose a folder you can "
-                          "write to for --out") from None
-    try:
-        yield tmp
-        pending = tuple(pending)
-        names = sorted(p.name for p in tmp.iterdir())
-        for sub in tmp.iterdir():
-            if sub.is_dir() and not sub.is_symlink():
-                _mark_tree(sub, kind)
-        marker = Marker(kind, tuple(names) + pending, complete=not pending)
-        _write_marker(tmp, marker)
-        # The folder may have changed during the work (another run, a person): check it again.
-        check_out(out, kind, overwrite=overwrite, inputs=inputs)
+    with claim(out):
+        _clean_leftovers(out)
         try:
-            _put_in_place(tmp, out, names, marker)
+            out.parent.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.{os.getpid()}.", suffix=".tmp", dir=out.parent))
         except OSError as error:
-            raise ExportError(f"{out} could not be put in place ({error.strerror}); it changed while hnm was "
-                              "writing (another run writing there?). Fix: run again, or choose another folder for "
-                              "--out") from None
+            raise ExportError(f"{out.parent} cannot be written to ({error.strerror}). Fix: choose a folder you can "
+                              "write to for --out") from None
+        with _removed_on_error(tmp):
+            _write_marker(tmp, Marker(kind, (), complete=False))  # so a leftover of this write is known as hnm's
+            yield tmp
+            _finish_write(tmp, out, kind, overwrite, inputs, tuple(pending))
+
+
+@contextmanager
+def _removed_on_error(tmp: Path) -> Iterator[None]:
+    """Remove the hidden folder `tmp` if the write fails."""
+    try:
+        yield
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def _finish_write(tmp: Path, out: Path, kind: Kind, overwrite: bool, inputs: tuple[str | Path, ...],
+                  pending: tuple[str, ...]) -> None:
+    """Mark what the body wrote into `tmp` and put it in place at `out`."""
+    names = sorted(p.name for p in tmp.iterdir() if p.name != MARKER)
+    for sub in tmp.iterdir():
+        if sub.is_dir() and not sub.is_symlink():
+            _mark_tree(sub, kind)
+    marker = Marker(kind, tuple(names) + pending, complete=not pending)
+    _write_marker(tmp, marker)
+    # The folder may have changed during the work (another run, a person): check it again.
+    check_out(out, kind, overwrite=overwrite, inputs=inputs)
+    try:
+        _put_in_place(tmp, out, names, marker)
+    except OSError as error:
+        if isinstance(error, PermissionError):  # it turned read-only during the work
+            where = Path(error.filename).parent if error.filename else out
+            what = "is not writable" if where == out else f"could not be put in place: {where} is not writable"
+            raise ExportError(f"{out} {what} ({error.strerror}). Fix: make it writable (chmod u+w {where}), or "
+                              "choose a folder you can write to for --out") from None
+        raise ExportError(f"{out} could not be put in place ({error.strerror}); it changed while hnm was "
+                          "writing (another run writing there?). Fix: run again, or choose another folder for "
+                          "--out") from None
 
 
 def _mark_tree(folder: Path, kind: Kind) -> None:

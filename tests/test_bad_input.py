@@ -23,6 +23,7 @@ from hnm_core.data import Collection, load_collection
 from hnm_core.errors import DataError
 
 from .test_data import BAD_INPUTS, CORPUS, QRELS, QUERIES, Files, beir_folder, write
+from .test_outdir import read_only  # noqa: F401  (a fixture)
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "sample_data"
@@ -181,6 +182,35 @@ def test_a_max_length_above_the_models_limit_is_refused_before_any_work(tiny_bi_
                  str(tmp_path / "cache"), "--quiet"])
     captured = capsys.readouterr()
     line = assert_one_line_error(code, captured.out, captured.err, str(tiny_bi_encoder_dir), "can take: 512 tokens")
+    assert "pairs.jsonl" not in line and not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("case", ["a-file", "below-a-file", "locks-a-file", "read-only", "locks-read-only"])
+def test_a_cache_dir_hnm_cannot_write_is_refused_before_any_work(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                                 read_only: Any, case: str) -> None:
+    cache = tmp_path / "cache"
+    if case == "a-file":
+        blocked = cache
+        blocked.write_text("x")
+    elif case == "below-a-file":
+        blocked = tmp_path / "taken"
+        blocked.write_text("x")
+        cache = blocked / "cache"
+    elif case == "locks-a-file":
+        cache.mkdir()
+        blocked = cache / "locks"
+        blocked.write_text("x")
+    else:  # NotADirectoryError / PermissionError on locks/ after reading and indexing the data, it was
+        (cache / "locks").mkdir(parents=True)
+        blocked = cache / "locks" if case == "locks-read-only" else cache
+        read_only(blocked)
+    broken = tmp_path / "pairs.jsonl"  # the data is broken too: the cache error comes first
+    broken.write_text('{"query": "a", "positive": \n')
+    code = main(["pool", str(broken), "--out", str(tmp_path / "out"), "--cache-dir", str(cache), "--quiet"])
+    captured = capsys.readouterr()
+    why = "is not writable" if "read-only" in case else "is a file"
+    line = assert_one_line_error(code, captured.out, captured.err, f"hnm pool: error: {cache}: cannot hold the "
+                                 f"cache: {blocked} {why}", "Fix: point --cache-dir")
     assert "pairs.jsonl" not in line and not (tmp_path / "out").exists()
 
 

@@ -3,6 +3,7 @@ before any work, kill -9 during an export, and the recovery of an output its run
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -57,6 +58,44 @@ def one_line(capsys) -> str:
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "Traceback" not in err, err
     return err
+
+
+@pytest.fixture
+def read_only(monkeypatch):
+    """make(folder): `folder` becomes read-only, for root too (whom chmod does not stop): the OS calls that create,
+    rename or remove an entry in it fail with PermissionError. known=False leaves os.access saying it is writable,
+    as for a folder that turns read-only while a run works."""
+    made: list[Path] = []
+    known: set[Path] = set()
+    real = {name: getattr(os, name) for name in ("open", "mkdir", "replace", "rename", "rmdir", "unlink", "access")}
+
+    def in_one(*paths) -> bool:
+        return any(Path(os.path.abspath(path)).parent in made for path in paths)
+
+    def refuse(name, check):
+        def call(*args, **kwargs):
+            if check(*args):
+                raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(args[0]))
+            return real[name](*args, **kwargs)
+        monkeypatch.setattr(os, name, call)
+
+    refuse("open", lambda path, flags, *_: bool(flags & os.O_CREAT) and in_one(path))
+    for name in ("mkdir", "rmdir", "unlink"):
+        refuse(name, lambda path, *_: in_one(path))
+    for name in ("replace", "rename"):
+        refuse(name, lambda src, dst, *_: in_one(src, dst))
+    monkeypatch.setattr(os, "access", lambda path, mode, **kwargs: not (mode & os.W_OK and Path(path) in known)
+                        and real["access"](path, mode, **kwargs))
+
+    def make(folder: Path, *, known_to_access: bool = True) -> None:
+        folder.chmod(0o555)
+        made.append(folder)
+        if known_to_access:
+            known.add(folder)
+
+    yield make
+    for folder in made:
+        folder.chmod(0o755)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -218,6 +257,60 @@ def test_out_is_checked_before_the_data_is_read_or_anything_mined(flags, saved_p
         assert not cache.exists() and refused < mining / 4
 
 
+def test_an_out_hnm_cannot_write_is_named_before_any_work(flags, tmp_path, capsys, read_only):
+    cache = tmp_path / "cache"
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    read_only(empty)
+    read_only(locked)
+    # an empty folder used to be blamed, after the whole run, on "another run writing there?"
+    for out, why in ((empty, f"{empty} is not writable"),
+                     (locked / "round1", f"{locked / 'round1'} cannot be created: {locked} is not writable")):
+        assert main(["mine", str(SAMPLE), "--out", str(out), *flags]) == 2
+        err = one_line(capsys)
+        assert why in err and "another run" not in err and "Fix: make it writable" in err
+    assert not cache.exists() and list(empty.iterdir()) == [] and list(locked.iterdir()) == []
+
+
+def test_an_out_that_turns_read_only_during_the_run_is_named_as_such(saved_pool, tmp_path, read_only):
+    out = tmp_path / "round"
+    out.mkdir()
+    read_only(out, known_to_access=False)  # passes the check before the work, then refuses the files
+    pool = load_pool(saved_pool)
+    with pytest.raises(ExportError, match=rf"^{out} is not writable \(Permission denied\)\. Fix: make it writable"):
+        export(pool, curate(pool.frame, PARAMS), out, formats="triplet")
+    assert list(out.iterdir()) == [] and leftovers(tmp_path) == []
+
+
+HOLDER = """
+import sys
+from hnm_core.outlock import claim
+with claim(sys.argv[1]):
+    print("holding", flush=True)
+    sys.stdin.read()
+"""
+
+
+def test_a_second_run_on_the_same_out_is_refused_before_any_work(flags, tmp_path, capsys):
+    out = tmp_path / "run"
+    cache = tmp_path / "cache"
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(tmp_path / "x" / ".." / "run")], text=True,
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    try:
+        assert holder.stdout.readline() == "holding\n"  # a first run, mining into `out` (the same folder, spelt else)
+        # with a cold cache the second run used to wait for the first's embeddings, mine, and only then be refused
+        assert main(["mine", str(SAMPLE), "--out", str(out), *flags]) == 2
+        err = one_line(capsys)
+        assert f"{out} is being written by another hnm run" in err and "Fix: wait for it to finish" in err
+        assert not cache.exists() and not out.exists()
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=60)
+    assert main(["pool", str(SAMPLE), "--out", str(out), *pool_flags(flags)]) == 0  # released with its holder
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # Atomic exports: kill -9 inside an export, then the same command again without --overwrite
 
@@ -360,12 +453,17 @@ def test_a_mine_killed_before_its_pool_was_saved_is_replaced_without_overwrite(f
     _recovers_without_overwrite(run, argv, tmp_path, capsys)
 
 
+WRITING = json.dumps({"kind": "export", "complete": False, "files": []})  # what a write's hidden folder starts with
+
+
 def test_leftovers_of_killed_writes_are_cleaned_and_live_ones_kept(saved_pool, tmp_path):
     dead = 2 ** 22 + 1  # above the default pid_max of 2**22: no such process
     for name in (f".round.{dead}.abcd1234.tmp", ".round.abcd_123.tmp", f".round.{os.getpid()}.abcd1234.tmp",
                  ".round2.abcd1234.tmp"):
         (tmp_path / name).mkdir()
         (tmp_path / name / "triplet.parquet").write_bytes(b"partial")
+        (tmp_path / name / MARKER).write_text(WRITING)
+    (tmp_path / f".round.{dead}.empty123.tmp").mkdir()  # killed before its marker was written
     # an earlier output moved aside by a replace that was killed before the new one was renamed in
     aside = tmp_path / f".round.{dead}.x1y2z3w4.old" / "round"
     save_pool(load_pool(saved_pool), aside)
@@ -376,3 +474,15 @@ def test_leftovers_of_killed_writes_are_cleaned_and_live_ones_kept(saved_pool, t
         ".round.notes.tmp",  # not a folder hnm made
         ".round2.abcd1234.tmp",  # another output's
     ]
+
+
+def test_a_folder_of_the_user_named_like_a_leftover_is_kept(saved_pool, tmp_path):
+    dead = 2 ** 22 + 1
+    theirs = {f".round.{dead}.abcd1234.tmp": "thesis.tex", f".round.{dead}.x1y2z3w4.old": "round/notes.txt",
+              ".round.abcd_123.tmp": "keep/me.txt"}
+    for name, file in theirs.items():
+        (tmp_path / name / file).parent.mkdir(parents=True)
+        (tmp_path / name / file).write_text("mine")
+    assert main(["curate", str(saved_pool), "--out", str(tmp_path / "round"), "--quiet"]) == 0
+    for name, file in theirs.items():
+        assert (tmp_path / name / file).read_text() == "mine"
