@@ -34,7 +34,7 @@ from .outlock import claim
 from .overrides import OVERRIDES_FILE, Overrides
 from .prove import STAGES as PROVE_STAGES
 from .settings import SETTINGS, Setting, Stage, from_manifest, validate
-from .storage import check_cache_dir
+from .storage import check_cache_dir, disk_full, is_disk_full
 
 __all__ = ["main", "build_parser"]
 
@@ -475,6 +475,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             return args.run(args)
     except HnmError as error:
         print(f"hnm {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:  # a full disk where no writer could say what it kept (a folder made in the cache...)
+        if not is_disk_full(error):
+            raise
+        said = (disk_full(Path(error.filename)) if error.filename else "no space left on the device. Fix: free space "
+                "on the disk hnm writes to, or write to another disk (--out, --cache-dir)")
+        print(f"hnm {args.command}: error: {said}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"hnm {args.command}: interrupted; finished chunks are cached and the next run resumes",

@@ -44,6 +44,10 @@ class CacheWarning(HnmWarning):
     """A cache file failed its check (checksum, shape or dtype) and is recomputed instead of used."""
 
 
+class DiskFullError(HnmError):
+    """A write ran out of disk space: names the folder and what was kept intact (a half-written file is removed)."""
+
+
 class ExportError(HnmError):
     """An export could not be written (for example the target exists and overwrite was not asked for)."""
 

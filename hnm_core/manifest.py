@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from .errors import ExportError
+from .storage import disk_full, is_disk_full, written_under
 
 __all__ = ["package_versions", "digest", "fingerprints", "model_fingerprint", "folder_fingerprint", "weights_fingerprint",
            "to_json", "write_json", "atomic_path", "atomic_write_bytes"]
@@ -146,7 +147,8 @@ def write_json(path: str | Path, value: Mapping[str, Any]) -> None:
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside `path`; on success it is renamed onto `path`, on any error removed.
 
-    Readers therefore see either the old file or the complete new one, never a partial write.
+    Readers therefore see either the old file or the complete new one, never a partial write. A full disk raises
+    DiskFullError naming the folder, once the partial file is removed.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -155,8 +157,12 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     try:
         yield Path(tmp)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as error:
+        written = written_under(Path(tmp))
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(error, OSError) and is_disk_full(error):
+            raise disk_full(path.parent, written=written, kept=f"the partly written {path.name} was removed, "
+                                                                    "and an earlier one is as it was") from None
         raise
 
 

@@ -14,7 +14,7 @@ there and whether the output is complete. The marker is what makes replacing a f
 A new output is written into a hidden folder beside the target (`.NAME.PID.RANDOM.tmp`, with a marker from its
 start) and renamed into place, so the target holds the old output or the new one, never half of one. Hidden folders
 left by a killed run are removed at the start of the next write to the same target; a folder of that name without
-hnm's marker is someone else's and stays.
+hnm's marker is someone else's and stays. A full disk removes the hidden folder and says so (DiskFullError).
 
 One run writes a target at a time (hnm_core.outlock): `write_output` claims it, and the CLI claims its --out before
 any work, so a second run is refused at once, not after its computation.
@@ -36,7 +36,7 @@ from typing import Literal
 from .errors import ExportError
 from .manifest import atomic_write_bytes
 from .outlock import claim
-from .storage import unwritable
+from .storage import disk_full, is_disk_full, unwritable, written_under
 
 __all__ = ["MARKER", "Kind", "Marker", "read_marker", "refuse_inputs", "check_out", "write_output", "finish"]
 
@@ -258,19 +258,23 @@ def write_output(out: str | Path, kind: Kind, *, overwrite: bool = False, inputs
         except OSError as error:
             raise ExportError(f"{out.parent} cannot be written to ({error.strerror}). Fix: choose a folder you can "
                               "write to for --out") from None
-        with _removed_on_error(tmp):
+        with _removed_on_error(tmp, out, kind):
             _write_marker(tmp, Marker(kind, (), complete=False))  # so a leftover of this write is known as hnm's
             yield tmp
             _finish_write(tmp, out, kind, overwrite, inputs, tuple(pending))
 
 
 @contextmanager
-def _removed_on_error(tmp: Path) -> Iterator[None]:
-    """Remove the hidden folder `tmp` if the write fails."""
+def _removed_on_error(tmp: Path, out: Path, kind: Kind) -> Iterator[None]:
+    """Remove the hidden folder `tmp` if the write fails; a full disk says so, naming `out`."""
     try:
         yield
-    except BaseException:
+    except BaseException as error:
+        written = written_under(tmp)
         shutil.rmtree(tmp, ignore_errors=True)
+        if is_disk_full(error):
+            raise disk_full(out, written=written, kept=f"{out} is as it was, and the partly written {kind} was "
+                                                         "removed") from None
         raise
 
 
@@ -288,6 +292,8 @@ def _finish_write(tmp: Path, out: Path, kind: Kind, overwrite: bool, inputs: tup
     try:
         _put_in_place(tmp, out, names, marker)
     except OSError as error:
+        if is_disk_full(error):
+            raise
         if isinstance(error, PermissionError):  # it turned read-only during the work
             where = Path(error.filename).parent if error.filename else out
             what = "is not writable" if where == out else f"could not be put in place: {where} is not writable"

@@ -1,17 +1,22 @@
-"""The disks hnm writes to, checked before any work.
+"""The disks hnm writes to: checked before any work, explained when they fill.
 
 `check_cache_dir` refuses a cache folder hnm cannot write (a file, a read-only folder) before the data is read, so
 a run does not end on a traceback at its first cache write. `unwritable` tells which folder would stop a write.
+`disk_full` is the one message for a write that ran out of space (ENOSPC): it names the folder, the space left and
+what was written before the disk filled, and says what was kept intact; the writers (`manifest.atomic_path`,
+`outdir.write_output`) remove what they half wrote before they raise it.
 """
 
 from __future__ import annotations
 
+import errno
 import os
+import shutil
 from pathlib import Path
 
-from .errors import SettingsError
+from .errors import DiskFullError, SettingsError
 
-__all__ = ["check_cache_dir", "unwritable"]
+__all__ = ["check_cache_dir", "unwritable", "is_disk_full", "disk_full", "written_under"]
 
 
 def unwritable(folder: Path) -> Path | None:
@@ -40,3 +45,39 @@ def check_cache_dir(folder: str | Path | None) -> Path:
     if stop is not None:
         raise SettingsError(f"{root}: cannot hold the cache: {stop} is not writable (permission denied). {fix}")
     return root
+
+
+def is_disk_full(error: BaseException) -> bool:
+    """Whether `error` is a write that ran out of space (or of the user's quota)."""
+    if isinstance(error, DiskFullError):
+        return True
+    return isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
+def written_under(path: Path) -> int:
+    """Bytes of the file at `path`, or of every file under the folder at `path` (0 when gone)."""
+    try:
+        if path.is_file():
+            return path.stat().st_size
+        return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+    except OSError:
+        return 0
+
+
+def disk_full(folder: Path, *, written: int = 0, kept: str | None = None) -> DiskFullError:
+    """The error for a write into `folder` that ran out of space after `written` bytes; `kept` says what is intact
+    (the writer removed what it half wrote)."""
+    free = shutil.disk_usage(next(p for p in (folder, *folder.parents) if p.is_dir())).free
+    had = f"; the write had put {_size(written)} there when it filled, and needs more" if written else ""
+    intact = f" Nothing was left half-written: {kept}." if kept else ""
+    return DiskFullError(f"{folder}: no space left on the device ({_size(free)} free{had}).{intact} Fix: free "
+                         "space on that disk, or write to a folder on another disk (--out, --cache-dir)")
+
+
+def _size(n: float) -> str:
+    units = ("B", "KB", "MB", "GB", "TB")
+    step = 0
+    while n >= 1000 and step < len(units) - 1:
+        n /= 1000
+        step += 1
+    return f"{n:,.0f} B" if step == 0 else f"{n:,.1f} {units[step]}"

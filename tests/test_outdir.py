@@ -4,6 +4,7 @@ before any work, kill -9 during an export, and the recovery of an output its run
 from __future__ import annotations
 
 import errno
+import importlib
 import json
 import os
 import shutil
@@ -297,7 +298,8 @@ def test_a_second_run_on_the_same_out_is_refused_before_any_work(flags, tmp_path
     out = tmp_path / "run"
     cache = tmp_path / "cache"
     holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(tmp_path / "x" / ".." / "run")], text=True,
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(ROOT)})
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              env={**os.environ, "PYTHONPATH": str(ROOT)})
     try:
         assert holder.stdout.readline() == "holding\n"  # a first run, mining into `out` (the same folder, spelt else)
         # with a cold cache the second run used to wait for the first's embeddings, mine, and only then be refused
@@ -309,6 +311,76 @@ def test_a_second_run_on_the_same_out_is_refused_before_any_work(flags, tmp_path
         holder.stdin.close()
         holder.wait(timeout=60)
     assert main(["pool", str(SAMPLE), "--out", str(out), *pool_flags(flags)]) == 0  # released with its holder
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# A full disk: one line naming the folder; nothing half-written, the earlier output as it was
+
+def no_space(path: Path, written: bytes = b"PAR1 half a file") -> None:
+    """What a full disk does to a write: part of the file lands, then ENOSPC."""
+    Path(path).write_bytes(written)
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+def test_a_full_disk_during_an_export_leaves_the_earlier_one_and_says_so(saved_pool, tmp_path, capsys, monkeypatch):
+    writer = importlib.import_module("hnm_core.export")  # `hnm_core.export` is the function of that name
+
+    out = tmp_path / "round"
+    argv = ["curate", str(saved_pool), "--out", str(out), "--formats", "triplet,pool", "--quiet", *RULES_OFF]
+    assert main(argv) == 0
+    before = snapshot(out)
+    monkeypatch.setattr(writer, "_write", lambda table, path: no_space(path))
+    capsys.readouterr()
+    assert main([*argv, "--negatives", "1", "--overwrite"]) == 2
+    err = one_line(capsys)
+    assert err.startswith(f"hnm curate: error: {out}: no space left on the device (")
+    assert "the write had put" in err and "there when it filled" in err
+    assert f"Nothing was left half-written: {out} is as it was" in err and "Fix: free space on that disk" in err
+    assert snapshot(out) == before and leftovers(tmp_path) == []
+
+
+def test_a_full_disk_while_saving_a_pool_leaves_nothing(tmp_path, capsys, monkeypatch):
+    out = tmp_path / "pool"
+    monkeypatch.setattr(pd.DataFrame, "to_parquet", lambda frame, path, **_: no_space(path))
+    assert main(["pool", str(SAMPLE), "--out", str(out), "--sources", "bm25", "--cache-dir", str(tmp_path / "cache"),
+                 "--quiet"]) == 2
+    err = one_line(capsys)
+    assert err.startswith(f"hnm pool: error: {out}: no space left on the device") and "Fix: " in err
+    assert not out.exists() and leftovers(tmp_path) == []
+
+
+def test_a_full_disk_while_caching_embeddings_leaves_no_half_file(tiny_bi_encoder_dir, tmp_path, capsys, monkeypatch):
+    import numpy as np
+
+    cache = tmp_path / "cache"
+
+    def save(file, array, **_):
+        file.write(b"\x93NUMPY half")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(np, "save", save)
+    assert main(["pool", str(SAMPLE), "--out", str(tmp_path / "out"), "--sources", "dense", "--model",
+                 str(tiny_bi_encoder_dir), "--precision", "fp32", "--cache-dir", str(cache), "--quiet"]) == 2
+    said = capsys.readouterr().err
+    err = said.strip().splitlines()[-1]  # after transformers' own "Loading weights" bar
+    assert "Traceback" not in said
+    assert err.startswith(f"hnm pool: error: {cache}") and "no space left on the device" in err
+    assert "Nothing was left half-written" in err and "Fix: free space on that disk" in err
+    assert not [p for p in cache.rglob("*") if p.is_file() and p.suffix in (".tmp", ".npy")]
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_full_disk_anywhere_else_is_one_line_too(tmp_path, capsys, monkeypatch):
+    import hnm_core.pool
+
+    def build_pool(*args, **kwargs):  # a folder the cache makes, say: mkdir fails on a full disk
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(tmp_path / "cache" / "embeddings" / "k"))
+
+    monkeypatch.setattr(hnm_core.pool, "build_pool", build_pool)
+    assert main(["pool", str(SAMPLE), "--out", str(tmp_path / "out"), "--sources", "bm25", "--quiet"]) == 2
+    err = one_line(capsys)
+    assert err.startswith(f"hnm pool: error: {tmp_path / 'cache' / 'embeddings' / 'k'}: no space left on the device")
+    assert "Fix: free space on that disk" in err
 
 
 # ---------------------------------------------------------------------------------------------------------------------
