@@ -22,14 +22,27 @@ def _tiny_bert(num_labels: int | None = None):
     import torch
     from transformers import BertConfig, BertForSequenceClassification, BertModel
 
-    config = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=512)
-    with torch.random.fork_rng():  # seeded weights without touching the global generator
-        torch.manual_seed(0)
-        if num_labels is None:
-            return BertModel(config)
-        config.num_labels = num_labels
-        return BertForSequenceClassification(config)
+    def build(positions: int):
+        config = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                            intermediate_size=64, max_position_embeddings=positions)
+        with torch.random.fork_rng():  # seeded weights without touching the global generator
+            torch.manual_seed(0)
+            if num_labels is None:
+                return BertModel(config)
+            config.num_labels = num_labels
+            return BertForSequenceClassification(config)
+
+    # MiniLM's 512 positions, so the default max length fits, with the weights of a 128-position model (the tests'
+    # pools and thresholds were drawn with those): its first 128 positions and every other tensor copied over.
+    model, first = build(512), build(128)
+    target = model.state_dict()
+    with torch.no_grad():
+        for name, weight in first.state_dict().items():
+            if target[name].shape == weight.shape:
+                target[name].copy_(weight)
+            elif name.endswith("position_embeddings.weight"):
+                target[name][: len(weight)] = weight
+    return model
 
 
 @pytest.fixture(scope="session")
