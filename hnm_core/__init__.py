@@ -7,6 +7,7 @@ sentence-transformers, faiss, umap) are imported only by the functions that use 
 """
 
 from .audit import AuditReport, audit, audit_pool, hide_positives
+from .compat import HardNegatives, mine_hard_negatives
 from .curate import LABELS, CurateParams, Curation, curate
 from .data import Collection, load_collection
 from .errors import DataError, ExportError, HnmError, ModelLoadError, SettingsError
@@ -36,6 +37,8 @@ __all__ = [
     "score_pool",
     "MiningParams",
     "mine",
+    "mine_hard_negatives",
+    "HardNegatives",
     "LABELS",
     "CurateParams",
     "Curation",

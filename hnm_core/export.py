@@ -11,6 +11,8 @@ Formats (the names of the `formats` setting):
     pool           the whole labelled pool (pool columns, label, selected, neg_rank, reason), Parquet; ids only: texts
                    repeated on every row made it 25x the saved pool, so join them by id from the collection (or
                    pool/corpus.parquet and pool/queries.parquet of `hnm mine`) where needed
+    hf             a folder: the other asked formats as one DatasetDict written with save_to_disk, a dataset per
+                   format (`datasets.load_from_disk(OUT / "hf")["ntuple"]`), trainable as it is
 
 The sentence-transformers formats are Parquet or JSONL (`file_type`), each loadable with
 `datasets.load_dataset("parquet" | "json", data_files=...)`. hnm_core.rounds compares two exports' labelled pools.
@@ -39,7 +41,7 @@ from .pool import Pool
 from .schema import LABELLED_COLUMNS
 from .settings import defaults, setting
 
-__all__ = ["export", "ExportResult", "FILE_NAMES"]
+__all__ = ["export", "export_tables", "ExportResult", "FILE_NAMES"]
 
 FILE_NAMES: dict[str, str] = {
     "triplet": "triplet",
@@ -48,8 +50,10 @@ FILE_NAMES: dict[str, str] = {
     "labeled_pair": "labeled_pair",
     "flag": "flag.jsonl",
     "pool": "pool.parquet",
+    "hf": "hf",
 }
-"""Format -> file name in the export folder (the first four get `.parquet` or `.jsonl` from `file_type`)."""
+"""Format -> file name in the export folder (the first four get `.parquet` or `.jsonl` from `file_type`; hf is a
+folder: a DatasetDict of the other formats, written with save_to_disk)."""
 
 _SCORES = pa.list_(pa.float32())
 
@@ -99,21 +103,38 @@ def export(
     if len(curation.labels) != len(pool.frame):
         raise ExportError(f"the curation has {len(curation.labels):,} rows but the pool {len(pool.frame):,}. "
                           "Fix: run curate on this pool's frame before exporting")
+    if formats == ("hf",):
+        raise ExportError("the hf format holds the other asked formats as datasets, and none was asked. Fix: add "
+                          "one, e.g. --formats ntuple,hf")
     files: dict[str, dict[str, Any]] = {}
     with write_output(out_dir, "export", overwrite=overwrite, inputs=inputs, pending=pending) as tmp:
         rows = _Rows(pool, curation, extra_positives)
-        for fmt in formats:
+        tables: dict[str, pa.Table] = {}
+        for fmt in (f for f in formats if f != "hf"):
             name = FILE_NAMES[fmt]
             if fmt in ("triplet", "ntuple", "ntuple_scores", "labeled_pair"):
                 name += ".jsonl" if file_type == "jsonl" else ".parquet"
-            table, notes = getattr(rows, fmt)()
-            _write(table, tmp / name)
-            files[name] = {"format": fmt, "rows": table.num_rows, **notes}
+            tables[fmt], notes = getattr(rows, fmt)()
+            _write(tables[fmt], tmp / name)
+            files[name] = {"format": fmt, "rows": tables[fmt].num_rows, **notes}
+        if "hf" in formats:
+            _write_hf(tables, tmp / FILE_NAMES["hf"])
+            files[FILE_NAMES["hf"]] = {"format": "hf", "datasets": {fmt: t.num_rows for fmt, t in tables.items()}}
         manifest = _manifest(pool, curation, formats, file_type, files, extra_manifest, extra_positives, rows.n_extra)
         write_json(tmp / "manifest.json", manifest)
     out = Path(out_dir).expanduser()
     paths = tuple(out / name for name in files) + (out / "manifest.json",)
     return ExportResult(out, paths, manifest)
+
+
+def export_tables(pool: Pool, curation: Curation, formats: Iterable[str] | str, *,
+                  extra_positives: bool = defaults("export")["extra_positives"],
+                  scores: bool = False) -> dict[str, pa.Table]:
+    """The tables `export` writes, in memory, by format (triplet, ntuple, ntuple_scores, labeled_pair, flag, pool).
+    `scores`: the triplet and labeled_pair tables carry the teacher's scores (see `_Rows.triplet`)."""
+    rows = _Rows(pool, curation, extra_positives)
+    return {fmt: (getattr(rows, fmt)(scores) if fmt in ("triplet", "labeled_pair") else getattr(rows, fmt)())[0]
+            for fmt in setting("formats").check(formats) if fmt != "hf"}
 
 
 class _Rows:
@@ -151,17 +172,22 @@ class _Rows:
     def _no_negatives(self) -> int:
         return int(((self.pos_count > 0) & (self.neg_count == 0)).sum())
 
-    def triplet(self) -> tuple[pa.Table, dict[str, Any]]:
+    def triplet(self, scores: bool = False) -> tuple[pa.Table, dict[str, Any]]:
+        """`scores`: add the teacher's [positive, negative] scores as a `scores` column (sentence-transformers'
+        mine_hard_negatives with output_scores)."""
         reps = self.neg_count[self.codes[self.pos]]
         pos_rows = np.repeat(self.pos, reps)
         within = np.arange(int(reps.sum())) - np.repeat(np.cumsum(reps) - reps, reps)
         neg_rows = self.neg[np.repeat(self.neg_start[self.codes[self.pos]], reps) + within]
-        table = pa.table({
+        columns = {
             "anchor": pa.array(self.query_texts[self.codes[pos_rows]], pa.string()),
             "positive": pa.array(self.doc_texts[pos_rows], pa.string()),
             "negative": pa.array(self.doc_texts[neg_rows], pa.string()),
-        })
-        return table, {"queries_without_negatives": self._no_negatives()}
+        }
+        if scores:
+            pair = np.column_stack([self.scores[pos_rows], self.scores[neg_rows]])
+            columns["scores"] = pa.FixedSizeListArray.from_arrays(pa.array(pair.ravel(), pa.float32()), 2).cast(_SCORES)
+        return pa.table(columns), {"queries_without_negatives": self._no_negatives()}
 
     def _full_quota(self) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
         """Positive rows of queries with the full quota and, per such row, its query's negative rows (n columns)."""
@@ -198,7 +224,8 @@ class _Rows:
                                                              self.quota + 1).cast(_SCORES)
         return pa.table(columns), notes
 
-    def labeled_pair(self) -> tuple[pa.Table, dict[str, Any]]:
+    def labeled_pair(self, scores: bool = False) -> tuple[pa.Table, dict[str, Any]]:
+        """`scores`: the teacher's score of each pair in a `score` column instead of the 0/1 `label`."""
         rows = np.concatenate([self.pos, self.neg])
         is_neg = np.concatenate([np.zeros(len(self.pos), np.int8), np.ones(len(self.neg), np.int8)])
         order = np.lexsort((np.arange(len(rows)), is_neg, self.codes[rows]))
@@ -206,7 +233,8 @@ class _Rows:
         table = pa.table({
             "anchor": pa.array(self.query_texts[self.codes[rows]], pa.string()),
             "positive": pa.array(self.doc_texts[rows], pa.string()),
-            "label": pa.array(1 - is_neg, pa.int64()),
+            **({"score": pa.array(self.scores[rows], pa.float32())} if scores else
+               {"label": pa.array(1 - is_neg, pa.int64())}),
         })
         return table, {"queries_without_negatives": self._no_negatives()}
 
@@ -258,6 +286,17 @@ def _overrides_entry(curation: Curation, n_extra: int) -> dict[str, Any]:
     applied = {label: curation.count(label) for label in ("unlabelled_positive", "bad_negative")}
     return {"file": str(overrides.path) if overrides.path else None, "verdicts": len(overrides), **applied,
             "not_applied": len(overrides) - sum(applied.values()), "exported_as_positives": n_extra}
+
+
+def _write_hf(tables: dict[str, pa.Table], folder: Path) -> None:
+    """The tables as one DatasetDict saved with save_to_disk, a dataset per format (`datasets.load_from_disk`)."""
+    from .data.hf import require_datasets
+
+    datasets = require_datasets()
+    from datasets.table import InMemoryTable
+
+    datasets.DatasetDict({fmt: datasets.Dataset(InMemoryTable(table))
+                          for fmt, table in tables.items()}).save_to_disk(str(folder))
 
 
 def _write(table: pa.Table, path: Path) -> None:

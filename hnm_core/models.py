@@ -79,6 +79,30 @@ class LoadedModel:
             content = weights_fingerprint(self.model.model if kind == "cross-encoder" else self.model)
         self.fingerprint = model_fingerprint(kind, content, precision, max_length)
 
+    @classmethod
+    def from_instance(cls, kind: Literal["bi-encoder", "cross-encoder"], model: Any) -> LoadedModel:
+        """A SentenceTransformer or CrossEncoder a caller already holds, used as it is (its device, dtype and max
+        length). It is fingerprinted by its loaded weights, which may differ from any folder's (a model fine-tuned
+        in memory). A CrossEncoder answers raw logits whatever its activation, as a loaded teacher does."""
+        import torch
+
+        module = model.model if kind == "cross-encoder" else model
+        dtype = next(module.parameters()).dtype
+        if dtype not in (torch.float32, torch.bfloat16):
+            raise SettingsError(f"the {kind} holds {dtype} weights; hnm encodes and scores in fp32 or bf16. Fix: "
+                                "pass model.float() or model.bfloat16()")
+        config = getattr(module, "config", None) if kind == "cross-encoder" else getattr(
+            getattr(module[0], "auto_model", None), "config", None)
+        source = str(getattr(config, "_name_or_path", "") or "")
+        ref = cls.__new__(cls)
+        ref.kind, ref.name, ref.path = kind, source or type(model).__name__, source if Path(source).is_dir() else ""
+        ref.precision = "bf16" if dtype == torch.bfloat16 else "fp32"
+        ref.max_length = model.max_length if kind == "cross-encoder" else model.max_seq_length
+        ref.device = str(model.device)
+        ref._model = _Logits(model) if kind == "cross-encoder" else model
+        ref.fingerprint = model_fingerprint(kind, weights_fingerprint(module), ref.precision, ref.max_length)
+        return ref
+
     @property
     def model(self) -> Any:
         """The sentence_transformers SentenceTransformer or CrossEncoder, loaded once."""
@@ -92,6 +116,19 @@ class LoadedModel:
 
     def __repr__(self) -> str:
         return f"LoadedModel({self.kind}, {self.name!r}, {self.precision}, fingerprint={self.fingerprint[:12]})"
+
+
+class _Logits:
+    """A caller's CrossEncoder whose `predict` answers raw logits (the teacher stage applies the sigmoid itself),
+    without changing the caller's object."""
+
+    def __init__(self, cross_encoder: Any) -> None:
+        self.cross_encoder = cross_encoder
+
+    def predict(self, pairs: Any, **kwargs: Any) -> Any:
+        import torch
+
+        return self.cross_encoder.predict(pairs, activation_fn=torch.nn.Identity(), **kwargs)
 
 
 class CrossFitTeacher(LoadedModel):

@@ -175,8 +175,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("min_coverage", 0.95, "Lowest share of queries with the full quota of negatives the audit's recommended "
             "setting may have.", "audit", float, minimum=0.0, maximum=1.0, step=0.01),
     # export
-    Setting("formats", ("triplet", "ntuple", "labeled_pair", "flag", "pool"), "Export formats, comma-separated.",
-            "export", choices=("triplet", "ntuple", "ntuple_scores", "labeled_pair", "flag", "pool"), multiple=True),
+    Setting("formats", ("triplet", "ntuple", "labeled_pair", "flag", "pool"), "Export formats, comma-separated; hf "
+            "also writes the others as one Hugging Face save_to_disk folder (datasets.load_from_disk(OUT/hf)"
+            "['triplet']...).", "export", choices=("triplet", "ntuple", "ntuple_scores", "labeled_pair", "flag",
+                                                   "pool", "hf"), multiple=True),
     Setting("file_type", "parquet", "File type of the sentence-transformers exports.", "export",
             choices=("parquet", "jsonl")),
     Setting("extra_positives", False, "Export the candidates you marked as unlabelled positives (overrides file) "
@@ -241,6 +243,14 @@ SETTINGS: tuple[Setting, ...] = (
             "and spread over them.", "prove", choices=tuple(map(str, range(10))), multiple=True),
     Setting("rounds", 1, "Mining rounds: 2 re-mines the training split with the round-1 hnm model and trains on.",
             "prove", int, choices=(1, 2)),
+    Setting("split_queries", None, "Share of the training split's judged queries held out as the test queries (a "
+            "seeded split, by `seed`), for a collection with one labelled set; off (empty): score on test_split.",
+            "prove", float, optional=True, minimum=0.05, maximum=0.95, step=0.05),
+    Setting("select_split", None, "Qrels split (dev, say) the hnm arm and its variants are scored on to select one, "
+            "never the test split; off if empty.", "prove", optional=True),
+    Setting("select_queries", None, "Share of the training queries held out (seeded, by `seed`) to select the hnm "
+            "variant on instead of training on them; off if empty.", "prove", float, optional=True, minimum=0.05,
+            maximum=0.5, step=0.05),
 )
 
 _BY_NAME = {s.name: s for s in SETTINGS}
