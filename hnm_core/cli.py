@@ -209,6 +209,10 @@ def _add_train_eval(sub: Any) -> None:
     p.add_argument("--cache-dir", type=Path, default=None,
                    help="embedding and score cache (default: $HNM_CACHE_DIR or ~/.cache/hnm)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--variant", action="append", default=[], metavar="NAME=FLAGS",
+                   help="one more arm: hnm with these pool, teacher or curate flags (repeatable), e.g. "
+                        "--variant mean='--margin-ref mean'; curated from the hnm arm's pool when only curate "
+                        "flags differ")
     _add_settings(p, PROVE_STAGES)
     p.set_defaults(run=_cmd_prove)
 
@@ -439,9 +443,13 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _cmd_prove(args: argparse.Namespace) -> int:
-    from .prove import prove
+    from .prove import VARIANT_STAGES, prove
+    from .prove.variants import parse_variant
 
-    result = prove(args.data, args.out, _settings(args, PROVE_STAGES), cache_dir=args.cache_dir,
+    variants = dict(parse_variant(text, VARIANT_STAGES) for text in args.variant)
+    if len(variants) < len(args.variant):
+        raise SettingsError("--variant: two variants have one name. Fix: give each its own")
+    result = prove(args.data, args.out, _settings(args, PROVE_STAGES), variants=variants, cache_dir=args.cache_dir,
                    progress=_progress(args))
     print(result.table())
     for seed, diff in result.rounds.items():

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
@@ -71,6 +72,8 @@ def test_prove_trains_every_arm_alike_and_a_rerun_reuses_them(tiny_bi_encoder_di
 
 @pytest.mark.parametrize("flags, message", [
     (["--test-split", "train"], "train_split and test_split are both 'train'"),
+    (["--test-split", "dev", "--select-split", "dev"], "select_split 'dev' is trained or scored on"),
+    (["--test-split", "dev", "--select-split", "dev", "--select-queries", "0.2"], "pass one of them"),
     # the sample's test split holds all 42 queries, so every one of its 28 train queries: nothing is left to train on
     (["--test-split", "test"], "every query of split 'train' is in split 'test' too, so nothing would be left to "
                                "train on that the test does not score. Fix: score on a split of other queries "
@@ -153,3 +156,91 @@ def test_stop_ends_the_loop_between_steps_and_keeps_what_finished(tiny_bi_encode
     done = prove(SAMPLE, tmp_path / "proof", values, cache_dir=tmp_path / "cache")
     assert not done.stopped and [(run.arm, run.trained_now) for run in done.runs] == [
         ("zero", False), ("pairs", False), ("hnm", True)]
+
+
+def test_one_labelled_set_split_variants_from_one_pool_paired_intervals_and_a_selection(tiny_bi_encoder_dir,
+                                                                                          tmp_path, capsys):
+    """--split-queries holds out a seeded share of one split's queries as the test queries; a variant is one more
+    arm curated from the hnm arm's pool; every arm gets a paired interval against naive and pairs; --select-queries
+    picks among hnm and its variants on held-out training queries, never on the test queries."""
+    out = tmp_path / "proof"
+    assert _prove(tiny_bi_encoder_dir, out, tmp_path / "cache", "--train-split", "test", "--split-queries", "0.3",
+                  "--select-queries", "0.25", "--seeds", "0,1", "--variant", "plain=--relative-margin off --skip-n 1",
+                  ) == 0
+    table = capsys.readouterr().out
+    report = json.loads((out / "prove.json").read_text())
+    judged = load_collection(SAMPLE, split="test")
+    test_ids = set(report["splits"]["split_queries"]["test_queries"])
+    assert len(test_ids) == round(0.3 * len(judged.query_ids)) and test_ids <= set(judged.query_ids)
+    texts = dict(zip(judged.query_ids, judged.query_texts))
+    for run in report["runs"]:
+        assert len(run["per_query"]) == len(test_ids)
+        if run["training_file"]:
+            anchors = set(pq.read_table(run["training_file"]).column("anchor").to_pylist())
+            assert anchors and not anchors & {texts[q] for q in test_ids}
+    assert [arm["arm"] for arm in report["arms"]] == [*ARMS, "plain"]
+    assert report["variants"] == {"plain": {"relative_margin": None, "skip_n": 1}}
+    # one mined pool, two curations of it
+    pools = [pd.read_parquet(out / "data" / arm / "pool.parquet") for arm in ("hnm", "plain")]
+    candidates = ["query_id", "doc_id", "dense_score", "bm25_score", "teacher_score"]
+    pd.testing.assert_frame_equal(pools[0][candidates], pools[1][candidates])
+    assert not pools[0]["label"].equals(pools[1]["label"])
+    # selection: hnm and plain were scored on the held-out training queries, the others were not
+    selection = {arm["arm"]: arm["selection"] for arm in report["arms"]}
+    assert selection["zero"] is selection["pairs"] is selection["naive"] is None
+    assert report["selected"] == max(("hnm", "plain"), key=lambda a: selection[a])
+    assert "Selected on" in table and report["selected"] in table.split("Selected on")[1]
+    comparisons = {(c["arm"], c["against"]): c for c in report["comparisons"]}
+    assert {("hnm", "naive"), ("plain", "naive"), ("zero", "pairs"), ("naive", "pairs")} <= set(comparisons)
+    for c in comparisons.values():
+        assert c["low"] <= c["diff"] <= c["high"] and c["verdict"] in ("win", "level", "loss")
+        assert c["queries"] == len(test_ids) and c["seeds"] == [0, 1]
+    assert "Paired nDCG@10 differences" in table
+
+
+def _run(arm: str, seed: int, per_query: list[float]):
+    from hnm_core.prove import ArmRun
+
+    return ArmRun(arm, seed, 1, {"ndcg@10": sum(per_query) / len(per_query)}, 0.0, False, "", "", "", "",
+                  tuple(per_query))
+
+
+def test_paired_intervals_call_a_win_only_above_zero():
+    from hnm_core.prove import compare
+
+    base = [0.1 * (i % 7) for i in range(40)]
+    runs = [_run("zero", 0, base)]
+    for seed in (0, 1, 2):
+        runs += [_run("naive", seed, base), _run("hnm", seed, [x + 0.05 for x in base]),
+                 _run("same", seed, [x + (0.01 if i % 2 else -0.01) for i, x in enumerate(base)])]
+    got = {(c.arm, c.against): c for c in compare(runs)}
+    assert got[("hnm", "naive")].verdict == "win" and got[("hnm", "naive")].low > 0
+    assert abs(got[("hnm", "naive")].diff - 0.05) < 1e-12
+    assert got[("same", "naive")].verdict == "level" and got[("same", "naive")].low < 0 < got[("same", "naive")].high
+    assert got[("zero", "naive")].seeds == (0, 1, 2) and got[("zero", "naive")].diff == 0.0  # untrained: every seed
+    assert ("hnm", "pairs") not in got  # no pairs arm ran
+
+
+@pytest.mark.parametrize("text, message", [
+    ("plain", "is not NAME=FLAGS"),
+    ("hnm=--skip-n 2", "none of zero, pairs, naive, hnm"),
+    ("fast=--lr 0.1", "'--lr' is not a pool, teacher or curate flag"),
+    ("deep=--skip-n", "--skip-n needs a value"),
+    ("big=--skip-n 5000", "skip_n: 5000 is above the maximum"),
+    ("empty=", "changes nothing"),
+])
+def test_bad_variants_are_refused_before_any_work(text, message, tmp_path, capsys):
+    out = tmp_path / "proof"
+    assert main(["prove", str(SAMPLE), "--out", str(out), "--test-split", "dev", "--variant", text]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("hnm prove: error:") and message in err and len(err.splitlines()) == 1
+    assert not out.exists()
+
+
+def test_variant_flags_read_as_the_mine_command_reads_them():
+    from hnm_core.prove import VARIANT_STAGES
+    from hnm_core.prove.variants import parse_variant
+
+    assert parse_variant("a=--cluster-rule --near-dup off --margin-ref=mean", VARIANT_STAGES) == (
+        "a", {"cluster_rule": True, "near_dup": None, "margin_ref": "mean"})
+    assert parse_variant("b=--no-cluster-rule", VARIANT_STAGES) == ("b", {"cluster_rule": False})
