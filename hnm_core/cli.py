@@ -81,8 +81,12 @@ def _add_settings(parser: argparse.ArgumentParser, stages: Sequence[Stage], also
 
 def _common(parser: argparse.ArgumentParser, *, data: bool = True) -> None:
     if data:
-        parser.add_argument("data", type=Path, help="a BEIR folder, a pairs file (JSONL/CSV/Parquet) or a "
-                                                    "FlagEmbedding JSONL file")
+        parser.add_argument("data", type=Path, help="a BEIR folder, a pairs file (JSONL/CSV/Parquet), a "
+                                                    "FlagEmbedding JSONL file, a Hugging Face save_to_disk folder "
+                                                    "(--split picks a DatasetDict's split) or a hub id org/name")
+        parser.add_argument("--hf-config", default=None, help="the hub dataset's configuration (DATA a hub id)")
+        parser.add_argument("--hf-split", default=None, help="the hub dataset's split, slices such as "
+                                                             "'train[:1000]' too (default: --split of all)")
     parser.add_argument("--out", type=Path, required=True, help="output folder")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace an earlier hnm output of the same kind in --out (only the files hnm wrote "
@@ -253,7 +257,8 @@ def _cmd_pool(args: argparse.Namespace) -> int:
     params = PoolParams.from_settings(values)
     check_out(args.out, "pool", overwrite=args.overwrite, inputs=[args.data])
     check_lengths(values, encodes=not (args.doc_embeddings and args.query_embeddings))
-    collection = load_collection(args.data, split=values["split"])
+    collection = load_collection(args.data, split=values["split"], hf_config=args.hf_config,
+                                 hf_split=args.hf_split)
     _say(collection.problems)
     pool = build_pool(collection, params, cache_dir=args.cache_dir, doc_embeddings=args.doc_embeddings,
                       query_embeddings=args.query_embeddings, progress=_progress(args))
@@ -303,7 +308,8 @@ def _cmd_mine(args: argparse.Namespace) -> int:
     params = MiningParams.from_settings(values)
     check_out(args.out, "export", overwrite=args.overwrite, inputs=[args.data])
     check_lengths(values, encodes=not (args.doc_embeddings and args.query_embeddings))
-    collection = load_collection(args.data, split=values["split"])
+    collection = load_collection(args.data, split=values["split"], hf_config=args.hf_config,
+                                 hf_split=args.hf_split)
     _say(collection.problems)
     # read before mining: a bad line fails in a second, not after the corpus is encoded
     overrides = read_overrides(args.overrides, collection) if args.overrides else None
@@ -366,7 +372,8 @@ def _cmd_audit(args: argparse.Namespace) -> int:
     check_lengths(values, trains_teacher=bool(args.train_teacher))
     if args.train_teacher:  # a teacher in the data or in the report folder (replaced whole) would be lost
         refuse_inputs(args.train_teacher, [args.data, args.out])
-    collection = load_collection(args.data, split=values["split"])
+    collection = load_collection(args.data, split=values["split"], hf_config=args.hf_config,
+                                 hf_split=args.hf_split)
     for line in collection.problems:  # stdout is the JSON report under --json
         print(line, file=sys.stderr if args.json else sys.stdout)
     overrides = read_overrides(args.overrides, collection) if args.overrides else None
@@ -391,7 +398,8 @@ def _cmd_train_teacher(args: argparse.Namespace) -> int:
     values = _settings(args, ("data", "run", "pool", "teacher_train"))
     refuse_inputs(args.out, [args.data])  # before any work; the folder's own rules are checked by train_teacher
     check_lengths(values, trains_teacher=True)
-    collection = load_collection(args.data, split=values["split"])
+    collection = load_collection(args.data, split=values["split"], hf_config=args.hf_config,
+                                 hf_split=args.hf_split)
     _say(collection.problems)
     result = train_teacher(collection, args.out, **train_options(values), pool_settings=values,
                            cache_dir=args.cache_dir, overwrite=args.overwrite, inputs=[args.data],

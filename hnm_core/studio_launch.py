@@ -13,6 +13,7 @@ import os
 import sys
 from pathlib import Path
 
+from .data.hf import looks_like_hub_id
 from .errors import DataError, SettingsError
 
 __all__ = ["DATA_ENV", "SPLIT_ENV", "app_path", "studio_command", "run_studio"]
@@ -46,7 +47,7 @@ def studio_command(port: int | None = None) -> list[str]:
 
 def run_studio(data: str | None = None, *, port: int | None = None, split: str | None = None) -> None:
     """Replace this process with the studio's Streamlit server (so a signal to it stops the server), with `data`
-    preloaded in every new session (`data` must exist: it is read on this machine)."""
+    preloaded in every new session (`data`: a path on this machine, or a hub id)."""
     if importlib.util.find_spec("streamlit") is None:
         raise SettingsError("the studio needs streamlit. Fix: pip install 'hnm[app]'")
     if port is not None and not 1 <= port <= 65535:
@@ -54,9 +55,9 @@ def run_studio(data: str | None = None, *, port: int | None = None, split: str |
     env = dict(os.environ)
     if data:
         target = Path(data).expanduser()
-        if not target.exists():
-            raise DataError(target, "does not exist.", fix="check the path")
-        env[DATA_ENV] = str(target.resolve())
+        if not target.exists() and not looks_like_hub_id(data):
+            raise DataError(target, "does not exist.", fix="check the path, or give a hub id org/name")
+        env[DATA_ENV] = str(target.resolve()) if target.exists() else data
         if split:
             env[SPLIT_ENV] = split
     command = studio_command(port)

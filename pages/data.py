@@ -51,12 +51,14 @@ with shown_errors():
             "Path on the machine running the app", key="data_path",
             placeholder="/data/scifact  or  /data/train.jsonl  or  a pool folder saved by `hnm pool`",
             help="A BEIR folder (corpus.jsonl, queries.jsonl, qrels), a pairs file "
-                 f"({', '.join(FILE_SUFFIXES)}) with query / positive columns, a FlagEmbedding JSONL file, or a "
-                 "pool folder written by `hnm pool` / `hnm mine` (opened without mining, like `hnm curate`).",
+                 f"({', '.join(FILE_SUFFIXES)}) with query / positive columns, a FlagEmbedding JSONL file, a "
+                 "Hugging Face dataset folder written by save_to_disk (a DatasetDict's split picked below), a hub "
+                 "id org/name, or a pool folder written by `hnm pool` / `hnm mine` (opened without mining, like "
+                 "`hnm curate`).",
         )
         splits = loaders.splits_at(path)
         if splits:
-            setting_widget("split", label="qrels split", options=splits)
+            setting_widget("split", label="split", options=splits)
         if loaders.is_pool_folder(path):
             st.info("This folder holds a saved pool: it opens as data and mined pool at once.")
             if st.button("Open the saved pool", type="primary", key="load_pool"):

@@ -21,6 +21,7 @@ FORMATS = {
     "labeled_pair": "anchor, positive, label (1 positive, 0 negative)",
     "flag": "FlagEmbedding JSONL: query, pos, neg, pos_scores, neg_scores",
     "pool": "the whole labelled pool, every score and label (Parquet; `hnm diff` compares two)",
+    "hf": "the other formats as one Hugging Face dataset folder: `datasets.load_from_disk(folder)['ntuple']`",
 }
 
 init_state()
@@ -51,8 +52,12 @@ def _show(done) -> None:
         st.warning("The settings changed since these files were written: write them again to include the change.")
     st.markdown(f"Files in {escape.plain(str(done.out_dir))}:")
     for path in done.paths:
-        head, button = st.columns([4, 1])
         info = done.manifest["files"].get(path.name, {})
+        if path.is_dir():  # the hf folder: in the zip, and loadable where it was written
+            names = ", ".join(f"{name} ({counted(n, 'row')})" for name, n in info.get("datasets", {}).items())
+            st.markdown(f"**{path.name}/** · Hugging Face dataset folder: {names}")
+            continue
+        head, button = st.columns([4, 1])
         rows = info.get("rows")
         head.markdown(f"**{path.name}**" + (f" · {counted(rows, 'row')}" if rows is not None else ""))
         button.download_button("Download", data=partial(path.read_bytes), file_name=path.name, key=f"dl:{path.name}",

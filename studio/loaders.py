@@ -28,6 +28,7 @@ import streamlit as st
 from hnm_core.audit import SplitPool, mine_hidden_split
 from hnm_core.cache import texts_digest
 from hnm_core.data import FILE_SUFFIXES, Collection, beir_splits, counted, load_collection
+from hnm_core.data.hf import hf_splits, is_hf_folder, looks_like_hub_id
 from hnm_core.errors import DataError, HnmError
 from hnm_core.model_files import cross_fit_kind, refuse_other_kind
 from hnm_core.models import LoadedModel, check_cross_encoder, load_bi_encoder, load_cross_encoder
@@ -105,13 +106,18 @@ def load_path(path: str, split: str = setting("split").default) -> LoadedData:
         raise DataError("path", "is empty.", fix="type the path of a BEIR folder or of a pairs / FlagEmbedding file")
     target = Path(text).expanduser()
     if not target.exists():
+        if looks_like_hub_id(text):  # a Hugging Face hub id, org/name
+            return _loaded(load_collection(text, split=split), f"Hugging Face hub {text}", target)
         raise DataError(target, "does not exist.", fix="check the path (it is read on the machine running the app)")
     return _loaded(load_collection(target, split=split), str(target.resolve()), target)
 
 
 def splits_at(path: str) -> list[str]:
-    """The qrels splits of the BEIR folder at `path` ([] when it is not a folder)."""
+    """The qrels splits of the BEIR folder at `path`, or the splits of a DatasetDict saved there ([] when it is not
+    a folder)."""
     folder = Path(path.strip()).expanduser() if path.strip() else None
+    if folder is not None and is_hf_folder(folder):
+        return hf_splits(folder)
     return sorted(beir_splits(folder)) if folder is not None and folder.is_dir() else []
 
 

@@ -36,6 +36,16 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def test_the_wheel_lists_every_package_of_hnm_core():
+    """pyproject.toml names its packages one by one (the studio's are mapped onto the checkout's root), so a new
+    subpackage must be added there: this says which."""
+    import tomllib
+
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["setuptools"]["packages"])
+    found = {".".join(path.parent.relative_to(ROOT).parts) for path in (ROOT / "hnm_core").rglob("__init__.py")}
+    assert found - listed == set(), "add these to [tool.setuptools] packages in pyproject.toml"
+
+
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory) -> tuple[Path, dict[str, str]]:
     """(virtualenv, environment to run it with): the wheel of a copy of the checkout, installed without

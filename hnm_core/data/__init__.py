@@ -16,6 +16,7 @@ from ..settings import setting
 from .beir import beir_splits, load_beir
 from .collection import Collection, normalize_text, text_id
 from .flag import _flag_from_records, load_flag
+from .hf import is_hf_folder, load_hf_folder, load_hub, looks_like_hub_id
 from .pairs import POSITIVE_COLUMNS, QUERY_COLUMNS, _pairs_from_json, load_pairs
 from .reading import FILE_SUFFIXES, _check_file, _json_records, counted
 
@@ -35,17 +36,25 @@ __all__ = [
 ]
 
 
-def load_collection(path: str | Path, *, split: str = setting("split").default) -> Collection:
-    """Read a BEIR folder, a pairs file or a FlagEmbedding JSONL file, chosen by what `path` is.
+def load_collection(path: str | Path, *, split: str = setting("split").default, hf_config: str | None = None,
+                    hf_split: str | None = None) -> Collection:
+    """Read a BEIR folder, a pairs file, a FlagEmbedding JSONL file or a Hugging Face dataset, chosen by what `path`
+    is.
 
-    split: the BEIR qrels split to read (ignored for files, which have no splits).
-    A folder is read as BEIR; a .jsonl/.json file whose first record has a "pos" key (or a "neg" key and no
-    positive column) as FlagEmbedding; any other .jsonl/.json/.csv/.tsv/.parquet file as pairs with auto-detected
-    columns.
+    split: the BEIR qrels split, or the split of a DatasetDict, to read (ignored for files, which have no splits).
+    A folder written by `save_to_disk` is read with `datasets` (hnm_core.data.hf), any other folder as BEIR; a
+    .jsonl/.json file whose first record has a "pos" key (or a "neg" key and no positive column) as FlagEmbedding;
+    any other .jsonl/.json/.csv/.tsv/.parquet file as pairs with auto-detected columns. A `path` that does not
+    exist and reads as `org/name` (or comes with `hf_config` / `hf_split`: the hub's configuration and split,
+    slices such as 'train[:1000]' included) is a hub id, loaded with `datasets.load_dataset`.
     """
     path = Path(path)
+    if is_hf_folder(path):
+        return load_hf_folder(path, split=split)
     if path.is_dir():
         return load_beir(path, split=split)
+    if not path.exists() and (hf_config or hf_split or looks_like_hub_id(str(path))):
+        return load_hub(str(path), split=split, config=hf_config, hf_split=hf_split)
     suffix = _check_file(path)
     if suffix in (".jsonl", ".json"):
         records = _json_records(path, example='{"query": "...", "positive": "..."}')
