@@ -49,7 +49,13 @@ __all__ = [
     "margin_thresholds",
     "SIMANS_A",
     "SIMANS_B",
+    "MarginRef",
+    "REF_NAMES",
 ]
+
+MarginRef = Literal["min", "median", "mean", "max"]
+REF_NAMES: dict[str, str] = {"min": "lowest", "median": "median", "mean": "mean", "max": "highest"}
+"""How the reasons and the summary name each margin reference."""
 
 Label = Literal[
     "positive", "unlabelled_positive", "bad_negative", "false_negative", "near_duplicate", "same_cluster", "skipped", "unscored", "easy", "hard"
@@ -78,7 +84,7 @@ class CurateParams:
     ceiling: float | None = _DEFAULTS["ceiling"]
     relative_margin: float | None = _DEFAULTS["relative_margin"]
     absolute_margin: float | None = _DEFAULTS["absolute_margin"]
-    margin_ref: Literal["min", "mean"] = _DEFAULTS["margin_ref"]
+    margin_ref: MarginRef = _DEFAULTS["margin_ref"]
     skip_n: int = _DEFAULTS["skip_n"]
     cluster_rule: bool = _DEFAULTS["cluster_rule"]
     near_dup: float | None = _DEFAULTS["near_dup"]
@@ -260,15 +266,20 @@ def combine(parts: Sequence[Curation]) -> Curation:
 
 
 def _positive_ref(codes: np.ndarray, n_q: int, is_pos: np.ndarray, score: np.ndarray,
-                  how: Literal["min", "mean"]) -> np.ndarray:
-    """Per query, the lowest or mean teacher score of its scored positives; NaN where none is scored."""
+                  how: MarginRef) -> np.ndarray:
+    """Per query, the lowest, median, mean or highest teacher score of its scored positives; NaN where none is
+    scored."""
     scored = is_pos & ~np.isnan(score)
     pos_codes = codes[scored]
     pos_scores = score[scored].astype(np.float64)
     n = np.bincount(pos_codes, minlength=n_q)
-    if how == "min":
-        ref = np.full(n_q, np.inf)
-        np.minimum.at(ref, pos_codes, pos_scores)
+    if how in ("min", "max"):
+        ref = np.full(n_q, np.inf if how == "min" else -np.inf)
+        (np.minimum if how == "min" else np.maximum).at(ref, pos_codes, pos_scores)
+    elif how == "median":
+        ref = np.full(n_q, np.nan)
+        medians = pd.Series(pos_scores).groupby(pos_codes).median()
+        ref[medians.index.to_numpy()] = medians.to_numpy()
     else:
         ref = np.bincount(pos_codes, weights=pos_scores, minlength=n_q) / np.maximum(n, 1)
     ref[n == 0] = np.nan
@@ -355,7 +366,7 @@ def _rank_in_groups(sorted_codes: np.ndarray, group_sizes: np.ndarray) -> np.nda
 
 def _sentence(label: Label, count: int, matched: int, params: CurateParams, n_selected: int) -> str:
     """The UI's line for one rule."""
-    ref = "lowest" if params.margin_ref == "min" else "mean"
+    ref = REF_NAMES[params.margin_ref]
     if label == "positive":
         return f"{counted(count, 'labelled positive')} (paired with the negatives, never used as one)."
     if label in _CORRECTIONS:

@@ -14,6 +14,7 @@ import pandas as pd
 
 from .curate import (
     LABELS,
+    REF_NAMES,
     CurateParams,
     Curation,
     Label,
@@ -144,7 +145,7 @@ def _false_negative_reasons(rows: np.ndarray, codes: np.ndarray, n_q: int, is_po
         line = np.choose(which, [line for line, _, _ in lines])
     else:
         which = line = np.zeros(len(rows))
-    ref_name = "lowest" if params.margin_ref == "min" else "mean"
+    ref_name = REF_NAMES[params.margin_ref]
     out = []
     for value, ceiling, r, t, w in zip(s.tolist(), by_ceiling.tolist(), ref.tolist(), line.tolist(), which.tolist()):
         if ceiling:

@@ -4,6 +4,7 @@ sampling against a row-by-row reference."""
 from __future__ import annotations
 
 import math
+import statistics
 import re
 
 import numpy as np
@@ -130,14 +131,22 @@ def test_relative_margin_is_correct_for_negative_scores():
     assert labels_of(frame, relative_margin=0.1) == ["positive", "false_negative", "hard", "false_negative"]
 
 
-@pytest.mark.parametrize("margin_ref, expected", [("min", "false_negative"), ("mean", "hard")])
-def test_margin_ref_min_or_mean(margin_ref, expected):
+@pytest.mark.parametrize("margin_ref, expected", [
+    ("min", ["false_negative", "false_negative", "false_negative"]),  # above the lowest positive, 0.5
+    ("median", ["false_negative", "false_negative", "hard"]),  # the median positive is 0.6
+    ("mean", ["false_negative", "hard", "hard"]),  # the mean positive is 0.6667
+    ("max", ["hard", "hard", "hard"]),  # the highest positive is 0.9
+])
+def test_margin_ref_picks_the_positive_the_margin_is_measured_from(margin_ref, expected):
     frame = pool_frame([
         {"is_positive": True, "teacher_score": 0.9},
         {"is_positive": True, "teacher_score": 0.5},
-        {"teacher_score": 0.6, "fused_rank": 1},  # above the lowest positive (0.5), below the mean (0.7)
+        {"is_positive": True, "teacher_score": 0.6},
+        {"teacher_score": 0.7, "fused_rank": 1},
+        {"teacher_score": 0.62, "fused_rank": 2},
+        {"teacher_score": 0.55, "fused_rank": 3},
     ])
-    assert labels_of(frame, relative_margin=0.0, margin_ref=margin_ref)[2] == expected
+    assert labels_of(frame, relative_margin=0.0, margin_ref=margin_ref)[3:] == expected
 
 
 def test_unscored_positives_turn_the_margin_rules_off_for_their_query():
@@ -294,7 +303,8 @@ def reference_labels(frame: pd.DataFrame, p: CurateParams) -> list[str]:
         pos_scores = [float(s) for s in group["teacher_score"] if not math.isnan(s)]
         ref = None
         if pos_scores:
-            ref = min(pos_scores) if p.margin_ref == "min" else sum(pos_scores) / len(pos_scores)
+            ref = {"min": min, "max": max, "median": statistics.median,
+                   "mean": lambda xs: sum(xs) / len(xs)}[p.margin_ref](pos_scores)
         s = row["teacher_score"]
         above = lambda t: not math.isnan(s) and s > np.float32(t)  # noqa: E731
         if row["is_positive"]:
