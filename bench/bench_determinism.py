@@ -99,6 +99,7 @@ def main() -> None:
     finally:
         for burner in burners:
             burner.kill()
+            burner.wait()
 
     began = time.perf_counter()
     proc = mine(args.data, args.work / "killed", args.work / "c-killed", extra)
