@@ -13,18 +13,22 @@ from studio.state import MINE_PAGE, TUNE_PAGE, init_state, need_data, settings
 from studio.widgets import replay_settings, reset_settings, setting_widget
 
 init_state()
+if "proof_variants" not in st.session_state:
+    st.session_state["proof_variants"] = {}
 st.title("Train")
 data = need_data()
 splits = loaders.splits_at(str(data.path)) if data.path is not None else []
-if len(splits) < 2:
-    st.info("The proof loop trains on one qrels split of a BEIR folder and scores on another: load a folder with "
-            "two splits (qrels_train.tsv and qrels.tsv, say), such as the bundled sample.")
+if not splits:
+    st.info("The proof loop trains on the labelled queries of a BEIR folder (one qrels split, or two) and scores on "
+            "queries it never trained on: load such a folder, such as the bundled sample.")
     st.stop()
 
 TRAIN_SETTINGS = [s.name for s in SETTINGS if s.stage in ("train", "eval", "prove")]
+CURATE_SETTINGS = [s.name for s in SETTINGS if s.stage == "curate"]
 st.caption(f"Data: {escape.plain(data.collection.name)} · splits {', '.join(splits)}. Every arm fine-tunes the same "
-           "model with the same recipe and seed and is scored on the test split: zero-shot, pairs only, naive "
-           "(sentence-transformers' mine_hard_negatives) and hnm (the Mine and Tune pages' settings).")
+           "model with the same recipe and seed and is scored on the same held-out test queries: zero-shot, pairs "
+           "only, naive (sentence-transformers' mine_hard_negatives), hnm (the Mine and Tune pages' settings) and "
+           "each variant.")
 st.page_link(TUNE_PAGE, label="The hnm arm curates with the Tune page's rules", icon=":material/tune:")
 
 left, middle, right = st.columns(3)
@@ -34,7 +38,15 @@ with left:
     # splits that leave the train split queries of its own (the sample's `test` holds every query, `dev` none of
     # `train`'s); the queries a split shares with `train` are left out of training
     scored = loaders.scoring_splits(str(data.path), train_split)
-    setting_widget("test_split", label="Score on split", options=scored or [s for s in splits if s != train_split])
+    if not scored and not st.session_state.get("split_queries_offered"):
+        # one labelled set (or no split of other queries): the test can only be a seeded share of its queries
+        st.session_state["split_queries_offered"] = True
+        settings()["split_queries"] = settings().get("split_queries") or 0.5
+    held_out = setting_widget("split_queries", label="Test on a held-out share of its queries", suggested=0.5)
+    if held_out is None:
+        setting_widget("test_split", label="Score on split", options=scored or [s for s in splits if s != train_split])
+    setting_widget("select_queries", label="Select among hnm and its variants on a held-out share of the training "
+                   "queries", suggested=0.2)
     setting_widget("arms", label="Arms")
     setting_widget("seeds", label="Seeds")
     setting_widget("rounds", label="Mining rounds")
@@ -48,11 +60,29 @@ with right:
         setting_widget(name)
     st.button("Reset training settings", key="reset_train", on_click=reset_settings, args=(TRAIN_SETTINGS,))
 
+st.subheader("Variants of the hnm arm")
+variants = st.session_state["proof_variants"]
+name_box, add_box = st.columns([2, 3], vertical_alignment="bottom")
+name = name_box.text_input("Variant name", key="variant_name", placeholder="e.g. mean-margin")
+if add_box.button("Add the Tune page's current curation as a variant", key="add_variant", disabled=not name):
+    variants[name.strip()] = {key: settings()[key] for key in CURATE_SETTINGS}
+for variant, changes in list(variants.items()):
+    text, remove = st.columns([5, 1], vertical_alignment="center")
+    differs = ", ".join(f"{k} {v}" for k, v in changes.items() if settings()[k] != v)
+    text.markdown(f"**{escape.plain(variant)}**: " + (escape.plain(f"the current curation but {differs}") if differs
+                                                      else "the current curation"))
+    if remove.button("Remove", key=f"remove_variant:{variant}"):
+        del variants[variant]
+        st.rerun()
+if not variants:
+    st.caption("A variant is one more arm, hnm with another curation, curated from the hnm arm's pool: set the "
+               "Tune page's rules, name them here, then change them for the next.")
+
 folder = loaders.proof_dir(data.key)
 # Stop ends the proof at its next progress update; each finished arm is saved by then.
 if run_buttons("Run proof", "run_proof", "stop_proof"):
     with shown_errors(), st.container(border=True):
-        prove(data.path, folder, settings(), progress=StreamlitProgress(eta_stages=("prove",)))
+        prove(data.path, folder, settings(), variants=variants, progress=StreamlitProgress(eta_stages=("prove",)))
 
 result = load_proof(folder)
 if result is not None:
@@ -68,6 +98,17 @@ if result is not None:
     st.dataframe([{"arm": s.arm, "rows trained": s.rows, "seeds": len(s.seeds),
                    **{name: s.mean[name] for name in HEADLINE}, **{f"± {name}": s.std[name] for name in HEADLINE},
                    "minutes": s.minutes} for s in result.summaries], hide_index=True)
+    comparisons = result.comparisons
+    if comparisons:
+        queries = counted(comparisons[0].queries, "test query", "test queries")
+        st.markdown(f"**Paired nDCG@10 differences** over the {queries} and the seeds, in points, with 95% "
+                    "bootstrap intervals: a win is an interval above zero; one that holds zero is noise.")
+        st.dataframe([{"arm": c.arm, "against": c.against, "difference": round(100 * c.diff, 2),
+                       "95% low": round(100 * c.low, 2), "95% high": round(100 * c.high, 2), "verdict": c.verdict,
+                       "seeds": len(c.seeds)} for c in comparisons], hide_index=True, key="proof_comparisons")
+    if result.selected is not None:
+        st.success(f"Selected without the test queries: **{escape.plain(result.selected)}** (best nDCG@10 on "
+                   f"{escape.plain(str(result.splits.get('select', 'the selection queries')))}).")
     st.caption(f"{counted(result.trained, 'arm run')} trained in the last run; the rest came from "
                f"{escape.plain(str(folder))}.")
 

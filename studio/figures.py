@@ -296,6 +296,7 @@ def proof_chart(result: ProofResult):
         hovertext=[f"{s.arm}: {s.rows:,} rows, seeds {', '.join(map(str, s.seeds))}" for s in summaries],
         hoverinfo="text+y",
     ))
-    figure.update_layout(yaxis_title=f"nDCG@10 on {result.settings['test_split']}", xaxis_title="arm",
+    figure.update_layout(yaxis_title=f"nDCG@10 on {result.splits.get('test', result.settings['test_split'])}",
+                         xaxis_title="arm",
                          height=380, margin={"t": 30, "b": 40}, showlegend=False)
     return figure

@@ -784,13 +784,25 @@ def test_train_page_runs_a_tiny_proof_and_a_rerun_reuses_its_arms(tiny_bi_encode
     at.number_input(key="setting:train_batch_size").set_value(4).run()
     at.checkbox(key="setting:max_pairs:on").check().run()
     at.number_input(key="setting:max_pairs").set_value(8).run()
+    # a variant: the Tune page's curation with skip-N 1, beside the hnm arm's (skip-N 0)
+    open_page(at, TUNE).slider(key="setting:skip_n").set_value(1).run()
+    open_page(at, TRAIN).text_input(key="variant_name").input("skip1").run()
+    at.button(key="add_variant").click().run()
+    assert any("skip1" in m.value and m.value.endswith("the current curation") for m in at.markdown)
+    open_page(at, TUNE).slider(key="setting:skip_n").set_value(0).run()
+    open_page(at, TRAIN)
+    assert any("skip1" in m.value and m.value.endswith(r"but skip\_n 1") for m in at.markdown)
     at.button(key="run_proof").click().run()
     assert not at.exception and not at.error
-    table = at.dataframe[-1].value  # the settings first, then the arms
-    assert list(table["arm"]) == ["zero", "pairs", "naive", "hnm"] and list(table["rows trained"]) == [0, 8, 8, 8]
+    arms = ["zero", "pairs", "naive", "hnm", "skip1"]
+    table = next(d.value for d in at.dataframe if "rows trained" in d.value.columns)
+    assert list(table["arm"]) == arms and list(table["rows trained"]) == [0, 8, 8, 8, 8]
     assert table["ndcg@10"].between(0, 1).all()
     chart = at.get("plotly_chart")[0]
-    assert json.loads(chart.proto.spec)["data"][0]["x"] == ["zero", "pairs", "naive", "hnm"]
-    assert any("3 arm runs trained" in c.value for c in at.caption)
+    assert json.loads(chart.proto.spec)["data"][0]["x"] == arms
+    paired = next(d.value for d in at.dataframe if "verdict" in d.value.columns)
+    assert {("hnm", "naive"), ("skip1", "naive"), ("hnm", "pairs")} <= set(zip(paired["arm"], paired["against"]))
+    assert (paired["95% low"] <= paired["difference"]).all() and (paired["difference"] <= paired["95% high"]).all()
+    assert any("4 arm runs trained" in c.value for c in at.caption)
     at.button(key="run_proof").click().run()
     assert any("0 arm runs trained" in c.value for c in at.caption)
