@@ -295,8 +295,9 @@ def _write_hf(tables: dict[str, pa.Table], folder: Path) -> None:
     datasets = require_datasets()
     from datasets.table import InMemoryTable
 
-    datasets.DatasetDict({fmt: datasets.Dataset(InMemoryTable(table))
-                          for fmt, table in tables.items()}).save_to_disk(str(folder))
+    # One shard for an empty table: datasets writes none by default, and load_from_disk then fails on the folder.
+    datasets.DatasetDict({fmt: datasets.Dataset(InMemoryTable(table)) for fmt, table in tables.items()}).save_to_disk(
+        str(folder), num_shards={fmt: 1 if table.num_rows == 0 else None for fmt, table in tables.items()})
 
 
 def _write(table: pa.Table, path: Path) -> None:

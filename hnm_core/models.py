@@ -97,7 +97,7 @@ class LoadedModel:
         ref = cls.__new__(cls)
         ref.kind, ref.name, ref.path = kind, source or type(model).__name__, source if Path(source).is_dir() else ""
         ref.precision = "bf16" if dtype == torch.bfloat16 else "fp32"
-        ref.max_length = model.max_length if kind == "cross-encoder" else model.max_seq_length
+        ref.max_length = model.max_seq_length
         ref.device = str(model.device)
         ref._model = _Logits(model) if kind == "cross-encoder" else model
         ref.fingerprint = model_fingerprint(kind, weights_fingerprint(module), ref.precision, ref.max_length)

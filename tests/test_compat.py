@@ -244,3 +244,39 @@ def test_picks_the_negatives_sentence_transformers_picks_on_scifact(session_cach
     same, rows = agreement(dataset, corpus, model, session_cache, num_negatives=10, relative_margin=0.05)
     (tmp_path / "agreement.json").write_text(json.dumps({"rows": rows, "same": same}), encoding="utf-8")
     assert same >= 0.99 * rows, f"{same} of {rows} rows agree"
+
+
+@pytest.mark.parametrize("as_name", [False, True], ids=["instance", "folder"])
+def test_a_cross_encoder_rescores_as_theirs_does(sample, tiny_model, tiny_cross_encoder_dir, tmp_path, as_name):
+    from sentence_transformers import CrossEncoder
+
+    dataset, corpus = sample
+    # A cross-encoder reorders every candidate it scores, so the windows must hold the same documents: here every
+    # document (range_max above the corpus size), so that no float16 near tie at the window's edge (nor their deeper
+    # window for anchors with fewer positives, docs/python-api.md) decides which ones it sees; a few anchors, as it
+    # scores every candidate.
+    first = {}
+    for i, anchor in enumerate(dataset["query"]):
+        first.setdefault(anchor, i)
+    subset = dataset.select(sorted(first.values())[:12])
+    reference_model = CrossEncoder(str(tiny_cross_encoder_dir), device="cpu")
+    cross_encoder = str(tiny_cross_encoder_dir) if as_name else reference_model
+    common = {"corpus": corpus[:40], "num_negatives": 3, "range_max": 60, "output_format": "n-tuple",
+              "output_scores": True}
+    ours = mine_hard_negatives(subset, tiny_model, cross_encoder=cross_encoder, verbose=False, cache_folder=tmp_path,
+                               **common)
+    reference = theirs(subset, tiny_model, cross_encoder=reference_model, **common)
+    # the same sigmoid scores at every position (float32 both: hnm caches pair scores unrounded); the random head
+    # gives scores equal to 1e-6, so a row may hold another of two tied candidates
+    for key, scores in scores_by_row(reference).items():
+        assert scores_by_row(ours)[key] == pytest.approx(scores, abs=1e-5)
+    a, b = negatives_by_row(ours), negatives_by_row(reference)
+    assert sum(a[key] == b[key] for key in b) >= len(b) - 1
+
+
+def test_prompts_are_put_before_the_texts_as_theirs_are(sample, tiny_model, tmp_path):
+    same, rows = agreement(*sample, tiny_model, tmp_path, num_negatives=3, query_prompt="query: ",
+                           corpus_prompt="passage: ")
+    assert same >= 0.85 * rows
+    with pytest.raises(SettingsError, match="prompt name 'question' is not in the model's prompts"):
+        mine_hard_negatives(sample[0], tiny_model, query_prompt_name="question", verbose=False, cache_folder=tmp_path)

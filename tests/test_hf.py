@@ -122,3 +122,18 @@ def test_the_data_page_loads_a_saved_dataset_dict_split(pairs, tmp_path):
     at.selectbox(key="setting:split").set_value("train").run()
     at.button(key="load_path").click().run()
     assert not at.exception and metrics(at)["Queries"] == "42"
+
+
+def test_the_export_page_writes_the_hf_folder(tiny_bi_encoder_dir):
+    from tests.test_app import EXPORT, load_sample, new_session, open_page, tiny_mine
+
+    at = tiny_mine(load_sample(new_session()), tiny_bi_encoder_dir)
+    open_page(at, EXPORT)
+    at.multiselect(key="setting:formats").set_value(["ntuple", "pool", "hf"]).run()
+    at.button(key="export_build").click().run()
+    assert not at.exception and not at.error
+    out = at.session_state["export"].out_dir
+    saved = datasets.load_from_disk(str(out / "hf"))
+    # the random-weight model's near-equal scores leave no query a full quota: an empty dataset loads too
+    assert len(saved["pool"]) > 0 and saved["ntuple"].column_names[:3] == ["anchor", "positive", "negative_1"]
+    assert any(m.value.startswith("**hf/** · Hugging Face dataset folder: ntuple") for m in at.markdown)
