@@ -33,7 +33,7 @@ from hnm_core.outdir import MARKER
 from hnm_core.pipeline import mine
 from hnm_core.schema import POOL_COLUMNS
 
-from .conftest import SHARED_DATASETS
+from .conftest import shared_dataset
 
 SAMPLE = Path(__file__).resolve().parents[1] / "sample_data"
 NAN = float("nan")
@@ -347,7 +347,7 @@ def test_hnm_audit_json_and_table(tiny_bi_encoder_dir, tmp_path, capsys):
 @pytest.mark.slow
 def test_hnm_audit_on_cranfield_with_minilm(session_cache, tmp_path, capsys):
     out = tmp_path / "audit"
-    assert main(["audit", str(SHARED_DATASETS / "cranfield"), "--hide", "0.5", "--seed", "0", "--out", str(out),
+    assert main(["audit", str(shared_dataset("cranfield")), "--hide", "0.5", "--seed", "0", "--out", str(out),
                  "--cache-dir", str(session_cache), "--quiet", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["split"] == {"hide": 0.5, "seed": 0, "audited_queries": 219, "hidden_positives": 851}

@@ -14,6 +14,8 @@ from hnm_core.bm25 import BM25Index, tokenize, tokenize_many
 from hnm_core.retrieve import SearchResult
 from hnm_core.errors import SettingsError
 
+from .conftest import shared_dataset
+
 CORPUS = [
     "The cat sat on the mat.",
     "",  # empty document
@@ -221,7 +223,7 @@ def test_progress_reports_start_and_end() -> None:
 
 @pytest.mark.slow
 def test_cranfield_all_queries_equal_rank_bm25() -> None:
-    folder = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "cranfield"
+    folder = shared_dataset("cranfield")
     docs, queries = read_beir(folder)
     index = BM25Index.build(docs)
     model = reference(docs, 1.5, 0.75, 0.25)

@@ -10,7 +10,7 @@ import pytest
 from hnm_core.cli import main
 from hnm_core.pool import load_pool
 
-from .conftest import SHARED_DATASETS
+from .conftest import shared_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "sample_data"
@@ -112,7 +112,7 @@ def test_a_bi_encoder_as_cross_encoder_teacher_is_refused_before_any_work(comman
 @pytest.mark.slow
 def test_mine_cranfield_end_to_end_with_minilm(session_cache, tmp_path, capsys):
     out = tmp_path / "x"
-    assert main(["mine", str(SHARED_DATASETS / "cranfield"), "--out", str(out), "--cache-dir", str(session_cache),
+    assert main(["mine", str(shared_dataset("cranfield")), "--out", str(out), "--cache-dir", str(session_cache),
                  "--quiet", "--formats", "triplet,ntuple_scores,flag,pool"]) == 0
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["n_queries"] == 225

@@ -23,9 +23,8 @@ from hnm_core.data import (
 )
 from hnm_core.errors import DataError
 
-DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
-if not DATASETS.is_dir():  # the repository may sit somewhere else than beside shared/
-    DATASETS = Path("/work/shared/datasets")
+from .conftest import shared_dataset
+
 
 Files = dict[str, "str | bytes | list[dict[str, Any]] | pd.DataFrame"]
 
@@ -606,7 +605,7 @@ def test_flag_reader_refuses_other_file_types(tmp_path: Path) -> None:
 def test_real_collections_load_with_the_documented_counts(name: str, split: str, docs: int, queries: int,
                                                           qrels: int, problems: int) -> None:
     started = time.perf_counter()
-    collection = load_collection(DATASETS / name, split=split)
+    collection = load_collection(shared_dataset(name), split=split)
     elapsed = time.perf_counter() - started
 
     assert len(collection.doc_ids) == len(set(collection.doc_ids)) == docs
@@ -620,11 +619,11 @@ def test_real_collections_load_with_the_documented_counts(name: str, split: str,
 
 @pytest.mark.slow
 def test_cranfield_reports_its_two_empty_documents() -> None:
-    collection = load_collection(DATASETS / "cranfield")
+    collection = load_collection(shared_dataset("cranfield"))
     assert collection.problems[0] == ("corpus.jsonl: 2 documents with empty text skipped "
                                       "(471 on line 471, 995 on line 995).")
     assert "471" not in collection.doc_index
-    assert beir_splits(DATASETS / "nfcorpus").keys() == {"test", "dev", "train"}
+    assert beir_splits(shared_dataset("nfcorpus")).keys() == {"test", "dev", "train"}
 
 
 @pytest.mark.parametrize(("count", "words", "expected"), [

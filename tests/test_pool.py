@@ -12,7 +12,7 @@ from hnm_core.models import load_bi_encoder
 from hnm_core.pool import PoolParams, PoolStats, build_pool, load_pool, save_pool
 from hnm_core.schema import POOL_COLUMNS, RANK_MEANINGS
 
-from .conftest import SHARED_DATASETS
+from .conftest import shared_dataset
 
 
 @pytest.fixture
@@ -123,7 +123,7 @@ def test_load_pool_names_what_is_missing(tmp_path):
 
 @pytest.mark.slow
 def test_cranfield_pool_with_minilm_and_warm_cache(session_cache):
-    collection = load_collection(SHARED_DATASETS / "cranfield")
+    collection = load_collection(shared_dataset("cranfield"))
     cold = build_pool(collection, PoolParams.from_settings({"top_k": 50}), cache_dir=session_cache)
     frame = cold.frame
     cands = frame[~frame["is_positive"]]
