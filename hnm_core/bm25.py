@@ -36,7 +36,8 @@ from .progress import Progress, no_progress
 from .retrieve import SearchResult
 from .settings import setting
 
-__all__ = ["tokenize", "tokenize_many", "BM25Index"]
+__all__ = ["tokenize", "tokenize_many", "BM25Index", "check_params", "idf_weights", "length_norm",
+           "term_weights"]
 
 _WORD = re.compile(r"\w+")
 
@@ -100,13 +101,35 @@ def tokenize_many(texts: Sequence[str], *, stopwords: bool = setting("stopwords"
     return list(compress(tokens, keep)), np.bincount(doc_of_token, minlength=len(texts)).astype(np.int64)
 
 
-def _check_params(k1: float, b: float, epsilon: float) -> None:
+def check_params(k1: float, b: float, epsilon: float) -> None:
+    """Refuse a k1, b or epsilon no BM25 can use, with the usual values in the message."""
     if not (math.isfinite(k1) and k1 >= 0):
         raise SettingsError(f"bm25 k1 must be a finite number >= 0, got {k1!r}; 1.2 to 2.0 is usual (default 1.5)")
     if not (math.isfinite(b) and 0 <= b <= 1):
         raise SettingsError(f"bm25 b must be between 0 and 1, got {b!r}; 0.75 is the usual default")
     if not (math.isfinite(epsilon) and epsilon >= 0):
         raise SettingsError(f"bm25 epsilon must be a finite number >= 0, got {epsilon!r}; the default is 0.25")
+
+
+def idf_weights(doc_freq: np.ndarray, n_docs: int, epsilon: float) -> np.ndarray:
+    """Each term's idf from its document frequency (float64): log((N - n + 0.5) / (n + 0.5)), a negative one (a term
+    in over half the documents) replaced by epsilon * the mean idf over the vocabulary, as rank_bm25 does."""
+    idf = np.log(n_docs - doc_freq + 0.5) - np.log(doc_freq + 0.5)
+    if len(idf):
+        idf[idf < 0] = epsilon * (idf.sum() / len(idf))
+    return idf
+
+
+def length_norm(doc_lengths: np.ndarray, avgdl: float, k1: float, b: float) -> np.ndarray:
+    """Each document's k1 * (1 - b + b * length / avgdl). avgdl is 0 only when every document is empty; they then
+    have no entries to weigh, so any divisor does."""
+    return k1 * (1 - b + b * doc_lengths / (avgdl or 1.0))
+
+
+def term_weights(freq: np.ndarray, idf: np.ndarray, norm: np.ndarray, k1: float) -> np.ndarray:
+    """BM25 weights of (term, document) entries from their term frequency, the term's idf and the document's norm,
+    in rank_bm25's operation order (tf * (k1 + 1) / (tf + norm), then * idf), so they agree to the last bit."""
+    return idf * (freq * (k1 + 1) / (freq + norm))
 
 
 class BM25Index:
@@ -162,7 +185,7 @@ class BM25Index:
         stopwords: drop scikit-learn's English stopwords from documents and, later, from queries.
         progress: told ("bm25 index", documents tokenized, total).
         """
-        _check_params(k1, b, epsilon)
+        check_params(k1, b, epsilon)
         report = progress or no_progress
         n_docs = len(texts)
         report("bm25 index", 0, n_docs)
@@ -196,14 +219,9 @@ class BM25Index:
         doc_count = np.zeros(n_terms, dtype=np.int64)
         for block in blocks:
             doc_count[: block.shape[1]] += np.bincount(block.indices, minlength=block.shape[1])
-        doc_freq = doc_count.astype(np.float64)
-        idf = np.log(n_docs - doc_freq + 0.5) - np.log(doc_freq + 0.5)
-        if len(idf):
-            idf[idf < 0] = epsilon * (idf.sum() / len(idf))
-
+        idf = idf_weights(doc_count.astype(np.float64), n_docs, epsilon)
         avgdl = float(doc_lengths.sum() / n_docs) if n_docs else 0.0
-        # avgdl is 0 only when every document is empty; they then have no entries to weigh, so any divisor does.
-        norm = k1 * (1 - b + b * doc_lengths / (avgdl or 1.0))
+        norm = length_norm(doc_lengths, avgdl, k1, b)
         term_doc = _term_major(blocks, doc_count, norm, idf, k1, n_docs)
         return cls(
             term_doc=term_doc,
@@ -370,8 +388,7 @@ def _term_major(blocks: list[sp.csr_matrix], doc_count: np.ndarray, norm: np.nda
         rows = block.shape[0]
         freq = block.data.astype(np.float64)
         doc_of_entry = np.repeat(np.arange(rows, dtype=np.int64), np.diff(block.indptr)) + offset
-        # Same operation order as rank_bm25 (tf * (k1 + 1) / (tf + norm), then * idf) to agree to the last bits.
-        weighted = sp.csr_matrix((idf[block.indices] * (freq * (k1 + 1) / (freq + norm[doc_of_entry])),
+        weighted = sp.csr_matrix((term_weights(freq, idf[block.indices], norm[doc_of_entry], k1),
                                   block.indices, block.indptr), shape=(rows, n_terms)).tocsc()
         del block, freq, doc_of_entry
         counts = np.diff(weighted.indptr)

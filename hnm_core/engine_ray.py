@@ -211,7 +211,7 @@ class _BM25Shard:
         """The shard's term weights, computed as BM25Index.build does but with the global idf and avgdl."""
         import scipy.sparse as sp
 
-        from .bm25 import BM25Index
+        from .bm25 import BM25Index, length_norm, term_weights
 
         n_docs = len(self.tokens)
         doc_lengths = np.fromiter(map(len, self.tokens), np.int64, n_docs)
@@ -219,11 +219,8 @@ class _BM25Shard:
                                int(doc_lengths.sum()))
         rows = np.repeat(np.arange(n_docs, dtype=np.int64), doc_lengths)
         tf = sp.coo_matrix((np.ones(len(term_ids)), (rows, term_ids)), shape=(n_docs, len(vocabulary))).tocsr()
-        norm = k1 * (1 - b + b * doc_lengths / (avgdl or 1.0))
-        freq = tf.data
         doc_of_entry = np.repeat(np.arange(n_docs, dtype=np.int64), np.diff(tf.indptr))
-        # Same operation order as BM25Index.build (and rank_bm25), so every weight agrees to the last bit.
-        tf.data = idf[tf.indices] * (freq * (k1 + 1) / (freq + norm[doc_of_entry]))
+        tf.data = term_weights(tf.data, idf[tf.indices], length_norm(doc_lengths, avgdl, k1, b)[doc_of_entry], k1)
         self.tokens = []
         self.index = BM25Index(term_doc=tf.T.tocsr(), vocabulary=vocabulary, idf=idf, doc_lengths=doc_lengths,
                                avgdl=avgdl, k1=k1, b=b, epsilon=epsilon, stopwords=stopwords)
@@ -245,9 +242,9 @@ class _BM25:
 
     @classmethod
     def build(cls, texts: Sequence[str], *, k1: float, b: float, stopwords: bool, epsilon: float = 0.25) -> _BM25:
-        from .bm25 import _check_params
+        from .bm25 import check_params, idf_weights
 
-        _check_params(k1, b, epsilon)
+        check_params(k1, b, epsilon)
         ray = _ray()
         cpus, _ = _cluster()
         spans = _spans(len(texts), cpus)
@@ -262,9 +259,7 @@ class _BM25:
         for _, counts, _ in stats:
             doc_freq[[vocabulary[t] for t in counts]] += list(counts.values())
         n_docs = len(texts)
-        idf = np.log(n_docs - doc_freq + 0.5) - np.log(doc_freq + 0.5)
-        if len(idf):
-            idf[idf < 0] = epsilon * (idf.sum() / len(idf))
+        idf = idf_weights(doc_freq, n_docs, epsilon)
         lengths = np.concatenate([length for _, _, length in stats]) if stats else np.empty(0, np.int64)
         avgdl = float(lengths.sum() / n_docs) if n_docs else 0.0
         vocabulary_ref, idf_ref = ray.put(vocabulary), ray.put(idf)
