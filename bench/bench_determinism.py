@@ -15,7 +15,6 @@ Manifests are compared without their time, cache folder and command line (which 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import signal
@@ -25,21 +24,10 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run from a checkout that was not pip-installed
+from hnm_core.manifest import comparable_files  # noqa: E402
+
 HNM = [sys.executable, "-m", "hnm_core.cli"]
-
-
-def files(folder: Path) -> dict[str, bytes]:
-    out = {}
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        data = path.read_bytes()
-        if path.name == "manifest.json":
-            manifest = json.loads(data)
-            manifest.pop("created_utc", None)
-            manifest.pop("command", None)  # names this run's --out and --cache-dir
-            manifest.get("pool", manifest).get("embeddings", {}).pop("cache_dir", None)
-            data = json.dumps(manifest, sort_keys=True).encode()
-        out[str(path.relative_to(folder))] = data
-    return out
 
 
 def mine(data: Path, out: Path, cache: Path, extra: list[str]) -> subprocess.Popen:
@@ -82,7 +70,7 @@ def main() -> None:
     rows = []
 
     def compare(name: str, out: Path, seconds: float, note: str = "") -> None:
-        got, want = files(out), files(args.work / "clean")
+        got, want = comparable_files(out), comparable_files(args.work / "clean")
         same = sum(got.get(k) == v for k, v in want.items())
         differ = sorted(k for k in want if got.get(k) != want[k]) + sorted(set(got) - set(want))
         rows.append((name, seconds, f"{same}/{len(want)}", ", ".join(differ) or "-", note))

@@ -29,7 +29,7 @@ from .errors import ExportError
 from .storage import disk_full, is_disk_full, written_under
 
 __all__ = ["package_versions", "digest", "fingerprints", "model_fingerprint", "folder_fingerprint", "weights_fingerprint",
-           "to_json", "write_json", "atomic_path", "atomic_write_bytes"]
+           "to_json", "write_json", "atomic_path", "atomic_write_bytes", "comparable_files"]
 
 _VERSIONED = ("hnm", "sentence-transformers", "transformers", "torch", "faiss-cpu", "numpy", "pandas", "bm25s")
 
@@ -170,3 +170,19 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """Write `data` at `path` through `atomic_path`."""
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
+
+
+def comparable_files(folder: Path) -> dict[str, bytes]:
+    """Every file under `folder` by relative path, each manifest.json without what two runs of one command differ in
+    by design (its time, the command line, the cache folder): what docs/reliability.md promises is the same bytes."""
+    out = {}
+    for path in sorted(p for p in Path(folder).rglob("*") if p.is_file()):
+        data = path.read_bytes()
+        if path.name == "manifest.json":
+            manifest = json.loads(data)
+            for key in ("created_utc", "command"):
+                manifest.pop(key, None)
+            manifest.get("pool", manifest).get("embeddings", {}).pop("cache_dir", None)
+            data = json.dumps(manifest, sort_keys=True).encode()
+        out[str(path.relative_to(folder))] = data
+    return out

@@ -15,6 +15,7 @@ from hnm_core.cache import _PART
 from hnm_core.cli import main
 from hnm_core.dense import encode
 from hnm_core.errors import CacheWarning
+from hnm_core.manifest import comparable_files
 from hnm_core.models import load_bi_encoder
 
 SAMPLE = Path(__file__).resolve().parents[1] / "sample_data"
@@ -91,20 +92,6 @@ def test_another_batch_size_is_another_cache_entry(model, clean, tmp_path):
     assert sorted(m["batch_size"] for m in metas) == [BATCH, BATCH * 2]
 
 
-def exported(folder: Path) -> dict[str, bytes]:
-    """Every file hnm wrote under `folder`, manifests without what differs by design (the time, the cache folder)."""
-    out = {}
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        data = path.read_bytes()
-        if path.name == "manifest.json":
-            manifest = json.loads(data)
-            manifest.pop("created_utc", None)
-            manifest.get("pool", manifest).get("embeddings", {}).pop("cache_dir", None)
-            data = json.dumps(manifest, sort_keys=True).encode()
-        out[str(path.relative_to(folder))] = data
-    return out
-
-
 @pytest.mark.parametrize("teacher", ["bi-encoder", "cross-encoder"])
 def test_two_mine_runs_one_on_a_busy_machine_export_the_same_bytes(tiny_bi_encoder_dir, tiny_cross_encoder_dir,
                                                                     tmp_path, monkeypatch, teacher):
@@ -117,7 +104,7 @@ def test_two_mine_runs_one_on_a_busy_machine_export_the_same_bytes(tiny_bi_encod
     pacing(monkeypatch, "per-batch")
     assert main(["mine", str(SAMPLE), "--out", str(tmp_path / "busy"), "--cache-dir", str(tmp_path / "c2"),
                  *flags]) == 0
-    idle, busy = exported(tmp_path / "idle"), exported(tmp_path / "busy")
+    idle, busy = comparable_files(tmp_path / "idle"), comparable_files(tmp_path / "busy")
     assert idle.keys() == busy.keys() and "pool/pool.parquet" in idle
     for name in idle:
         assert idle[name] == busy[name], name
