@@ -42,11 +42,10 @@ with left:
         # one labelled set (or no split of other queries): the test can only be a seeded share of its queries
         st.session_state["split_queries_offered"] = True
         settings()["split_queries"] = settings().get("split_queries") or 0.5
-    held_out = setting_widget("split_queries", label="Test on a held-out share of its queries", suggested=0.5)
+    held_out = setting_widget("split_queries", label="Hold out test queries", suggested=0.5)
     if held_out is None:
         setting_widget("test_split", label="Score on split", options=scored or [s for s in splits if s != train_split])
-    setting_widget("select_queries", label="Select among hnm and its variants on a held-out share of the training "
-                   "queries", suggested=0.2)
+    setting_widget("select_queries", label="Select the variant on", suggested=0.2)
     setting_widget("arms", label="Arms")
     setting_widget("seeds", label="Seeds")
     setting_widget("rounds", label="Mining rounds")
