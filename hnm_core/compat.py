@@ -139,7 +139,9 @@ def mine_hard_negatives(
                             f"range_max {range_max}. Fix: lower num_negatives or range_min, or raise range_max")
     encoder = _model("bi-encoder", model, precision)
     values = {
-        "sources": sources or ("dense",), "top_k": range_max + 1, "model": encoder.path or encoder.name,
+        # Theirs retrieve range_max + most_positives + 1 documents and drop the anchor's positives and its own text
+        # (hnm drops the latter as a verdict, below): an anchor with one positive keeps range_max + most_positives.
+        "sources": sources or ("dense",), "top_k": range_max + most_positives, "model": encoder.path or encoder.name,
         "precision": encoder.precision, "max_seq_length": encoder.max_length or setting("max_seq_length").default,
         "query_prompt": _prompt(encoder.model, query_prompt, query_prompt_name, ("query",)),
         "doc_prompt": _prompt(encoder.model, corpus_prompt, corpus_prompt_name, _DOCUMENT_PROMPTS),
