@@ -38,6 +38,7 @@ from .data import Collection
 from .manifest import package_versions
 from .models import LoadedModel, load_bi_encoder
 from .overrides import Overrides
+from .pair_scores import QUERY_BLOCK
 from .pool import Pool, PoolRows, bm25_found, excluded_docs, fetch_depth, pool_rows, pool_stats, save_pool
 from .progress import Progress, no_progress
 from .retrieve import SearchResult
@@ -105,10 +106,12 @@ def _partitions(n_queries: int) -> int:
     return max(_cluster()[0], math.ceil(n_queries / _QUERIES_PER_PART))
 
 
-def _spans(n: int, parts: int) -> list[tuple[int, int]]:
-    """`parts` contiguous (start, stop) ranges covering range(n), none empty (fewer when n is small)."""
-    parts = max(1, min(parts, n))
-    bounds = np.linspace(0, n, parts + 1).round().astype(int)
+def _spans(n: int, parts: int, align: int = 1) -> list[tuple[int, int]]:
+    """`parts` contiguous (start, stop) ranges covering range(n), none empty (fewer when n is small), each starting
+    at a multiple of `align`."""
+    blocks = -(-n // align)
+    parts = max(1, min(parts, blocks))
+    bounds = np.minimum(np.linspace(0, blocks, parts + 1).round().astype(int) * align, n)
     return [(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
 
 
@@ -383,7 +386,8 @@ def mine(collection: Collection, params: MiningParams, *, cache_dir: str | Path 
             clusters = kmeans_clusters(doc_vectors, pool_params.n_clusters or round(np.sqrt(nd)),
                                        seed=pool_params.seed)
             meta["clusters"] = int(clusters.max()) + 1 if len(clusters) else 0
-        spans = _spans(nq, _partitions(nq))
+        # whole blocks of queries per partition: a cross-encoder batches each block's pairs together
+        spans = _spans(nq, _partitions(nq), align=QUERY_BLOCK)
         shared = [ray.put(x) for x in (collection, params, bm25, doc_vectors, query_vectors, clusters, meta)]
         task = ray.remote(num_cpus=1)(_pool_part)
         progress("pool (ray)", 0, nq)

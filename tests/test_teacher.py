@@ -92,7 +92,7 @@ def test_cross_encoder_scores_are_cached_and_keyed_by_their_batch(pool, tiny_cro
     np.testing.assert_array_equal(a.frame["teacher_raw"], b.frame["teacher_raw"])
     wider = Recorder()
     c = score_pool(pool, cross_encoder(4), model=fresh, cache_dir=cache, progress=wider)
-    # one batch per query (batch size 64): each query's batch gained pairs, so all of them are scored again
+    # one batch (the queries of one block, batch size 64): it gained pairs, so all of them are scored again
     assert wider.totals["teacher: cross-encoder"] == int(c.frame["teacher_raw"].notna().sum()) > n_first
     alone = score_pool(pool, cross_encoder(4), model=fresh, cache_dir=tmp_path / "fresh")
     np.testing.assert_array_equal(c.frame["teacher_raw"], alone.frame["teacher_raw"])
