@@ -1,4 +1,4 @@
-"""Stage 8, audit: measure how many labelled positives the false-negative rules let through as negatives.
+"""Stage 7b, audit: measure how many labelled positives the false-negative rules let through as negatives.
 
 Hide part of each query's labelled positives, mine as if they were unknown, curate, and count: the hidden positives
 are real positives the miner did not know about, so every one exported as a negative is a measured leak. The same

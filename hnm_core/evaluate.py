@@ -1,4 +1,4 @@
-"""Stage 9, evaluate: nDCG@k, Recall@k and MRR@k of a bi-encoder on a labelled split, through hnm's embedding cache.
+"""Stage 8b, evaluate: nDCG@k, Recall@k and MRR@k of a bi-encoder on a labelled split, through hnm's embedding cache.
 
 The figures are those of sentence-transformers' InformationRetrievalEvaluator (the reference of the proof protocol,
 /work/shared/reference/finetune_protocol.py), computed the same way:

@@ -215,7 +215,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("negatives_per_positive", 4, "Negatives the trained teacher learns per labelled positive.",
             "teacher_train", int, minimum=1, maximum=1000),
     Setting("band", 20, "Candidates ranked within this depth are likely false negatives and never taught to the "
-            "trained teacher as negatives (twice the default skip_n).", "teacher_train", int, minimum=0,
+            "trained teacher as negatives.", "teacher_train", int, minimum=0,
             maximum=10_000),
     Setting("teacher_epochs", 3.0, "Training epochs per fold of the trained teacher (1 epoch at 2e-5 barely moved "
             "its new head on sample_data: docs/teacher.md).", "teacher_train", float, minimum=0.01, maximum=100.0,

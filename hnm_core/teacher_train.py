@@ -13,9 +13,9 @@ It scores by cosine (`hnm mine --teacher bi-encoder --teacher-model TEACHER_DIR`
 Negatives come from beyond the likely-false-negative band. The pool (pool.build_pool, the same retrieval `hnm mine`
 runs) ranks each query's candidates; the unlabelled positives among them sit near the top (on sample_data every one
 is in the dense top 10, median rank 2). A candidate is in the band when its fused rank or its rank in either source
-is within `band` (default 20: twice the default `skip_n`, the depth curation already treats as mostly unlabelled
-positives); it is never taught as a negative. Negatives are drawn uniformly, seeded per query, from the rest of the
-pool (ranks band+1 .. top_k of both sources): still topical, so the teacher learns relevance rather than topic,
+is within `band` (default 20: twice the depth that holds all of sample_data's unlabelled positives); it is never
+taught as a negative. Negatives are drawn uniformly, seeded per query, from the rest of the pool (ranks
+band+1 .. top_k of both sources): still topical, so the teacher learns relevance rather than topic,
 without learning to call unlabelled positives irrelevant.
 
 Cross-fitting: a teacher trained on a query's labels has seen its positives and would grade its candidates against

@@ -1,4 +1,4 @@
-"""Stage 8, train: fine-tune a bi-encoder on an hnm export, with the recipe of the proof protocol.
+"""Stage 8a, train: fine-tune a bi-encoder on an hnm export, with the recipe of the proof protocol.
 
 The recipe is /work/shared/reference/finetune_protocol.py's, through the same sentence-transformers trainer and the
 same arguments (1 epoch, batch 32, lr 2e-5, 10% linear warmup, seed 0, the no-duplicates batch sampler, the model's

@@ -10,4 +10,8 @@ step of the pipeline is a call into hnm_core.
     figures   the plotly figures: the Explore map, the Tune histogram, the audit sweep
     escape    user text made safe for Markdown elements and plotly hover labels
     errors    `with shown_errors():` shows an HnmError as the page's error message
+    persist   a reload keeps the work: the URL's session token and the state file under the hnm cache
+    search    Explore's query search (whole words, best matches first)
+    corrections  where the session's overrides file lives, read cached, and `mark` to add a verdict
+    detail    Explore's detail panel: full text, scores, ranks, the reason, the verdict buttons
 """
