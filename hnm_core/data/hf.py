@@ -137,8 +137,9 @@ def _with_problem(collection: Collection, note: str | None) -> Collection:
 
 def _batches(dataset: Any, names: Sequence[str]) -> Iterator[tuple[int, dict[str, list[Any]]]]:
     """(first row number, {column: values}) over `dataset`, `_ROWS` rows at a time."""
-    for start in range(0, len(dataset), _ROWS):
-        yield start, dataset.select_columns(list(names))[start:start + _ROWS]
+    columns = dataset.select_columns(list(names))
+    for start in range(0, len(columns), _ROWS):
+        yield start, columns[start:start + _ROWS]
 
 
 def pairs_collection(dataset: Any, path: Path, source: str) -> Collection:
