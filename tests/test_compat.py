@@ -17,7 +17,7 @@ from hnm_core import HardNegatives, mine_hard_negatives  # noqa: E402
 from hnm_core.data import load_collection  # noqa: E402
 from hnm_core.errors import DataError, SettingsError  # noqa: E402
 
-from .conftest import SHARED_DATASETS, _minilm_path  # noqa: E402
+from .conftest import _minilm_path, shared_dataset  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -278,12 +278,11 @@ def test_picks_the_negatives_sentence_transformers_picks_with_minilm(sample, ses
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not (SHARED_DATASETS / "scifact").is_dir(), reason=f"{SHARED_DATASETS}/scifact is not here")
 def test_picks_the_negatives_sentence_transformers_picks_on_scifact(session_cache, tmp_path):
     from sentence_transformers import SentenceTransformer
 
     model = SentenceTransformer(_minilm_path(), device="cpu")
-    dataset, corpus = pairs_of(SHARED_DATASETS / "scifact", split="train")
+    dataset, corpus = pairs_of(shared_dataset("scifact"), split="train")
     found = {}
     for margin in (None, 0.05):  # their encoding is cached for the second call
         found[margin] = agreement(dataset, corpus, model, session_cache, session_cache / "sentence-transformers",
