@@ -49,6 +49,14 @@ def open_page(at: AppTest, page: str) -> AppTest:
     return at
 
 
+def type_path(at: AppTest, path: str | Path) -> AppTest:
+    """On the Data page of a new session: choose "Folder or file path" and type `path` (not loaded yet)."""
+    at = open_page(at, DATA)
+    at.radio(key="data_source").set_value("Folder or file path").run()
+    at.text_input(key="data_path").input(str(path)).run()
+    return at
+
+
 def load_sample(at: AppTest) -> AppTest:
     open_page(at, DATA)
     at.button(key="load_sample").click().run()
@@ -144,9 +152,7 @@ def test_sample_loads_and_is_summarised():
 
 
 def test_a_bad_path_is_a_readable_error_not_a_traceback(tmp_path):
-    at = open_page(new_session(), DATA)
-    at.radio(key="data_source").set_value("Folder or file path").run()
-    at.text_input(key="data_path").input(str(tmp_path / "missing")).run()
+    at = type_path(new_session(), tmp_path / "missing")
     at.button(key="load_path").click().run()
     assert not at.exception
     assert "does not exist" in at.error[0].value and "Fix:" in unescaped(at.error[0].value)
@@ -159,9 +165,7 @@ def test_a_folder_path_offers_its_qrels_splits(tmp_path):
         (folder / name).write_bytes((SAMPLE / name).read_bytes())
     (folder / "qrels" / "dev.tsv").write_text("query-id\tcorpus-id\tscore\nq01\td032\t1\n", encoding="utf-8")
     (folder / "qrels" / "test.tsv").write_bytes((SAMPLE / "qrels.tsv").read_bytes())
-    at = open_page(new_session(), DATA)
-    at.radio(key="data_source").set_value("Folder or file path").run()
-    at.text_input(key="data_path").input(str(folder)).run()
+    at = type_path(new_session(), folder)
     assert at.selectbox(key="setting:split").options == ["dev", "test"]
     at.selectbox(key="setting:split").set_value("dev").run()
     at.button(key="load_path").click().run()
@@ -198,9 +202,7 @@ def test_text_from_the_data_is_shown_as_typed_not_as_markdown(tmp_path):
         (folder / name).write_bytes((SAMPLE / name).read_bytes())
     with open(folder / "qrels.tsv", "a", encoding="utf-8") as qrels:
         qrels.write("q01\t![pixel](http://tracker.example/p.png)\t1\n")
-    at = open_page(new_session(), DATA)
-    at.radio(key="data_source").set_value("Folder or file path").run()
-    at.text_input(key="data_path").input(str(folder)).run()
+    at = type_path(new_session(), folder)
     at.button(key="load_path").click().run()
     warning = next(w.value for w in at.warning if "unknown doc ids" in w.value)
     assert "\\!\\[pixel\\]\\(http\\://tracker" in warning
@@ -478,9 +480,7 @@ def test_a_saved_pool_folder_opens_without_mining(tiny_collection, tiny_bi_encod
     save_pool(score_pool(pool, TeacherParams.from_settings({}), model=encoder, cache_dir=tmp_path / "cache"),
               tmp_path / "pool")
 
-    at = open_page(new_session(), DATA)
-    at.radio(key="data_source").set_value("Folder or file path").run()
-    at.text_input(key="data_path").input(str(tmp_path / "pool")).run()
+    at = type_path(new_session(), tmp_path / "pool")
     at.button(key="load_pool").click().run()
     assert not at.exception and metrics(at)["Queries"] == "5"
     open_page(at, TUNE)
@@ -500,9 +500,7 @@ def test_a_bad_manifest_is_a_settings_error(raw, message):
 
 
 def test_every_setting_of_the_table_has_a_widget(tiny_bi_encoder_dir):
-    at = open_page(new_session(), DATA)
-    at.radio(key="data_source").set_value("Folder or file path").run()
-    at.text_input(key="data_path").input(str(SAMPLE)).run()
+    at = type_path(new_session(), SAMPLE)
     keys = widget_keys(at)
     at.button(key="load_path").click().run()
     tiny_mine(at, tiny_bi_encoder_dir)

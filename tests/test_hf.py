@@ -111,13 +111,11 @@ def test_hf_alone_has_nothing_to_hold(tmp_path):
 
 
 def test_the_data_page_loads_a_saved_dataset_dict_split(pairs, tmp_path):
-    from tests.test_app import DATA, metrics, new_session, open_page
+    from tests.test_app import metrics, new_session, type_path
 
     folder = tmp_path / "dict"
     datasets.DatasetDict({"dev": pairs.select(range(5)), "train": pairs}).save_to_disk(str(folder))
-    at = open_page(new_session(), DATA)
-    at.radio(key="data_source").set_value("Folder or file path").run()
-    at.text_input(key="data_path").input(str(folder)).run()
+    at = type_path(new_session(), folder)
     assert at.selectbox(key="setting:split").options == ["dev", "train"]
     at.selectbox(key="setting:split").set_value("train").run()
     at.button(key="load_path").click().run()
