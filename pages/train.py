@@ -43,9 +43,16 @@ with left:
         st.session_state["split_queries_offered"] = True
         settings()["split_queries"] = settings().get("split_queries") or 0.5
     held_out = setting_widget("split_queries", label="Hold out test queries", suggested=0.5)
+    test_split = None
     if held_out is None:
-        setting_widget("test_split", label="Score on split", options=scored or [s for s in splits if s != train_split])
-    setting_widget("select_queries", label="Select the variant on", suggested=0.2)
+        test_split = setting_widget("test_split", label="Score on split",
+                                    options=scored or [s for s in splits if s != train_split])
+    # the variant is selected on queries neither trained nor scored on: another split, or held-out training queries
+    selectable = [s for s in splits if s not in (train_split, test_split)]
+    if selectable and setting_widget("select_split", label="Select the variant on split", options=selectable):
+        settings()["select_queries"] = None
+    else:
+        setting_widget("select_queries", label="Select the variant on", suggested=0.2)
     setting_widget("arms", label="Arms")
     setting_widget("seeds", label="Seeds")
     setting_widget("rounds", label="Mining rounds")
