@@ -65,8 +65,12 @@ def main() -> None:
     parser.add_argument("--kill-after", type=float, default=20.0)
     args, extra = parser.parse_known_args()
     extra = [e for e in extra if e != "--"]
+    marker = args.work / ".bench-determinism"  # only a folder this script made is ever cleared
+    if args.work.exists() and any(args.work.iterdir()) and not marker.is_file():
+        raise SystemExit(f"{args.work} is not empty and was not made by this script. Fix: pass another --work")
     shutil.rmtree(args.work, ignore_errors=True)
     args.work.mkdir(parents=True)
+    marker.touch()
     rows = []
 
     def compare(name: str, out: Path, seconds: float, note: str = "") -> None:
