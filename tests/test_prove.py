@@ -74,6 +74,8 @@ def test_prove_trains_every_arm_alike_and_a_rerun_reuses_them(tiny_bi_encoder_di
     (["--test-split", "train"], "train_split and test_split are both 'train'"),
     (["--test-split", "dev", "--select-split", "dev"], "select_split 'dev' is trained or scored on"),
     (["--test-split", "dev", "--select-split", "dev", "--select-queries", "0.2"], "pass one of them"),
+    # the sample's test split holds the dev queries too
+    (["--test-split", "dev", "--select-split", "test"], "holds 14 of the test queries"),
     # the sample's test split holds all 42 queries, so every one of its 28 train queries: nothing is left to train on
     (["--test-split", "test"], "every query of split 'train' is in split 'test' too, so nothing would be left to "
                                "train on that the test does not score. Fix: score on a split of other queries "

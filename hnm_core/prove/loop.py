@@ -119,7 +119,15 @@ def _queries(data: str | Path, values: Mapping[str, Any]) -> tuple[Collection, C
     select = None
     if values["select_split"] is not None:
         select = load_eval_collection(data, split=values["select_split"])
+        seen = shared_queries(select, test)
+        if seen:
+            raise SettingsError(f"select_split {values['select_split']!r} holds {len(seen)} of the test queries: the "
+                                "selection must not look at them. Fix: select on a split of other queries, or with "
+                                "--select-queries 0.2")
         train = without_queries(train, shared_queries(train, select))
+        if not train.query_ids:
+            raise SettingsError(f"every training query is in select_split {values['select_split']!r}, so nothing is "
+                                "left to train on. Fix: select on a split of other queries, or with --select-queries")
         record["select"] = values["select_split"]
     elif values["select_queries"] is not None:
         split = split_queries(train, values["select_queries"], seed)
