@@ -48,11 +48,13 @@ with left:
         test_split = setting_widget("test_split", label="Score on split",
                                     options=scored or [s for s in splits if s != train_split])
     # the variant is selected on queries neither trained nor scored on: another split, or held-out training queries
-    selectable = [s for s in splits if s not in (train_split, test_split)]
-    if selectable and setting_widget("select_split", label="Select the variant on split", options=selectable):
+    selectable = loaders.selection_splits(str(data.path), train_split, test_split) if test_split else []
+    # drawn disabled where no split qualifies (the sample's test split holds its dev queries), so it is never hidden
+    if setting_widget("select_split", label="Select on a split", options=selectable or ["none without test queries"],
+                      disabled=not selectable):
         settings()["select_queries"] = None
     else:
-        setting_widget("select_queries", label="Select the variant on", suggested=0.2)
+        setting_widget("select_queries", label="Select on training queries", suggested=0.2)
     setting_widget("arms", label="Arms")
     setting_widget("seeds", label="Seeds")
     setting_widget("rounds", label="Mining rounds")

@@ -43,7 +43,8 @@ from .state import LoadedData, Mined
 
 __all__ = [
     "SAMPLE_DIR", "collection_key", "settings_key", "changed_settings", "pool_key", "manifest_settings",
-    "load_sample", "load_path", "load_uploads", "load_saved_pool", "splits_at", "is_pool_folder", "proof_dir",
+    "load_sample", "load_path", "load_uploads", "load_saved_pool", "splits_at", "scoring_splits", "selection_splits",
+    "is_pool_folder", "proof_dir",
     "bi_encoder", "teacher_model", "teacher_problem", "mined_pool", "map_coords", "query_slices",
     "score_range", "session_dir", "zip_folder",
 ]
@@ -128,6 +129,14 @@ def scoring_splits(path: str, train_split: str) -> list[str]:
     from hnm_core.prove import scoring_splits as splits
 
     return splits(path, train_split)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def selection_splits(path: str, train_split: str, test_split: str) -> list[str]:
+    """The splits of the folder at `path` a proof may select a variant on (prove.selection_splits; cached)."""
+    from hnm_core.prove import selection_splits as splits
+
+    return splits(path, train_split, test_split)
 
 
 def is_pool_folder(path: str) -> bool:

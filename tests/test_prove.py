@@ -246,3 +246,18 @@ def test_variant_flags_read_as_the_mine_command_reads_them():
     assert parse_variant("a=--cluster-rule --near-dup off --margin-ref=mean", VARIANT_STAGES) == (
         "a", {"cluster_rule": True, "near_dup": None, "margin_ref": "mean"})
     assert parse_variant("b=--no-cluster-rule", VARIANT_STAGES) == ("b", {"cluster_rule": False})
+
+
+def test_a_variant_is_selected_only_on_a_split_of_no_test_query(tmp_path):
+    from hnm_core.prove import selection_splits
+
+    data = tmp_path / "data"
+    data.mkdir()
+    for name in ("corpus.jsonl", "queries.jsonl", "qrels_train.tsv", "qrels_dev.tsv", "qrels.tsv"):
+        (data / name).write_bytes((SAMPLE / name).read_bytes())
+    train = (SAMPLE / "qrels_train.tsv").read_text().splitlines()
+    first = {line.split("\t")[0] for line in train[1:4]}
+    (data / "qrels_sel.tsv").write_text("\n".join([train[0], *(r for r in train[1:] if r.split("\t")[0] in first)]))
+    # test holds the dev queries (and every train query): only sel, a few train queries, may select
+    assert selection_splits(data, "train", "dev") == ["sel"]
+    assert selection_splits(data, "train", "test") == []

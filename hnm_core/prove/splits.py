@@ -11,8 +11,8 @@ import numpy as np
 from ..data import Collection, beir_splits, load_collection, normalize_text
 from ..errors import SettingsError
 
-__all__ = ["shared_queries", "without_queries", "only_queries", "scoring_splits", "split_queries", "QuerySplit",
-           "source_split"]
+__all__ = ["shared_queries", "without_queries", "only_queries", "scoring_splits", "selection_splits", "split_queries",
+           "QuerySplit", "source_split"]
 
 
 def shared_queries(train: Collection, test: Collection) -> frozenset[str]:
@@ -45,6 +45,23 @@ def scoring_splits(data: str | Path, train_split: str) -> list[str]:
     train = load_collection(data, split=train_split)
     return [name for name in splits if name != train_split
             and len(shared_queries(train, load_collection(data, split=name))) < len(train.query_ids)]
+
+
+def selection_splits(data: str | Path, train_split: str, test_split: str) -> list[str]:
+    """The qrels splits of the BEIR folder `data` a proof training on `train_split` and scoring on `test_split` may
+    select a variant on: the others that hold none of the test queries and leave the training split some queries."""
+    splits = beir_splits(data)
+    if train_split not in splits or test_split not in splits:
+        return []
+    train, test = load_collection(data, split=train_split), load_collection(data, split=test_split)
+    out = []
+    for name in splits:
+        if name in (train_split, test_split):
+            continue
+        select = load_collection(data, split=name)
+        if not shared_queries(select, test) and len(shared_queries(train, select)) < len(train.query_ids):
+            out.append(name)
+    return out
 
 
 def source_split(data: str | Path, train_split: str) -> str:
