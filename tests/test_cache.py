@@ -14,7 +14,7 @@ import pytest
 from hnm_core.cache import EmbeddingCache, PairScoreCache, pair_keys, texts_digest
 from hnm_core.manifest import atomic_path
 from hnm_core.cli import main
-from hnm_core.dense import encode
+from hnm_core.dense import batch_order, encode
 from hnm_core.errors import CacheWarning, ModelOutputError
 from hnm_core.models import load_bi_encoder, load_cross_encoder
 from hnm_core.pool import PoolParams, build_pool, load_pool
@@ -327,7 +327,8 @@ def test_a_kill_loses_at_most_the_first_slice_of_32_rows(tmp_path):
 
 @pytest.mark.slow
 def test_a_kill_loses_at_most_the_slice_in_progress(tiny_bi_encoder_dir, tmp_path):
-    """kill -9 during the second slice of texts: the rerun encodes only the texts after the first slice (32)."""
+    """kill -9 during the second slice of texts: the rerun encodes only the texts after the first slice (one batch of
+    64, the default batch size, in the encoding order)."""
     texts = [f"passage {i} on topic {i % 7}" for i in range(300)]
     script = textwrap.dedent(f"""
         import os, signal, sys
@@ -354,7 +355,8 @@ def test_a_kill_loses_at_most_the_slice_in_progress(tiny_bi_encoder_dir, tmp_pat
 
     model.model.encode = counting
     out = encode(model, texts, cache_dir=tmp_path / "cache")
-    assert sorted(encoded) == sorted(texts[32:])  # each once; encode sends a slice's batches longest first
+    first = set(batch_order(texts)[:64].tolist())
+    assert sorted(encoded) == sorted(t for i, t in enumerate(texts) if i not in first)  # each once
     reference = encode(load_bi_encoder(str(tiny_bi_encoder_dir), precision="fp32"), texts, cache_dir=tmp_path / "ref")
     np.testing.assert_allclose(out, reference, atol=2e-3)
 
