@@ -9,8 +9,9 @@ results as the local engine.
   scores equal the single index's; a dense shard is a task with its own faiss index. Each shard returns its top-k
   per query and the driver merges them by (score, lower document index): the order of the local search.
 - The pool, a cross-encoder's scores and the curation are partitioned by query: one task per run of queries
-  (pool.pool_rows; a query's rows depend on its own hits alone, and its pairs are scored in batches of its own). A
-  bi-encoder teacher is scored on the driver over the whole pool, its texts encoded by the actors.
+  (pool.pool_rows; a query's rows depend on its own hits alone; a partition holds whole blocks of the queries a
+  cross-encoder batches together). A bi-encoder teacher is scored on the driver over the whole pool, its texts
+  encoded by the actors.
 - The saved pool's `pool.parquet` is a folder of part files, one per query partition, each written by its task;
   `load_pool`, `hnm curate`, the studio and the exports read it as one table.
 
@@ -312,7 +313,7 @@ def _pool_part(collection: Collection, first: int, found: dict[str, np.ndarray],
                query_vectors: np.ndarray | None, clusters: np.ndarray | None, meta: dict[str, Any],
                cache_dir: str | Path | None) -> tuple[pd.DataFrame, PoolRows, dict[str, Any] | None]:
     """The scored rows of queries first, first + 1, ...: assembled, scored by each retriever, then by a cross-encoder
-    or ensemble teacher (whose batches are each query's own) with its record; a bi-encoder teacher is left to the
+    or ensemble teacher (batched by whole query blocks, which the partition holds) with its record; a bi-encoder teacher is left to the
     driver (record None)."""
     from .teacher import load_teacher, score_pool
     from .vectors import pos_sim_max, row_cosines

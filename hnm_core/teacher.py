@@ -5,8 +5,8 @@ Two kinds of teacher:
   cosine; it reuses the pool's embeddings when it is the miner itself;
 - a cross-encoder scores (query, document) pairs jointly. At about 20 pairs/s on two CPU cores it scores only each
   query's positives and its `teacher_top_n` best candidates by fused rank (the rows a false-negative rule can act
-  on); other rows stay NaN ("unscored"). Pairs go in batches fixed by the pool (each query's, longest first:
-  pair_scores.py), in the model's precision (bf16 where the CPU has it), cached as they finish. A cross-fitted
+  on); other rows stay NaN ("unscored"). Pairs go in batches fixed by the pool (blocks of 32 queries, longest
+  first: pair_scores.py), in the model's precision (bf16 where the CPU has it), cached as they finish. A cross-fitted
   teacher (`hnm train-teacher`, see teacher_train.py) scores each query with the fold model that never trained on it;
 - an ensemble combines `teacher_members` (the cross-encoder, the miner's cosine `dense`, `bm25`) into one score,
   keeping each member's own score as a pool column (`MEMBER_COLUMNS`: the map's hover, distillation exports).
