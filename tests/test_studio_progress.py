@@ -26,3 +26,19 @@ def test_a_slow_stage_updates_every_interval_and_a_stopped_one_says_where():
     # under a tenth of the stage but past the interval: shown, with the time left at the pace so far
     assert bar.proto.text.startswith("encode documents: 3 / 100 · about ") and bar.proto.text.endswith(" s left")
     assert at.session_state["where"] == ("encode documents", 3, 100)
+
+
+def test_the_time_left_of_a_resumed_stage_counts_only_this_runs_work():
+    def script() -> None:
+        from studio.progress import StreamlitProgress
+
+        # a run resumed after a Stop: 1,069 documents come back from the cache at once, then 256 are encoded in 5 s
+        times = iter([0.0, 0.01, 5.01])
+        report = StreamlitProgress(min_step=0.0, min_seconds=0.0, eta_stages=None, clock=lambda: next(times))
+        report("encode documents", 0, 5183)
+        report("encode documents", 1069, 5183)
+        report("encode documents", 1325, 5183)
+
+    at = AppTest.from_function(script, default_timeout=30).run()
+    # 3,858 left at 256 per 5 s: 75 s (the mean over the run, cache included, would say 15 s)
+    assert at.get("progress")[0].proto.text == "encode documents: 1,325 / 5,183 · about 75 s left"
