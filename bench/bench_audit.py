@@ -7,7 +7,7 @@ on the same hidden split, with the same model; and candidate default settings ac
         [--datasets cranfield nfcorpus scifact] [--seeds 0 1 2]
 
 compare: for each collection, hide `hide` of the positives of every query with two or more
-(hnm_core.audit.hide_positives), mine the visible rest with hnm at its default settings (BM25 + dense top-100, the
+(hnm_core.audit.report.hide_positives), mine the visible rest with hnm at its default settings (BM25 + dense top-100, the
 MiniLM bi-encoder as its own teacher), curate at hnm's defaults, at the old default (relative margin 0.05 against
 the lowest positive, the NV-Retriever rule) and at the sweep's picks for a 2% and a 1% leak target; then run
 sentence-transformers' mine_hard_negatives on (query, visible positive) pairs with the whole corpus, naive top-N and
@@ -16,7 +16,7 @@ relative_margin=0.05, with the same loaded model. Every method's negatives are m
 exported, the queries that got the full quota, and hardness from hnm's cached embeddings (mean cosine, and median
 dense rank among the documents that are not visible positives).
 
-defaults: the audit figures (hnm_core.audit.audit_figures) of a few candidate default settings on every collection
+defaults: the audit figures (hnm_core.audit.report.audit_figures) of a few candidate default settings on every collection
 and split seed. docs/audit.md holds a run of both.
 """
 
@@ -30,13 +30,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from hnm_core.audit import HiddenSplit, audit_pool, hide_positives
+from hnm_core.audit.report import HiddenSplit, audit_pool, hide_positives
 from hnm_core.cache import default_cache_dir
-from hnm_core.curate import CurateParams, curate
+from hnm_core.curate.rules import CurateParams, curate
 from hnm_core.data import Collection, load_collection, normalize_text
-from hnm_core.models import load_bi_encoder
-from hnm_core.pipeline import mine
-from hnm_core.pool import Pool
+from hnm_core.models.loading import load_bi_encoder
+from hnm_core.engines.local import mine
+from hnm_core.pool.build import Pool
 from hnm_core.settings import validate
 
 DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
@@ -202,7 +202,7 @@ CANDIDATES: tuple[tuple[str, dict], ...] = (
 def candidates(args: argparse.Namespace) -> pd.DataFrame:
     """Candidate defaults on every collection and seed: mean leak (max over seeds), mean teacher score, lowest
     coverage."""
-    from hnm_core.audit import audit_figures, hidden_rows
+    from hnm_core.audit.report import audit_figures, hidden_rows
 
     records = []
     for name in args.datasets:

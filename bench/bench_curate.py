@@ -15,8 +15,8 @@ import time
 import numpy as np
 import pandas as pd
 
-from hnm_core.curate import CurateParams, curate
-from hnm_core.reasons import reasons
+from hnm_core.curate.rules import CurateParams, curate
+from hnm_core.curate.reasons import reasons
 from hnm_core.schema import POOL_COLUMNS
 
 

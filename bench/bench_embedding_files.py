@@ -49,7 +49,7 @@ def write_files(folder: Path, rows: int, dim: int) -> tuple[Path, Path]:
 
 def measure(path: Path, rows: int, cache: Path) -> dict:
     """Read `path` for ids d0..d{rows-1} into `cache`; seconds and peak RssAnon in MiB (run in a fresh process)."""
-    from hnm_core.embedding_files import read_embeddings
+    from hnm_core.retrieve.embedding_files import read_embeddings
 
     peak = [0]
 

@@ -24,9 +24,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout that was not pip-installed
 from hnm_core.data import load_collection  # noqa: E402
-from hnm_core.dense import encode  # noqa: E402
-from hnm_core.models import cpu_has_bf16, load_bi_encoder  # noqa: E402
-from hnm_core.pool import PoolParams, build_pool  # noqa: E402
+from hnm_core.retrieve.dense import encode  # noqa: E402
+from hnm_core.models.loading import cpu_has_bf16, load_bi_encoder  # noqa: E402
+from hnm_core.pool.build import PoolParams, build_pool  # noqa: E402
 
 DATASETS = ROOT.parent / "shared" / "datasets"
 

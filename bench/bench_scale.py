@@ -29,9 +29,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 # Lets `python bench/bench_scale.py` run from a checkout that was not pip-installed.
 sys.path.insert(0, str(ROOT))
-from hnm_core.curate import CurateParams, curate  # noqa: E402
+from hnm_core.curate.rules import CurateParams, curate  # noqa: E402
 from hnm_core.data import Collection  # noqa: E402
-from hnm_core.pool import PoolParams, build_pool  # noqa: E402
+from hnm_core.pool.build import PoolParams, build_pool  # noqa: E402
 
 VOCABULARY = 50_000
 CENTRES = 1_000
@@ -148,7 +148,7 @@ def main(argv: list[str] | None = None) -> None:
 
 def _map(pool, *, seed: int, cache_dir: Path) -> None:
     """The studio's map at scale: the pool rows of 20 sampled queries, with those queries, projected to 2-D."""
-    from hnm_core.project import project_2d
+    from hnm_core.pool.project import project_2d
 
     c = pool.collection
     queries = np.random.default_rng(seed).choice(len(c.query_ids), min(20, len(c.query_ids)), replace=False)

@@ -29,11 +29,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout that was not pip-installed
 from hnm_core.data import load_collection  # noqa: E402
-from hnm_core.models import cpu_has_bf16, load_cross_encoder  # noqa: E402
-from hnm_core.pair_scores import pair_scores  # noqa: E402
-from hnm_core.pool import PoolParams, build_pool  # noqa: E402
-from hnm_core.teacher import rows_to_score  # noqa: E402
-from hnm_core.teacher_train import train_teacher  # noqa: E402
+from hnm_core.models.loading import cpu_has_bf16, load_cross_encoder  # noqa: E402
+from hnm_core.teacher.pair_scores import pair_scores  # noqa: E402
+from hnm_core.pool.build import PoolParams, build_pool  # noqa: E402
+from hnm_core.teacher.scoring import rows_to_score  # noqa: E402
+from hnm_core.teacher.training import train_teacher  # noqa: E402
 
 
 def top10_agreement(query_ids: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:

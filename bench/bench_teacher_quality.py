@@ -24,12 +24,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout that was not pip-installed
 from hnm_core.data import load_collection  # noqa: E402
-from hnm_core.dense import encode  # noqa: E402
-from hnm_core.evaluate import _metrics  # noqa: E402
+from hnm_core.retrieve.dense import encode  # noqa: E402
+from hnm_core.prove.evaluate import _metrics  # noqa: E402
 from hnm_core.manifest import digest  # noqa: E402
-from hnm_core.models import load_bi_encoder, load_cross_encoder  # noqa: E402
+from hnm_core.models.loading import load_bi_encoder, load_cross_encoder  # noqa: E402
 from hnm_core.settings import defaults  # noqa: E402
-from hnm_core.teacher_train import train_teacher  # noqa: E402
+from hnm_core.teacher.training import train_teacher  # noqa: E402
 
 KEYS = {"lr": "lr", "epochs": "epochs", "negatives": "negatives_per_positive", "band": "band", "batch": "batch_size",
         "folds": "folds"}

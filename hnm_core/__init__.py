@@ -6,20 +6,20 @@ replaces the folders they write. Heavy libraries (torch,
 sentence-transformers, faiss, umap) are imported only by the functions that use them, so importing hnm_core is cheap.
 """
 
-from .audit import AuditReport, audit, audit_pool, hide_positives
+from .audit.report import AuditReport, audit, audit_pool, hide_positives
 from .compat import HardNegatives, mine_hard_negatives
-from .curate import LABELS, CurateParams, Curation, curate
+from .curate.rules import LABELS, CurateParams, Curation, curate
 from .data import Collection, load_collection
 from .errors import DataError, ExportError, HnmError, ModelLoadError, SettingsError
-from .evaluate import EvalResult, evaluate, load_eval_collection
-from .export import ExportResult, export
-from .models import LoadedModel, load_bi_encoder, load_cross_encoder
-from .pipeline import MiningParams, mine
-from .pool import Pool, PoolParams, PoolStats, build_pool, load_pool, save_pool
-from .rounds import RoundDiff, diff_rounds
+from .prove.evaluate import EvalResult, evaluate, load_eval_collection
+from .export.formats import ExportResult, export
+from .models.loading import LoadedModel, load_bi_encoder, load_cross_encoder
+from .engines.local import MiningParams, mine
+from .pool.build import Pool, PoolParams, PoolStats, build_pool, load_pool, save_pool
+from .prove.rounds import RoundDiff, diff_rounds
 from .settings import SETTINGS, Setting, defaults, validate
-from .teacher import TeacherParams, score_pool
-from .train import TrainResult, train_model
+from .teacher.scoring import TeacherParams, score_pool
+from .prove.train import TrainResult, train_model
 
 __all__ = [
     "Collection",

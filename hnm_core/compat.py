@@ -112,7 +112,7 @@ def mine_hard_negatives(
     hnm's own (keyword only): sources: the retrievers pooled ("dense" by default, as theirs; "bm25,dense" adds
     BM25's top candidates); near_dup: drop candidates with a cosine above this to a positive; cluster_rule: drop
     candidates in a positive's k-means cluster; teacher / teacher_model: any hnm teacher (a `hnm train-teacher`
-    folder, an ensemble); overrides: a JSONL file of your verdicts (hnm_core.overrides); seed: for every random
+    folder, an ensemble); overrides: a JSONL file of your verdicts (hnm_core.curate.overrides); seed: for every random
     step; precision: fp32 (default for a model given by name, as sentence-transformers loads it), bf16 or auto;
     return_pool: return a HardNegatives (dataset, labelled pool, summary) instead of the Dataset alone.
     """
@@ -183,7 +183,7 @@ def _columns(names: Sequence[str], anchor: str | None, positive: str | None) -> 
 
 def _model(kind: Literal["bi-encoder", "cross-encoder"], model: Any, precision: str | None) -> Any:
     """A LoadedModel: a name or folder loaded in `precision` (fp32 unless given), or an instance used as it is."""
-    from .models import LoadedModel, load_bi_encoder, load_cross_encoder
+    from .models.loading import LoadedModel, load_bi_encoder, load_cross_encoder
 
     if isinstance(model, (str, Path)):
         load = load_bi_encoder if kind == "bi-encoder" else load_cross_encoder
@@ -226,9 +226,9 @@ def _teacher(values: dict[str, Any], cross_encoder: Any, teacher: str | None,
 def _run(collection: Any, values: dict[str, Any], encoder: Any, cross_encoder: Any, anchor: str, positive: str,
          output_format: str, output_scores: bool, *, overrides: str | Path | None, cache_dir: str | Path | None,
          verbose: bool, return_pool: bool) -> Any:
-    from .curate import CurateParams, curate
-    from .overrides import read_overrides
-    from .pipeline import MiningParams, mine
+    from .curate.rules import CurateParams, curate
+    from .curate.overrides import read_overrides
+    from .engines.local import MiningParams, mine
     from .progress import no_progress, terminal_progress
 
     params = MiningParams.from_settings(values)
@@ -256,7 +256,7 @@ def _self_excluded(collection: Any, given: Any) -> Any:
     """The verdicts to curate with: `given` (a person's) and, as sentence-transformers drops an anchor's own text
     from its candidates, a bad_negative verdict on every document whose text is its query's."""
     from .data import text_id
-    from .overrides import Override, Overrides
+    from .curate.overrides import Override, Overrides
 
     entries = list(given.entries) if given is not None else []
     docs = collection.doc_index
@@ -278,7 +278,7 @@ def _output(pool: Any, curation: Any, output_format: str, scores: bool, anchor: 
     from datasets import Dataset
     from datasets.table import InMemoryTable
 
-    from .export import export_tables
+    from .export.formats import export_tables
 
     name = "ntuple_scores" if output_format == "n-tuple" and scores else _TABLES[output_format]
     table = export_tables(pool, curation, name, scores=scores)[name]
@@ -307,7 +307,7 @@ def _labeled_list(flag: Any, scores: bool) -> Any:
 
 def _labelled_pool(pool: Any, curation: Any) -> pd.DataFrame:
     """The pool table with its labels and reasons (the `pool` export) and the query and document texts."""
-    from .export import export_tables
+    from .export.formats import export_tables
 
     frame = export_tables(pool, curation, "pool")["pool"].to_pandas()
     c = pool.collection

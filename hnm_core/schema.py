@@ -38,7 +38,7 @@ MEMBER_COLUMNS: dict[str, str] = {
     "teacher_bm25": "float32",
 }
 """Optional columns after POOL_COLUMNS: an ensemble teacher's members' own scores (a logit, a cosine, a BM25 score;
-NaN where the ensemble did not score the row), present only in a pool an ensemble scored (hnm_core.teacher)."""
+NaN where the ensemble did not score the row), present only in a pool an ensemble scored (hnm_core.teacher.scoring)."""
 
 RANK_MEANINGS: dict[str, str] = {
     "bm25_rank": "1-based rank among the query's BM25 results; candidates are ranked among non-positive documents only "
@@ -69,11 +69,11 @@ LABELLED_COLUMNS: dict[str, str] = {
     "reason": "string",
 }
 """What the export's `pool` format adds to POOL_COLUMNS: the curation's label, whether the row was sampled as a
-negative, its rank among the query's negatives (0 = not sampled), why it got its label (hnm_core.reasons:
+negative, its rank among the query's negatives (0 = not sampled), why it got its label (hnm_core.curate.reasons:
 the rule that fired, with its numbers). Texts are not repeated per row: join them by id."""
 
 ROUND_COLUMNS: tuple[str, ...] = ("query_id", "doc_id", "label", "selected")
-"""The columns of a labelled pool that round comparison (hnm_core.rounds) reads."""
+"""The columns of a labelled pool that round comparison (hnm_core.prove.rounds) reads."""
 
 
 def missing_columns(frame: pd.DataFrame, columns: Iterable[str]) -> list[str]:

@@ -1,4 +1,4 @@
-"""Export: write the curation as training files (the formats of hnm_core.export), preview them, download them or
+"""Export: write the curation as training files (the formats of hnm_core.export.formats), preview them, download them or
 write them to a folder, and compare with an earlier round."""
 
 from functools import partial
@@ -7,8 +7,8 @@ from pathlib import Path
 import streamlit as st
 
 from hnm_core.data import counted
-from hnm_core.export import export
-from hnm_core.rounds import diff_rounds
+from hnm_core.export.formats import export
+from hnm_core.prove.rounds import diff_rounds
 from studio import escape, loaders, tables
 from studio.errors import shown_errors
 from studio.state import current_curation, init_state, loaded, need_pool

@@ -6,7 +6,7 @@ import streamlit as st
 
 from hnm_core.data import counted
 from hnm_core.errors import HnmError
-from hnm_core.pipeline import MiningParams
+from hnm_core.engines.local import MiningParams
 from hnm_core.settings import DEFAULT_MODEL, SETTINGS
 from studio import escape, loaders
 from studio.errors import shown_errors

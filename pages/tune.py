@@ -9,10 +9,10 @@ import time
 
 import streamlit as st
 
-from hnm_core.audit import audit_figures, audit_pool
-from hnm_core.curate import curate
+from hnm_core.audit.report import audit_figures, audit_pool
+from hnm_core.curate.rules import curate
 from hnm_core.data import counted
-from hnm_core.selection import query_change, selection_change, selection_view
+from hnm_core.curate.selection import query_change, selection_change, selection_view
 from hnm_core.settings import SETTINGS
 from studio import escape, figures, loaders, tables
 from studio.errors import shown_errors

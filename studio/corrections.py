@@ -1,4 +1,4 @@
-"""The studio's side of a person's verdicts (hnm_core.overrides): where this session's overrides file lives, reading
+"""The studio's side of a person's verdicts (hnm_core.curate.overrides): where this session's overrides file lives, reading
 it (cached by the file's size and time, so every page re-curates with the verdicts as they are on disk) and adding
 one.
 
@@ -16,7 +16,7 @@ import streamlit as st
 
 from hnm_core.cache import default_cache_dir
 from hnm_core.data import Collection
-from hnm_core.overrides import Override, Overrides, Verdict, add_override, default_path, read_overrides
+from hnm_core.curate.overrides import Override, Overrides, Verdict, add_override, default_path, read_overrides
 
 if TYPE_CHECKING:
     from .state import LoadedData, Mined

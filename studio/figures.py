@@ -12,13 +12,13 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
-from hnm_core.audit import AuditFigures, SweepResult
-from hnm_core.curate import CurateParams, Curation, margin_thresholds
-from hnm_core.reasons import reasons
-from hnm_core.pool import Pool
+from hnm_core.audit.report import AuditFigures, SweepResult
+from hnm_core.curate.rules import CurateParams, Curation, margin_thresholds
+from hnm_core.curate.reasons import reasons
+from hnm_core.pool.build import Pool
 from hnm_core.prove import ProofResult
-from hnm_core.teacher import MEMBER_COLUMNS
-from hnm_core.selection import GROUPS, ScoreGroups
+from hnm_core.teacher.scoring import MEMBER_COLUMNS
+from hnm_core.curate.selection import GROUPS, ScoreGroups
 
 from .escape import hover_text
 
@@ -211,7 +211,7 @@ def _score_texts(part: pd.DataFrame, scores: np.ndarray) -> np.ndarray:
 
 def score_histogram(groups: ScoreGroups, frame: pd.DataFrame, params: CurateParams, query_id: str | None = None):
     """Teacher scores of the selected negatives, the hard band they are drawn from and the labelled positives
-    (hnm_core.selection's bins, each as a percentage of its own group, so 60 positives show next to 6,000
+    (hnm_core.curate.selection's bins, each as a percentage of its own group, so 60 positives show next to 6,000
     candidates), with the ceiling, the floor and the margin threshold drawn as vertical lines: the mean over
     queries, and the chosen query's when one is given. Bars of binned counts, not raw scores: a 100k-row pool
     sends 120 numbers to the browser, not 100k."""

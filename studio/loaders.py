@@ -25,16 +25,16 @@ from typing import Any, Protocol
 import numpy as np
 import streamlit as st
 
-from hnm_core.audit import SplitPool, mine_hidden_split
+from hnm_core.audit.report import SplitPool, mine_hidden_split
 from hnm_core.cache import texts_digest
 from hnm_core.data import FILE_SUFFIXES, Collection, beir_splits, counted, load_collection
 from hnm_core.data.hf import hf_splits, is_hf_folder, looks_like_hub_id
 from hnm_core.errors import DataError, HnmError
-from hnm_core.model_files import cross_fit_kind, refuse_other_kind
-from hnm_core.models import LoadedModel, check_cross_encoder, load_bi_encoder, load_cross_encoder
-from hnm_core.pipeline import MiningParams, mine
-from hnm_core.pool import Pool, load_pool
-from hnm_core.project import project_2d
+from hnm_core.models.files import cross_fit_kind, refuse_other_kind
+from hnm_core.models.loading import LoadedModel, check_cross_encoder, load_bi_encoder, load_cross_encoder
+from hnm_core.engines.local import MiningParams, mine
+from hnm_core.pool.build import Pool, load_pool
+from hnm_core.pool.project import project_2d
 from hnm_core.settings import SETTINGS, from_manifest, setting
 
 from . import tables

@@ -26,10 +26,10 @@ import streamlit as st
 from hnm_core.cache import default_cache_dir
 from hnm_core.errors import HnmError
 from hnm_core.manifest import atomic_write_bytes, to_json
-from hnm_core.pipeline import MiningParams
-from hnm_core.pool import load_pool, save_pool
+from hnm_core.engines.local import MiningParams
+from hnm_core.pool.build import load_pool, save_pool
 from hnm_core.settings import from_manifest
-from hnm_core.studio_launch import DATA_ENV, SPLIT_ENV
+from hnm_core.cli.studio import DATA_ENV, SPLIT_ENV
 
 from . import loaders
 from .state import LoadedData, Mined, loaded, mined, set_data, set_mined, settings
@@ -127,7 +127,7 @@ class Saver:
 
 
 def preload() -> str | None:
-    """Load the collection `hnm studio DATA` named (hnm_core.studio_launch.DATA_ENV) into a new session, and show
+    """Load the collection `hnm studio DATA` named (hnm_core.cli.studio.DATA_ENV) into a new session, and show
     its path on the Data page; a sentence saying what was loaded or why not (None without one)."""
     path = os.environ.get(DATA_ENV, "")
     if not path:

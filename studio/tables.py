@@ -1,5 +1,5 @@
 """The tables the pages show, as pure functions of a collection, a pool and a curation (pandas frames for
-st.dataframe). Nothing here computes a label: labels come from hnm_core.curate."""
+st.dataframe). Nothing here computes a label: labels come from hnm_core.curate.rules."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
-from hnm_core.curate import Curation
-from hnm_core.reasons import reasons
+from hnm_core.curate.rules import Curation
+from hnm_core.curate.reasons import reasons
 from hnm_core.data import Collection
-from hnm_core.pool import Pool
+from hnm_core.pool.build import Pool
 
 __all__ = ["query_slices", "collection_summary", "positives_per_query", "query_preview", "label_counts",
            "short_queries", "query_change_table", "candidate_table", "documents_table", "DETAIL_COLUMNS", "score_card",
@@ -72,13 +72,13 @@ def _sources(frame: pd.DataFrame) -> np.ndarray:
 
 
 def query_change_table(change: pd.DataFrame, collection: Collection) -> pd.DataFrame:
-    """A query's negatives before and after (hnm_core.selection.query_change) with each document's text."""
+    """A query's negatives before and after (hnm_core.curate.selection.query_change) with each document's text."""
     texts = [collection.doc_texts[collection.doc_index[d]] for d in change["doc_id"].tolist()]
     return change.rename(columns={"label_after": "label now"}).assign(text=texts)
 
 
 def candidate_table(pool: Pool, curation: Curation, rows: tuple[int, int]) -> pd.DataFrame:
-    """The rows `rows` (one query's slice) of the pool with their label, why (hnm_core.reasons), sampling,
+    """The rows `rows` (one query's slice) of the pool with their label, why (hnm_core.curate.reasons), sampling,
     provenance, every score and the document text: the Explore page's linked table."""
     start, end = rows
     part = pool.frame.iloc[start:end]

@@ -19,7 +19,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from hnm_core.errors import DataError, ModelLoadError, SettingsError
-from hnm_core.outdir import MARKER
+from hnm_core.export.outdir import MARKER
 from hnm_core.settings import SETTINGS, defaults
 from studio import escape, figures, loaders, tables
 
@@ -364,7 +364,7 @@ def test_manifest_settings_replay_into_the_widgets(tiny_bi_encoder_dir, tmp_path
 
 
 def test_a_verdict_on_disk_relabels_explore_and_export_and_a_damaged_file_is_named(tiny_bi_encoder_dir):
-    from hnm_core.overrides import add_override
+    from hnm_core.curate.overrides import add_override
     from studio.corrections import overrides_path
 
     at = tiny_mine(load_sample(new_session()), tiny_bi_encoder_dir)
@@ -419,7 +419,7 @@ def test_a_cross_encoder_teacher_leaves_the_rest_unscored(tiny_bi_encoder_dir, t
 
 
 def test_a_bi_encoder_is_refused_as_the_cross_encoder_teacher_before_any_scoring(tiny_bi_encoder_dir):
-    from hnm_core.models import check_cross_encoder
+    from hnm_core.models.loading import check_cross_encoder
 
     at = load_sample(new_session())
     open_page(at, MINE)
@@ -445,8 +445,8 @@ def test_a_bi_encoder_is_refused_as_the_cross_encoder_teacher_before_any_scoring
 def test_a_trained_bi_encoder_teacher_mines_as_the_bi_encoder_teacher_and_is_refused_as_a_cross_encoder(
         tiny_bi_encoder_dir, tmp_path):
     from hnm_core.data import load_collection
-    from hnm_core.model_files import refuse_other_kind
-    from hnm_core.teacher_train import train_teacher
+    from hnm_core.models.files import refuse_other_kind
+    from hnm_core.teacher.training import train_teacher
 
     folder = train_teacher(load_collection(SAMPLE, split="test"), tmp_path / "teacher", kind="bi-encoder",
                            base_model=str(tiny_bi_encoder_dir), folds=2, epochs=1, batch_size=8, max_length=64,
@@ -470,9 +470,9 @@ def test_a_trained_bi_encoder_teacher_mines_as_the_bi_encoder_teacher_and_is_ref
 
 
 def test_a_saved_pool_folder_opens_without_mining(tiny_collection, tiny_bi_encoder_dir, tmp_path):
-    from hnm_core.models import load_bi_encoder
-    from hnm_core.pool import PoolParams, build_pool, save_pool
-    from hnm_core.teacher import TeacherParams, score_pool
+    from hnm_core.models.loading import load_bi_encoder
+    from hnm_core.pool.build import PoolParams, build_pool, save_pool
+    from hnm_core.teacher.scoring import TeacherParams, score_pool
 
     encoder = load_bi_encoder(str(tiny_bi_encoder_dir), precision="fp32")
     pool = build_pool(tiny_collection, PoolParams.from_settings({"top_k": 4}), encoder=encoder,
@@ -595,8 +595,8 @@ def test_map_selection_maps_back_to_documents():
 def test_map_figure_escapes_hover_text_zooms_and_thins_a_large_corpus(tiny_collection, tmp_path, monkeypatch):
     import dataclasses
 
-    from hnm_core.curate import CurateParams, curate
-    from hnm_core.pool import PoolParams, build_pool
+    from hnm_core.curate.rules import CurateParams, curate
+    from hnm_core.pool.build import PoolParams, build_pool
 
     texts = list(tiny_collection.doc_texts)
     texts[0] = "<img src=x onerror=alert(1)> " + texts[0]  # d01, a positive of q1
@@ -627,10 +627,10 @@ def test_map_figure_escapes_hover_text_zooms_and_thins_a_large_corpus(tiny_colle
 
 
 def test_map_hover_shows_each_ensemble_members_score(tiny_collection, tiny_bi_encoder_dir, tmp_path):
-    from hnm_core.curate import CurateParams, curate
-    from hnm_core.models import load_bi_encoder
-    from hnm_core.pool import PoolParams, build_pool
-    from hnm_core.teacher import TeacherParams, score_pool
+    from hnm_core.curate.rules import CurateParams, curate
+    from hnm_core.models.loading import load_bi_encoder
+    from hnm_core.pool.build import PoolParams, build_pool
+    from hnm_core.teacher.scoring import TeacherParams, score_pool
 
     encoder = load_bi_encoder(str(tiny_bi_encoder_dir), precision="fp32")
     pool = build_pool(tiny_collection, PoolParams.from_settings({"top_k": 3}), encoder=encoder, cache_dir=tmp_path)
@@ -647,8 +647,8 @@ def test_map_hover_shows_each_ensemble_members_score(tiny_collection, tiny_bi_en
 
 
 def test_lasso_documents_carry_the_label_and_reason_of_the_candidate_table(tiny_collection, tmp_path):
-    from hnm_core.curate import CurateParams, curate
-    from hnm_core.pool import PoolParams, build_pool
+    from hnm_core.curate.rules import CurateParams, curate
+    from hnm_core.pool.build import PoolParams, build_pool
 
     pool = build_pool(tiny_collection, PoolParams.from_settings({"sources": ("bm25",), "top_k": 3}),
                       cache_dir=tmp_path)

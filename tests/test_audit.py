@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hnm_core.audit import (
+from hnm_core.audit.report import (
     DEFAULT_GRID,
     REPORT_FILES,
     HiddenSplit,
@@ -26,11 +26,11 @@ from hnm_core.audit import (
     vet_teacher,
 )
 from hnm_core.cli import main
-from hnm_core.curate import CurateParams, curate
+from hnm_core.curate.rules import CurateParams, curate
 from hnm_core.data import Collection, load_collection
 from hnm_core.errors import DataError, ExportError, SettingsError
-from hnm_core.outdir import MARKER
-from hnm_core.pipeline import mine
+from hnm_core.export.outdir import MARKER
+from hnm_core.engines.local import mine
 from hnm_core.schema import POOL_COLUMNS
 
 from .conftest import shared_dataset
@@ -364,7 +364,7 @@ def test_a_teacher_that_learnt_a_visible_copy_of_a_hidden_positive_is_not_refuse
     """d11 is d01's text under another id: with both labelled for q1 the split hides one and shows the other, so a
     teacher trained on the visible positives has the hidden pair's texts. That is the visible labels' doing, not a
     leak; a teacher that saw a truly hidden pair (q5's) is still refused."""
-    from hnm_core.models import CROSS_FIT_MANIFEST, pair_key
+    from hnm_core.models.loading import CROSS_FIT_MANIFEST, pair_key
 
     c = dataclasses.replace(tiny_collection, positives={**tiny_collection.positives, "q1": ("d01", "d11"),
                                                         "q5": ("d08", "d12")})

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from rank_bm25 import BM25Okapi
 
-from hnm_core import bm25
-from hnm_core.bm25 import BM25Index, tokenize, tokenize_many
-from hnm_core.retrieve import SearchResult
+from hnm_core.retrieve import bm25
+from hnm_core.retrieve.bm25 import BM25Index, tokenize, tokenize_many
+from hnm_core.retrieve.result import SearchResult
 from hnm_core.errors import SettingsError
 
 from .conftest import shared_dataset

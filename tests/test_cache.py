@@ -14,11 +14,11 @@ import pytest
 from hnm_core.cache import EmbeddingCache, PairScoreCache, pair_keys, texts_digest
 from hnm_core.manifest import atomic_path
 from hnm_core.cli import main
-from hnm_core.dense import batch_order, encode
+from hnm_core.retrieve.dense import batch_order, encode
 from hnm_core.errors import CacheWarning, ModelOutputError
-from hnm_core.models import load_bi_encoder, load_cross_encoder
-from hnm_core.pool import PoolParams, build_pool, load_pool
-from hnm_core.teacher import TeacherParams, score_pool
+from hnm_core.models.loading import load_bi_encoder, load_cross_encoder
+from hnm_core.pool.build import PoolParams, build_pool, load_pool
+from hnm_core.teacher.scoring import TeacherParams, score_pool
 
 
 @pytest.fixture
@@ -333,8 +333,8 @@ def test_a_kill_loses_at_most_the_slice_in_progress(tiny_bi_encoder_dir, tmp_pat
     script = textwrap.dedent(f"""
         import os, signal, sys
         sys.path.insert(0, {str(ROOT)!r})
-        from hnm_core.dense import encode
-        from hnm_core.models import load_bi_encoder
+        from hnm_core.retrieve.dense import encode
+        from hnm_core.models.loading import load_bi_encoder
         model = load_bi_encoder({str(tiny_bi_encoder_dir)!r}, precision="fp32")
         real, calls = model.model.encode, []
         def encode_then_die(texts, **kwargs):
@@ -429,8 +429,8 @@ def test_two_runs_sharing_a_cache_both_finish_correctly(tiny_bi_encoder_dir, tmp
         import sys, time, numpy as np
         sys.path.insert(0, {str(ROOT)!r})
         from pathlib import Path
-        from hnm_core.dense import encode
-        from hnm_core.models import load_bi_encoder
+        from hnm_core.retrieve.dense import encode
+        from hnm_core.models.loading import load_bi_encoder
         model = load_bi_encoder({str(tiny_bi_encoder_dir)!r}, precision="fp32", eager=True)
         Path(sys.argv[1] + ".ready").touch()
         while not Path({str(go)!r}).exists():

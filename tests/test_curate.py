@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hnm_core.curate import LABELS, CurateParams, ShortQuery, combine, curate, margin_thresholds
-from hnm_core.reasons import reasons
+from hnm_core.curate.rules import LABELS, CurateParams, ShortQuery, combine, curate, margin_thresholds
+from hnm_core.curate.reasons import reasons
 from hnm_core.errors import DataError, SettingsError
 from hnm_core.schema import POOL_COLUMNS
 from hnm_core.settings import validate
@@ -566,7 +566,7 @@ def test_combined_curations_of_query_runs_equal_one_curation(params):
 
 
 def test_combined_curations_carry_the_verdicts_each_run_applied():
-    from hnm_core.overrides import Override, Overrides
+    from hnm_core.curate.overrides import Override, Overrides
 
     frame = random_pool()
     verdicts = Overrides((Override("q0", "d0-1", "unlabelled_positive"), Override("q5", "d5-2", "bad_negative")))

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from hnm_core.dense import DenseIndex, encode
-from hnm_core.models import load_bi_encoder
+from hnm_core.retrieve.dense import DenseIndex, encode
+from hnm_core.models.loading import load_bi_encoder
 
 
 def random_unit(n: int, dim: int, seed: int) -> np.ndarray:
@@ -93,7 +93,7 @@ def test_changed_weights_recompute(tiny_bi_encoder_dir, tmp_path):
 
 
 def test_block_wise_exact_search_over_a_memmap_equals_brute_force(tmp_path):
-    from hnm_core.vectors import exact_search, row_blocks
+    from hnm_core.retrieve.vectors import exact_search, row_blocks
 
     rng = np.random.default_rng(3)
     docs = rng.standard_normal((50, 8)).astype(np.float16)

@@ -13,10 +13,10 @@ import pytest
 from hnm_core import cache as cache_module
 from hnm_core.cache import _PART
 from hnm_core.cli import main
-from hnm_core.dense import encode
+from hnm_core.retrieve.dense import encode
 from hnm_core.errors import CacheWarning
 from hnm_core.manifest import comparable_files
-from hnm_core.models import load_bi_encoder
+from hnm_core.models.loading import load_bi_encoder
 
 SAMPLE = Path(__file__).resolve().parents[1] / "sample_data"
 # Texts of many lengths, all shorter than the tiny model's 64 tokens, so batches pad differently: encoded beside

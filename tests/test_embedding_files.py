@@ -10,10 +10,10 @@ import pytest
 
 from hnm_core.cli import main
 from hnm_core.data import load_collection
-from hnm_core.dense import encode
-from hnm_core.embedding_files import read_embeddings
+from hnm_core.retrieve.dense import encode
+from hnm_core.retrieve.embedding_files import read_embeddings
 from hnm_core.errors import DataError
-from hnm_core.models import load_bi_encoder
+from hnm_core.models.loading import load_bi_encoder
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "sample_data"
@@ -157,7 +157,7 @@ def test_a_parquet_file_is_read_batch_by_batch_into_collection_order(tmp_path, m
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    import hnm_core.embedding_files as embedding_files
+    import hnm_core.retrieve.embedding_files as embedding_files
 
     monkeypatch.setattr(embedding_files, "_READ_BYTES", 3 * 4 * 4)  # 3 rows of 4 dimensions per record batch
     rows, ids = _unit(10) * 2, _ids(10)

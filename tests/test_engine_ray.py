@@ -9,9 +9,9 @@ import pytest
 
 from hnm_core.cli import main
 from hnm_core.data import load_collection
-from hnm_core.dense import encode
-from hnm_core.models import load_bi_encoder
-from hnm_core.pool import load_pool
+from hnm_core.retrieve.dense import encode
+from hnm_core.models.loading import load_bi_encoder
+from hnm_core.pool.build import load_pool
 
 pytest.importorskip("ray")
 
@@ -21,7 +21,7 @@ EXPORTS = ("triplet.parquet", "ntuple.parquet", "labeled_pair.parquet", "pool.pa
 
 @pytest.mark.slow  # about 80 s on two busy cores: a local Ray cluster, four commands
 def test_mine_and_curate_on_ray_equal_the_local_engine(tiny_bi_encoder_dir, tmp_path, capsys):
-    from hnm_core.engine_ray import session
+    from hnm_core.engines.ray_engine import session
 
     flags = ["--model", str(tiny_bi_encoder_dir), "--teacher-model", str(tiny_bi_encoder_dir), "--precision", "fp32",
              "--quiet", "--top-k", "30", "--relative-margin", "0.05"]
@@ -100,7 +100,7 @@ def test_a_bi_encoder_teacher_on_ray_scores_the_local_bytes(tiny_bi_encoder_dir,
     import torch
     from sentence_transformers import SentenceTransformer
 
-    from hnm_core.engine_ray import session
+    from hnm_core.engines.ray_engine import session
 
     teacher = tmp_path / "teacher"
     shutil.copytree(tiny_bi_encoder_dir, teacher)

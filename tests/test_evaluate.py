@@ -16,8 +16,8 @@ import pytest
 from hnm_core.cli import main
 from hnm_core.data import load_collection
 from hnm_core.errors import DataError, SettingsError
-from hnm_core.evaluate import _metrics, evaluate, load_eval_collection
-from hnm_core.models import load_bi_encoder
+from hnm_core.prove.evaluate import _metrics, evaluate, load_eval_collection
+from hnm_core.models.loading import load_bi_encoder
 
 from .conftest import SHARED_DATASETS
 
@@ -194,7 +194,7 @@ def test_cli_eval_prints_a_table_or_json(edge_folder, tiny_bi_encoder_dir, tmp_p
 
 @pytest.mark.slow
 def test_minilm_on_the_sample_equals_the_evaluator(session_cache):
-    from hnm_core.models import resolve_model_path
+    from hnm_core.models.loading import resolve_model_path
 
     result = evaluate("all-MiniLM-L6-v2", load_eval_collection(SAMPLE), k_values=KS, cache_dir=session_cache)
     assert_same_figures(result.metrics, reference_figures(resolve_model_path("all-MiniLM-L6-v2"), SAMPLE), tol=1e-4)

@@ -12,13 +12,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hnm_core.curate import CurateParams, curate
+from hnm_core.curate.rules import CurateParams, curate
 from hnm_core.data import Collection
 from hnm_core.errors import DataError, ExportError
-from hnm_core.export import export
-from hnm_core.outdir import MARKER
-from hnm_core.pool import Pool, PoolStats
-from hnm_core.rounds import diff_rounds
+from hnm_core.export.formats import export
+from hnm_core.export.outdir import MARKER
+from hnm_core.pool.build import Pool, PoolStats
+from hnm_core.prove.rounds import diff_rounds
 from hnm_core.schema import POOL_COLUMNS
 
 from .test_curate import OFF, pool_frame

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from hnm_core.errors import ModelLoadError, SettingsError
-from hnm_core.model_files import check_max_length, max_positions
-from hnm_core.models import (
+from hnm_core.models.files import check_max_length, max_positions
+from hnm_core.models.loading import (
     check_cross_encoder,
     cpu_has_bf16,
     load_bi_encoder,

@@ -1,4 +1,4 @@
-"""Output folders (hnm_core/outdir.py) through the CLI and the writers: what --overwrite may touch, --out checked
+"""Output folders (hnm_core/export/outdir.py) through the CLI and the writers: what --overwrite may touch, --out checked
 before any work, kill -9 during an export, and the recovery of an output its run did not finish."""
 
 from __future__ import annotations
@@ -18,11 +18,11 @@ import pandas as pd
 import pytest
 
 from hnm_core.cli import main
-from hnm_core.curate import curate
+from hnm_core.curate.rules import curate
 from hnm_core.errors import ExportError
-from hnm_core.export import export
-from hnm_core.outdir import MARKER, read_marker
-from hnm_core.pool import load_pool, save_pool
+from hnm_core.export.formats import export
+from hnm_core.export.outdir import MARKER, read_marker
+from hnm_core.pool.build import load_pool, save_pool
 
 from .test_curate import pool_frame
 from .test_export import PARAMS, make_pool, rows
@@ -287,7 +287,7 @@ def test_an_out_that_turns_read_only_during_the_run_is_named_as_such(saved_pool,
 
 HOLDER = """
 import sys
-from hnm_core.outlock import claim
+from hnm_core.export.outlock import claim
 with claim(sys.argv[1]):
     print("holding", flush=True)
     sys.stdin.read()
@@ -323,7 +323,7 @@ def no_space(path: Path, written: bytes = b"PAR1 half a file") -> None:
 
 
 def test_a_full_disk_during_an_export_leaves_the_earlier_one_and_says_so(saved_pool, tmp_path, capsys, monkeypatch):
-    writer = importlib.import_module("hnm_core.export")  # `hnm_core.export` is the function of that name
+    writer = importlib.import_module("hnm_core.export.formats")
 
     out = tmp_path / "round"
     argv = ["curate", str(saved_pool), "--out", str(out), "--formats", "triplet,pool", "--quiet", *RULES_OFF]
@@ -371,12 +371,12 @@ def test_a_full_disk_while_caching_embeddings_leaves_no_half_file(tiny_bi_encode
 
 
 def test_a_full_disk_anywhere_else_is_one_line_too(tmp_path, capsys, monkeypatch):
-    import hnm_core.pool
+    import hnm_core.pool.build
 
     def build_pool(*args, **kwargs):  # a folder the cache makes, say: mkdir fails on a full disk
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(tmp_path / "cache" / "embeddings" / "k"))
 
-    monkeypatch.setattr(hnm_core.pool, "build_pool", build_pool)
+    monkeypatch.setattr(hnm_core.pool.build, "build_pool", build_pool)
     assert main(["pool", str(SAMPLE), "--out", str(tmp_path / "out"), "--sources", "bm25", "--quiet"]) == 2
     err = one_line(capsys)
     assert err.startswith(f"hnm pool: error: {tmp_path / 'cache' / 'embeddings' / 'k'}: no space left on the device")
@@ -393,7 +393,8 @@ def test_a_full_disk_anywhere_else_is_one_line_too(tmp_path, capsys, monkeypatch
 #   saving-pool   `hnm mine`: after the export is in place, before its pool/ is saved
 CHILD = """
 import importlib, os, signal, sys
-cli, export, outdir, pool = (importlib.import_module(f"hnm_core.{n}") for n in ("cli", "export", "outdir", "pool"))
+cli, export, outdir, pool = (importlib.import_module(f"hnm_core.{n}")
+                              for n in ("cli.main", "export.formats", "export.outdir", "pool.build"))
 
 def kill_on_call(module, name, nth):
     real = getattr(module, name)
@@ -491,7 +492,7 @@ def test_kill_9_during_an_export_then_the_rerun_completes_it(earlier, point, aft
 
 def test_a_mine_interrupted_before_its_pool_was_saved_is_replaced_without_overwrite(flags, tmp_path, monkeypatch,
                                                                                     capsys):
-    import hnm_core.pool
+    import hnm_core.pool.build
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt  # Ctrl-C after the export is in place, before its pool/ is saved
@@ -499,7 +500,7 @@ def test_a_mine_interrupted_before_its_pool_was_saved_is_replaced_without_overwr
     run = tmp_path / "run"
     argv = ["mine", str(SAMPLE), "--out", str(run), "--formats", "triplet", *flags]
     with monkeypatch.context() as patch:
-        patch.setattr(hnm_core.pool, "save_pool", interrupted)
+        patch.setattr(hnm_core.pool.build, "save_pool", interrupted)
         assert main(argv) == 130
     _recovers_without_overwrite(run, argv, tmp_path, capsys)
 

@@ -16,14 +16,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hnm_core.audit import known_false_negatives
+from hnm_core.audit.report import known_false_negatives
 from hnm_core.cli import main
-from hnm_core.curate import curate
+from hnm_core.curate.rules import curate
 from hnm_core.errors import DataError
-from hnm_core.export import export
-from hnm_core.overrides import Override, add_override, default_path, read_overrides
-from hnm_core.pool import save_pool
-from hnm_core.reasons import reasons
+from hnm_core.export.formats import export
+from hnm_core.curate.overrides import Override, add_override, default_path, read_overrides
+from hnm_core.pool.build import save_pool
+from hnm_core.curate.reasons import reasons
 
 from .test_cli import SAMPLE, tiny_models  # noqa: F401  (a fixture)
 from .test_export import PARAMS, make_pool, rows

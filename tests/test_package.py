@@ -73,7 +73,7 @@ def installed(tmp_path_factory) -> tuple[Path, dict[str, str]]:
 @pytest.mark.slow
 def test_the_installed_wheel_imports_every_module_from_its_own_files(installed, tmp_path):
     venv, env = installed
-    script = ("import importlib, json, sys; from hnm_core.studio_launch import app_path; "
+    script = ("import importlib, json, sys; from hnm_core.cli.studio import app_path; "
               "print(json.dumps({'files': {m: importlib.import_module(m).__file__ for m in sys.argv[1:]}, "
               "'app': str(app_path())}))")
     out = subprocess.run([str(venv / "bin" / "python"), "-c", script, *_modules()], check=True, cwd=tmp_path,

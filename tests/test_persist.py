@@ -9,7 +9,7 @@ from hnm_core.settings import defaults
 from streamlit.testing.v1 import AppTest
 
 from studio.persist import PARAM, Saver, prune_sessions, state_path
-from tests.test_app import (APP, DATA, MINE, TUNE, cache_dir, load_sample, new_session, open_page,  # noqa: F401
+from tests.test_app import (APP, DATA, MINE, SAMPLE, TUNE, cache_dir, load_sample, new_session, open_page,  # noqa: F401
                             tiny_mine)
 
 
@@ -63,7 +63,11 @@ def test_another_collection_resets_the_tune_settings_and_the_same_one_keeps_them
     at = tiny_mine(load_sample(new_session()), tiny_bi_encoder_dir)
     open_page(at, TUNE)
     at.slider(key="setting:skip_n").set_value(defaults()["skip_n"] + 3).run()
-    load_sample(at)
+    open_page(at, DATA)
+    assert at.radio(key="data_source").value == "Bundled sample" and not at.button(key="load_sample")
+    at.radio(key="data_source").set_value("Folder or file path").run()
+    at.text_input(key="data_path").input(str(SAMPLE)).run()  # the sample's folder: the same content
+    at.button(key="load_path").click().run()
     assert at.info[0].value == "The same collection as before: the Tune settings are kept."
     assert at.session_state["settings"]["skip_n"] == defaults()["skip_n"] + 3
 
@@ -93,7 +97,7 @@ def test_only_the_newest_session_files_are_kept(tmp_path, monkeypatch):
 
 
 def test_hnm_studio_data_is_loaded_into_every_new_session_and_shown_on_the_data_page(monkeypatch):
-    from hnm_core.studio_launch import DATA_ENV, SPLIT_ENV
+    from hnm_core.cli.studio import DATA_ENV, SPLIT_ENV
     from tests.test_app import SAMPLE
 
     monkeypatch.setenv(DATA_ENV, str(SAMPLE))

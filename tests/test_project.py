@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from hnm_core.errors import DataError, SettingsError
-from hnm_core.project import project_2d, projection_key
+from hnm_core.pool.project import project_2d, projection_key
 
 
 def blobs(n_per: int, *, dim: int = 24, centres: int = 3, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

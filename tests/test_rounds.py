@@ -7,10 +7,10 @@ import dataclasses
 import pytest
 
 from hnm_core.cli import main
-from hnm_core.curate import curate
+from hnm_core.curate.rules import curate
 from hnm_core.errors import DataError
-from hnm_core.export import export
-from hnm_core.rounds import RoundDiff, diff_rounds
+from hnm_core.export.formats import export
+from hnm_core.prove.rounds import RoundDiff, diff_rounds
 
 from .test_export import PARAMS, make_pool, pool_frame, rows
 

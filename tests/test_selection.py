@@ -7,9 +7,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hnm_core.curate import CurateParams, curate
+from hnm_core.curate.rules import CurateParams, curate
 from hnm_core.errors import DataError
-from hnm_core.selection import GROUPS, query_change, selection_change, selection_view
+from hnm_core.curate.selection import GROUPS, query_change, selection_change, selection_view
 from tests.test_curate import OFF, pool_frame
 
 

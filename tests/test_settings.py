@@ -5,14 +5,14 @@ from pathlib import Path
 
 import pytest
 
-from hnm_core.audit import audit
+from hnm_core.audit.report import audit
 from hnm_core.cli import build_parser
-from hnm_core.curate import CurateParams
+from hnm_core.curate.rules import CurateParams
 from hnm_core.errors import SettingsError
-from hnm_core.pipeline import MiningParams, mine
-from hnm_core.pool import PoolParams, build_pool
+from hnm_core.engines.local import MiningParams, mine
+from hnm_core.pool.build import PoolParams, build_pool
 from hnm_core.settings import SETTINGS, StageParams, defaults, setting, validate
-from hnm_core.teacher import TeacherParams, score_pool
+from hnm_core.teacher.scoring import TeacherParams, score_pool
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 
 from hnm_core.errors import ModelLoadError, SettingsError
-from hnm_core.models import load_bi_encoder, load_cross_encoder
-from hnm_core.pool import PoolParams, build_pool
-from hnm_core.teacher import TeacherParams, ensemble_scores, load_teacher, score_pool
+from hnm_core.models.loading import load_bi_encoder, load_cross_encoder
+from hnm_core.pool.build import PoolParams, build_pool
+from hnm_core.teacher.scoring import TeacherParams, ensemble_scores, load_teacher, score_pool
 
 
 def cross_encoder(top_n: int, **settings) -> TeacherParams:
@@ -191,7 +191,7 @@ def test_ensemble_of_a_cross_encoder_the_miner_and_bm25_keeps_each_members_score
         ("cross-encoder", "teacher_cross_encoder"), ("dense", "teacher_dense"), ("bm25", "teacher_bm25")]
     assert teacher["members"][0]["fingerprint"] == alone.meta["teacher"]["fingerprint"]
 
-    from hnm_core.pool import load_pool, save_pool
+    from hnm_core.pool.build import load_pool, save_pool
 
     back = load_pool(save_pool(scored, tmp_path / "pool"))
     assert list(back.frame.columns[-3:]) == ["teacher_cross_encoder", "teacher_dense", "teacher_bm25"]
@@ -217,7 +217,7 @@ def test_ensemble_of_pool_scores_loads_no_model_and_scores_every_row(pool, tmp_p
      r"bm25 scores come from the pool's sources, which are dense\. Fix: add bm25 to --sources"),
 ])
 def test_an_ensemble_that_cannot_be_scored_is_refused_before_any_work(values, message):
-    from hnm_core.pipeline import MiningParams
+    from hnm_core.engines.local import MiningParams
 
     with pytest.raises(SettingsError, match=message):
         MiningParams.from_settings(values)

@@ -6,14 +6,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hnm_core.audit import audit, hide_positives
+from hnm_core.audit.report import audit, hide_positives
 from hnm_core.cli import main
 from hnm_core.data import Collection
 from hnm_core.errors import ExportError, ModelLoadError, SettingsError
-from hnm_core.models import check_cross_encoder, load_bi_encoder, load_cross_encoder, pair_key
-from hnm_core.pool import PoolParams, build_pool
-from hnm_core.teacher import TeacherParams, score_pool
-from hnm_core.teacher_train import fold_queries, ntuples, train_teacher, training_rows
+from hnm_core.models.loading import check_cross_encoder, load_bi_encoder, load_cross_encoder, pair_key
+from hnm_core.pool.build import PoolParams, build_pool
+from hnm_core.teacher.scoring import TeacherParams, score_pool
+from hnm_core.teacher.training import fold_queries, ntuples, train_teacher, training_rows
 
 SAMPLE = Path(__file__).resolve().parents[1] / "sample_data"
 BAND = 2
@@ -271,7 +271,7 @@ def test_audit_refuses_a_teacher_that_saw_the_hidden_positives_and_takes_one_tra
 @pytest.mark.slow
 def test_minilm_teacher_trained_on_sample_data_for_a_few_steps(tmp_path, session_cache):
     from hnm_core.data import load_collection
-    from hnm_core.pipeline import mine
+    from hnm_core.engines.local import mine
 
     collection = load_collection(SAMPLE, split="train")
     result = train_teacher(collection, tmp_path / "teacher", folds=2, negatives_per_positive=1, epochs=1,

@@ -12,14 +12,14 @@ import pyarrow.parquet as pq
 import pytest
 
 from hnm_core.cli import main
-from hnm_core.curate import CurateParams, curate
+from hnm_core.curate.rules import CurateParams, curate
 from hnm_core.data import load_collection
 from hnm_core.errors import DataError, ExportError, SettingsError
-from hnm_core.export import export
-from hnm_core.models import load_bi_encoder
-from hnm_core.pipeline import mine
+from hnm_core.export.formats import export
+from hnm_core.models.loading import load_bi_encoder
+from hnm_core.engines.local import mine
 from hnm_core.settings import validate
-from hnm_core.train import train_model, training_file
+from hnm_core.prove.train import train_model, training_file
 
 SAMPLE = Path(__file__).resolve().parents[1] / "sample_data"
 # Small batches so the ~60-row export makes several optimiser steps; a high lr so one step visibly moves weights;

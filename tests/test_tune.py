@@ -1,12 +1,12 @@
-"""The Tune page's live view of the exported set (pages/tune.py over hnm_core.selection): what each number and the
+"""The Tune page's live view of the exported set (pages/tune.py over hnm_core.curate.selection): what each number and the
 per-query table show is what the library computes for the same settings."""
 
 from __future__ import annotations
 
 import pandas as pd
 
-from hnm_core.curate import LABELS, CurateParams, curate
-from hnm_core.selection import query_change, selection_view
+from hnm_core.curate.rules import LABELS, CurateParams, curate
+from hnm_core.curate.selection import query_change, selection_view
 from hnm_core.settings import defaults
 from tests.test_app import (TUNE, cache_dir, load_sample, metrics, new_session, open_page,  # noqa: F401
                             rules_off, tiny_mine)

@@ -1,7 +1,7 @@
 """The audit's measurement: hide some labelled positives, then count how many a curation exports as negatives.
 
 `hide_positives` picks the hidden positives (seeded, per query), `hidden_rows` finds them in a pool mined without
-them, and `audit_figures` measures one curation of that pool (definitions in hnm_core.audit and docs/audit.md).
+them, and `audit_figures` measures one curation of that pool (definitions in hnm_core.audit.report and docs/audit.md).
 Pure functions: nothing here mines, scores or writes.
 """
 
@@ -15,10 +15,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .curate import LABELS, Curation
-from .data import Collection, counted, normalize_text
-from .errors import DataError, SettingsError
-from .settings import setting
+from ..curate.rules import LABELS, Curation
+from ..data import Collection, counted, normalize_text
+from ..errors import DataError, SettingsError
+from ..settings import setting
 
 __all__ = ["CAUGHT_LABELS", "HiddenSplit", "hide_positives", "hidden_rows", "AuditFigures", "audit_figures"]
 

@@ -10,8 +10,8 @@ hard without leaking positives, and a recommendation picks the hardest setting w
     report = audit_pool(pool, split, params)                            # curate and sweep a pool already mined
     result = sweep(report.pool.frame, report.hidden, params, n_hidden=report.split.n_hidden)
 
-This module runs the pipeline; the measurement is pure and lives beside it: hnm_core.leak (the hidden split and
-the figures) and hnm_core.sweep (the grid and the recommendation), both re-exported here.
+This module runs the pipeline; the measurement is pure and lives beside it: hnm_core.audit.leak (the hidden split and
+the figures) and hnm_core.audit.sweep (the grid and the recommendation), both re-exported here.
 
 The figures (defined precisely in docs/audit.md), over all queries of the pool:
 
@@ -37,17 +37,17 @@ from typing import Any, NamedTuple
 import numpy as np
 import pandas as pd
 
-from .curate import CurateParams, Curation, curate
-from .data import Collection, counted
-from .errors import DataError, SettingsError
+from ..curate.rules import CurateParams, Curation, curate
+from ..data import Collection, counted
+from ..errors import DataError, SettingsError
 from .leak import CAUGHT_LABELS, AuditFigures, HiddenSplit, audit_figures, hidden_rows, hide_positives
-from .manifest import fingerprints, package_versions, to_json, write_json
-from .model_files import CROSS_FIT_MANIFEST, pair_key, read_json, resolve_model_path
-from .models import LoadedModel
-from .overrides import Overrides
-from .pool import Pool
-from .progress import Progress, no_progress
-from .settings import setting, validate
+from ..manifest import fingerprints, package_versions, to_json, write_json
+from ..models.files import CROSS_FIT_MANIFEST, pair_key, read_json, resolve_model_path
+from ..models.loading import LoadedModel
+from ..curate.overrides import Overrides
+from ..pool.build import Pool
+from ..progress import Progress, no_progress
+from ..settings import setting, validate
 from .sweep import (
     DEFAULT_GRID,
     DEFAULT_MIN_COVERAGE,
@@ -58,7 +58,7 @@ from .sweep import (
     sweep,
 )
 
-# The measurement (leak.py, sweep.py) is re-exported: `from hnm_core.audit import ...` serves the whole stage.
+# The measurement (leak.py, sweep.py) is re-exported: `from hnm_core.audit.report import ...` serves the whole stage.
 __all__ = [
     "CAUGHT_LABELS",
     "DEFAULT_GRID",
@@ -163,7 +163,7 @@ def mine_hidden_split(
         `teacher_train` settings of `values`) on the visible positives only, into this folder (resumable), and score
         with it: as the teacher, or as the cross-encoder member of an ensemble teacher. The pool's teacher entry
         records what it trained on (`trained_by_audit`)."""
-    from .pipeline import mine
+    from ..engines.local import mine
 
     split = hide_positives(collection, hide=values["hide"], seed=values["seed"])
     if not split.hidden:
@@ -192,7 +192,7 @@ def _train_visible_teacher(visible: Collection, values: dict[str, Any], out: str
                            progress: Progress) -> tuple[dict[str, Any], dict[str, Any]]:
     """Train the teacher on `visible` (the collection with the hidden positives removed) into `out`; the mining
     settings that score with it, and what it trained on for the report."""
-    from .teacher_train import train_options, train_teacher
+    from ..teacher.training import train_options, train_teacher
 
     ensemble = values["teacher"] == "ensemble"
     if ensemble and values["teacher_kind"] != "cross-encoder":
@@ -215,7 +215,7 @@ def _train_visible_teacher(visible: Collection, values: dict[str, Any], out: str
 
 @dataclass(frozen=True)
 class KnownFalseNegatives:
-    """The candidates a person marked as unlabelled positives (hnm_core.overrides): false negatives known for sure,
+    """The candidates a person marked as unlabelled positives (hnm_core.curate.overrides): false negatives known for sure,
     and what the audit's curation does with them when the verdicts are not applied. `marked`: such verdicts;
     `in_pool`: candidate rows of the audit pool they name; `caught`: of those, rows a false-negative rule labels
     (CAUGHT_LABELS); `exported`: rows the rules alone would export as negatives."""
@@ -314,7 +314,7 @@ def audit_pool(
     if leaked_labels:
         raise DataError("audit pool", f"{len(leaked_labels):,} queries have hidden positives labelled in the pool "
                                       f"(e.g. {leaked_labels[0]!r}).",
-                        fix="mine split.apply(collection), not the full collection (hnm_core.audit.audit does)")
+                        fix="mine split.apply(collection), not the full collection (hnm_core.audit.report.audit does)")
     meta = pool.meta.get("teacher") or {}
     settings = pool.meta.get("settings", {})
     kind, name = meta.get("kind", settings.get("teacher")), meta.get("name", settings.get("teacher_model"))
@@ -378,8 +378,8 @@ REPORT_FILES = ("report.json", "sweep.csv", "hidden_positives.csv", "manifest.js
 def save_report(report: AuditReport, out_dir: str | Path, *, overwrite: bool = False,
                 extra_manifest: dict[str, Any] | None = None, inputs: Sequence[str | Path] = ()) -> Path:
     """Write report.json, sweep.csv, hidden_positives.csv and manifest.json into `out_dir`, a folder that appears all
-    at once. overwrite / inputs: as for `export` (see hnm_core.outdir)."""
-    from .outdir import write_output
+    at once. overwrite / inputs: as for `export` (see hnm_core.export.outdir)."""
+    from ..export.outdir import write_output
 
     meta = report.pool.meta
     manifest = {

@@ -12,11 +12,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .curate import CurateParams, curate
-from .errors import SettingsError
+from ..curate.rules import CurateParams, curate
+from ..errors import SettingsError
 from .leak import AuditFigures, audit_figures, percent
-from .progress import Progress, no_progress
-from .settings import defaults, setting
+from ..progress import Progress, no_progress
+from ..settings import defaults, setting
 
 __all__ = ["DEFAULT_GRID", "DEFAULT_TARGET_LEAK", "DEFAULT_MIN_COVERAGE", "Recommendation", "SweepResult", "sweep"]
 

@@ -26,15 +26,15 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from .data import counted
-from .errors import HnmError, HnmWarning, SettingsError
-from .model_files import check_lengths
-from .outdir import check_out, finish, refuse_inputs
-from .outlock import claim
-from .overrides import OVERRIDES_FILE, Overrides
-from .prove import STAGES as PROVE_STAGES
-from .settings import SETTINGS, Setting, Stage, from_manifest, validate
-from .storage import check_cache_dir, disk_full, is_disk_full
+from ..data import counted
+from ..errors import HnmError, HnmWarning, SettingsError
+from ..models.files import check_lengths
+from ..export.outdir import check_out, finish, refuse_inputs
+from ..export.outlock import claim
+from ..curate.overrides import OVERRIDES_FILE, Overrides
+from ..prove import STAGES as PROVE_STAGES
+from ..settings import SETTINGS, Setting, Stage, from_manifest, validate
+from ..storage import check_cache_dir, disk_full, is_disk_full
 
 __all__ = ["main", "build_parser"]
 
@@ -111,7 +111,7 @@ def _embedding_files(parser: argparse.ArgumentParser) -> None:
 def _overrides_flag(parser: argparse.ArgumentParser, what: str) -> None:
     parser.add_argument("--overrides", type=Path, default=None, metavar="FILE",
                         help=f"a JSONL file of your verdicts on candidates (unlabelled_positive, bad_negative; see "
-                             f"hnm_core/overrides.py) to {what}")
+                             f"hnm_core/curate/overrides.py) to {what}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -176,7 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _cmd_studio(args: argparse.Namespace) -> int:
-    from .studio_launch import run_studio
+    from .studio import run_studio
 
     run_studio(args.data, port=args.port, split=args.split)
     return 0
@@ -239,7 +239,7 @@ def _settings(args: argparse.Namespace, stages: Sequence[Stage],
 
 
 def _progress(args: argparse.Namespace):
-    from .progress import no_progress, terminal_progress
+    from ..progress import no_progress, terminal_progress
 
     return no_progress if args.quiet else terminal_progress()
 
@@ -250,8 +250,8 @@ def _say(lines: Sequence[str]) -> None:
 
 
 def _cmd_pool(args: argparse.Namespace) -> int:
-    from .data import load_collection
-    from .pool import PoolParams, build_pool, save_pool
+    from ..data import load_collection
+    from ..pool.build import PoolParams, build_pool, save_pool
 
     values = _settings(args, ("data", "run", "pool"))
     params = PoolParams.from_settings(values)
@@ -271,7 +271,7 @@ def _cmd_pool(args: argparse.Namespace) -> int:
 def _engine_session(values: dict[str, Any]) -> Any:
     """One Ray session for the whole command under --engine ray (mining, curation and saving share it)."""
     if values["engine"] == "ray":
-        from .engine_ray import session
+        from ..engines.ray_engine import session
 
         return session()
     return contextlib.nullcontext()
@@ -280,13 +280,13 @@ def _engine_session(values: dict[str, Any]) -> Any:
 def _curate_and_export(pool: Any, values: dict[str, Any], args: argparse.Namespace, command: str,
                        inputs: Sequence[Path], pending: Sequence[str] = (),
                        overrides: Overrides | None = None) -> Any:
-    from .curate import CurateParams
-    from .export import export
+    from ..curate.rules import CurateParams
+    from ..export.formats import export
 
     if values["engine"] == "ray":
-        from .engine_ray import curate
+        from ..engines.ray_engine import curate
     else:
-        from .curate import curate
+        from ..curate.rules import curate
     curation = curate(pool.frame, CurateParams.from_settings(values), overrides)
     result = export(pool, curation, args.out, formats=values["formats"], file_type=values["file_type"],
                     extra_positives=values["extra_positives"], overwrite=args.overwrite,
@@ -299,10 +299,10 @@ def _curate_and_export(pool: Any, values: dict[str, Any], args: argparse.Namespa
 
 
 def _cmd_mine(args: argparse.Namespace) -> int:
-    from .data import load_collection
-    from .manifest import atomic_write_bytes
-    from .overrides import default_path, read_overrides
-    from .pipeline import MiningParams, mine
+    from ..data import load_collection
+    from ..manifest import atomic_write_bytes
+    from ..curate.overrides import default_path, read_overrides
+    from ..engines.local import MiningParams, mine
 
     values = _settings(args, ("data", "run", "engine", "pool", "teacher", "curate", "export"))
     params = MiningParams.from_settings(values)
@@ -322,9 +322,9 @@ def _cmd_mine(args: argparse.Namespace) -> int:
                                     inputs=[args.data, *([args.overrides] if args.overrides else [])],
                                     pending=["pool"], overrides=overrides)
         if values["engine"] == "ray":
-            from .engine_ray import save_ray_pool as save_pool
+            from ..engines.ray_engine import save_ray_pool as save_pool
         else:
-            from .pool import save_pool
+            from ..pool.build import save_pool
         folder = save_pool(pool, result.out_dir / "pool")
     if overrides:  # beside the pool, where `hnm curate` and the studio look for them
         atomic_write_bytes(default_path(folder), args.overrides.read_bytes())
@@ -334,8 +334,8 @@ def _cmd_mine(args: argparse.Namespace) -> int:
 
 
 def _cmd_curate(args: argparse.Namespace) -> int:
-    from .overrides import default_path, read_overrides
-    from .pool import load_pool
+    from ..curate.overrides import default_path, read_overrides
+    from ..pool.build import load_pool
 
     folder = args.pool_dir / "pool" if (args.pool_dir / "pool" / "manifest.json").exists() else args.pool_dir
     check_out(args.out, "export", overwrite=args.overwrite, inputs=[folder])
@@ -352,7 +352,7 @@ def _cmd_curate(args: argparse.Namespace) -> int:
 def _cmd_diff(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
-    from .rounds import diff_rounds
+    from ..prove.rounds import diff_rounds
 
     result = diff_rounds(args.round_a, args.round_b, allow_different_collections=args.allow_different_collections)
     if args.json:
@@ -363,9 +363,9 @@ def _cmd_diff(args: argparse.Namespace) -> int:
 
 
 def _cmd_audit(args: argparse.Namespace) -> int:
-    from .audit import audit, save_report
-    from .data import load_collection
-    from .overrides import read_overrides
+    from ..audit.report import audit, save_report
+    from ..data import load_collection
+    from ..curate.overrides import read_overrides
 
     values = _settings(args, AUDIT_STAGES)
     check_out(args.out, "audit", overwrite=args.overwrite, inputs=[args.data])
@@ -392,8 +392,8 @@ def _cmd_audit(args: argparse.Namespace) -> int:
 
 
 def _cmd_train_teacher(args: argparse.Namespace) -> int:
-    from .data import load_collection
-    from .teacher_train import train_options, train_teacher
+    from ..data import load_collection
+    from ..teacher.training import train_options, train_teacher
 
     values = _settings(args, ("data", "run", "pool", "teacher_train"))
     refuse_inputs(args.out, [args.data])  # before any work; the folder's own rules are checked by train_teacher
@@ -423,7 +423,7 @@ def _one_line_warning(command: str, default: Callable[..., None]) -> Callable[..
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from .train import train_model
+    from ..prove.train import train_model
 
     values = _settings(args, ("run", "train"))
     result = train_model(args.export_dir, args.out, model=values["train_model"], loss=values["loss"],
@@ -438,7 +438,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    from .evaluate import evaluate, load_eval_collection
+    from ..prove.evaluate import evaluate, load_eval_collection
 
     values = _settings(args, ("data", "eval"), also=("batch_size",))
     collection = load_eval_collection(args.data, split=values["split"])
@@ -451,8 +451,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _cmd_prove(args: argparse.Namespace) -> int:
-    from .prove import VARIANT_STAGES, prove
-    from .prove.variants import parse_variant
+    from ..prove import VARIANT_STAGES, prove
+    from ..prove.variants import parse_variant
 
     variants = dict(parse_variant(text, VARIANT_STAGES) for text in args.variant)
     if len(variants) < len(args.variant):
@@ -505,5 +505,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-if __name__ == "__main__":
-    sys.exit(main())

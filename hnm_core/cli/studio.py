@@ -13,8 +13,8 @@ import os
 import sys
 from pathlib import Path
 
-from .data.hf import looks_like_hub_id
-from .errors import DataError, SettingsError
+from ..data.hf import looks_like_hub_id
+from ..errors import DataError, SettingsError
 
 __all__ = ["DATA_ENV", "SPLIT_ENV", "app_path", "studio_command", "run_studio"]
 

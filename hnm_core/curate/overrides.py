@@ -28,8 +28,8 @@ from typing import Literal, NamedTuple
 import numpy as np
 import pandas as pd
 
-from .data import Collection
-from .errors import DataError
+from ..data import Collection
+from ..errors import DataError
 
 __all__ = ["VERDICTS", "CLEARED", "Verdict", "Override", "Overrides", "OVERRIDES_FILE", "default_path",
            "read_overrides", "add_override"]
@@ -187,7 +187,7 @@ def add_override(path: str | Path, query_id: str, doc_id: str, verdict: Verdict 
     unknown verdict or an empty id."""
     from filelock import FileLock
 
-    from .manifest import atomic_write_bytes
+    from ..manifest import atomic_write_bytes
 
     path = Path(path).expanduser()
     if verdict not in _LINE_VERDICTS:

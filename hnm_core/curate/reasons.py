@@ -1,4 +1,4 @@
-"""Why each pool row got its label: the rule of hnm_core.curate that fired first, with its numbers.
+"""Why each pool row got its label: the rule of hnm_core.curate.rules that fired first, with its numbers.
 
     reasons(frame, curation)   ->  "teacher 0.69 > ceiling 0.66", "same k-means cluster 8 as positive d031",
                                    "rank 3 in dense top-10 (skip-N 10)", "hard band, rank 4 of 121: selected", ...
@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .curate import (
+from .rules import (
     LABELS,
     REF_NAMES,
     CurateParams,
@@ -23,7 +23,7 @@ from .curate import (
     _positive_ref,
     _rank_in_groups,
 )
-from .errors import DataError
+from ..errors import DataError
 
 __all__ = ["reasons"]
 

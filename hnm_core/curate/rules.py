@@ -7,8 +7,8 @@ it matched and what it labelled, as numbers and as sentences, so the UI can expl
 Rules, first match wins (a row gets exactly one label, in the order of `LABELS`):
 
     positive        the row is a labelled positive
-    unlabelled_positive  a person marked it an unlabelled positive (hnm_core.overrides): never a negative
-    bad_negative    a person marked it a bad negative (hnm_core.overrides): never a negative
+    unlabelled_positive  a person marked it an unlabelled positive (hnm_core.curate.overrides): never a negative
+    bad_negative    a person marked it a bad negative (hnm_core.curate.overrides): never a negative
     false_negative  teacher score above `ceiling`, or within a margin of the query's positive score
     near_duplicate  cosine to one of the query's positives above `near_dup`
     same_cluster    same k-means cluster as one of the query's positives (`cluster_rule`)
@@ -17,7 +17,7 @@ Rules, first match wins (a row gets exactly one label, in the order of `LABELS`)
     easy            teacher score below `floor`
     hard            everything else: the band negatives are sampled from
 
-hnm_core.reasons says, per row, which rule labelled it and with which numbers ("teacher 0.69 > ceiling 0.66"),
+hnm_core.curate.reasons says, per row, which rule labelled it and with which numbers ("teacher 0.69 > ceiling 0.66"),
 on demand (export, the rows a page shows), not inside `curate`, so a slider move pays only for the labels.
 """
 
@@ -31,12 +31,12 @@ from typing import Any, Literal, NamedTuple
 import numpy as np
 import pandas as pd
 
-from .data import counted
+from ..data import counted
 from .draws import row_uniforms
-from .errors import DataError, SettingsError
+from ..errors import DataError, SettingsError
 from .overrides import Overrides
-from .schema import CURATE_COLUMNS, require_columns
-from .settings import defaults, setting
+from ..schema import CURATE_COLUMNS, require_columns
+from ..settings import defaults, setting
 
 __all__ = [
     "LABELS",
@@ -175,9 +175,9 @@ class Curation:
 
 def curate(frame: pd.DataFrame, params: CurateParams, overrides: Overrides | None = None) -> Curation:
     """Label every row of a pool table and sample `params.negatives` negatives per query from the hard band.
-    `overrides`: a person's verdicts (hnm_core.overrides), applied before every rule but the labelled positives."""
+    `overrides`: a person's verdicts (hnm_core.curate.overrides), applied before every rule but the labelled positives."""
     require_columns(frame, CURATE_COLUMNS, "pool table",
-                    fix="build the pool with hnm_core.pool (schema in hnm_core/schema.py)")
+                    fix="build the pool with hnm_core.pool.build (schema in hnm_core/schema.py)")
     codes, uniques = pd.factorize(frame["query_id"])
     if len(codes) and codes.min() < 0:
         raise DataError("pool table", f"{int((codes < 0).sum())} rows have no query_id.",

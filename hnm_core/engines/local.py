@@ -8,13 +8,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from .data import Collection
-from .errors import SettingsError
-from .models import LoadedModel
-from .pool import Pool, PoolParams, build_pool
-from .progress import Progress, no_progress
-from .settings import pick, setting
-from .teacher import TeacherParams, load_teacher, score_pool
+from ..data import Collection
+from ..errors import SettingsError
+from ..models.loading import LoadedModel
+from ..pool.build import Pool, PoolParams, build_pool
+from ..progress import Progress, no_progress
+from ..settings import pick, setting
+from ..teacher.scoring import TeacherParams, load_teacher, score_pool
 
 __all__ = ["MiningParams", "mine"]
 
@@ -67,7 +67,7 @@ def mine(
     # bi-encoder given as a cross-encoder, is refused in a second, not after the corpus is encoded.
     teacher = teacher or load_teacher(params.teacher)
     if params.engine == "ray":  # its actors load their own models: `encoder` and `teacher` stay in this process
-        from .engine_ray import mine as mine_on_ray
+        from .ray_engine import mine as mine_on_ray
 
         return mine_on_ray(collection, params, cache_dir=cache_dir, doc_embeddings=doc_embeddings,
                            query_embeddings=query_embeddings, progress=progress)

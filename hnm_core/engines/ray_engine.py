@@ -33,19 +33,19 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from .cache import EmbeddingCache
-from .curate import Curation, CurateParams, combine, curate as curate_local
-from .data import Collection
-from .manifest import package_versions
-from .models import LoadedModel, load_bi_encoder
-from .overrides import Overrides
-from .pair_scores import QUERY_BLOCK
-from .pool import Pool, PoolRows, bm25_found, excluded_docs, fetch_depth, pool_rows, pool_stats, save_pool
-from .progress import Progress, no_progress
-from .retrieve import SearchResult
+from ..cache import EmbeddingCache
+from ..curate.rules import Curation, CurateParams, combine, curate as curate_local
+from ..data import Collection
+from ..manifest import package_versions
+from ..models.loading import LoadedModel, load_bi_encoder
+from ..curate.overrides import Overrides
+from ..teacher.pair_scores import QUERY_BLOCK
+from ..pool.build import Pool, PoolRows, bm25_found, excluded_docs, fetch_depth, pool_rows, pool_stats, save_pool
+from ..progress import Progress, no_progress
+from ..retrieve.result import SearchResult
 
 if TYPE_CHECKING:
-    from .pipeline import MiningParams
+    from .local import MiningParams
 
 __all__ = ["session", "mine", "curate", "save_ray_pool"]
 
@@ -127,7 +127,7 @@ class _Encoder:
                                      eager=True)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        from .dense import encode_batches
+        from ..retrieve.dense import encode_batches
 
         vectors = [encode_batches(self.model, [str(t) for t in texts], prompt=str(prompt), batch_size=len(texts))
                    for texts, prompt in zip(batch["texts"], batch["prompt"])]
@@ -141,7 +141,7 @@ def _encode(model: LoadedModel, jobs: Sequence[tuple[Sequence[str], str]], *, ba
             cache_dir: str | Path | None, progress: Progress, stage: str) -> list[np.ndarray]:
     """Embeddings of each (texts, prompt) job as float16, from the cache where it holds them; the rest encoded in one
     Ray Data pass, batch by batch as the local engine encodes them, and stored in the cache under its keys."""
-    from .dense import batch_order, embedding_key, embedding_meta
+    from ..retrieve.dense import batch_order, embedding_key, embedding_meta
 
     ray = _ray()
     cache = EmbeddingCache(cache_dir)
@@ -197,7 +197,7 @@ class _BM25Shard:
     """A contiguous run of documents: tokenized once, weighted with the global statistics, then searched."""
 
     def __init__(self, texts: Sequence[str], stopwords: bool) -> None:
-        from .bm25 import tokenize
+        from ..retrieve.bm25 import tokenize
 
         self.tokens = [tokenize(t, stopwords=stopwords) for t in texts]
         self.index: Any = None
@@ -215,7 +215,7 @@ class _BM25Shard:
         """The shard's term weights, computed as BM25Index.build does but with the global idf and avgdl."""
         import scipy.sparse as sp
 
-        from .bm25 import BM25Index, length_norm, term_weights
+        from ..retrieve.bm25 import BM25Index, length_norm, term_weights
 
         n_docs = len(self.tokens)
         doc_lengths = np.fromiter(map(len, self.tokens), np.int64, n_docs)
@@ -246,7 +246,7 @@ class _BM25:
 
     @classmethod
     def build(cls, texts: Sequence[str], *, k1: float, b: float, stopwords: bool, epsilon: float = 0.25) -> _BM25:
-        from .bm25 import check_params, idf_weights
+        from ..retrieve.bm25 import check_params, idf_weights
 
         check_params(k1, b, epsilon)
         ray = _ray()
@@ -293,7 +293,7 @@ class _BM25:
 
 def _dense_shard(doc_vectors: np.ndarray, start: int, stop: int, query_vectors: np.ndarray, k: int, kind: str,
                  seed: int) -> SearchResult:
-    from .dense import DenseIndex
+    from ..retrieve.dense import DenseIndex
 
     result = DenseIndex.build(doc_vectors[start:stop], kind=kind, seed=seed).search(query_vectors, k)
     return SearchResult(np.where(result.indices < 0, -1, result.indices + start), result.scores)
@@ -315,8 +315,8 @@ def _pool_part(collection: Collection, first: int, found: dict[str, np.ndarray],
     """The scored rows of queries first, first + 1, ...: assembled, scored by each retriever, then by a cross-encoder
     or ensemble teacher (batched by whole query blocks, which the partition holds) with its record; a bi-encoder teacher is left to the
     driver (record None)."""
-    from .teacher import load_teacher, score_pool
-    from .vectors import pos_sim_max, row_cosines
+    from ..teacher.scoring import load_teacher, score_pool
+    from ..retrieve.vectors import pos_sim_max, row_cosines
 
     rows = pool_rows(found, positives, duplicates, params.pool.top_k, first_query=first)
     qi, di = rows.query_idx, rows.doc_idx
@@ -350,8 +350,8 @@ def mine(collection: Collection, params: MiningParams, *, cache_dir: str | Path 
     """pipeline.mine on Ray: the same candidate pool, scored by the same teacher (see the module docstring).
     `doc_embeddings` / `query_embeddings` name embeddings files read on the driver instead of encoding (see
     pool.build_pool); the side without a file is encoded by the actors."""
-    from .teacher import load_teacher, score_pool
-    from .vectors import kmeans_clusters
+    from ..teacher.scoring import load_teacher, score_pool
+    from ..retrieve.vectors import kmeans_clusters
 
     with session():
         ray = _ray()
@@ -371,7 +371,7 @@ def mine(collection: Collection, params: MiningParams, *, cache_dir: str | Path 
             progress("bm25 index (ray)", nd, nd)
             found["bm25"] = bm25_found(bm25.search(collection.query_texts, fetch))
         if "dense" in pool_params.sources:
-            from .pool import dense_embeddings
+            from ..pool.build import dense_embeddings
 
             files = (doc_embeddings, query_embeddings)
             model = None if all(files) else _model(pool_params.model, pool_params.precision,

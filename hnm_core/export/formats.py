@@ -15,7 +15,7 @@ Formats (the names of the `formats` setting):
                    format (`datasets.load_from_disk(OUT / "hf")["ntuple"]`), trainable as it is
 
 The sentence-transformers formats are Parquet or JSONL (`file_type`), each loadable with
-`datasets.load_dataset("parquet" | "json", data_files=...)`. hnm_core.rounds compares two exports' labelled pools.
+`datasets.load_dataset("parquet" | "json", data_files=...)`. hnm_core.prove.rounds compares two exports' labelled pools.
 """
 
 from __future__ import annotations
@@ -32,14 +32,14 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .curate import Curation
-from .reasons import reasons
-from .errors import ExportError
-from .manifest import fingerprints, package_versions, write_json
+from ..curate.rules import Curation
+from ..curate.reasons import reasons
+from ..errors import ExportError
+from ..manifest import fingerprints, package_versions, write_json
 from .outdir import write_output
-from .pool import Pool
-from .schema import LABELLED_COLUMNS
-from .settings import defaults, setting
+from ..pool.build import Pool
+from ..schema import LABELLED_COLUMNS
+from ..settings import defaults, setting
 
 __all__ = ["export", "export_tables", "ExportResult", "FILE_NAMES"]
 
@@ -88,7 +88,7 @@ def export(
     extra_positives: also export the candidates a person marked as unlabelled positives (`curation.overrides`) as
         positives of their query; they are never exported as negatives either way.
     overwrite: replace an earlier hnm export at `out_dir` (only the files hnm wrote there are removed); without it
-        such a folder is refused. A non-empty folder hnm did not write is always refused (see hnm_core.outdir).
+        such a folder is refused. A non-empty folder hnm did not write is always refused (see hnm_core.export.outdir).
     extra_manifest: more top-level manifest keys (the CLI adds its command line); plain JSON values only.
     inputs: paths the run read (data, pool folder): `out_dir` may not be, contain or lie inside one of them.
     pending: names the caller adds to `out_dir` afterwards (`hnm mine` adds pool/); until `outdir.finish(out_dir)`
@@ -290,7 +290,7 @@ def _overrides_entry(curation: Curation, n_extra: int) -> dict[str, Any]:
 
 def _write_hf(tables: dict[str, pa.Table], folder: Path) -> None:
     """The tables as one DatasetDict saved with save_to_disk, a dataset per format (`datasets.load_from_disk`)."""
-    from .data.hf import require_datasets
+    from ..data.hf import require_datasets
 
     datasets = require_datasets()
     from datasets.table import InMemoryTable

@@ -2,7 +2,7 @@
 can be a teacher (a trained sequence-classification head, read from config.json, modules.json and the safetensors
 header), and the folds of a cross-fitted teacher folder written by `hnm train-teacher`.
 
-hnm_core.models loads the weights; it calls `refuse_headless` before loading a cross-encoder, so a bi-encoder offered
+hnm_core.models.loading loads the weights; it calls `refuse_headless` before loading a cross-encoder, so a bi-encoder offered
 as a teacher fails with its fix instead of scoring with a randomly initialised classifier.
 """
 
@@ -14,9 +14,9 @@ import struct
 from pathlib import Path
 from typing import Any
 
-from .data import normalize_text
-from .errors import ModelLoadError, SettingsError
-from .settings import DEFAULT_MODEL
+from ..data import normalize_text
+from ..errors import ModelLoadError, SettingsError
+from ..settings import DEFAULT_MODEL
 
 __all__ = [
     "CROSS_FIT_MANIFEST",

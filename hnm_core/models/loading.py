@@ -3,7 +3,7 @@
 A model is identified by a fingerprint of its weights and configuration, never by its name: two checkpoints saved in
 folders with the same name must not share cached embeddings or scores. What can be told from a model's files
 without loading it (where a name resolves to, whether a cross-encoder has a trained head, a cross-fitted teacher's
-folds) is in hnm_core.model_files; its public names are re-exported here.
+folds) is in hnm_core.models.files; its public names are re-exported here.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ import threading
 from pathlib import Path
 from typing import Any, Literal
 
-from .errors import ModelLoadError, SettingsError
-from .manifest import folder_fingerprint, model_fingerprint, weights_fingerprint
-from .model_files import (
+from ..errors import ModelLoadError, SettingsError
+from ..manifest import folder_fingerprint, model_fingerprint, weights_fingerprint
+from .files import (
     CROSS_FIT_MANIFEST,
     OFFLINE_FIX,
     check_cross_encoder,
@@ -33,7 +33,7 @@ from .model_files import (
     refuse_other_kind,
     resolve_model_path,
 )
-from .settings import DEFAULT_MODEL, setting
+from ..settings import DEFAULT_MODEL, setting
 
 __all__ = [
     "Precision",

@@ -13,18 +13,18 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import pandas as pd
 
-from .cache import EmbeddingCache
-from .data import Collection, counted, normalize_text
-from .manifest import package_versions, write_json
-from .models import LoadedModel, load_bi_encoder
-from .progress import Progress, no_progress
-from .retrieve import SearchResult
-from .schema import MEMBER_COLUMNS, POOL_COLUMNS, missing_columns
-from .settings import StageParams
-from .vectors import kmeans_clusters, pos_sim_max, row_cosines
+from ..cache import EmbeddingCache
+from ..data import Collection, counted, normalize_text
+from ..manifest import package_versions, write_json
+from ..models.loading import LoadedModel, load_bi_encoder
+from ..progress import Progress, no_progress
+from ..retrieve.result import SearchResult
+from ..schema import MEMBER_COLUMNS, POOL_COLUMNS, missing_columns
+from ..settings import StageParams
+from ..retrieve.vectors import kmeans_clusters, pos_sim_max, row_cosines
 
 if TYPE_CHECKING:
-    from .dense import EncodeMany
+    from ..retrieve.dense import EncodeMany
 
 __all__ = ["Pool", "PoolParams", "PoolStats", "build_pool", "save_pool", "load_pool", "Retrieval",
            "prepare_retrieval", "pool_block"]
@@ -289,7 +289,7 @@ def build_pool(
     the pooled candidates with provenance, under the pool-stage settings `params`.
 
     `encoder` passes an already loaded bi-encoder (the app keeps one in memory); otherwise `params.model` is loaded.
-    `doc_embeddings` / `query_embeddings` name files of embeddings made elsewhere (see hnm_core.embedding_files),
+    `doc_embeddings` / `query_embeddings` name files of embeddings made elsewhere (see hnm_core.retrieve.embedding_files),
     used instead of encoding that side. Queries are answered `query_block` at a time (`pool_block`), so memory holds
     one block's scores; the result does not depend on the block size.
     """
@@ -332,12 +332,12 @@ def prepare_retrieval(
         "name": collection.name, "source": collection.source, "docs": nd, "queries": len(collection.query_ids)}}
     parts: dict[str, Any] = {}
     if "bm25" in params.sources:
-        from .bm25 import BM25Index
+        from ..retrieve.bm25 import BM25Index
 
         parts["bm25"] = BM25Index.build(collection.doc_texts, k1=params.bm25_k1, b=params.bm25_b,
                                         stopwords=params.stopwords, progress=progress)
     if "dense" in params.sources:
-        from .dense import DenseIndex
+        from ..retrieve.dense import DenseIndex
 
         doc_emb, query_emb = dense_embeddings(collection, params, meta, cache_dir=cache_dir, encoder=encoder,
                                          files=(doc_embeddings, query_embeddings), progress=progress)
@@ -357,10 +357,10 @@ def dense_embeddings(collection: Collection, params: PoolParams, meta: dict[str,
     """Document and query embeddings (float16 memmaps from the cache): read from `files` where given, encoded with
     the bi-encoder otherwise, here or by `encode_many(model, [(texts, prompt), ...])` (the Ray engine's actors, one
     pass for every side it is given). Records the model (or the files) and the cache keys in `meta`."""
-    from .dense import embedding_key, encode
-    from .embedding_files import read_embeddings
-    from .errors import DataError
-    from .manifest import digest
+    from ..retrieve.dense import embedding_key, encode
+    from ..retrieve.embedding_files import read_embeddings
+    from ..errors import DataError
+    from ..manifest import digest
 
     doc_file, query_file = files
     sides = [("document", doc_file, collection.doc_ids, collection.doc_texts, params.doc_prompt),
@@ -447,10 +447,10 @@ _POOL_FILES = ("pool.parquet", "corpus.parquet", "queries.parquet", "positives.p
 def save_pool(pool: Pool, out_dir: str | Path, *, overwrite: bool = False, inputs: Sequence[str | Path] = (),
               write_frame: Callable[[pd.DataFrame, Path], None] | None = None) -> Path:
     """Write the pool folder (see docs/ARCHITECTURE.md). It is written beside `out_dir` and renamed into place, so an
-    interrupted save never leaves half a pool. overwrite / inputs: as for `export` (see hnm_core.outdir).
+    interrupted save never leaves half a pool. overwrite / inputs: as for `export` (see hnm_core.export.outdir).
     write_frame: writes pool.parquet instead of one file (the Ray engine writes a folder of parts, which load_pool
     reads as one table)."""
-    from .outdir import write_output
+    from ..export.outdir import write_output
 
     c = pool.collection
     positives = [(q, d) for q in c.query_ids for d in c.positives[q]]
@@ -478,7 +478,7 @@ def load_pool(folder: str | Path) -> Pool:
     still holds them. A damaged file (truncated, hand-edited) raises DataError naming it."""
     import json
 
-    from .errors import DataError
+    from ..errors import DataError
 
     folder = Path(folder)
     missing = [name for name in _POOL_FILES if not (folder / name).exists()]
@@ -540,7 +540,7 @@ def _read_table(path: Path, columns: tuple[str, ...], fix: str) -> pd.DataFrame:
     """One Parquet file of a pool folder, with the columns it must have; DataError naming it otherwise."""
     import pyarrow as pa
 
-    from .errors import DataError
+    from ..errors import DataError
 
     try:
         table = pd.read_parquet(path)

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .cache import default_cache_dir
-from .errors import DataError, SettingsError
-from .manifest import atomic_path
-from .settings import setting
+from ..cache import default_cache_dir
+from ..errors import DataError, SettingsError
+from ..manifest import atomic_path
+from ..settings import setting
 
 __all__ = ["project_2d", "projection_key"]
 
@@ -78,7 +78,7 @@ def project_2d(
     if n < 3:  # nothing to lay out: put the points on a line
         return np.column_stack([np.arange(n, dtype=np.float32), np.zeros(n, np.float32)])
     if not all(np.isfinite(array[i : i + _CHUNK]).all() for i in range(0, n, _CHUNK)):
-        raise DataError("embeddings", "contain NaN or infinite values.", fix="re-encode the texts (hnm_core.dense)")
+        raise DataError("embeddings", "contain NaN or infinite values.", fix="re-encode the texts (hnm_core.retrieve.dense)")
 
     key = projection_key(array, seed=seed, n_neighbors=n_neighbors, min_dist=float(min_dist), fit_sample=fit_sample)
     path = Path(cache_dir) if cache_dir is not None else default_cache_dir()

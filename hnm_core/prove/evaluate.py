@@ -33,11 +33,11 @@ from typing import Any
 
 import numpy as np
 
-from .data import Collection, counted, load_collection
-from .errors import SettingsError
-from .models import LoadedModel, load_bi_encoder
-from .progress import Progress, no_progress
-from .settings import setting
+from ..data import Collection, counted, load_collection
+from ..errors import SettingsError
+from ..models.loading import LoadedModel, load_bi_encoder
+from ..progress import Progress, no_progress
+from ..settings import setting
 
 __all__ = ["EvalResult", "evaluate", "load_eval_collection", "HEADLINE"]
 
@@ -138,7 +138,7 @@ def evaluate(
     ks = tuple(sorted(set(k_values)))
     if not ks or any(not isinstance(k, int) or isinstance(k, bool) or k < 1 for k in ks):
         raise SettingsError(f"k_values {list(k_values)} must be whole numbers of at least 1. Fix: e.g. k_values=(10, 100)")
-    from .dense import encode
+    from ..retrieve.dense import encode
 
     started = time.perf_counter()
     ref = model if isinstance(model, LoadedModel) else load_bi_encoder(model, precision=precision)

@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 
 from ..data import Collection
 from ..manifest import atomic_write_bytes, digest, to_json
-from ..outdir import write_output
+from ..export.outdir import write_output
 from ..progress import Progress
 
 __all__ = ["write_folder", "pairs_table", "naive_file", "HnmFiles"]
@@ -41,7 +41,7 @@ def naive_file(collection: Collection, pairs: Path, base: Any, negatives: int, b
     """sentence-transformers' mine_hard_negatives on the pairs file, exactly as the protocol's st_mined arm (top-k,
     n-tuple, every labelled positive of the query excluded, no other rule); cached in `folder` by the pairs, the base
     model and `negatives`."""
-    from ..train import file_digest
+    from .train import file_digest
 
     key = digest({"pairs": file_digest(pairs), "base": base.fingerprint, "negatives": negatives}, size=8)
     path = folder / "ntuple.parquet"
@@ -70,9 +70,9 @@ class HnmFiles:
         self._pools: dict[Any, Any] = {}
 
     def export(self, values: Mapping[str, Any], folder: Path) -> Path:
-        from ..curate import CurateParams, curate
-        from ..export import export
-        from ..pipeline import MiningParams, mine
+        from ..curate.rules import CurateParams, curate
+        from ..export.formats import export
+        from ..engines.local import MiningParams, mine
 
         params = MiningParams.from_settings(values)
         if params not in self._pools:

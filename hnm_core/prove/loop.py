@@ -13,7 +13,7 @@ from typing import Any
 from ..data import Collection, load_collection
 from ..errors import SettingsError
 from ..manifest import digest
-from ..outdir import check_out, finish, read_marker, write_output
+from ..export.outdir import check_out, finish, read_marker, write_output
 from ..progress import Progress, no_progress
 from ..settings import SETTINGS, setting, validate
 from .files import HnmFiles, naive_file, pairs_table, write_folder
@@ -89,7 +89,7 @@ def _open(out_dir: str | Path, inputs: Sequence[Path]) -> Path:
 def _queries(data: str | Path, values: Mapping[str, Any]) -> tuple[Collection, Collection, Collection | None,
                                                                      tuple[str, ...], dict[str, Any]]:
     """(train, test, select or None, training queries left out, a record of the splits) as `values` ask."""
-    from ..evaluate import load_eval_collection
+    from .evaluate import load_eval_collection
 
     seed = values["seed"]
     if values["split_queries"] is not None:
@@ -159,9 +159,9 @@ def prove(
     progress: reports stage "prove" (steps done of all), and the mining, training and encoding stages under it.
     stop: asked between steps; when it says True the loop ends there, keeping every finished arm in `out_dir`.
     """
-    from ..evaluate import evaluate
-    from ..models import load_bi_encoder, resolve_precision
-    from ..train import file_digest, train_model
+    from .evaluate import evaluate
+    from ..models.loading import load_bi_encoder, resolve_precision
+    from .train import file_digest, train_model
 
     values, seeds = _check(values or {})
     variants = check_variants(variants, values)
@@ -255,8 +255,8 @@ def prove(
 def _round_two(train: Collection, values: Mapping[str, Any], seed: int, checkpoint: Path, out: Path, first: Path,
                trained: Callable[..., Path], cache_dir: Any, progress: Progress) -> dict[str, Any]:
     """Re-mine with the round-1 model, train on from it, and the diff of the two exports."""
-    from ..models import load_bi_encoder
-    from ..rounds import diff_rounds
+    from ..models.loading import load_bi_encoder
+    from .rounds import diff_rounds
 
     again = {**values, "model": str(checkpoint)}
     if values["teacher"] == "bi-encoder":

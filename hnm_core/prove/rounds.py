@@ -15,11 +15,11 @@ from typing import NamedTuple
 
 import pandas as pd
 
-from .curate import LABELS
-from .data import counted
-from .errors import DataError
-from .export import FILE_NAMES
-from .schema import ROUND_COLUMNS, missing_columns
+from ..curate.rules import LABELS
+from ..data import counted
+from ..errors import DataError
+from ..export.formats import FILE_NAMES
+from ..schema import ROUND_COLUMNS, missing_columns
 
 __all__ = ["diff_rounds", "RoundDiff", "Transition"]
 

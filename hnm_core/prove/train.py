@@ -31,12 +31,12 @@ from typing import Any, Literal
 import numpy as np
 import pyarrow as pa
 
-from .errors import DataError, SettingsError
-from .models import load_bi_encoder, resolve_precision
-from .outdir import check_out, write_output
-from .manifest import digest, package_versions
-from .progress import Progress, no_progress
-from .settings import setting
+from ..errors import DataError, SettingsError
+from ..models.loading import load_bi_encoder, resolve_precision
+from ..export.outdir import check_out, write_output
+from ..manifest import digest, package_versions
+from ..progress import Progress, no_progress
+from ..settings import setting
 
 __all__ = ["Loss", "LOSSES", "TrainResult", "train_model", "fit", "training_file", "file_digest"]
 

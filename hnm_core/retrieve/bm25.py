@@ -31,10 +31,10 @@ from itertools import compress, count, repeat
 import numpy as np
 import scipy.sparse as sp
 
-from .errors import SettingsError
-from .progress import Progress, no_progress
-from .retrieve import SearchResult
-from .settings import setting
+from ..errors import SettingsError
+from ..progress import Progress, no_progress
+from .result import SearchResult
+from ..settings import setting
 
 __all__ = ["tokenize", "tokenize_many", "BM25Index", "check_params", "idf_weights", "length_norm",
            "term_weights"]

@@ -11,12 +11,12 @@ from typing import Literal
 
 import numpy as np
 
-from .cache import EmbeddingCache, texts_digest
-from .errors import SettingsError
-from .models import LoadedModel
-from .progress import Progress, no_progress
-from .retrieve import SearchResult
-from .settings import setting
+from ..cache import EmbeddingCache, texts_digest
+from ..errors import SettingsError
+from ..models.loading import LoadedModel
+from ..progress import Progress, no_progress
+from .result import SearchResult
+from ..settings import setting
 from .vectors import exact_search, row_blocks
 
 __all__ = ["embedding_key", "embedding_meta", "batch_order", "encode_batches", "encode", "EncodeMany", "DenseIndex",

@@ -26,9 +26,9 @@ from typing import Literal
 
 import numpy as np
 
-from .cache import EmbeddingCache, texts_digest
-from .errors import DataError
-from .progress import Progress, no_progress
+from ..cache import EmbeddingCache, texts_digest
+from ..errors import DataError
+from ..progress import Progress, no_progress
 
 __all__ = ["read_embeddings", "file_key"]
 

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from .settings import setting
+from ..settings import setting
 
 __all__ = ["row_cosines", "pos_sim_max", "kmeans_clusters", "row_blocks", "exact_search", "merge_top_k",
            "BLOCK_ROWS"]

@@ -19,11 +19,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .cache import ChunkPacer, PairScoreCache, pair_keys
-from .data import counted
-from .errors import ModelOutputError
-from .models import LoadedModel
-from .progress import Progress
+from ..cache import ChunkPacer, PairScoreCache, pair_keys
+from ..data import counted
+from ..errors import ModelOutputError
+from ..models.loading import LoadedModel
+from ..progress import Progress
 
 __all__ = ["QUERY_BLOCK", "pair_batches", "batch_pair_keys", "pair_scores"]
 

@@ -32,16 +32,16 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from . import schema
-from .errors import SettingsError
-from .manifest import digest
-from .dense import EncodeMany
-from .models import CrossFitTeacher, LoadedModel, load_bi_encoder, load_cross_encoder
+from .. import schema
+from ..errors import SettingsError
+from ..manifest import digest
+from ..retrieve.dense import EncodeMany
+from ..models.loading import CrossFitTeacher, LoadedModel, load_bi_encoder, load_cross_encoder
 from .pair_scores import pair_scores
-from .pool import Pool
-from .progress import Progress, no_progress
-from .settings import StageParams, defaults, pick, setting
-from .vectors import row_cosines
+from ..pool.build import Pool
+from ..progress import Progress, no_progress
+from ..settings import StageParams, defaults, pick, setting
+from ..retrieve.vectors import row_cosines
 
 __all__ = ["TeacherParams", "score_pool", "rows_to_score", "load_teacher", "ensemble_scores", "MEMBER_COLUMNS"]
 
@@ -261,7 +261,7 @@ def _cosines(model: LoadedModel, c: Any, qi: np.ndarray, di: np.ndarray, *, batc
     """Cosine of each (query qi[r], document di[r]) under `model`, encoding only the queries and documents named
     (cached per model), here or by `encode_many` (the Ray engine's actors). Prompts belong to a model: the pool's
     prompts are for the miner, so a teacher encodes plain text."""
-    from .dense import encode
+    from ..retrieve.dense import encode
 
     docs, d_at = np.unique(di, return_inverse=True)
     queries, q_at = np.unique(qi, return_inverse=True)

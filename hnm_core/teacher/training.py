@@ -54,15 +54,15 @@ from typing import Any
 
 import numpy as np
 
-from .data import Collection, counted
-from .errors import ExportError, SettingsError
-from .manifest import atomic_write_bytes, digest, package_versions
-from .models import (CROSS_FIT_MANIFEST, LoadedModel, check_cross_encoder, load_bi_encoder, pair_key, query_key,
+from ..data import Collection, counted
+from ..errors import ExportError, SettingsError
+from ..manifest import atomic_write_bytes, digest, package_versions
+from ..models.loading import (CROSS_FIT_MANIFEST, LoadedModel, check_cross_encoder, load_bi_encoder, pair_key, query_key,
                      resolve_precision)
-from .outdir import refuse_inputs
-from .pool import PoolParams
-from .progress import Progress, no_progress
-from .settings import setting
+from ..export.outdir import refuse_inputs
+from ..pool.build import PoolParams
+from ..progress import Progress, no_progress
+from ..settings import setting
 
 __all__ = ["train_teacher", "train_options", "TeacherTrainResult", "FoldResult", "fold_queries", "training_rows",
            "ntuples"]
@@ -275,7 +275,7 @@ def train_teacher(
         if info is None:
             shutil.rmtree(folder, ignore_errors=True)  # a fold folder without its info file was not made by us
             if frame is None:  # retrieval only when a fold is left to train
-                from .pool import build_pool
+                from ..pool.build import build_pool
 
                 frame = build_pool(collection, pool_params, cache_dir=cache_dir, encoder=encoder,
                                    progress=progress).frame
@@ -390,7 +390,7 @@ def _train_bi_encoder_fold(rows: list[tuple[str, str, float]], base_path: str, f
     recipe's sampler and warm-up) and save it as `folder`, atomically (`_saving_fold`)."""
     import pyarrow as pa
 
-    from .train import fit
+    from ..prove.train import fit
 
     started = time.perf_counter()
     columns, untaught = ntuples(rows, negatives)
@@ -427,7 +427,7 @@ def _train_fold(rows: list[tuple[str, str, float]], base_path: str, folder: Path
     from sentence_transformers.cross_encoder.losses import BinaryCrossEntropyLoss
     from transformers import PrinterCallback, TrainerCallback, set_seed
 
-    from .models import _default_device
+    from ..models.loading import _default_device
 
     class _Report(TrainerCallback):
         def on_train_begin(self, args, state, control, **kwargs):

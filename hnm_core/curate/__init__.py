@@ -1,0 +1,14 @@
+"""Stage 5, curate: label every pool row by the false-negative rules and sample the negatives (rules), why each
+row got its label (reasons), what a curation exports in numbers (selection), and a person's verdicts (overrides).
+
+`curate` is a pure function of the pool table and its settings: no disk, no model. May import: the ground floor
+and data. Never imports retrieve, teacher or the engines.
+"""
+
+from __future__ import annotations
+
+from .rules import CurateParams, Curation, LABELS, curate, margin_thresholds
+from .reasons import reasons
+from .overrides import Override, Overrides, Verdict, add_override, read_overrides
+
+__all__ = ["LABELS", "CurateParams", "Curation", "curate", "margin_thresholds", "reasons", "Override", "Overrides", "Verdict", "read_overrides", "add_override"]
