@@ -10,16 +10,16 @@ from .audit.report import AuditReport, audit, audit_pool, hide_positives
 from .compat import HardNegatives, mine_hard_negatives
 from .curate.rules import LABELS, CurateParams, Curation, curate
 from .data import Collection, load_collection
+from .engines.local import MiningParams, mine
 from .errors import DataError, ExportError, HnmError, ModelLoadError, SettingsError
-from .prove.evaluate import EvalResult, evaluate, load_eval_collection
 from .export.formats import ExportResult, export
 from .models.loading import LoadedModel, load_bi_encoder, load_cross_encoder
-from .engines.local import MiningParams, mine
 from .pool.build import Pool, PoolParams, PoolStats, build_pool, load_pool, save_pool
+from .prove.evaluate import EvalResult, evaluate, load_eval_collection
 from .prove.rounds import RoundDiff, diff_rounds
+from .prove.train import TrainResult, train_model
 from .settings import SETTINGS, Setting, defaults, validate
 from .teacher.scoring import TeacherParams, score_pool
-from .prove.train import TrainResult, train_model
 
 __all__ = [
     "Collection",

@@ -226,8 +226,8 @@ def _teacher(values: dict[str, Any], cross_encoder: Any, teacher: str | None,
 def _run(collection: Any, values: dict[str, Any], encoder: Any, cross_encoder: Any, anchor: str, positive: str,
          output_format: str, output_scores: bool, *, overrides: str | Path | None, cache_dir: str | Path | None,
          verbose: bool, return_pool: bool) -> Any:
-    from .curate.rules import CurateParams, curate
     from .curate.overrides import read_overrides
+    from .curate.rules import CurateParams, curate
     from .engines.local import MiningParams, mine
     from .progress import no_progress, terminal_progress
 
@@ -255,8 +255,8 @@ def _run(collection: Any, values: dict[str, Any], encoder: Any, cross_encoder: A
 def _self_excluded(collection: Any, given: Any) -> Any:
     """The verdicts to curate with: `given` (a person's) and, as sentence-transformers drops an anchor's own text
     from its candidates, a bad_negative verdict on every document whose text is its query's."""
-    from .data import text_id
     from .curate.overrides import Override, Overrides
+    from .data import text_id
 
     entries = list(given.entries) if given is not None else []
     docs = collection.doc_index

@@ -6,8 +6,8 @@ May import: every mining stage (it runs them) and export's output folders. Never
 
 from __future__ import annotations
 
-from .report import AuditReport, audit, audit_pool, save_report
 from .leak import AuditFigures, audit_figures, hide_positives
+from .report import AuditReport, audit, audit_pool, save_report
 from .sweep import Recommendation, SweepResult, sweep
 
 __all__ = ["AuditReport", "audit", "audit_pool", "save_report", "hide_positives", "AuditFigures", "audit_figures", "SweepResult", "Recommendation", "sweep"]

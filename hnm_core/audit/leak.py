@@ -16,9 +16,10 @@ import numpy as np
 import pandas as pd
 
 from ..curate.rules import LABELS, Curation
-from ..data import Collection, counted, normalize_text
+from ..data import Collection, normalize_text
 from ..errors import DataError, SettingsError
 from ..settings import setting
+from ..wording import counted
 
 __all__ = ["CAUGHT_LABELS", "HiddenSplit", "hide_positives", "hidden_rows", "AuditFigures", "audit_figures"]
 

@@ -37,17 +37,25 @@ from typing import Any, NamedTuple
 import numpy as np
 import pandas as pd
 
+from ..curate.overrides import Overrides
 from ..curate.rules import CurateParams, Curation, curate
-from ..data import Collection, counted
+from ..data import Collection
 from ..errors import DataError, SettingsError
-from .leak import CAUGHT_LABELS, AuditFigures, HiddenSplit, audit_figures, hidden_rows, hide_positives
 from ..manifest import fingerprints, package_versions, to_json, write_json
 from ..models.files import CROSS_FIT_MANIFEST, pair_key, read_json, resolve_model_path
 from ..models.loading import LoadedModel
-from ..curate.overrides import Overrides
 from ..pool.build import Pool
 from ..progress import Progress, no_progress
 from ..settings import setting, validate
+from ..wording import counted
+from .leak import (
+    CAUGHT_LABELS,
+    AuditFigures,
+    HiddenSplit,
+    audit_figures,
+    hidden_rows,
+    hide_positives,
+)
 from .sweep import (
     DEFAULT_GRID,
     DEFAULT_MIN_COVERAGE,

@@ -14,9 +14,9 @@ import pandas as pd
 
 from ..curate.rules import CurateParams, curate
 from ..errors import SettingsError
-from .leak import AuditFigures, audit_figures, percent
 from ..progress import Progress, no_progress
 from ..settings import defaults, setting
+from .leak import AuditFigures, audit_figures, percent
 
 __all__ = ["DEFAULT_GRID", "DEFAULT_TARGET_LEAK", "DEFAULT_MIN_COVERAGE", "Recommendation", "SweepResult", "sweep"]
 

@@ -7,8 +7,8 @@ and data. Never imports retrieve, teacher or the engines.
 
 from __future__ import annotations
 
-from .rules import CurateParams, Curation, LABELS, curate, margin_thresholds
-from .reasons import reasons
 from .overrides import Override, Overrides, Verdict, add_override, read_overrides
+from .reasons import reasons
+from .rules import LABELS, CurateParams, Curation, curate, margin_thresholds
 
 __all__ = ["LABELS", "CurateParams", "Curation", "curate", "margin_thresholds", "reasons", "Override", "Overrides", "Verdict", "read_overrides", "add_override"]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ..errors import DataError
 from .rules import (
     LABELS,
     REF_NAMES,
@@ -23,7 +24,6 @@ from .rules import (
     _positive_ref,
     _rank_in_groups,
 )
-from ..errors import DataError
 
 __all__ = ["reasons"]
 

@@ -31,12 +31,12 @@ from typing import Any, Literal, NamedTuple
 import numpy as np
 import pandas as pd
 
-from ..data import counted
-from .draws import row_uniforms
 from ..errors import DataError, SettingsError
-from .overrides import Overrides
 from ..schema import CURATE_COLUMNS, require_columns
 from ..settings import defaults, setting
+from ..wording import counted
+from .draws import row_uniforms
+from .overrides import Overrides
 
 __all__ = [
     "LABELS",

@@ -15,8 +15,8 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
-from .rules import Curation, Label, RuleCount
 from ..errors import DataError
+from .rules import Curation, Label, RuleCount
 
 __all__ = ["GROUPS", "FALSE_NEGATIVE_RULES", "ScoreGroups", "SelectionView", "SelectionChange", "selection_view",
            "selection_change", "query_change"]

@@ -13,12 +13,13 @@ from itertools import chain
 from pathlib import Path
 
 from ..settings import setting
+from ..wording import counted
 from .beir import beir_splits, load_beir
 from .collection import Collection, normalize_text, text_id
 from .flag import _flag_from_records, load_flag
 from .hf import is_hf_folder, load_hf_folder, load_hub, looks_like_hub_id
 from .pairs import POSITIVE_COLUMNS, QUERY_COLUMNS, _pairs_from_json, load_pairs
-from .reading import FILE_SUFFIXES, _check_file, _json_records, counted
+from .reading import FILE_SUFFIXES, _check_file, _json_records
 
 __all__ = [
     "Collection",

@@ -10,8 +10,9 @@ from typing import Any, NamedTuple
 
 from ..errors import DataError
 from ..settings import setting
+from ..wording import counted
 from .collection import Collection
-from .reading import _check_entry, _error, _json_records, _Tally, _text_lines, _Where, counted
+from .reading import _check_entry, _error, _json_records, _Tally, _text_lines, _Where
 
 __all__ = ["beir_splits", "load_beir"]
 

@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import DataError
+from ..wording import counted, one_line
 from .collection import Collection
 from .flag import _flag_from_records
 from .pairs import _build_pairs, _Builder, _pick_columns, _Row
-from .reading import _one_line, counted
 
 __all__ = ["require_datasets", "is_hf_folder", "hf_splits", "looks_like_hub_id", "load_hf_folder", "load_hub",
            "collection_from_dataset", "pairs_collection"]
@@ -72,7 +72,7 @@ def load_hf_folder(path: str | Path, *, split: str) -> Collection:
     try:
         loaded = datasets.load_from_disk(str(path))
     except (OSError, ValueError, TypeError, KeyError) as error:
-        raise DataError(path, f"cannot be read as a saved Hugging Face dataset ({_one_line(error)})",
+        raise DataError(path, f"cannot be read as a saved Hugging Face dataset ({one_line(error)})",
                         fix="write it again with Dataset.save_to_disk / DatasetDict.save_to_disk") from None
     dataset, note = _pick_split(loaded, split, str(path), "--split")
     return _with_problem(pairs_collection(dataset, path, f"Hugging Face dataset folder {path.resolve()}"), note)
@@ -88,7 +88,7 @@ def load_hub(dataset_id: str, *, split: str, config: str | None = None, hf_split
     except ImportError:
         raise
     except Exception as error:  # the hub client's errors come in many types; all mean "cannot load it"
-        raise DataError(dataset_id, f"cannot be loaded from the Hugging Face hub ({_one_line(error)[:300]})",
+        raise DataError(dataset_id, f"cannot be loaded from the Hugging Face hub ({one_line(error)[:300]})",
                         fix="check the id (and --hf-config / --hf-split), or the path if it is a local one; "
                             "offline, save it with save_to_disk elsewhere and pass the folder") from None
     dataset, note = _pick_split(loaded, split, dataset_id, "--hf-split")

@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from ..errors import DataError
+from ..wording import counted, one_line
 from .collection import Collection, text_id
-from .reading import _check_file, _error, _json_records, _one_line, _text_lines, _Where, counted
+from .reading import _check_file, _error, _json_records, _text_lines, _Where
 
 __all__ = ["QUERY_COLUMNS", "POSITIVE_COLUMNS", "load_pairs"]
 
@@ -125,7 +126,7 @@ def _parquet_pairs(path: Path, query_column: str | None,
     try:
         parquet = pq.ParquetFile(path)
     except (pa.ArrowException, OSError) as exc:
-        raise DataError(path, f"is not a readable Parquet file ({_one_line(exc)})", fix=rewrite) from None
+        raise DataError(path, f"is not a readable Parquet file ({one_line(exc)})", fix=rewrite) from None
     schema = parquet.schema_arrow
     columns = _pick_columns(path, schema.names, query_column, positive_column)
     for key in (columns.query, columns.positive, *columns.negatives):
@@ -153,7 +154,7 @@ def _parquet_pairs(path: Path, query_column: str | None,
                     row += 1
                     yield _Row(f"row {row}", query, positive, tuple(negatives), label)
         except (pa.ArrowException, OSError, UnicodeDecodeError) as exc:
-            raise DataError(path, f"row {row + 1}: cannot be read ({_one_line(exc)})", fix=rewrite) from None
+            raise DataError(path, f"row {row + 1}: cannot be read ({one_line(exc)})", fix=rewrite) from None
 
     return columns, rows()
 

@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import DataError
-from .collection import _SPACE
+from ..wording import one_line
 
-__all__ = ["FILE_SUFFIXES", "counted"]
+__all__ = ["FILE_SUFFIXES"]
 
 
 FILE_SUFFIXES: tuple[str, ...] = (".jsonl", ".json", ".csv", ".tsv", ".parquet")
@@ -89,7 +89,7 @@ def _json_records(path: Path, *, example: str) -> Iterator[tuple[_Where, dict[st
                             fix="each line must hold one complete JSON object; check quotes and brackets near that "
                                 "column.") from None
         except (ValueError, RecursionError) as exc:  # a number of over 4,300 digits; brackets nested too deep
-            raise DataError(path, f"invalid JSON ({_one_line(exc)})", line=number,
+            raise DataError(path, f"invalid JSON ({one_line(exc)})", line=number,
                             fix="each line must hold one flat JSON object of texts.") from None
         if not isinstance(record, dict):
             raise DataError(path, f"expected a JSON object, found {type(record).__name__}", line=number,
@@ -141,7 +141,7 @@ def _json_array(path: Path, example: str) -> Iterator[tuple[_Where, dict[str, An
         raise DataError(path, f"invalid JSON ({exc.msg}, column {column})", line=line,
                         fix="check quotes, commas and brackets near that column.") from None
     except (ValueError, RecursionError) as exc:
-        raise DataError(path, f"invalid JSON ({_one_line(exc)})", fix="write an array of flat JSON objects of "
+        raise DataError(path, f"invalid JSON ({one_line(exc)})", fix="write an array of flat JSON objects of "
                                                                           "texts.") from None
     if not records:
         raise DataError(path, "the array is empty", fix=f"add objects like {example}")
@@ -198,22 +198,11 @@ def _check_record(path: Path, where: _Where, record: dict[str, Any], suspicious:
                          "like \\ud83d\\ude00, is fine).") from None
 
 
-def _one_line(error: BaseException) -> str:
-    """An exception's text on one line (library messages sometimes span several)."""
-    return _SPACE.sub(" ", str(error)).strip() or type(error).__name__
-
-
 def _error(path: Path, where: _Where, message: str, fix: str) -> DataError:
     """A DataError at a line number, or at "record N" / "row N" for formats without lines."""
     if isinstance(where, int):
         return DataError(path, message, line=where, fix=fix)
     return DataError(path, f"{where}: {message}", fix=fix)
-
-
-def counted(count: int, singular: str, plural: str | None = None) -> str:
-    """`count` and the noun that agrees with it ("1 duplicate", "2 duplicates", "1 query"/"3 queries" with
-    `plural`): the one helper every user-facing count sentence uses."""
-    return f"{count:,} {singular if count == 1 else plural or singular + 's'}"
 
 
 class _Tally:

@@ -34,15 +34,25 @@ import numpy as np
 import pandas as pd
 
 from ..cache import EmbeddingCache
-from ..curate.rules import Curation, CurateParams, combine, curate as curate_local
+from ..curate.overrides import Overrides
+from ..curate.rules import CurateParams, Curation, combine
+from ..curate.rules import curate as curate_local
 from ..data import Collection
 from ..manifest import package_versions
 from ..models.loading import LoadedModel, load_bi_encoder
-from ..curate.overrides import Overrides
-from ..teacher.pair_scores import QUERY_BLOCK
-from ..pool.build import Pool, PoolRows, bm25_found, excluded_docs, fetch_depth, pool_rows, pool_stats, save_pool
+from ..pool.build import (
+    Pool,
+    PoolRows,
+    bm25_found,
+    excluded_docs,
+    fetch_depth,
+    pool_rows,
+    pool_stats,
+    save_pool,
+)
 from ..progress import Progress, no_progress
 from ..retrieve.result import SearchResult
+from ..teacher.pair_scores import QUERY_BLOCK
 
 if TYPE_CHECKING:
     from .local import MiningParams
@@ -315,8 +325,8 @@ def _pool_part(collection: Collection, first: int, found: dict[str, np.ndarray],
     """The scored rows of queries first, first + 1, ...: assembled, scored by each retriever, then by a cross-encoder
     or ensemble teacher (batched by whole query blocks, which the partition holds) with its record; a bi-encoder teacher is left to the
     driver (record None)."""
-    from ..teacher.scoring import load_teacher, score_pool
     from ..retrieve.vectors import pos_sim_max, row_cosines
+    from ..teacher.scoring import load_teacher, score_pool
 
     rows = pool_rows(found, positives, duplicates, params.pool.top_k, first_query=first)
     qi, di = rows.query_idx, rows.doc_idx
@@ -350,8 +360,8 @@ def mine(collection: Collection, params: MiningParams, *, cache_dir: str | Path 
     """pipeline.mine on Ray: the same candidate pool, scored by the same teacher (see the module docstring).
     `doc_embeddings` / `query_embeddings` name embeddings files read on the driver instead of encoding (see
     pool.build_pool); the side without a file is encoded by the actors."""
-    from ..teacher.scoring import load_teacher, score_pool
     from ..retrieve.vectors import kmeans_clusters
+    from ..teacher.scoring import load_teacher, score_pool
 
     with session():
         ray = _ray()

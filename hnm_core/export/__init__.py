@@ -6,6 +6,6 @@ May import: the ground floor, data, pool, curate. Never mines or scores.
 
 from __future__ import annotations
 
-from .formats import ExportResult, FILE_NAMES, export
+from .formats import FILE_NAMES, ExportResult, export
 
 __all__ = ["ExportResult", "export", "FILE_NAMES"]

@@ -32,14 +32,14 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..curate.rules import Curation
 from ..curate.reasons import reasons
+from ..curate.rules import Curation
 from ..errors import ExportError
 from ..manifest import fingerprints, package_versions, write_json
-from .outdir import write_output
 from ..pool.build import Pool
 from ..schema import LABELLED_COLUMNS
 from ..settings import defaults, setting
+from .outdir import write_output
 
 __all__ = ["export", "export_tables", "ExportResult", "FILE_NAMES"]
 

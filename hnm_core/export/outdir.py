@@ -35,8 +35,8 @@ from typing import Literal
 
 from ..errors import ExportError
 from ..manifest import atomic_write_bytes
-from .outlock import claim
 from ..storage import disk_full, is_disk_full, unwritable, written_under
+from .outlock import claim
 
 __all__ = ["MARKER", "Kind", "Marker", "read_marker", "refuse_inputs", "check_out", "write_output", "finish"]
 

@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 from ..errors import ModelLoadError, SettingsError
 from ..manifest import folder_fingerprint, model_fingerprint, weights_fingerprint
+from ..settings import DEFAULT_MODEL, setting
 from .files import (
     CROSS_FIT_MANIFEST,
     OFFLINE_FIX,
@@ -33,7 +34,6 @@ from .files import (
     refuse_other_kind,
     resolve_model_path,
 )
-from ..settings import DEFAULT_MODEL, setting
 
 __all__ = [
     "Precision",

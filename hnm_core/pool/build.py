@@ -14,14 +14,15 @@ import numpy as np
 import pandas as pd
 
 from ..cache import EmbeddingCache
-from ..data import Collection, counted, normalize_text
+from ..data import Collection, normalize_text
 from ..manifest import package_versions, write_json
 from ..models.loading import LoadedModel, load_bi_encoder
 from ..progress import Progress, no_progress
 from ..retrieve.result import SearchResult
+from ..retrieve.vectors import kmeans_clusters, pos_sim_max, row_cosines
 from ..schema import MEMBER_COLUMNS, POOL_COLUMNS, missing_columns
 from ..settings import StageParams
-from ..retrieve.vectors import kmeans_clusters, pos_sim_max, row_cosines
+from ..wording import counted
 
 if TYPE_CHECKING:
     from ..retrieve.dense import EncodeMany
@@ -357,10 +358,10 @@ def dense_embeddings(collection: Collection, params: PoolParams, meta: dict[str,
     """Document and query embeddings (float16 memmaps from the cache): read from `files` where given, encoded with
     the bi-encoder otherwise, here or by `encode_many(model, [(texts, prompt), ...])` (the Ray engine's actors, one
     pass for every side it is given). Records the model (or the files) and the cache keys in `meta`."""
-    from ..retrieve.dense import embedding_key, encode
-    from ..retrieve.embedding_files import read_embeddings
     from ..errors import DataError
     from ..manifest import digest
+    from ..retrieve.dense import embedding_key, encode
+    from ..retrieve.embedding_files import read_embeddings
 
     doc_file, query_file = files
     sides = [("document", doc_file, collection.doc_ids, collection.doc_texts, params.doc_prompt),
@@ -490,7 +491,7 @@ def load_pool(folder: str | Path) -> Pool:
     try:
         meta = json.loads(manifest.read_bytes().decode("utf-8"))
     except (OSError, ValueError, RecursionError) as error:  # ValueError covers bad UTF-8 and bad JSON
-        raise DataError(manifest, f"cannot be read ({_one_line(error)})", fix=rebuild) from None
+        raise DataError(manifest, f"cannot be read ({one_line(error)})", fix=rebuild) from None
     if not isinstance(meta, dict):
         raise DataError(manifest, f"holds a JSON {type(meta).__name__}, not an object", fix=rebuild)
     sections = ("settings", "collection", "stats", "embeddings", "model", "teacher")
@@ -506,7 +507,7 @@ def load_pool(folder: str | Path) -> Pool:
     try:
         frame = frame.astype(columns)[list(columns)]
     except (TypeError, ValueError) as error:
-        raise DataError(folder / "pool.parquet", f"has columns of the wrong type ({_one_line(error)})",
+        raise DataError(folder / "pool.parquet", f"has columns of the wrong type ({one_line(error)})",
                         fix=rebuild) from None
     corpus = _read_table(folder / "corpus.parquet", ("doc_id", "text"), rebuild)
     queries = _read_table(folder / "queries.parquet", ("query_id", "text"), rebuild)
@@ -545,12 +546,12 @@ def _read_table(path: Path, columns: tuple[str, ...], fix: str) -> pd.DataFrame:
     try:
         table = pd.read_parquet(path)
     except (pa.ArrowException, OSError, ValueError) as error:  # truncated, not Parquet at all, unreadable
-        raise DataError(path, f"is not a readable Parquet file ({_one_line(error)})", fix=fix) from None
+        raise DataError(path, f"is not a readable Parquet file ({one_line(error)})", fix=fix) from None
     absent = missing_columns(table, columns)
     if absent:
         raise DataError(path, f"lacks columns {', '.join(absent)}.", fix=fix)
     return table
 
 
-def _one_line(error: BaseException) -> str:
+def one_line(error: BaseException) -> str:
     return " ".join(str(error).split()) or type(error).__name__

@@ -39,7 +39,14 @@ result.py (the table and prove.json).
 from .loop import ARMS, STAGES, VARIANT_STAGES, check_variants, prove
 from .paired import Comparison, compare
 from .result import HEADLINE, ArmRun, ArmSummary, ProofResult, load_proof, summarise
-from .splits import QuerySplit, scoring_splits, selection_splits, shared_queries, split_queries, without_queries
+from .splits import (
+           QuerySplit,
+           scoring_splits,
+           selection_splits,
+           shared_queries,
+           split_queries,
+           without_queries,
+)
 
 __all__ = ["ARMS", "HEADLINE", "STAGES", "VARIANT_STAGES", "ArmRun", "ArmSummary", "ProofResult", "Comparison",
            "QuerySplit", "prove", "check_variants", "summarise", "compare", "load_proof", "shared_queries",

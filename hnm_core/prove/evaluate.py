@@ -33,11 +33,12 @@ from typing import Any
 
 import numpy as np
 
-from ..data import Collection, counted, load_collection
+from ..data import Collection, load_collection
 from ..errors import SettingsError
 from ..models.loading import LoadedModel, load_bi_encoder
 from ..progress import Progress, no_progress
 from ..settings import setting
+from ..wording import counted
 
 __all__ = ["EvalResult", "evaluate", "load_eval_collection", "HEADLINE"]
 

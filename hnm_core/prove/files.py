@@ -12,8 +12,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..data import Collection
-from ..manifest import atomic_write_bytes, digest, to_json
 from ..export.outdir import write_output
+from ..manifest import atomic_write_bytes, digest, to_json
 from ..progress import Progress
 
 __all__ = ["write_folder", "pairs_table", "naive_file", "HnmFiles"]
@@ -71,8 +71,8 @@ class HnmFiles:
 
     def export(self, values: Mapping[str, Any], folder: Path) -> Path:
         from ..curate.rules import CurateParams, curate
-        from ..export.formats import export
         from ..engines.local import MiningParams, mine
+        from ..export.formats import export
 
         params = MiningParams.from_settings(values)
         if params not in self._pools:

@@ -12,13 +12,20 @@ from typing import Any
 
 from ..data import Collection, load_collection
 from ..errors import SettingsError
-from ..manifest import digest
 from ..export.outdir import check_out, finish, read_marker, write_output
+from ..manifest import digest
 from ..progress import Progress, no_progress
 from ..settings import SETTINGS, setting, validate
 from .files import HnmFiles, naive_file, pairs_table, write_folder
 from .result import HEADLINE, ArmRun, ProofResult, save_proof, summarise
-from .splits import only_queries, scoring_splits, shared_queries, source_split, split_queries, without_queries
+from .splits import (
+    only_queries,
+    scoring_splits,
+    shared_queries,
+    source_split,
+    split_queries,
+    without_queries,
+)
 
 __all__ = ["ARMS", "RECIPE", "STAGES", "VARIANT_STAGES", "prove"]
 
@@ -159,8 +166,8 @@ def prove(
     progress: reports stage "prove" (steps done of all), and the mining, training and encoding stages under it.
     stop: asked between steps; when it says True the loop ends there, keeping every finished arm in `out_dir`.
     """
-    from .evaluate import evaluate
     from ..models.loading import load_bi_encoder, resolve_precision
+    from .evaluate import evaluate
     from .train import file_digest, train_model
 
     values, seeds = _check(values or {})

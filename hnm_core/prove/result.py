@@ -11,8 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from ..data import counted
 from ..manifest import atomic_write_bytes, package_versions, to_json
+from ..wording import counted
 from .paired import Comparison, compare
 
 __all__ = ["HEADLINE", "ArmRun", "ArmSummary", "ProofResult", "summarise", "load_proof", "save_proof"]

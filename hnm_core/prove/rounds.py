@@ -16,10 +16,10 @@ from typing import NamedTuple
 import pandas as pd
 
 from ..curate.rules import LABELS
-from ..data import counted
 from ..errors import DataError
 from ..export.formats import FILE_NAMES
 from ..schema import ROUND_COLUMNS, missing_columns
+from ..wording import counted
 
 __all__ = ["diff_rounds", "RoundDiff", "Transition"]
 

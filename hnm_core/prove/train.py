@@ -32,9 +32,9 @@ import numpy as np
 import pyarrow as pa
 
 from ..errors import DataError, SettingsError
-from ..models.loading import load_bi_encoder, resolve_precision
 from ..export.outdir import check_out, write_output
 from ..manifest import digest, package_versions
+from ..models.loading import load_bi_encoder, resolve_precision
 from ..progress import Progress, no_progress
 from ..settings import setting
 
@@ -230,7 +230,10 @@ def fit(st_model: Any, table: pa.Table, loss: str, *, epochs: float, batch_size:
     and the protocol's arguments; returns its TrainOutput. Progress goes to `stage`."""
     from datasets import Dataset
     from datasets.table import InMemoryTable
-    from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
+    from sentence_transformers import (
+        SentenceTransformerTrainer,
+        SentenceTransformerTrainingArguments,
+    )
     from sentence_transformers.sentence_transformer import losses
     from transformers import PrinterCallback, TrainerCallback
 

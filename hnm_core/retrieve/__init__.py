@@ -8,9 +8,17 @@ May import: the ground floor (errors, settings, cache, progress, storage) and da
 
 from __future__ import annotations
 
-from .result import SearchResult
-from .bm25 import BM25Index, check_params, idf_weights, length_norm, term_weights, tokenize, tokenize_many
+from .bm25 import (
+    BM25Index,
+    check_params,
+    idf_weights,
+    length_norm,
+    term_weights,
+    tokenize,
+    tokenize_many,
+)
 from .dense import DenseIndex, batch_order, embedding_key, encode, encode_batches
 from .embedding_files import read_embeddings
+from .result import SearchResult
 
 __all__ = ["SearchResult", "BM25Index", "tokenize", "tokenize_many", "check_params", "idf_weights", "length_norm", "term_weights", "DenseIndex", "encode", "encode_batches", "batch_order", "embedding_key", "read_embeddings"]

@@ -33,8 +33,8 @@ import scipy.sparse as sp
 
 from ..errors import SettingsError
 from ..progress import Progress, no_progress
-from .result import SearchResult
 from ..settings import setting
+from .result import SearchResult
 
 __all__ = ["tokenize", "tokenize_many", "BM25Index", "check_params", "idf_weights", "length_norm",
            "term_weights"]

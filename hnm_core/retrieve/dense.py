@@ -15,8 +15,8 @@ from ..cache import EmbeddingCache, texts_digest
 from ..errors import SettingsError
 from ..models.loading import LoadedModel
 from ..progress import Progress, no_progress
-from .result import SearchResult
 from ..settings import setting
+from .result import SearchResult
 from .vectors import exact_search, row_blocks
 
 __all__ = ["embedding_key", "embedding_meta", "batch_order", "encode_batches", "encode", "EncodeMany", "DenseIndex",

@@ -20,10 +20,10 @@ from pathlib import Path
 import numpy as np
 
 from ..cache import ChunkPacer, PairScoreCache, pair_keys
-from ..data import counted
 from ..errors import ModelOutputError
 from ..models.loading import LoadedModel
 from ..progress import Progress
+from ..wording import counted
 
 __all__ = ["QUERY_BLOCK", "pair_batches", "batch_pair_keys", "pair_scores"]
 

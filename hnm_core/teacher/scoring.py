@@ -35,13 +35,18 @@ import pandas as pd
 from .. import schema
 from ..errors import SettingsError
 from ..manifest import digest
-from ..retrieve.dense import EncodeMany
-from ..models.loading import CrossFitTeacher, LoadedModel, load_bi_encoder, load_cross_encoder
-from .pair_scores import pair_scores
+from ..models.loading import (
+    CrossFitTeacher,
+    LoadedModel,
+    load_bi_encoder,
+    load_cross_encoder,
+)
 from ..pool.build import Pool
 from ..progress import Progress, no_progress
-from ..settings import StageParams, defaults, pick, setting
+from ..retrieve.dense import EncodeMany
 from ..retrieve.vectors import row_cosines
+from ..settings import StageParams, defaults, pick, setting
+from .pair_scores import pair_scores
 
 __all__ = ["TeacherParams", "score_pool", "rows_to_score", "load_teacher", "ensemble_scores", "MEMBER_COLUMNS"]
 

@@ -54,15 +54,23 @@ from typing import Any
 
 import numpy as np
 
-from ..data import Collection, counted
+from ..data import Collection
 from ..errors import ExportError, SettingsError
-from ..manifest import atomic_write_bytes, digest, package_versions
-from ..models.loading import (CROSS_FIT_MANIFEST, LoadedModel, check_cross_encoder, load_bi_encoder, pair_key, query_key,
-                     resolve_precision)
 from ..export.outdir import refuse_inputs
+from ..manifest import atomic_write_bytes, digest, package_versions
+from ..models.loading import (
+    CROSS_FIT_MANIFEST,
+    LoadedModel,
+    check_cross_encoder,
+    load_bi_encoder,
+    pair_key,
+    query_key,
+    resolve_precision,
+)
 from ..pool.build import PoolParams
 from ..progress import Progress, no_progress
 from ..settings import setting
+from ..wording import counted
 
 __all__ = ["train_teacher", "train_options", "TeacherTrainResult", "FoldResult", "fold_queries", "training_rows",
            "ntuples"]
@@ -422,8 +430,11 @@ def _train_fold(rows: list[tuple[str, str, float]], base_path: str, folder: Path
                 stage: str) -> None:
     """Train one fold's CrossEncoder on `rows` and save it as `folder`, atomically (`_saving_fold`)."""
     from datasets import Dataset
-    from sentence_transformers.cross_encoder import (CrossEncoder, CrossEncoderTrainer,
-                                                     CrossEncoderTrainingArguments)
+    from sentence_transformers.cross_encoder import (
+        CrossEncoder,
+        CrossEncoderTrainer,
+        CrossEncoderTrainingArguments,
+    )
     from sentence_transformers.cross_encoder.losses import BinaryCrossEntropyLoss
     from transformers import PrinterCallback, TrainerCallback, set_seed
 
