@@ -1,12 +1,15 @@
 """Data: pick the bundled sample, a path on the server, or upload files; see what was read."""
 
+import time
+
 import streamlit as st
 
-from hnm_core.data import FILE_SUFFIXES
+from hnm_core.data import FILE_SUFFIXES, counted
 from hnm_core.settings import SETTINGS
-from studio import escape, loaders, tables
+from studio import escape, loaders, persist, tables
 from studio.errors import shown_errors
-from studio.state import EXPLORE_PAGE, MINE_PAGE, LoadedData, Mined, init_state, loaded, set_data, set_mined, settings
+from studio.state import (EXPLORE_PAGE, MINE_PAGE, LoadedData, Mined, init_state, loaded, mined, set_data, set_mined,
+                          settings)
 from studio.widgets import reset_settings, setting_widget
 
 TUNE_SETTINGS = [s.name for s in SETTINGS if s.stage == "curate"]
@@ -27,9 +30,36 @@ def use(data: LoadedData, result: Mined | None = None) -> None:
         st.session_state["data_note"] = "Another collection: the Tune settings are back to their defaults."
 
 
+SOURCES = {"sample": "Bundled sample", "path": "Folder or file path", "pool": "Folder or file path",
+           "upload": "Upload files"}
+
 init_state()
 st.title("Data")
 st.caption("Load a retrieval collection: passages, queries and their labelled positives.")
+current = loaded()
+if current is None and (work := persist.last_work()) is not None:
+    with st.container(border=True):
+        ago = time.time() - work.saved
+        st.markdown(f"**Your last work** ({'under a minute' if ago < 60 else counted(int(ago // 60), 'minute')} "
+                    f"ago): {escape.plain(work.what)}, with its settings.")
+        if st.button("Resume it", type="primary", key="resume_work", icon=":material/history:"):
+            st.session_state["data_note"] = persist.resume(work)
+            st.rerun()
+if current is not None and "data_source" not in st.session_state:
+    # Streamlit forgets a widget's value on pages that do not draw it: show the source of what is loaded, not the
+    # first choice (which offered the sample over a loaded collection)
+    kind = loaders.data_kind(current)
+    st.session_state["data_source"] = SOURCES[kind]
+    if kind in ("path", "pool") and "data_path" not in st.session_state:
+        st.session_state["data_path"] = str(current.path)
+
+
+def replacing() -> None:
+    """Under a Load button: what loading other data would replace (the caches keep the work for a later reload)."""
+    if current is not None:
+        pool = " and its mined pool (Run on Mine gets it back from the cache)" if mined() is not None else ""
+        st.caption(f":material/swap_horiz: Loading replaces {escape.plain(current.collection.name)}{pool}.")
+
 
 source = st.radio(
     "Source",
@@ -44,8 +74,12 @@ with shown_errors():
     if source == "Bundled sample":
         st.markdown("253 passages about words with several senses (python, bank, cell, ...), 42 queries, "
                     "62 labelled positives, and 23 positives deliberately left unlabelled.")
-        if st.button("Load the sample", type="primary", key="load_sample"):
-            use(loaders.load_sample())
+        if current is not None and loaders.data_kind(current) == "sample":
+            st.caption(":material/check: The sample is loaded (below).")
+        else:
+            replacing()
+            if st.button("Load the sample", type="primary", key="load_sample"):
+                use(loaders.load_sample())
     elif source == "Folder or file path":
         path = st.text_input(
             "Path on the machine running the app", key="data_path",
@@ -59,12 +93,20 @@ with shown_errors():
         splits = loaders.splits_at(path)
         if splits:
             setting_widget("split", label="split", options=splits)
-        if loaders.is_pool_folder(path):
+        pool_folder = loaders.is_pool_folder(path)
+        if loaders.is_loaded(current, path, None if pool_folder else settings()["split"]):
+            st.caption(f":material/check: {escape.plain(current.collection.name)} is loaded from this path"
+                       + (f", split {escape.plain(current.split)}" if splits and current.split else "")
+                       + " (below).")
+        elif pool_folder:
             st.info("This folder holds a saved pool: it opens as data and mined pool at once.")
+            replacing()
             if st.button("Open the saved pool", type="primary", key="load_pool"):
                 use(*loaders.load_saved_pool(path))
-        elif st.button("Load", type="primary", key="load_path", disabled=not path.strip()):
-            use(loaders.load_path(path, settings()["split"]))
+        else:
+            replacing()
+            if st.button("Load", type="primary", key="load_path", disabled=not path.strip()):
+                use(loaders.load_path(path, settings()["split"]))
     else:
         cap = st.get_option("server.maxUploadSize")
         files = st.file_uploader(
@@ -74,6 +116,7 @@ with shown_errors():
         )
         st.caption(f"Files are read as data only (JSON, CSV, Parquet; never pickles), kept in a folder private to "
                    f"this browser session, and deleted when it ends. Larger than {cap} MB: use a path instead.")
+        replacing()
         if st.button("Load the uploaded files", type="primary", key="load_upload", disabled=not files):
             use(loaders.load_uploads(files, loaders.session_dir() / "upload", settings()["split"]))
 

@@ -20,7 +20,7 @@ import weakref
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import numpy as np
 import streamlit as st
@@ -42,9 +42,9 @@ from .progress import StreamlitProgress
 from .state import LoadedData, Mined
 
 __all__ = [
-    "SAMPLE_DIR", "collection_key", "settings_key", "changed_settings", "pool_key", "manifest_settings",
+    "SAMPLE_DIR", "data_kind", "collection_key", "settings_key", "changed_settings", "pool_key", "manifest_settings",
     "load_sample", "load_path", "load_uploads", "load_saved_pool", "splits_at", "scoring_splits", "selection_splits",
-    "is_pool_folder", "proof_dir",
+    "is_loaded", "is_pool_folder", "proof_dir",
     "bi_encoder", "teacher_model", "teacher_problem", "mined_pool", "map_coords", "query_slices",
     "score_range", "session_dir", "zip_folder",
 ]
@@ -91,13 +91,19 @@ def manifest_settings(raw: bytes) -> dict[str, Any]:
     return from_manifest(raw)
 
 
-def _loaded(collection: Collection, origin: str, path: Path) -> LoadedData:
-    return LoadedData(collection, collection_key(collection), origin, path)
+def _loaded(collection: Collection, origin: str, path: Path, split: str | None) -> LoadedData:
+    return LoadedData(collection, collection_key(collection), origin, path, split)
+
+
+def data_kind(data: LoadedData) -> Literal["sample", "upload", "pool", "path"]:
+    """How `data` was loaded: the bundled sample, uploaded files, a saved pool folder, or a path (or hub id)."""
+    return ("sample" if data.path == SAMPLE_DIR else "upload" if data.origin.startswith("uploaded") else
+            "pool" if data.origin.startswith("saved pool") else "path")
 
 
 def load_sample(split: str = setting("split").default) -> LoadedData:
     """The bundled demo collection (sample_data/)."""
-    return _loaded(load_collection(SAMPLE_DIR, split=split), "bundled sample (sample_data/)", SAMPLE_DIR)
+    return _loaded(load_collection(SAMPLE_DIR, split=split), "bundled sample (sample_data/)", SAMPLE_DIR, split)
 
 
 def load_path(path: str, split: str = setting("split").default) -> LoadedData:
@@ -108,9 +114,9 @@ def load_path(path: str, split: str = setting("split").default) -> LoadedData:
     target = Path(text).expanduser()
     if not target.exists():
         if looks_like_hub_id(text):  # a Hugging Face hub id, org/name
-            return _loaded(load_collection(text, split=split), f"Hugging Face hub {text}", target)
+            return _loaded(load_collection(text, split=split), f"Hugging Face hub {text}", target, split)
         raise DataError(target, "does not exist.", fix="check the path (it is read on the machine running the app)")
-    return _loaded(load_collection(target, split=split), str(target.resolve()), target)
+    return _loaded(load_collection(target, split=split), str(target.resolve()), target, split)
 
 
 def splits_at(path: str) -> list[str]:
@@ -139,6 +145,16 @@ def selection_splits(path: str, train_split: str, test_split: str) -> list[str]:
     return splits(path, train_split, test_split)
 
 
+def is_loaded(data: LoadedData | None, path: str, split: str | None) -> bool:
+    """Whether loading `path` (with `split`; None for a saved pool) would load `data` again from where it was read:
+    the Data page then says it is loaded instead of offering to replace it with itself (and drop its pool)."""
+    text = path.strip()
+    if data is None or data.path is None or not text or data_kind(data) not in ("path", "pool"):
+        return False
+    same = Path(text).expanduser().resolve() == data.path.expanduser().resolve() or text == str(data.path)
+    return same and (split is None or data.split is None or split == data.split or not splits_at(text))
+
+
 def is_pool_folder(path: str) -> bool:
     """Whether `path` holds a pool saved by `hnm pool` / `hnm mine` (read with load_saved_pool, no mining)."""
     folder = Path(path.strip()).expanduser() if path.strip() else None
@@ -154,7 +170,7 @@ def load_saved_pool(path: str) -> tuple[LoadedData, Mined]:
     files = sorted(table.glob("*.parquet")) if table.is_dir() else [table]
     stamps = "|".join(f"{f.name}:{f.stat().st_mtime_ns}:{f.stat().st_size}" for f in files)
     key = hashlib.blake2b(f"{folder}|{stamps}".encode(), digest_size=16).hexdigest()
-    data = _loaded(pool.collection, f"saved pool {folder}", folder)
+    data = _loaded(pool.collection, f"saved pool {folder}", folder, None)
     # the mining settings it records (ones this version does not know are left out), checked, with the table's
     # defaults for any it lacks
     known = {s.name for s in SETTINGS}
@@ -202,7 +218,7 @@ def load_uploads(files: Sequence[Upload], folder: Path, split: str = setting("sp
         splits = sorted(beir_splits(folder))
         if split not in splits and splits:
             split = splits[0]
-        return _loaded(load_collection(folder, split=split), f"uploaded {listing}", folder)
+        return _loaded(load_collection(folder, split=split), f"uploaded {listing}", folder, split)
     if len(files) != 1:
         raise DataError("upload", f"{counted(len(files), 'file')} that are not a BEIR set ({listing}).",
                         fix="upload corpus.jsonl + queries.jsonl + qrels.tsv, or a single pairs / FlagEmbedding file")
@@ -211,7 +227,7 @@ def load_uploads(files: Sequence[Upload], folder: Path, split: str = setting("sp
                         fix=f"upload one of {', '.join(FILE_SUFFIXES)} (pairs or FlagEmbedding)")
     target = folder / names[0]
     target.write_bytes(files[0].getvalue())
-    return _loaded(load_collection(target, split=split), f"uploaded {listing}", target)
+    return _loaded(load_collection(target, split=split), f"uploaded {listing}", target, split)
 
 
 @st.cache_resource(show_spinner=False, max_entries=4)

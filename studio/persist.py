@@ -7,7 +7,9 @@ data was loaded (the sample, a path and its split, a saved pool folder), the key
 and the settings. A mined pool is saved once as a pool folder under `<hnm cache>/studio/pools/` (embeddings stay in
 the embedding cache), so getting it back reads a few Parquet files and mines nothing. `start()` runs first in each
 run and, in a session's first, restores the state of the token in its URL. Uploaded files live in a folder of the session that
-ended, so they are not kept: the page says so.
+ended, so they are not kept: the page says so. The plain address (no token: a new tab, a bookmark) starts a new
+session; the Data page offers to resume the newest work of another session (`last_work`, `resume`), copied into
+this session's own state file.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from hnm_core.cli.studio import DATA_ENV, SPLIT_ENV
 from . import loaders
 from .state import LoadedData, Mined, loaded, mined, set_data, set_mined, settings
 
-__all__ = ["PARAM", "state_path", "start", "Saver"]
+__all__ = ["PARAM", "state_path", "start", "Saver", "LastWork", "last_work", "resume"]
 
 PARAM = "session"
 _TOKEN = re.compile(r"[0-9a-f]{32}")
@@ -69,9 +71,7 @@ def _pool_folder(key: str) -> Path:
 
 
 def _data_record(data: LoadedData, split: str) -> dict[str, Any]:
-    kind = ("sample" if data.path == loaders.SAMPLE_DIR else "upload" if data.origin.startswith("uploaded") else
-            "pool" if data.origin.startswith("saved pool") else "path")
-    return {"kind": kind, "path": str(data.path), "key": data.key, "split": split}
+    return {"kind": loaders.data_kind(data), "path": str(data.path), "key": data.key, "split": split}
 
 
 def _keep_pool(result: Mined, data: LoadedData) -> str:
@@ -166,6 +166,12 @@ def start() -> str | None:
             prune_sessions()
             return preload()
         return None
+    return _restore(path, "Restored")
+
+
+def _restore(path: Path, verb: str) -> str:
+    """Load the data, pool and settings of the state file at `path` into this session; the sentence saying what
+    came back (starting with `verb`) or what could not."""
     try:
         raw = path.read_bytes()
         record = json.loads(raw)
@@ -175,9 +181,9 @@ def start() -> str | None:
     settings().update(values)
     info = record.get("data")
     if not isinstance(info, dict):
-        return "Restored your settings."
+        return f"{verb} your settings."
     if info.get("kind") == "upload":
-        return "Restored your settings. Uploaded files are not kept across a reload: upload them again."
+        return f"{verb} your settings. Uploaded files are not kept across a reload: upload them again."
     split = info.get("split") or settings()["split"]
     try:
         if info.get("kind") == "pool":
@@ -187,22 +193,64 @@ def start() -> str | None:
             data = loaders.load_sample(split) if sample else loaders.load_path(info["path"], split)
             result = None
     except (OSError, KeyError, TypeError, HnmError) as error:
-        return f"Restored your settings, but not the data: {error}"
+        return f"{verb} your settings, but not the data: {error}"
     set_data(data)
     if data.key != info.get("key"):
-        return f"Restored your settings; {data.collection.name} changed on disk since, so mine it again."
+        return f"{verb} your settings; {data.collection.name} changed on disk since, so mine it again."
     kept = record.get("mined")
     if result is None and isinstance(kept, dict):
         try:
             mining = MiningParams.from_settings(kept["settings"]).settings()
             result = Mined(load_pool(kept["folder"]), kept["key"], mining, float(kept.get("seconds", 0.0)))
         except (OSError, KeyError, TypeError, ValueError, HnmError):
-            return (f"Restored {data.collection.name} and your settings; its pool is no longer kept: Run on the Mine "
+            return (f"{verb} {data.collection.name} and your settings; its pool is no longer kept: Run on the Mine "
                     "page (embeddings and scores come from the cache).")
     if result is not None:
         set_mined(result)
         query_id = record.get("query_id")
         if query_id in result.pool.collection.query_index:
             st.session_state["query_id"] = query_id
-    return f"Restored {data.collection.name}" + (", its mined pool" if result is not None else "") + \
+    return f"{verb} {data.collection.name}" + (", its mined pool" if result is not None else "") + \
         " and your settings."
+
+
+@dataclass(frozen=True)
+class LastWork:
+    """The most recent work of another browser session (another tab, or before the URL lost its `?session=`):
+    what it had loaded, in words, and when it was last saved."""
+
+    token: str
+    what: str
+    saved: float
+
+
+def last_work() -> LastWork | None:
+    """The newest state file of another session that holds data this session could load again (not an upload), or
+    None. A plain address (no `?session=`) starts a new session; this is what it offers to resume."""
+    folder = _root() / "sessions"
+    own = st.session_state["session_box"]["token"]
+    files = sorted(folder.glob("*.json"), key=lambda p: p.stat().st_mtime, reverse=True) if folder.is_dir() else []
+    for path in files:
+        if path.stem == own:
+            continue
+        try:
+            record = json.loads(path.read_bytes())
+            info, kept = record.get("data"), record.get("mined")
+            kind, where = info["kind"], info["path"]
+            saved = path.stat().st_mtime
+        except (OSError, ValueError, TypeError, KeyError):
+            continue  # damaged or gone since the listing: look at the next
+        if kind == "upload":
+            continue
+        what = ("the bundled sample" if kind == "sample" else f"the saved pool {where}" if kind == "pool"
+                else f"{where}" + (f" (split {info['split']})" if info.get("split") else ""))
+        if isinstance(kept, dict) and kind != "pool":
+            what += " with its mined pool"
+        return LastWork(path.stem, what, saved)
+    return None
+
+
+def resume(work: LastWork) -> str:
+    """Load the data, pool and settings of the session `work` into this one (which keeps its own URL and state
+    file, so two tabs never write one file); the sentence saying what came back."""
+    return _restore(state_path(work.token), "Resumed")

@@ -39,12 +39,13 @@ TRAIN_PAGE = "pages/train.py"
 class LoadedData:
     """A collection in this session. `key` hashes its content (the identity caches are keyed by); `origin` says
     what the person picked ("bundled sample", a path, uploaded file names); `path` is the file or folder it was read
-    from, which an export may not overwrite."""
+    from, which an export may not overwrite; `split` the qrels split it was read with (None for a saved pool)."""
 
     collection: Collection
     key: str
     origin: str
     path: Path | None = None
+    split: str | None = None
 
 
 @dataclass(frozen=True)

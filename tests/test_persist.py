@@ -9,8 +9,8 @@ from hnm_core.settings import defaults
 from streamlit.testing.v1 import AppTest
 
 from studio.persist import PARAM, Saver, prune_sessions, state_path
-from tests.test_app import (APP, DATA, MINE, SAMPLE, TUNE, cache_dir, load_sample, new_session, open_page,  # noqa: F401
-                            tiny_mine)
+from tests.test_app import (APP, DATA, MINE, SAMPLE, TUNE, cache_dir, load_sample, new_session,  # noqa: F401
+                            open_page, tiny_mine, unescaped)
 
 
 def save(at: AppTest) -> None:
@@ -64,7 +64,7 @@ def test_another_collection_resets_the_tune_settings_and_the_same_one_keeps_them
     open_page(at, TUNE)
     at.slider(key="setting:skip_n").set_value(defaults()["skip_n"] + 3).run()
     open_page(at, DATA)
-    assert at.radio(key="data_source").value == "Bundled sample" and not at.button(key="load_sample")
+    assert at.radio(key="data_source").value == "Bundled sample" and "load_sample" not in [b.key for b in at.button]
     at.radio(key="data_source").set_value("Folder or file path").run()
     at.text_input(key="data_path").input(str(SAMPLE)).run()  # the sample's folder: the same content
     at.button(key="load_path").click().run()
@@ -110,3 +110,43 @@ def test_hnm_studio_data_is_loaded_into_every_new_session_and_shown_on_the_data_
     assert at.text_input(key="data_path").value == str(SAMPLE)
     monkeypatch.setenv(DATA_ENV, str(SAMPLE / "missing"))
     assert "Could not load" in new_session().toast[0].value
+
+
+def test_the_plain_address_offers_to_resume_the_last_work(tiny_bi_encoder_dir):
+    at = tiny_mine(load_sample(new_session()), tiny_bi_encoder_dir)
+    open_page(at, TUNE)
+    skip_n = defaults()["skip_n"] + 2
+    at.slider(key="setting:skip_n").set_value(skip_n).run()
+    save(at)
+
+    fresh = open_page(new_session(), DATA)  # a new tab on the plain address: no ?session= of the work above
+    assert fresh.session_state["data"] is None and fresh.query_params[PARAM] != at.query_params[PARAM]
+    offer = next(m.value for m in fresh.markdown if m.value.startswith("**Your last work**"))
+    assert "the bundled sample with its mined pool" in offer
+    fresh.button(key="resume_work").click().run()
+    assert not fresh.exception
+    assert fresh.info[0].value == "Resumed sample_data, its mined pool and your settings."
+    assert fresh.session_state["data"].key == at.session_state["data"].key
+    assert fresh.session_state["mined"].key == at.session_state["mined"].key
+    assert fresh.session_state["settings"]["skip_n"] == skip_n
+    assert "resume_work" not in [b.key for b in fresh.button]  # offered only while nothing is loaded
+
+
+def test_the_data_page_shows_the_loaded_source_after_other_pages_and_never_replaces_it_unasked(tmp_path):
+    folder = tmp_path / "scifact-like"
+    folder.mkdir()
+    for name in ("corpus.jsonl", "queries.jsonl", "qrels.tsv"):
+        (folder / name).write_bytes((SAMPLE / name).read_bytes())
+    at = open_page(new_session(), DATA)
+    at.radio(key="data_source").set_value("Folder or file path").run()
+    at.text_input(key="data_path").input(str(folder)).run()
+    at.button(key="load_path").click().run()
+    for page in (MINE, TUNE, DATA):  # the Data page's widgets are forgotten while other pages run
+        open_page(at, page)
+    assert at.radio(key="data_source").value == "Folder or file path"
+    assert at.text_input(key="data_path").value == str(folder)
+    assert "load_path" not in [b.key for b in at.button]  # no button that loads it again over itself
+    assert any("scifact-like is loaded from this path" in unescaped(c.value) for c in at.caption)
+    at.radio(key="data_source").set_value("Bundled sample").run()
+    assert any("Loading replaces scifact-like." in unescaped(c.value) for c in at.caption)
+    assert at.session_state["data"].path == folder  # nothing replaced until the button says so
