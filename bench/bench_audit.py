@@ -36,7 +36,7 @@ from hnm_core.curate.rules import CurateParams, curate
 from hnm_core.data import Collection, load_collection, normalize_text
 from hnm_core.models.loading import load_bi_encoder
 from hnm_core.engines.local import mine
-from hnm_core.pool.build import Pool
+from hnm_core.pool import Pool
 from hnm_core.settings import validate
 
 DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"

@@ -6,20 +6,18 @@ replaces the folders they write. Heavy libraries (torch,
 sentence-transformers, faiss, umap) are imported only by the functions that use them, so importing hnm_core is cheap.
 """
 
-from .audit.report import AuditReport, audit, audit_pool, hide_positives
+from .audit import AuditReport, audit, audit_pool, hide_positives
 from .compat import HardNegatives, mine_hard_negatives
-from .curate.rules import LABELS, CurateParams, Curation, curate
+from .curate import LABELS, CurateParams, Curation, curate
 from .data import Collection, load_collection
-from .engines.local import MiningParams, mine
+from .engines import MiningParams, mine
 from .errors import DataError, ExportError, HnmError, ModelLoadError, SettingsError
-from .export.formats import ExportResult, export
-from .models.loading import LoadedModel, load_bi_encoder, load_cross_encoder
-from .pool.build import Pool, PoolParams, PoolStats, build_pool, load_pool, save_pool
-from .prove.evaluate import EvalResult, evaluate, load_eval_collection
-from .prove.rounds import RoundDiff, diff_rounds
-from .prove.train import TrainResult, train_model
+from .export import ExportResult, export
+from .models import LoadedModel, load_bi_encoder, load_cross_encoder
+from .pool import Pool, PoolParams, PoolStats, build_pool, load_pool, save_pool
+from .prove import EvalResult, RoundDiff, TrainResult, diff_rounds, evaluate, load_eval_collection, train_model
 from .settings import SETTINGS, Setting, defaults, validate
-from .teacher.scoring import TeacherParams, score_pool
+from .teacher import TeacherParams, score_pool
 
 __all__ = [
     "Collection",

@@ -15,7 +15,7 @@ import pandas as pd
 from hnm_core.audit.report import AuditFigures, SweepResult
 from hnm_core.curate.rules import CurateParams, Curation, margin_thresholds
 from hnm_core.curate.reasons import reasons
-from hnm_core.pool.build import Pool
+from hnm_core.pool import Pool
 from hnm_core.prove import ProofResult
 from hnm_core.teacher.scoring import MEMBER_COLUMNS
 from hnm_core.curate.selection import GROUPS, ScoreGroups

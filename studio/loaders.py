@@ -33,7 +33,7 @@ from hnm_core.errors import DataError, HnmError
 from hnm_core.models.files import cross_fit_kind, refuse_other_kind
 from hnm_core.models.loading import LoadedModel, check_cross_encoder, load_bi_encoder, load_cross_encoder
 from hnm_core.engines.local import MiningParams, mine
-from hnm_core.pool.build import Pool, load_pool
+from hnm_core.pool import Pool, load_pool
 from hnm_core.pool.project import project_2d
 from hnm_core.settings import SETTINGS, from_manifest, setting
 

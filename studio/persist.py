@@ -29,7 +29,7 @@ from hnm_core.cache import default_cache_dir
 from hnm_core.errors import HnmError
 from hnm_core.manifest import atomic_write_bytes, to_json
 from hnm_core.engines.local import MiningParams
-from hnm_core.pool.build import load_pool, save_pool
+from hnm_core.pool import load_pool, save_pool
 from hnm_core.settings import from_manifest
 from hnm_core.cli.studio import DATA_ENV, SPLIT_ENV
 

@@ -15,7 +15,7 @@ import streamlit as st
 
 from hnm_core.curate.rules import CurateParams, Curation, curate
 from hnm_core.data import Collection
-from hnm_core.pool.build import Pool
+from hnm_core.pool import Pool
 from hnm_core.settings import defaults
 
 from .corrections import current_overrides

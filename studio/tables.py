@@ -14,7 +14,7 @@ import pandas as pd
 from hnm_core.curate.rules import Curation
 from hnm_core.curate.reasons import reasons
 from hnm_core.data import Collection
-from hnm_core.pool.build import Pool
+from hnm_core.pool import Pool
 
 __all__ = ["query_slices", "collection_summary", "positives_per_query", "query_preview", "label_counts",
            "short_queries", "query_change_table", "candidate_table", "documents_table", "DETAIL_COLUMNS", "score_card",

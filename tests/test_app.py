@@ -471,7 +471,7 @@ def test_a_trained_bi_encoder_teacher_mines_as_the_bi_encoder_teacher_and_is_ref
 
 def test_a_saved_pool_folder_opens_without_mining(tiny_collection, tiny_bi_encoder_dir, tmp_path):
     from hnm_core.models.loading import load_bi_encoder
-    from hnm_core.pool.build import PoolParams, build_pool, save_pool
+    from hnm_core.pool import PoolParams, build_pool, save_pool
     from hnm_core.teacher.scoring import TeacherParams, score_pool
 
     encoder = load_bi_encoder(str(tiny_bi_encoder_dir), precision="fp32")
@@ -596,7 +596,7 @@ def test_map_figure_escapes_hover_text_zooms_and_thins_a_large_corpus(tiny_colle
     import dataclasses
 
     from hnm_core.curate.rules import CurateParams, curate
-    from hnm_core.pool.build import PoolParams, build_pool
+    from hnm_core.pool import PoolParams, build_pool
 
     texts = list(tiny_collection.doc_texts)
     texts[0] = "<img src=x onerror=alert(1)> " + texts[0]  # d01, a positive of q1
@@ -629,7 +629,7 @@ def test_map_figure_escapes_hover_text_zooms_and_thins_a_large_corpus(tiny_colle
 def test_map_hover_shows_each_ensemble_members_score(tiny_collection, tiny_bi_encoder_dir, tmp_path):
     from hnm_core.curate.rules import CurateParams, curate
     from hnm_core.models.loading import load_bi_encoder
-    from hnm_core.pool.build import PoolParams, build_pool
+    from hnm_core.pool import PoolParams, build_pool
     from hnm_core.teacher.scoring import TeacherParams, score_pool
 
     encoder = load_bi_encoder(str(tiny_bi_encoder_dir), precision="fp32")
@@ -648,7 +648,7 @@ def test_map_hover_shows_each_ensemble_members_score(tiny_collection, tiny_bi_en
 
 def test_lasso_documents_carry_the_label_and_reason_of_the_candidate_table(tiny_collection, tmp_path):
     from hnm_core.curate.rules import CurateParams, curate
-    from hnm_core.pool.build import PoolParams, build_pool
+    from hnm_core.pool import PoolParams, build_pool
 
     pool = build_pool(tiny_collection, PoolParams.from_settings({"sources": ("bm25",), "top_k": 3}),
                       cache_dir=tmp_path)

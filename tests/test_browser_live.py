@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from hnm_core.data import Collection
-from hnm_core.pool.build import Pool, PoolStats, save_pool
+from hnm_core.pool import Pool, PoolStats, save_pool
 from tests.conftest import SHARED_DATASETS
 from tests.test_browser import ARTIFACTS, SLOW_STEP_MS, go, metric, page, server, settle, shoot  # noqa: F401
 

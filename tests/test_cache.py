@@ -17,7 +17,7 @@ from hnm_core.cli import main
 from hnm_core.retrieve.dense import batch_order, encode
 from hnm_core.errors import CacheWarning, ModelOutputError
 from hnm_core.models.loading import load_bi_encoder, load_cross_encoder
-from hnm_core.pool.build import PoolParams, build_pool, load_pool
+from hnm_core.pool import PoolParams, build_pool, load_pool
 from hnm_core.teacher.scoring import TeacherParams, score_pool
 
 

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from hnm_core.cli import main
-from hnm_core.pool.build import load_pool
+from hnm_core.pool import load_pool
 
 from .conftest import shared_dataset
 

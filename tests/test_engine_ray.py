@@ -11,7 +11,7 @@ from hnm_core.cli import main
 from hnm_core.data import load_collection
 from hnm_core.retrieve.dense import encode
 from hnm_core.models.loading import load_bi_encoder
-from hnm_core.pool.build import load_pool
+from hnm_core.pool import load_pool
 
 pytest.importorskip("ray")
 

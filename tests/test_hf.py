@@ -103,7 +103,7 @@ def test_the_cli_mines_a_saved_folder_and_writes_hf_that_load_from_disk_reads(pa
 def test_hf_alone_has_nothing_to_hold(tmp_path):
     from hnm_core.curate.rules import CurateParams, curate
     from hnm_core.export.formats import export
-    from hnm_core.pool.build import PoolParams, build_pool
+    from hnm_core.pool import PoolParams, build_pool
 
     pool = build_pool(load_collection(SAMPLE), PoolParams.from_settings({"sources": "bm25"}))
     with pytest.raises(ExportError, match="hf format holds the other asked formats.*--formats ntuple,hf"):

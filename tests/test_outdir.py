@@ -22,7 +22,7 @@ from hnm_core.curate.rules import curate
 from hnm_core.errors import ExportError
 from hnm_core.export.formats import export
 from hnm_core.export.outdir import MARKER, read_marker
-from hnm_core.pool.build import load_pool, save_pool
+from hnm_core.pool import load_pool, save_pool
 
 from .test_curate import pool_frame
 from .test_export import PARAMS, make_pool, rows
@@ -371,12 +371,12 @@ def test_a_full_disk_while_caching_embeddings_leaves_no_half_file(tiny_bi_encode
 
 
 def test_a_full_disk_anywhere_else_is_one_line_too(tmp_path, capsys, monkeypatch):
-    import hnm_core.pool.build
+    import hnm_core.pool
 
     def build_pool(*args, **kwargs):  # a folder the cache makes, say: mkdir fails on a full disk
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(tmp_path / "cache" / "embeddings" / "k"))
 
-    monkeypatch.setattr(hnm_core.pool.build, "build_pool", build_pool)
+    monkeypatch.setattr(hnm_core.pool, "build_pool", build_pool)
     assert main(["pool", str(SAMPLE), "--out", str(tmp_path / "out"), "--sources", "bm25", "--quiet"]) == 2
     err = one_line(capsys)
     assert err.startswith(f"hnm pool: error: {tmp_path / 'cache' / 'embeddings' / 'k'}: no space left on the device")
@@ -394,7 +394,7 @@ def test_a_full_disk_anywhere_else_is_one_line_too(tmp_path, capsys, monkeypatch
 CHILD = """
 import importlib, os, signal, sys
 cli, export, outdir, pool = (importlib.import_module(f"hnm_core.{n}")
-                              for n in ("cli.main", "export.formats", "export.outdir", "pool.build"))
+                              for n in ("cli.main", "export.formats", "export.outdir", "pool"))
 
 def kill_on_call(module, name, nth):
     real = getattr(module, name)
@@ -492,7 +492,7 @@ def test_kill_9_during_an_export_then_the_rerun_completes_it(earlier, point, aft
 
 def test_a_mine_interrupted_before_its_pool_was_saved_is_replaced_without_overwrite(flags, tmp_path, monkeypatch,
                                                                                     capsys):
-    import hnm_core.pool.build
+    import hnm_core.pool
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt  # Ctrl-C after the export is in place, before its pool/ is saved
@@ -500,7 +500,7 @@ def test_a_mine_interrupted_before_its_pool_was_saved_is_replaced_without_overwr
     run = tmp_path / "run"
     argv = ["mine", str(SAMPLE), "--out", str(run), "--formats", "triplet", *flags]
     with monkeypatch.context() as patch:
-        patch.setattr(hnm_core.pool.build, "save_pool", interrupted)
+        patch.setattr(hnm_core.pool, "save_pool", interrupted)
         assert main(argv) == 130
     _recovers_without_overwrite(run, argv, tmp_path, capsys)
 

@@ -22,7 +22,7 @@ from hnm_core.curate.rules import curate
 from hnm_core.errors import DataError
 from hnm_core.export.formats import export
 from hnm_core.curate.overrides import Override, add_override, default_path, read_overrides
-from hnm_core.pool.build import save_pool
+from hnm_core.pool import save_pool
 from hnm_core.curate.reasons import reasons
 
 from .test_cli import SAMPLE, tiny_models  # noqa: F401  (a fixture)

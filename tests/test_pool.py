@@ -9,7 +9,7 @@ from hnm_core.retrieve.bm25 import tokenize
 from hnm_core.data import load_collection
 from hnm_core.errors import DataError, ExportError
 from hnm_core.models.loading import load_bi_encoder
-from hnm_core.pool.build import PoolParams, PoolStats, build_pool, load_pool, save_pool
+from hnm_core.pool import PoolParams, PoolStats, build_pool, load_pool, save_pool
 from hnm_core.schema import POOL_COLUMNS, RANK_MEANINGS
 
 from .conftest import shared_dataset

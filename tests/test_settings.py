@@ -10,7 +10,7 @@ from hnm_core.cli import build_parser
 from hnm_core.curate.rules import CurateParams
 from hnm_core.errors import SettingsError
 from hnm_core.engines.local import MiningParams, mine
-from hnm_core.pool.build import PoolParams, build_pool
+from hnm_core.pool import PoolParams, build_pool
 from hnm_core.settings import SETTINGS, StageParams, defaults, setting, validate
 from hnm_core.teacher.scoring import TeacherParams, score_pool
 

@@ -6,7 +6,7 @@ import pytest
 
 from hnm_core.errors import ModelLoadError, SettingsError
 from hnm_core.models.loading import load_bi_encoder, load_cross_encoder
-from hnm_core.pool.build import PoolParams, build_pool
+from hnm_core.pool import PoolParams, build_pool
 from hnm_core.teacher.scoring import TeacherParams, ensemble_scores, load_teacher, score_pool
 
 
@@ -191,7 +191,7 @@ def test_ensemble_of_a_cross_encoder_the_miner_and_bm25_keeps_each_members_score
         ("cross-encoder", "teacher_cross_encoder"), ("dense", "teacher_dense"), ("bm25", "teacher_bm25")]
     assert teacher["members"][0]["fingerprint"] == alone.meta["teacher"]["fingerprint"]
 
-    from hnm_core.pool.build import load_pool, save_pool
+    from hnm_core.pool import load_pool, save_pool
 
     back = load_pool(save_pool(scored, tmp_path / "pool"))
     assert list(back.frame.columns[-3:]) == ["teacher_cross_encoder", "teacher_dense", "teacher_bm25"]

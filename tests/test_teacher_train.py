@@ -11,7 +11,7 @@ from hnm_core.cli import main
 from hnm_core.data import Collection
 from hnm_core.errors import ExportError, ModelLoadError, SettingsError
 from hnm_core.models.loading import check_cross_encoder, load_bi_encoder, load_cross_encoder, pair_key
-from hnm_core.pool.build import PoolParams, build_pool
+from hnm_core.pool import PoolParams, build_pool
 from hnm_core.teacher.scoring import TeacherParams, score_pool
 from hnm_core.teacher.training import fold_queries, ntuples, train_teacher, training_rows
 

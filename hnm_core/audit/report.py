@@ -44,7 +44,7 @@ from ..errors import DataError, SettingsError
 from ..manifest import fingerprints, package_versions, to_json, write_json
 from ..models.files import CROSS_FIT_MANIFEST, pair_key, read_json, resolve_model_path
 from ..models.loading import LoadedModel
-from ..pool.build import Pool
+from ..pool import Pool
 from ..progress import Progress, no_progress
 from ..settings import setting, validate
 from ..wording import counted

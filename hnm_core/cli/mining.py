@@ -26,7 +26,7 @@ __all__ = ["run_pool", "run_mine", "run_curate", "run_diff", "run_audit", "run_t
 
 def run_pool(args: argparse.Namespace) -> int:
     from ..data import load_collection
-    from ..pool.build import PoolParams, build_pool, save_pool
+    from ..pool import PoolParams, build_pool, save_pool
 
     values = settings_from_args(args, ("data", "run", "pool"))
     params = PoolParams.from_settings(values)
@@ -99,7 +99,7 @@ def run_mine(args: argparse.Namespace) -> int:
         if values["engine"] == "ray":
             from ..engines.ray_engine import save_ray_pool as save_pool
         else:
-            from ..pool.build import save_pool
+            from ..pool import save_pool
         folder = save_pool(pool, result.out_dir / "pool")
     if overrides:  # beside the pool, where `hnm curate` and the studio look for them
         atomic_write_bytes(default_path(folder), args.overrides.read_bytes())
@@ -110,7 +110,7 @@ def run_mine(args: argparse.Namespace) -> int:
 
 def run_curate(args: argparse.Namespace) -> int:
     from ..curate.overrides import default_path, read_overrides
-    from ..pool.build import load_pool
+    from ..pool import load_pool
 
     folder = args.pool_dir / "pool" if (args.pool_dir / "pool" / "manifest.json").exists() else args.pool_dir
     check_out(args.out, "export", overwrite=args.overwrite, inputs=[folder])

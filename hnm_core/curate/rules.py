@@ -177,7 +177,7 @@ def curate(frame: pd.DataFrame, params: CurateParams, overrides: Overrides | Non
     """Label every row of a pool table and sample `params.negatives` negatives per query from the hard band.
     `overrides`: a person's verdicts (hnm_core.curate.overrides), applied before every rule but the labelled positives."""
     require_columns(frame, CURATE_COLUMNS, "pool table",
-                    fix="build the pool with hnm_core.pool.build (schema in hnm_core/schema.py)")
+                    fix="build the pool with hnm_core.pool (schema in hnm_core/schema.py)")
     codes, uniques = pd.factorize(frame["query_id"])
     if len(codes) and codes.min() < 0:
         raise DataError("pool table", f"{int((codes < 0).sum())} rows have no query_id.",

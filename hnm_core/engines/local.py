@@ -11,7 +11,7 @@ from typing import Any, Literal
 from ..data import Collection
 from ..errors import SettingsError
 from ..models.loading import LoadedModel
-from ..pool.build import Pool, PoolParams, build_pool
+from ..pool import Pool, PoolParams, build_pool
 from ..progress import Progress, no_progress
 from ..settings import pick, setting
 from ..teacher.scoring import TeacherParams, load_teacher, score_pool

@@ -40,16 +40,8 @@ from ..curate.rules import curate as curate_local
 from ..data import Collection
 from ..manifest import package_versions
 from ..models.loading import LoadedModel, load_bi_encoder
-from ..pool.build import (
-    Pool,
-    PoolRows,
-    bm25_found,
-    excluded_docs,
-    fetch_depth,
-    pool_rows,
-    pool_stats,
-    save_pool,
-)
+from ..pool import Pool, save_pool
+from ..pool.rows import PoolRows, bm25_found, excluded_docs, fetch_depth, pool_rows, pool_stats
 from ..progress import Progress, no_progress
 from ..retrieve.result import SearchResult
 from ..teacher.pair_scores import QUERY_BLOCK

@@ -36,7 +36,7 @@ from ..curate.reasons import reasons
 from ..curate.rules import Curation
 from ..errors import ExportError
 from ..manifest import fingerprints, package_versions, write_json
-from ..pool.build import Pool
+from ..pool import Pool
 from ..schema import LABELLED_COLUMNS
 from ..settings import defaults, setting
 from .outdir import write_output

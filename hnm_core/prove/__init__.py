@@ -1,4 +1,4 @@
-"""Stage 9, prove: does a model trained on hnm's export retrieve better? The proof loop of docs/proof.md.
+"""Stages 8 and 9, train -> evaluate -> prove: does a model trained on hnm's export retrieve better? The proof loop of docs/proof.md.
 
 One collection, a training split and a test split (the queries both hold are left out of training), or one labelled
 set whose judged queries a seeded split divides (`split_queries`); every arm trains the same bi-encoder (setting
@@ -32,22 +32,20 @@ variant or a seed, trains only what it lacks. Folder written (`out_dir`):
                   pool), hnm-round2-seed<s>/
     arms/         one model folder (train.py's) per trained arm and seed, named <arm>-seed<s>-<key>
 
-Modules: loop.py (prove), splits.py (which queries), files.py (the training files), paired.py (the intervals),
-result.py (the table and prove.json).
+Modules: train.py (fine-tune a bi-encoder on an export, the protocol's recipe), evaluate.py (nDCG@10, Recall@100,
+MRR@10 on a labelled split), rounds.py (how two exports' negatives differ), loop.py (prove), splits.py (which
+queries), files.py (the training files), paired.py (the intervals), result.py (the table and prove.json).
 """
 
+from .evaluate import EvalResult, evaluate, load_eval_collection
 from .loop import ARMS, STAGES, VARIANT_STAGES, check_variants, prove
 from .paired import Comparison, compare
 from .result import HEADLINE, ArmRun, ArmSummary, ProofResult, load_proof, summarise
-from .splits import (
-           QuerySplit,
-           scoring_splits,
-           selection_splits,
-           shared_queries,
-           split_queries,
-           without_queries,
-)
+from .rounds import RoundDiff, diff_rounds
+from .splits import QuerySplit, scoring_splits, selection_splits, shared_queries, split_queries, without_queries
+from .train import TrainResult, train_model
 
 __all__ = ["ARMS", "HEADLINE", "STAGES", "VARIANT_STAGES", "ArmRun", "ArmSummary", "ProofResult", "Comparison",
            "QuerySplit", "prove", "check_variants", "summarise", "compare", "load_proof", "shared_queries",
-           "without_queries", "scoring_splits", "selection_splits", "split_queries"]
+           "without_queries", "scoring_splits", "selection_splits", "split_queries", "EvalResult", "evaluate",
+           "load_eval_collection", "RoundDiff", "diff_rounds", "TrainResult", "train_model"]

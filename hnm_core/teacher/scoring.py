@@ -41,7 +41,7 @@ from ..models.loading import (
     load_bi_encoder,
     load_cross_encoder,
 )
-from ..pool.build import Pool
+from ..pool import Pool
 from ..progress import Progress, no_progress
 from ..retrieve.dense import EncodeMany
 from ..retrieve.vectors import row_cosines

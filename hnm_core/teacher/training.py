@@ -67,7 +67,7 @@ from ..models.loading import (
     query_key,
     resolve_precision,
 )
-from ..pool.build import PoolParams
+from ..pool import PoolParams
 from ..progress import Progress, no_progress
 from ..settings import setting
 from ..wording import counted
@@ -283,7 +283,7 @@ def train_teacher(
         if info is None:
             shutil.rmtree(folder, ignore_errors=True)  # a fold folder without its info file was not made by us
             if frame is None:  # retrieval only when a fold is left to train
-                from ..pool.build import build_pool
+                from ..pool import build_pool
 
                 frame = build_pool(collection, pool_params, cache_dir=cache_dir, encoder=encoder,
                                    progress=progress).frame
