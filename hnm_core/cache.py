@@ -15,15 +15,22 @@ import json
 import os
 import re
 import time
-import warnings
-import zlib
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 
-from .errors import CacheWarning, ModelOutputError
+from .checked_files import (
+    Damaged,
+    checksum_seed,
+    checksum_update,
+    load_checked,
+    locked,
+    remove_temporaries,
+    save_checked,
+    warn_damaged,
+)
+from .errors import ModelOutputError
 from .manifest import atomic_path, atomic_write_bytes
 from .progress import Progress, no_progress
 
@@ -76,76 +83,6 @@ def pair_keys(queries: Sequence[str], docs: Sequence[str]) -> np.ndarray:
     return out
 
 
-def _checksum(array: np.ndarray) -> str:
-    """CRC-32 (about 3 GB/s) of the dtype, the shape and the bytes of `array`; enough to catch damage, not tampering."""
-    return f"{_checksum_update(_checksum_seed(array.dtype, array.shape), array):08x}"
-
-
-def _checksum_seed(dtype: np.dtype, shape: tuple[int, ...]) -> int:
-    return zlib.crc32(f"{np.lib.format.dtype_to_descr(np.dtype(dtype))}{tuple(shape)}".encode())
-
-
-def _checksum_update(crc: int, array: np.ndarray) -> int:
-    return zlib.crc32(np.ascontiguousarray(array).view(np.uint8).reshape(-1), crc)
-
-
-class _Damaged(Exception):
-    """A cache file that fails its check; the message is one line naming the file."""
-
-
-def _save_checked(path_for: Callable[[str], Path], array: np.ndarray) -> Path:
-    """Save `array` atomically at `path_for(checksum)` and return that path."""
-    path = path_for(_checksum(array))
-    with atomic_path(path) as tmp, open(tmp, "wb") as f:
-        np.save(f, array, allow_pickle=False)
-    return path
-
-
-def _load_checked(path: Path, checksum: object, *, mmap: bool = False) -> np.ndarray:
-    """The array in `path` if its checksum is `checksum`; raises _Damaged otherwise (FileNotFoundError if absent)."""
-    try:
-        array = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
-    except FileNotFoundError:
-        raise
-    except (OSError, ValueError, EOFError):
-        raise _Damaged(f"{path}: not a readable .npy file") from None
-    if _checksum(array) != checksum:
-        raise _Damaged(f"{path}: checksum mismatch")
-    return array
-
-
-def _warn_damaged(problem: str) -> None:
-    warnings.warn(f"damaged cache file {problem}; recomputing it", CacheWarning, stacklevel=3)
-
-
-def _remove_temporaries(folder: Path) -> None:
-    """Remove what killed runs left half-written in `folder` (0-byte or partial `.NAME.*.tmp` files of atomic_path).
-    Call it only under the folder's lock: every live writer of the folder holds that lock."""
-    for tmp in folder.glob(".*.tmp"):
-        tmp.unlink(missing_ok=True)
-
-
-@contextmanager
-def _locked(lock_path: Path, on_wait: Callable[[], None] | None = None, poll: float = 0.5) -> Iterator[None]:
-    """Hold an exclusive lock on `lock_path` (flock on POSIX: released by the OS if the holder dies, even by
-    SIGKILL); `on_wait` is called every `poll` seconds while another process holds it."""
-    from filelock import FileLock, Timeout
-
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(lock_path)
-    while True:
-        try:
-            lock.acquire(timeout=poll)
-            break
-        except Timeout:
-            if on_wait is not None:
-                on_wait()
-    try:
-        yield
-    finally:
-        lock.release()
-
-
 class ChunkPacer:
     """Sizes the slices of work saved one by one: at most `max_rows` and about `seconds` of work each, so a killed
     run loses at most one slice whatever the model's speed. Starts at `first_rows`; grows by at most double a slice.
@@ -195,7 +132,7 @@ class EmbeddingCache:
         """The finished, verified array for `key`, or None (with a CacheWarning if it was damaged)."""
         array, problem = self._read(key, n_rows)
         if problem:
-            _warn_damaged(problem)
+            warn_damaged(problem)
         return array
 
     def _read(self, key: str, n_rows: int) -> tuple[np.ndarray | None, str | None]:
@@ -215,10 +152,10 @@ class EmbeddingCache:
         if info.get("format") != _FORMAT:
             return None, None
         try:
-            array = _load_checked(path, info.get("checksum"), mmap=True)
+            array = load_checked(path, info.get("checksum"), mmap=True)
         except FileNotFoundError:
             return None, None
-        except _Damaged as damage:
+        except Damaged as damage:
             return None, str(damage)
         if array.ndim != 2 or array.shape[0] != n_rows:
             return None, f"{path}: shape {array.shape}, expected {n_rows} rows"
@@ -251,13 +188,13 @@ class EmbeddingCache:
         def waiting() -> None:
             progress(stage, min(n_rows, sum(stop - start for start, stop, _, _ in _scan_parts(folder))), n_rows)
 
-        with _locked(self.root / "locks" / f"embeddings-{key}.lock", waiting):
+        with locked(self.root / "locks" / f"embeddings-{key}.lock", waiting):
             done = self.get(key, n_rows)  # another run may have finished it while this one waited
             if done is not None:
                 progress(stage, n_rows, n_rows)
                 return done
             folder.mkdir(parents=True, exist_ok=True)
-            _remove_temporaries(folder)
+            remove_temporaries(folder)
             pieces = self._compute_missing(folder, n_rows, compute, (meta or {}).get("model", key), unit, progress,
                                            stage)
             return self._join(folder, n_rows, pieces, meta or {}, order)
@@ -266,9 +203,9 @@ class EmbeddingCache:
                          unit: int, progress: Progress, stage: str) -> list[tuple[int, int, Path]]:
         """Verified (start, stop, path) slices covering 0..n_rows: saved parts where intact, computed otherwise."""
         saved: dict[int, list[tuple[int, Path, str]]] = {}
-        for start, stop, path, checksum in _scan_parts(folder):
+        for start, stop, path, expected in _scan_parts(folder):
             if start % unit == 0 and (stop % unit == 0 or stop == n_rows):  # never the half of a batch
-                saved.setdefault(start, []).append((stop, path, checksum))
+                saved.setdefault(start, []).append((stop, path, expected))
         pacer = ChunkPacer(self.chunk_rows, self.chunk_seconds, self.first_rows, unit=unit)
         pieces: list[tuple[int, int, Path]] = []
         pos = 0
@@ -291,7 +228,7 @@ class EmbeddingCache:
                         f"{source}: produced NaN or infinite embeddings for texts {pos}..{stop - 1}; nothing of them "
                         "was cached. Fix: check the model's weights, or run it in fp32 (--precision fp32).")
                 name = f"part-{pos:09d}-{stop:09d}-{{}}.npy"
-                path = _save_checked(lambda checksum: folder / name.format(checksum), rows)
+                path = save_checked(lambda checksum: folder / name.format(checksum), rows)
             pieces.append((pos, stop, path))
             pos = stop
             progress(stage, pos, n_rows)
@@ -300,13 +237,13 @@ class EmbeddingCache:
     @staticmethod
     def _saved_slice(candidates: list[tuple[int, Path, str]], start: int, n_rows: int) -> tuple[int, Path] | None:
         """(stop, path) of the longest intact saved part starting at `start`; damaged ones are reported and removed."""
-        for stop, path, checksum in sorted(candidates, reverse=True):
+        for stop, path, expected in sorted(candidates, reverse=True):
             if stop > n_rows:
                 continue
             try:
-                array = _load_checked(path, checksum, mmap=True)
-            except _Damaged as damage:
-                _warn_damaged(str(damage))
+                array = load_checked(path, expected, mmap=True)
+            except Damaged as damage:
+                warn_damaged(str(damage))
                 path.unlink(missing_ok=True)
                 continue
             if array.shape[0] == stop - start:
@@ -323,9 +260,9 @@ class EmbeddingCache:
             for start, stop, path in pieces:
                 out[slice(start, stop) if order is None else order[start:stop]] = np.load(path, mmap_mode="r")
             out.flush()
-            crc = _checksum_seed(np.dtype(np.float16), (n_rows, dim))
+            crc = checksum_seed(np.dtype(np.float16), (n_rows, dim))
             for start in range(0, n_rows, _CHECKSUM_ROWS):
-                crc = _checksum_update(crc, out[start : start + _CHECKSUM_ROWS])
+                crc = checksum_update(crc, out[start : start + _CHECKSUM_ROWS])
             del out
             # A reader that finds embeddings.npy without meta.json takes it as unfinished, never as damaged.
             (folder / "meta.json").unlink(missing_ok=True)
@@ -368,17 +305,17 @@ class PairScoreCache:
     def _load(self) -> None:
         if not self.folder.is_dir():
             return
-        with _locked(self._lock):
-            _remove_temporaries(self.folder)
+        with locked(self._lock):
+            remove_temporaries(self.folder)
             files, arrays = [], []
             for path in sorted(self.folder.glob("chunk-*.npy")):
                 match = _CHUNK.fullmatch(path.name)
                 if match is None:
                     continue  # written by an hnm without checksums: never trusted, its pairs are scored again
                 try:
-                    array = _load_checked(path, match["checksum"])
-                except _Damaged as damage:
-                    _warn_damaged(str(damage))
+                    array = load_checked(path, match["checksum"])
+                except Damaged as damage:
+                    warn_damaged(str(damage))
                     path.unlink(missing_ok=True)
                     continue
                 files.append(path)
@@ -398,7 +335,7 @@ class PairScoreCache:
 
     def _save(self, chunk: np.ndarray) -> None:
         name = f"chunk-{time.time_ns():020d}-{os.getpid()}-{{}}.npy"
-        _save_checked(lambda checksum: self.folder / name.format(checksum), chunk)
+        save_checked(lambda checksum: self.folder / name.format(checksum), chunk)
 
     def __len__(self) -> int:
         return len(self._keys)
@@ -423,7 +360,7 @@ class PairScoreCache:
         if not np.isfinite(chunk["raw"]).all():
             raise ValueError("PairScoreCache.add: scores must be finite")
         self.folder.mkdir(parents=True, exist_ok=True)
-        with _locked(self._lock):
+        with locked(self._lock):
             self._save(chunk)
         keys_all = np.concatenate([self._keys, chunk["key"]])
         raw_all = np.concatenate([self._raw, chunk["raw"]])
