@@ -16,7 +16,7 @@ from hnm_core.curate.rules import CurateParams, curate
 from hnm_core.data import Collection
 from hnm_core.errors import DataError, ExportError
 from hnm_core.export.formats import export
-from hnm_core.export.outdir import MARKER
+from hnm_core.export.marker import MARKER
 from hnm_core.pool import Pool, PoolStats
 from hnm_core.prove.rounds import diff_rounds
 from hnm_core.schema import POOL_COLUMNS

@@ -21,7 +21,7 @@ from hnm_core.cli import main
 from hnm_core.curate.rules import curate
 from hnm_core.errors import ExportError
 from hnm_core.export.formats import export
-from hnm_core.export.outdir import MARKER, read_marker
+from hnm_core.export.marker import MARKER, read_marker
 from hnm_core.pool import load_pool, save_pool
 
 from .test_curate import pool_frame

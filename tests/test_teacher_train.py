@@ -13,7 +13,8 @@ from hnm_core.errors import ExportError, ModelLoadError, SettingsError
 from hnm_core.models.loading import check_cross_encoder, load_bi_encoder, load_cross_encoder, pair_key
 from hnm_core.pool import PoolParams, build_pool
 from hnm_core.teacher.scoring import TeacherParams, score_pool
-from hnm_core.teacher.training import fold_queries, ntuples, train_teacher, training_rows
+from hnm_core.teacher.folds import ntuples
+from hnm_core.teacher.training import fold_queries, train_teacher, training_rows
 
 SAMPLE = Path(__file__).resolve().parents[1] / "sample_data"
 BAND = 2

@@ -22,70 +22,20 @@ any work, so a second run is refused at once, not after its computation.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
 import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 from ..errors import ExportError
-from ..manifest import atomic_write_bytes
 from ..storage import disk_full, is_disk_full, unwritable, written_under
+from .marker import MARKER, Kind, Marker, mark_tree, read_marker, write_marker
 from .outlock import claim
 
-__all__ = ["MARKER", "Kind", "Marker", "read_marker", "refuse_inputs", "check_out", "write_output", "finish"]
-
-MARKER = ".hnm-output.json"
-"""The marker's file name, in every folder hnm writes."""
-
-Kind = Literal["export", "pool", "audit", "model", "proof"]
-
-
-@dataclass(frozen=True)
-class Marker:
-    """What a marker says: the kind of output, the names hnm wrote (or will write) beside it, and whether the run
-    that wrote them finished."""
-
-    kind: str
-    files: tuple[str, ...]
-    complete: bool
-
-
-def _plain_name(name: object) -> bool:
-    """A name in the folder itself: a marker edited to list `../x` or `/home` must never make hnm delete it."""
-    return (isinstance(name, str) and name not in ("", ".", "..", MARKER) and Path(name).name == name
-            and "\\" not in name)
-
-
-def read_marker(folder: str | Path) -> Marker | None:
-    """The marker of `folder`, or None when it has none. A marker that cannot be read raises ExportError: without it
-    hnm cannot tell its files from anyone else's."""
-    path = Path(folder) / MARKER
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError) as error:
-        raise ExportError(f"{path} cannot be read ({error}), so hnm cannot tell which files in {path.parent} it "
-                          "wrote. Fix: choose another folder for --out, or remove that folder yourself") from None
-    files = raw.get("files") if isinstance(raw, dict) else None
-    if not (isinstance(files, list) and all(map(_plain_name, files)) and isinstance(raw.get("kind"), str)
-            and isinstance(raw.get("complete"), bool)):
-        raise ExportError(f"{path} is not a marker hnm wrote (it needs kind, complete and a list of plain file "
-                          f"names), so hnm cannot tell which files in {path.parent} it wrote. Fix: choose another "
-                          "folder for --out, or remove that folder yourself")
-    return Marker(raw["kind"], tuple(files), raw["complete"])
-
-
-def _write_marker(folder: Path, marker: Marker) -> None:
-    body = {"kind": marker.kind, "complete": marker.complete, "files": list(marker.files),
-            "note": "written by hnm: `--overwrite` removes only the files listed here"}
-    atomic_write_bytes(folder / MARKER, json.dumps(body, indent=2).encode())
+__all__ = ["refuse_inputs", "check_out", "write_output", "new_folder", "finish"]
 
 
 def _resolved(path: Path) -> Path:
@@ -235,7 +185,7 @@ def _remove_output(folder: Path) -> None:
         (folder / MARKER).unlink()
         folder.rmdir()
     else:
-        _write_marker(folder, Marker(marker.kind, (), complete=False))
+        write_marker(folder, Marker(marker.kind, (), complete=False))
 
 
 @contextmanager
@@ -252,16 +202,33 @@ def write_output(out: str | Path, kind: Kind, *, overwrite: bool = False, inputs
     out = Path(os.path.abspath(check_out(out, kind, overwrite=overwrite, inputs=inputs)))
     with claim(out):
         _clean_leftovers(out)
-        try:
-            out.parent.mkdir(parents=True, exist_ok=True)
-            tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.{os.getpid()}.", suffix=".tmp", dir=out.parent))
-        except OSError as error:
-            raise ExportError(f"{out.parent} cannot be written to ({error.strerror}). Fix: choose a folder you can "
-                              "write to for --out") from None
+        tmp = _hidden_folder(out)
         with _removed_on_error(tmp, out, kind):
-            _write_marker(tmp, Marker(kind, (), complete=False))  # so a leftover of this write is known as hnm's
+            write_marker(tmp, Marker(kind, (), complete=False))  # so a leftover of this write is known as hnm's
             yield tmp
             _finish_write(tmp, out, kind, overwrite, inputs, tuple(pending))
+
+
+@contextmanager
+def new_folder(folder: str | Path, kind: Kind) -> Iterator[Path]:
+    """Write a folder that must appear whole or not at all (a fold of a resumable teacher, which keeps its own
+    replace rules): the body fills the yielded hidden sibling; when it returns, the sibling is renamed to `folder`
+    (which must not exist); if it raises, the sibling is removed and `folder` never appears."""
+    folder = Path(os.path.abspath(folder))
+    tmp = _hidden_folder(folder)
+    with _removed_on_error(tmp, folder, kind):
+        yield tmp
+        os.replace(tmp, folder)
+
+
+def _hidden_folder(out: Path) -> Path:
+    """A new hidden sibling of `out` named for it and this process (`_clean_leftovers` knows the name)."""
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix=f".{out.name}.{os.getpid()}.", suffix=".tmp", dir=out.parent))
+    except OSError as error:
+        raise ExportError(f"{out.parent} cannot be written to ({error.strerror}). Fix: choose a folder you can "
+                          "write to for --out") from None
 
 
 @contextmanager
@@ -284,9 +251,9 @@ def _finish_write(tmp: Path, out: Path, kind: Kind, overwrite: bool, inputs: tup
     names = sorted(p.name for p in tmp.iterdir() if p.name != MARKER)
     for sub in tmp.iterdir():
         if sub.is_dir() and not sub.is_symlink():
-            _mark_tree(sub, kind)
+            mark_tree(sub, kind)
     marker = Marker(kind, tuple(names) + pending, complete=not pending)
-    _write_marker(tmp, marker)
+    write_marker(tmp, marker)
     # The folder may have changed during the work (another run, a person): check it again.
     check_out(out, kind, overwrite=overwrite, inputs=inputs)
     try:
@@ -302,17 +269,6 @@ def _finish_write(tmp: Path, out: Path, kind: Kind, overwrite: bool, inputs: tup
         raise ExportError(f"{out} could not be put in place ({error.strerror}); it changed while hnm was "
                           "writing (another run writing there?). Fix: run again, or choose another folder for "
                           "--out") from None
-
-
-def _mark_tree(folder: Path, kind: Kind) -> None:
-    """Give each folder the body wrote (a model's `1_Pooling/`...) a marker of its own, unless it has one (`pool/`),
-    so replacing the output removes only the files hnm wrote there, at every depth."""
-    if (folder / MARKER).exists():
-        return
-    for sub in folder.iterdir():
-        if sub.is_dir() and not sub.is_symlink():
-            _mark_tree(sub, kind)
-    _write_marker(folder, Marker(kind, tuple(sorted(p.name for p in folder.iterdir())), complete=True))
 
 
 def _put_in_place(tmp: Path, out: Path, names: list[str], new: Marker) -> None:
@@ -342,7 +298,7 @@ def _put_in_place(tmp: Path, out: Path, names: list[str], new: Marker) -> None:
     # point), so the new files go in one by one. Until the last, the marker says incomplete and lists old and new
     # names, so a kill here leaves an output that the next run replaces.
     listed = (old.files if old else ()) + new.files
-    _write_marker(out, Marker(new.kind, tuple(dict.fromkeys(listed)), complete=False))
+    write_marker(out, Marker(new.kind, tuple(dict.fromkeys(listed)), complete=False))
     if old is not None:
         _remove_listed(out, old)
     for name in names:
@@ -388,4 +344,4 @@ def finish(out: str | Path) -> None:
     marker = read_marker(out)
     if marker is None:
         raise ExportError(f"{out} has no {MARKER}. Fix: write it with hnm before finishing it")
-    _write_marker(out, Marker(marker.kind, marker.files, complete=True))
+    write_marker(out, Marker(marker.kind, marker.files, complete=True))

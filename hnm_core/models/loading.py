@@ -190,7 +190,7 @@ def resolve_precision(precision: str, device: str = "cpu") -> Precision:
     return "bf16" if cpu_has_bf16() else "fp32"
 
 
-def _default_device() -> str:
+def default_device() -> str:
     """cuda when a GPU is usable, else cpu. Without NVIDIA device files torch is not imported at all, so a run whose
     results are all cached starts in a fraction of a second."""
     if not Path("/dev/nvidia0").exists() and not Path("/proc/driver/nvidia").exists():
@@ -337,7 +337,7 @@ def load_cross_encoder(
 
 def _reference(kind: Literal["bi-encoder", "cross-encoder"], name: str, precision: str, max_length: int | None,
                device: str | None, eager: bool, *, as_teacher: bool) -> LoadedModel:
-    device = device or _default_device()
+    device = device or default_device()
     path = resolve_model_path(name)
     resolved = resolve_precision(precision, device)
     refuse_other_kind(name, path, kind)

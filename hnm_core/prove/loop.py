@@ -12,7 +12,8 @@ from typing import Any
 
 from ..data import Collection, load_collection
 from ..errors import SettingsError
-from ..export.outdir import check_out, finish, read_marker, write_output
+from ..export.marker import read_marker
+from ..export.outdir import check_out, finish, write_output
 from ..manifest import digest
 from ..progress import Progress, no_progress
 from ..settings import SETTINGS, setting, validate

@@ -42,12 +42,8 @@ give the same weights (on the same hardware and library versions).
 from __future__ import annotations
 
 import json
-import logging
 import shutil
-import tempfile
-import time
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -71,11 +67,9 @@ from ..pool import PoolParams
 from ..progress import Progress, no_progress
 from ..settings import setting
 from ..wording import counted
+from .folds import read_info, train_bi_encoder_fold, train_cross_encoder_fold
 
-__all__ = ["train_teacher", "train_options", "TeacherTrainResult", "FoldResult", "fold_queries", "training_rows",
-           "ntuples"]
-
-_FOLD_INFO = "hnm_fold.json"
+__all__ = ["train_teacher", "train_options", "TeacherTrainResult", "FoldResult", "fold_queries", "training_rows"]
 
 
 @dataclass(frozen=True)
@@ -278,7 +272,7 @@ def train_teacher(
     frame = None
     for i, ids in enumerate(split):
         folder = out / f"fold-{i}"
-        info = _read_info(folder)
+        info = read_info(folder)
         trained_now = info is None
         if info is None:
             shutil.rmtree(folder, ignore_errors=True)  # a fold folder without its info file was not made by us
@@ -295,10 +289,10 @@ def train_teacher(
                       "info": {**counts, "held_out": list(ids), "rows": len(rows)}, "progress": progress,
                       "stage": f"train teacher: fold {i + 1}/{folds}"}
             if kind == "cross-encoder":
-                _train_fold(rows, base.path, folder, **recipe)
+                train_cross_encoder_fold(rows, base.path, folder, **recipe)
             else:
-                _train_bi_encoder_fold(rows, base.path, folder, negatives=negatives_per_positive, **recipe)
-            info = _read_info(folder)
+                train_bi_encoder_fold(rows, base.path, folder, negatives=negatives_per_positive, **recipe)
+            info = read_info(folder)
             assert info is not None
         results.append(FoldResult(i, ids, folder, trained_now, info["queries"], info["positives"], info["negatives"], info["in_band"],
                                   info["seconds"]))
@@ -309,7 +303,6 @@ def train_teacher(
     if kind == "cross-encoder":
         check_cross_encoder(str(out))
     return TeacherTrainResult(out, tuple(results), manifest)
-
 
 
 def _claim(out: Path, plan: dict[str, Any], *, overwrite: bool, inputs: Sequence[str | Path]) -> None:
@@ -343,126 +336,3 @@ def _claim(out: Path, plan: dict[str, Any], *, overwrite: bool, inputs: Sequence
         shutil.rmtree(stale, ignore_errors=True)
 
 
-def _read_info(folder: Path) -> dict[str, Any] | None:
-    """What a finished fold trained on, or None when the fold is not finished (folds appear only when complete)."""
-    try:
-        return json.loads((folder / _FOLD_INFO).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        return None
-
-
-@contextmanager
-def _quiet(*loggers: str) -> Iterator[None]:
-    """Raise `loggers` to ERROR for the duration (the expected load report of a new head is not news to the user)."""
-    levels = {name: logging.getLogger(name).level for name in loggers}
-    for name in loggers:
-        logging.getLogger(name).setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        for name, level in levels.items():
-            logging.getLogger(name).setLevel(level)
-
-
-def ntuples(rows: Sequence[tuple[str, str, float]], negatives: int) -> tuple[dict[str, list[str]], int]:
-    """A bi-encoder fold's MNRL training columns from `training_rows`' rows: per labelled positive, (query, positive,
-    negative_1..n) with n = `negatives`, the query's drawn negatives dealt to its positives in turn (a query drawn
-    fewer than n per positive repeats them). Also the count of positives left out because their query has no
-    negative beyond the band. When no query has one (a pool no deeper than the band), every positive is kept as an
-    (anchor, positive) pair: the other rows of a batch are then its only negatives."""
-    by_query: dict[str, tuple[list[str], list[str]]] = {}
-    for query, doc, label in rows:
-        by_query.setdefault(query, ([], []))[0 if label > 0 else 1].append(doc)
-    if not any(drawn for _, drawn in by_query.values()):
-        pairs = [(query, positive) for query, (positives, _) in by_query.items() for positive in positives]
-        return {"anchor": [q for q, _ in pairs], "positive": [p for _, p in pairs]}, 0
-    columns: dict[str, list[str]] = {"anchor": [], "positive": [],
-                                     **{f"negative_{j + 1}": [] for j in range(negatives)}}
-    untaught = 0
-    for query, (positives, drawn) in by_query.items():
-        if not drawn:
-            untaught += len(positives)
-            continue
-        for i, positive in enumerate(positives):
-            columns["anchor"].append(query)
-            columns["positive"].append(positive)
-            for j in range(negatives):
-                columns[f"negative_{j + 1}"].append(drawn[(i * negatives + j) % len(drawn)])
-    return columns, untaught
-
-
-def _train_bi_encoder_fold(rows: list[tuple[str, str, float]], base_path: str, folder: Path, *, negatives: int,
-                           epochs: float, batch_size: int, lr: float, max_length: int, bf16: bool, seed: int,
-                           info: dict[str, Any], progress: Progress, stage: str) -> None:
-    """Fine-tune one fold's bi-encoder on `rows` (MultipleNegativesRankingLoss on n-tuples, train.fit with the proof
-    recipe's sampler and warm-up) and save it as `folder`, atomically (`_saving_fold`)."""
-    import pyarrow as pa
-
-    from ..prove.train import fit
-
-    started = time.perf_counter()
-    columns, untaught = ntuples(rows, negatives)
-    ref = load_bi_encoder(base_path, precision="fp32", max_seq_length=max_length)
-    with _saving_fold(folder, {**info, "untaught_positives": untaught}, started) as work:
-        fit(ref.model, pa.table(columns), "mnrl", epochs=epochs, batch_size=batch_size, lr=lr, warmup_ratio=0.1,
-            seed=seed, bf16=bf16, cpu=ref.device == "cpu", progress=progress, stage=stage)
-        ref.model.save(str(work / "model"), create_model_card=False)
-
-
-@contextmanager
-def _saving_fold(folder: Path, info: dict[str, Any], started: float) -> Iterator[Path]:
-    """A temporary sibling of `folder` for one fold's training; the body saves the model into its "model" folder.
-    When the body ends, hnm_fold.json (`info` plus the seconds since `started`) is written beside the model and the
-    model folder renamed to `folder`, so a killed run leaves no half fold; the temporary folder goes either way."""
-    work = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.tmp"))
-    try:
-        yield work
-        seconds = round(time.perf_counter() - started, 2)
-        (work / "model" / _FOLD_INFO).write_text(json.dumps({**info, "seconds": seconds}, indent=2),
-                                                 encoding="utf-8")
-        (work / "model").rename(folder)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-
-
-def _train_fold(rows: list[tuple[str, str, float]], base_path: str, folder: Path, *, epochs: float, batch_size: int,
-                lr: float, max_length: int, bf16: bool, seed: int, info: dict[str, Any], progress: Progress,
-                stage: str) -> None:
-    """Train one fold's CrossEncoder on `rows` and save it as `folder`, atomically (`_saving_fold`)."""
-    from datasets import Dataset
-    from sentence_transformers.cross_encoder import (
-        CrossEncoder,
-        CrossEncoderTrainer,
-        CrossEncoderTrainingArguments,
-    )
-    from sentence_transformers.cross_encoder.losses import BinaryCrossEntropyLoss
-    from transformers import PrinterCallback, TrainerCallback, set_seed
-
-    from ..models.loading import _default_device
-
-    class _Report(TrainerCallback):
-        def on_train_begin(self, args, state, control, **kwargs):
-            progress(stage, 0, state.max_steps)
-
-        def on_step_end(self, args, state, control, **kwargs):
-            progress(stage, state.global_step, state.max_steps)
-
-    started = time.perf_counter()
-    set_seed(seed)  # the new head is drawn from torch's global generator when the model is built
-    device = _default_device()
-    with _quiet("transformers.modeling_utils", "sentence_transformers"):  # the head it reports missing is the new one
-        model = CrossEncoder(base_path, num_labels=1, max_length=max_length, device=device, local_files_only=True)
-    with _saving_fold(folder, info, started) as work:
-        args = CrossEncoderTrainingArguments(
-            output_dir=str(work / "trainer"), num_train_epochs=epochs, per_device_train_batch_size=batch_size,
-            learning_rate=lr, warmup_steps=0.1, seed=seed, data_seed=seed, save_strategy="no",
-            logging_strategy="no", report_to="none", disable_tqdm=True, dataloader_num_workers=0,
-            dataloader_pin_memory=device != "cpu", use_cpu=device == "cpu", bf16=bf16,
-        )
-        data = Dataset.from_dict({"query": [r[0] for r in rows], "document": [r[1] for r in rows],
-                                  "label": [r[2] for r in rows]})
-        trainer = CrossEncoderTrainer(model=model, args=args, train_dataset=data,
-                                      loss=BinaryCrossEntropyLoss(model), callbacks=[_Report()])
-        trainer.remove_callback(PrinterCallback)  # progress goes through `progress`; it would print the final loss
-        trainer.train()
-        model.save(str(work / "model"))
