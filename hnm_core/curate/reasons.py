@@ -13,17 +13,8 @@ import numpy as np
 import pandas as pd
 
 from ..errors import DataError
-from .rules import (
-    LABELS,
-    REF_NAMES,
-    CurateParams,
-    Curation,
-    Label,
-    _best_first_key,
-    _grouped_order,
-    _positive_ref,
-    _rank_in_groups,
-)
+from .rules import LABELS, REF_NAMES, CurateParams, Curation, Label, positive_ref
+from .sampling import best_first_key, grouped_order, rank_in_groups
 
 __all__ = ["reasons"]
 
@@ -113,10 +104,10 @@ def reasons(frame: pd.DataFrame, curation: Curation, rows: tuple[int, int] | Non
     if len(hd):
         fused = part["fused_rank"].to_numpy(dtype=np.int64)
         hd_codes = codes[hd]
-        ordered = hd[_grouped_order(hd_codes, _best_first_key(score[hd], fused[hd]))]
+        ordered = hd[grouped_order(hd_codes, best_first_key(score[hd], fused[hd]))]
         size = np.bincount(hd_codes, minlength=n_q)
         rank = np.empty(len(part), dtype=np.int64)
-        rank[ordered] = _rank_in_groups(codes[ordered], size) + 1
+        rank[ordered] = rank_in_groups(codes[ordered], size) + 1
         quota = params.negatives
         how = {"top": "", "random": " (random draw)", "simans": " (SimANS draw)"}[params.sampling]
         kept = f": selected{how}"
@@ -134,7 +125,7 @@ def _false_negative_reasons(rows: np.ndarray, codes: np.ndarray, n_q: int, is_po
     s = score[rows]
     by_ceiling = (s > np.float32(params.ceiling) if params.ceiling is not None
                   else np.zeros(len(rows), dtype=bool))
-    ref = _positive_ref(codes, n_q, is_pos, score, params.margin_ref)[codes[rows]]
+    ref = positive_ref(codes, n_q, is_pos, score, params.margin_ref)[codes[rows]]
     lines = []  # (threshold per row, how it is written, which margin)
     if params.relative_margin is not None:
         lines.append((ref - np.abs(ref) * params.relative_margin, f"{params.relative_margin * 100:g}%", "relative"))

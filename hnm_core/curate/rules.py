@@ -35,8 +35,8 @@ from ..errors import DataError, SettingsError
 from ..schema import CURATE_COLUMNS, require_columns
 from ..settings import defaults, setting
 from ..wording import counted
-from .draws import row_uniforms
 from .overrides import Overrides
+from .sampling import best_first_key, grouped_order, rank_in_groups, sampling_order
 
 __all__ = [
     "LABELS",
@@ -47,6 +47,7 @@ __all__ = [
     "curate",
     "combine",
     "margin_thresholds",
+    "positive_ref",
     "SIMANS_A",
     "SIMANS_B",
     "MarginRef",
@@ -188,7 +189,7 @@ def curate(frame: pd.DataFrame, params: CurateParams, overrides: Overrides | Non
     # Thresholds are compared in float32, the column's own precision, so a score equal to a threshold typed in
     # the UI (0.3) is not "above" it through float64 rounding (float32(0.3) > 0.3 in float64).
     score = frame["teacher_score"].to_numpy(dtype=np.float32, na_value=np.nan)
-    ref = _positive_ref(codes, n_q, is_pos, score, params.margin_ref)
+    ref = positive_ref(codes, n_q, is_pos, score, params.margin_ref)
 
     false_neg = np.zeros(len(frame), dtype=bool)
     if params.ceiling is not None:
@@ -222,15 +223,15 @@ def curate(frame: pd.DataFrame, params: CurateParams, overrides: Overrides | Non
 
     hard = np.flatnonzero(label_codes == _HARD)
     fused = frame["fused_rank"].to_numpy(dtype=np.int64)
-    order = _sampling_order(frame, hard, codes, uniques, score, fused, ref, params)
+    order = sampling_order(frame, hard, codes, uniques, score, fused, ref, params)
     hard_per_query = np.bincount(codes[hard], minlength=n_q)
-    picked = order[_rank_in_groups(codes[order], hard_per_query) < params.negatives]
+    picked = order[rank_in_groups(codes[order], hard_per_query) < params.negatives]
 
     selected = np.zeros(len(frame), dtype=bool)
     selected[picked] = True
     neg_rank = np.zeros(len(frame), dtype=np.int32)
-    by_score = picked[_grouped_order(codes[picked], _best_first_key(score[picked], fused[picked]))]
-    neg_rank[by_score] = _rank_in_groups(codes[by_score], np.bincount(codes[picked], minlength=n_q)) + 1
+    by_score = picked[grouped_order(codes[picked], best_first_key(score[picked], fused[picked]))]
+    neg_rank[by_score] = rank_in_groups(codes[by_score], np.bincount(codes[picked], minlength=n_q)) + 1
 
     label_counts = np.bincount(label_codes, minlength=len(LABELS))
     matched = [int(m.sum()) for m in rules] + [int(label_counts[_HARD])]
@@ -265,7 +266,7 @@ def combine(parts: Sequence[Curation]) -> Curation:
                     params=params, overrides=parts[0].overrides)
 
 
-def _positive_ref(codes: np.ndarray, n_q: int, is_pos: np.ndarray, score: np.ndarray,
+def positive_ref(codes: np.ndarray, n_q: int, is_pos: np.ndarray, score: np.ndarray,
                   how: MarginRef) -> np.ndarray:
     """Per query, the lowest, median, mean or highest teacher score of its scored positives; NaN where none is
     scored."""
@@ -304,7 +305,7 @@ def margin_thresholds(frame: pd.DataFrame, params: CurateParams) -> pd.Series:
     (the ceiling aside); NaN where no margin is on or the query has no scored positive. For drawing the rule."""
     codes, uniques = pd.factorize(frame["query_id"])
     score = frame["teacher_score"].to_numpy(dtype=np.float32, na_value=np.nan)
-    ref = _positive_ref(codes, len(uniques), frame["is_positive"].to_numpy(dtype=bool), score, params.margin_ref)
+    ref = positive_ref(codes, len(uniques), frame["is_positive"].to_numpy(dtype=bool), score, params.margin_ref)
     margin = _margin_threshold(ref, params)
     values = np.full(len(uniques), np.nan) if margin is None else margin
     return pd.Series(values, index=pd.Index(uniques, dtype=object))
@@ -322,46 +323,6 @@ def _same_cluster(codes: np.ndarray, is_pos: np.ndarray, cluster: np.ndarray) ->
         return np.zeros(len(codes), dtype=bool)
     at = np.minimum(np.searchsorted(pos_keys, keys), len(pos_keys) - 1)
     return valid & (pos_keys[at] == keys)
-
-
-def _sampling_order(frame: pd.DataFrame, hard: np.ndarray, codes: np.ndarray, uniques: Any, score: np.ndarray,
-                    fused: np.ndarray, ref: np.ndarray, params: CurateParams) -> np.ndarray:
-    """The hard rows, grouped by query, each group in the order the strategy draws them."""
-    hard_codes = codes[hard]
-    if params.sampling == "top":
-        return hard[_grouped_order(hard_codes, _best_first_key(score[hard], fused[hard]))]
-    uniform = row_uniforms(frame["doc_id"], uniques, codes, params.seed)[hard]
-    if params.sampling == "random":
-        return hard[_grouped_order(hard_codes, uniform)]
-    # SimANS without replacement via the Gumbel-top-k trick: sorting log p + Gumbel noise descending draws
-    # k items without replacement with probabilities ∝ p, with no per-query loop. A query with no scored positive
-    # has no peak to aim at; it falls back to uniform draws (distance 0).
-    dist = np.nan_to_num(score[hard].astype(np.float64) - ref[hard_codes] - params.simans_b, nan=0.0)
-    key = -params.simans_a * dist * dist - np.log(-np.log(uniform))
-    return hard[_grouped_order(hard_codes, -key)]
-
-
-def _grouped_order(codes: np.ndarray, key: np.ndarray) -> np.ndarray:
-    """Indices that sort rows by (query code, key), both ascending.
-
-    Two int64 argsorts (rank the key, then sort code * n + rank) run 4x faster than np.lexsort on 100k rows.
-    """
-    rank = np.empty(len(key), dtype=np.int64)
-    rank[np.argsort(key)] = np.arange(len(key))
-    return np.argsort(codes.astype(np.int64) * len(key) + rank)
-
-
-def _best_first_key(score: np.ndarray, fused: np.ndarray) -> np.ndarray:
-    """An int64 that sorts ascending by teacher score descending, then fused rank ascending (scores not NaN)."""
-    bits = score.astype(np.float32).view(np.int32).astype(np.int64)
-    ordered = np.where(bits < 0, bits ^ 0x7FFFFFFF, bits)  # IEEE bits made monotonic for negative floats
-    return (-ordered << 31) | np.clip(fused, 0, 2**31 - 1)
-
-
-def _rank_in_groups(sorted_codes: np.ndarray, group_sizes: np.ndarray) -> np.ndarray:
-    """0-based position of each element within its run, for codes sorted ascending (cumcount without pandas)."""
-    starts = np.cumsum(group_sizes) - group_sizes
-    return np.arange(len(sorted_codes)) - starts[sorted_codes]
 
 
 def _sentence(label: Label, count: int, matched: int, params: CurateParams, n_selected: int) -> str:

@@ -16,10 +16,10 @@ from ..settings import setting
 from ..wording import counted
 from .beir import beir_splits, load_beir
 from .collection import Collection, normalize_text, text_id
-from .flag import _flag_from_records, load_flag
+from .flag import flag_from_records, load_flag
 from .hf import is_hf_folder, load_hf_folder, load_hub, looks_like_hub_id
-from .pairs import POSITIVE_COLUMNS, QUERY_COLUMNS, _pairs_from_json, load_pairs
-from .reading import FILE_SUFFIXES, _check_file, _json_records
+from .pairs import POSITIVE_COLUMNS, QUERY_COLUMNS, load_pairs, pairs_from_json
+from .reading import FILE_SUFFIXES, check_file, json_records
 
 __all__ = [
     "Collection",
@@ -56,14 +56,14 @@ def load_collection(path: str | Path, *, split: str = setting("split").default, 
         return load_beir(path, split=split)
     if not path.exists() and (hf_config or hf_split or looks_like_hub_id(str(path))):
         return load_hub(str(path), split=split, config=hf_config, hf_split=hf_split)
-    suffix = _check_file(path)
+    suffix = check_file(path)
     if suffix in (".jsonl", ".json"):
-        records = _json_records(path, example='{"query": "...", "positive": "..."}')
-        first = next(records)  # _json_records raises on an empty file, so there is a first record
+        records = json_records(path, example='{"query": "...", "positive": "..."}')
+        first = next(records)  # json_records raises on an empty file, so there is a first record
         records = chain([first], records)
         # "neg" without a pairs positive column is FlagEmbedding missing its "pos": its reader names the line.
         keys = {key.strip().lower() for key in first[1]}
         if "pos" in first[1] or ("neg" in first[1] and not keys & set(POSITIVE_COLUMNS)):
-            return _flag_from_records(path, records)
-        return _pairs_from_json(path, records, None, None)
+            return flag_from_records(path, records)
+        return pairs_from_json(path, records, None, None)
     return load_pairs(path)

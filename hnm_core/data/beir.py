@@ -12,7 +12,7 @@ from ..errors import DataError
 from ..settings import setting
 from ..wording import counted
 from .collection import Collection
-from .reading import _check_entry, _error, _json_records, _Tally, _text_lines, _Where
+from .reading import Tally, Where, check_entry, json_records, located_error, text_lines
 
 __all__ = ["beir_splits", "load_beir"]
 
@@ -50,7 +50,7 @@ def load_beir(folder: str | Path, *, split: str = setting("split").default) -> C
     if not folder.is_dir():
         raise DataError(folder, "is not a folder", fix=f"pass the folder itself; {_BEIR_LAYOUT}.")
     for required in ("corpus.jsonl", "queries.jsonl"):
-        _check_entry(folder / required)
+        check_entry(folder / required)
         if not (folder / required).is_file():
             present = sorted(p.name + ("/" if p.is_dir() else "") for p in folder.iterdir())
             listing = ", ".join(present[:20]) + (", ..." if len(present) > 20 else "") if present else "nothing"
@@ -94,9 +94,9 @@ def _read_beir_corpus(path: Path, problems: list[str]) -> tuple[list[str], list[
     index: dict[str, int] = {}
     first_line = array("q")  # line of each kept document, for the "repeated _id" message; compact for 1M docs
     empty: dict[str, int] = {}  # id -> line of documents skipped as empty
-    empty_tally, repeated = _Tally(), _Tally()
+    empty_tally, repeated = Tally(), Tally()
     example = '{"_id": "d1", "title": "...", "text": "..."}'
-    for line, record in _json_records(path, example=example):
+    for line, record in json_records(path, example=example):
         doc_id = _record_id(path, line, record, example)
         text = _record_text(path, line, record, "text", example)
         title = _record_text(path, line, record, "title", example, required=False)
@@ -134,9 +134,9 @@ def _read_beir_queries(path: Path, problems: list[str]) -> tuple[dict[str, str],
     texts: dict[str, str] = {}
     lines: dict[str, int] = {}
     empty: dict[str, int] = {}
-    empty_tally = _Tally()
+    empty_tally = Tally()
     example = '{"_id": "q1", "text": "..."}'
-    for line, record in _json_records(path, example=example):
+    for line, record in json_records(path, example=example):
         query_id = _record_id(path, line, record, example)
         text = _record_text(path, line, record, "text", example).strip()
         if query_id in lines or query_id in empty:
@@ -162,12 +162,12 @@ def _read_qrels(path: Path, queries: dict[str, str], doc_index: dict[str, int], 
     """A qrels TSV -> query id -> positive doc ids (an ordered set, file order). Only score > 0 counts."""
     positives: dict[str, dict[str, None]] = {}
     # Counted, not raised: qrels often cover more queries/docs than a trimmed corpus holds.
-    unknown_queries, unknown_docs, to_empty, repeated = _Tally(), _Tally(), _Tally(), _Tally()
+    unknown_queries, unknown_docs, to_empty, repeated = Tally(), Tally(), Tally(), Tally()
     not_positive = 0
     labelled: set[str] = set()  # known queries with at least one row scored > 0
     seen_row = False
     header: _Header | None = None  # the columns the last header line named
-    for line, text in _text_lines(path):
+    for line, text in text_lines(path):
         if not text.strip():
             continue
         seen_row = True
@@ -287,7 +287,7 @@ def _judgement(path: Path, line: int, fields: list[str], header: _Header | None)
     return fields[0], fields[1], fields[2]
 
 
-def _record_id(path: Path, line: _Where, record: dict[str, Any], example: str) -> str:
+def _record_id(path: Path, line: Where, record: dict[str, Any], example: str) -> str:
     value = record.get("_id")
     # Some exports write numeric ids; qrels ids are read as text, so compare them as text.
     if isinstance(value, int) and not isinstance(value, bool):
@@ -295,18 +295,18 @@ def _record_id(path: Path, line: _Where, record: dict[str, Any], example: str) -
     if not isinstance(value, str) or not value.strip():
         found = ("no _id field" if "_id" not in record else "_id is null" if value is None
                  else f"_id {value!r} is not a non-empty string")
-        raise _error(path, line, found, f"every line needs a string _id, like {example}")
+        raise located_error(path, line, found, f"every line needs a string _id, like {example}")
     return value.strip()
 
 
-def _record_text(path: Path, line: _Where, record: dict[str, Any], key: str, example: str, *,
+def _record_text(path: Path, line: Where, record: dict[str, Any], key: str, example: str, *,
                  required: bool = True) -> str:
     value = record.get(key)
     if value is None:
         if required:
             found = f"no {key!r} field" if key not in record else f"{key!r} is null"
-            raise _error(path, line, found, f"every line needs {key!r} as a string, like {example}")
+            raise located_error(path, line, found, f"every line needs {key!r} as a string, like {example}")
         return ""
     if not isinstance(value, str):
-        raise _error(path, line, f"{key!r} is {type(value).__name__}, not text", f"store {key!r} as a string.")
+        raise located_error(path, line, f"{key!r} is {type(value).__name__}, not text", f"store {key!r} as a string.")
     return value

@@ -18,8 +18,8 @@ from typing import Any
 from ..errors import DataError
 from ..wording import counted, one_line
 from .collection import Collection
-from .flag import _flag_from_records
-from .pairs import _build_pairs, _Builder, _pick_columns, _Row
+from .flag import flag_from_records
+from .pairs import PairRow, PairsBuilder, build_pairs, pick_columns
 
 __all__ = ["require_datasets", "is_hf_folder", "hf_splits", "looks_like_hub_id", "load_hf_folder", "load_hub",
            "collection_from_dataset", "pairs_collection"]
@@ -156,19 +156,19 @@ def pairs_collection(dataset: Any, path: Path, source: str) -> Collection:
                 for i in range(len(batch["pos"])):
                     yield f"row {start + i + 1}", {name: batch[name][i] for name in names}
 
-        collection = _flag_from_records(path, records())
+        collection = flag_from_records(path, records())
     else:
-        columns = _pick_columns(path, list(features), None, None)
+        columns = pick_columns(path, list(features), None, None)
         names = [columns.query, columns.positive, *columns.negatives, *([columns.label] if columns.label else [])]
 
-        def rows() -> Iterator[_Row]:
+        def rows() -> Iterator[PairRow]:
             for start, batch in _batches(dataset, names):
                 for i in range(len(batch[columns.query])):
-                    yield _Row(f"row {start + i + 1}", batch[columns.query][i], batch[columns.positive][i],
+                    yield PairRow(f"row {start + i + 1}", batch[columns.query][i], batch[columns.positive][i],
                                tuple(batch[name][i] for name in columns.negatives),
                                batch[columns.label][i] if columns.label else None)
 
-        collection = _build_pairs(path, (columns, rows()))
+        collection = build_pairs(path, (columns, rows()))
     return dataclasses.replace(collection, source=source)
 
 
@@ -178,7 +178,7 @@ def collection_from_dataset(dataset: Any, anchor_column: str, positive_column: s
     reads them: a repeated anchor collects several positives, other columns are not read, and the documents are
     `corpus` (empty texts skipped and counted) followed by the positives."""
     where = Path(name)
-    builder = _Builder(where)
+    builder = PairsBuilder(where)
     empty = 0
     for i, text in enumerate(corpus if corpus is not None else ()):
         if isinstance(text, str) and not text.strip():

@@ -15,9 +15,10 @@ from typing import Any, NamedTuple
 from ..errors import DataError
 from ..wording import counted, one_line
 from .collection import Collection, text_id
-from .reading import _check_file, _error, _json_records, _text_lines, _Where
+from .reading import Where, check_file, json_records, located_error, text_lines
 
-__all__ = ["QUERY_COLUMNS", "POSITIVE_COLUMNS", "load_pairs"]
+__all__ = ["QUERY_COLUMNS", "POSITIVE_COLUMNS", "load_pairs", "pairs_from_json", "build_pairs", "pick_columns", "PairsBuilder",
+           "PairRow"]
 
 
 # Pairs files: the first of these names present in the file (case-insensitive) is the query / positive column.
@@ -36,13 +37,13 @@ def load_pairs(path: str | Path, query_column: str | None = None, positive_colum
     become the query's given negatives, as FlagEmbedding "neg" does; an empty or missing cell is counted and skipped.
     """
     path = Path(path)
-    suffix = _check_file(path)
+    suffix = check_file(path)
     if suffix in (".jsonl", ".json"):
-        records = _json_records(path, example='{"query": "...", "positive": "..."}')
-        return _pairs_from_json(path, records, query_column, positive_column)
+        records = json_records(path, example='{"query": "...", "positive": "..."}')
+        return pairs_from_json(path, records, query_column, positive_column)
     if suffix == ".parquet":
-        return _build_pairs(path, _parquet_pairs(path, query_column, positive_column))
-    return _build_pairs(path, _csv_pairs(path, "\t" if suffix == ".tsv" else ",", query_column, positive_column))
+        return build_pairs(path, _parquet_pairs(path, query_column, positive_column))
+    return build_pairs(path, _csv_pairs(path, "\t" if suffix == ".tsv" else ",", query_column, positive_column))
 
 
 # A triplet / n-tuple file's negative columns: negative, negatives, neg, negative_1, neg_2, hard_negative, ...
@@ -56,28 +57,28 @@ class _Columns(NamedTuple):
     label: str | None = None  # a labelled-pair file's `label`: > 0 the pair is a positive, else a negative
 
 
-class _Row(NamedTuple):
-    where: _Where
+class PairRow(NamedTuple):
+    where: Where
     query: Any
     positive: Any
     negatives: tuple[Any, ...]  # one value per _Columns.negatives column: a text, a list of texts, or None
     label: Any = None
 
 
-def _pairs_from_json(path: Path, records: Iterator[tuple[_Where, dict[str, Any]]], query_column: str | None,
+def pairs_from_json(path: Path, records: Iterator[tuple[Where, dict[str, Any]]], query_column: str | None,
                      positive_column: str | None) -> Collection:
     first = next(records)
     records = chain([first], records)
-    columns = _pick_columns(path, list(first[1]), query_column, positive_column, where=first[0])
-    rows = (_Row(where, record.get(columns.query), record.get(columns.positive),
+    columns = pick_columns(path, list(first[1]), query_column, positive_column, where=first[0])
+    rows = (PairRow(where, record.get(columns.query), record.get(columns.positive),
                  tuple(record.get(key) for key in columns.negatives),
                  record.get(columns.label) if columns.label else None) for where, record in records)
-    return _build_pairs(path, (columns, rows))
+    return build_pairs(path, (columns, rows))
 
 
 def _csv_pairs(path: Path, delimiter: str, query_column: str | None,
-               positive_column: str | None) -> tuple[_Columns, Iterator[_Row]]:
-    lines = _text_lines(path)
+               positive_column: str | None) -> tuple[_Columns, Iterator[PairRow]]:
+    lines = text_lines(path)
     # csv pulls as many lines as a quoted multi-line field needs; `last` tracks the physical line for messages.
     last = 0
 
@@ -96,11 +97,11 @@ def _csv_pairs(path: Path, delimiter: str, query_column: str | None,
     if header is None:
         raise DataError(path, "the file is empty (no header row)",
                         fix="write a header row naming the query and positive columns, then one row per pair.")
-    columns = _pick_columns(path, header, query_column, positive_column, where=last)
+    columns = pick_columns(path, header, query_column, positive_column, where=last)
     at = [header.index(key) for key in (columns.query, columns.positive, *columns.negatives)]
     label_at = header.index(columns.label) if columns.label else None
 
-    def rows() -> Iterator[_Row]:
+    def rows() -> Iterator[PairRow]:
         start = last + 1
         try:
             for row in reader:
@@ -108,7 +109,7 @@ def _csv_pairs(path: Path, delimiter: str, query_column: str | None,
                     if len(row) != len(header):
                         raise DataError(path, f"row has {len(row)} fields but the header has {len(header)}",
                                         line=start, fix=f"quote fields that contain {separator} or a quote character.")
-                    yield _Row(start, row[at[0]], row[at[1]], tuple(row[i] for i in at[2:]),
+                    yield PairRow(start, row[at[0]], row[at[1]], tuple(row[i] for i in at[2:]),
                                None if label_at is None else row[label_at])
                 start = last + 1
         except csv.Error as exc:
@@ -118,7 +119,7 @@ def _csv_pairs(path: Path, delimiter: str, query_column: str | None,
 
 
 def _parquet_pairs(path: Path, query_column: str | None,
-                   positive_column: str | None) -> tuple[_Columns, Iterator[_Row]]:
+                   positive_column: str | None) -> tuple[_Columns, Iterator[PairRow]]:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -128,7 +129,7 @@ def _parquet_pairs(path: Path, query_column: str | None,
     except (pa.ArrowException, OSError) as exc:
         raise DataError(path, f"is not a readable Parquet file ({one_line(exc)})", fix=rewrite) from None
     schema = parquet.schema_arrow
-    columns = _pick_columns(path, schema.names, query_column, positive_column)
+    columns = pick_columns(path, schema.names, query_column, positive_column)
     for key in (columns.query, columns.positive, *columns.negatives):
         kind = schema.field(key).type
         if key in columns.negatives and (pa.types.is_list(kind) or pa.types.is_large_list(kind)):
@@ -142,7 +143,7 @@ def _parquet_pairs(path: Path, query_column: str | None,
     if parquet.metadata.num_rows == 0:
         raise DataError(path, "has no rows", fix="write at least one (query, positive) row.")
 
-    def rows() -> Iterator[_Row]:
+    def rows() -> Iterator[PairRow]:
         row = 0
         try:
             names = [columns.query, columns.positive, *columns.negatives, *([columns.label] if columns.label else [])]
@@ -152,15 +153,15 @@ def _parquet_pairs(path: Path, query_column: str | None,
                     values.append([None] * batch.num_rows)
                 for query, positive, *negatives, label in zip(*values):
                     row += 1
-                    yield _Row(f"row {row}", query, positive, tuple(negatives), label)
+                    yield PairRow(f"row {row}", query, positive, tuple(negatives), label)
         except (pa.ArrowException, OSError, UnicodeDecodeError) as exc:
             raise DataError(path, f"row {row + 1}: cannot be read ({one_line(exc)})", fix=rewrite) from None
 
     return columns, rows()
 
 
-def _pick_columns(path: Path, columns: list[str], query_column: str | None, positive_column: str | None, *,
-                  where: _Where | None = None) -> _Columns:
+def pick_columns(path: Path, columns: list[str], query_column: str | None, positive_column: str | None, *,
+                  where: Where | None = None) -> _Columns:
     """The query and positive columns, and the negative columns in file order. `where`: the header's line (or the
     first JSON record, whose keys stand for the file's columns), for the error message."""
     found = ", ".join(repr(c) for c in columns) or "none"
@@ -185,11 +186,11 @@ def _pick_columns(path: Path, columns: list[str], query_column: str | None, posi
     return _Columns(picked[0], picked[1], negatives, label)
 
 
-def _located(path: Path, where: _Where | None, message: str, fix: str) -> DataError:
-    return DataError(path, message, fix=fix) if where is None else _error(path, where, message, fix)
+def _located(path: Path, where: Where | None, message: str, fix: str) -> DataError:
+    return DataError(path, message, fix=fix) if where is None else located_error(path, where, message, fix)
 
 
-class _Builder:
+class PairsBuilder:
     """Collects (query, positive[, negatives]) rows under text ids, collapsing duplicates, keeping first-seen order."""
 
     def __init__(self, path: Path) -> None:
@@ -201,21 +202,21 @@ class _Builder:
         self.repeated_pairs = 0
         self.empty_negatives = 0
 
-    def query(self, where: _Where, value: Any, column: str) -> str:
+    def query(self, where: Where, value: Any, column: str) -> str:
         text = self._text(where, value, column, "query")
         query_id = text_id(text, "q")
         self.queries.setdefault(query_id, text)
         self.positives.setdefault(query_id, {})
         return query_id
 
-    def positive(self, where: _Where, query_id: str, value: Any, column: str) -> None:
+    def positive(self, where: Where, query_id: str, value: Any, column: str) -> None:
         doc_id = self._doc(self._text(where, value, column, "positive"))
         row = self.positives[query_id]
         if doc_id in row:
             self.repeated_pairs += 1
         row[doc_id] = None
 
-    def negative(self, where: _Where, query_id: str, value: Any, column: str) -> None:
+    def negative(self, where: Where, query_id: str, value: Any, column: str) -> None:
         if isinstance(value, str) and not value.strip():
             self.empty_negatives += 1
             return
@@ -227,18 +228,18 @@ class _Builder:
         self.docs.setdefault(doc_id, text)
         return doc_id
 
-    def _text(self, where: _Where, value: Any, column: str, role: str) -> str:
+    def _text(self, where: Where, value: Any, column: str, role: str) -> str:
         if value is None:
-            raise _error(self.path, where, f"no {role} (column {column!r} is missing or null)",
+            raise located_error(self.path, where, f"no {role} (column {column!r} is missing or null)",
                          f"give every row a {role} text, or delete the row.")
         if not isinstance(value, str):
-            raise _error(self.path, where, f"the {role} in {column!r} is {type(value).__name__}, not text",
+            raise located_error(self.path, where, f"the {role} in {column!r} is {type(value).__name__}, not text",
                          f"store the {role} as a string" + (" (a list of positives belongs in FlagEmbedding JSONL, "
                                                             '{"query": ..., "pos": [...]}).' if role == "positive"
                                                             else "."))
         text = value.strip()
         if not text:
-            raise _error(self.path, where, f"empty {role} in column {column!r}",
+            raise located_error(self.path, where, f"empty {role} in column {column!r}",
                          f"fill in the {role} text, or delete the row.")
         return text
 
@@ -279,7 +280,7 @@ class _Builder:
         )
 
 
-def _positive_label(path: Path, where: _Where, label: Any, column: str) -> bool:
+def _positive_label(path: Path, where: Where, label: Any, column: str) -> bool:
     """A labelled-pair row (sentence-transformers' labeled-pair format, hnm's `labeled_pair` export): label > 0 is
     a (query, positive) pair, label 0 a (query, negative) one."""
     try:
@@ -287,14 +288,14 @@ def _positive_label(path: Path, where: _Where, label: Any, column: str) -> bool:
     except (TypeError, ValueError):
         value = math.nan
     if math.isnan(value):
-        raise _error(path, where, f"the {column!r} of this row is {label!r}, not a number",
+        raise located_error(path, where, f"the {column!r} of this row is {label!r}, not a number",
                      "give every row a label: 1 (or any score > 0) for a positive pair, 0 for a negative one.")
     return value > 0
 
 
-def _build_pairs(path: Path, read: tuple[_Columns, Iterable[_Row]]) -> Collection:
+def build_pairs(path: Path, read: tuple[_Columns, Iterable[PairRow]]) -> Collection:
     columns, rows = read
-    builder = _Builder(path)
+    builder = PairsBuilder(path)
     for row in rows:
         query_id = builder.query(row.where, row.query, columns.query)
         if columns.label and not _positive_label(path, row.where, row.label, columns.label):

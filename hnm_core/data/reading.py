@@ -13,7 +13,7 @@ from typing import Any
 from ..errors import DataError
 from ..wording import one_line
 
-__all__ = ["FILE_SUFFIXES"]
+__all__ = ["FILE_SUFFIXES", "Where", "Tally", "located_error", "check_file", "check_entry", "json_records", "text_lines"]
 
 
 FILE_SUFFIXES: tuple[str, ...] = (".jsonl", ".json", ".csv", ".tsv", ".parquet")
@@ -21,10 +21,10 @@ _UTF8_FIX = "re-save the file as UTF-8, e.g. `iconv -f latin1 -t utf-8 FILE > FI
 
 
 # Where a problem is: a line number, or "record 3" / "row 3" for formats without meaningful lines.
-_Where = int | str
+Where = int | str
 
 
-def _check_entry(path: Path) -> None:
+def check_entry(path: Path) -> None:
     """DataError for a name that exists but cannot be followed (a link loop, a dangling link); `Path.exists` and
     `is_file` answer False for those, which would read as "missing" when `ls` shows the name."""
     if path.is_symlink():
@@ -35,9 +35,9 @@ def _check_entry(path: Path) -> None:
                             fix="point the link at the real file, or replace it with the file.") from None
 
 
-def _check_file(path: Path) -> str:
+def check_file(path: Path) -> str:
     """The lower-case suffix of an existing, supported file; DataError otherwise."""
-    _check_entry(path)
+    check_entry(path)
     if not path.exists():
         raise DataError(path, "no such file or folder", fix="check the path.")
     if not path.is_file():
@@ -49,7 +49,7 @@ def _check_file(path: Path) -> str:
     return suffix
 
 
-def _text_lines(path: Path) -> Iterator[tuple[int, str]]:
+def text_lines(path: Path) -> Iterator[tuple[int, str]]:
     """(line number, text with its line ending) for each line of a UTF-8 file, streamed; a leading BOM is dropped.
 
     Decoding line by line (not through a text-mode file) is what lets a non-UTF-8 byte be reported with its line.
@@ -70,14 +70,14 @@ def _text_lines(path: Path) -> Iterator[tuple[int, str]]:
             yield number, text
 
 
-def _json_records(path: Path, *, example: str) -> Iterator[tuple[_Where, dict[str, Any]]]:
+def json_records(path: Path, *, example: str) -> Iterator[tuple[Where, dict[str, Any]]]:
     """Objects of a JSONL file with their line numbers, or of a .json array with "record N"; raises on an empty file."""
     empty_fix = f"write one JSON object per line, like {example}"
     if path.suffix.lower() == ".json" and _starts_with_bracket(path):
         yield from _json_array(path, example)
         return
     seen = False
-    for number, text in _text_lines(path):
+    for number, text in text_lines(path):
         if not text.strip():
             continue
         seen = True
@@ -126,7 +126,7 @@ def _starts_with_bracket(path: Path) -> bool:
         raise DataError(path, f"cannot be read ({exc.strerror})", fix="check the path and its permissions.") from None
 
 
-def _json_array(path: Path, example: str) -> Iterator[tuple[_Where, dict[str, Any]]]:
+def _json_array(path: Path, example: str) -> Iterator[tuple[Where, dict[str, Any]]]:
     """A .json file holding one array of objects (read whole: JSON arrays cannot be streamed without a parser)."""
     raw = path.read_bytes()
     try:
@@ -148,7 +148,7 @@ def _json_array(path: Path, example: str) -> Iterator[tuple[_Where, dict[str, An
     suspicious = _SURROGATE_ESCAPE.search(text) is not None
     for number, record in enumerate(records, 1):
         if not isinstance(record, dict):
-            raise _error(path, f"record {number}", f"expected a JSON object, found {type(record).__name__}",
+            raise located_error(path, f"record {number}", f"expected a JSON object, found {type(record).__name__}",
                          f"make every array item an object like {example}")
         _check_record(path, f"record {number}", record, suspicious)
         yield f"record {number}", record
@@ -180,32 +180,32 @@ _DECODER = json.JSONDecoder(object_pairs_hook=_object)
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 
-def _check_record(path: Path, where: _Where, record: dict[str, Any], suspicious: bool) -> None:
+def _check_record(path: Path, where: Where, record: dict[str, Any], suspicious: bool) -> None:
     """Refuse what json.loads accepts but would silently change or break later: a repeated key, a lone surrogate.
 
     suspicious: whether the raw text holds a surrogate escape at all, so the common case costs one regex search.
     """
     if isinstance(record, _RepeatedKey):
-        raise _error(path, where, f"the key {record.repeated!r} appears twice in one object (JSON would keep only "
+        raise located_error(path, where, f"the key {record.repeated!r} appears twice in one object (JSON would keep only "
                                   "the last value)", "remove or rename one of the two.")
     if suspicious:
         try:
             json.dumps(record, ensure_ascii=False).encode("utf-8")
         except UnicodeEncodeError as exc:
-            raise _error(path, where, f"the escape \\u{ord(exc.object[exc.start]):04x} is half of a UTF-16 "
+            raise located_error(path, where, f"the escape \\u{ord(exc.object[exc.start]):04x} is half of a UTF-16 "
                                       "surrogate pair with no other half, not a character",
                          "delete it, or write the character it stands for (an emoji escaped as two halves, "
                          "like \\ud83d\\ude00, is fine).") from None
 
 
-def _error(path: Path, where: _Where, message: str, fix: str) -> DataError:
+def located_error(path: Path, where: Where, message: str, fix: str) -> DataError:
     """A DataError at a line number, or at "record N" / "row N" for formats without lines."""
     if isinstance(where, int):
         return DataError(path, message, line=where, fix=fix)
     return DataError(path, f"{where}: {message}", fix=fix)
 
 
-class _Tally:
+class Tally:
     """Counts skipped lines and keeps the first few as examples for the problem sentence."""
 
     def __init__(self, keep: int = 3) -> None:
