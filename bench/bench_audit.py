@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from hnm_core.audit.report import HiddenSplit, audit_pool, hide_positives
+from hnm_core.audit import HiddenSplit, audit_pool, hide_positives
 from hnm_core.cache import default_cache_dir
 from hnm_core.curate.rules import CurateParams, curate
 from hnm_core.data import Collection, load_collection, normalize_text
@@ -202,7 +202,7 @@ CANDIDATES: tuple[tuple[str, dict], ...] = (
 def candidates(args: argparse.Namespace) -> pd.DataFrame:
     """Candidate defaults on every collection and seed: mean leak (max over seeds), mean teacher score, lowest
     coverage."""
-    from hnm_core.audit.report import audit_figures, hidden_rows
+    from hnm_core.audit import audit_figures, hidden_rows
 
     records = []
     for name in args.datasets:

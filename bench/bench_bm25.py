@@ -26,7 +26,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 # Lets `python bench/bench_bm25.py` run from a checkout that was not pip-installed.
 sys.path.insert(0, str(ROOT))
-from hnm_core.retrieve.bm25 import BM25Index, tokenize  # noqa: E402
+from hnm_core.retrieve.bm25 import BM25Index  # noqa: E402
+from hnm_core.retrieve.tokenize import tokenize  # noqa: E402
 
 DATASETS = ROOT.parent / "shared" / "datasets"
 T = TypeVar("T")

@@ -9,7 +9,7 @@ import time
 
 import streamlit as st
 
-from hnm_core.audit.report import audit_figures, audit_pool
+from hnm_core.audit import audit_figures, audit_pool
 from hnm_core.curate.rules import curate
 from hnm_core.data import counted
 from hnm_core.curate.selection import query_change, selection_change, selection_view

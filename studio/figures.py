@@ -12,7 +12,7 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
-from hnm_core.audit.report import AuditFigures, SweepResult
+from hnm_core.audit import AuditFigures, SweepResult
 from hnm_core.curate.rules import CurateParams, Curation, margin_thresholds
 from hnm_core.curate.reasons import reasons
 from hnm_core.pool import Pool

@@ -25,7 +25,7 @@ from typing import Any, Literal, Protocol
 import numpy as np
 import streamlit as st
 
-from hnm_core.audit.report import SplitPool, mine_hidden_split
+from hnm_core.audit import SplitPool, mine_hidden_split
 from hnm_core.cache import texts_digest
 from hnm_core.data import FILE_SUFFIXES, Collection, beir_splits, counted, load_collection
 from hnm_core.data.hf import hf_splits, is_hf_folder, looks_like_hub_id

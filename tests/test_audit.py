@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hnm_core.audit.report import (
+from hnm_core.audit import (
     DEFAULT_GRID,
     REPORT_FILES,
     HiddenSplit,

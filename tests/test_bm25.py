@@ -10,7 +10,8 @@ import pytest
 from rank_bm25 import BM25Okapi
 
 from hnm_core.retrieve import bm25
-from hnm_core.retrieve.bm25 import BM25Index, tokenize, tokenize_many
+from hnm_core.retrieve.bm25 import BM25Index
+from hnm_core.retrieve.tokenize import tokenize, tokenize_many
 from hnm_core.retrieve.result import SearchResult
 from hnm_core.errors import SettingsError
 

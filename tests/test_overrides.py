@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hnm_core.audit.report import known_false_negatives
+from hnm_core.audit import known_false_negatives
 from hnm_core.cli import main
 from hnm_core.curate.rules import curate
 from hnm_core.errors import DataError

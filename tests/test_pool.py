@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 from rank_bm25 import BM25Okapi
 
-from hnm_core.retrieve.bm25 import tokenize
+from hnm_core.retrieve.tokenize import tokenize
 from hnm_core.data import load_collection
 from hnm_core.errors import DataError, ExportError
 from hnm_core.models.loading import load_bi_encoder

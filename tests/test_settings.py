@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from hnm_core.audit.report import audit
+from hnm_core.audit import audit
 from hnm_core.cli import build_parser
 from hnm_core.curate.rules import CurateParams
 from hnm_core.errors import SettingsError

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hnm_core.audit.report import audit, hide_positives
+from hnm_core.audit import audit, hide_positives
 from hnm_core.cli import main
 from hnm_core.data import Collection
 from hnm_core.errors import ExportError, ModelLoadError, SettingsError

@@ -138,7 +138,7 @@ def run_diff(args: argparse.Namespace) -> int:
 
 
 def run_audit(args: argparse.Namespace) -> int:
-    from ..audit.report import audit, save_report
+    from ..audit import audit, save_report
     from ..curate.overrides import read_overrides
     from ..data import load_collection
 

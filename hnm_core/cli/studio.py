@@ -28,7 +28,7 @@ def app_path() -> Path:
     """The studio's app.py: the installed `hnm_studio` package's, else the checkout's beside hnm_core."""
     spec = importlib.util.find_spec("hnm_studio")
     folders = list(spec.submodule_search_locations or ()) if spec is not None else []
-    folders.append(str(Path(__file__).resolve().parents[1]))
+    folders.append(str(Path(__file__).resolve().parents[2]))  # the checkout: hnm_core/cli/studio.py
     for folder in folders:
         app = Path(folder) / "app.py"
         if app.is_file() and (Path(folder) / "studio").is_dir():

@@ -21,12 +21,8 @@ results as the local engine.
 from __future__ import annotations
 
 import dataclasses
-import logging
 import math
-import os
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from itertools import chain
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -45,77 +41,16 @@ from ..pool.rows import PoolRows, bm25_found, excluded_docs, fetch_depth, pool_r
 from ..progress import Progress, no_progress
 from ..retrieve.result import SearchResult
 from ..teacher.pair_scores import QUERY_BLOCK
+from .ray_bm25 import ShardedBM25, merge_top_k
+from .ray_cluster import cluster_size, even_spans, partitions, ray_module, session
 
 if TYPE_CHECKING:
     from .local import MiningParams
 
 __all__ = ["session", "mine", "curate", "save_ray_pool"]
 
-# A local cluster for one command: two CPUs (the CI machines have two cores), no dashboard, quiet logs.
-_LOCAL_CPUS = 2
 # Texts per Ray Data batch handed to an encoding actor (whole batches of the batch size, each one encode call).
 _ENCODE_ROWS = 256
-# Queries per pool / curation partition: enough work per task to outweigh its scheduling.
-_QUERIES_PER_PART = 2048
-
-
-def _ray() -> Any:
-    try:
-        import ray
-        import ray.data  # noqa: F401  (Ray Data is the encoding stage)
-    except ImportError:
-        raise ImportError("--engine ray needs Ray: pip install 'ray==2.58.0'") from None
-    return ray
-
-
-@contextmanager
-def session() -> Iterator[None]:
-    """Ray, for the duration of the block: the cluster at RAY_ADDRESS when set, else a local one (shut down at the
-    end). Nested sessions share the outer one."""
-    ray = _ray()
-    if ray.is_initialized():
-        yield
-        return
-    quiet = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.WARNING}
-    if os.environ.get("RAY_ADDRESS"):
-        ray.init(**quiet)  # ray.init reads RAY_ADDRESS itself; the cluster's own size stands
-    else:
-        # Workers import hnm_core as this process does (an editable install, or PYTHONPATH in a checkout).
-        ray.init(num_cpus=_LOCAL_CPUS, runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join(_import_paths())}},
-                 **quiet)
-    context = ray.data.DataContext.get_current()
-    context.enable_progress_bars = False
-    context.execution_options.preserve_order = True
-    logging.getLogger("ray.data").setLevel(logging.ERROR)  # its per-run INFO lines and progress notices
-    try:
-        yield
-    finally:
-        ray.shutdown()
-
-
-def _import_paths() -> list[str]:
-    here = str(Path(__file__).resolve().parents[1])
-    return [here, *(p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and p != here)]
-
-
-def _cluster() -> tuple[int, int]:
-    """(CPUs, GPUs) of the cluster."""
-    resources = _ray().cluster_resources()
-    return max(1, int(resources.get("CPU", 1))), int(resources.get("GPU", 0))
-
-
-def _partitions(n_queries: int) -> int:
-    """Query partitions: one per CPU at least, so every CPU works, and more for many queries."""
-    return max(_cluster()[0], math.ceil(n_queries / _QUERIES_PER_PART))
-
-
-def _spans(n: int, parts: int, align: int = 1) -> list[tuple[int, int]]:
-    """`parts` contiguous (start, stop) ranges covering range(n), none empty (fewer when n is small), each starting
-    at a multiple of `align`."""
-    blocks = -(-n // align)
-    parts = max(1, min(parts, blocks))
-    bounds = np.minimum(np.linspace(0, blocks, parts + 1).round().astype(int) * align, n)
-    return [(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
 
 
 # ---- encoding: Ray Data map_batches over an actor pool -------------------------------------------------------------
@@ -145,7 +80,7 @@ def _encode(model: LoadedModel, jobs: Sequence[tuple[Sequence[str], str]], *, ba
     Ray Data pass, batch by batch as the local engine encodes them, and stored in the cache under its keys."""
     from ..retrieve.dense import batch_order, embedding_key, embedding_meta
 
-    ray = _ray()
+    ray = ray_module()
     cache = EmbeddingCache(cache_dir)
     keys = [embedding_key(model, texts, prompt, batch_size) for texts, prompt in jobs]
     found = [cache.get(key, len(texts)) for key, (texts, _) in zip(keys, jobs)]
@@ -157,12 +92,12 @@ def _encode(model: LoadedModel, jobs: Sequence[tuple[Sequence[str], str]], *, ba
                for i in todo for at in range(0, len(jobs[i][0]), batch_size)]
     total = sum(len(jobs[i][0]) for i in todo)
     progress(stage, 0, total)
-    cpus, gpus = _cluster()
+    cpus, gpus = cluster_size()
     actors = max(1, min(gpus or cpus, math.ceil(total / _ENCODE_ROWS)))
     table = pd.DataFrame(batches, columns=["job", "at", "texts", "prompt"])
     # One block per actor, split here: from_pandas(override_num_blocks=) splits with np.array_split, which hands
     # it arrays, not frames, under pandas 3.
-    rows = ray.data.from_pandas([table.iloc[a:b] for a, b in _spans(len(table), actors)])
+    rows = ray.data.from_pandas([table.iloc[a:b] for a, b in even_spans(len(table), actors)])
     # max_restarts=0: an actor that dies fails the run (its chunks already in the cache are kept for the next).
     encoded = rows.map_batches(
         _Encoder, fn_constructor_args=(model.path, model.precision, model.max_length, model.device),
@@ -181,116 +116,11 @@ def _encode(model: LoadedModel, jobs: Sequence[tuple[Sequence[str], str]], *, ba
 
 def _model(name: str, precision: str, max_seq_length: int | None) -> LoadedModel:
     """The model reference (not loaded here) on the device the encoding actors get: its fingerprint keys the cache."""
-    _, gpus = _cluster()
+    _, gpus = cluster_size()
     return load_bi_encoder(name, precision=precision, max_seq_length=max_seq_length, device="cuda" if gpus else "cpu")
 
 
 # ---- retrieval sharded by documents ---------------------------------------------------------------------------------
-
-def _merge(parts: Sequence[SearchResult], k: int) -> SearchResult:
-    """The global top-k from each shard's top-k (indices already global): by score, then lower document index."""
-    indices = np.concatenate([p.indices for p in parts], axis=1)
-    scores = np.concatenate([p.scores for p in parts], axis=1)
-    order = np.lexsort((indices, -scores), axis=-1)[:, :k]
-    return SearchResult(np.take_along_axis(indices, order, axis=1), np.take_along_axis(scores, order, axis=1))
-
-
-class _BM25Shard:
-    """A contiguous run of documents: tokenized once, weighted with the global statistics, then searched."""
-
-    def __init__(self, texts: Sequence[str], stopwords: bool) -> None:
-        from ..retrieve.bm25 import tokenize
-
-        self.tokens = [tokenize(t, stopwords=stopwords) for t in texts]
-        self.index: Any = None
-
-    def statistics(self) -> tuple[list[str], dict[str, int], np.ndarray]:
-        """Terms in first-seen order, their document frequencies, and the documents' lengths."""
-        doc_freq: dict[str, int] = {}
-        for tokens in self.tokens:
-            for token in dict.fromkeys(tokens):
-                doc_freq[token] = doc_freq.get(token, 0) + 1
-        return list(doc_freq), doc_freq, np.fromiter(map(len, self.tokens), np.int64, len(self.tokens))
-
-    def build(self, vocabulary: dict[str, int], idf: np.ndarray, avgdl: float, k1: float, b: float,
-              epsilon: float, stopwords: bool) -> None:
-        """The shard's term weights, computed as BM25Index.build does but with the global idf and avgdl."""
-        import scipy.sparse as sp
-
-        from ..retrieve.bm25 import BM25Index, length_norm, term_weights
-
-        n_docs = len(self.tokens)
-        doc_lengths = np.fromiter(map(len, self.tokens), np.int64, n_docs)
-        term_ids = np.fromiter((vocabulary[t] for tokens in self.tokens for t in tokens), np.int64,
-                               int(doc_lengths.sum()))
-        rows = np.repeat(np.arange(n_docs, dtype=np.int64), doc_lengths)
-        tf = sp.coo_matrix((np.ones(len(term_ids)), (rows, term_ids)), shape=(n_docs, len(vocabulary))).tocsr()
-        doc_of_entry = np.repeat(np.arange(n_docs, dtype=np.int64), np.diff(tf.indptr))
-        tf.data = term_weights(tf.data, idf[tf.indices], length_norm(doc_lengths, avgdl, k1, b)[doc_of_entry], k1)
-        self.tokens = []
-        self.index = BM25Index(term_doc=tf.T.tocsr(), vocabulary=vocabulary, idf=idf, doc_lengths=doc_lengths,
-                               avgdl=avgdl, k1=k1, b=b, epsilon=epsilon, stopwords=stopwords)
-
-    def search(self, queries: Sequence[str], k: int, offset: int) -> SearchResult:
-        result = self.index.search(queries, k)
-        return SearchResult(result.indices + offset, result.scores)
-
-    def score_pairs(self, queries: Sequence[str], query_idx: np.ndarray, doc_idx: np.ndarray) -> np.ndarray:
-        return self.index.score_pairs(queries, query_idx, doc_idx)
-
-
-@dataclasses.dataclass(frozen=True)
-class _BM25:
-    """The BM25 shards of a collection: actors and the first document of each."""
-
-    shards: list[Any]
-    starts: list[int]
-
-    @classmethod
-    def build(cls, texts: Sequence[str], *, k1: float, b: float, stopwords: bool, epsilon: float = 0.25) -> _BM25:
-        from ..retrieve.bm25 import check_params, idf_weights
-
-        check_params(k1, b, epsilon)
-        ray = _ray()
-        cpus, _ = _cluster()
-        spans = _spans(len(texts), cpus)
-        # Shards reserve no CPU: they live through the whole run and work only when asked, so they must not starve the
-        # encoding actors and the partition tasks of the CPUs those wait for.
-        actor = ray.remote(num_cpus=0, scheduling_strategy="SPREAD")(_BM25Shard)
-        shards = [actor.remote(texts[a:b_], stopwords) for a, b_ in spans]
-        stats = ray.get([s.statistics.remote() for s in shards])
-        # Terms numbered in corpus first-seen order and idf floored over that order, as BM25Index.build does.
-        vocabulary = {t: i for i, t in enumerate(dict.fromkeys(chain.from_iterable(terms for terms, _, _ in stats)))}
-        doc_freq = np.zeros(len(vocabulary))
-        for _, counts, _ in stats:
-            doc_freq[[vocabulary[t] for t in counts]] += list(counts.values())
-        n_docs = len(texts)
-        idf = idf_weights(doc_freq, n_docs, epsilon)
-        lengths = np.concatenate([length for _, _, length in stats]) if stats else np.empty(0, np.int64)
-        avgdl = float(lengths.sum() / n_docs) if n_docs else 0.0
-        vocabulary_ref, idf_ref = ray.put(vocabulary), ray.put(idf)
-        ray.get([s.build.remote(vocabulary_ref, idf_ref, avgdl, k1, b, epsilon, stopwords) for s in shards])
-        return cls(shards, [a for a, _ in spans])
-
-    def search(self, queries: Sequence[str], k: int) -> SearchResult:
-        ray = _ray()
-        queries_ref = ray.put(list(queries))
-        return _merge(ray.get([s.search.remote(queries_ref, k, start) for s, start in zip(self.shards, self.starts)]),
-                      k)
-
-    def score_pairs(self, queries: Sequence[str], query_idx: np.ndarray, doc_idx: np.ndarray) -> np.ndarray:
-        """Scores of (query, document) pairs, each pair asked of the shard that holds its document."""
-        ray = _ray()
-        shard = np.searchsorted(self.starts, doc_idx, side="right") - 1
-        out = np.zeros(len(doc_idx))
-        asked = []
-        for s, start in enumerate(self.starts):
-            rows = np.flatnonzero(shard == s)
-            if len(rows):
-                asked.append((rows, self.shards[s].score_pairs.remote(queries, query_idx[rows], doc_idx[rows] - start)))
-        for rows, ref in asked:
-            out[rows] = ray.get(ref)
-        return out
 
 
 def _dense_shard(doc_vectors: np.ndarray, start: int, stop: int, query_vectors: np.ndarray, k: int, kind: str,
@@ -302,16 +132,16 @@ def _dense_shard(doc_vectors: np.ndarray, start: int, stop: int, query_vectors: 
 
 
 def _dense_search(doc_ref: Any, n_docs: int, query_ref: Any, k: int, kind: str, seed: int) -> SearchResult:
-    ray = _ray()
-    cpus, _ = _cluster()
+    ray = ray_module()
+    cpus, _ = cluster_size()
     task = ray.remote(num_cpus=1)(_dense_shard)
-    return _merge(ray.get([task.remote(doc_ref, a, b, query_ref, k, kind, seed) for a, b in _spans(n_docs, cpus)]), k)
+    return merge_top_k(ray.get([task.remote(doc_ref, a, b, query_ref, k, kind, seed) for a, b in even_spans(n_docs, cpus)]), k)
 
 
 # ---- the pool and the teacher, partitioned by query -----------------------------------------------------------------
 
 def _pool_part(collection: Collection, first: int, found: dict[str, np.ndarray], positives: list[np.ndarray],
-               duplicates: list[np.ndarray], params: MiningParams, bm25: _BM25 | None, doc_vectors: np.ndarray | None,
+               duplicates: list[np.ndarray], params: MiningParams, bm25: ShardedBM25 | None, doc_vectors: np.ndarray | None,
                query_vectors: np.ndarray | None, clusters: np.ndarray | None, meta: dict[str, Any],
                cache_dir: str | Path | None) -> tuple[pd.DataFrame, PoolRows, dict[str, Any] | None]:
     """The scored rows of queries first, first + 1, ...: assembled, scored by each retriever, then by a cross-encoder
@@ -356,7 +186,7 @@ def mine(collection: Collection, params: MiningParams, *, cache_dir: str | Path 
     from ..teacher.scoring import load_teacher, score_pool
 
     with session():
-        ray = _ray()
+        ray = ray_module()
         pool_params = params.pool
         nq, nd = len(collection.query_ids), len(collection.doc_ids)
         positives, duplicates = excluded_docs(collection)
@@ -368,7 +198,7 @@ def mine(collection: Collection, params: MiningParams, *, cache_dir: str | Path 
         doc_emb = query_emb = None
         if "bm25" in pool_params.sources:
             progress("bm25 index (ray)", 0, nd)
-            bm25 = _BM25.build(collection.doc_texts, k1=pool_params.bm25_k1, b=pool_params.bm25_b,
+            bm25 = ShardedBM25.build(collection.doc_texts, k1=pool_params.bm25_k1, b=pool_params.bm25_b,
                                stopwords=pool_params.stopwords)
             progress("bm25 index (ray)", nd, nd)
             found["bm25"] = bm25_found(bm25.search(collection.query_texts, fetch))
@@ -390,7 +220,7 @@ def mine(collection: Collection, params: MiningParams, *, cache_dir: str | Path 
                                        seed=pool_params.seed)
             meta["clusters"] = int(clusters.max()) + 1 if len(clusters) else 0
         # whole blocks of queries per partition: a cross-encoder batches each block's pairs together
-        spans = _spans(nq, _partitions(nq), align=QUERY_BLOCK)
+        spans = even_spans(nq, partitions(nq), align=QUERY_BLOCK)
         shared = [ray.put(x) for x in (collection, params, bm25, doc_vectors, query_vectors, clusters, meta)]
         task = ray.remote(num_cpus=1)(_pool_part)
         progress("pool (ray)", 0, nq)
@@ -419,10 +249,10 @@ def mine(collection: Collection, params: MiningParams, *, cache_dir: str | Path 
 # ---- curation and the saved pool, partitioned by query ---------------------------------------------------------------
 
 def _query_spans(frame: pd.DataFrame) -> list[tuple[int, int]]:
-    """Row ranges of a pool table (rows grouped by query), whole queries each, as many as `_partitions` says."""
+    """Row ranges of a pool table (rows grouped by query), whole queries each, as many as `partitions` says."""
     ids = frame["query_id"].to_numpy()
     starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]]) if len(ids) else np.empty(0, np.int64)
-    cuts = [int(starts[a]) for a, _ in _spans(len(starts), _partitions(len(starts)))] + [len(ids)]
+    cuts = [int(starts[a]) for a, _ in even_spans(len(starts), partitions(len(starts)))] + [len(ids)]
     return [(a, b) for a, b in zip(cuts[:-1], cuts[1:])] or [(0, 0)]
 
 
@@ -430,7 +260,7 @@ def curate(frame: pd.DataFrame, params: CurateParams, overrides: Overrides | Non
     """curate.curate with one Ray task per run of queries: the same labels and negatives (a query's labels, draws
     and verdicts depend on its own rows alone)."""
     with session():
-        ray = _ray()
+        ray = ray_module()
         task = ray.remote(num_cpus=1)(curate_local)
         params_ref, overrides_ref = ray.put(params), ray.put(overrides)
         parts = ray.get([task.remote(frame.iloc[a:b], params_ref, overrides_ref) for a, b in _query_spans(frame)])
@@ -445,7 +275,7 @@ def _write_parts(frame: pd.DataFrame, folder: Path) -> None:
     """pool.parquet as a folder of part files, one per run of queries, each written by a Ray task; file names sort in
     query order, the order Parquet readers return them in."""
     with session():
-        ray = _ray()
+        ray = ray_module()
         folder.mkdir()
         task = ray.remote(num_cpus=1)(_write_part)
         ray.get([task.remote(frame.iloc[a:b], str(folder / f"part-{i:05d}.parquet"))

@@ -1,15 +1,7 @@
 """Stage 2, retrieve (lexical): Okapi BM25 over a sparse document-term matrix.
 
-Tokenizer (`tokenize`), applied the same way to documents and queries:
-
-1. Unicode NFKC normalisation (full-width letters, ligatures and compatibility digits become their plain forms),
-2. `str.casefold()` (lowercasing that also folds "ß" to "ss"),
-3. word tokens are the maximal runs of `\\w` characters (`re.findall(r"\\w+", ...)`): letters, digits and "_" in any
-   script, so "state-of-the-art" gives four tokens and "café" one; punctuation and whitespace are dropped,
-4. optionally (`stopwords=True`) tokens in scikit-learn's `ENGLISH_STOP_WORDS` (318 words) are removed.
-
-No stemming. Scores equal `rank_bm25.BM25Okapi(corpus_tokens, k1, b, epsilon).get_scores(query_tokens)` on the same
-tokens: idf = log((N - n + 0.5) / (n + 0.5)), where a negative idf (a term in more than half of the documents) is
+Tokens are hnm_core.retrieve.tokenize's, the same for documents and queries (no stemming). Scores equal
+`rank_bm25.BM25Okapi(corpus_tokens, k1, b, epsilon).get_scores(query_tokens)` on the same tokens: idf = log((N - n + 0.5) / (n + 0.5)), where a negative idf (a term in more than half of the documents) is
 replaced by epsilon * the mean idf over the vocabulary; a query term that occurs twice counts twice; query terms not
 in the corpus add nothing. Where rank_bm25 divides 0 by 0 (empty documents with b=1, any document with k1=0) the
 score here is 0, so no score is ever NaN.
@@ -21,12 +13,9 @@ queries is a sparse query x term count matrix, and scoring the batch is one spar
 from __future__ import annotations
 
 import math
-import re
-import unicodedata
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from functools import lru_cache
-from itertools import compress, count, repeat
+from itertools import count, repeat
 
 import numpy as np
 import scipy.sparse as sp
@@ -35,11 +24,11 @@ from ..errors import SettingsError
 from ..progress import Progress, no_progress
 from ..settings import setting
 from .result import SearchResult
+from .tokenize import SEP, english_stopwords, joined_tokens, tokenize_many
 
-__all__ = ["tokenize", "tokenize_many", "BM25Index", "check_params", "idf_weights", "length_norm",
+__all__ = ["BM25Index", "check_params", "idf_weights", "length_norm",
            "term_weights"]
 
-_WORD = re.compile(r"\w+")
 
 # Queries are scored a chunk at a time so that one chunk's score block has at most this many cells, even when every
 # document matches every query (about 48 MB as a sparse float64 block, 32 MB as the dense copy score_pairs makes).
@@ -47,58 +36,6 @@ _CHUNK_CELLS = 1 << 22
 # Documents tokenized at a time while building (and between two progress reports): the block's joined text and
 # token list are the build's only per-token Python objects.
 _BUILD_STEP = 50_000
-
-
-@lru_cache(maxsize=1)
-def _stopwords() -> frozenset[str]:
-    # Imported on first use: scikit-learn is slow to import and only this option needs it.
-    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
-
-    return frozenset(ENGLISH_STOP_WORDS)
-
-
-def tokenize(text: str, *, stopwords: bool = setting("stopwords").default) -> list[str]:
-    """Tokens of `text` as BM25 sees them (NFKC, casefold, `\\w+` runs, optionally no English stopwords)."""
-    tokens = _WORD.findall(unicodedata.normalize("NFKC", text).casefold())
-    if stopwords:
-        drop = _stopwords()
-        return [t for t in tokens if t not in drop]
-    return tokens
-
-
-# Documents joined by this character are tokenized in one pass: it is not a word character, so no token spans two
-# documents, and NFKC and casefold leave it alone and never compose across it (it is a starter that composes with
-# nothing), so each document's tokens are those `tokenize` gives it alone. A text holding it has it replaced by a
-# space, which splits words exactly as it does.
-_SEP = "\x00"
-_WORD_OR_SEP = re.compile(r"\w+|\x00")
-# ASCII text needs neither NFKC (identity) nor casefold (= lower), and its \w is [A-Za-z0-9_]: mapping every other
-# ASCII character to a space and splitting on whitespace gives the same tokens, at C speed (str.translate has an
-# ASCII fast path), while the Python regex walks the text character by character.
-_ASCII_SPACES = str.maketrans({chr(c): " " for c in range(128) if not (chr(c).isalnum() or chr(c) in "_\x00")})
-
-
-def _joined_tokens(texts: Sequence[str]) -> list[str]:
-    """The tokens of `texts` in order, with one `_SEP` token after each text but the last (stopwords kept)."""
-    joined = _SEP.join(texts)
-    if joined.count(_SEP) != max(0, len(texts) - 1):
-        joined = _SEP.join(t.replace(_SEP, " ") for t in texts)
-    if joined.isascii():
-        return joined.replace(_SEP, " \x00 ").lower().translate(_ASCII_SPACES).split()
-    return _WORD_OR_SEP.findall(unicodedata.normalize("NFKC", joined).casefold())
-
-
-def tokenize_many(texts: Sequence[str], *, stopwords: bool = setting("stopwords").default) -> tuple[list[str],
-                                                                                                       np.ndarray]:
-    """The tokens of all `texts` in order, as one list, and the number each text has (int64): the same tokens as
-    `tokenize` on each text, in a few C-level passes over the joined texts instead of three calls per text."""
-    tokens = _joined_tokens(texts)
-    is_sep = np.fromiter(map(_SEP.__eq__, tokens), dtype=bool, count=len(tokens))
-    keep = ~is_sep
-    if stopwords:
-        keep &= ~np.fromiter(map(_stopwords().__contains__, tokens), dtype=bool, count=len(tokens))
-    doc_of_token = np.cumsum(is_sep)[keep]
-    return list(compress(tokens, keep)), np.bincount(doc_of_token, minlength=len(texts)).astype(np.int64)
 
 
 def check_params(k1: float, b: float, epsilon: float) -> None:
@@ -192,13 +129,13 @@ class BM25Index:
         # Working ids: the separator and stopwords get negative ids, so one lookup per token finds document
         # boundaries, dropped words and columns; a new token takes the next column as it is first seen (in corpus
         # order: deterministic), all in C. The specials leave the vocabulary once it is complete.
-        specials = {_SEP: -1, **({word: -2 for word in _stopwords()} if stopwords else {})}
+        specials = {SEP: -1, **({word: -2 for word in english_stopwords()} if stopwords else {})}
         working: defaultdict[str, int] = defaultdict(count().__next__, specials)
         blocks: list[sp.csr_matrix] = []  # term counts per block of documents, columns as numbered so far
         doc_lengths = np.zeros(n_docs, dtype=np.int64)
         for start in range(0, n_docs, _BUILD_STEP):
             block_texts = texts[start : start + _BUILD_STEP]
-            tokens = _joined_tokens(block_texts)
+            tokens = joined_tokens(block_texts)
             ids = np.fromiter(map(working.__getitem__, tokens), dtype=np.int32, count=len(tokens))
             n_terms = len(working) - len(specials)
             del tokens
