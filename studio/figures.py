@@ -17,7 +17,7 @@ from hnm_core.curate.rules import CurateParams, Curation, margin_thresholds
 from hnm_core.curate.reasons import reasons
 from hnm_core.pool import Pool
 from hnm_core.prove import ProofResult
-from hnm_core.teacher.scoring import MEMBER_COLUMNS
+from hnm_core.teacher import MEMBER_SCORE_COLUMN
 from hnm_core.curate.selection import GROUPS, ScoreGroups
 
 from .escape import hover_text
@@ -200,7 +200,7 @@ def _score_text(score: float) -> str:
 def _score_texts(part: pd.DataFrame, scores: np.ndarray) -> np.ndarray:
     """Each row's teacher score for the hover; under an ensemble teacher followed by each member's own score."""
     texts = np.array([_score_text(s) for s in scores], dtype=object)
-    members = [(member, column) for member, column in MEMBER_COLUMNS.items() if column in part.columns]
+    members = [(member, column) for member, column in MEMBER_SCORE_COLUMN.items() if column in part.columns]
     if members:
         own = [part[column].to_numpy(np.float32, na_value=np.nan) for _, column in members]
         texts = np.array([text if np.isnan(score) else text + " (" + " · ".join(

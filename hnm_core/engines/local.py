@@ -28,7 +28,7 @@ class MiningParams:
     engine: Literal["local", "ray"]  # where it runs (engine_ray.py for ray); the pool is the same on either
 
     def __post_init__(self) -> None:
-        if self.teacher.teacher == "ensemble":  # before any retrieval: a member the pool will not have
+        if self.teacher.kind == "ensemble":  # before any retrieval: a member the pool will not have
             missing = [m for m in self.teacher.teacher_members if m != "cross-encoder" and m not in self.pool.sources]
             if missing:
                 raise SettingsError(f"teacher_members: {', '.join(missing)} scores come from the pool's sources, "

@@ -159,7 +159,7 @@ def _pool_part(collection: Collection, first: int, found: dict[str, np.ndarray],
         scores.update(dense_score=row_cosines(query_vectors, qi, doc_vectors, di),
                       pos_sim_max=pos_sim_max(doc_vectors, qi, di, rows.is_positive), cluster=clusters[di])
     frame = rows.frame(collection, **scores)
-    if params.teacher.teacher == "bi-encoder":  # scored on the driver, over the whole pool
+    if params.teacher.kind == "bi-encoder":  # scored on the driver, over the whole pool
         return frame, rows, None
     part = Pool(frame, collection, pool_stats(len(positives), frame, [rows]), meta)
     scored = score_pool(part, params.teacher, cache_dir=cache_dir, model=load_teacher(params.teacher))
@@ -233,7 +233,7 @@ def mine(collection: Collection, params: MiningParams, *, cache_dir: str | Path 
         stats = pool_stats(nq, frame, [rows for _, rows, _ in parts])
         meta = {**meta, "stats": dataclasses.asdict(stats), "versions": package_versions(),
                 "engine": {"name": "ray", "query_partitions": len(spans)}}
-        if params.teacher.teacher != "bi-encoder":
+        if params.teacher.kind != "bi-encoder":
             meta = {**meta, "settings": {**meta["settings"], **params.teacher.settings()},
                     "teacher": _teacher_meta([t for _, _, t in parts])}
             return Pool(frame, collection, stats, meta, doc_emb, query_emb)

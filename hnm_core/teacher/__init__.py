@@ -8,7 +8,7 @@ output folder). Never labels a row: that is curate's job.
 
 from __future__ import annotations
 
-from .scoring import MEMBER_COLUMNS, TeacherParams, score_pool
+from .scoring import MEMBER_SCORE_COLUMN, TeacherParams, score_pool
 from .training import TeacherTrainResult, train_teacher
 
-__all__ = ["TeacherParams", "score_pool", "MEMBER_COLUMNS", "train_teacher", "TeacherTrainResult"]
+__all__ = ["TeacherParams", "score_pool", "MEMBER_SCORE_COLUMN", "train_teacher", "TeacherTrainResult"]

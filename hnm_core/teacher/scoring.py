@@ -9,7 +9,7 @@ Two kinds of teacher:
   first: pair_scores.py), in the model's precision (bf16 where the CPU has it), cached as they finish. A cross-fitted
   teacher (`hnm train-teacher`, see teacher_train.py) scores each query with the fold model that never trained on it;
 - an ensemble combines `teacher_members` (the cross-encoder, the miner's cosine `dense`, `bm25`) into one score,
-  keeping each member's own score as a pool column (`MEMBER_COLUMNS`: the map's hover, distillation exports).
+  keeping each member's own score as a pool column (`MEMBER_SCORE_COLUMN`: the map's hover, distillation exports).
 
 How an ensemble calibrates (`ensemble_scores`). Members speak different units: a logit, a cosine, an unbounded BM25
 score whose scale grows with the query's length. Within each query, every member's scores of the rows all members
@@ -48,9 +48,9 @@ from ..retrieve.vectors import row_cosines
 from ..settings import StageParams, defaults, pick, setting
 from .pair_scores import pair_scores
 
-__all__ = ["TeacherParams", "score_pool", "rows_to_score", "load_teacher", "ensemble_scores", "MEMBER_COLUMNS"]
+__all__ = ["TeacherParams", "score_pool", "rows_to_score", "load_teacher", "ensemble_scores", "MEMBER_SCORE_COLUMN"]
 
-MEMBER_COLUMNS: dict[str, str] = dict(zip(setting("teacher_members").choices, schema.MEMBER_COLUMNS))
+MEMBER_SCORE_COLUMN: dict[str, str] = dict(zip(setting("teacher_members").choices, schema.MEMBER_COLUMNS))
 """Ensemble member -> the pool column holding its own score (schema.MEMBER_COLUMNS, in the same order)."""
 
 
@@ -80,12 +80,18 @@ class TeacherParams(StageParams):
                                 "cross-encoder,dense, or --teacher with the one teacher")
 
     @property
+    def kind(self) -> Literal["bi-encoder", "cross-encoder", "ensemble"]:
+        """Which kind of teacher scores the pool (the `teacher` setting; `params.teacher.kind` reads better than
+        `params.teacher.teacher`)."""
+        return self.teacher
+
+    @property
     def model_kind(self) -> Literal["bi-encoder", "cross-encoder"] | None:
         """What `teacher_model` names: the teacher itself, an ensemble's cross-encoder member, or None for an
         ensemble without one (its members are the pool's own scores)."""
-        if self.teacher == "ensemble":
+        if self.kind == "ensemble":
             return "cross-encoder" if "cross-encoder" in self.teacher_members else None
-        return self.teacher
+        return self.kind
 
     @classmethod
     def from_settings(cls, values: Mapping[str, Any]) -> TeacherParams:
@@ -136,7 +142,7 @@ def score_pool(
     loaded. Scores and embeddings are cached on disk per model fingerprint, so a second call scores nothing again.
     `encode_many` encodes a bi-encoder teacher's texts elsewhere (the Ray engine's actors), with the same bytes.
     """
-    kind = params.teacher
+    kind = params.kind
     model = model or load_teacher(params)
     # A rescored pool keeps no member scores of an earlier ensemble.
     pool = dataclasses.replace(pool, frame=pool.frame.drop(columns=list(schema.MEMBER_COLUMNS), errors="ignore"))
@@ -186,7 +192,7 @@ def ensemble_scores(query_ids: np.ndarray, members: Sequence[np.ndarray]) -> np.
 
 def _score_ensemble(pool: Pool, params: TeacherParams, model: LoadedModel | None, *, cache_dir: str | Path | None,
                     progress: Progress) -> Pool:
-    """`score_pool` for an ensemble: each member's score in its MEMBER_COLUMNS column, their calibrated mean in
+    """`score_pool` for an ensemble: each member's score in its MEMBER_SCORE_COLUMN column, their calibrated mean in
     `teacher_raw` and `teacher_score`."""
     frame = pool.frame.copy()
     members = params.teacher_members
@@ -215,9 +221,9 @@ def _score_ensemble(pool: Pool, params: TeacherParams, model: LoadedModel | None
                                   "fingerprint": miner.get("fingerprint"), "score": "cosine (the miner's)"})
             else:
                 described.append({"member": member, "name": "BM25", "score": "BM25"})
-        frame[MEMBER_COLUMNS[member]] = raw
-        described[-1]["column"] = MEMBER_COLUMNS[member]
-    score = ensemble_scores(frame["query_id"].to_numpy(), [frame[MEMBER_COLUMNS[m]].to_numpy() for m in members])
+        frame[MEMBER_SCORE_COLUMN[member]] = raw
+        described[-1]["column"] = MEMBER_SCORE_COLUMN[member]
+    score = ensemble_scores(frame["query_id"].to_numpy(), [frame[MEMBER_SCORE_COLUMN[m]].to_numpy() for m in members])
     frame["teacher_raw"] = score
     frame["teacher_score"] = score
     meta = {**pool.meta, "settings": {**pool.meta.get("settings", {}), **params.settings()}, "teacher": {
