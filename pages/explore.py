@@ -35,7 +35,7 @@ st.session_state["query_id"] = query_id
 rows = slices[query_id]
 
 table = tables.candidate_table(pool, curation, rows)
-counts = table["label"].value_counts()
+counts = table["label"].value_counts().reindex(table["label"].unique())  # in the table's order of groups
 summary = " · ".join(f"{counts[label]} {label}" for label in counts.index)
 st.markdown(f"**{escape.plain(collection.query_texts[collection.query_index[query_id]])}** — {summary}")
 st.caption("Labels follow the settings on the Tune page.")
@@ -44,7 +44,9 @@ st.page_link(TUNE_PAGE, label="Change them on Tune", icon=":material/tune:")
 map_slot, detail_slot, lasso_slot = st.container(), st.container(), st.container()
 
 st.subheader("Candidates of this query")
-st.caption("Pick rows (the boxes at the left) to ring them on the map; pick one to see its detail above.")
+st.caption("Grouped by label (positives, then what is exported, the rest of the hard band, what the rules took "
+           "out), each group by teacher score, highest first. Pick rows (the boxes at the left) to ring them on the "
+           "map; pick one to see its detail above.")
 offered = list(counts.index)
 if "explore_labels" in st.session_state:  # a label that appears (a verdict, another query) is shown, not hidden
     before = st.session_state.get("explore_offered", [])
@@ -58,11 +60,13 @@ picked = st.dataframe(
     listed,
     hide_index=True,
     height=420,
-    key="explore_table",
+    # a selection is rows by position: when the rows move (a verdict or a slider moves a candidate to another label
+    # group), it would name other documents, so a new order is a new table with nothing picked
+    key=f"explore_table:{hash(tuple(listed['doc_id']))}",
     on_select="rerun",
     selection_mode="multi-row",
     column_config={
-        "reason": st.column_config.TextColumn("reason", width="medium",
+        "reason": st.column_config.TextColumn("reason", width=tables.text_width(listed["reason"]),
                                               help="The rule that gave the label, with its numbers"),
         "text": st.column_config.TextColumn("text", width="large"),
         "neg_rank": st.column_config.NumberColumn("neg rank", help="Rank among the sampled negatives (0 = not one)"),

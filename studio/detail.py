@@ -29,12 +29,16 @@ _VERDICT_BUTTONS: tuple[tuple[Verdict, str, str, str], ...] = (
 def latest_pick(query_id: str, *, clicked: Sequence[int], picked: Sequence[int]) -> int | None:
     """The collection position of the document to detail: the one clicked on the map or picked in the candidates
     table most recently (Streamlit reports both selections on every run, so the one that changed since the last run
-    wins). None when nothing is selected, and after a change of query until something new is selected."""
+    wins). None when nothing is selected, and after a change of query until something new is selected; but the
+    candidate given a verdict last stays (`explore_judged`: query, position, the sentence confirming it): the
+    verdict redraws the map and the table, which drops their selections, and the person wants to see the verdict
+    taken (and the Withdraw button) on the candidate they judged."""
     state = st.session_state
     seen = state.get("explore_seen")
     now = (query_id, tuple(clicked), tuple(picked))
     state["explore_seen"] = now
     focus = state.get("explore_focus")
+    judged = state.get("explore_judged")
     if seen is None or seen[0] != query_id:  # selections made for another query do not carry over
         focus = None
     elif clicked and now[1] != seen[1]:
@@ -43,7 +47,9 @@ def latest_pick(query_id: str, *, clicked: Sequence[int], picked: Sequence[int])
         new = [p for p in picked if p not in seen[2]]
         focus = (new or list(picked))[-1]
     elif not clicked and not picked:
-        focus = None
+        focus = judged[1] if judged is not None and judged[0] == query_id else None
+    if judged is not None and judged[:2] != (query_id, focus):  # another pick, or another query: the verdict is done
+        del state["explore_judged"]
     state["explore_focus"] = focus
     return focus
 
@@ -55,9 +61,9 @@ def detail_panel(data: LoadedData, mined: Mined, curation: Curation, query_id: s
     coll = mined.pool.collection
     doc_id = coll.doc_ids[position]
     st.subheader(f"Detail: {escape.plain(doc_id)}")
-    flash = st.session_state.pop("explore_marked", None)
-    if flash:
-        st.success(escape.plain(flash), icon=":material/check:")
+    judged = st.session_state.get("explore_judged")
+    if judged is not None and judged[:2] == (query_id, position):  # shown until another candidate is picked
+        st.success(escape.plain(judged[2]), icon=":material/check:")
     match = candidates.index[candidates["doc_id"] == doc_id]
     if not len(match):
         st.markdown("**corpus** · not in this query's pool")
@@ -90,14 +96,16 @@ def detail_panel(data: LoadedData, mined: Mined, curation: Curation, query_id: s
         if withdraw.button("Withdraw", key="explore_withdraw", icon=":material/undo:", width="stretch",
                            help="Let the rules label this candidate again (the file keeps the history)"):
             corrections.mark(data, mined, query_id, doc_id, CLEARED, "")
-            st.session_state["explore_marked"] = f"Withdrew your verdict on {doc_id} for {query_id}."
+            st.session_state["explore_judged"] = (query_id, position,
+                                                  f"Withdrew your verdict on {doc_id} for {query_id}.")
             st.rerun()
     note = st.text_input("Note (optional, kept with the verdict)", key="explore_note")
     for column, (verdict, label, icon, help_text) in zip(st.columns(len(_VERDICT_BUTTONS)), _VERDICT_BUTTONS):
         if column.button(label, key=f"explore_mark:{verdict}", icon=icon, help=help_text, width="stretch"):
             corrections.mark(data, mined, query_id, doc_id, verdict, note)
-            st.session_state["explore_marked"] = (f"Marked {doc_id} as {verdict.replace('_', ' ')} for {query_id}; "
-                                                  f"kept in {corrections.overrides_path(data, mined)}.")
+            st.session_state["explore_judged"] = (
+                query_id, position, f"Marked {doc_id} as {verdict.replace('_', ' ')} for {query_id}; kept in "
+                                    f"{corrections.overrides_path(data, mined)}.")
             st.session_state.pop("explore_note", None)  # the next candidate starts with an empty note
             st.rerun()  # every table, the map and the counts re-curate with the verdict
     st.caption(f"Verdicts are kept in {escape.plain(str(corrections.overrides_path(data, mined)))} and applied by "

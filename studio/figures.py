@@ -22,7 +22,7 @@ from hnm_core.curate.selection import GROUPS, ScoreGroups
 
 from .escape import hover_text
 
-__all__ = ["MarkerStyle", "STYLES", "HIGHLIGHT_NAME", "map_figure", "selected_docs", "score_histogram", "sweep_chart"]
+__all__ = ["MarkerStyle", "STYLES", "HIGHLIGHT_NAME", "CLICK_TARGET_SIZE", "map_figure", "selected_docs", "score_histogram", "sweep_chart"]
 
 
 class MarkerStyle(NamedTuple):
@@ -57,6 +57,10 @@ _CORPUS_COLOR = "rgba(140, 140, 140, 0.28)"
 # Rows picked in the candidates table get a thick ring over their own marker.
 HIGHLIGHT_NAME = "picked in the table"
 _HIGHLIGHT = dict(color="#000000", size=26, symbol="circle-open", line=dict(width=3))  # open: drawn in `color`
+
+# The markers of every click target: plotly's nearest-point distance counts at least 3 px of radius, so up to 6 px
+# a target adds nothing to the true distance (see _click_target).
+CLICK_TARGET_SIZE = 6
 
 # Drawn last, on top of everything else, in this order: what the query is about must never hide under candidates.
 _ON_TOP = ("unlabelled_positive", "positive")
@@ -104,8 +108,10 @@ def map_figure(coords: np.ndarray, pool: Pool, curation: Curation, query_id: str
     """The Explore map: the corpus faint, then the query's pool rows by label, each kind with its own colour and
     marker (STYLES), the query's positives and then the query on top. `zoom` frames the query, its positives,
     sampled negatives and flagged candidates (double-click the map to see it all). `highlight`: collection
-    positions to ring (rows picked in the candidates table), drawn under the positives and the query. Every point
-    carries its collection position as the last item of its customdata (-1 for the query), for `selected_docs`."""
+    positions to ring (rows picked in the candidates table), drawn under the positives and the query. Over all of
+    them lie the click targets (_click_target, one trace per kind, out of the legend): they take the hovers and
+    clicks, so a click picks the point nearest the pointer. Every point carries its collection position as the last
+    item of its customdata (-1 for the query), for `selected_docs`."""
     import plotly.graph_objects as go
 
     coll = pool.collection
@@ -142,6 +148,7 @@ def map_figure(coords: np.ndarray, pool: Pool, curation: Curation, query_id: str
         fig.add_trace(scatter(x=coords[picked, 0], y=coords[picked, 1], mode="markers", marker=_HIGHLIGHT,
                               name=f"{HIGHLIGHT_NAME} ({len(picked)})", customdata=picked, hoverinfo="skip"))
 
+    targets = []  # the click targets, added over everything once every marker is drawn
     for kind in ("selected", "hard", "false_negative", "near_duplicate", "same_cluster", "skipped", "unscored",
                  "easy", "bad_negative", "highlight", *_ON_TOP):
         if kind == "highlight":
@@ -152,10 +159,15 @@ def map_figure(coords: np.ndarray, pool: Pool, curation: Curation, query_id: str
             continue
         style = STYLES[kind]
         rows_k = doc_rows[mask]
+        name = f"{style.name} ({int(mask.sum())})"
         fig.add_trace(scatter(
-            x=coords[rows_k, 0], y=coords[rows_k, 1], mode="markers", name=f"{style.name} ({int(mask.sum())})",
+            x=coords[rows_k, 0], y=coords[rows_k, 1], mode="markers", name=name, legendgroup=kind,
             marker=dict(color=style.color, symbol=style.symbol, size=style.size,
                         line=dict(width=1, color="white" if kind != "easy" else style.color)),
+            customdata=rows_k, hoverinfo="skip",
+        ))
+        targets.append(scatter(
+            x=coords[rows_k, 0], y=coords[rows_k, 1], **_click_target(style, kind, name),
             customdata=np.column_stack([[html.escape(coll.doc_ids[i], quote=False) for i in rows_k],
                                         score_texts[mask],
                                         [html.escape(r, quote=False) for r in why[mask]], [str(i) for i in rows_k]]),
@@ -166,12 +178,15 @@ def map_figure(coords: np.ndarray, pool: Pool, curation: Curation, query_id: str
 
     q = coll.query_index[query_id]
     style = STYLES["query"]
+    x, y = [coords[n_docs + q, 0]], [coords[n_docs + q, 1]]
     fig.add_trace(scatter(
-        x=[coords[n_docs + q, 0]], y=[coords[n_docs + q, 1]], mode="markers", name="query",
+        x=x, y=y, mode="markers", name="query", legendgroup="query", hoverinfo="skip", customdata=[-1],
         marker=dict(color=style.color, symbol=style.symbol, size=style.size, line=dict(width=1, color="white")),
-        hovertext=[hover_text(coll.query_texts[q])], customdata=[-1],
-        hovertemplate="<b>query</b><br>%{hovertext}<extra></extra>",
     ))
+    targets.append(scatter(x=x, y=y, **_click_target(style, "query", "query"), customdata=[-1],
+                           hovertext=[hover_text(coll.query_texts[q])],
+                           hovertemplate="<b>query</b><br>%{hovertext}<extra></extra>"))
+    fig.add_traces(targets)
     fig.update_layout(
         # the top margin keeps plotly's toolbar clear of the legend
         # no dragmode: Streamlit's default (pan) lets a click select a point; in lasso mode a click selects nothing
@@ -191,6 +206,18 @@ def map_figure(coords: np.ndarray, pool: Pool, curation: Curation, query_id: str
         fig.update_xaxes(range=[centre[0] - span[0] / 2, centre[0] + span[0] / 2])
         fig.update_yaxes(range=[centre[1] - span[1] / 2, centre[1] + span[1] / 2])
     return fig
+
+
+def _click_target(style: MarkerStyle, kind: str, name: str) -> dict:
+    """The invisible twin of a kind's markers that takes its hovers and clicks. Plotly rates every marker under the
+    pointer as equally near, less its radius (a big marker loses, and of equal ones the last drawn wins), so in a
+    dense area a click took the topmost point, not the nearest; targets of one small size are rated by their true
+    distance to the pointer. A clicked target shows in its kind's marker; the legend shows and hides it with its
+    kind (legendgroup)."""
+    return dict(mode="markers", name=name, legendgroup=kind, showlegend=False,
+                marker=dict(color=style.color, symbol=style.symbol, size=CLICK_TARGET_SIZE, opacity=0),
+                selected=dict(marker=dict(opacity=1, size=style.size)), unselected=dict(marker=dict(opacity=0)),
+                hoverlabel=dict(bgcolor=style.color))
 
 
 def _score_text(score: float) -> str:

@@ -4,9 +4,7 @@ st.dataframe). Nothing here computes a label: labels come from hnm_core.curate.r
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
-from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -17,8 +15,8 @@ from hnm_core.data import Collection
 from hnm_core.pool import Pool
 
 __all__ = ["query_slices", "collection_summary", "positives_per_query", "query_preview", "label_counts",
-           "short_queries", "query_change_table", "candidate_table", "documents_table", "DETAIL_COLUMNS", "score_card",
-           "positives_of", "ScoreRange", "score_range", "preview_rows"]
+           "short_queries", "query_change_table", "TABLE_ORDER", "candidate_table", "text_width", "documents_table",
+           "DETAIL_COLUMNS", "score_card", "positives_of", "preview_rows"]
 
 
 def query_slices(frame: pd.DataFrame) -> dict[str, tuple[int, int]]:
@@ -77,32 +75,50 @@ def query_change_table(change: pd.DataFrame, collection: Collection) -> pd.DataF
     return change.rename(columns={"label_after": "label now"}).assign(text=texts)
 
 
+# The candidates table's groups, top to bottom: the query's positives (labelled, then yours), what is exported, the
+# rest of the hard band, what a rule or a verdict took out, and what no rule could judge or wanted.
+TABLE_ORDER: tuple[str, ...] = ("positive", "unlabelled_positive", "hard (selected)", "hard", "false_negative",
+                                "near_duplicate", "same_cluster", "skipped", "bad_negative", "unscored", "easy")
+
+
 def candidate_table(pool: Pool, curation: Curation, rows: tuple[int, int]) -> pd.DataFrame:
     """The rows `rows` (one query's slice) of the pool with their label, why (hnm_core.curate.reasons), sampling,
-    provenance, every score and the document text: the Explore page's linked table."""
+    provenance, every score and the document text: the Explore page's linked table. Ordered by label group
+    (TABLE_ORDER), then by teacher score, highest first (unscored last), then by fused rank."""
     start, end = rows
     part = pool.frame.iloc[start:end]
     coll = pool.collection
     labels = np.asarray(curation.labels[start:end], dtype=object)
     selected = curation.selected[start:end]
     shown = np.where(selected, "hard (selected)", labels)
-    return pd.DataFrame({
+    table = pd.DataFrame({
         "doc_id": part["doc_id"].to_numpy(object),
         "label": shown,
         "reason": reasons(pool.frame, curation, rows),
-        "text": [coll.doc_texts[coll.doc_index[d]] for d in part["doc_id"].tolist()],
+        "teacher_score": part["teacher_score"].to_numpy(np.float32, na_value=np.nan),
         "neg_rank": curation.neg_rank[start:end],
-        "sources": _sources(part),
         "fused_rank": part["fused_rank"].to_numpy(),
+        "text": [coll.doc_texts[coll.doc_index[d]] for d in part["doc_id"].tolist()],
+        "sources": _sources(part),
         "bm25_rank": part["bm25_rank"].to_numpy(),
         "dense_rank": part["dense_rank"].to_numpy(),
-        "teacher_score": part["teacher_score"].to_numpy(np.float32, na_value=np.nan),
         "teacher_raw": part["teacher_raw"].to_numpy(np.float32, na_value=np.nan),
         "dense_score": part["dense_score"].to_numpy(np.float32, na_value=np.nan),
         "bm25_score": part["bm25_score"].to_numpy(np.float32, na_value=np.nan),
         "pos_sim_max": part["pos_sim_max"].to_numpy(np.float32, na_value=np.nan),
         "cluster": part["cluster"].to_numpy(),
     })
+    group = table["label"].map({label: i for i, label in enumerate(TABLE_ORDER)}).to_numpy()
+    score = np.nan_to_num(-table["teacher_score"].to_numpy(), nan=np.inf)  # highest first, unscored last
+    order = np.lexsort((table["fused_rank"].to_numpy(), score, group))
+    return table.iloc[order].reset_index(drop=True)
+
+
+def text_width(values: pd.Series, *, lo: int = 200, hi: int = 640) -> int:
+    """Pixels for a table column to show `values` whole (about 7 px a character at the table's font), between `lo`
+    and `hi`."""
+    longest = int(values.astype(str).str.len().max()) if len(values) else 0
+    return max(lo, min(hi, 7 * longest + 24))
 
 
 def query_preview(collection: Collection, n: int = 5) -> pd.DataFrame:
@@ -165,32 +181,6 @@ def positives_of(pool: Pool, rows: tuple[int, int]) -> pd.DataFrame:
         "teacher_score": part["teacher_score"].to_numpy(np.float32, na_value=np.nan),
         "text": [coll.doc_texts[coll.doc_index[d]] for d in part["doc_id"].tolist()],
     })
-
-
-class ScoreRange(NamedTuple):
-    """The teacher scores of a pool, as the Tune sliders need them: the range to the hundredth, and starting
-    values for the ceiling (the median positive: a candidate scoring like a typical positive is suspect) and the
-    floor (the 10th percentile of candidates)."""
-
-    lo: float
-    hi: float
-    ceiling_hint: float
-    floor_hint: float
-
-
-def score_range(frame: pd.DataFrame) -> ScoreRange:
-    """See ScoreRange; (0, 1) with hints at the ends when nothing is scored."""
-    scores = frame["teacher_score"].to_numpy(np.float32, na_value=np.nan)
-    is_pos = frame["is_positive"].to_numpy(bool)
-    scored = ~np.isnan(scores)
-    if not scored.any():
-        return ScoreRange(0.0, 1.0, 1.0, 0.0)
-    lo = math.floor(float(scores[scored].min()) * 100) / 100
-    hi = math.ceil(float(scores[scored].max()) * 100) / 100
-    positives, candidates = scores[scored & is_pos], scores[scored & ~is_pos]
-    ceiling = round(float(np.median(positives)), 2) if len(positives) else hi
-    floor = round(float(np.quantile(candidates, 0.1)), 2) if len(candidates) else lo
-    return ScoreRange(lo, hi, min(max(ceiling, lo), hi), min(max(floor, lo), hi))
 
 
 def preview_rows(path: Path, n: int = 5) -> pd.DataFrame:

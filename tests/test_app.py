@@ -609,20 +609,28 @@ def test_map_figure_escapes_hover_text_zooms_and_thins_a_large_corpus(tiny_colle
     monkeypatch.setattr(figures, "_CORPUS_DRAW_LIMIT", 4)
 
     figure = figures.map_figure(coords, pool, curation, "q1", rows, zoom=True, highlight=[3, 3, 99])
-    traces = figure.data
-    assert traces[0].name == "rest of the corpus (4 of 12 drawn)" and len(traces[0].x) == 4
-    names = [t.name for t in traces[1:]]
+    drawn = [t for t in figure.data if t.showlegend is not False]
+    targets = [t for t in figure.data if t.showlegend is False]
+    assert drawn[0].name == "rest of the corpus (4 of 12 drawn)" and len(drawn[0].x) == 4
+    names = [t.name for t in drawn[1:]]
     # the query and its positives are drawn last, on top; the table's picks are ringed under them
-    assert names[0].startswith("unscored by the teacher") and names[1] == f"{figures.HIGHLIGHT_NAME} (1)" and \
-        names[2] == "labelled positive (2)" and names[3] == "query"
+    assert names == ["unscored by the teacher (3)", f"{figures.HIGHLIGHT_NAME} (1)", "labelled positive (2)", "query"]
+    # over every drawn marker lies its click target, of one small size whatever the kind (the nearest point wins)
+    assert list(figure.data[-len(targets):]) == targets
+    assert [t.name for t in targets] == ["unscored by the teacher (3)", "labelled positive (2)", "query"]
+    assert all(t.hoverinfo == "skip" for t in drawn[1:]) and {t.marker.size for t in targets} == \
+        {figures.CLICK_TARGET_SIZE} and {t.marker.opacity for t in targets} == {0}
+    assert [t.legendgroup for t in targets] == [t.legendgroup for t in drawn if t.legendgroup]
+    unscored, positives, query = targets
+    assert list(positives.x) == list(drawn[3].x) and positives.selected.marker.size == drawn[3].marker.size
     # each point's collection position is the last item of its customdata: d01 and d09 are positions 0 and 8
-    assert sorted(traces[-2].customdata[:, 3]) == ["0", "8"] and list(traces[-3].customdata) == [3]
-    assert list(traces[-1].customdata) == [-1] and traces[-2].marker.size > traces[1].marker.size
-    hover = " ".join(traces[-2].hovertext)
+    assert sorted(positives.customdata[:, 3]) == ["0", "8"] and list(drawn[2].customdata) == [3]
+    assert list(query.customdata) == [-1] and drawn[3].marker.size > drawn[1].marker.size
+    hover = " ".join(positives.hovertext)
     assert "&lt;img src=x onerror=alert(1)&gt;" in hover and "<img" not in hover
-    assert "%{customdata[2]}" in traces[-2].hovertemplate
-    assert [row[2] for row in traces[-2].customdata] == ["labelled positive"] * 2
-    assert {row[2] for row in traces[1].customdata} == {"not scored by the teacher (no teacher has scored this pool)"}
+    assert "%{customdata[2]}" in positives.hovertemplate
+    assert [row[2] for row in positives.customdata] == ["labelled positive"] * 2
+    assert {row[2] for row in unscored.customdata} == {"not scored by the teacher (no teacher has scored this pool)"}
     assert figure.layout.xaxis.range is not None
 
 
@@ -671,6 +679,36 @@ def test_lasso_documents_carry_the_label_and_reason_of_the_candidate_table(tiny_
     assert list(card.index) == list(tables.DETAIL_COLUMNS)
     assert (card["bm25_rank"], card["neg_rank"], card["teacher_score"], card["sources"]) == \
         ("1", "not ranked", "not computed", "bm25")
+
+
+def test_the_candidates_table_is_grouped_by_label_then_ordered_by_teacher_score(tiny_collection,
+                                                                               tiny_bi_encoder_dir, tmp_path):
+    import dataclasses
+
+    from hnm_core.curate.rules import CurateParams, curate
+    from hnm_core.models.loading import load_bi_encoder
+    from hnm_core.pool import PoolParams, build_pool
+
+    encoder = load_bi_encoder(str(tiny_bi_encoder_dir), precision="fp32")
+    pool = build_pool(tiny_collection, PoolParams.from_settings({"sources": ("dense",), "top_k": 9}),
+                      encoder=encoder, cache_dir=tmp_path)
+    # teacher scores that run against the pool's order (fused rank), so neither order is the other
+    frame = pool.frame.assign(teacher_score=np.linspace(0.05, 0.95, len(pool.frame), dtype=np.float32))
+    frame.loc[frame.index[-1], "teacher_score"] = np.nan
+    pool = dataclasses.replace(pool, frame=frame)
+    curation = curate(frame, CurateParams.from_settings({"ceiling": 0.25, "skip_n": 1, "negatives": 2,
+                                                         "relative_margin": None, "absolute_margin": None,
+                                                         "near_dup": None, "cluster_rule": False, "floor": None}))
+    rows = tables.query_slices(frame)["q1"]
+    table = tables.candidate_table(pool, curation, rows)
+    groups = [tables.TABLE_ORDER.index(label) for label in table["label"]]
+    assert groups == sorted(groups) and len(set(groups)) >= 4  # positives, selected, hard, flagged: in that order
+    assert table["label"].iloc[0] == "positive" and "hard (selected)" in set(table["label"])
+    for _, group in table.groupby("label", sort=False):
+        scores = group["teacher_score"].to_numpy()
+        assert (np.diff(scores[~np.isnan(scores)]) <= 0).all() and not np.isnan(scores[:-1]).any()
+    unsorted = frame.iloc[rows[0]:rows[1]]["doc_id"].tolist()
+    assert sorted(table["doc_id"]) == sorted(unsorted) and table["doc_id"].tolist() != unsorted
 
 
 def test_each_kind_of_point_has_its_own_colour_and_marker():

@@ -209,10 +209,12 @@ def test_demo_in_a_real_browser(page):
 
 
 # The map's traces as the browser drew them (_fullData: numpy arrays arrive base64-encoded in `data` and are decoded
-# there): name, and per point its customdata (the last item is the document's position in the collection) and its
-# pixel position inside the plot area.
+# there): name, whether it is drawn in the legend (a kind's markers) or is a click target (out of the legend, with
+# the kind's hover data), and per point its customdata (the last item is the document's position in the collection)
+# and its pixel position inside the plot area.
 _TRACES_JS = """gd => gd._fullData.map(t => ({
-    name: t.name || '', size: (t.marker && typeof t.marker.size === 'number') ? t.marker.size : 6,
+    name: t.name || '', legend: t.showlegend !== false,
+    size: (t.marker && typeof t.marker.size === 'number') ? t.marker.size : 6,
     points: Array.from(t.x || []).map((x, i) => ({
         data: t.customdata ? (typeof t.customdata[i] === 'object' ? Array.from(t.customdata[i]) : t.customdata[i])
                            : null,
@@ -224,12 +226,12 @@ def map_traces(chart) -> list[dict]:
 
 
 def clearest_point(traces: list[dict], prefix: str, box: dict) -> tuple[dict, float]:
-    """The point of the trace named `prefix` inside the plot that other markers come least near, and its clearance:
-    the pixels between its centre and the nearest other marker's edge, plus 3. Plotly's click picks the point
-    closest to the pointer and counts a pointer anywhere over a marker as on it, so a click on a point with a
-    positive clearance picks that point."""
-    trace = next(t for t in traces if t["name"].startswith(prefix))
-    others = [(p, t["size"] / 2 + 3) for t in traces for p in t["points"] if t is not trace]
+    """The point of the click targets named `prefix` inside the plot that other drawn markers come least near, and
+    its clearance: the pixels between its centre and the nearest other marker's edge, plus 3, so that the point is
+    plainly the one clicked."""
+    trace = next(t for t in traces if not t["legend"] and t["name"].startswith(prefix))
+    others = [(p, t["size"] / 2 + 3) for t in traces if t["legend"] and t["name"] != trace["name"]
+              for p in t["points"]]
     best, clearance = None, -math.inf
     for point in trace["points"]:
         if not (12 < point["px"] < box["width"] - 12 and 12 < point["py"] < box["height"] - 12):
@@ -276,8 +278,8 @@ def test_explore_detail_table_picks_and_a_verdict_in_a_real_browser(server, page
         ring = next(t for t in traces if t["name"].startswith("picked in the table"))
         assert len(ring["points"]) == 1
         position = ring["points"][0]["data"]
-        assert any(p["data"] and p["data"][0] == picked_doc and int(p["data"][-1]) == position
-                   for t in traces if not t["name"].startswith(("rest of", "picked", "query")) for p in t["points"])
+        assert any(p["data"][0] == picked_doc and int(p["data"][-1]) == position
+                   for t in traces if not t["legend"] and t["name"] != "query" for p in t["points"])
         assert traces[-1]["name"] == "query" and traces[-2]["name"].startswith("labelled positive")
         shoot(tab, "explore-table-pick")
 
