@@ -7,22 +7,12 @@ from pathlib import Path
 import streamlit as st
 
 from hnm_core.data import counted
-from hnm_core.export.formats import export
+from hnm_core.export.formats import FORMATS, export
 from hnm_core.prove.rounds import diff_rounds
 from studio import escape, loaders, tables
 from studio.errors import shown_errors
 from studio.state import current_curation, init_state, loaded, need_pool
 from studio.widgets import setting_widget
-
-FORMATS = {
-    "triplet": "anchor, positive, negative: one row per (positive, sampled negative)",
-    "ntuple": "anchor, positive, negative_1..n: queries with the full quota only",
-    "ntuple_scores": "ntuple plus the teacher scores as `label` (MarginMSE, distillation)",
-    "labeled_pair": "anchor, positive, label (1 positive, 0 negative)",
-    "flag": "FlagEmbedding JSONL: query, pos, neg, pos_scores, neg_scores",
-    "pool": "the whole labelled pool, every score and label (Parquet; `hnm diff` compares two)",
-    "hf": "the other formats as one Hugging Face dataset folder: `datasets.load_from_disk(folder)['ntuple']`",
-}
 
 init_state()
 st.title("Export")

@@ -8,6 +8,8 @@ from hnm_core.data import counted
 from hnm_core.errors import HnmError
 from hnm_core.engines.local import MiningParams
 from hnm_core.settings import DEFAULT_MODEL, SETTINGS
+from hnm_core.teacher import scoring_cost
+from hnm_core.wording import duration
 from studio import escape, loaders
 from studio.errors import shown_errors
 from studio.progress import StreamlitProgress, run_buttons
@@ -45,11 +47,12 @@ with right:
     top_n = setting_widget("teacher_top_n", label="Cross-encoder: candidates scored per query", disabled=not crossing)
     teacher_problem = None
     if crossing:
-        pairs = len(collection.query_ids) * top_n + sum(len(p) for p in collection.positives.values())
+        cost = scoring_cost(len(collection.query_ids), sum(len(p) for p in collection.positives.values()), top_n)
         st.caption(f"A folder holding a trained cross-encoder: a sequence-classification model with one output "
                    f"(num_labels=1), such as an ms-marco reranker saved locally. A bi-encoder such as "
                    f"{DEFAULT_MODEL} is refused: its classification head would be random. It scores up to "
-                   f"{pairs:,} pairs here, about 20 pairs/s on two CPU cores; scores are cached on disk.")
+                   f"{cost.pairs:,} pairs here, about {duration(cost.seconds)} on two CPU cores; scores are "
+                   "cached on disk.")
         if not teacher_name.strip():
             teacher_problem = "Type the folder of a trained cross-encoder, or pick the bi-encoder teacher."
             st.info(teacher_problem)

@@ -27,6 +27,7 @@ import streamlit as st
 
 from hnm_core.audit import SplitPool, mine_hidden_split
 from hnm_core.cache import texts_digest
+from hnm_core.curate import selection
 from hnm_core.data import FILE_SUFFIXES, Collection, beir_splits, counted, load_collection
 from hnm_core.data.hf import hf_splits, is_hf_folder, looks_like_hub_id
 from hnm_core.errors import DataError, HnmError
@@ -301,9 +302,9 @@ def query_slices(pool_key: str, _pool: Pool) -> dict[str, tuple[int, int]]:
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
-def score_range(pool_key: str, _pool: Pool) -> tables.ScoreRange:
-    """The teacher-score range and slider hints of a pool (see tables.score_range), once per pool."""
-    return tables.score_range(_pool.frame)
+def score_range(pool_key: str, _pool: Pool) -> selection.ScoreRange:
+    """The teacher-score range and slider hints of a pool (hnm_core.curate.selection), once per pool."""
+    return selection.score_range(_pool.frame)
 
 
 class _SessionDir:

@@ -9,6 +9,7 @@ curations of the same pool (the Tune page draws these on every slider move, so e
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -19,7 +20,7 @@ from ..errors import DataError
 from .rules import Curation, Label, RuleCount
 
 __all__ = ["GROUPS", "FALSE_NEGATIVE_RULES", "ScoreGroups", "SelectionView", "SelectionChange", "selection_view",
-           "selection_change", "query_change"]
+           "selection_change", "query_change", "ScoreRange", "score_range"]
 
 GROUPS: tuple[str, ...] = ("selected negatives", "hard band", "labelled positives")
 """The score groups of `ScoreGroups`, in drawing order: what is exported, what it is drawn from, what it pairs with."""
@@ -123,3 +124,29 @@ def query_change(frame: pd.DataFrame, before: Curation, after: Curation, query_i
         "label_after": np.asarray(after.labels[rows]),
     })
     return table.sort_values(["teacher_score", "doc_id"], ascending=[False, True], ignore_index=True)
+
+
+class ScoreRange(NamedTuple):
+    """The teacher scores of a pool, as the Tune sliders need them: the range to the hundredth, and starting
+    values for the ceiling (the median positive: a candidate scoring like a typical positive is suspect) and the
+    floor (the 10th percentile of candidates)."""
+
+    lo: float
+    hi: float
+    ceiling_hint: float
+    floor_hint: float
+
+
+def score_range(frame: pd.DataFrame) -> ScoreRange:
+    """See ScoreRange; (0, 1) with hints at the ends when nothing is scored."""
+    scores = frame["teacher_score"].to_numpy(np.float32, na_value=np.nan)
+    is_pos = frame["is_positive"].to_numpy(bool)
+    scored = ~np.isnan(scores)
+    if not scored.any():
+        return ScoreRange(0.0, 1.0, 1.0, 0.0)
+    lo = math.floor(float(scores[scored].min()) * 100) / 100
+    hi = math.ceil(float(scores[scored].max()) * 100) / 100
+    positives, candidates = scores[scored & is_pos], scores[scored & ~is_pos]
+    ceiling = round(float(np.median(positives)), 2) if len(positives) else hi
+    floor = round(float(np.quantile(candidates, 0.1)), 2) if len(candidates) else lo
+    return ScoreRange(lo, hi, min(max(ceiling, lo), hi), min(max(floor, lo), hi))

@@ -25,7 +25,7 @@ class MiningParams:
 
     pool: PoolParams
     teacher: TeacherParams
-    engine: Literal["local", "ray"]  # where it runs (engine_ray.py for ray); the pool is the same on either
+    engine: Literal["local", "ray"]  # where it runs (engines/ray_engine.py for ray); the pool is the same on either
 
     def __post_init__(self) -> None:
         if self.teacher.kind == "ensemble":  # before any retrieval: a member the pool will not have

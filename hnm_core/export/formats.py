@@ -1,18 +1,10 @@
 """Stage 7, export: write a curation as training files, with a manifest, into a folder that appears all at once.
 
-Formats (the names of the `formats` setting):
-
-    triplet        anchor, positive, negative: one row per (query, positive, selected negative)
-    ntuple         anchor, positive, negative_1..negative_n: queries with the full quota only (the rest are counted)
-    ntuple_scores  ntuple plus `label` = teacher scores [pos, neg_1..neg_n] (MarginMSELoss / distillation)
-    labeled_pair   anchor, positive, label (1 positive, 0 negative), the columns of sentence-transformers'
-                   mine_hard_negatives(output_format="labeled-pair")
-    flag           FlagEmbedding JSONL: query, pos, neg, pos_scores, neg_scores, plus query_id, pos_ids, neg_ids
-    pool           the whole labelled pool (pool columns, label, selected, neg_rank, reason), Parquet; ids only: texts
-                   repeated on every row made it 25x the saved pool, so join them by id from the collection (or
-                   pool/corpus.parquet and pool/queries.parquet of `hnm mine`) where needed
-    hf             a folder: the other asked formats as one DatasetDict written with save_to_disk, a dataset per
-                   format (`datasets.load_from_disk(OUT / "hf")["ntuple"]`), trainable as it is
+Formats: the names of the `formats` setting, each described once in `FORMATS` (the studio's Export page lists
+them from there). `labeled_pair` has the columns of sentence-transformers'
+mine_hard_negatives(output_format="labeled-pair"); `flag` also carries query_id, pos_ids and neg_ids. The `pool`
+format holds ids only: texts repeated on every row made it 25x the saved pool, so join them by id from the
+collection (or pool/corpus.parquet and pool/queries.parquet of `hnm mine`) where needed.
 
 The sentence-transformers formats are Parquet or JSONL (`file_type`), each loadable with
 `datasets.load_dataset("parquet" | "json", data_files=...)`. hnm_core.prove.rounds compares two exports' labelled pools.
@@ -41,7 +33,18 @@ from ..schema import LABELLED_COLUMNS
 from ..settings import defaults, setting
 from .outdir import write_output
 
-__all__ = ["export", "export_tables", "ExportResult", "FILE_NAMES"]
+__all__ = ["FORMATS", "export", "export_tables", "ExportResult", "FILE_NAMES"]
+
+FORMATS: dict[str, str] = {
+    "triplet": "anchor, positive, negative: one row per (query, positive, selected negative)",
+    "ntuple": "anchor, positive, negative_1..n: queries with the full quota only (the rest are counted)",
+    "ntuple_scores": "ntuple plus `label` = the teacher scores [pos, neg_1..neg_n] (MarginMSELoss, distillation)",
+    "labeled_pair": "anchor, positive, label (1 positive, 0 negative)",
+    "flag": "FlagEmbedding JSONL: query, pos, neg, pos_scores, neg_scores",
+    "pool": "the whole labelled pool, every score, label and reason (Parquet, ids only; `hnm diff` compares two)",
+    "hf": "the other formats as one Hugging Face dataset folder: `datasets.load_from_disk(folder)['ntuple']`",
+}
+"""Each export format (the `formats` setting's choices) in one line."""
 
 FILE_NAMES: dict[str, str] = {
     "triplet": "triplet",

@@ -245,7 +245,7 @@ def _headless_reason(path: str) -> str | None:
     return "its weights hold no classifier tensors" if names is not None and not has_head(names) else None
 
 
-# The manifest that marks a folder written by `hnm train-teacher` (teacher_train.py): k fold models, cross-encoders
+# The manifest that marks a folder written by `hnm train-teacher` (hnm_core.teacher.training): k fold models, cross-encoders
 # or bi-encoders (its "model_kind").
 CROSS_FIT_MANIFEST = "teacher.json"
 

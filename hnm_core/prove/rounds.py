@@ -97,7 +97,7 @@ def diff_rounds(a_dir: str | Path, b_dir: str | Path, *, allow_different_collect
     )
 
 
-# What identifies a collection in an export's manifest (pool.py records these when it mines).
+# What identifies a collection in an export's manifest (hnm_core.pool records these when it mines).
 _COLLECTION_KEYS = ("name", "source", "docs", "queries")
 
 

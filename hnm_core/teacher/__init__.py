@@ -8,7 +8,7 @@ output folder). Never labels a row: that is curate's job.
 
 from __future__ import annotations
 
-from .scoring import MEMBER_SCORE_COLUMN, TeacherParams, score_pool
+from .scoring import MEMBER_SCORE_COLUMN, ScoringCost, TeacherParams, score_pool, scoring_cost
 from .training import TeacherTrainResult, train_teacher
 
-__all__ = ["TeacherParams", "score_pool", "MEMBER_SCORE_COLUMN", "train_teacher", "TeacherTrainResult"]
+__all__ = ["TeacherParams", "score_pool", "ScoringCost", "scoring_cost", "MEMBER_SCORE_COLUMN", "train_teacher", "TeacherTrainResult"]

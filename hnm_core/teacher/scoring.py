@@ -3,11 +3,12 @@
 Two kinds of teacher:
 - a bi-encoder (any sentence-transformers model, possibly not the miner: the NV-Retriever way) scores every row by
   cosine; it reuses the pool's embeddings when it is the miner itself;
-- a cross-encoder scores (query, document) pairs jointly. At about 20 pairs/s on two CPU cores it scores only each
-  query's positives and its `teacher_top_n` best candidates by fused rank (the rows a false-negative rule can act
-  on); other rows stay NaN ("unscored"). Pairs go in batches fixed by the pool (blocks of 32 queries, longest
-  first: pair_scores.py), in the model's precision (bf16 where the CPU has it), cached as they finish. A cross-fitted
-  teacher (`hnm train-teacher`, see teacher_train.py) scores each query with the fold model that never trained on it;
+- a cross-encoder scores (query, document) pairs jointly. At about 20 pairs/s on two CPU cores (`scoring_cost`) it
+  scores only each query's positives and its `teacher_top_n` best candidates by fused rank (the rows a
+  false-negative rule can act on); other rows stay NaN ("unscored"). Pairs go in batches fixed by the pool (blocks
+  of 32 queries, longest first: pair_scores.py), in the model's precision (bf16 where the CPU has it), cached as they
+  finish. A cross-fitted teacher (`hnm train-teacher`, see training.py) scores each query with the fold model that
+  never trained on it;
 - an ensemble combines `teacher_members` (the cross-encoder, the miner's cosine `dense`, `bm25`) into one score,
   keeping each member's own score as a pool column (`MEMBER_SCORE_COLUMN`: the map's hover, distillation exports).
 
@@ -27,7 +28,7 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -48,10 +49,30 @@ from ..retrieve.vectors import row_cosines
 from ..settings import StageParams, defaults, pick, setting
 from .pair_scores import pair_scores
 
-__all__ = ["TeacherParams", "score_pool", "rows_to_score", "load_teacher", "ensemble_scores", "MEMBER_SCORE_COLUMN"]
+__all__ = ["TeacherParams", "score_pool", "ScoringCost", "scoring_cost", "rows_to_score", "load_teacher", "ensemble_scores", "MEMBER_SCORE_COLUMN"]
 
 MEMBER_SCORE_COLUMN: dict[str, str] = dict(zip(setting("teacher_members").choices, schema.MEMBER_COLUMNS))
 """Ensemble member -> the pool column holding its own score (schema.MEMBER_COLUMNS, in the same order)."""
+
+
+# A MiniLM-sized cross-encoder on two CPU cores scored 17 (fp32) to 27 (bf16) pairs/s in hnm's batches
+# (bench/bench_teacher.py, docs/benchmarks.md); a round figure between them, for a time estimate before a run.
+CPU_PAIRS_PER_SECOND = 20
+
+
+class ScoringCost(NamedTuple):
+    """What a cross-encoder teacher would score: `pairs` (query, document) pairs, about `seconds` on two CPU cores
+    (none cached)."""
+
+    pairs: int
+    seconds: float
+
+
+def scoring_cost(n_queries: int, n_positives: int, top_n: int) -> ScoringCost:
+    """The pairs a cross-encoder scores for `n_queries` queries holding `n_positives` labelled positives in all: every
+    positive and each query's `top_n` best candidates (at most; a short pool has fewer), and the time they take."""
+    pairs = n_queries * top_n + n_positives
+    return ScoringCost(pairs, pairs / CPU_PAIRS_PER_SECOND)
 
 
 @dataclass(frozen=True)
