@@ -33,9 +33,12 @@ with left:
     st.subheader("Candidates")
     setting_widget("sources", label="Retrievers")
     setting_widget("top_k", label="Candidates per retriever (K)")
-    setting_widget("model", label="Bi-encoder (dense retrieval)")
+    model = setting_widget("model", label="Bi-encoder (dense retrieval)")
     st.caption("Default: all-MiniLM-L6-v2, packaged (loads offline). Any sentence-transformers name in the Hugging "
                "Face cache, or a local folder, works too.")
+    model_problem = loaders.model_problem(model) if "dense" in settings()["sources"] else None
+    if model_problem:
+        st.error(escape.plain(model_problem))
 with right:
     st.subheader("Teacher")
     teacher = setting_widget("teacher", label="Teacher kind", kind="radio", on_change=switch_teacher_kind)
@@ -65,7 +68,9 @@ with right:
         st.caption("A bi-encoder teacher scores every row by cosine; the miner itself costs nothing extra. A teacher "
                    "folder trained on the Train page with teacher kind bi-encoder scores each query with the fold "
                    "model that never trained on it.")
-        if teacher_problem := loaders.teacher_problem("bi-encoder", teacher_name):
+        teacher_problem = loaders.teacher_problem("bi-encoder", teacher_name) or (
+            loaders.model_problem(teacher_name) if teacher_name.strip() != model.strip() else None)
+        if teacher_problem:
             st.error(escape.plain(teacher_problem))
 
 with st.expander("Advanced: encoder, index, BM25, clustering, seed, engine"):
@@ -95,17 +100,22 @@ with st.expander("Replay the settings of an earlier run (a manifest.json, like `
 
 wanted = {name: settings()[name] for name in MINE_SETTINGS}
 with top:
-    run = run_buttons("Run", "run_mine", "stop_mine", disabled=teacher_problem is not None)
+    run = run_buttons("Run", "run_mine", "stop_mine", disabled=bool(teacher_problem or model_problem))
     progress_slot = st.container()
 if run:
-    with shown_errors():
+    with progress_slot, shown_errors():  # an error shows under Run, where the person looks
         params = MiningParams.from_settings(wanted)
         values = params.settings()
         started = time.perf_counter()
         # kept in the session: after a Stop, the next run of the page says where this one stopped
         progress = st.session_state["mine_progress"] = StreamlitProgress(eta_stages=None)
-        with progress_slot, st.container(border=True):
-            pool = loaders.mined_pool(data.key, params, collection, progress)
+        bars = st.empty()
+        try:
+            with bars.container(border=True):
+                pool = loaders.mined_pool(data.key, params, collection, progress)
+        except HnmError:
+            bars.empty()  # no empty box of bars above the message
+            raise
         set_mined(Mined(pool, loaders.pool_key(data.key, values), values, time.perf_counter() - started))
 elif st.session_state.get("stop_mine"):
     stopped = st.session_state.get("mine_progress")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import re
 import shutil
 import tempfile
@@ -31,7 +32,7 @@ from hnm_core.curate import selection
 from hnm_core.data import FILE_SUFFIXES, Collection, beir_splits, counted, load_collection
 from hnm_core.data.hf import hf_splits, is_hf_folder, looks_like_hub_id
 from hnm_core.errors import DataError, HnmError
-from hnm_core.models.files import cross_fit_kind, refuse_other_kind
+from hnm_core.models.files import OFFLINE_FIX, cross_fit_kind, refuse_other_kind, resolve_model_path
 from hnm_core.models.loading import LoadedModel, check_cross_encoder, load_bi_encoder, load_cross_encoder
 from hnm_core.engines.local import MiningParams, mine
 from hnm_core.pool import Pool, load_pool
@@ -39,6 +40,7 @@ from hnm_core.pool.project import project_2d
 from hnm_core.settings import SETTINGS, from_manifest, setting
 
 from . import tables
+from .errors import page_words
 from .progress import StreamlitProgress
 from .state import LoadedData, Mined
 
@@ -46,7 +48,7 @@ __all__ = [
     "SAMPLE_DIR", "data_kind", "collection_key", "settings_key", "changed_settings", "pool_key", "manifest_settings",
     "load_sample", "load_path", "load_uploads", "load_saved_pool", "splits_at", "scoring_splits", "selection_splits",
     "is_loaded", "is_pool_folder", "proof_dir",
-    "bi_encoder", "teacher_model", "teacher_problem", "mined_pool", "map_coords", "query_slices",
+    "bi_encoder", "teacher_model", "teacher_problem", "model_problem", "mined_pool", "map_coords", "query_slices",
     "score_range", "session_dir", "zip_folder",
 ]
 
@@ -219,7 +221,7 @@ def load_uploads(files: Sequence[Upload], folder: Path, split: str = setting("sp
         splits = sorted(beir_splits(folder))
         if split not in splits and splits:
             split = splits[0]
-        return _loaded(load_collection(folder, split=split), f"uploaded {listing}", folder, split)
+        return _loaded(_read_upload(folder, folder, split), f"uploaded {listing}", folder, split)
     if len(files) != 1:
         raise DataError("upload", f"{counted(len(files), 'file')} that are not a BEIR set ({listing}).",
                         fix="upload corpus.jsonl + queries.jsonl + qrels.tsv, or a single pairs / FlagEmbedding file")
@@ -228,7 +230,22 @@ def load_uploads(files: Sequence[Upload], folder: Path, split: str = setting("sp
                         fix=f"upload one of {', '.join(FILE_SUFFIXES)} (pairs or FlagEmbedding)")
     target = folder / names[0]
     target.write_bytes(files[0].getvalue())
-    return _loaded(load_collection(target, split=split), f"uploaded {listing}", target, split)
+    return _loaded(_read_upload(target, folder, split), f"uploaded {listing}", target, split)
+
+
+def _read_upload(target: Path, folder: Path, split: str) -> Collection:
+    """load_collection of uploaded files in `folder`; an error names them as the person uploaded them (qrels/test.tsv
+    is test.tsv), never by this session's temporary folder."""
+    try:
+        return load_collection(target, split=split)
+    except DataError as error:
+        def named(text: str) -> str:
+            for inside in (folder / "qrels", folder):
+                text = text.replace(f"{inside}/", "").replace(str(inside), "the uploaded files")
+            return text
+
+        raise DataError(named(error.path), named(error.reason), line=error.line,
+                        fix=named(error.fix) if error.fix else None) from None
 
 
 @st.cache_resource(show_spinner=False, max_entries=4)
@@ -259,8 +276,44 @@ def teacher_problem(kind: str, name: str) -> str | None:
         else:
             refuse_other_kind(name.strip(), str(Path(name.strip()).expanduser()), "bi-encoder")
     except HnmError as error:
-        return str(error)
+        return page_words(str(error))
     return None
+
+
+def model_problem(name: str) -> str | None:
+    """Why the bi-encoder `name` cannot load, or None, without loading it (the Mine page says it under the box,
+    before Run): an empty name or a missing folder; a hub name that is neither in the local Hugging Face cache nor
+    downloadable (offline, or the hub out of reach). What only loading can show is caught when Run loads it."""
+    try:
+        path = resolve_model_path(name)
+    except HnmError as error:
+        return page_words(str(error))
+    if Path(path).is_dir():
+        return None
+    from huggingface_hub import try_to_load_from_cache
+
+    switches = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")  # Hugging Face's own: no download is tried under them
+    offline = any(os.environ.get(v, "0").lower() not in ("0", "", "false") for v in switches)
+    if isinstance(try_to_load_from_cache(path, "config.json"), str) or (not offline and _hub_reachable()):
+        return None
+    return (f"{name.strip()} is neither a folder on this machine nor a model in the local Hugging Face cache, and "
+            f"the hub cannot be reached to download it. Fix: {OFFLINE_FIX}.")
+
+
+@st.cache_data(show_spinner=False, ttl=300)
+def _hub_reachable() -> bool:
+    """Whether the Hugging Face hub can be reached (asked at most every 5 minutes: it may take 3 s)."""
+    import socket
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants
+
+    endpoint = urlparse(constants.ENDPOINT)
+    try:
+        socket.create_connection((endpoint.hostname, endpoint.port or 443), timeout=3).close()
+    except OSError:
+        return False
+    return True
 
 
 @st.cache_resource(show_spinner=False, max_entries=4)

@@ -75,6 +75,7 @@ def setting_widget(
     key = widget_key(name)
     memory = _memory()
     label = label or _label(name)
+    st.session_state.setdefault("setting_labels", {})[name] = label  # what errors call it (errors.page_words)
     tooltip = f"{spec.help}\n\nCLI: `{spec.flag}`"
     on = True
     value_label = label

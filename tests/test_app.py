@@ -19,7 +19,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from hnm_core.errors import DataError, ModelLoadError, SettingsError
-from hnm_core.export.outdir import MARKER
+from hnm_core.outputs.folder import MARKER
 from hnm_core.settings import SETTINGS, defaults
 from studio import escape, figures, loaders, tables
 
@@ -195,6 +195,34 @@ def test_a_pairs_file_uploads_and_its_problems_are_shown():
     assert any("repeat" in w.value for w in at.warning)
 
 
+def test_data_errors_name_the_uploaded_file_and_speak_the_pages_words():
+    from studio.errors import PYTHON_ONLY
+
+    at = open_page(new_session(), DATA)
+    at.radio(key="data_source").set_value("Upload files").run()
+    at.file_uploader(key="data_upload").set_value(("pairs.csv", b"question,answer_text\nwhat,that\n", "text/csv")).run()
+    at.button(key="load_upload").click().run()
+    shown = unescaped(at.error[0].value)
+    assert shown.startswith("pairs.csv:") and "/tmp" not in shown  # not the session's temporary folder
+    assert "Fix: rename the columns; recognised query columns:" in shown and "query_column" not in shown
+    # each Python-only phrase the studio leaves out still occurs in hnm_core (else the rewrite is dead)
+    core = "".join(p.read_text(encoding="utf-8") for p in (ROOT / "hnm_core").rglob("*.py"))
+    assert all(phrase.strip() in core for phrase in PYTHON_ONLY)
+
+
+def test_a_folder_without_qrels_says_where_the_labels_go(tmp_path):
+    folder = tmp_path / "no-qrels"
+    folder.mkdir()
+    for name in ("corpus.jsonl", "queries.jsonl"):
+        (folder / name).write_bytes((SAMPLE / name).read_bytes())
+    at = type_path(new_session(), folder)
+    assert not at.get("selectbox")  # no split to pick
+    at.button(key="load_path").click().run()
+    shown = unescaped(at.error[0].value)
+    assert "has no qrels file" in shown and "qrels/<split>.tsv or qrels_<split>.tsv" in shown
+    assert "pick one of the splits" not in shown
+
+
 def test_text_from_the_data_is_shown_as_typed_not_as_markdown(tmp_path):
     folder = tmp_path / "beir"
     folder.mkdir()
@@ -263,14 +291,22 @@ def test_the_app_serves_on_localhost_with_an_upload_cap():
 # Mine, Tune, Export with the tiny model
 
 
-def test_mining_errors_are_readable_messages(tmp_path):
+def test_mining_errors_are_readable_messages(tmp_path, monkeypatch):
     at = load_sample(new_session())
     open_page(at, MINE)
     at.multiselect(key="setting:sources").set_value([]).run()
     at.button(key="run_mine").click().run()
     assert not at.exception and "sources: give at least one of bm25, dense" in unescaped(at.error[0].value)
-    mine(at, sources=["dense"], model=str(tmp_path / "no-such-model"))
+    # a model that cannot load is named under its box before Run, and Run waits for another
+    open_page(at, MINE)
+    at.multiselect(key="setting:sources").set_value(["dense"]).run()
+    at.text_input(key="setting:model").input(str(tmp_path / "no-such-model")).run()
     assert "does not exist" in at.error[0].value and "Fix:" in unescaped(at.error[0].value)
+    assert at.button(key="run_mine").disabled
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # no download tried: a hub name must be in the local cache
+    at.text_input(key="setting:model").input("no-such-org/no-such-model").run()
+    assert "nor a model in the local Hugging Face cache" in unescaped(at.error[0].value)
+    assert at.button(key="run_mine").disabled
 
 
 def test_tiny_mine_then_tune_sliders_change_the_counts_and_export_reads_back(tiny_bi_encoder_dir, tmp_path):
@@ -432,7 +468,12 @@ def test_a_bi_encoder_is_refused_as_the_cross_encoder_teacher_before_any_scoring
     box.input("all-MiniLM-L6-v2").run()
     with pytest.raises(ModelLoadError) as cli_refusal:
         check_cross_encoder("all-MiniLM-L6-v2")
-    assert [unescaped(e.value) for e in at.error] == [str(cli_refusal.value)]  # the CLI's one line, before Run
+    # the CLI's one line, before Run, in the page's words: the widgets' labels for the CLI's flags
+    cli = str(cli_refusal.value)
+    assert "--teacher bi-encoder" in cli and "--teacher-model" in cli
+    shown = [unescaped(e.value) for e in at.error]
+    assert shown == [cli.replace("--teacher bi-encoder", "“Teacher kind: bi-encoder”")
+                     .replace("--teacher-model", "“Cross-encoder folder”")]
     assert at.button(key="run_mine").disabled and at.session_state["mined"] is None
 
     # each kind keeps its own box: back to the miner's bi-encoder, and the typed folder returns with its kind
@@ -458,8 +499,10 @@ def test_a_trained_bi_encoder_teacher_mines_as_the_bi_encoder_teacher_and_is_ref
     at.text_input(key="setting:teacher_model").input(str(folder)).run()
     with pytest.raises(ModelLoadError) as refused:
         refuse_other_kind(str(folder), str(folder), "cross-encoder")
-    refusal = str(refused.value)
+    refusal = str(refused.value).replace("--teacher bi-encoder", "“Teacher kind: bi-encoder”").replace(
+        "--teacher-model", "“Cross-encoder folder”").replace("--teacher-kind bi-encoder", "“Teacher kind: bi-encoder”")
     assert [unescaped(e.value) for e in at.error] == [refusal] and at.button(key="run_mine").disabled
+    assert "--" not in refusal
 
     at.radio(key="setting:teacher").set_value("bi-encoder").run()
     at = mine(at, model=str(tiny_bi_encoder_dir), teacher_model=str(folder), max_seq_length=64, top_k=20)

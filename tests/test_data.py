@@ -224,6 +224,15 @@ def test_unknown_split_lists_the_splits_that_exist(tmp_path: Path) -> None:
         load_beir(folder, split="dev")
 
 
+def test_a_folder_without_qrels_names_where_the_labels_go(tmp_path: Path) -> None:
+    folder = beir_folder(tmp_path, **{"qrels.tsv": None})
+    with pytest.raises(DataError) as refused:
+        load_beir(folder, split="train")
+    message = str(refused.value)
+    assert "has no qrels file" in message and "pick one of the splits" not in message
+    assert "qrels/<split>.tsv or qrels_<split>.tsv" in message and "qrels.tsv is the test split" in message
+
+
 def test_beir_accepts_numeric_ids_and_trec_qrels(tmp_path: Path) -> None:
     corpus = [{"_id": 10, "title": "", "text": "ten"}, {"_id": 11, "title": "", "text": "eleven"}]
     folder = beir_folder(tmp_path, **{"corpus.jsonl": corpus, "queries.jsonl": [{"_id": 1, "text": "which"}],

@@ -17,7 +17,8 @@ from .reading import Tally, Where, check_entry, json_records, located_error, tex
 __all__ = ["beir_splits", "load_beir"]
 
 
-_BEIR_LAYOUT = "a BEIR folder holds corpus.jsonl, queries.jsonl and qrels/<split>.tsv (or qrels.tsv for the test split)"
+_BEIR_LAYOUT = ("a BEIR folder holds corpus.jsonl, queries.jsonl and qrels/<split>.tsv or qrels_<split>.tsv (a plain "
+                "qrels.tsv is the test split)")
 
 
 def beir_splits(folder: str | Path) -> dict[str, Path]:
@@ -56,9 +57,12 @@ def load_beir(folder: str | Path, *, split: str = setting("split").default) -> C
             listing = ", ".join(present[:20]) + (", ..." if len(present) > 20 else "") if present else "nothing"
             raise DataError(folder, f"has no {required} (found: {listing})", fix=f"{_BEIR_LAYOUT}.")
     splits = beir_splits(folder)
+    if not splits:  # no split to pick: say where the labels go
+        raise DataError(folder, "has no qrels file, so no labelled positives",
+                        fix=f"add the labels as qrels/<split>.tsv or qrels_<split>.tsv (a plain qrels.tsv is the test "
+                            "split), with the columns query-id, corpus-id, score")
     if split not in splits:
-        names = ", ".join(sorted(splits)) or "none (no qrels file)"
-        raise DataError(folder, f"has no qrels for split {split!r}; splits found: {names}",
+        raise DataError(folder, f"has no qrels for split {split!r}; splits found: {', '.join(sorted(splits))}",
                         fix=f"pick one of the splits found; {_BEIR_LAYOUT}.")
     qrels_path = splits[split]
     problems: list[str] = []
