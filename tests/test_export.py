@@ -16,7 +16,7 @@ from hnm_core.curate.rules import CurateParams, curate
 from hnm_core.data import Collection
 from hnm_core.errors import DataError, ExportError
 from hnm_core.export.formats import export
-from hnm_core.export.marker import MARKER
+from hnm_core.outputs.marker import MARKER
 from hnm_core.pool import Pool, PoolStats
 from hnm_core.prove.rounds import diff_rounds
 from hnm_core.schema import POOL_COLUMNS
@@ -93,6 +93,19 @@ def texts(rows_: list[tuple[str, ...]]) -> list[tuple[str, ...]]:
     return [(QUERIES[q], *(DOCS[d] for d in docs)) for q, *docs in rows_]
 
 
+def test_triplets_of_one_text_are_written_once(pool, tmp_path):
+    import dataclasses
+
+    # d8 takes d7's text: q3 samples both, so its rows (d4, d7) and (d4, d8) read alike
+    texts_ = tuple(DOCS["d7"] if d == "d8" else t for d, t in DOCS.items())
+    twin = dataclasses.replace(pool, collection=dataclasses.replace(pool.collection, doc_texts=texts_))
+    result = export(twin, curate(twin.frame, PARAMS), tmp_path / "out", formats="triplet")
+    triplets = pd.read_parquet(tmp_path / "out" / "triplet.parquet")
+    assert not triplets.duplicated().any() and len(triplets) == len(TRIPLETS) - 1
+    assert result.manifest["files"]["triplet.parquet"]["duplicate_rows"] == 1
+    assert (QUERIES["q3"], DOCS["d4"], DOCS["d7"]) in set(triplets.itertuples(index=False, name=None))
+
+
 @pytest.mark.parametrize("file_type", ["parquet", "jsonl"])
 def test_sentence_transformers_formats_round_trip_through_datasets(pool, tmp_path, file_type):
     result = export(pool, curate(pool.frame, PARAMS), tmp_path / "out",
@@ -123,7 +136,8 @@ def test_sentence_transformers_formats_round_trip_through_datasets(pool, tmp_pat
     assert [tuple(r.values()) for r in pairs] == [(QUERIES[q], DOCS[d], label) for q, d, label in expected]
 
     notes = result.manifest["files"]
-    assert notes[f"triplet{ext}"] == {"format": "triplet", "rows": 9, "queries_without_negatives": 0}
+    assert notes[f"triplet{ext}"] == {"format": "triplet", "rows": 9, "queries_without_negatives": 0,
+                                     "duplicate_rows": 0}
     assert notes[f"ntuple{ext}"] == {"format": "ntuple", "rows": 4, "skipped_queries": 1, "skipped_positives": 1}
     assert notes[f"ntuple_scores{ext}"]["unscored_positives"] == 1
 

@@ -28,10 +28,10 @@ from ..curate.reasons import reasons
 from ..curate.rules import Curation
 from ..errors import ExportError
 from ..manifest import fingerprints, package_versions, write_json
+from ..outputs.folder import write_output
 from ..pool import Pool
 from ..schema import LABELLED_COLUMNS
 from ..settings import defaults, setting
-from .outdir import write_output
 
 __all__ = ["FORMATS", "export", "export_tables", "ExportResult", "FILE_NAMES"]
 
@@ -91,7 +91,7 @@ def export(
     extra_positives: also export the candidates a person marked as unlabelled positives (`curation.overrides`) as
         positives of their query; they are never exported as negatives either way.
     overwrite: replace an earlier hnm export at `out_dir` (only the files hnm wrote there are removed); without it
-        such a folder is refused. A non-empty folder hnm did not write is always refused (see hnm_core.export.outdir).
+        such a folder is refused. A non-empty folder hnm did not write is always refused (see hnm_core.outputs.folder).
     extra_manifest: more top-level manifest keys (the CLI adds its command line); plain JSON values only.
     inputs: paths the run read (data, pool folder): `out_dir` may not be, contain or lie inside one of them.
     pending: names the caller adds to `out_dir` afterwards (`hnm mine` adds pool/); until `outdir.finish(out_dir)`
@@ -177,20 +177,27 @@ class _Rows:
 
     def triplet(self, scores: bool = False) -> tuple[pa.Table, dict[str, Any]]:
         """`scores`: add the teacher's [positive, negative] scores as a `scores` column (sentence-transformers'
-        mine_hard_negatives with output_scores)."""
+        mine_hard_negatives with output_scores). A (query, positive, negative) row whose texts repeat an earlier
+        one (two documents of one text, both sampled) is written once: a trainer would see it twice for nothing;
+        the notes count them as `duplicate_rows`."""
         reps = self.neg_count[self.codes[self.pos]]
         pos_rows = np.repeat(self.pos, reps)
         within = np.arange(int(reps.sum())) - np.repeat(np.cumsum(reps) - reps, reps)
         neg_rows = self.neg[np.repeat(self.neg_start[self.codes[self.pos]], reps) + within]
+        anchors = self.query_texts[self.codes[pos_rows]]
+        once = ~pd.DataFrame({"a": anchors, "p": self.doc_texts[pos_rows],
+                              "n": self.doc_texts[neg_rows]}).duplicated().to_numpy()
+        pos_rows, neg_rows, anchors = pos_rows[once], neg_rows[once], anchors[once]
         columns = {
-            "anchor": pa.array(self.query_texts[self.codes[pos_rows]], pa.string()),
+            "anchor": pa.array(anchors, pa.string()),
             "positive": pa.array(self.doc_texts[pos_rows], pa.string()),
             "negative": pa.array(self.doc_texts[neg_rows], pa.string()),
         }
         if scores:
             pair = np.column_stack([self.scores[pos_rows], self.scores[neg_rows]])
             columns["scores"] = pa.FixedSizeListArray.from_arrays(pa.array(pair.ravel(), pa.float32()), 2).cast(_SCORES)
-        return pa.table(columns), {"queries_without_negatives": self._no_negatives()}
+        return pa.table(columns), {"queries_without_negatives": self._no_negatives(),
+                                   "duplicate_rows": int((~once).sum())}
 
     def _full_quota(self) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
         """Positive rows of queries with the full quota and, per such row, its query's negative rows (n columns)."""
