@@ -164,7 +164,8 @@ SETTINGS: tuple[Setting, ...] = (
             "curate", float, optional=True, minimum=0.0, maximum=1.0, step=0.005),
     Setting("floor", None, "Teacher score below which a candidate is too easy to be useful (off if empty).", "curate",
             float, optional=True, minimum=-1e6, maximum=1e6, step=0.01),
-    Setting("negatives", 10, "Negatives sampled per positive from the kept (hard) band.", "curate", int, minimum=1,
+    Setting("negatives", 10, "Negatives sampled per query from the kept (hard) band (the triplet format pairs each with "
+            "every positive of the query).", "curate", int, minimum=1,
             maximum=100),
     Setting("sampling", "top", "How negatives are drawn from the hard band: the top-scored, uniformly at random, or "
             "SimANS (favours scores near the positive's).", "curate", choices=("top", "random", "simans")),

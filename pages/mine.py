@@ -116,7 +116,10 @@ if run:
         except HnmError:
             bars.empty()  # no empty box of bars above the message
             raise
-        set_mined(Mined(pool, loaders.pool_key(data.key, values), values, time.perf_counter() - started))
+        # a pool this server mined before with these settings comes from its cache without a progress report
+        cached = not progress.last
+        set_mined(Mined(pool, loaders.pool_key(data.key, values), values,
+                        0.0 if cached else time.perf_counter() - started, cached=cached))
 elif st.session_state.get("stop_mine"):
     stopped = st.session_state.get("mine_progress")
     where = stopped.unfinished() if stopped is not None else None
@@ -132,7 +135,8 @@ if result is None:
 pool = result.pool
 st.divider()
 st.subheader("Pool")
-how = f"mined in {result.seconds:.1f} s" if result.seconds else "read from a saved pool folder"
+how = ("loaded from the cache (mined before with these settings)" if result.cached else
+       f"mined in {result.seconds:.1f} s" if result.seconds else "read from a saved pool folder")
 teacher_meta = pool.meta.get("teacher") or {}
 st.markdown(f"{counted(len(pool.frame), 'row')}, {how}; teacher: {teacher_meta.get('kind', 'none')} "
             f"{escape.plain(str(teacher_meta.get('name', '-')))} ({teacher_meta.get('score', '')}).")

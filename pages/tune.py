@@ -48,7 +48,7 @@ with controls:
     setting_widget("skip_n", label="Skip top N", kind="slider", lo=0, hi=min(1000, max(top_k, 10)))
     st.subheader("Negatives")
     setting_widget("floor", label="Floor", kind="slider", lo=scores.lo, hi=scores.hi, suggested=scores.floor_hint)
-    setting_widget("negatives", label="Negatives per positive", kind="slider")
+    setting_widget("negatives", label="Negatives per query", kind="slider")
     setting_widget("sampling", label="Sampling", kind="radio")
     st.button("Reset to defaults", key="reset_tune", on_click=reset_settings, args=(CURATE_SETTINGS,))
 
@@ -62,7 +62,9 @@ with outcome:
                             horizontal=True, help="What the deltas and the per-query table compare the current "
                                                   "sliders with.")
     if versus == "the previous slider state" and previous is None:
-        versus = "the table's defaults (no slider moved yet)"
+        # a reload, or another page, starts the "previous" afresh: the sliders may well have moved before
+        versus = "the table's defaults (no slider moved yet)" if params == default_curate_params() else \
+            "the table's defaults (no slider moved on this visit yet)"
     before_params = previous if versus == "the previous slider state" else default_curate_params()
     if before_params == params:  # the defaults untouched: one curation serves both
         before, before_view = curation, view
@@ -144,8 +146,11 @@ if st.button("Run the audit", key="run_audit"):
     with shown_errors():
         # the mining settings of this pool (checked when it was mined): the audit mines the hidden split the same way
         mining = {k: v for k, v in result.settings.items() if k in MINING_SETTINGS}
-        split_pool, split = loaders.audit_split_pool(result.key, loaders.settings_key(mining), hide,
-                                                     pool.collection)
+        bars = st.empty()  # the hidden split's mining progress, gone once it is done
+        with bars.container():
+            split_pool, split = loaders.audit_split_pool(result.key, loaders.settings_key(mining), hide,
+                                                         pool.collection)
+        bars.empty()
         with st.spinner("Sweeping the curation settings..."):
             st.session_state["audit_report"] = (result.key, audit_pool(split_pool, split, params))
 report_entry = st.session_state.get("audit_report")
@@ -164,7 +169,8 @@ if report_entry is not None and report_entry[0] == result.key:
     cols[3].metric("Coverage", f"{current.coverage:.0%}", help="Queries with their full quota")
     st.plotly_chart(figures.sweep_chart(sweep_result, current, recommendation.figures), key="audit_chart",
                     config={"displaylogo": False})
-    shown = ", ".join(f"{k} = {'off' if v is None else v}" for k, v in recommendation.settings.items())
+    labels = st.session_state.get("setting_labels", {})  # the sliders' own names, as drawn above
+    shown = ", ".join(f"{labels.get(k, k)} {'off' if v is None else v}" for k, v in recommendation.settings.items())
     st.markdown(escape.plain(f"Recommended: {shown}. {recommendation.reason}"))
     st.button("Apply the recommendation", key="apply_audit", on_click=replay_settings,
               args=(recommendation.settings,))

@@ -52,12 +52,13 @@ class LoadedData:
 class Mined:
     """A scored pool in this session. `key` identifies it (data + mining settings, or a saved pool folder) for the
     map and export caches; `settings` are the pool and teacher settings it was built with; `seconds` the wall time
-    of the run that produced it (0 for a pool read from disk)."""
+    of the run that produced it (0 for a pool read from disk, or taken from the server's cache: `cached`)."""
 
     pool: Pool
     key: str
     settings: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
+    cached: bool = False
 
 
 # export: the last ExportResult; export_signature: the (pool, settings, formats) it was written with.

@@ -312,11 +312,17 @@ def test_mining_errors_are_readable_messages(tmp_path, monkeypatch):
 def test_tiny_mine_then_tune_sliders_change_the_counts_and_export_reads_back(tiny_bi_encoder_dir, tmp_path):
     at = tiny_mine(load_sample(new_session()), tiny_bi_encoder_dir)
     assert any("candidates for 42 queries" in m.value for m in at.markdown)
+    at.button(key="run_mine").click().run()  # the same settings again: the server's cache, not a 0.0 s mining
+    assert any("loaded from the cache" in m.value for m in at.markdown)
+    assert not any("mined in 0.0 s" in m.value for m in at.markdown)
     rules_off(open_page(at, TUNE))
     before = label_rows(at)
     assert before["false_negative"] == before["skipped"] == before["same_cluster"] == 0
     assert metrics(at)["Hard band"] == f"{before['hard']:,}"
 
+    # the quota is per query (hnm_core.curate), and the slider says so, as the summary does
+    assert at.slider(key="setting:negatives").label == "Negatives per query"
+    assert any(f"up to {defaults()['negatives']} per query" in m.value for m in at.markdown)
     at.checkbox(key="setting:ceiling:on").check().run()
     ceiling = at.slider(key="setting:ceiling")
     ceiling.set_value(round(ceiling.min + (ceiling.max - ceiling.min) / 4, 2)).run()
@@ -823,7 +829,10 @@ def test_tune_audit_shows_the_sweep_and_applies_the_recommendation(tiny_bi_encod
     row = report.sweep.table.loc[report.sweep.row(report.params)]
     assert shown["Leak now"] == f"{row['leak_rate']:.1%}"
     recommended = report.sweep.recommend(target_leak=0.02).settings
-    assert any(unescaped(m.value).startswith("Recommended:") for m in at.markdown)
+    said = next(unescaped(m.value) for m in at.markdown if unescaped(m.value).startswith("Recommended:"))
+    # the sliders' labels, not the settings' names; the hidden split's progress bars are gone once it is mined
+    assert "Relative margin" in said and "relative_margin" not in said and "skip_n" not in said
+    assert not at.get("progress")
     at.button(key="apply_audit").click().run()
     assert not at.exception
     for name, value in recommended.items():

@@ -46,6 +46,9 @@ def test_a_reload_brings_back_the_collection_the_pool_and_the_settings(tiny_bi_e
     assert pool.pool.frame.equals(before.pool.frame)
     open_page(again, TUNE)
     assert again.slider(key="setting:skip_n").value == skip_n
+    # no "previous" slider state in the new session, but the sliders did move: not "no slider moved yet"
+    said = " ".join(c.value for c in again.caption)
+    assert "no slider moved on this visit yet" in said and "no slider moved yet" not in said
     assert again.query_params[PARAM] == token
     open_page(again, MINE)
     assert not again.warning  # the pool's settings are the Mine page's: nothing to re-run
