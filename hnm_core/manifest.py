@@ -8,7 +8,7 @@ tuples and sets lists, paths strings, and NaN or infinity null (JSON has neither
 "no value", not a number). Anything else is refused with an ExportError rather than written as its repr.
 
 `atomic_path` / `atomic_write_bytes` put one file in place by renaming a finished temporary file onto it;
-hnm_core.export.outdir does the same for whole folders.
+hnm_core.outputs.folder does the same for whole folders.
 """
 
 from __future__ import annotations

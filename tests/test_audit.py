@@ -29,7 +29,7 @@ from hnm_core.cli import main
 from hnm_core.curate.rules import CurateParams, curate
 from hnm_core.data import Collection, load_collection
 from hnm_core.errors import DataError, ExportError, SettingsError
-from hnm_core.export.marker import MARKER
+from hnm_core.outputs.marker import MARKER
 from hnm_core.engines.local import mine
 from hnm_core.schema import POOL_COLUMNS
 

@@ -1,4 +1,4 @@
-"""Output folders (hnm_core/export/outdir.py) through the CLI and the writers: what --overwrite may touch, --out checked
+"""Output folders (hnm_core/outputs/folder.py) through the CLI and the writers: what --overwrite may touch, --out checked
 before any work, kill -9 during an export, and the recovery of an output its run did not finish."""
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from hnm_core.cli import main
 from hnm_core.curate.rules import curate
 from hnm_core.errors import ExportError
 from hnm_core.export.formats import export
-from hnm_core.export.marker import MARKER, read_marker
+from hnm_core.outputs.marker import MARKER, read_marker
 from hnm_core.pool import load_pool, save_pool
 
 from .test_curate import pool_frame
@@ -287,7 +287,7 @@ def test_an_out_that_turns_read_only_during_the_run_is_named_as_such(saved_pool,
 
 HOLDER = """
 import sys
-from hnm_core.export.outlock import claim
+from hnm_core.outputs.lock import claim
 with claim(sys.argv[1]):
     print("holding", flush=True)
     sys.stdin.read()
@@ -394,7 +394,7 @@ def test_a_full_disk_anywhere_else_is_one_line_too(tmp_path, capsys, monkeypatch
 CHILD = """
 import importlib, os, signal, sys
 cli, export, outdir, pool = (importlib.import_module(f"hnm_core.{n}")
-                              for n in ("cli.main", "export.formats", "export.outdir", "pool"))
+                              for n in ("cli.main", "export.formats", "outputs.folder", "pool"))
 
 def kill_on_call(module, name, nth):
     real = getattr(module, name)

@@ -240,8 +240,8 @@ REPORT_FILES = ("report.json", "sweep.csv", "hidden_positives.csv", "manifest.js
 def save_report(report: AuditReport, out_dir: str | Path, *, overwrite: bool = False,
                 extra_manifest: dict[str, Any] | None = None, inputs: Sequence[str | Path] = ()) -> Path:
     """Write report.json, sweep.csv, hidden_positives.csv and manifest.json into `out_dir`, a folder that appears all
-    at once. overwrite / inputs: as for `export` (see hnm_core.export.outdir)."""
-    from ..export.outdir import write_output
+    at once. overwrite / inputs: as for `export` (see hnm_core.outputs.folder)."""
+    from ..outputs.folder import write_output
 
     meta = report.pool.meta
     manifest = {

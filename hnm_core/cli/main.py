@@ -26,7 +26,7 @@ from pathlib import Path
 
 from ..curate.overrides import OVERRIDES_FILE
 from ..errors import HnmError, HnmWarning
-from ..export.outlock import claim
+from ..outputs.lock import claim
 from ..storage import check_cache_dir, disk_full, is_disk_full
 from .flags import add_settings, common_flags, embedding_file_flags, overrides_flag
 from .mining import (

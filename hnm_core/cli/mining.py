@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from ..curate.overrides import Overrides
-from ..export.outdir import check_out, finish, refuse_inputs
 from ..models.files import check_lengths
+from ..outputs.folder import check_out, finish, refuse_inputs
 from ..settings import Stage
 from ..wording import counted
 from .flags import progress_for, say, settings_from_args

@@ -16,7 +16,7 @@ start) and renamed into place, so the target holds the old output or the new one
 left by a killed run are removed at the start of the next write to the same target; a folder of that name without
 hnm's marker is someone else's and stays. A full disk removes the hidden folder and says so (DiskFullError).
 
-One run writes a target at a time (hnm_core.export.outlock): `write_output` claims it, and the CLI claims its --out before
+One run writes a target at a time (hnm_core.outputs.lock): `write_output` claims it, and the CLI claims its --out before
 any work, so a second run is refused at once, not after its computation.
 """
 
@@ -32,8 +32,8 @@ from pathlib import Path
 
 from ..errors import ExportError
 from ..storage import disk_full, is_disk_full, unwritable, written_under
+from .lock import claim
 from .marker import MARKER, Kind, Marker, mark_tree, read_marker, write_marker
-from .outlock import claim
 
 __all__ = ["refuse_inputs", "check_out", "write_output", "new_folder", "finish"]
 

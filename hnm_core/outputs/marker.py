@@ -1,5 +1,5 @@
 """The marker hnm puts into every output folder it writes (`.hnm-output.json`): the kind of output, the names it
-wrote there and whether the output is complete. hnm_core.export.outdir reads it to decide what it may replace."""
+wrote there and whether the output is complete. hnm_core.outputs.folder reads it to decide what it may replace."""
 
 from __future__ import annotations
 

@@ -28,10 +28,10 @@ _POOL_FILES = ("pool.parquet", "corpus.parquet", "queries.parquet", "positives.p
 def save_pool(pool: Pool, out_dir: str | Path, *, overwrite: bool = False, inputs: Sequence[str | Path] = (),
               write_frame: Callable[[pd.DataFrame, Path], None] | None = None) -> Path:
     """Write the pool folder (see docs/ARCHITECTURE.md). It is written beside `out_dir` and renamed into place, so an
-    interrupted save never leaves half a pool. overwrite / inputs: as for `export` (see hnm_core.export.outdir).
+    interrupted save never leaves half a pool. overwrite / inputs: as for `export` (see hnm_core.outputs.folder).
     write_frame: writes pool.parquet instead of one file (the Ray engine writes a folder of parts, which load_pool
     reads as one table)."""
-    from ..export.outdir import write_output
+    from ..outputs.folder import write_output
 
     c = pool.collection
     positives = [(q, d) for q in c.query_ids for d in c.positives[q]]

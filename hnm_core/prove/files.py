@@ -12,8 +12,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..data import Collection
-from ..export.outdir import write_output
 from ..manifest import atomic_write_bytes, digest, to_json
+from ..outputs.folder import write_output
 from ..progress import Progress
 
 __all__ = ["write_folder", "pairs_table", "naive_file", "HnmFiles"]

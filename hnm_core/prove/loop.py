@@ -12,9 +12,9 @@ from typing import Any
 
 from ..data import Collection, load_collection
 from ..errors import SettingsError
-from ..export.marker import read_marker
-from ..export.outdir import check_out, finish, write_output
 from ..manifest import digest
+from ..outputs.folder import check_out, finish, write_output
+from ..outputs.marker import read_marker
 from ..progress import Progress, no_progress
 from ..settings import SETTINGS, setting, validate
 from .files import HnmFiles, naive_file, pairs_table, write_folder

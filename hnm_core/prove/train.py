@@ -21,32 +21,26 @@ from __future__ import annotations
 
 import hashlib
 import json
-import tempfile
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
 from ..errors import DataError, SettingsError
-from ..export.outdir import check_out, write_output
 from ..manifest import digest, package_versions
+from ..models.fit import LOSSES, Loss, fit
 from ..models.loading import load_bi_encoder, resolve_precision
+from ..outputs.folder import check_out, write_output
 from ..progress import Progress, no_progress
 from ..settings import setting
 
-__all__ = ["Loss", "LOSSES", "TrainResult", "train_model", "fit", "training_file", "file_digest"]
+__all__ = ["TrainResult", "train_model", "training_file", "file_digest"]
 
-Loss = Literal["mnrl", "cached_mnrl", "margin_mse"]
 
-LOSSES: dict[str, tuple[str, str]] = {
-    "mnrl": ("ntuple", "MultipleNegativesRankingLoss"),
-    "cached_mnrl": ("ntuple", "CachedMultipleNegativesRankingLoss"),
-    "margin_mse": ("ntuple_scores", "MarginMSELoss"),
-}
 """Loss name -> (the export format it trains on, the sentence-transformers loss class)."""
 
 
@@ -222,42 +216,6 @@ def _read(path: Path, loss: str, max_pairs: int | None, seed: int) -> tuple[pa.T
         keep = np.sort(np.random.default_rng(seed).choice(rows_in_file, max_pairs, replace=False))
         table = table.take(pa.array(keep))
     return table, rows_in_file
-
-
-def fit(st_model: Any, table: pa.Table, loss: str, *, epochs: float, batch_size: int, lr: float,
-        warmup_ratio: float, seed: int, bf16: bool, cpu: bool, progress: Progress, stage: str = "train") -> Any:
-    """Train `st_model` in place on `table` (training columns as `_read` gives them) with SentenceTransformerTrainer
-    and the protocol's arguments; returns its TrainOutput. Progress goes to `stage`."""
-    from datasets import Dataset
-    from datasets.table import InMemoryTable
-    from sentence_transformers import (
-        SentenceTransformerTrainer,
-        SentenceTransformerTrainingArguments,
-    )
-    from sentence_transformers.sentence_transformer import losses
-    from transformers import PrinterCallback, TrainerCallback
-
-    class _Report(TrainerCallback):
-        def on_train_begin(self, args, state, control, **kwargs):
-            progress(stage, 0, state.max_steps)
-
-        def on_step_end(self, args, state, control, **kwargs):
-            progress(stage, state.global_step, state.max_steps)
-
-    with tempfile.TemporaryDirectory(prefix="hnm-train-") as scratch:
-        args = SentenceTransformerTrainingArguments(
-            output_dir=scratch, num_train_epochs=epochs, per_device_train_batch_size=batch_size, learning_rate=lr,
-            # transformers 5 reads a float warmup_steps below 1 as the ratio; the protocol's warmup_ratio=0.1 becomes
-            # exactly this inside sentence-transformers.
-            warmup_steps=warmup_ratio, seed=seed, save_strategy="no", report_to=[], batch_sampler="no_duplicates",
-            logging_steps=1000, disable_tqdm=True, bf16=bf16, use_cpu=cpu,
-        )
-        trainer = SentenceTransformerTrainer(model=st_model, args=args, train_dataset=Dataset(InMemoryTable(table)),
-                                             loss=getattr(losses, LOSSES[loss][1])(st_model), callbacks=[_Report()])
-        trainer.remove_callback(PrinterCallback)  # it prints the loss dicts; progress reports the steps instead
-        output = trainer.train()
-    st_model.eval()
-    return output
 
 
 def _export_record(path: Path) -> dict[str, Any]:

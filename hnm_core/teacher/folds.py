@@ -14,10 +14,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from ..export.outdir import new_folder
 from ..models.loading import (
     load_bi_encoder,
 )
+from ..outputs.folder import new_folder
 from ..progress import Progress
 
 __all__ = ["FOLD_INFO", "read_info", "ntuples", "train_bi_encoder_fold", "train_cross_encoder_fold"]
@@ -81,7 +81,7 @@ def train_bi_encoder_fold(rows: list[tuple[str, str, float]], base_path: str, fo
     recipe's sampler and warm-up) and save it as `folder`, atomically (`_saving_fold`)."""
     import pyarrow as pa
 
-    from ..prove.train import fit
+    from ..models.fit import fit
 
     started = time.perf_counter()
     columns, untaught = ntuples(rows, negatives)

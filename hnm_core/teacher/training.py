@@ -52,7 +52,6 @@ import numpy as np
 
 from ..data import Collection
 from ..errors import ExportError, SettingsError
-from ..export.outdir import refuse_inputs
 from ..manifest import atomic_write_bytes, digest, package_versions
 from ..models.loading import (
     CROSS_FIT_MANIFEST,
@@ -63,6 +62,7 @@ from ..models.loading import (
     query_key,
     resolve_precision,
 )
+from ..outputs.folder import refuse_inputs
 from ..pool import PoolParams
 from ..progress import Progress, no_progress
 from ..settings import setting
