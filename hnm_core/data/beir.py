@@ -59,7 +59,7 @@ def load_beir(folder: str | Path, *, split: str = setting("split").default) -> C
     splits = beir_splits(folder)
     if not splits:  # no split to pick: say where the labels go
         raise DataError(folder, "has no qrels file, so no labelled positives",
-                        fix=f"add the labels as qrels/<split>.tsv or qrels_<split>.tsv (a plain qrels.tsv is the test "
+                        fix="add the labels as qrels/<split>.tsv or qrels_<split>.tsv (a plain qrels.tsv is the test "
                             "split), with the columns query-id, corpus-id, score")
     if split not in splits:
         raise DataError(folder, f"has no qrels for split {split!r}; splits found: {', '.join(sorted(splits))}",

@@ -13,17 +13,18 @@ from typing import Any
 import numpy as np
 
 from ..retrieve.result import SearchResult
+from ..retrieve.vectors import merge_top_k
 from .ray_cluster import cluster_size, even_spans, ray_module
 
-__all__ = ["ShardedBM25", "merge_top_k"]
+__all__ = ["ShardedBM25", "merge_shards"]
 
 
-def merge_top_k(parts: Sequence[SearchResult], k: int) -> SearchResult:
-    """The global top-k from each shard's top-k (indices already global): by score, then lower document index."""
-    indices = np.concatenate([p.indices for p in parts], axis=1)
-    scores = np.concatenate([p.scores for p in parts], axis=1)
-    order = np.lexsort((indices, -scores), axis=-1)[:, :k]
-    return SearchResult(np.take_along_axis(indices, order, axis=1), np.take_along_axis(scores, order, axis=1))
+def merge_shards(parts: Sequence[SearchResult], k: int) -> SearchResult:
+    """The global top-k from each shard's top-k (indices already global): by score, then lower document index, as
+    the local search orders them (retrieve.vectors.merge_top_k)."""
+    scores, indices = merge_top_k(np.concatenate([p.scores for p in parts], axis=1),
+                                  np.concatenate([p.indices for p in parts], axis=1), k)
+    return SearchResult(indices, scores)
 
 
 class _BM25Shard:
@@ -106,7 +107,7 @@ class ShardedBM25:
     def search(self, queries: Sequence[str], k: int) -> SearchResult:
         ray = ray_module()
         queries_ref = ray.put(list(queries))
-        return merge_top_k(ray.get([s.search.remote(queries_ref, k, start) for s, start in zip(self.shards, self.starts)]),
+        return merge_shards(ray.get([s.search.remote(queries_ref, k, start) for s, start in zip(self.shards, self.starts)]),
                       k)
 
     def score_pairs(self, queries: Sequence[str], query_idx: np.ndarray, doc_idx: np.ndarray) -> np.ndarray:

@@ -41,7 +41,7 @@ from ..pool.rows import PoolRows, bm25_found, excluded_docs, fetch_depth, pool_r
 from ..progress import Progress, no_progress
 from ..retrieve.result import SearchResult
 from ..teacher.pair_scores import QUERY_BLOCK
-from .ray_bm25 import ShardedBM25, merge_top_k
+from .ray_bm25 import ShardedBM25, merge_shards
 from .ray_cluster import cluster_size, even_spans, partitions, ray_module, session
 
 if TYPE_CHECKING:
@@ -135,7 +135,8 @@ def _dense_search(doc_ref: Any, n_docs: int, query_ref: Any, k: int, kind: str, 
     ray = ray_module()
     cpus, _ = cluster_size()
     task = ray.remote(num_cpus=1)(_dense_shard)
-    return merge_top_k(ray.get([task.remote(doc_ref, a, b, query_ref, k, kind, seed) for a, b in even_spans(n_docs, cpus)]), k)
+    return merge_shards(ray.get([task.remote(doc_ref, a, b, query_ref, k, kind, seed)
+                                 for a, b in even_spans(n_docs, cpus)]), k)
 
 
 # ---- the pool and the teacher, partitioned by query -----------------------------------------------------------------
