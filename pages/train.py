@@ -25,10 +25,7 @@ if not splits:
 
 TRAIN_SETTINGS = [s.name for s in SETTINGS if s.stage in ("train", "eval", "prove")]
 CURATE_SETTINGS = [s.name for s in SETTINGS if s.stage == "curate"]
-st.caption(f"Data: {escape.plain(data.collection.name)} · splits {', '.join(splits)}. Every arm fine-tunes the same "
-           "model with the same recipe and seed and is scored on the same held-out test queries: zero-shot, pairs "
-           "only, naive (sentence-transformers' mine_hard_negatives), hnm (the Mine and Tune pages' settings) and "
-           "each variant.")
+about = st.empty()  # what the arms are scored on, said once the widgets below have picked it
 st.page_link(TUNE_PAGE, label="The hnm arm curates with the Tune page's rules", icon=":material/tune:")
 
 left, middle, right = st.columns(3)
@@ -55,8 +52,6 @@ with left:
         settings()["select_queries"] = None
     else:
         setting_widget("select_queries", label="Select on training queries", suggested=0.2)
-    setting_widget("arms", label="Arms")
-    setting_widget("seeds", label="Seeds")
     setting_widget("rounds", label="Mining rounds")
 with middle:
     st.subheader("Recipe")
@@ -67,6 +62,20 @@ with right:
     for name in ("warmup_ratio", "max_pairs", "train_precision", "eval_precision"):
         setting_widget(name)
     st.button("Reset training settings", key="reset_train", on_click=reset_settings, args=(TRAIN_SETTINGS,))
+
+# full width: in a third of the page the fourth arm's pill was cut off
+arms_box, seeds_box = st.columns([2, 1])
+with arms_box:
+    setting_widget("arms", label="Arms")
+with seeds_box:
+    setting_widget("seeds", label="Seeds")
+scored_on = (f"a seeded {held_out:.0%} of the {train_split} split's queries, held out of training" if held_out
+             else f"the queries of the {test_split} split (those it shares with {train_split} are left out of "
+                  "training)")
+about.caption(f"Data: {escape.plain(data.collection.name)} · splits {', '.join(splits)}. Every arm fine-tunes the "
+              f"same model with the same recipe and seed and is scored on the same queries: {scored_on}. The arms: "
+              "zero-shot, pairs only, naive (sentence-transformers' mine_hard_negatives), hnm (the Mine and Tune "
+              "pages' settings) and each variant.")
 
 st.subheader("Variants of the hnm arm")
 variants = st.session_state["proof_variants"]
@@ -87,6 +96,8 @@ if not variants:
                "Tune page's rules, name them here, then change them for the next.")
 
 folder = loaders.proof_dir(data.key)
+with shown_errors():
+    st.caption(loaders.proof_estimate(str(data.path), settings(), len(variants)).sentence())
 # Stop ends the proof at its next progress update; each finished arm is saved by then.
 if run_buttons("Run proof", "run_proof", "stop_proof"):
     with shown_errors(), st.container(border=True):

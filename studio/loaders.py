@@ -37,6 +37,7 @@ from hnm_core.models.loading import LoadedModel, check_cross_encoder, load_bi_en
 from hnm_core.engines.local import MiningParams, mine
 from hnm_core.pool import Pool, load_pool
 from hnm_core.pool.project import project_2d
+from hnm_core.prove.estimate import PROOF_SETTINGS, ProofEstimate, estimate_from_data
 from hnm_core.settings import SETTINGS, from_manifest, setting
 
 from . import tables
@@ -47,7 +48,7 @@ from .state import LoadedData, Mined
 __all__ = [
     "SAMPLE_DIR", "data_kind", "collection_key", "settings_key", "changed_settings", "pool_key", "manifest_settings",
     "load_sample", "load_path", "load_uploads", "load_saved_pool", "splits_at", "scoring_splits", "selection_splits",
-    "is_loaded", "is_pool_folder", "proof_dir",
+    "is_loaded", "is_pool_folder", "proof_dir", "proof_estimate",
     "bi_encoder", "teacher_model", "teacher_problem", "model_problem", "mined_pool", "map_coords", "query_slices",
     "score_range", "session_dir", "zip_folder",
 ]
@@ -146,6 +147,17 @@ def selection_splits(path: str, train_split: str, test_split: str) -> list[str]:
     from hnm_core.prove import selection_splits as splits
 
     return splits(path, train_split, test_split)
+
+
+def proof_estimate(path: str, values: dict[str, Any], variants: int) -> ProofEstimate:
+    """How long the Train page's proof would take (hnm_core.prove.estimate), from the settings it reads."""
+    return _proof_estimate(path, settings_key({k: values[k] for k in PROOF_SETTINGS}), variants)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _proof_estimate(path: str, values_key: tuple[tuple[str, Any], ...], variants: int) -> ProofEstimate:
+    """Cached: the splits are read once per choice of settings."""
+    return estimate_from_data(path, dict(values_key), variants)
 
 
 def is_loaded(data: LoadedData | None, path: str, split: str | None) -> bool:

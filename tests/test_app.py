@@ -860,6 +860,17 @@ def test_train_page_offers_the_samples_splits_before_any_run():
     assert at.number_input(key="setting:lr").format == "%.1e"  # 2e-5, not "0.00"
     assert at.multiselect(key="setting:arms").value == ["zero", "pairs", "naive", "hnm"]
     assert not at.get("plotly_chart")
+    # the caption names what the arms are scored on: the split picked below, or the held-out share
+    said = " ".join(c.value for c in at.caption)
+    assert "scored on the same queries: the queries of the dev split" in said and "test split" not in said
+    at.checkbox(key="setting:split_queries:on").check().run()
+    said = " ".join(c.value for c in at.caption)
+    assert "scored on the same queries: a seeded 50% of the train split's queries" in said
+    # the time a proof will take, before it runs: hnm_core's estimate of these settings
+    from hnm_core.prove.estimate import estimate_from_data
+
+    expected = estimate_from_data(SAMPLE, at.session_state["settings"]).sentence()
+    assert expected.startswith("About ") and expected in said
 
 
 def test_train_page_runs_a_tiny_proof_and_a_rerun_reuses_its_arms(tiny_bi_encoder_dir):

@@ -261,3 +261,21 @@ def test_a_variant_is_selected_only_on_a_split_of_no_test_query(tmp_path):
     # test holds the dev queries (and every train query): only sel, a few train queries, may select
     assert selection_splits(data, "train", "dev") == ["sel"]
     assert selection_splits(data, "train", "test") == []
+
+
+def test_the_proof_estimate_counts_trainings_and_evaluations_and_meets_the_measured_runs():
+    from hnm_core.prove.estimate import ENCODE_TEXTS_PER_S, TRAIN_TEXTS_PER_S, estimate_proof
+
+    zero = estimate_proof(documents=1000, test_queries=100, train_rows=50, arms=("zero",), seeds=3, epochs=1,
+                          negatives=3)
+    assert zero.trainings == 0 and zero.evaluations == 1
+    assert zero.minutes == pytest.approx(1100 / ENCODE_TEXTS_PER_S / 60)
+    pairs = estimate_proof(documents=1000, test_queries=100, train_rows=50, arms=("pairs",), seeds=2, epochs=3,
+                           negatives=3)
+    assert pairs.trainings == 2 and pairs.evaluations == 2
+    assert pairs.minutes == pytest.approx((2 * 50 * 3 * 2 / TRAIN_TEXTS_PER_S + 2 * 1100 / ENCODE_TEXTS_PER_S) / 60)
+    # docs/proof.md, one seed of zero + pairs + naive + hnm with 3 negatives on two CPU cores: adi 5.7 min, TIME 10.4
+    for documents, test_queries, rows, measured in ((82, 11, 100, 5.7), (423, 35, 194, 10.4)):
+        guess = estimate_proof(documents=documents, test_queries=test_queries, train_rows=rows,
+                               arms=("zero", "pairs", "naive", "hnm"), seeds=1, epochs=1, negatives=3)
+        assert measured / 1.5 < guess.minutes < measured * 1.5

@@ -13,12 +13,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ENCODE_TEXTS_PER_S", "TRAIN_TEXTS_PER_S", "ProofEstimate", "estimate_proof", "estimate_from_data"]
+__all__ = ["ENCODE_TEXTS_PER_S", "TRAIN_TEXTS_PER_S", "PROOF_SETTINGS", "ProofEstimate", "estimate_proof",
+           "estimate_from_data"]
 
 # Texts a second on two CPU cores, fp32 MiniLM: encoding (the corpus and queries of every evaluation, the hnm and
 # naive arms' mining) and training (forward and backward over a row's anchor, positive and negatives).
 ENCODE_TEXTS_PER_S = 20.0
 TRAIN_TEXTS_PER_S = 4.5
+
+
+# The settings estimate_from_data reads.
+PROOF_SETTINGS = ("train_split", "test_split", "split_queries", "max_pairs", "arms", "seeds", "epochs", "negatives",
+                  "rounds")
 
 
 @dataclass(frozen=True)
@@ -60,7 +66,7 @@ def estimate_from_data(data: str | Path, values: Mapping[str, Any], variants: in
     from ..data import load_collection
     from ..settings import defaults
 
-    values = {**defaults(), **values}
+    values = {**defaults(), **{k: v for k, v in values.items() if k in PROOF_SETTINGS}}
     train = load_collection(data, split=values["train_split"])
     pairs = sum(len(train.positives[q]) for q in train.query_ids)
     share = values.get("split_queries")
