@@ -6,7 +6,7 @@ import streamlit as st
 
 from hnm_core.data import FILE_SUFFIXES, counted
 from hnm_core.settings import SETTINGS
-from studio import escape, loaders, persist, tables
+from studio import escape, folders, loaders, persist, tables
 from studio.errors import shown_errors
 from studio.state import (EXPLORE_PAGE, MINE_PAGE, LoadedData, Mined, init_state, loaded, mined, set_data, set_mined,
                           settings)
@@ -118,7 +118,7 @@ with shown_errors():
                    f"this browser session, and deleted when it ends. Larger than {cap} MB: use a path instead.")
         replacing()
         if st.button("Load the uploaded files", type="primary", key="load_upload", disabled=not files):
-            use(loaders.load_uploads(files, loaders.session_dir() / "upload", settings()["split"]))
+            use(loaders.load_uploads(files, folders.session_dir() / "upload", settings()["split"]))
 
 data = loaded()
 if data is None:

@@ -9,7 +9,7 @@ import streamlit as st
 from hnm_core.data import counted
 from hnm_core.export.formats import FORMATS, export
 from hnm_core.prove.rounds import diff_rounds
-from studio import escape, loaders, tables
+from studio import escape, folders, tables
 from studio.errors import shown_errors
 from studio.state import current_curation, init_state, loaded, need_pool
 from studio.widgets import setting_widget
@@ -57,7 +57,7 @@ def _show(done) -> None:
         elif rows == 0:
             notes = ", ".join(f"{k.replace('_', ' ')}: {v:,}" for k, v in info.items() if k not in ("format", "rows"))
             st.caption("No rows" + (f" ({notes})." if notes else "."))
-    st.download_button("Download all as a zip", data=partial(loaders.zip_folder, done.out_dir),
+    st.download_button("Download all as a zip", data=partial(folders.zip_folder, done.out_dir),
                        file_name=f"{pool.collection.name}-hnm.zip", mime="application/zip", key="dl:zip",
                        on_click="ignore", type="primary", icon=":material/folder_zip:")
     with st.expander("manifest.json"):
@@ -69,7 +69,7 @@ with download:
     st.caption("The files are written to a folder private to this browser session, then offered for download.")
     if st.button("Build the files", type="primary", key="export_build", disabled=not formats):
         with shown_errors():
-            written = export(pool, curation, loaders.session_dir() / "export", formats=formats, file_type=file_type,
+            written = export(pool, curation, folders.session_dir() / "export", formats=formats, file_type=file_type,
                              extra_positives=extra_positives,
                              overwrite=True, extra_manifest={"command": "hnm studio"}, inputs=inputs)
             st.session_state["export"] = written

@@ -6,7 +6,7 @@ from hnm_core.data import counted
 from hnm_core.prove import HEADLINE, load_proof, prove
 from hnm_core.settings import SETTINGS
 from hnm_core.teacher.training import train_options, train_teacher
-from studio import escape, figures, loaders
+from studio import escape, figures, folders, loaders
 from studio.errors import shown_errors
 from studio.progress import StreamlitProgress, run_buttons
 from studio.state import MINE_PAGE, TUNE_PAGE, init_state, need_data, settings
@@ -95,7 +95,7 @@ if not variants:
     st.caption("A variant is one more arm, hnm with another curation, curated from the hnm arm's pool: set the "
                "Tune page's rules, name them here, then change them for the next.")
 
-folder = loaders.proof_dir(data.key)
+folder = folders.proof_dir(data.key)
 with shown_errors():
     st.caption(loaders.proof_estimate(str(data.path), settings(), len(variants)).sentence())
 # Stop ends the proof at its next progress update; each finished arm is saved by then.
@@ -141,7 +141,7 @@ with st.expander("Train a cross-fitted teacher on this split's labels (hnm train
             setting_widget(name)
     if st.button("Train teacher", key="train_teacher"):
         values = settings()
-        teacher_dir = loaders.session_dir() / "teacher"
+        teacher_dir = folders.session_dir() / "teacher"
         with shown_errors(), st.container(border=True):
             trained = train_teacher(data.collection, teacher_dir, **train_options(values), pool_settings=values,
                                     overwrite=True, progress=StreamlitProgress())

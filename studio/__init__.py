@@ -4,6 +4,7 @@ step of the pipeline is a call into hnm_core.
 
     state     per-session state (data, pool, settings) and the "load data first" guards
     loaders   st.cache_resource / st.cache_data wrappers over models, mining and the UMAP map; uploads
+    folders   the session's scratch folder, where a collection's proof lives, folders zipped for download
     progress  the hnm Progress protocol drawn as st.progress bars
     widgets   one widget per setting of hnm_core.settings.SETTINGS
     tables    the display tables (pure functions of a collection, a pool and a curation)

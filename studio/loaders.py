@@ -12,13 +12,9 @@ Uploads are written to a per-session temporary folder that is deleted when the s
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 import re
 import shutil
-import tempfile
-import weakref
-import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -48,9 +44,9 @@ from .state import LoadedData, Mined
 __all__ = [
     "SAMPLE_DIR", "data_kind", "collection_key", "settings_key", "changed_settings", "pool_key", "manifest_settings",
     "load_sample", "load_path", "load_uploads", "load_saved_pool", "splits_at", "scoring_splits", "selection_splits",
-    "is_loaded", "is_pool_folder", "proof_dir", "proof_estimate",
+    "is_loaded", "is_pool_folder", "proof_estimate",
     "bi_encoder", "teacher_model", "teacher_problem", "model_problem", "mined_pool", "map_coords", "query_slices",
-    "score_range", "session_dir", "zip_folder",
+    "score_range",
 ]
 
 SAMPLE_DIR = Path(__file__).resolve().parents[1] / "sample_data"
@@ -370,40 +366,6 @@ def query_slices(pool_key: str, _pool: Pool) -> dict[str, tuple[int, int]]:
 def score_range(pool_key: str, _pool: Pool) -> selection.ScoreRange:
     """The teacher-score range and slider hints of a pool (hnm_core.curate.selection), once per pool."""
     return selection.score_range(_pool.frame)
-
-
-class _SessionDir:
-    """A temporary folder that is deleted when this object is garbage collected (the session's state is dropped
-    when the session ends) or when the server exits."""
-
-    def __init__(self) -> None:
-        self.path = Path(tempfile.mkdtemp(prefix="hnm-studio-"))
-        weakref.finalize(self, shutil.rmtree, str(self.path), True)
-
-
-def session_dir() -> Path:
-    """This session's private scratch folder (uploads, downloads)."""
-    if "workdir" not in st.session_state:
-        st.session_state["workdir"] = _SessionDir()
-    return st.session_state["workdir"].path
-
-
-def proof_dir(data_key: str) -> Path:
-    """Where the Train page keeps the proof of a collection: under the hnm cache, so its trained arms outlive the
-    session and a later proof on the same collection reuses them (arms are keyed by what they trained on)."""
-    from hnm_core.cache import default_cache_dir
-
-    return default_cache_dir() / "proofs" / data_key[:16]
-
-
-def zip_folder(folder: Path) -> bytes:
-    """The files of `folder` (not hidden ones) as a zip archive in memory."""
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        for path in sorted(folder.rglob("*")):
-            if path.is_file() and not path.name.startswith("."):
-                archive.write(path, path.relative_to(folder).as_posix())
-    return buffer.getvalue()
 
 
 @st.cache_resource(show_spinner=False, max_entries=4)
