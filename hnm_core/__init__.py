@@ -1,8 +1,8 @@
 """hnm: hard-negative mining for text-embedding training sets.
 
-The stages, one module each: data -> bm25 / dense (retrieve) -> pool -> teacher -> curate -> project -> export,
-plus audit, and train -> evaluate to measure what an export does to a model; outdir checks, writes and
-replaces the folders they write. Heavy libraries (torch,
+The stages, one package each: data -> retrieve (bm25, dense) -> pool -> teacher -> curate -> export, run together by
+engines (local or Ray); audit measures the false-negative leak, prove trains and evaluates arms against each other;
+models, outputs and the other ground-floor modules serve them all (docs/ARCHITECTURE.md). Heavy libraries (torch,
 sentence-transformers, faiss, umap) are imported only by the functions that use them, so importing hnm_core is cheap.
 """
 

@@ -4,12 +4,23 @@ import time
 
 import streamlit as st
 
-from hnm_core.data import FILE_SUFFIXES, counted
+from hnm_core.data import FILE_SUFFIXES
 from hnm_core.settings import SETTINGS
+from hnm_core.wording import counted
 from studio import escape, folders, loaders, persist, tables
 from studio.errors import shown_errors
-from studio.state import (EXPLORE_PAGE, MINE_PAGE, LoadedData, Mined, init_state, loaded, mined, set_data, set_mined,
-                          settings)
+from studio.state import (
+    EXPLORE_PAGE,
+    MINE_PAGE,
+    LoadedData,
+    Mined,
+    init_state,
+    loaded,
+    mined,
+    set_data,
+    set_mined,
+    settings,
+)
 from studio.widgets import reset_settings, setting_widget
 
 TUNE_SETTINGS = [s.name for s in SETTINGS if s.stage == "curate"]

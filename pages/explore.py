@@ -3,8 +3,8 @@ pick a table row) for its detail and your verdict on it; rows picked in the tabl
 
 import streamlit as st
 
-from hnm_core.data import counted
 from hnm_core.schema import RANK_MEANINGS, SCORE_COLUMNS
+from hnm_core.wording import counted
 from studio import escape, figures, loaders, tables
 from studio.detail import detail_panel, latest_pick
 from studio.search import search_queries

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import streamlit as st
 
-from hnm_core.data import counted
 from hnm_core.export.formats import FORMATS, export
 from hnm_core.prove.rounds import diff_rounds
+from hnm_core.wording import counted
 from studio import escape, folders, tables
 from studio.errors import shown_errors
 from studio.state import current_curation, init_state, loaded, need_pool

@@ -4,12 +4,11 @@ import time
 
 import streamlit as st
 
-from hnm_core.data import counted
-from hnm_core.errors import HnmError
 from hnm_core.engines.local import MiningParams
+from hnm_core.errors import HnmError
 from hnm_core.settings import DEFAULT_MODEL, SETTINGS
 from hnm_core.teacher import scoring_cost
-from hnm_core.wording import duration
+from hnm_core.wording import counted, duration
 from studio import escape, loaders
 from studio.errors import shown_errors
 from studio.progress import StreamlitProgress, run_buttons

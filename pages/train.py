@@ -2,10 +2,10 @@
 
 import streamlit as st
 
-from hnm_core.data import counted
 from hnm_core.prove import HEADLINE, load_proof, prove
 from hnm_core.settings import SETTINGS
 from hnm_core.teacher.training import train_options, train_teacher
+from hnm_core.wording import counted
 from studio import escape, figures, folders, loaders
 from studio.errors import shown_errors
 from studio.progress import StreamlitProgress, run_buttons

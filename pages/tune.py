@@ -11,13 +11,20 @@ import streamlit as st
 
 from hnm_core.audit import audit_figures, audit_pool
 from hnm_core.curate.rules import curate
-from hnm_core.data import counted
 from hnm_core.curate.selection import query_change, selection_change, selection_view
 from hnm_core.settings import SETTINGS
+from hnm_core.wording import counted
 from studio import escape, figures, loaders, tables
 from studio.errors import shown_errors
-from studio.state import (EXPLORE_PAGE, EXPORT_PAGE, current_curation, default_curate_params, init_state, need_pool,
-                          previous_curate_params)
+from studio.state import (
+    EXPLORE_PAGE,
+    EXPORT_PAGE,
+    current_curation,
+    default_curate_params,
+    init_state,
+    need_pool,
+    previous_curate_params,
+)
 from studio.widgets import replay_settings, reset_settings, setting_widget
 
 init_state()

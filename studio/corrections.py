@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Literal
 import streamlit as st
 
 from hnm_core.cache import default_cache_dir
-from hnm_core.data import Collection
 from hnm_core.curate.overrides import Override, Overrides, Verdict, add_override, default_path, read_overrides
+from hnm_core.data import Collection
 
 if TYPE_CHECKING:
     from .state import LoadedData, Mined

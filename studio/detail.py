@@ -9,8 +9,8 @@ from collections.abc import Sequence
 import pandas as pd
 import streamlit as st
 
-from hnm_core.curate.rules import Curation
 from hnm_core.curate.overrides import CLEARED, Verdict
+from hnm_core.curate.rules import Curation
 
 from . import corrections, escape, tables
 from .state import LoadedData, Mined

@@ -25,16 +25,17 @@ import streamlit as st
 from hnm_core.audit import SplitPool, mine_hidden_split
 from hnm_core.cache import texts_digest
 from hnm_core.curate import selection
-from hnm_core.data import FILE_SUFFIXES, Collection, beir_splits, counted, load_collection
+from hnm_core.data import FILE_SUFFIXES, Collection, beir_splits, load_collection
 from hnm_core.data.hf import hf_splits, is_hf_folder, looks_like_hub_id
+from hnm_core.engines.local import MiningParams, mine
 from hnm_core.errors import DataError, HnmError
 from hnm_core.models.files import OFFLINE_FIX, cross_fit_kind, refuse_other_kind, resolve_model_path
 from hnm_core.models.loading import LoadedModel, check_cross_encoder, load_bi_encoder, load_cross_encoder
-from hnm_core.engines.local import MiningParams, mine
 from hnm_core.pool import Pool, load_pool
 from hnm_core.pool.project import project_2d
 from hnm_core.prove.estimate import PROOF_SETTINGS, ProofEstimate, estimate_from_data
 from hnm_core.settings import SETTINGS, from_manifest, setting
+from hnm_core.wording import counted
 
 from . import tables
 from .errors import page_words

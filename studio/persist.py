@@ -26,12 +26,12 @@ from typing import Any
 import streamlit as st
 
 from hnm_core.cache import default_cache_dir
+from hnm_core.cli.studio import DATA_ENV, SPLIT_ENV
+from hnm_core.engines.local import MiningParams
 from hnm_core.errors import HnmError
 from hnm_core.manifest import atomic_write_bytes, to_json
-from hnm_core.engines.local import MiningParams
 from hnm_core.pool import load_pool, save_pool
 from hnm_core.settings import from_manifest
-from hnm_core.cli.studio import DATA_ENV, SPLIT_ENV
 
 from . import loaders
 from .state import LoadedData, Mined, loaded, mined, set_data, set_mined, settings

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from hnm_core.curate.rules import Curation
 from hnm_core.curate.reasons import reasons
+from hnm_core.curate.rules import Curation
 from hnm_core.data import Collection
 from hnm_core.pool import Pool
 

@@ -13,7 +13,6 @@ from itertools import chain
 from pathlib import Path
 
 from ..settings import setting
-from ..wording import counted
 from .beir import beir_splits, load_beir
 from .collection import Collection, normalize_text, text_id
 from .flag import flag_from_records, load_flag
@@ -23,7 +22,6 @@ from .reading import FILE_SUFFIXES, check_file, json_records
 
 __all__ = [
     "Collection",
-    "counted",
     "normalize_text",
     "text_id",
     "load_collection",
