@@ -13,7 +13,6 @@ import pytest
 from hnm_core.data import (
     Collection,
     beir_splits,
-    counted,
     load_beir,
     load_collection,
     load_flag,
@@ -22,6 +21,7 @@ from hnm_core.data import (
     text_id,
 )
 from hnm_core.errors import DataError
+from hnm_core.wording import counted
 
 from .conftest import shared_dataset
 

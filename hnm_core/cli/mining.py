@@ -12,8 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from ..curate.overrides import Overrides
+from ..data import Collection
 from ..models.files import check_lengths
 from ..outputs.folder import check_out, finish, refuse_inputs
+from ..outputs.marker import Kind
 from ..settings import Stage
 from ..wording import counted
 from .flags import progress_for, say, settings_from_args
@@ -24,17 +26,24 @@ AUDIT_STAGES: tuple[Stage, ...] = ("data", "run", "pool", "teacher", "curate", "
 __all__ = ["run_pool", "run_mine", "run_curate", "run_diff", "run_audit", "run_train_teacher"]
 
 
-def run_pool(args: argparse.Namespace) -> int:
+def _collection_for(args: argparse.Namespace, values: dict[str, Any], kind: Kind) -> Collection:
+    """Before any work, --out checked for an output of `kind` and every model's max length; then the collection,
+    its skipped lines said."""
     from ..data import load_collection
+
+    check_out(args.out, kind, overwrite=args.overwrite, inputs=[args.data])
+    check_lengths(values, encodes=not (args.doc_embeddings and args.query_embeddings))
+    collection = load_collection(args.data, split=values["split"], hf_config=args.hf_config, hf_split=args.hf_split)
+    say(collection.problems)
+    return collection
+
+
+def run_pool(args: argparse.Namespace) -> int:
     from ..pool import PoolParams, build_pool, save_pool
 
     values = settings_from_args(args, ("data", "run", "pool"))
     params = PoolParams.from_settings(values)
-    check_out(args.out, "pool", overwrite=args.overwrite, inputs=[args.data])
-    check_lengths(values, encodes=not (args.doc_embeddings and args.query_embeddings))
-    collection = load_collection(args.data, split=values["split"], hf_config=args.hf_config,
-                                 hf_split=args.hf_split)
-    say(collection.problems)
+    collection = _collection_for(args, values, "pool")
     pool = build_pool(collection, params, cache_dir=args.cache_dir, doc_embeddings=args.doc_embeddings,
                       query_embeddings=args.query_embeddings, progress=progress_for(args))
     folder = save_pool(pool, args.out, overwrite=args.overwrite, inputs=[args.data])
@@ -75,17 +84,12 @@ def _curate_and_export(pool: Any, values: dict[str, Any], args: argparse.Namespa
 
 def run_mine(args: argparse.Namespace) -> int:
     from ..curate.overrides import default_path, read_overrides
-    from ..data import load_collection
     from ..engines.local import MiningParams, mine
     from ..manifest import atomic_write_bytes
 
     values = settings_from_args(args, ("data", "run", "engine", "pool", "teacher", "curate", "export"))
     params = MiningParams.from_settings(values)
-    check_out(args.out, "export", overwrite=args.overwrite, inputs=[args.data])
-    check_lengths(values, encodes=not (args.doc_embeddings and args.query_embeddings))
-    collection = load_collection(args.data, split=values["split"], hf_config=args.hf_config,
-                                 hf_split=args.hf_split)
-    say(collection.problems)
+    collection = _collection_for(args, values, "export")
     # read before mining: a bad line fails in a second, not after the corpus is encoded
     overrides = read_overrides(args.overrides, collection) if args.overrides else None
     with _engine_session(values):
