@@ -9,6 +9,8 @@ from typing import Any
 
 import streamlit as st
 
+from hnm_core.wording import duration
+
 __all__ = ["StreamlitProgress", "eta", "run_buttons", "RESUMED_GAP"]
 
 # Units reported less than this after the previous report were read back from the cache (a resumed run reads a saved
@@ -18,8 +20,7 @@ RESUMED_GAP = 0.05
 
 def eta(elapsed: float, done: int, total: int) -> str:
     """The time left for `total - done` units at the pace of `done` units that took `elapsed` seconds."""
-    left = elapsed / done * (total - done)
-    return f"{left / 60:.0f} min" if left >= 90 else f"{left:.0f} s"
+    return duration(elapsed / done * (total - done))
 
 
 class StreamlitProgress:
