@@ -254,7 +254,7 @@ def test_hnm_curate_honours_overrides_and_the_file_beside_the_pool(pool, tmp_pat
     done = run_hnm("curate", str(folder), "--out", str(tmp_path / "c"), "--overrides", str(bad), *flags)
     assert done.returncode == 2 and not (tmp_path / "c").exists()
     assert done.stderr.strip() == (f"hnm curate: error: {bad}:2: unknown verdict 'great'. Fix: use one of "
-                                   "unlabelled_positive, bad_negative, cleared")
+                                   "unlabelled_positive, bad_negative, confirmed_negative, cleared")
 
 
 def test_hnm_mine_applies_overrides_and_keeps_them_beside_the_pool(tiny_models, tmp_path):  # noqa: F811

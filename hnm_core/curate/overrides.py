@@ -7,8 +7,14 @@ An overrides file is JSON Lines, one verdict a line, appended as people review c
     unlabelled_positive  the candidate answers the query although it is not labelled: never exported as a negative;
                          exported as an extra positive when the `extra_positives` setting is on
     bad_negative         the candidate is not a useful negative (off-topic, broken text): never exported
+    confirmed_negative   a person read it and it is fine as a negative: it stays in the hard band whatever the
+                         false-negative, near-duplicate, same-cluster, skip-N and floor rules say (an unscored one
+                         stays unscored: the sampler orders by teacher score), and a trained teacher learns it as a
+                         negative (`hnm train-teacher --overrides`)
 
     cleared              withdraws the pair's earlier verdict (the candidate is curated by the rules again)
+
+Files written before `confirmed_negative` existed read as before: the kinds are only ever added to.
 
 The last line about a (query, document) pair wins, so a verdict is changed by appending another, and withdrawn by
 appending `cleared`: the file keeps the whole history. The file is kept
@@ -34,8 +40,9 @@ from ..errors import DataError
 __all__ = ["VERDICTS", "CLEARED", "Verdict", "Override", "Overrides", "OVERRIDES_FILE", "default_path",
            "read_overrides", "add_override"]
 
-Verdict = Literal["unlabelled_positive", "bad_negative"]
-VERDICTS: tuple[Verdict, ...] = ("unlabelled_positive", "bad_negative")
+Verdict = Literal["unlabelled_positive", "bad_negative", "confirmed_negative"]
+# Appended to, never reordered: row_verdicts codes a verdict by its index here, and curate reads those codes.
+VERDICTS: tuple[Verdict, ...] = ("unlabelled_positive", "bad_negative", "confirmed_negative")
 CLEARED = "cleared"  # a line that withdraws the pair's verdict; never a verdict in force
 _LINE_VERDICTS = (*VERDICTS, CLEARED)
 
@@ -45,8 +52,8 @@ OVERRIDES_FILE = "overrides.jsonl"
 # as str.splitlines() does.
 _LINE_BREAKS = str.maketrans({"\u2028": "\\u2028", "\u2029": "\\u2029", "\x85": "\\u0085"})
 
-_FIX = ("write one JSON object a line with query_id, doc_id, verdict (unlabelled_positive, bad_negative or cleared), "
-        "note, time")
+_FIX = ("write one JSON object a line with query_id, doc_id, verdict (unlabelled_positive, bad_negative, "
+        "confirmed_negative or cleared), note, time")
 
 
 class Override(NamedTuple):

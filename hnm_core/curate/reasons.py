@@ -115,6 +115,11 @@ def reasons(frame: pd.DataFrame, curation: Curation, rows: tuple[int, int] | Non
                    else f": not drawn ({params.sampling}, quota {quota})")
         out[hd] = [f"hard band, rank {r} of {n}{kept if s else dropped}"
                    for r, n, s in zip(rank[hd].tolist(), size[hd_codes].tolist(), selected[hd].tolist())]
+        if curation.overrides.count("confirmed_negative"):
+            for row in hd.tolist():
+                found = curation.overrides.get(query_ids[row], doc_ids[row])
+                if found is not None and found.verdict == "confirmed_negative":
+                    out[row] = f"confirmed a negative by you, kept whatever the rules say; {out[row]}"
     return out
 
 

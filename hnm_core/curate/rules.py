@@ -9,6 +9,7 @@ Rules, first match wins (a row gets exactly one label, in the order of `LABELS`)
     positive        the row is a labelled positive
     unlabelled_positive  a person marked it an unlabelled positive (hnm_core.curate.overrides): never a negative
     bad_negative    a person marked it a bad negative (hnm_core.curate.overrides): never a negative
+                    (a person-confirmed negative skips the five rules below but `unscored`: hard when scored)
     false_negative  teacher score above `ceiling`, or within a margin of the query's positive score
     near_duplicate  cosine to one of the query's positives above `near_dup`
     same_cluster    same k-means cluster as one of the query's positives (`cluster_rule`)
@@ -165,6 +166,9 @@ class Curation:
     def summary(self) -> list[str]:
         """Human sentences: one per rule, then how many queries got their full quota."""
         out = [rc.sentence for rc in self.counts if rc.label not in _CORRECTIONS or self.overrides]
+        confirmed = self.overrides.count("confirmed_negative")
+        if confirmed:
+            out.append(f"You confirmed {counted(confirmed, 'negative')}: no rule drops a confirmed negative.")
         wanted = self.params.negatives
         short = len(self.short_queries)
         line = f"{self.n_full_quota:,} of {self.n_queries:,} queries got the full {wanted} negatives"
@@ -217,7 +221,11 @@ def curate(frame: pd.DataFrame, params: CurateParams, overrides: Overrides | Non
 
     overrides = overrides if overrides is not None else Overrides()
     verdicts = overrides.row_verdicts(frame, codes, uniques)
-    rules = (is_pos, cand & (verdicts == 1), cand & (verdicts == 2), false_neg, near_dup, same_cluster, skipped, unscored, easy)
+    # A person-confirmed negative (verdict 3) is exempt from every rule of the settings; an unscored one stays
+    # unscored, since the sampler orders the hard band by teacher score.
+    ruled = ~(verdicts == 3)
+    rules = (is_pos, cand & (verdicts == 1), cand & (verdicts == 2), false_neg & ruled, near_dup & ruled,
+             same_cluster & ruled, skipped & ruled, unscored, easy & ruled)
     label_codes = np.select(rules, np.arange(len(rules), dtype=np.int8), default=np.int8(_HARD)).astype(np.int8)
     labels = pd.Categorical.from_codes(label_codes, categories=list(LABELS))
 
