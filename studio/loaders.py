@@ -12,7 +12,6 @@ Uploads are written to a per-session temporary folder that is deleted when the s
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 import shutil
 from collections.abc import Sequence
@@ -29,7 +28,15 @@ from hnm_core.data import FILE_SUFFIXES, Collection, beir_splits, load_collectio
 from hnm_core.data.hf import hf_splits, is_hf_folder, looks_like_hub_id
 from hnm_core.engines.local import MiningParams, mine
 from hnm_core.errors import DataError, HnmError
-from hnm_core.models.files import OFFLINE_FIX, cross_fit_kind, refuse_other_kind, resolve_model_path
+from hnm_core.models.files import (
+    OFFLINE_FIX,
+    cross_fit_kind,
+    hub_offline,
+    hub_unreachable,
+    in_local_cache,
+    refuse_other_kind,
+    resolve_model_path,
+)
 from hnm_core.models.loading import LoadedModel, check_cross_encoder, load_bi_encoder, load_cross_encoder
 from hnm_core.pool import Pool, load_pool
 from hnm_core.pool.project import project_2d
@@ -299,11 +306,7 @@ def model_problem(name: str) -> str | None:
         return page_words(str(error))
     if Path(path).is_dir():
         return None
-    from huggingface_hub import try_to_load_from_cache
-
-    switches = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")  # Hugging Face's own: no download is tried under them
-    offline = any(os.environ.get(v, "0").lower() not in ("0", "", "false") for v in switches)
-    if isinstance(try_to_load_from_cache(path, "config.json"), str) or (not offline and _hub_reachable()):
+    if in_local_cache(path) or (not hub_offline() and _hub_reachable()):
         return None
     return (f"{name.strip()} is neither a folder on this machine nor a model in the local Hugging Face cache, and "
             f"the hub cannot be reached to download it. Fix: {OFFLINE_FIX}.")
@@ -312,17 +315,7 @@ def model_problem(name: str) -> str | None:
 @st.cache_data(show_spinner=False, ttl=300)
 def _hub_reachable() -> bool:
     """Whether the Hugging Face hub can be reached (asked at most every 5 minutes: it may take 3 s)."""
-    import socket
-    from urllib.parse import urlparse
-
-    from huggingface_hub import constants
-
-    endpoint = urlparse(constants.ENDPOINT)
-    try:
-        socket.create_connection((endpoint.hostname, endpoint.port or 443), timeout=3).close()
-    except OSError:
-        return False
-    return True
+    return hub_unreachable() is None
 
 
 @st.cache_resource(show_spinner=False, max_entries=4)

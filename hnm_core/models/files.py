@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import struct
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,9 @@ from ..errors import ModelLoadError, SettingsError
 from ..settings import DEFAULT_MODEL
 
 __all__ = [
+    "hub_offline",
+    "in_local_cache",
+    "hub_unreachable",
     "CROSS_FIT_MANIFEST",
     "OFFLINE_FIX",
     "query_key",
@@ -290,3 +294,31 @@ def cross_fit_folds(path: str) -> list[Path] | None:
         raise ModelLoadError(f"teacher folder {path} is unfinished (fold {', '.join(missing) or '?'} of "
                              f"{len(folds)} not trained). Fix: rerun the same hnm train-teacher command to finish it")
     return paths
+
+
+def hub_offline() -> bool:
+    """Whether Hugging Face's own offline switches are on (no download is tried under them)."""
+    return any(os.environ.get(var, "0").lower() not in ("0", "", "false") for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+
+
+def in_local_cache(path: str) -> bool:
+    """Whether the hub model `path` lies in the local Hugging Face cache (its config.json does)."""
+    from huggingface_hub import try_to_load_from_cache
+
+    return isinstance(try_to_load_from_cache(path, "config.json"), str)
+
+
+def hub_unreachable() -> str | None:
+    """Why the Hugging Face hub cannot be reached, in a few words, or None when it can: a connection tried for at
+    most 3 s (the hub client itself would retry a missing model for about a minute)."""
+    import socket
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants
+
+    endpoint = urlparse(constants.ENDPOINT)
+    try:
+        socket.create_connection((endpoint.hostname, endpoint.port or 443), timeout=3).close()
+    except OSError as error:
+        return f"{endpoint.hostname} cannot be reached ({error.strerror or error})"
+    return None

@@ -9,7 +9,6 @@ folds) is in hnm_core.models.files; its public names are re-exported here.
 from __future__ import annotations
 
 import logging
-import os
 import re
 import threading
 from pathlib import Path
@@ -27,6 +26,9 @@ from .files import (
     cross_fit_kind,
     has_head,
     headless_error,
+    hub_offline,
+    hub_unreachable,
+    in_local_cache,
     pair_key,
     query_key,
     read_json,
@@ -208,23 +210,13 @@ def _load_error(kind: str, name: str, error: BaseException) -> ModelLoadError:
 def _local_only(kind: str, name: str, path: str) -> bool:
     """Whether to load without asking the hub: always for folders and under HF_HUB_OFFLINE; for a hub name that is
     not in the local cache, fail at once when the hub cannot be reached (its client would retry for about a minute)."""
-    if Path(path).is_dir() or _offline():
+    if Path(path).is_dir() or hub_offline():
         return True
-    from huggingface_hub import constants, try_to_load_from_cache
-
-    if isinstance(try_to_load_from_cache(path, "config.json"), str):
+    if in_local_cache(path):
         return False
-    import socket
-    from urllib.parse import urlparse
-
-    endpoint = urlparse(constants.ENDPOINT)
-    try:
-        socket.create_connection((endpoint.hostname, endpoint.port or 443), timeout=3).close()
-    except OSError as error:
-        raise ModelLoadError(
-            f"could not load {kind} {name!r}: it is not in the local Hugging Face cache and {endpoint.hostname} "
-            f"cannot be reached ({error.strerror or error}). Fix: {OFFLINE_FIX}"
-        ) from None
+    if problem := hub_unreachable():
+        raise ModelLoadError(f"could not load {kind} {name!r}: it is not in the local Hugging Face cache and "
+                             f"{problem}. Fix: {OFFLINE_FIX}")
     return False
 
 
@@ -355,6 +347,3 @@ def _reference(kind: Literal["bi-encoder", "cross-encoder"], name: str, precisio
     return ref
 
 
-def _offline() -> bool:
-    """Honour the Hugging Face offline switches so a missing model fails at once instead of waiting on the network."""
-    return any(os.environ.get(var, "0").lower() not in ("0", "", "false") for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
