@@ -107,6 +107,19 @@ def click_at(tab, chart, x: float, y: float, expect) -> None:
     expect.wait_for(timeout=1_000)
 
 
+def scroll_to(tab, chart) -> None:
+    """Scroll the map into view; a rerun that redraws it mid-scroll detaches the element, so settle and try again."""
+    from playwright.sync_api import Error as PlaywrightError
+
+    for _ in range(3):
+        try:
+            chart.scroll_into_view_if_needed(timeout=20_000)
+            return
+        except PlaywrightError:
+            settle(tab)
+    chart.scroll_into_view_if_needed(timeout=20_000)
+
+
 def test_a_map_click_takes_the_nearest_point_and_a_verdict_keeps_the_detail_open(server, browser, session_cache):
     context, tab = new_tab(browser, server)
     try:
@@ -118,7 +131,7 @@ def test_a_map_click_takes_the_nearest_point_and_a_verdict_keeps_the_detail_open
         # the whole map, where the query's candidates crowd; zoomed out further until two markers overlap
         tab.get_by_text("Zoom to the query's neighbourhood").click()
         settle(tab)
-        chart.scroll_into_view_if_needed()
+        scroll_to(tab, chart)
         box = chart.locator(".nsewdrag").first.bounding_box()
         pair = covered_pair(chart.evaluate(_TRACES_JS))
         for _ in range(4):
