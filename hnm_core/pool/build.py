@@ -84,16 +84,10 @@ def build_pool(
     return Pool(frame, collection, stats, meta, retrieval.doc_embeddings, retrieval.query_embeddings)
 
 
-def prepare_retrieval(
-    collection: Collection,
-    params: PoolParams,
-    *,
-    cache_dir: str | Path | None = None,
-    encoder: LoadedModel | None = None,
-    doc_embeddings: str | Path | None = None,
-    query_embeddings: str | Path | None = None,
-    progress: Progress = no_progress,
-) -> tuple[Retrieval, dict[str, Any]]:
+def prepare_retrieval(collection: Collection, params: PoolParams, *, cache_dir: str | Path | None = None,
+                      encoder: LoadedModel | None = None, doc_embeddings: str | Path | None = None,
+                      query_embeddings: str | Path | None = None,
+                      progress: Progress = no_progress) -> tuple[Retrieval, dict[str, Any]]:
     """Index the collection with every source of `params` (BM25 in blocks of documents; embeddings encoded, or read
     from the given files, into the cache; the dense index chosen by size, its recall measured) and cluster the
     documents. Returns the Retrieval and the pool's manifest so far."""
