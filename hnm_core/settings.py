@@ -5,8 +5,9 @@ Each setting belongs to the stage that reads it, so a change can say what must b
 `run` settings (the seed) are read by every stage with a random step, so they re-mine (k-means, an approximate
 index) as well as re-sample; `pool` settings change the candidate pool (re-retrieve), `teacher` settings the teacher
 scores (re-score), `curate` settings only the labels (instant), `audit` settings only the audit's split and
-recommendation, `export` settings only the files written. `train` settings are the fine-tuning recipe of `hnm train`
-and `hnm prove` (every arm trains with the same), `teacher_train` those of `hnm train-teacher`, `eval` those of
+recommendation, `review` settings only the review queue, `export` settings only the files written. `train`
+settings are the fine-tuning recipe of `hnm train` and `hnm prove` (every arm trains with the same),
+`teacher_train` those of `hnm train-teacher`, `eval` those of
 `hnm eval` beside `split` and `batch_size`, and `prove` choose the proof loop's splits, arms, seeds and rounds.
 The `engine` setting only chooses where mining runs (this process or a Ray cluster), never what it finds.
 
@@ -27,8 +28,8 @@ from .errors import SettingsError
 
 __all__ = ["Setting", "SETTINGS", "setting", "defaults", "validate", "pick", "StageParams", "from_manifest", "Stage"]
 
-Stage = Literal["data", "run", "engine", "pool", "teacher", "curate", "audit", "export", "train", "teacher_train",
-                "eval", "prove"]
+Stage = Literal["data", "run", "engine", "pool", "teacher", "curate", "audit", "review", "export", "train",
+                "teacher_train", "eval", "prove"]
 
 
 @dataclass(frozen=True)
@@ -176,6 +177,19 @@ SETTINGS: tuple[Setting, ...] = (
             float, minimum=0.0, maximum=1.0, step=0.005),
     Setting("min_coverage", 0.95, "Lowest share of queries with the full quota of negatives the audit's recommended "
             "setting may have.", "audit", float, minimum=0.0, maximum=1.0, step=0.01),
+    # review: the queue of candidates a person judges (hnm review, hnm estimate; docs/review.md)
+    Setting("review_size", 200, "Draws in the review queue (with replacement: a candidate drawn twice is listed "
+            "twice); verdicts on its first n estimate the share of unlabelled positives.", "review", int, minimum=1,
+            maximum=100_000),
+    Setting("review_seed", 0, "Seed of the review queue's draws (another seed, another queue over the same "
+            "candidates).", "review", int, minimum=0),
+    Setting("review_floor", 0.3, "Share of the review queue drawn uniformly over the exported candidates, the rest "
+            "by how much a verdict would teach; above 0, so every exported candidate can be drawn and the estimate "
+            "is unbiased.", "review", float, minimum=0.01, maximum=1.0, step=0.05),
+    Setting("review_grid", 0.3, "Share of the review queue drawn from the negatives every setting of the audit's "
+            "sweep grid exports, so its verdicts estimate the share of unlabelled positives at each of them too "
+            "(curates each setting once); 0 = the current settings only.", "review", float, minimum=0.0,
+            maximum=0.9, step=0.05),
     # export
     Setting("formats", ("triplet", "ntuple", "labeled_pair", "flag", "pool"), "Export formats, comma-separated; hf "
             "also writes the others as one Hugging Face save_to_disk folder (datasets.load_from_disk(OUT/hf)"

@@ -18,7 +18,8 @@ from ..progress import Progress, no_progress
 from ..settings import defaults, setting
 from .leak import AuditFigures, audit_figures, percent
 
-__all__ = ["DEFAULT_GRID", "DEFAULT_TARGET_LEAK", "DEFAULT_MIN_COVERAGE", "Recommendation", "SweepResult", "sweep"]
+__all__ = ["DEFAULT_GRID", "DEFAULT_TARGET_LEAK", "DEFAULT_MIN_COVERAGE", "Recommendation", "SweepResult", "sweep",
+           "grid_points"]
 
 
 DEFAULT_GRID: dict[str, tuple[Any, ...]] = {
@@ -174,15 +175,13 @@ def sweep(
     min_coverage: the lowest share of queries with their full quota the recommendation may have.
     """
     check_fractions(target_leak=target_leak, min_coverage=min_coverage)
-    axes = check_grid(DEFAULT_GRID if grid is None else grid)
-    axes = {name: tuple(dict.fromkeys((getattr(base, name), *values))) for name, values in axes.items()}
+    axes, points = grid_points(base, grid)
     names = list(axes)
-    points = list(_product([axes[n] for n in names]))
     rows: list[dict[str, Any]] = []
     figures: list[AuditFigures] = []
     progress("audit sweep", 0, len(points))
-    for i, point in enumerate(points):
-        params = dataclasses.replace(base, **dict(zip(names, point)))
+    for i, params in enumerate(points):
+        point = tuple(getattr(params, n) for n in names)
         fig = audit_figures(frame, hidden, curate(frame, params), n_hidden=n_hidden)
         figures.append(fig)
         rows.append({**dict(zip(names, point)), **{c: getattr(fig, c) for c in _FIGURE_COLUMNS}})
@@ -202,6 +201,17 @@ def _recommendation(table: pd.DataFrame, figures: Sequence[AuditFigures], base: 
     settings = {n: None if pd.isna(table.at[pick, n]) else setting(n).check(table.at[pick, n]) for n in names}
     return Recommendation(params=dataclasses.replace(base, **settings), settings=settings, figures=figures[pick],
                           met_target=met, reason=reason)
+
+
+def grid_points(base: CurateParams, grid: Mapping[str, Sequence[Any]] | None = None
+                ) -> tuple[dict[str, tuple[Any, ...]], list[CurateParams]]:
+    """The sweep's axes (each with `base`'s value first) and its points, `base` with the swept settings replaced, in
+    the order of the sweep table's rows; `grid` as for `sweep` (default DEFAULT_GRID)."""
+    axes = check_grid(DEFAULT_GRID if grid is None else grid)
+    axes = {name: tuple(dict.fromkeys((getattr(base, name), *values))) for name, values in axes.items()}
+    names = list(axes)
+    return axes, [dataclasses.replace(base, **dict(zip(names, point)))
+                  for point in _product([axes[n] for n in names])]
 
 
 def check_fractions(**values: float) -> None:

@@ -91,6 +91,11 @@ class Overrides:
         """Pairs whose verdict in force is `verdict`."""
         return sum(o.verdict == verdict for o in self.entries)
 
+    def to_jsonl(self) -> bytes:
+        """The verdicts in force as the lines of an overrides file (what a copy of them beside a pool holds)."""
+        return b"".join((json.dumps(o._asdict(), ensure_ascii=False).translate(_LINE_BREAKS) + "\n").encode("utf-8")
+                        for o in self.entries)
+
     def row_verdicts(self, frame: pd.DataFrame, codes: np.ndarray, uniques: pd.Index) -> np.ndarray:
         """Per row of a pool table, 1 + the index in VERDICTS of its verdict, 0 for none. `codes`, `uniques`:
         `pd.factorize(frame["query_id"])`. Only the rows of queries with a verdict are compared, so a slider
@@ -120,8 +125,13 @@ def read_overrides(path: str | Path, collection: Collection | None = None, *, mi
     """The verdicts of the overrides file at `path`, each query and document id checked against `collection` (the
     pool's) when given. A missing file is an error unless `missing_ok` (then there are none). Raises DataError
     naming the file, the line and the fix for a line that is not JSON, lacks a field, has an unknown verdict or
-    names a query or document the collection does not have."""
+    names a query or document the collection does not have. A `.csv` file is read as a filled review file
+    (hnm_core.curate.review_file: `hnm review`'s queue with its verdict column filled)."""
     path = Path(path).expanduser()
+    if path.suffix.lower() == ".csv" and (path.exists() or not missing_ok):
+        from .review_file import read_review_file, review_overrides
+
+        return review_overrides(read_review_file(path, collection), path)
     try:
         text = path.read_text(encoding="utf-8-sig")  # a BOM, as an editor on Windows saves UTF-8, is dropped
     except FileNotFoundError:
