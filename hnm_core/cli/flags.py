@@ -81,8 +81,9 @@ def embedding_file_flags(parser: argparse.ArgumentParser) -> None:
 
 def overrides_flag(parser: argparse.ArgumentParser, what: str) -> None:
     parser.add_argument("--overrides", type=Path, default=None, metavar="FILE",
-                        help=f"a JSONL file of your verdicts on candidates (unlabelled_positive, bad_negative; see "
-                             f"hnm_core/curate/overrides.py) to {what}")
+                        help=f"a JSONL file of your verdicts on candidates (unlabelled_positive, bad_negative, "
+                             f"confirmed_negative; see hnm_core/curate/overrides.py), or a filled `hnm review` CSV, "
+                             f"to {what}")
 
 
 def settings_from_args(args: argparse.Namespace, stages: Sequence[Stage],

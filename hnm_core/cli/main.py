@@ -3,6 +3,8 @@
     hnm pool DATA --out DIR        build the candidate pool (BM25 + dense, with provenance) and save it
     hnm mine DATA --out DIR        pool -> teacher -> curate -> export, headless
     hnm curate POOL_DIR --out DIR  re-curate a saved pool with other settings, nothing recomputed
+    hnm review POOL_DIR --out FILE the review queue: candidates to judge, drawn so the verdicts measure the export
+    hnm estimate POOL_DIR FILE     the share of exported negatives that are unlabelled positives, from the verdicts
     hnm diff ROUND_A ROUND_B       compare two exports (mining rounds)
     hnm audit DATA --out DIR       hide labelled positives, mine, measure the false-negative leak, recommend
     hnm train-teacher DATA --out DIR  train a cross-fitted teacher on the labels (for --teacher-model)
@@ -39,6 +41,7 @@ from .mining import (
     run_train_teacher,
 )
 from .proving import add_proof_commands
+from .review import add_review_commands
 
 __all__ = ["main", "build_parser"]
 
@@ -67,6 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     overrides_flag(p, f"apply to the curation (default: POOL_DIR/{OVERRIDES_FILE} when it exists)")
     add_settings(p, ("run", "engine", "curate", "export"))
     p.set_defaults(run=run_curate)
+    add_review_commands(sub)
 
     p = sub.add_parser("diff", help="compare two mining rounds (export folders)")
     p.add_argument("round_a", type=Path)
@@ -91,6 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
                                              "--teacher-kind bi-encoder) on the labelled positives, cross-fitted "
                                              "over queries; mine with it through --teacher <kind> --teacher-model OUT")
     common_flags(p)
+    overrides_flag(p, "teach: unlabelled positives as positives, confirmed and bad negatives as negatives, each "
+                      "query's only to the folds that never score it")
     # the pool settings choose the retrieval the teacher's negatives come from
     add_settings(p, ("data", "run", "pool", "teacher_train"))
     p.set_defaults(run=run_train_teacher)

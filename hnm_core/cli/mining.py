@@ -105,8 +105,9 @@ def run_mine(args: argparse.Namespace) -> int:
         else:
             from ..pool import save_pool
         folder = save_pool(pool, result.out_dir / "pool")
-    if overrides:  # beside the pool, where `hnm curate` and the studio look for them
-        atomic_write_bytes(default_path(folder), args.overrides.read_bytes())
+    if overrides:  # beside the pool, where `hnm curate` and the studio look for them (a review CSV as its verdicts)
+        atomic_write_bytes(default_path(folder), overrides.to_jsonl() if args.overrides.suffix.lower() == ".csv"
+                           else args.overrides.read_bytes())
     finish(result.out_dir)
     print(f"Scored pool saved to {folder} (re-curate it with `hnm curate {folder} --out DIR`)")
     return 0
@@ -171,6 +172,7 @@ def run_audit(args: argparse.Namespace) -> int:
 
 
 def run_train_teacher(args: argparse.Namespace) -> int:
+    from ..curate.overrides import read_overrides
     from ..data import load_collection
     from ..teacher.training import train_options, train_teacher
 
@@ -180,10 +182,17 @@ def run_train_teacher(args: argparse.Namespace) -> int:
     collection = load_collection(args.data, split=values["split"], hf_config=args.hf_config,
                                  hf_split=args.hf_split)
     say(collection.problems)
+    overrides = read_overrides(args.overrides, collection) if args.overrides else None
     result = train_teacher(collection, args.out, **train_options(values), pool_settings=values,
-                           cache_dir=args.cache_dir, overwrite=args.overwrite, inputs=[args.data],
+                           overrides=overrides.entries if overrides else None, cache_dir=args.cache_dir, overwrite=args.overwrite,
+                           inputs=[args.data, *([args.overrides] if args.overrides else [])],
                            progress=progress_for(args))
     say(result.sentences())
+    if overrides is not None:
+        taught = result.manifest["verdicts"]
+        print(f"Taught {counted(taught['taught'], 'verdict')} of {overrides.path} ({taught['positives']:,} unlabelled "
+              f"positives), each only to the folds that never score its query; {taught['untaught']:,} on queries no "
+              "fold holds (no labelled positive) left out.")
     print(f"Teacher saved to {result.out_dir} ({counted(result.trained, 'fold')} trained, {result.reused} kept); "
           f"mine with `hnm mine DATA --teacher {values['teacher_kind']} --teacher-model {result.out_dir}`")
     return 0
