@@ -34,6 +34,15 @@ models.load_bi_encoder with as_teacher=True) and so by `hnm mine --teacher <kind
                    "complete" once every fold is trained
     fold-0/ ...    one CrossEncoder (or SentenceTransformer) per fold, each with hnm_fold.json (what it trained on)
 
+A person's verdicts teach too (`overrides`, `hnm train-teacher --overrides FILE`: an overrides file or a filled
+review file, hnm_core.curate.overrides): a candidate judged an unlabelled positive is taught as a positive of its
+query, and one confirmed as a negative or judged a bad negative as a negative (in band or not: a negative a person
+read is the one worth teaching). Cross-fitting stays honest because a verdict belongs to its query, and a query's
+rows only ever train the folds that do not hold it: the fold that scores the query never saw its verdicts. Verdicts
+on a query no fold holds (one without labelled positives) would reach every fold, and so the mean that scores it;
+they are left out and counted. The verdicts are part of the teacher's plan (a rerun with others is another teacher)
+and its unlabelled positives join `trained_positives`.
+
 Resumable: each fold is trained in a temporary folder and renamed into place when saved, so a killed run leaves only
 finished folds; a rerun with the same settings keeps them and trains the rest. Seeded: the same data and settings
 give the same weights (on the same hardware and library versions).
@@ -43,7 +52,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -69,7 +78,13 @@ from ..settings import setting
 from ..wording import counted
 from .folds import read_info, train_bi_encoder_fold, train_cross_encoder_fold
 
-__all__ = ["train_teacher", "train_options", "TeacherTrainResult", "FoldResult", "fold_queries", "training_rows"]
+__all__ = ["train_teacher", "train_options", "TeacherTrainResult", "FoldResult", "fold_queries", "training_rows",
+           "verdicts_by_query", "POSITIVE_VERDICTS", "NEGATIVE_VERDICTS"]
+
+# The verdict kinds of hnm_core.curate.overrides (which this stage may not import) by what they teach; a test checks
+# that together they are every kind there.
+POSITIVE_VERDICTS = ("unlabelled_positive",)
+NEGATIVE_VERDICTS = ("confirmed_negative", "bad_negative")
 
 
 @dataclass(frozen=True)
@@ -128,12 +143,24 @@ def fold_queries(collection: Collection, folds: int, seed: int) -> list[tuple[st
     return [tuple(sorted(ids, key=collection.query_index.__getitem__)) for ids in out]
 
 
+def verdicts_by_query(overrides: Iterable[Any]) -> dict[str, dict[str, str]]:
+    """query id -> {doc id: verdict} from records with query_id, doc_id and verdict (hnm_core.curate's
+    Overrides.entries)."""
+    out: dict[str, dict[str, str]] = {}
+    for record in overrides:
+        out.setdefault(record.query_id, {})[record.doc_id] = record.verdict
+    return out
+
+
 def training_rows(pool_frame: Any, collection: Collection, query_ids: tuple[str, ...], *, band: int,
-                  negatives_per_positive: int, seed: int) -> tuple[list[tuple[str, str, float]], dict[str, int]]:
+                  negatives_per_positive: int, seed: int, verdicts: Mapping[str, Mapping[str, str]] | None = None
+                  ) -> tuple[list[tuple[str, str, float]], dict[str, int]]:
     """(query text, document text, label) rows for `query_ids`: each labelled positive (1.0), and per query up to
     `negatives_per_positive` x its positives negatives (0.0) drawn from its candidates beyond the `band` (see the
     module docstring). The draw is seeded per (seed, query text), so a query gets the same negatives in every fold.
-    Returns the rows and counts of what was kept and left out."""
+    verdicts: query id -> {doc id: verdict} (`verdicts_by_query`) of a person's verdicts: unlabelled positives join
+    the query's positives, confirmed and bad negatives come first among its negatives (the draw fills the rest), and
+    no judged document is drawn. Returns the rows and counts of what was kept and left out."""
     frame = pool_frame[pool_frame["query_id"].isin(set(query_ids))]
     cand = frame[~frame["is_positive"].to_numpy()]
 
@@ -144,23 +171,31 @@ def training_rows(pool_frame: Any, collection: Collection, query_ids: tuple[str,
     in_band = within("fused_rank") | within("bm25_rank") | within("dense_rank")
     beyond = cand[~in_band].groupby("query_id", sort=False)["doc_id"].agg(list).to_dict()
     rows: list[tuple[str, str, float]] = []
-    counts = {"queries": 0, "positives": 0, "negatives": 0, "in_band": int(in_band.sum()), "short": 0}
+    counts = {"queries": 0, "positives": 0, "negatives": 0, "in_band": int(in_band.sum()), "short": 0,
+              "verdict_positives": 0, "verdict_negatives": 0}
     c = collection
     for qid in query_ids:
         positives = c.positives.get(qid, ())
         if not positives:
             continue
         text = c.query_texts[c.query_index[qid]]
+        judged = {d: v for d, v in (verdicts or {}).get(qid, {}).items() if d not in positives}
+        taught = [d for d, v in judged.items() if v in NEGATIVE_VERDICTS]
+        positives = (*positives, *(d for d, v in judged.items() if v in POSITIVE_VERDICTS))
         counts["queries"] += 1
         rows += [(text, c.doc_texts[c.doc_index[d]], 1.0) for d in positives]
-        pool_ids = sorted(beyond.get(qid, []))
+        rows += [(text, c.doc_texts[c.doc_index[d]], 0.0) for d in taught]
+        pool_ids = sorted(d for d in beyond.get(qid, []) if d not in judged)
         want = negatives_per_positive * len(positives)
         rng = np.random.default_rng([seed, int(query_key(text), 16)])
-        picked = rng.choice(len(pool_ids), size=min(want, len(pool_ids)), replace=False) if pool_ids else []
+        size = min(max(want - len(taught), 0), len(pool_ids))
+        picked = rng.choice(len(pool_ids), size=size, replace=False) if pool_ids else []
         rows += [(text, c.doc_texts[c.doc_index[pool_ids[j]]], 0.0) for j in sorted(picked)]
         counts["positives"] += len(positives)
-        counts["negatives"] += len(picked)
-        counts["short"] += len(picked) < want
+        counts["negatives"] += len(picked) + len(taught)
+        counts["verdict_positives"] += len(positives) - len(c.positives[qid])
+        counts["verdict_negatives"] += len(taught)
+        counts["short"] += len(picked) + len(taught) < want
     return rows, counts
 
 
@@ -189,6 +224,7 @@ def train_teacher(
     precision: str = setting("teacher_precision").default,
     seed: int = setting("seed").default,
     pool_settings: Mapping[str, Any] | None = None,
+    overrides: Iterable[Any] | None = None,
     encoder: LoadedModel | None = None,
     cache_dir: str | Path | None = None,
     overwrite: bool = False,
@@ -212,6 +248,8 @@ def train_teacher(
     seed: the fold split, the negatives drawn, the new head's initialisation and the training order.
     pool_settings: pool-stage settings (settings.py) for the retrieval negatives are drawn from; `hnm mine`'s
         defaults otherwise. `encoder` passes its bi-encoder already loaded.
+    overrides: a person's verdicts (hnm_core.curate's Overrides.entries: records with query_id, doc_id, verdict),
+        taught as labels, each query's only to the folds that do not hold it (see the module docstring).
     overwrite: replace a teacher trained with other settings in `out_dir`; without it such a folder is refused,
         while one trained with the same settings is resumed (finished folds are kept).
     inputs: paths the run reads (the data folder or file): `out_dir` may not be, hold or lie inside one.
@@ -247,13 +285,20 @@ def train_teacher(
     # Every query with positives is in one fold and so in the training of the k-1 others: together the folds trained
     # on every labelled positive. An audit checks its hidden positives against this list (audit.vet_teacher).
     c = collection
+    held = {q for ids in split for q in ids}
+    judged = verdicts_by_query(overrides or ())
+    verdicts = {q: docs for q, docs in judged.items() if q in held}
+    untaught = sum(len(docs) for q, docs in judged.items() if q not in held)
+    extra = {q: tuple(d for d, v in docs.items() if v in POSITIVE_VERDICTS) for q, docs in verdicts.items()}
     trained_positives = sorted({pair_key(c.query_texts[c.query_index[q]], c.doc_texts[c.doc_index[d]])
-                                for ids in split for q in ids for d in c.positives.get(q, ())})
+                                for ids in split for q in ids for d in (*c.positives.get(q, ()), *extra.get(q, ()))})
     plan = {"settings": settings, "base_fingerprint": base.fingerprint,
             "collection": {"name": collection.name, "queries": len(collection.query_ids),
                            "docs": len(collection.doc_ids), "positives": sum(map(len, collection.positives.values())),
                            "trained_positives": digest(trained_positives)},
             "folds": [{k: f[k] for k in ("index", "path", "query_keys")} for f in fold_plan]}
+    if verdicts:  # only then: a teacher trained before verdicts were taught keeps its plan, and resumes
+        plan["verdicts"] = digest(sorted([q, d, v] for q, docs in verdicts.items() for d, v in docs.items()))
     out = Path(out_dir)
     _claim(out, plan, overwrite=overwrite, inputs=inputs)
 
@@ -265,6 +310,8 @@ def train_teacher(
         "unseen_queries": f"mean of the fold models' {'logits' if kind == 'cross-encoder' else 'cosines'}",
         "folds": [{**f, "status": "pending"} for f in fold_plan], "versions": package_versions(),
         "trained_positives": trained_positives,
+        "verdicts": {"taught": sum(map(len, verdicts.values())), "untaught": untaught,
+                     "positives": sum(map(len, extra.values()))},
     }
     # Written before any fold, so a rerun can tell whether the folds it finds were trained with these settings.
     atomic_write_bytes(out / CROSS_FIT_MANIFEST, json.dumps(manifest, indent=2).encode())
@@ -283,7 +330,7 @@ def train_teacher(
                                    progress=progress).frame
             train_ids = tuple(q for j, other in enumerate(split) if j != i for q in other)
             rows, counts = training_rows(frame, collection, train_ids, band=band,
-                                         negatives_per_positive=negatives_per_positive, seed=seed)
+                                         negatives_per_positive=negatives_per_positive, seed=seed, verdicts=verdicts)
             recipe = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "max_length": max_length, "bf16": bf16,
                       "seed": seed,
                       "info": {**counts, "held_out": list(ids), "rows": len(rows)}, "progress": progress,
