@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import json
 
 import numpy as np
 import pandas as pd
@@ -15,6 +16,7 @@ import pytest
 
 from hnm_core.audit import sweep
 from hnm_core.audit.verdicts import grid_exports, recommend_with_verdicts
+from hnm_core.cli import main
 from hnm_core.curate.estimate import estimate_share
 from hnm_core.curate.overrides import VERDICTS, Override, Overrides, read_overrides
 from hnm_core.curate.review import PARTS, false_negative_line, review_queue
@@ -24,6 +26,7 @@ from hnm_core.teacher.training import NEGATIVE_VERDICTS, POSITIVE_VERDICTS, trai
 from hnm_core.curate.reasons import reasons
 from hnm_core.curate.rules import curate
 
+from .test_cli import SAMPLE, tiny_models  # noqa: F401  (a fixture)
 from .test_curate import pool_frame
 from .test_export import PARAMS, make_pool, rows
 from .test_overrides import verdict, write
@@ -267,3 +270,38 @@ def test_verdicts_change_the_training_rows_of_their_query_only(pool):
 def test_every_verdict_kind_teaches_something():
     assert set(POSITIVE_VERDICTS) | set(NEGATIVE_VERDICTS) == set(VERDICTS)
     assert not set(POSITIVE_VERDICTS) & set(NEGATIVE_VERDICTS)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# hnm review and hnm estimate, end to end on the sample
+
+
+def test_hnm_review_writes_a_queue_that_estimate_and_curate_read_back(tiny_models, tmp_path,  # noqa: F811
+                                                                                      capsys):
+    mined = tmp_path / "mined"
+    assert main(["mine", str(SAMPLE), "--out", str(mined), "--formats", "triplet,pool", *tiny_models]) == 0
+    path = tmp_path / "review.csv"
+    assert main(["review", str(mined), "--out", str(path), "--n", "40", "--review-seed", "3", "--quiet"]) == 0
+    said = capsys.readouterr().out
+    assert "40 draws" in said and f"Review file written to {path}" in said
+    assert main(["review", str(mined), "--out", str(path), "--quiet"]) == 2  # a filled file is never overwritten
+    truth = pd.read_csv(SAMPLE / "unlabelled_positives.tsv", sep="\t", dtype=str)
+    known = set(zip(truth["query-id"], truth["corpus-id"]))
+    queue = pd.read_csv(path, dtype=str, keep_default_na=False)
+    oracle = {int(d): "positive" if (q, doc) in known else "negative"
+              for d, q, doc in zip(queue["draw"], queue["query_id"], queue["doc_id"]) if int(d) <= 30}
+    filled(path, oracle)
+    assert main(["estimate", str(mined), str(path), "--review-seed", "3", "--json", "--quiet"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["current"]["answered"] == 30 and report["grid"]["settings"] == 1500
+    assert report["current"]["low"] <= report["current"]["share"] <= report["current"]["high"]
+    assert report["current"]["found"] == sum(1 for d, v in oracle.items() if v == "positive"
+                                             and queue["exported"].iat[d - 1] == "True")
+    assert main(["estimate", str(mined), str(path), "--quiet"]) == 2  # drawn with seed 3: another queue refuses it
+    assert "is not the queue's" in capsys.readouterr().err
+    out = tmp_path / "curated"
+    assert main(["curate", str(mined), "--overrides", str(path), "--out", str(out), "--quiet"]) == 0
+    labelled = pd.read_parquet(out / "pool.parquet").set_index(["query_id", "doc_id"])
+    for draw, verdict in oracle.items():
+        pair = (queue["query_id"].iat[draw - 1], queue["doc_id"].iat[draw - 1])
+        assert (labelled.loc[pair, "label"] == "unlabelled_positive") == (verdict == "positive")

@@ -15,7 +15,8 @@ the candidate. A person fills `verdict` with one of
     confirmed_negative (or negative)     fine as a negative
 
 and may write a `note`. An empty verdict is a draw not reviewed (left out of the estimate). A row drawn again
-(`repeat_of` names its first draw) takes the verdict of its first draw when its own is empty. Only `draw`, `query_id`,
+(`repeat_of` names its first draw) takes the verdict of its first draw when its own is empty and it lies before the
+last draw answered (a person reviews from the top and need not judge a candidate twice). Only `draw`, `query_id`,
 `doc_id`, `probability`, `repeat_of` and `verdict` are read back; the other columns are there to judge by.
 """
 
@@ -107,13 +108,16 @@ def read_review_file(path: str | Path, collection: Collection | None = None) -> 
     table = pd.DataFrame(records, columns=["draw", "query_id", "doc_id", "probability", "repeat_of", "verdict",
                                            "note", "line"])
     by_draw = dict(zip(table["draw"], zip(table["verdict"], table["query_id"], table["doc_id"])))
+    # A repeat inherits only up to the last draw a person answered: past it, which draws repeat an answered one
+    # depends on their probabilities, and counting them would weigh the frequent rows twice.
+    reached = int(table.loc[table["verdict"] != "", "draw"].max()) if (table["verdict"] != "").any() else 0
     filled = []
     for draw, repeat, verdict, query_id, doc_id, line in zip(table["draw"], table["repeat_of"], table["verdict"],
                                                               table["query_id"], table["doc_id"], table["line"]):
         if repeat and repeat in by_draw and by_draw[repeat][1:] != (query_id, doc_id):
             raise DataError(path, f"draw {draw} repeats draw {repeat}, which is another candidate.", line=line,
                             fix="keep query_id, doc_id and repeat_of as `hnm review` wrote them")
-        filled.append(verdict or (by_draw[repeat][0] if repeat in by_draw else ""))
+        filled.append(verdict or (by_draw[repeat][0] if repeat in by_draw and draw <= reached else ""))
     return table.assign(verdict=filled)
 
 
