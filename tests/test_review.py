@@ -276,8 +276,7 @@ def test_every_verdict_kind_teaches_something():
 # hnm review and hnm estimate, end to end on the sample
 
 
-def test_hnm_review_writes_a_queue_that_estimate_and_curate_read_back(tiny_models, tmp_path,  # noqa: F811
-                                                                                      capsys):
+def test_hnm_review_writes_a_queue_that_estimate_and_curate_read_back(tiny_models, tmp_path, capsys):  # noqa: F811
     mined = tmp_path / "mined"
     assert main(["mine", str(SAMPLE), "--out", str(mined), "--formats", "triplet,pool", *tiny_models]) == 0
     path = tmp_path / "review.csv"

@@ -1,0 +1,155 @@
+"""The review queue's proof, by simulation: half of each query's positives hidden, an oracle answers the queue from
+the hidden positives (hidden -> unlabelled_positive, else confirmed_negative), and the hidden positives among the
+exported negatives are the truth the estimate must cover.
+
+    HNM_CACHE_DIR=/tmp/hnm-bench-cache .venv/bin/python bench/bench_review.py coverage [--datasets cranfield nfcorpus]
+        [--seeds 10] [--work /tmp/hnm-review-bench]
+    HNM_CACHE_DIR=/tmp/hnm-bench-cache .venv/bin/python bench/bench_review.py teach [--datasets cranfield]
+        [--verdicts 200]
+
+Each collection is mined once (hide 0.5, split seed 0, the MiniLM bi-encoder as miner and teacher, hnm's defaults)
+and its pool kept in WORK/<name>-pool; what the audit grid's 1,500 settings export is kept in WORK/<name>-grid.npz.
+
+coverage: for queue seeds 0..S-1, the queue of 200 draws at the default review settings; for n = 50, 100, 200 the
+oracle answers its first n, and the estimate's 95% interval at the current settings is checked against the true share
+of hidden positives among the exported negatives; also at every grid setting (the share of (seed, setting) pairs
+covered).
+
+teach: the cheapest honest cross-fitted teacher (bi-encoder, 1 epoch, 2 folds, 1 negative per positive) trained on the
+visible positives alone, then with the oracle's verdicts on the queue's first V draws (seed 0), then with as many
+verdicts on candidates drawn uniformly from the current export; each rescores the audit pool, and the audit's leak is
+read at the defaults and at the lowest-leak setting of the grid with coverage >= 95%. Verdicts are not applied as
+overrides here: only what the teacher learnt from them moves the leak.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from hnm_core.audit import hidden_rows, hide_positives, mine_hidden_split, sweep
+from hnm_core.audit.verdicts import grid_exports
+from hnm_core.curate.estimate import estimate_share, estimate_table
+from hnm_core.curate.overrides import Override
+from hnm_core.curate.review import review_queue
+from hnm_core.curate.rules import CurateParams, curate
+from hnm_core.data import load_collection
+from hnm_core.pool import load_pool, save_pool
+from hnm_core.settings import validate
+
+DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
+VALUES = validate({"hide": 0.5, "seed": 0})
+
+
+def prepared(name: str, work: Path):
+    """(collection, pool, hidden mask, current curation, grid exports), mined and curated once."""
+    collection = load_collection(DATASETS / name, split="test")
+    split = hide_positives(collection, hide=VALUES["hide"], seed=VALUES["seed"])
+    folder = work / f"{name}-pool"
+    if not (folder / "manifest.json").exists():
+        pool, _ = mine_hidden_split(collection, VALUES)
+        save_pool(pool, folder, overwrite=True)
+    pool = load_pool(folder)
+    hidden = hidden_rows(pool.frame, pool.collection, split)
+    params = CurateParams.from_settings(VALUES)
+    cache = work / f"{name}-grid.npz"
+    if cache.exists():
+        with np.load(cache) as saved:
+            exports = [saved[f"p{i}"] for i in range(len(saved.files))]
+    else:
+        exports = grid_exports(pool.frame, params)
+        np.savez(cache, **{f"p{i}": e for i, e in enumerate(exports)})
+    return collection, split, pool, hidden, curate(pool.frame, params), exports
+
+
+def oracle(table: pd.DataFrame, hidden: np.ndarray) -> pd.DataFrame:
+    return table.assign(verdict=np.where(hidden[table["row"].to_numpy()], "unlabelled_positive",
+                                         "confirmed_negative"))
+
+
+def coverage(names: list[str], seeds: int, work: Path) -> None:
+    rows = []
+    for name in names:
+        _, _, pool, hidden, current, exports = prepared(name, work)
+        s0 = np.flatnonzero(current.selected)
+        truth = hidden[s0].mean()
+        grid_truth = np.array([hidden[e].mean() if len(e) else np.nan for e in exports])
+        for seed in range(seeds):
+            queue = review_queue(pool.frame, current, exports=exports, seed=seed)
+            design = {"population": queue.population, "probability": queue.probability}
+            for n in (50, 100, 200):
+                answered = oracle(queue.table.head(n), hidden)
+                e = estimate_share(answered, s0, **design)
+                grid = estimate_table(answered, exports, **design)
+                grid_ok = ((grid["low"] <= grid_truth) & (grid_truth <= grid["high"])).to_numpy()
+                rows.append({"collection": name, "n": n, "seed": seed, "truth": truth, "estimate": e.share,
+                             "low": e.low, "high": e.high, "covered": e.low <= truth <= e.high, "found": e.found,
+                             "grid_covered": grid_ok.mean(), "grid_abs_error": np.nanmean(np.abs(grid["share"]
+                                                                                                  - grid_truth))})
+        print(f"{name}: exported {len(s0):,}, hidden among them {int(hidden[s0].sum())} ({truth:.2%}); queue "
+              f"population {len(queue.population):,}", flush=True)
+    table = pd.DataFrame(rows)
+    table.to_csv(work / "coverage.csv", index=False)
+    summary = table.groupby(["collection", "n"]).agg(
+        truth=("truth", "first"), mean_estimate=("estimate", "mean"), covered=("covered", "sum"),
+        runs=("covered", "size"), mean_low=("low", "mean"), mean_high=("high", "mean"), mean_found=("found", "mean"),
+        grid_covered=("grid_covered", "mean"), grid_abs_error=("grid_abs_error", "mean"))
+    print(summary.to_string(float_format=lambda v: f"{v:.4f}"))
+
+
+def teach(names: list[str], verdicts: int, work: Path) -> None:
+    from hnm_core.teacher import TeacherParams, score_pool
+    from hnm_core.teacher.training import train_teacher
+
+    recipe = {"kind": "bi-encoder", "folds": 2, "epochs": 1.0, "negatives_per_positive": 1, "seed": 0}
+    for name in names:
+        collection, split, pool, hidden, current, exports = prepared(name, work)
+        s0 = np.flatnonzero(current.selected)
+        queue = oracle(review_queue(pool.frame, current, exports=exports, seed=0).table.head(verdicts), hidden)
+        picked = np.random.default_rng(0).choice(s0, size=verdicts, replace=True)
+        uniform = oracle(pd.DataFrame({"row": picked}), hidden)
+        frame = pool.frame
+        arms = {"no verdicts": None}
+        for arm, table in (("queue verdicts", queue), ("random verdicts", uniform)):
+            arms[arm] = [Override(frame["query_id"].iat[r], frame["doc_id"].iat[r], v)
+                         for r, v in zip(table["row"], table["verdict"])]
+        visible = split.apply(collection)
+        for arm, given in arms.items():
+            started = time.time()
+            out = work / f"{name}-teacher-{arm.replace(' ', '-')}"
+            train_teacher(visible, out, **recipe, pool_settings=VALUES, overrides=given)
+            params = TeacherParams.from_settings({**VALUES, "teacher": "bi-encoder", "teacher_model": str(out)})
+            scored = score_pool(pool, params).frame
+            base = CurateParams.from_settings(VALUES)
+            result = sweep(scored, hidden_rows(scored, pool.collection, split), base, n_hidden=split.n_hidden)
+            now = result.figures[result.current]
+            covered = result.table[result.table["coverage"] >= 0.95]
+            best = covered.sort_values(["leak_rate", "mean_teacher"], ascending=[True, False]).iloc[0]
+            found = 0 if given is None else sum(o.verdict == "unlabelled_positive" for o in given)
+            print(f"{name} | {arm} | verdicts {0 if given is None else len(given)} ({found} unlabelled positives) | "
+                  f"defaults: leak {now.leak_rate:.2%} ({now.n_leaked}/{now.n_selected}), coverage {now.coverage:.1%}"
+                  f" | lowest leak at coverage >= 95%: {best['leak_rate']:.2%} (coverage {best['coverage']:.1%}) | "
+                  f"{time.time() - started:.0f} s", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("what", choices=("coverage", "teach"))
+    parser.add_argument("--datasets", nargs="+", default=None)
+    parser.add_argument("--seeds", type=int, default=10)
+    parser.add_argument("--verdicts", type=int, default=200)
+    parser.add_argument("--work", type=Path, default=Path("/tmp/hnm-review-bench"))
+    args = parser.parse_args()
+    args.work.mkdir(parents=True, exist_ok=True)
+    if args.what == "coverage":
+        coverage(args.datasets or ["cranfield", "nfcorpus"], args.seeds, args.work)
+    else:
+        teach(args.datasets or ["cranfield"], args.verdicts, args.work)
+
+
+if __name__ == "__main__":
+    main()
