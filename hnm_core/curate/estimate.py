@@ -64,8 +64,10 @@ class ShareEstimate:
         what = self.verdict.replace("_", " ") + "s"
         if not self.answered:
             return f"No draw of the queue has a verdict yet, so the share of {what} is unknown."
-        return (f"About {self.share:.1%} of the {counted(self.exported, 'exported negative')} are {what} "
-                f"({self.confidence:.0%} interval {self.low:.1%} to {self.high:.1%}; about {self.count:,.0f}), from "
+        shown = min(self.share, 1.0)  # unbiased, not bounded: a few early verdicts can put the estimate above 1
+        return (f"About {shown:.1%} of the {counted(self.exported, 'exported negative')} are {what} "
+                f"({self.confidence:.0%} interval {self.low:.1%} to {self.high:.1%}; about "
+                f"{shown * self.exported:,.0f}), from "
                 f"{counted(self.answered, 'answered draw')}, {self.in_export:,} of them exported, "
                 f"{self.found:,} {what}.")
 
