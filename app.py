@@ -4,7 +4,7 @@ hnm_core (docs/ARCHITECTURE.md). The Data page (pages/data.py) is the home page.
 import streamlit as st
 
 from studio import persist
-from studio.state import DATA_PAGE, EXPLORE_PAGE, EXPORT_PAGE, MINE_PAGE, TRAIN_PAGE, TUNE_PAGE, init_state
+from studio.state import DATA_PAGE, EXPLORE_PAGE, EXPORT_PAGE, MINE_PAGE, REVIEW_PAGE, TRAIN_PAGE, TUNE_PAGE, init_state
 
 st.set_page_config(page_title="hnm studio", page_icon=":material/target:", layout="wide")
 init_state()
@@ -15,6 +15,7 @@ pages = st.navigation([
     st.Page(MINE_PAGE, title="Mine", icon=":material/construction:"),
     st.Page(EXPLORE_PAGE, title="Explore", icon=":material/scatter_plot:"),
     st.Page(TUNE_PAGE, title="Tune", icon=":material/tune:"),
+    st.Page(REVIEW_PAGE, title="Review", icon=":material/rate_review:"),
     st.Page(EXPORT_PAGE, title="Export", icon=":material/download:"),
     st.Page(TRAIN_PAGE, title="Train", icon=":material/model_training:"),
 ])

@@ -10,11 +10,13 @@ import time
 import streamlit as st
 
 from hnm_core.audit import audit_figures, audit_pool
+from hnm_core.audit.verdicts import recommend_with_verdicts
 from hnm_core.curate.rules import curate
 from hnm_core.curate.selection import query_change, selection_change, selection_view
 from hnm_core.settings import SETTINGS
 from hnm_core.wording import counted
-from studio import escape, figures, loaders, tables
+from studio import escape, figures, loaders, review, tables
+from studio.corrections import current_overrides
 from studio.errors import shown_errors
 from studio.state import (
     EXPLORE_PAGE,
@@ -22,6 +24,7 @@ from studio.state import (
     current_curation,
     default_curate_params,
     init_state,
+    loaded,
     need_pool,
     previous_curate_params,
 )
@@ -160,20 +163,37 @@ if st.button("Run the audit", key="run_audit"):
         bars.empty()
         with st.spinner("Sweeping the curation settings..."):
             st.session_state["audit_report"] = (result.key, audit_pool(split_pool, split, params))
+with shown_errors(stop=True):
+    verdicts = review.verdicts_of(result.key, params, frame, current_overrides(loaded(), result))
+estimated = verdicts.now if verdicts is not None else None
 report_entry = st.session_state.get("audit_report")
-if report_entry is not None and report_entry[0] == result.key:
+if report_entry is None or report_entry[0] != result.key:
+    if verdicts is not None:
+        said = estimated.sentence() if estimated is not None else verdicts.why
+        st.markdown(escape.plain(f"Your verdicts on the Review page's queue: {said}"))
+else:
     report = report_entry[1]
     sweep_result = report.sweep
-    recommendation = sweep_result.recommend(target_leak=target, min_coverage=min_coverage)
+    # with verdicts on a queue drawn at these settings over the audit's grid, the recommendation keeps both the
+    # leak and the estimated share of unlabelled positives under the target
+    grid = review.estimates_over_grid(verdicts, frame) if verdicts is not None and verdicts.held.params == params \
+        else None
+    recommendation = (recommend_with_verdicts(sweep_result, grid, target_leak=target, min_coverage=min_coverage)
+                      if grid is not None else sweep_result.recommend(target_leak=target, min_coverage=min_coverage))
     # the current sliders, audited on the hidden-split pool (one curation, ~10 ms)
     audit_frame = report.pool.frame
     current = audit_figures(audit_frame, report.hidden, curate(audit_frame, params), n_hidden=report.split.n_hidden)
-    cols = st.columns(4)
+    cols = st.columns(5)
     cols[0].metric("Leak now", f"{current.leak_rate:.1%}", help="Exported negatives that are hidden positives")
-    cols[1].metric("Hidden caught", f"{current.hidden_caught:.0%}",
+    cols[1].metric("Unlabelled positives", "-" if estimated is None else f"{min(estimated.share, 1.0):.1%}",
+                   help="The share of exported negatives that your verdicts on the Review page's queue estimate are "
+                        "unlabelled positives (its interval below)")
+    cols[2].metric("Hidden caught", f"{current.hidden_caught:.0%}",
                    help="Hidden positives labelled false_negative / near_duplicate / same_cluster")
-    cols[2].metric("Hardness", f"{current.mean_teacher:.3f}", help="Mean teacher score of exported negatives")
-    cols[3].metric("Coverage", f"{current.coverage:.0%}", help="Queries with their full quota")
+    cols[3].metric("Hardness", f"{current.mean_teacher:.3f}", help="Mean teacher score of exported negatives")
+    cols[4].metric("Coverage", f"{current.coverage:.0%}", help="Queries with their full quota")
+    if verdicts is not None:
+        st.caption(escape.plain(estimated.sentence() if estimated is not None else verdicts.why))
     st.plotly_chart(figures.sweep_chart(sweep_result, current, recommendation.figures), key="audit_chart",
                     config={"displaylogo": False})
     labels = st.session_state.get("setting_labels", {})  # the sliders' own names, as drawn above

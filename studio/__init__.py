@@ -15,4 +15,5 @@ step of the pipeline is a call into hnm_core.
     search    Explore's query search (whole words, best matches first)
     corrections  where the session's overrides file lives, read cached, and `mark` to add a verdict
     detail    Explore's detail panel: full text, scores, ranks, the reason, the verdict buttons
+    review    the Review page's queue, pinned for the session, its verdicts and their estimate
 """

@@ -22,7 +22,7 @@ from .corrections import current_overrides
 from .errors import shown_errors
 
 __all__ = [
-    "DATA_PAGE", "MINE_PAGE", "EXPLORE_PAGE", "TUNE_PAGE", "EXPORT_PAGE", "TRAIN_PAGE",
+    "DATA_PAGE", "MINE_PAGE", "EXPLORE_PAGE", "TUNE_PAGE", "REVIEW_PAGE", "EXPORT_PAGE", "TRAIN_PAGE",
     "LoadedData", "Mined", "init_state", "settings", "set_data", "set_mined", "loaded", "mined",
     "need_data", "need_pool", "curate_params", "default_curate_params", "previous_curate_params",
 ]
@@ -31,6 +31,7 @@ DATA_PAGE = "pages/data.py"
 MINE_PAGE = "pages/mine.py"
 EXPLORE_PAGE = "pages/explore.py"
 TUNE_PAGE = "pages/tune.py"
+REVIEW_PAGE = "pages/review.py"
 EXPORT_PAGE = "pages/export.py"
 TRAIN_PAGE = "pages/train.py"
 

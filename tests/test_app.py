@@ -26,8 +26,9 @@ from studio import escape, figures, loaders, tables
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "app.py")
 SAMPLE = ROOT / "sample_data"
-DATA, MINE, EXPLORE, TUNE, EXPORT, TRAIN = ("pages/data.py", "pages/mine.py", "pages/explore.py", "pages/tune.py",
-                                            "pages/export.py", "pages/train.py")
+DATA, MINE, EXPLORE, TUNE, REVIEW, EXPORT, TRAIN = ("pages/data.py", "pages/mine.py", "pages/explore.py",
+                                                    "pages/tune.py", "pages/review.py", "pages/export.py",
+                                                    "pages/train.py")
 
 
 @pytest.fixture(autouse=True)
@@ -123,7 +124,7 @@ class Upload(NamedTuple):
 # Every page on its own
 
 
-@pytest.mark.parametrize("page", [DATA, MINE, EXPLORE, TUNE, EXPORT, TRAIN])
+@pytest.mark.parametrize("page", [DATA, MINE, EXPLORE, TUNE, REVIEW, EXPORT, TRAIN])
 def test_every_page_opens_in_a_fresh_session(page):
     at = open_page(new_session(), page)
     if page == DATA:
@@ -132,7 +133,7 @@ def test_every_page_opens_in_a_fresh_session(page):
         assert "No data loaded yet" in at.info[0].value
 
 
-@pytest.mark.parametrize("page", [EXPLORE, TUNE, EXPORT])
+@pytest.mark.parametrize("page", [EXPLORE, TUNE, REVIEW, EXPORT])
 def test_pages_after_data_but_before_mining_point_to_mine(page):
     at = open_page(load_sample(new_session()), page)
     assert "Nothing mined yet" in at.info[0].value
@@ -433,6 +434,41 @@ def test_a_verdict_on_disk_relabels_explore_and_export_and_a_damaged_file_is_nam
         path.unlink(missing_ok=True)  # the cache is shared by every test of the session
 
 
+def test_review_verdicts_go_to_the_overrides_file_move_the_queue_and_estimate_the_export(tiny_bi_encoder_dir):
+    from studio.corrections import overrides_path
+
+    at = tiny_mine(load_sample(new_session()), tiny_bi_encoder_dir)
+    rules_off(open_page(at, TUNE))  # the random model's scores: no rule, so every query exports negatives
+    open_page(at, REVIEW)
+    path = overrides_path(at.session_state["data"], at.session_state["mined"])
+    held = at.session_state["review_pinned"]
+    first = held.queue.table.iloc[0]
+    assert at.subheader[0].value.startswith(f"Draw 1 · query {first['query_id']}")
+    assert metrics(at)["Unlabelled positives"] == "0" and "Estimated share" not in metrics(at)
+    try:
+        at.button(key="review_unlabelled_positive").click().run()
+        written = path.read_text(encoding="utf-8").splitlines()
+        assert len(written) == 1 and f'"note": "review {held.queue_id} draw 1"' in written[0]
+        assert f'"doc_id": "{first["doc_id"]}"' in written[0]
+        assert metrics(at)["Unlabelled positives"] == "1"
+        assert metrics(at)["Estimated share"].endswith("%")
+        shown = int(at.subheader[0].value.split()[1])
+        repeats = held.queue.table.loc[held.queue.table["repeat_of"] == 1, "draw"].tolist()
+        assert shown == min(d for d in held.queue.table["draw"] if d != 1 and d not in repeats)
+        at.button(key="review_skip").click().run()
+        assert metrics(at)["Skipped"] == "1" and int(at.subheader[0].value.split()[1]) > shown
+        at.button(key="review_undo").click().run()  # the skip
+        assert metrics(at)["Skipped"] == "0" and int(at.subheader[0].value.split()[1]) == shown
+        open_page(at, TUNE)
+        assert any("Your verdicts on the Review page's queue" in unescaped(m.value) for m in at.markdown)
+        open_page(at, EXPLORE)  # the verdict relabels the candidate on every page
+        at.selectbox(key="explore_query").set_value(first["query_id"]).run()
+        table = next(d.value for d in at.dataframe if "teacher_score" in d.value.columns).set_index("doc_id")
+        assert table.loc[first["doc_id"], "label"] == "unlabelled_positive"
+    finally:
+        path.unlink(missing_ok=True)  # the cache is shared by every test of the session
+
+
 def test_a_bm25_only_pool_explains_the_missing_map_and_still_lists_candidates(tiny_bi_encoder_dir):
     at = mine(load_sample(new_session()), sources=["bm25"], teacher_model=str(tiny_bi_encoder_dir),
               max_seq_length=64, top_k=20)
@@ -553,7 +589,7 @@ def test_every_setting_of_the_table_has_a_widget(tiny_bi_encoder_dir):
     keys = widget_keys(at)
     at.button(key="load_path").click().run()
     tiny_mine(at, tiny_bi_encoder_dir)
-    for page in (MINE, TUNE, EXPORT, TRAIN):
+    for page in (MINE, TUNE, REVIEW, EXPORT, TRAIN):
         keys |= widget_keys(open_page(at, page))
     assert {s.name for s in SETTINGS} == {k.split(":")[1] for k in keys if k.startswith("setting:")}
 
