@@ -7,9 +7,10 @@ from hnm_core.settings import SETTINGS
 from hnm_core.teacher.training import train_options, train_teacher
 from hnm_core.wording import counted
 from studio import escape, figures, folders, loaders
+from studio.corrections import current_overrides
 from studio.errors import shown_errors
 from studio.progress import StreamlitProgress, run_buttons
-from studio.state import MINE_PAGE, TUNE_PAGE, init_state, need_data, settings
+from studio.state import MINE_PAGE, TUNE_PAGE, init_state, mined, need_data, settings
 from studio.widgets import replay_settings, reset_settings, setting_widget
 
 init_state()
@@ -139,12 +140,20 @@ with st.expander("Train a cross-fitted teacher on this split's labels (hnm train
     for i, name in enumerate(names):
         with columns[i % 4]:
             setting_widget(name)
+    pool = mined()
+    with shown_errors():
+        verdicts = current_overrides(data, pool) if pool is not None else None
+    teach = bool(verdicts) and st.checkbox(
+        f"Teach it your {counted(len(verdicts), 'verdict')} too", value=True, key="teacher_verdicts",
+        help="Unlabelled positives taught as positives, bad and fine negatives as negatives; a query's verdicts "
+             "train only the folds that never score it (Review and Explore write them)")
     if st.button("Train teacher", key="train_teacher"):
         values = settings()
         teacher_dir = folders.session_dir() / "teacher"
         with shown_errors(), st.container(border=True):
             trained = train_teacher(data.collection, teacher_dir, **train_options(values), pool_settings=values,
-                                    overwrite=True, progress=StreamlitProgress())
+                                    overrides=verdicts.entries if teach else None, overwrite=True,
+                                    progress=StreamlitProgress())
             replay_settings({"teacher": values["teacher_kind"], "teacher_model": str(trained.out_dir)})
             for sentence in trained.sentences():
                 st.markdown(f"- {escape.plain(sentence)}")

@@ -461,6 +461,8 @@ def test_review_verdicts_go_to_the_overrides_file_move_the_queue_and_estimate_th
         assert metrics(at)["Skipped"] == "0" and int(at.subheader[0].value.split()[1]) == shown
         open_page(at, TUNE)
         assert any("Your verdicts on the Review page's queue" in unescaped(m.value) for m in at.markdown)
+        open_page(at, TRAIN)  # the teacher can learn from them
+        assert at.checkbox(key="teacher_verdicts").label == "Teach it your 1 verdict too"
         open_page(at, EXPLORE)  # the verdict relabels the candidate on every page
         at.selectbox(key="explore_query").set_value(first["query_id"]).run()
         table = next(d.value for d in at.dataframe if "teacher_score" in d.value.columns).set_index("doc_id")
