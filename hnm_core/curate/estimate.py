@@ -69,7 +69,7 @@ class ShareEstimate:
                 f"({self.confidence:.0%} interval {self.low:.1%} to {self.high:.1%}; about "
                 f"{shown * self.exported:,.0f}), from "
                 f"{counted(self.answered, 'answered draw')}, {self.in_export:,} of them exported, "
-                f"{self.found:,} {what}.")
+                f"{counted(self.found, self.verdict.replace('_', ' '))}.")
 
 
 def estimate_share(reviewed: pd.DataFrame, exported: np.ndarray, *, population: np.ndarray | None = None,
