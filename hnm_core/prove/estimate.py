@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..settings import setting
+
 __all__ = ["ENCODE_TEXTS_PER_S", "TRAIN_TEXTS_PER_S", "PROOF_SETTINGS", "ProofEstimate", "estimate_proof",
            "estimate_from_data"]
 
@@ -46,7 +48,8 @@ class ProofEstimate:
 
 
 def estimate_proof(*, documents: int, test_queries: int, train_rows: int, arms: list[str] | tuple[str, ...],
-                   seeds: int, epochs: int, negatives: int, variants: int = 0, rounds: int = 1) -> ProofEstimate:
+                   seeds: int, epochs: int, negatives: int, variants: int = 0,
+                   rounds: int = setting("rounds").default) -> ProofEstimate:
     """The estimate for `arms` (zero, pairs, naive, hnm) plus `variants` more hnm arms, each trained once per seed
     (zero only evaluated) for `epochs` over `train_rows` rows: a pairs row is 2 texts, a mined row 2 + `negatives`.
     Every arm and seed is scored once over the corpus and the test queries; naive and hnm mine the corpus once."""
