@@ -117,6 +117,26 @@ def go(tab, title: str) -> None:
     settle(tab)
 
 
+def click_at(tab, chart, x: float, y: float, expect) -> None:
+    """Click the map at plot pixel (x, y) until `expect` (a locator) shows: plotly picks the clicked point from its
+    hover data, which a mouse move fills, and a click landing while plotly redraws the last rerun selects nothing."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    box = chart.locator(".nsewdrag").first.bounding_box()
+    for _ in range(3):
+        tab.mouse.move(box["x"] + x - 8, box["y"] + y)
+        tab.mouse.move(box["x"] + x, box["y"] + y, steps=4)
+        time.sleep(0.5)
+        tab.mouse.down()
+        tab.mouse.up()
+        try:
+            expect.wait_for(timeout=15_000)
+            return
+        except PlaywrightTimeout:
+            settle(tab)
+    expect.wait_for(timeout=1_000)
+
+
 def metric(tab, label: str) -> str:
     box = tab.get_by_test_id("stMetric").filter(has=tab.get_by_test_id("stMetricLabel").get_by_text(label, exact=True))
     return box.get_by_test_id("stMetricValue").inner_text()
@@ -246,7 +266,6 @@ def clearest_point(traces: list[dict], prefix: str, box: dict) -> tuple[dict, fl
 
 def test_explore_detail_table_picks_and_a_verdict_in_a_real_browser(server, page, session_cache):
     import pandas as pd
-    from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
     # a session of its own (a new browser context): it loads and mines for itself, from the embedding cache
     context = page.context.browser.new_context(viewport={"width": 1280, "height": 900})
@@ -297,20 +316,7 @@ def test_explore_detail_table_picks_and_a_verdict_in_a_real_browser(server, page
         assert clearance > 0, "every sampled negative is covered by another marker, even zoomed in"
         doc_id = point["data"][0]
         detail = tab.get_by_text(f"Detail: {doc_id}")
-        for _ in range(3):
-            # hover first: plotly picks the clicked point from its hover data, which a mouse move fills; a click
-            # that lands while plotly still redraws the last rerun's figure selects nothing, so it is repeated
-            tab.mouse.move(box["x"] + point["px"] - 6, box["y"] + point["py"])
-            tab.mouse.move(box["x"] + point["px"], box["y"] + point["py"], steps=3)
-            time.sleep(0.5)
-            tab.mouse.down()
-            tab.mouse.up()
-            try:
-                detail.wait_for(timeout=15_000)
-                break
-            except PlaywrightTimeout:
-                settle(tab)
-        detail.wait_for(timeout=1_000)
+        click_at(tab, chart, point["px"], point["py"], detail)
         settle(tab)
         reason = tab.get_by_test_id("stMarkdownContainer").filter(has_text="hard band, rank ").first
         assert ": selected" in reason.inner_text()  # the reason, as the detail panel writes it

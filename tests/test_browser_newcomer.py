@@ -12,7 +12,7 @@ import time
 import pytest
 
 from tests.conftest import shared_dataset
-from tests.test_browser import SLOW_STEP_MS, go, server, settle, shoot  # noqa: F401
+from tests.test_browser import SLOW_STEP_MS, click_at, go, server, settle, shoot  # noqa: F401
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -85,26 +85,6 @@ def doc_id_at(traces: list[dict], position: int) -> str:
     """The document id of the collection position, from a click target's customdata [id, score, reason, position]."""
     return next(p["data"][0] for t in traces if not t["legend"] for p in t["points"]
                 if isinstance(p["data"], list) and int(p["data"][-1]) == position)
-
-
-def click_at(tab, chart, x: float, y: float, expect) -> None:
-    """Click the map at plot pixel (x, y) until `expect` (a locator) shows: plotly picks the clicked point from its
-    hover data, which a mouse move fills, and a click landing while plotly redraws the last rerun selects nothing."""
-    from playwright.sync_api import TimeoutError as PlaywrightTimeout
-
-    box = chart.locator(".nsewdrag").first.bounding_box()
-    for _ in range(3):
-        tab.mouse.move(box["x"] + x - 8, box["y"] + y)
-        tab.mouse.move(box["x"] + x, box["y"] + y, steps=4)
-        time.sleep(0.5)
-        tab.mouse.down()
-        tab.mouse.up()
-        try:
-            expect.wait_for(timeout=15_000)
-            return
-        except PlaywrightTimeout:
-            settle(tab)
-    expect.wait_for(timeout=1_000)
 
 
 def scroll_to(tab, chart) -> None:
