@@ -100,7 +100,7 @@ else:
     if len(shown) > 3:
         with positives.expander(f"{len(shown) - 3:,} more"):
             st.dataframe(shown.iloc[3:], hide_index=True, key="review_more_positives")
-    buttons = st.columns(5)
+    buttons = st.columns([1.5, 1.2, 1.4, 0.8, 1.1])  # wide enough for each label and its key
     for col, (verdict, label, key) in zip(buttons, VERDICT_KEYS):
         col.button(label, key=f"review_{verdict}", shortcut=key, on_click=judge,
                    args=(draw, query_id, doc_id, verdict), use_container_width=True,
