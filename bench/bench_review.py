@@ -16,8 +16,9 @@ of hidden positives among the exported negatives; also at every grid setting (th
 covered).
 
 teach: the cheapest honest cross-fitted teacher (bi-encoder, 1 epoch, 2 folds, 1 negative per positive) trained on the
-visible positives alone, then with the oracle's verdicts on the queue's first V draws (seed 0), then with as many
-verdicts on candidates drawn uniformly from the current export; each rescores the audit pool, and the audit's leak is
+visible positives alone, then with the oracle's verdicts on the queue's first V draws (seed 0), on the first V draws
+of the same priorities drawn to teach (no uniform floor, the current export only), and on as many candidates drawn
+uniformly from the current export; each rescores the audit pool, and the audit's leak is
 read at the defaults and at the lowest-leak setting of the grid with coverage >= 95%. Verdicts are not applied as
 overrides here: only what the teacher learnt from them moves the leak.
 """
@@ -110,11 +111,13 @@ def teach(names: list[str], verdicts: int, work: Path) -> None:
         collection, split, pool, hidden, current, exports = prepared(name, work)
         s0 = np.flatnonzero(current.selected)
         queue = oracle(review_queue(pool.frame, current, exports=exports, seed=0).table.head(verdicts), hidden)
+        # the same priorities drawn to teach, not to measure: no uniform floor, the current export only
+        teaching = oracle(review_queue(pool.frame, current, seed=0, floor=0.01, grid=0.0).table.head(verdicts), hidden)
         picked = np.random.default_rng(0).choice(s0, size=verdicts, replace=True)
         uniform = oracle(pd.DataFrame({"row": picked}), hidden)
         frame = pool.frame
         arms = {"no verdicts": None}
-        for arm, table in (("queue verdicts", queue), ("random verdicts", uniform)):
+        for arm, table in (("queue verdicts", queue), ("teaching order", teaching), ("random verdicts", uniform)):
             arms[arm] = [Override(frame["query_id"].iat[r], frame["doc_id"].iat[r], v)
                          for r, v in zip(table["row"], table["verdict"])]
         visible = split.apply(collection)
