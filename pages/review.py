@@ -112,7 +112,7 @@ else:
 
 st.divider()
 st.subheader("Unlabelled positives in the export")
-verdicts = review.verdicts_of(result.key, params, frame, overrides)
+verdicts = review.estimate_at(held, reviewed, params, frame)  # the draws above, read once
 if verdicts is None:
     st.caption("Judge the draws above: from the first verdicts on, their share among the exported negatives is "
                "estimated here, with its 95% interval.")

@@ -26,7 +26,7 @@ from hnm_core.errors import DataError
 from hnm_core.manifest import digest
 
 __all__ = ["QueueSettings", "Pinned", "pinned", "pin", "note", "skipped_draws", "with_verdicts", "next_draw", "tally",
-           "Verdicts", "verdicts_of", "estimates_over_grid"]
+           "Verdicts", "verdicts_of", "estimate_at", "estimates_over_grid"]
 
 
 class QueueSettings(NamedTuple):
@@ -134,9 +134,12 @@ def verdicts_of(pool_key: str, params: CurateParams, frame: pd.DataFrame, overri
     """The pinned queue's verdicts and their estimate at `params` (the rules alone); None without a pinned queue
     for this pool or a verdict given on it."""
     held = pinned(pool_key)
-    if held is None:
-        return None
-    reviewed = with_verdicts(held, overrides)
+    return None if held is None else estimate_at(held, with_verdicts(held, overrides), params, frame)
+
+
+def estimate_at(held: Pinned, reviewed: pd.DataFrame, params: CurateParams, frame: pd.DataFrame) -> Verdicts | None:
+    """What the draws `reviewed` (with_verdicts of `held`) estimate at `params` (the rules alone); None before the
+    first verdict."""
     if not (reviewed["verdict"] != "").any():
         return None
     try:
