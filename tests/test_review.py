@@ -115,6 +115,19 @@ def test_rows_near_the_false_negative_line_are_drawn_more_often(pool):
     assert by_doc["q1", "d6"] > by_doc["q1", "d7"]
 
 
+def test_the_candidate_scoring_most_like_a_positive_is_drawn_most_and_says_so(pool):
+    frame = pool.frame
+    queue = review_queue(frame, curate(frame, dataclasses.replace(PARAMS, negatives=3)), size=200, seed=0)
+    by_doc = {(frame["query_id"].iat[r], frame["doc_id"].iat[r]): p for r, p in zip(queue.population,
+                                                                                    queue.probability)}
+    # both are rank 1 by BM25 and top of their query; q2's d5 (0.70) outscores every candidate, q1's d5 (0.60) not
+    assert by_doc["q2", "d5"] == max(by_doc.values()) and by_doc["q2", "d5"] > 2 * by_doc["q1", "d5"]
+    drawn = queue.table[(queue.table["query_id"] == "q2") & (queue.table["doc_id"] == "d5")]
+    assert set(drawn["part"]) - {"floor"} == {"like_positive"}
+    assert drawn.loc[drawn["part"] == "like_positive", "why"].iat[0] == (
+        "teacher 0.700: percentile 100.0 of all candidates, 100 of its query's")
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # The estimate, on a synthetic population where the truth is known
 
@@ -218,6 +231,26 @@ def test_a_filled_review_file_round_trips_into_overrides_and_the_estimate(pool, 
     assert curation.labels[row] == "unlabelled_positive" and not curation.selected[row]
 
 
+def test_an_earlier_verdict_is_shown_and_answers_its_draw_only_up_to_the_last_draw_answered(pool, tmp_path):
+    queue = queue_of(pool, size=12, seed=2)
+    table = queue.table.drop_duplicates("row")
+    early, late = table.iloc[1], table.iloc[-1]  # two distinct candidates, the second first drawn two draws later
+    earlier = Overrides((Override(early["query_id"], early["doc_id"], "unlabelled_positive"),
+                         Override(late["query_id"], late["doc_id"], "unlabelled_positive")))
+    path = write_review_file(tmp_path / "review.csv", queue, pool.frame, pool.collection, earlier)
+    written = pd.read_csv(path, dtype=str, keep_default_na=False)
+    marked = (written["query_id"] == early["query_id"]) & (written["doc_id"] == early["doc_id"])
+    assert (written.loc[marked, "earlier"] == "unlabelled_positive").all()
+    assert (written.loc[~marked & (written["doc_id"] != late["doc_id"]), "earlier"] == "").all()
+    reached = int(early["draw"]) + 1
+    assert int(late["draw"]) > reached
+    filled(path, {d: "negative" for d, r in zip(queue.table["draw"], queue.table["row"])
+                  if d <= reached and r != early["row"]})
+    read = read_review_file(path, pool.collection).set_index("draw")
+    assert read.at[int(early["draw"]), "verdict"] == "unlabelled_positive"  # before the last draw answered
+    assert read.at[int(late["draw"]), "verdict"] == ""  # beyond it: not counted, whatever it says
+
+
 def test_a_bad_verdict_or_a_file_of_another_queue_is_named_with_its_line(pool, tmp_path):
     queue = queue_of(pool, size=6, seed=2)
     path = filled(write_review_file(tmp_path / "review.csv", queue, pool.frame, pool.collection), {2: "great"})
@@ -245,6 +278,18 @@ def test_the_recommendation_keeps_both_the_leak_and_the_estimate_under_the_targe
     picked = recommend_with_verdicts(result, estimates)
     assert picked.met_target and result.row(picked.params) != hardest
     assert "estimated unlabelled positives 0.0%" in picked.reason
+
+
+def test_the_sweep_with_verdicts_applied_leaks_only_what_no_verdict_caught(pool):
+    frame = pool.frame
+    hidden = ((frame["query_id"] == "q1") & frame["doc_id"].isin(["d5", "d6"])).to_numpy()
+    base = dataclasses.replace(PARAMS, negatives=3)
+    grid = {"ceiling": (None, 0.55)}
+    rules = sweep(frame, hidden, base, n_hidden=2, grid=grid, min_coverage=0.0)
+    found = Overrides((Override("q1", "d5", "unlabelled_positive"), Override("q1", "d7", "confirmed_negative")))
+    applied = sweep(frame, hidden, base, n_hidden=2, grid=grid, min_coverage=0.0, overrides=found)
+    assert rules.figures[rules.current].n_leaked == 2  # d5 and d6 exported at no ceiling
+    assert applied.figures[applied.current].n_leaked == 1  # d5 is marked: only d6 leaks
 
 
 # ---------------------------------------------------------------------------------------------------------------------

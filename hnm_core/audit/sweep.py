@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..curate.overrides import Overrides
 from ..curate.rules import CurateParams, curate
 from ..errors import SettingsError
 from ..progress import Progress, no_progress
@@ -164,6 +165,7 @@ def sweep(
     grid: Mapping[str, Sequence[Any]] | None = None,
     target_leak: float = DEFAULT_TARGET_LEAK,
     min_coverage: float = DEFAULT_MIN_COVERAGE,
+    overrides: Overrides | None = None,
     progress: Progress = no_progress,
 ) -> SweepResult:
     """Curate `frame` at every point of `grid` (setting name -> values; default DEFAULT_GRID) with the other
@@ -173,6 +175,8 @@ def sweep(
     value, so the current setting is always a row (`SweepResult.current`).
     target_leak: the highest leak rate the recommendation may have (a fraction; 0.02 = 2%).
     min_coverage: the lowest share of queries with their full quota the recommendation may have.
+    overrides: a person's verdicts, applied at every point as curate applies them (the leak of what would be
+        exported with them; by default the rules alone are measured).
     """
     check_fractions(target_leak=target_leak, min_coverage=min_coverage)
     axes, points = grid_points(base, grid)
@@ -182,7 +186,7 @@ def sweep(
     progress("audit sweep", 0, len(points))
     for i, params in enumerate(points):
         point = tuple(getattr(params, n) for n in names)
-        fig = audit_figures(frame, hidden, curate(frame, params), n_hidden=n_hidden)
+        fig = audit_figures(frame, hidden, curate(frame, params, overrides), n_hidden=n_hidden)
         figures.append(fig)
         rows.append({**dict(zip(names, point)), **{c: getattr(fig, c) for c in _FIGURE_COLUMNS}})
         progress("audit sweep", i + 1, len(points))
