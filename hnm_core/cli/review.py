@@ -14,7 +14,8 @@ import numpy as np
 
 from ..errors import ExportError, SettingsError
 from ..settings import Stage, setting
-from .flags import add_settings, common_flags, progress_for, say, settings_from_args
+from ..wording import counted
+from .flags import add_settings, common_flags, overrides_flag, progress_for, say, settings_from_args
 
 __all__ = ["add_review_commands", "run_review", "run_estimate"]
 
@@ -27,6 +28,8 @@ def add_review_commands(sub: Any) -> None:
                                       "of unlabelled positives in the export")
     p.add_argument("pool_dir", type=Path, help="a pool folder, or the output folder of `hnm mine`")
     common_flags(p, data=False)
+    overrides_flag(p, "show in the file's `earlier` column (default: POOL_DIR/overrides.jsonl when it exists); an "
+                      "empty verdict takes the earlier one up to the last draw you answer")
     p.set_defaults(run=run_review)
     _queue_flags(p)
 
@@ -60,6 +63,7 @@ def _queue_flags(p: argparse.ArgumentParser) -> None:
 
 
 class _Drawn(NamedTuple):
+    folder: Path
     pool: Any
     values: dict[str, Any]
     curation: Any
@@ -84,10 +88,11 @@ def _draw(args: argparse.Namespace) -> _Drawn:
     exports = (grid_exports(pool.frame, params, progress=progress_for(args)) if values["review_grid"] > 0 else [])
     queue = review_queue(pool.frame, curation, exports=exports, size=values["review_size"],
                          seed=values["review_seed"], floor=values["review_floor"], grid=values["review_grid"])
-    return _Drawn(pool, values, curation, exports, queue)
+    return _Drawn(folder, pool, values, curation, exports, queue)
 
 
 def run_review(args: argparse.Namespace) -> int:
+    from ..curate.overrides import default_path, read_overrides
     from ..curate.review_file import write_review_file
 
     out = args.out.expanduser()
@@ -96,8 +101,15 @@ def run_review(args: argparse.Namespace) -> int:
     if out.exists() and not args.overwrite:
         raise ExportError(f"{out} exists and may hold your verdicts. Fix: choose another --out, or pass --overwrite")
     drawn = _draw(args)
-    write_review_file(out, drawn.queue, drawn.pool.frame, drawn.pool.collection)
+    earlier = read_overrides(args.overrides or default_path(drawn.folder), drawn.pool.collection,
+                             missing_ok=args.overrides is None)
+    written = write_review_file(out, drawn.queue, drawn.pool.frame, drawn.pool.collection, earlier)
     print(drawn.queue.sentence())
+    table = drawn.queue.table
+    shown = sum(earlier.get(q, d) is not None for q, d in set(zip(table["query_id"], table["doc_id"])))
+    if shown:
+        print(f"{counted(shown, 'drawn candidate')} already had a verdict in {earlier.path}: see the earlier column "
+              f"of {written} (an empty verdict takes it, up to the last draw you answer).")
     print(f"Review file written to {out}. Fill its verdict column (unlabelled_positive, bad_negative or "
           f"confirmed_negative; empty = not reviewed), in order from the top, then `hnm estimate {args.pool_dir} "
           f"{out}` (with the same settings) and `hnm curate {args.pool_dir} --overrides {out} --out DIR`.")

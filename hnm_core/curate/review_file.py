@@ -4,7 +4,7 @@ read back as verdicts (`read_overrides` reads it as an overrides file) and as th
 One line per draw, in draw order:
 
     draw, query_id, query, doc_id, document, positive_ids, positive, teacher_score, line, label, exported, why,
-    probability, repeat_of, verdict, note
+    probability, repeat_of, earlier, verdict, note
 
 `positive_ids` lists the query's labelled positives (space-separated) and `positive` holds the text of its
 best-scored one; `line` is the query's false-negative line and `label` / `exported` what the current settings do with
@@ -16,8 +16,12 @@ the candidate. A person fills `verdict` with one of
 
 and may write a `note`. An empty verdict is a draw not reviewed (left out of the estimate). A row drawn again
 (`repeat_of` names its first draw) takes the verdict of its first draw when its own is empty and it lies before the
-last draw answered (a person reviews from the top and need not judge a candidate twice). Only `draw`, `query_id`,
-`doc_id`, `probability`, `repeat_of` and `verdict` are read back; the other columns are there to judge by.
+last draw answered (a person reviews from the top and need not judge a candidate twice). `earlier` holds the verdict
+already given to the candidate (the pool's overrides file, e.g. from the studio's Explore page); an empty verdict
+takes it on the same terms, up to the last draw answered in the file: beyond it, which draws carry an earlier verdict
+depends on their truth (people mark unlabelled positives more than fine negatives), and counting them would bias the
+estimate. Only `draw`, `query_id`, `doc_id`, `probability`, `repeat_of`, `verdict` and (when there) `earlier` are read
+back; the other columns are there to judge by.
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ __all__ = ["REVIEW_COLUMNS", "VERDICT_WORDS", "write_review_file", "read_review_
 
 REVIEW_COLUMNS: tuple[str, ...] = (
     "draw", "query_id", "query", "doc_id", "document", "positive_ids", "positive", "teacher_score", "line", "label",
-    "exported", "why", "probability", "repeat_of", "verdict", "note",
+    "exported", "why", "probability", "repeat_of", "earlier", "verdict", "note",
 )
 _READ = ("draw", "query_id", "doc_id", "probability", "repeat_of", "verdict")
 
@@ -52,8 +56,10 @@ VERDICT_WORDS: dict[str, str] = {
 _FIX = f"write one of {', '.join(VERDICT_WORDS)} in the verdict column, or leave it empty"
 
 
-def write_review_file(path: str | Path, queue: ReviewQueue, frame: pd.DataFrame, collection: Collection) -> Path:
-    """Write `queue` (drawn from `frame`, a pool of `collection`) to the CSV at `path`, atomically; return the path."""
+def write_review_file(path: str | Path, queue: ReviewQueue, frame: pd.DataFrame, collection: Collection,
+                      earlier: Overrides | None = None) -> Path:
+    """Write `queue` (drawn from `frame`, a pool of `collection`) to the CSV at `path`, atomically; return the path.
+    `earlier`: the verdicts already given (the pool's overrides), shown in the `earlier` column."""
     from ..manifest import atomic_write_bytes
 
     table = queue.table
@@ -77,12 +83,18 @@ def write_review_file(path: str | Path, queue: ReviewQueue, frame: pd.DataFrame,
         "why": table["why"],
         "probability": [repr(float(p)) for p in table["probability"]],  # every digit: the estimate weighs by it
         "repeat_of": table["repeat_of"],
+        "earlier": [_earlier(earlier, q, d) for q, d in zip(table["query_id"], table["doc_id"])],
         "verdict": "",
         "note": "",
     }, columns=list(REVIEW_COLUMNS))
     path = Path(path).expanduser()
     atomic_write_bytes(path, out.to_csv(index=False, lineterminator="\n").encode("utf-8"))
     return path
+
+
+def _earlier(earlier: Overrides | None, query_id: str, doc_id: str) -> str:
+    given = earlier.get(query_id, doc_id) if earlier is not None else None
+    return given.verdict if given is not None else ""
 
 
 def read_review_file(path: str | Path, collection: Collection | None = None) -> pd.DataFrame:
@@ -106,19 +118,21 @@ def read_review_file(path: str | Path, collection: Collection | None = None) -> 
             records.append(_parse(record, path, start, collection))
             start = reader.line_num + 1
     table = pd.DataFrame(records, columns=["draw", "query_id", "doc_id", "probability", "repeat_of", "verdict",
-                                           "note", "line"])
+                                           "earlier", "note", "line"])
     by_draw = dict(zip(table["draw"], zip(table["verdict"], table["query_id"], table["doc_id"])))
     # A repeat inherits only up to the last draw a person answered: past it, which draws repeat an answered one
     # depends on their probabilities, and counting them would weigh the frequent rows twice.
     reached = int(table.loc[table["verdict"] != "", "draw"].max()) if (table["verdict"] != "").any() else 0
     filled = []
-    for draw, repeat, verdict, query_id, doc_id, line in zip(table["draw"], table["repeat_of"], table["verdict"],
-                                                              table["query_id"], table["doc_id"], table["line"]):
+    for draw, repeat, verdict, earlier, query_id, doc_id, line in zip(
+            table["draw"], table["repeat_of"], table["verdict"], table["earlier"], table["query_id"], table["doc_id"],
+            table["line"]):
         if repeat and repeat in by_draw and by_draw[repeat][1:] != (query_id, doc_id):
             raise DataError(path, f"draw {draw} repeats draw {repeat}, which is another candidate.", line=line,
                             fix="keep query_id, doc_id and repeat_of as `hnm review` wrote them")
-        filled.append(verdict or (by_draw[repeat][0] if repeat in by_draw and draw <= reached else ""))
-    return table.assign(verdict=filled)
+        inherited = by_draw[repeat][0] if repeat in by_draw else ""
+        filled.append(verdict or ((inherited or earlier) if draw <= reached else ""))
+    return table.drop(columns="earlier").assign(verdict=filled)
 
 
 def review_overrides(table: pd.DataFrame, path: str | Path | None = None) -> Overrides:
@@ -151,10 +165,13 @@ def _parse(record: dict[str, str | None], path: Path, line: int, collection: Col
     if not values["draw"] >= 1 or not 0.0 < values["probability"] <= 1.0:
         raise DataError(path, f"draw {text('draw')!r} has probability {text('probability')!r}.", line=line,
                         fix="keep the draw and probability columns as `hnm review` wrote them")
-    word = text("verdict").lower().replace(" ", "_")
-    if word and word not in VERDICT_WORDS:
-        raise DataError(path, f"draw {values['draw']}: unknown verdict {text('verdict')!r}.", line=line, fix=_FIX)
-    values["verdict"] = VERDICT_WORDS.get(word, "")
+    for name in ("verdict", "earlier"):
+        word = text(name).lower().replace(" ", "_")
+        if word and word not in VERDICT_WORDS:
+            what = "verdict" if name == "verdict" else "earlier verdict"
+            raise DataError(path, f"draw {values['draw']}: unknown {what} {text(name)!r}.", line=line,
+                            fix=_FIX if name == "verdict" else "keep the earlier column as `hnm review` wrote it")
+        values[name] = VERDICT_WORDS.get(word, "")
     if collection is not None:
         for name, index, what in (("query_id", collection.query_index, "query"),
                                   ("doc_id", collection.doc_index, "document")):
