@@ -16,6 +16,8 @@ VERDICT_KEYS = (("unlabelled_positive", "Unlabelled positive", "U"), ("bad_negat
                 ("confirmed_negative", "Fine as a negative", "N"))
 WORDS = {"unlabelled_positive": "unlabelled positives", "bad_negative": "bad negatives",
          "confirmed_negative": "fine as negatives", "skipped": "skipped"}
+MARKED = {"unlabelled_positive": "an unlabelled positive", "bad_negative": "a bad negative",
+          "confirmed_negative": "fine as a negative"}
 
 init_state()
 st.title("Review")
@@ -88,8 +90,12 @@ else:
     draw, query_id, doc_id = int(current["draw"]), current["query_id"], current["doc_id"]
     st.subheader(f"Draw {draw:,} · query {escape.plain(query_id)}")
     st.markdown(f"**{escape.plain(collection.query_texts[collection.query_index[query_id]])}**")
+    earlier = overrides.get(query_id, doc_id)
     st.caption(f"Why it is here: {escape.plain(current['why'])}. At the queue's settings it is "
-               f"{escape.plain(current['label'])}{', exported' if current['exported'] else ', not exported'}.")
+               f"{escape.plain(current['label'])}{', exported' if current['exported'] else ', not exported'}." + (
+                   f" You marked it {MARKED[earlier.verdict]} before (on Explore or another queue): judge it "
+                   "again for this queue's estimate."
+                   if earlier is not None else ""))
     candidate, positives = st.columns(2, gap="large")
     candidate.markdown(f"**Candidate {escape.plain(doc_id)}**")
     candidate.markdown(escape.plain(collection.doc_texts[collection.doc_index[doc_id]]))

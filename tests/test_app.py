@@ -471,6 +471,25 @@ def test_review_verdicts_go_to_the_overrides_file_move_the_queue_and_estimate_th
         path.unlink(missing_ok=True)  # the cache is shared by every test of the session
 
 
+def test_review_says_when_a_drawn_candidate_was_marked_before_and_does_not_count_it(tiny_bi_encoder_dir):
+    from studio.corrections import mark, overrides_path
+
+    at = tiny_mine(load_sample(new_session()), tiny_bi_encoder_dir)
+    rules_off(open_page(at, TUNE))
+    open_page(at, REVIEW)
+    first = at.session_state["review_pinned"].queue.table.iloc[0]
+    data, mined = at.session_state["data"], at.session_state["mined"]
+    try:
+        mark(data, mined, first["query_id"], first["doc_id"], "bad_negative", "")  # as Explore marks it
+        at.run()
+        assert at.subheader[0].value.startswith("Draw 1 ·")  # the queue's own draw is still open
+        assert any("You marked it a bad negative before (on Explore or another queue)" in unescaped(c.value)
+                   for c in at.caption)
+        assert metrics(at)["Bad negatives"] == "0"
+    finally:
+        overrides_path(data, mined).unlink(missing_ok=True)
+
+
 def test_a_bm25_only_pool_explains_the_missing_map_and_still_lists_candidates(tiny_bi_encoder_dir):
     at = mine(load_sample(new_session()), sources=["bm25"], teacher_model=str(tiny_bi_encoder_dir),
               max_seq_length=64, top_k=20)
