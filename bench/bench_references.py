@@ -1,0 +1,70 @@
+"""How deep the relative margin cuts against each positive reference, per collection: the audit's figures on each
+collection's training split for naive top-N mining and for the defaults with the margin measured from the lowest,
+the median and the mean positive (docs/proof.md, "How deep each reference cuts").
+
+    HNM_CACHE_DIR=... python bench/bench_references.py [--datasets ../shared/datasets] [--only adi,time,...]
+        [--negatives 3]
+
+Half of each query's positives are hidden (seed 0) and the rest mined with hnm's defaults, MiniLM as miner and
+teacher; leak = hidden positives among the exported negatives, flagged = the share of the pool's candidates the
+margin marks as likely false negatives, coverage = the share of queries that keep their full quota. Prints one
+markdown row per collection.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run from a checkout that was not pip-installed
+from hnm_core.audit import hidden_rows, mine_hidden_split  # noqa: E402
+from hnm_core.audit.leak import audit_figures  # noqa: E402
+from hnm_core.curate.rules import CurateParams, curate  # noqa: E402
+from hnm_core.data import load_collection  # noqa: E402
+from hnm_core.settings import validate  # noqa: E402
+
+COLLECTIONS = ("adi", "time", "med", "cacm", "lisa", "nfcorpus", "scifact")
+REFERENCES = ("min", "median", "mean")
+
+
+def row(folder: Path, negatives: int) -> str:
+    collection = load_collection(folder, split="train")
+    values = validate({"hide": 0.5, "seed": 0, "negatives": negatives})
+    mined = mine_hidden_split(collection, values)
+    frame = mined.pool.frame
+    hidden = hidden_rows(frame, mined.pool.collection, mined.split)
+    base = CurateParams.from_settings(values)
+    arms = {"naive": dataclasses.replace(base, relative_margin=None, near_dup=None),
+            **{ref: dataclasses.replace(base, margin_ref=ref) for ref in REFERENCES}}
+    cells = []
+    for name, params in arms.items():
+        curation = curate(frame, params)
+        figures = audit_figures(frame, hidden, curation, n_hidden=mined.split.n_hidden)
+        labels = np.asarray(curation.labels)
+        flagged = (labels == "false_negative").sum() / max(int(np.isin(labels, ["false_negative", "hard"]).sum()), 1)
+        cells.append(f"{figures.leak_rate:.2%}" if name == "naive" else
+                     f"{figures.leak_rate:.2%} / {flagged:.0%} / {figures.coverage:.0%}")
+    per_query = np.mean([len(v) for v in collection.positives.values()])
+    return f"| {folder.name} | {per_query:.1f} | " + " | ".join(cells) + " |"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--datasets", type=Path, default=ROOT.parent / "shared" / "datasets")
+    parser.add_argument("--only", default=",".join(COLLECTIONS), help="comma-separated collections")
+    parser.add_argument("--negatives", type=int, default=3)
+    args = parser.parse_args()
+    print("| collection (train) | positives per query | naive leak | "
+          + " | ".join(f"{ref}: leak / flagged / coverage" for ref in REFERENCES) + " |")
+    print("|---|---|---|" + "---|" * len(REFERENCES))
+    for name in args.only.split(","):
+        print(row(args.datasets / name, args.negatives), flush=True)
+
+
+if __name__ == "__main__":
+    main()
