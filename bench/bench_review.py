@@ -5,7 +5,7 @@ exported negatives are the truth the estimate must cover.
     HNM_CACHE_DIR=/tmp/hnm-bench-cache .venv/bin/python bench/bench_review.py coverage [--datasets cranfield nfcorpus]
         [--seeds 10] [--work /tmp/hnm-review-bench]
     HNM_CACHE_DIR=/tmp/hnm-bench-cache .venv/bin/python bench/bench_review.py teach [--datasets cranfield]
-        [--verdicts 200]
+        [--verdicts 200] [--seeds 3]
 
 Each collection is mined once (hide 0.5, split seed 0, the MiniLM bi-encoder as miner and teacher, hnm's defaults)
 and its pool kept in WORK/<name>-pool; what the audit grid's 1,500 settings export is kept in WORK/<name>-grid.npz.
@@ -16,11 +16,11 @@ of hidden positives among the exported negatives; also at every grid setting (th
 covered).
 
 teach: the cheapest honest cross-fitted teacher (bi-encoder, 1 epoch, 2 folds, 1 negative per positive) trained on the
-visible positives alone, then with the oracle's verdicts on the queue's first V draws (seed 0), on the first V draws
-of the same priorities drawn to teach (no uniform floor, the current export only), and on as many candidates drawn
-uniformly from the current export; each rescores the audit pool, and the audit's leak is
-read at the defaults and at the lowest-leak setting of the grid with coverage >= 95%. Verdicts are not applied as
-overrides here: only what the teacher learnt from them moves the leak.
+visible positives alone, then, for queue seeds 0..S-1 (default 3), with the oracle's verdicts on the queue's first V
+draws and on V candidates drawn uniformly from the current export (numpy seed S); each rescores the audit pool and
+the audit's leak is read at the defaults and at the lowest-leak setting of the grid with coverage >= 95%, twice: with
+the teacher alone (what it learnt from the verdicts) and with the verdicts also applied to the curation (what
+`hnm curate --overrides` exports after the retrain). Per-arm rows in WORK/teach-nV.csv, and queue - random per seed.
 """
 
 from __future__ import annotations
@@ -102,56 +102,74 @@ def coverage(names: list[str], seeds: int, work: Path) -> None:
     print(summary.to_string(float_format=lambda v: f"{v:.4f}"))
 
 
-def teach(names: list[str], verdicts: int, work: Path) -> None:
+def teach(names: list[str], verdicts: int, seeds: int, work: Path) -> None:
+    from hnm_core.curate.overrides import Overrides
     from hnm_core.teacher import TeacherParams, score_pool
     from hnm_core.teacher.training import train_teacher
 
     recipe = {"kind": "bi-encoder", "folds": 2, "epochs": 1.0, "negatives_per_positive": 1, "seed": 0}
+    rows = []
     for name in names:
         collection, split, pool, hidden, current, exports = prepared(name, work)
-        s0 = np.flatnonzero(current.selected)
-        queue = oracle(review_queue(pool.frame, current, exports=exports, seed=0).table.head(verdicts), hidden)
-        # the same priorities drawn to teach, not to measure: no uniform floor, the current export only
-        teaching = oracle(review_queue(pool.frame, current, seed=0, floor=0.01, grid=0.0).table.head(verdicts), hidden)
-        picked = np.random.default_rng(0).choice(s0, size=verdicts, replace=True)
-        uniform = oracle(pd.DataFrame({"row": picked}), hidden)
-        frame = pool.frame
-        arms = {"no verdicts": None}
-        for arm, table in (("queue verdicts", queue), ("teaching order", teaching), ("random verdicts", uniform)):
-            arms[arm] = [Override(frame["query_id"].iat[r], frame["doc_id"].iat[r], v)
-                         for r, v in zip(table["row"], table["verdict"])]
+        frame, s0 = pool.frame, np.flatnonzero(current.selected)
+        arms: dict[tuple[str, int], list[Override] | None] = {("no verdicts", 0): None}
+        for seed in range(seeds):
+            queue = oracle(review_queue(frame, current, exports=exports, seed=seed).table.head(verdicts), hidden)
+            picked = np.random.default_rng(seed).choice(s0, size=verdicts, replace=True)
+            uniform = oracle(pd.DataFrame({"row": picked}), hidden)
+            for arm, table in (("queue", queue), ("random", uniform)):
+                arms[arm, seed] = [Override(frame["query_id"].iat[r], frame["doc_id"].iat[r], v)
+                                   for r, v in zip(table["row"], table["verdict"])]
         visible = split.apply(collection)
-        for arm, given in arms.items():
+        base = CurateParams.from_settings(VALUES)
+        for (arm, seed), given in arms.items():
             started = time.time()
-            out = work / f"{name}-teacher-{arm.replace(' ', '-')}"
+            out = work / f"{name}-teacher-{arm.replace(' ', '-')}-seed{seed}-n{verdicts}"
             train_teacher(visible, out, **recipe, pool_settings=VALUES, overrides=given)
             params = TeacherParams.from_settings({**VALUES, "teacher": "bi-encoder", "teacher_model": str(out)})
             scored = score_pool(pool, params).frame
-            base = CurateParams.from_settings(VALUES)
-            result = sweep(scored, hidden_rows(scored, pool.collection, split), base, n_hidden=split.n_hidden)
-            now = result.figures[result.current]
-            covered = result.table[result.table["coverage"] >= 0.95]
-            best = covered.sort_values(["leak_rate", "mean_teacher"], ascending=[True, False]).iloc[0]
-            found = 0 if given is None else sum(o.verdict == "unlabelled_positive" for o in given)
-            print(f"{name} | {arm} | verdicts {0 if given is None else len(given)} ({found} unlabelled positives) | "
-                  f"defaults: leak {now.leak_rate:.2%} ({now.n_leaked}/{now.n_selected}), coverage {now.coverage:.1%}"
-                  f" | lowest leak at coverage >= 95%: {best['leak_rate']:.2%} (coverage {best['coverage']:.1%}) | "
-                  f"{time.time() - started:.0f} s", flush=True)
+            marked = hidden_rows(scored, pool.collection, split)
+            found = 0 if given is None else len({(o.query_id, o.doc_id) for o in given
+                                                 if o.verdict == "unlabelled_positive"})
+            row = {"collection": name, "arm": arm, "seed": seed, "verdicts": 0 if given is None else len(given),
+                   "unlabelled_found": found}
+            for applied in (False, True):
+                result = sweep(scored, marked, base, n_hidden=split.n_hidden,
+                               overrides=Overrides(tuple(given)) if applied and given else None)
+                now = result.figures[result.current]
+                covered = result.table[result.table["coverage"] >= 0.95]
+                best = covered.sort_values(["leak_rate", "mean_teacher"], ascending=[True, False]).iloc[0]
+                key = "applied" if applied else "teacher"
+                row.update({f"{key}_leaked": now.n_leaked, f"{key}_selected": now.n_selected,
+                            f"{key}_leak": now.leak_rate, f"{key}_coverage": now.coverage,
+                            f"{key}_best_leak": best["leak_rate"]})
+            rows.append(row)
+            print(f"{name} | {arm} seed {seed} | {row['verdicts']} verdicts ({found} unlabelled positives) | "
+                  f"teacher alone: leak {row['teacher_leak']:.2%} ({row['teacher_leaked']}/{row['teacher_selected']}),"
+                  f" lowest at coverage >= 95% {row['teacher_best_leak']:.2%} | verdicts applied too: leak "
+                  f"{row['applied_leak']:.2%} ({row['applied_leaked']}/{row['applied_selected']}), lowest "
+                  f"{row['applied_best_leak']:.2%} | {time.time() - started:.0f} s", flush=True)
+    table = pd.DataFrame(rows)
+    table.to_csv(work / f"teach-n{verdicts}.csv", index=False)
+    paired = table[table["arm"] != "no verdicts"].pivot_table(index=["collection", "seed"], columns="arm")
+    for key in ("teacher_leak", "teacher_best_leak", "applied_leak", "applied_best_leak", "unlabelled_found"):
+        diff = paired[key]["queue"] - paired[key]["random"]
+        print(f"queue - random, {key}: per seed {', '.join(f'{d:+.4f}' for d in diff)}; mean {diff.mean():+.4f}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("what", choices=("coverage", "teach"))
     parser.add_argument("--datasets", nargs="+", default=None)
-    parser.add_argument("--seeds", type=int, default=10)
+    parser.add_argument("--seeds", type=int, default=None, help="queue seeds (default: 10 for coverage, 3 for teach)")
     parser.add_argument("--verdicts", type=int, default=200)
     parser.add_argument("--work", type=Path, default=Path("/tmp/hnm-review-bench"))
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     if args.what == "coverage":
-        coverage(args.datasets or ["cranfield", "nfcorpus"], args.seeds, args.work)
+        coverage(args.datasets or ["cranfield", "nfcorpus"], args.seeds or 10, args.work)
     else:
-        teach(args.datasets or ["cranfield"], args.verdicts, args.work)
+        teach(args.datasets or ["cranfield"], args.verdicts, args.seeds or 3, args.work)
 
 
 if __name__ == "__main__":
