@@ -5,7 +5,7 @@ exported negatives are the truth the estimate must cover.
     HNM_CACHE_DIR=/tmp/hnm-bench-cache .venv/bin/python bench/bench_review.py coverage [--datasets cranfield nfcorpus]
         [--seeds 10] [--work /tmp/hnm-review-bench]
     HNM_CACHE_DIR=/tmp/hnm-bench-cache .venv/bin/python bench/bench_review.py teach [--datasets cranfield]
-        [--verdicts 200] [--seeds 3]
+        [--verdicts 200] [--seeds 3] [--epochs 1]
 
 Each collection is mined once (hide 0.5, split seed 0, the MiniLM bi-encoder as miner and teacher, hnm's defaults)
 and its pool kept in WORK/<name>-pool; what the audit grid's 1,500 settings export is kept in WORK/<name>-grid.npz.
@@ -102,12 +102,12 @@ def coverage(names: list[str], seeds: int, work: Path) -> None:
     print(summary.to_string(float_format=lambda v: f"{v:.4f}"))
 
 
-def teach(names: list[str], verdicts: int, seeds: int, work: Path) -> None:
+def teach(names: list[str], verdicts: int, seeds: int, work: Path, epochs: float = 1.0) -> None:
     from hnm_core.curate.overrides import Overrides
     from hnm_core.teacher import TeacherParams, score_pool
     from hnm_core.teacher.training import train_teacher
 
-    recipe = {"kind": "bi-encoder", "folds": 2, "epochs": 1.0, "negatives_per_positive": 1, "seed": 0}
+    recipe = {"kind": "bi-encoder", "folds": 2, "epochs": epochs, "negatives_per_positive": 1, "seed": 0}
     rows = []
     for name in names:
         collection, split, pool, hidden, current, exports = prepared(name, work)
@@ -124,7 +124,8 @@ def teach(names: list[str], verdicts: int, seeds: int, work: Path) -> None:
         base = CurateParams.from_settings(VALUES)
         for (arm, seed), given in arms.items():
             started = time.time()
-            out = work / f"{name}-teacher-{arm.replace(' ', '-')}-seed{seed}-n{verdicts}"
+            out = work / f"{name}-teacher-{arm.replace(' ', '-')}-seed{seed}-n{verdicts}" \
+                f"{'' if epochs == 1.0 else f'-epochs{epochs:g}'}"
             train_teacher(visible, out, **recipe, pool_settings=VALUES, overrides=given)
             params = TeacherParams.from_settings({**VALUES, "teacher": "bi-encoder", "teacher_model": str(out)})
             scored = score_pool(pool, params).frame
@@ -150,7 +151,7 @@ def teach(names: list[str], verdicts: int, seeds: int, work: Path) -> None:
                   f"{row['applied_leak']:.2%} ({row['applied_leaked']}/{row['applied_selected']}), lowest "
                   f"{row['applied_best_leak']:.2%} | {time.time() - started:.0f} s", flush=True)
     table = pd.DataFrame(rows)
-    table.to_csv(work / f"teach-n{verdicts}.csv", index=False)
+    table.to_csv(work / f"teach-n{verdicts}{'' if epochs == 1.0 else f'-epochs{epochs:g}'}.csv", index=False)
     paired = table[table["arm"] != "no verdicts"].pivot_table(index=["collection", "seed"], columns="arm")
     for key in ("teacher_leak", "teacher_best_leak", "applied_leak", "applied_best_leak", "unlabelled_found"):
         diff = paired[key]["queue"] - paired[key]["random"]
@@ -163,13 +164,14 @@ def main() -> None:
     parser.add_argument("--datasets", nargs="+", default=None)
     parser.add_argument("--seeds", type=int, default=None, help="queue seeds (default: 10 for coverage, 3 for teach)")
     parser.add_argument("--verdicts", type=int, default=200)
+    parser.add_argument("--epochs", type=float, default=1.0, help="teach: the teacher's epochs (a fraction to save time)")
     parser.add_argument("--work", type=Path, default=Path("/tmp/hnm-review-bench"))
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     if args.what == "coverage":
         coverage(args.datasets or ["cranfield", "nfcorpus"], args.seeds or 10, args.work)
     else:
-        teach(args.datasets or ["cranfield"], args.verdicts, args.seeds or 3, args.work)
+        teach(args.datasets or ["cranfield"], args.verdicts, args.seeds or 3, args.work, args.epochs)
 
 
 if __name__ == "__main__":
