@@ -108,6 +108,7 @@ def teach(names: list[str], verdicts: int, seeds: int, work: Path, epochs: float
     from hnm_core.teacher.training import train_teacher
 
     recipe = {"kind": "bi-encoder", "folds": 2, "epochs": epochs, "negatives_per_positive": 1, "seed": 0}
+    tag = f"n{verdicts}" + ("" if epochs == 1.0 else f"-epochs{epochs:g}")  # in the teachers' folders and the CSV
     rows = []
     for name in names:
         collection, split, pool, hidden, current, exports = prepared(name, work)
@@ -124,8 +125,7 @@ def teach(names: list[str], verdicts: int, seeds: int, work: Path, epochs: float
         base = CurateParams.from_settings(VALUES)
         for (arm, seed), given in arms.items():
             started = time.time()
-            out = work / f"{name}-teacher-{arm.replace(' ', '-')}-seed{seed}-n{verdicts}" \
-                f"{'' if epochs == 1.0 else f'-epochs{epochs:g}'}"
+            out = work / f"{name}-teacher-{arm.replace(' ', '-')}-seed{seed}-{tag}"
             train_teacher(visible, out, **recipe, pool_settings=VALUES, overrides=given)
             params = TeacherParams.from_settings({**VALUES, "teacher": "bi-encoder", "teacher_model": str(out)})
             scored = score_pool(pool, params).frame
@@ -151,7 +151,7 @@ def teach(names: list[str], verdicts: int, seeds: int, work: Path, epochs: float
                   f"{row['applied_leak']:.2%} ({row['applied_leaked']}/{row['applied_selected']}), lowest "
                   f"{row['applied_best_leak']:.2%} | {time.time() - started:.0f} s", flush=True)
     table = pd.DataFrame(rows)
-    table.to_csv(work / f"teach-n{verdicts}{'' if epochs == 1.0 else f'-epochs{epochs:g}'}.csv", index=False)
+    table.to_csv(work / f"teach-{tag}.csv", index=False)
     paired = table[table["arm"] != "no verdicts"].pivot_table(index=["collection", "seed"], columns="arm")
     for key in ("teacher_leak", "teacher_best_leak", "applied_leak", "applied_best_leak", "unlabelled_found"):
         diff = paired[key]["queue"] - paired[key]["random"]
