@@ -9,6 +9,7 @@ from typing import Any, Literal
 import pyarrow as pa
 
 from ..progress import Progress
+from .memory import release_memory
 
 __all__ = ["Loss", "LOSSES", "fit"]
 
@@ -55,5 +56,7 @@ def fit(st_model: Any, table: pa.Table, loss: str, *, epochs: float, batch_size:
                                              loss=getattr(losses, LOSSES[loss][1])(st_model), callbacks=[_Report()])
         trainer.remove_callback(PrinterCallback)  # it prints the loss dicts; progress reports the steps instead
         output = trainer.train()
+    del trainer
+    release_memory()  # the activations' pages: gigabytes a proof of many arms would keep
     st_model.eval()
     return output

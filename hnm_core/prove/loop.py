@@ -13,6 +13,7 @@ from typing import Any
 from ..data import Collection, load_collection
 from ..errors import SettingsError
 from ..manifest import digest
+from ..models.memory import release_memory
 from ..outputs.folder import check_out, finish, write_output
 from ..outputs.marker import read_marker
 from ..progress import Progress, no_progress
@@ -196,6 +197,7 @@ def prove(
         """Save what has finished (a run interrupted later still leaves its table), report, and ask `stop`."""
         nonlocal done
         done += 1
+        release_memory()  # what the arm's mining, training and scoring freed (models/memory.py)
         save_proof(result(done < steps))
         progress("prove", min(done, steps), steps)
         return stop()
