@@ -9,6 +9,11 @@ Half of each query's positives are hidden (seed 0) and the rest mined with hnm's
 teacher; leak = hidden positives among the exported negatives, flagged = the share of the pool's candidates the
 margin marks as likely false negatives, coverage = the share of queries that keep their full quota. Prints one
 markdown row per collection.
+
+`--signals`: instead, cheap per-collection signals of how positive-like the pool is, on the whole training split
+mined with hnm's defaults (nothing hidden): the share of a query's positives that each of its three top-scored
+candidates (naive top-3 mining's negatives) outscores, the share of candidates above 95% of the lowest, the median and
+the highest positive's score, and the median positive's score minus the mean of the top three candidates.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from hnm_core.audit import hidden_rows, mine_hidden_split  # noqa: E402
 from hnm_core.audit.leak import audit_figures  # noqa: E402
 from hnm_core.curate.rules import CurateParams, curate  # noqa: E402
 from hnm_core.data import load_collection  # noqa: E402
+from hnm_core.engines.local import MiningParams, mine  # noqa: E402
 from hnm_core.settings import validate  # noqa: E402
 
 COLLECTIONS = ("adi", "time", "med", "cacm", "lisa", "nfcorpus", "scifact")
@@ -53,12 +59,41 @@ def row(folder: Path, negatives: int) -> str:
     return f"| {folder.name} | {per_query:.1f} | " + " | ".join(cells) + " |"
 
 
+def signals(folder: Path) -> str:
+    """One markdown row of `--signals` (see the module docstring) for the collection at `folder`."""
+    collection = load_collection(folder, split="train")
+    frame = mine(collection, MiningParams.from_settings(validate({}))).frame
+    rows = []
+    for _, group in frame.groupby("query_id", sort=False):
+        scores = group["teacher_score"].to_numpy(dtype=np.float64, na_value=np.nan)
+        is_pos = group["is_positive"].to_numpy(dtype=bool)
+        pos, cand = np.sort(scores[is_pos & ~np.isnan(scores)]), np.sort(scores[~is_pos & ~np.isnan(scores)])[::-1]
+        if len(pos) and len(cand) >= 3:
+            top3 = cand[:3]
+            rows.append([np.mean([np.mean(pos < s) for s in top3]),
+                         *(np.mean(cand > ref - abs(ref) * 0.05) for ref in (pos[0], np.median(pos), pos[-1])),
+                         np.median(pos) - top3.mean()])
+    outranked, above_min, above_median, above_max, gap = np.mean(rows, axis=0)
+    per_query = np.mean([len(v) for v in collection.positives.values()])
+    return (f"| {folder.name} | {per_query:.1f} | {outranked:.2f} | {above_min:.0%} | {above_median:.0%} | "
+            f"{above_max:.1%} | {gap:+.3f} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", type=Path, default=ROOT.parent / "shared" / "datasets")
     parser.add_argument("--only", default=",".join(COLLECTIONS), help="comma-separated collections")
     parser.add_argument("--negatives", type=int, default=3)
+    parser.add_argument("--signals", action="store_true", help="per-collection signals instead (module docstring)")
     args = parser.parse_args()
+    if args.signals:
+        print("| collection (train) | positives per query | positives a naive negative outscores | candidates above "
+              "the lowest positive's margin | above the median's | above the highest's | median positive - naive "
+              "negatives |")
+        print("|---|---|---|---|---|---|---|")
+        for name in args.only.split(","):
+            print(signals(args.datasets / name), flush=True)
+        return
     print("| collection (train) | positives per query | naive leak | "
           + " | ".join(f"{ref}: leak / flagged / coverage" for ref in REFERENCES) + " |")
     print("|---|---|---|" + "---|" * len(REFERENCES))
