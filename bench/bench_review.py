@@ -5,7 +5,7 @@ exported negatives are the truth the estimate must cover.
     HNM_CACHE_DIR=/tmp/hnm-bench-cache .venv/bin/python bench/bench_review.py coverage [--datasets cranfield nfcorpus]
         [--seeds 10] [--work /tmp/hnm-review-bench]
     HNM_CACHE_DIR=/tmp/hnm-bench-cache .venv/bin/python bench/bench_review.py teach [--datasets cranfield]
-        [--verdicts 200] [--seeds 3] [--epochs 1]
+        [--verdicts 200] [--seeds 3] [--epochs 1] [--continue-teacher]
 
 Each collection is mined once (hide 0.5, split seed 0, the MiniLM bi-encoder as miner and teacher, hnm's defaults)
 and its pool kept in WORK/<name>-pool; what the audit grid's 1,500 settings export is kept in WORK/<name>-grid.npz.
@@ -21,6 +21,11 @@ draws and on V candidates drawn uniformly from the current export (numpy seed S)
 the audit's leak is read at the defaults and at the lowest-leak setting of the grid with coverage >= 95%, twice: with
 the teacher alone (what it learnt from the verdicts) and with the verdicts also applied to the curation (what
 `hnm curate --overrides` exports after the retrain). Per-arm rows in WORK/teach-nV.csv, and queue - random per seed.
+
+`--continue-teacher`: instead of retraining from the base model with the verdicts among all the labels, each fold of
+the untaught teacher is trained one more epoch, from its own weights, on the rows of the training queries that have
+verdicts (their labelled positives, verdicts and drawn negatives). Every arm then starts from the same weights, so
+queue and random differ by their verdicts only, not by a reshuffled epoch over all the labels.
 """
 
 from __future__ import annotations
@@ -102,13 +107,47 @@ def coverage(names: list[str], seeds: int, work: Path) -> None:
     print(summary.to_string(float_format=lambda v: f"{v:.4f}"))
 
 
-def teach(names: list[str], verdicts: int, seeds: int, work: Path, epochs: float = 1.0) -> None:
+def continued_teacher(untaught: Path, out: Path, visible, given: list[Override], recipe: dict) -> None:
+    """`untaught`'s folds each trained one more epoch on the verdict queries of the other folds (--continue-teacher)."""
+    import json
+    import shutil
+
+    from hnm_core.pool import PoolParams, build_pool
+    from hnm_core.settings import defaults
+    from hnm_core.teacher.folds import train_bi_encoder_fold
+    from hnm_core.teacher.training import training_rows, verdicts_by_query
+
+    if (out / "teacher.json").exists():
+        return
+    taught = defaults("teacher_train")
+    verdicts = verdicts_by_query(given)
+    folds = [tuple(f["query_ids"]) for f in json.loads((untaught / "teacher.json").read_text())["folds"]]
+    frame = build_pool(visible, PoolParams.from_settings(VALUES)).frame
+    work = out.with_name(out.name + ".tmp")
+    shutil.rmtree(work, ignore_errors=True)
+    shutil.copytree(untaught, work)
+    for i, held in enumerate(folds):
+        others = tuple(q for j, fold in enumerate(folds) if j != i for q in fold if q in verdicts)
+        rows, counts = training_rows(frame, visible, others, band=taught["band"], negatives_per_positive=1,
+                                     seed=recipe["seed"], verdicts=verdicts)
+        shutil.rmtree(work / f"fold-{i}")
+        train_bi_encoder_fold(rows, str(untaught / f"fold-{i}"), work / f"fold-{i}", negatives=1, epochs=1,
+                              batch_size=taught["teacher_batch_size"], lr=taught["teacher_lr"],
+                              max_length=taught["teacher_max_length"], bf16=True, seed=recipe["seed"],
+                              info={**counts, "held_out": list(held), "rows": len(rows)},
+                              progress=lambda *a, **k: None, stage="teach")
+    work.rename(out)
+
+
+def teach(names: list[str], verdicts: int, seeds: int, work: Path, epochs: float = 1.0,
+          continued: bool = False) -> None:
     from hnm_core.curate.overrides import Overrides
     from hnm_core.teacher import TeacherParams, score_pool
     from hnm_core.teacher.training import train_teacher
 
     recipe = {"kind": "bi-encoder", "folds": 2, "epochs": epochs, "negatives_per_positive": 1, "seed": 0}
-    tag = f"n{verdicts}" + ("" if epochs == 1.0 else f"-epochs{epochs:g}")  # in the teachers' folders and the CSV
+    # in the teachers' folders and the CSV
+    tag = f"n{verdicts}" + ("" if epochs == 1.0 else f"-epochs{epochs:g}") + ("-continued" if continued else "")
     rows = []
     for name in names:
         collection, split, pool, hidden, current, exports = prepared(name, work)
@@ -126,7 +165,10 @@ def teach(names: list[str], verdicts: int, seeds: int, work: Path, epochs: float
         for (arm, seed), given in arms.items():
             started = time.time()
             out = work / f"{name}-teacher-{arm.replace(' ', '-')}-seed{seed}-{tag}"
-            train_teacher(visible, out, **recipe, pool_settings=VALUES, overrides=given)
+            if continued and given is not None:
+                continued_teacher(work / f"{name}-teacher-no-verdicts-seed0-{tag}", out, visible, given, recipe)
+            else:
+                train_teacher(visible, out, **recipe, pool_settings=VALUES, overrides=given)
             params = TeacherParams.from_settings({**VALUES, "teacher": "bi-encoder", "teacher_model": str(out)})
             scored = score_pool(pool, params).frame
             marked = hidden_rows(scored, pool.collection, split)
@@ -165,13 +207,16 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=None, help="queue seeds (default: 10 for coverage, 3 for teach)")
     parser.add_argument("--verdicts", type=int, default=200)
     parser.add_argument("--epochs", type=float, default=1.0, help="teach: the teacher's epochs (a fraction to save time)")
+    parser.add_argument("--continue-teacher", action="store_true",
+                        help="teach: train the untaught teacher further on the verdict queries (module docstring)")
     parser.add_argument("--work", type=Path, default=Path("/tmp/hnm-review-bench"))
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     if args.what == "coverage":
         coverage(args.datasets or ["cranfield", "nfcorpus"], args.seeds or 10, args.work)
     else:
-        teach(args.datasets or ["cranfield"], args.verdicts, args.seeds or 3, args.work, args.epochs)
+        teach(args.datasets or ["cranfield"], args.verdicts, args.seeds or 3, args.work, args.epochs,
+              args.continue_teacher)
 
 
 if __name__ == "__main__":

@@ -116,6 +116,7 @@ def train_cross_encoder_fold(rows: list[tuple[str, str, float]], base_path: str,
     from transformers import PrinterCallback, TrainerCallback, set_seed
 
     from ..models.loading import default_device
+    from ..models.memory import release_memory
 
     class _Report(TrainerCallback):
         def on_train_begin(self, args, state, control, **kwargs):
@@ -145,3 +146,5 @@ def train_cross_encoder_fold(rows: list[tuple[str, str, float]], base_path: str,
         trainer.remove_callback(PrinterCallback)  # progress goes through `progress`; it would print the final loss
         trainer.train()
         model.save(str(work))
+    del trainer, model
+    release_memory()  # the activations' pages, as models.fit does for the bi-encoder folds
