@@ -107,33 +107,35 @@ def coverage(names: list[str], seeds: int, work: Path) -> None:
     print(summary.to_string(float_format=lambda v: f"{v:.4f}"))
 
 
-def continued_teacher(untaught: Path, out: Path, visible, given: list[Override], recipe: dict) -> None:
+def continued_teacher(untaught: Path, out: Path, visible, given: list[Override]) -> None:
     """`untaught`'s folds each trained one more epoch on the verdict queries of the other folds (--continue-teacher)."""
     import json
     import shutil
 
     from hnm_core.pool import PoolParams, build_pool
-    from hnm_core.settings import defaults
     from hnm_core.teacher.folds import train_bi_encoder_fold
     from hnm_core.teacher.training import training_rows, verdicts_by_query
 
     if (out / "teacher.json").exists():
         return
-    taught = defaults("teacher_train")
+    manifest = json.loads((untaught / "teacher.json").read_text())
+    taught = manifest["settings"]  # the untaught teacher's own recipe, so each fold trains on as it was trained
     verdicts = verdicts_by_query(given)
-    folds = [tuple(f["query_ids"]) for f in json.loads((untaught / "teacher.json").read_text())["folds"]]
+    folds = [tuple(f["query_ids"]) for f in manifest["folds"]]
     frame = build_pool(visible, PoolParams.from_settings(VALUES)).frame
     work = out.with_name(out.name + ".tmp")
     shutil.rmtree(work, ignore_errors=True)
     shutil.copytree(untaught, work)
     for i, held in enumerate(folds):
         others = tuple(q for j, fold in enumerate(folds) if j != i for q in fold if q in verdicts)
-        rows, counts = training_rows(frame, visible, others, band=taught["band"], negatives_per_positive=1,
-                                     seed=recipe["seed"], verdicts=verdicts)
+        rows, counts = training_rows(frame, visible, others, band=taught["band"],
+                                     negatives_per_positive=taught["negatives_per_positive"], seed=taught["seed"],
+                                     verdicts=verdicts)
         shutil.rmtree(work / f"fold-{i}")
-        train_bi_encoder_fold(rows, str(untaught / f"fold-{i}"), work / f"fold-{i}", negatives=1, epochs=1,
-                              batch_size=taught["teacher_batch_size"], lr=taught["teacher_lr"],
-                              max_length=taught["teacher_max_length"], bf16=True, seed=recipe["seed"],
+        train_bi_encoder_fold(rows, str(untaught / f"fold-{i}"), work / f"fold-{i}",
+                              negatives=taught["negatives_per_positive"], epochs=1,
+                              batch_size=taught["batch_size"], lr=taught["lr"], max_length=taught["max_length"],
+                              bf16=taught["precision"] == "bf16", seed=taught["seed"],
                               info={**counts, "held_out": list(held), "rows": len(rows)},
                               progress=lambda *a, **k: None, stage="teach")
     work.rename(out)
@@ -166,7 +168,7 @@ def teach(names: list[str], verdicts: int, seeds: int, work: Path, epochs: float
             started = time.time()
             out = work / f"{name}-teacher-{arm.replace(' ', '-')}-seed{seed}-{tag}"
             if continued and given is not None:
-                continued_teacher(work / f"{name}-teacher-no-verdicts-seed0-{tag}", out, visible, given, recipe)
+                continued_teacher(work / f"{name}-teacher-no-verdicts-seed0-{tag}", out, visible, given)
             else:
                 train_teacher(visible, out, **recipe, pool_settings=VALUES, overrides=given)
             params = TeacherParams.from_settings({**VALUES, "teacher": "bi-encoder", "teacher_model": str(out)})
