@@ -14,6 +14,10 @@ markdown row per collection.
 mined with hnm's defaults (nothing hidden): the share of a query's positives that each of its three top-scored
 candidates (naive top-3 mining's negatives) outscores, the share of candidates above 95% of the lowest, the median and
 the highest positive's score, and the median positive's score minus the mean of the top three candidates.
+
+`--overlap`: how far apart the references' exports lie, on the whole training split mined with hnm's defaults: per
+reference, the queries that keep their full quota and the negatives exported, and for how many queries the median's
+and the mean's negatives are the lowest positive's (where they coincide, so does the trained model).
 """
 
 from __future__ import annotations
@@ -79,13 +83,40 @@ def signals(folder: Path) -> str:
             f"{above_max:.1%} | {gap:+.3f} |")
 
 
+def overlap(folder: Path, negatives: int) -> str:
+    """One markdown row of `--overlap` (see the module docstring) for the collection at `folder`."""
+    collection = load_collection(folder, split="train")
+    values = validate({"negatives": negatives})
+    frame = mine(collection, MiningParams.from_settings(values)).frame
+    base = CurateParams.from_settings(values)
+    chosen, cells = {}, []
+    for ref in REFERENCES:
+        curation = curate(frame, dataclasses.replace(base, margin_ref=ref))
+        rows = frame.loc[curation.selected, ["query_id", "doc_id"]]
+        chosen[ref] = {query: frozenset(docs) for query, docs in rows.groupby("query_id", sort=False)["doc_id"]}
+        cells.append(f"{curation.n_full_quota:,} / {len(rows):,}")
+    for ref in REFERENCES[1:]:
+        queries = chosen["min"].keys() | chosen[ref].keys()
+        same = sum(chosen["min"].get(query) == chosen[ref].get(query) for query in queries)
+        cells.append(f"{same:,} of {len(queries):,}")
+    return f"| {folder.name} | {len(collection.positives):,} | " + " | ".join(cells) + " |"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", type=Path, default=ROOT.parent / "shared" / "datasets")
     parser.add_argument("--only", default=",".join(COLLECTIONS), help="comma-separated collections")
     parser.add_argument("--negatives", type=int, default=3)
     parser.add_argument("--signals", action="store_true", help="per-collection signals instead (module docstring)")
+    parser.add_argument("--overlap", action="store_true", help="how far apart the references' exports lie instead")
     args = parser.parse_args()
+    if args.overlap:
+        print("| collection (train) | queries | " + " | ".join(f"{ref}: full quota / negatives" for ref in REFERENCES)
+              + " | " + " | ".join(f"{ref}'s negatives = min's" for ref in REFERENCES[1:]) + " |")
+        print("|---|---|" + "---|" * (2 * len(REFERENCES) - 1))
+        for name in args.only.split(","):
+            print(overlap(args.datasets / name, args.negatives), flush=True)
+        return
     if args.signals:
         print("| collection (train) | positives per query | positives a naive negative outscores | candidates above "
               "the lowest positive's margin | above the median's | above the highest's | median positive - naive "
