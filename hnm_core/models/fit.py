@@ -9,7 +9,7 @@ from typing import Any, Literal
 import pyarrow as pa
 
 from ..progress import Progress
-from .memory import release_memory
+from .memory import reusing_heap
 
 __all__ = ["Loss", "LOSSES", "fit"]
 
@@ -44,7 +44,9 @@ def fit(st_model: Any, table: pa.Table, loss: str, *, epochs: float, batch_size:
         def on_step_end(self, args, state, control, **kwargs):
             progress(stage, state.global_step, state.max_steps)
 
-    with tempfile.TemporaryDirectory(prefix="hnm-train-") as scratch:
+    # The heap reused while training (no page faults for the activations it just freed), then handed back:
+    # gigabytes a proof of many arms would keep (models/memory.py).
+    with reusing_heap(), tempfile.TemporaryDirectory(prefix="hnm-train-") as scratch:
         args = SentenceTransformerTrainingArguments(
             output_dir=scratch, num_train_epochs=epochs, per_device_train_batch_size=batch_size, learning_rate=lr,
             # transformers 5 reads a float warmup_steps below 1 as the ratio; the protocol's warmup_ratio=0.1 becomes
@@ -56,7 +58,6 @@ def fit(st_model: Any, table: pa.Table, loss: str, *, epochs: float, batch_size:
                                              loss=getattr(losses, LOSSES[loss][1])(st_model), callbacks=[_Report()])
         trainer.remove_callback(PrinterCallback)  # it prints the loss dicts; progress reports the steps instead
         output = trainer.train()
-    del trainer
-    release_memory()  # the activations' pages: gigabytes a proof of many arms would keep
+        del trainer
     st_model.eval()
     return output

@@ -116,7 +116,7 @@ def train_cross_encoder_fold(rows: list[tuple[str, str, float]], base_path: str,
     from transformers import PrinterCallback, TrainerCallback, set_seed
 
     from ..models.loading import default_device
-    from ..models.memory import release_memory
+    from ..models.memory import reusing_heap
 
     class _Report(TrainerCallback):
         def on_train_begin(self, args, state, control, **kwargs):
@@ -131,7 +131,7 @@ def train_cross_encoder_fold(rows: list[tuple[str, str, float]], base_path: str,
     with _quiet("transformers.modeling_utils", "sentence_transformers"):  # the head it reports missing is the new one
         model = CrossEncoder(base_path, num_labels=1, max_length=max_length, device=device, local_files_only=True)
     # The trainer's scratch folder lies beside the fold, never in it (a killed run's is removed with the .tmp ones).
-    with _saving_fold(folder, info, started) as work, \
+    with reusing_heap(), _saving_fold(folder, info, started) as work, \
             tempfile.TemporaryDirectory(prefix=f".{folder.name}.trainer.", suffix=".tmp", dir=folder.parent) as scratch:
         args = CrossEncoderTrainingArguments(
             output_dir=scratch, num_train_epochs=epochs, per_device_train_batch_size=batch_size,
@@ -146,5 +146,4 @@ def train_cross_encoder_fold(rows: list[tuple[str, str, float]], base_path: str,
         trainer.remove_callback(PrinterCallback)  # progress goes through `progress`; it would print the final loss
         trainer.train()
         model.save(str(work))
-    del trainer, model
-    release_memory()  # the activations' pages, as models.fit does for the bi-encoder folds
+        del trainer, model  # before the heap is handed back (models/memory.py), as models.fit does
