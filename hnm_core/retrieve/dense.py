@@ -14,6 +14,7 @@ import numpy as np
 from ..cache import EmbeddingCache, texts_digest
 from ..errors import SettingsError
 from ..models.loading import LoadedModel
+from ..models.memory import reusing_heap
 from ..progress import Progress, no_progress
 from ..settings import setting
 from .result import SearchResult
@@ -49,15 +50,18 @@ def batch_order(texts: Sequence[str]) -> np.ndarray:
 def encode_batches(model: LoadedModel, texts: Sequence[str], *, prompt: str, batch_size: int,
                    on_batch: Callable[[int], None] | None = None) -> np.ndarray:
     """float32 embeddings of `texts`, one model.encode call per `batch_size` texts in the given order (the caller's
-    batches: a slice of batch_order). `on_batch(n)` after each batch but the last, with the texts done so far."""
+    batches: a slice of batch_order). `on_batch(n)` after each batch but the last, with the texts done so far.
+    Each batch's activations reuse the last one's heap pages (models/memory.py): on SciFact's longest 768 documents,
+    one thread, 35.5 s instead of 40.1 in bf16 and 58 instead of 65 in fp32, the same embeddings to the bit."""
     parts = []
-    for at in range(0, len(texts), batch_size):
-        batch = list(texts[at : at + batch_size])
-        parts.append(np.asarray(model.model.encode(batch, prompt=prompt or None, batch_size=len(batch),
-                                                   normalize_embeddings=True, convert_to_numpy=True,
-                                                   show_progress_bar=False), dtype=np.float32))
-        if on_batch is not None and at + len(batch) < len(texts):
-            on_batch(at + len(batch))
+    with reusing_heap():
+        for at in range(0, len(texts), batch_size):
+            batch = list(texts[at : at + batch_size])
+            parts.append(np.asarray(model.model.encode(batch, prompt=prompt or None, batch_size=len(batch),
+                                                       normalize_embeddings=True, convert_to_numpy=True,
+                                                       show_progress_bar=False), dtype=np.float32))
+            if on_batch is not None and at + len(batch) < len(texts):
+                on_batch(at + len(batch))
     return np.vstack(parts)
 
 
