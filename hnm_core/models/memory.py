@@ -7,15 +7,16 @@ activations and tokenizer buffers of ever different sizes, from several threads 
 those pages stay resident: measured on cacm (`hnm prove`, one thread), 3.7 GB after the first trained arm and
 6.6 GB after the second, 0.7 and 1.0 GB after `malloc_trim(0)`; without it a proof of fifteen arms passed 14 GB.
 
-glibc also maps every allocation over 32 MiB afresh and unmaps it when freed, and a training step allocates and
-frees many that size (one batch's attention scores, 32 rows x 12 heads x 256 x 256 bf16 values, are 48 MiB), so the
-kernel faults in and zeroes the same memory again on every step. `reusing_heap()`, around every training (and every
-encoding: hnm_core.retrieve.dense.encode_batches), serves them from the heap and keeps what is freed for the next step. Measured on NFCorpus (`hnm train`, 10 steps of 16 five-text
-rows, bf16, one thread): 181 s with 53 of them in the kernel and 23.5 million page faults before; 132 s, 8 s and
-2.2 million with it; the same loss to the last digit; a peak of 9.8 GB against 8.0 GB, because freed blocks wait in the
-heap for reuse instead of going back at once (docs/proof.md has the table). Whoever sets glibc's own malloc variables
-(`MALLOC_MMAP_MAX_`, `MALLOC_TRIM_THRESHOLD_`, `MALLOC_MMAP_THRESHOLD_`, or `glibc.malloc` tunables) keeps them:
-`MALLOC_MMAP_MAX_=65536 hnm train ...` trains with glibc's defaults, slower and at the lower peak.
+glibc also maps every allocation over 32 MiB afresh and unmaps it when freed, and a training step allocates and frees
+many that size (one batch's attention scores, 32 rows x 12 heads x 256 x 256 bf16 values, are 48 MiB), so the kernel
+faults in and zeroes the same memory again on every step. `reusing_heap()`, around every training (and every encoding:
+hnm_core.retrieve.dense.encode_batches), serves them from the heap and keeps what is freed for the next step. Measured
+on NFCorpus (`hnm train`, 10 steps of 16 five-text rows, bf16, one thread): 181 s with 53 of them in the kernel and
+23.5 million page faults before; 132 s, 8 s and 2.2 million with it; the same loss to the last digit; a peak of 9.8 GB
+against 8.0 GB, because freed blocks wait in the heap for reuse instead of going back at once (docs/proof.md has the
+table). Whoever sets glibc's own malloc variables (`MALLOC_MMAP_MAX_`, `MALLOC_TRIM_THRESHOLD_`,
+`MALLOC_MMAP_THRESHOLD_`, or `glibc.malloc` tunables) keeps them: `MALLOC_MMAP_MAX_=65536 hnm train ...` trains with
+glibc's defaults, slower and at the lower peak.
 """
 
 from __future__ import annotations
