@@ -76,6 +76,7 @@ def test_reusing_heap_reuses_freed_blocks_until_the_last_block_ends():
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc (Linux)")
-def test_reusing_heap_leaves_malloc_variables_the_user_set():
-    mapped, reused, _ = _faults(MALLOC_MMAP_MAX_="65536")  # glibc's own default, set by hand
+@pytest.mark.parametrize("env", [{"HNM_REUSE_HEAP": "0"}, {"MALLOC_MMAP_MAX_": "65536"}])
+def test_reusing_heap_leaves_the_allocator_alone_when_told(env):
+    mapped, reused, _ = _faults(**env)  # turned off, or glibc's own variables set by the user
     assert _blocks(reused) > 8, (reused, mapped)

@@ -14,9 +14,9 @@ hnm_core.retrieve.dense.encode_batches), serves them from the heap and keeps wha
 on NFCorpus (`hnm train`, 10 steps of 16 five-text rows, bf16, one thread): 181 s with 53 of them in the kernel and
 23.5 million page faults before; 132 s, 8 s and 2.2 million with it; the same loss to the last digit; a peak of 9.8 GB
 against 8.0 GB, because freed blocks wait in the heap for reuse instead of going back at once (docs/proof.md has the
-table). Whoever sets glibc's own malloc variables (`MALLOC_MMAP_MAX_`, `MALLOC_TRIM_THRESHOLD_`,
-`MALLOC_MMAP_THRESHOLD_`, or `glibc.malloc` tunables) keeps them: `MALLOC_MMAP_MAX_=65536 hnm train ...` trains with
-glibc's defaults, slower and at the lower peak.
+table; bench/bench_heap.py measures it). `HNM_REUSE_HEAP=0 hnm train ...` trains with glibc's defaults, slower and at
+the lower peak; whoever sets glibc's own malloc variables (`MALLOC_MMAP_MAX_`, `MALLOC_TRIM_THRESHOLD_`,
+`MALLOC_MMAP_THRESHOLD_`, or `glibc.malloc` tunables) keeps them too.
 """
 
 from __future__ import annotations
@@ -50,8 +50,10 @@ _TRIM = _LIBC.malloc_trim if _LIBC is not None else None
 _M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4
 _DEFAULT_TRIM_THRESHOLD, _DEFAULT_MMAP_MAX = 128 * 1024, 65536
 _NEVER_TRIM = -1  # mallopt(3): -1 turns trimming off (a step frees more than the 2 GiB an int could say)
-_USER_SET = (any(name in os.environ for name in ("MALLOC_MMAP_MAX_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_"))
-             or "glibc.malloc" in os.environ.get("GLIBC_TUNABLES", ""))
+# HNM_REUSE_HEAP=0 keeps glibc's defaults (the lower peak); so does any malloc variable of glibc's that the user set.
+_LEFT_ALONE = (os.environ.get("HNM_REUSE_HEAP", "1") == "0"
+               or any(name in os.environ for name in ("MALLOC_MMAP_MAX_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_"))
+               or "glibc.malloc" in os.environ.get("GLIBC_TUNABLES", ""))
 _lock = threading.Lock()
 _depth = 0
 
@@ -61,10 +63,10 @@ def reusing_heap() -> Iterator[None]:
     """While the block runs, glibc serves every allocation from its heap and keeps what is freed for the next one (no
     fresh mapping per large block, no trimming of the heap's top); afterwards the defaults come back and
     `release_memory` hands the freed pages to the system. Nested or concurrent blocks keep the heap reused until the
-    last one ends. Elsewhere than glibc, or where the environment sets glibc's malloc variables, the allocator is
-    left as it is and only `release_memory` follows the block."""
+    last one ends. Elsewhere than glibc, with HNM_REUSE_HEAP=0, or where the environment sets glibc's malloc
+    variables, the allocator is left as it is and only `release_memory` follows the block."""
     global _depth
-    own = _LIBC is not None and not _USER_SET
+    own = _LIBC is not None and not _LEFT_ALONE
     if own:
         with _lock:
             if _depth == 0:
