@@ -50,16 +50,21 @@ with reusing_heap():
     reused = faults()
 # Blocks larger than any the heap kept free (the trim gave their pages back but keeps the address range): mapped
 # again under glibc's defaults, reused after one if the heap still kept what is freed.
-print(mapped, reused, faults(256))
+after = faults(256)
+# Blocks of 1 MiB come from the heap after the block as glibc's own threshold would have them, not mapped each time.
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(200):
+    torch.ones(2**18, dtype=torch.float32)
+print(mapped, reused, after, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 """
 
 
-def _faults(**env: str) -> tuple[int, int, int]:
+def _faults(**env: str) -> tuple[int, int, int, int]:
     path = os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH")]))
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": path, **env}
     out = subprocess.run([sys.executable, "-c", _FAULTS], capture_output=True, text=True, check=True, env=env)
-    mapped, reused, after = map(int, out.stdout.split())
-    return mapped, reused, after
+    mapped, reused, after, small = map(int, out.stdout.split())
+    return mapped, reused, after, small
 
 
 def _blocks(faults: int) -> float:
@@ -69,14 +74,15 @@ def _blocks(faults: int) -> float:
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc (Linux)")
 def test_reusing_heap_reuses_freed_blocks_until_the_last_block_ends():
-    mapped, reused, after = _faults()
+    mapped, reused, after, small = _faults()
     assert _blocks(mapped) > 8  # glibc's default: each of the 12 blocks mapped afresh and faulted in again
     assert _blocks(reused) < 3, (reused, mapped)  # the first block faulted in, the rest reuse its pages
     assert _blocks(after) > 8 * 4, (after, reused)  # glibc's defaults are back once the last block has ended
+    assert _blocks(small) < 1, small  # 200 blocks of 1 MiB: from the heap, not mapped afresh each (200 MiB of faults)
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc (Linux)")
 @pytest.mark.parametrize("env", [{"HNM_REUSE_HEAP": "0"}, {"MALLOC_MMAP_MAX_": "65536"}])
 def test_reusing_heap_leaves_the_allocator_alone_when_told(env):
-    mapped, reused, _ = _faults(**env)  # turned off, or glibc's own variables set by the user
+    mapped, reused, _, _ = _faults(**env)  # turned off, or glibc's own variables set by the user
     assert _blocks(reused) > 8, (reused, mapped)

@@ -46,9 +46,13 @@ def _glibc() -> ctypes.CDLL | None:
 
 _LIBC = _glibc()
 _TRIM = _LIBC.malloc_trim if _LIBC is not None else None
-# mallopt's parameters (malloc.h) and glibc's defaults for them, restored when the last model work ends.
-_M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4
-_DEFAULT_TRIM_THRESHOLD, _DEFAULT_MMAP_MAX = 128 * 1024, 65536
+# mallopt's parameters (malloc.h). Setting any of them stops glibc from raising its mapping threshold as it sees large
+# blocks freed (from 128 KiB up to 32 MiB, the trim threshold at twice it), so when the last model work ends they are
+# set to where that rise ends in any process that has run a model, not to the 128 KiB it starts from: left there, every
+# block over 128 KiB would be mapped afresh (measured with MALLOC_MMAP_MAX_ set by hand: slower than no setting at all).
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _M_MMAP_MAX = -1, -3, -4
+_SETTLED_MMAP_THRESHOLD = 32 * 2**20
+_SETTLED_TRIM_THRESHOLD, _DEFAULT_MMAP_MAX = 2 * _SETTLED_MMAP_THRESHOLD, 65536
 _NEVER_TRIM = -1  # mallopt(3): -1 turns trimming off (a step frees more than the 2 GiB an int could say)
 # HNM_REUSE_HEAP=0 keeps glibc's defaults (the lower peak); so does any malloc variable of glibc's that the user set.
 _LEFT_ALONE = (os.environ.get("HNM_REUSE_HEAP", "1") == "0"
@@ -61,7 +65,7 @@ _depth = 0
 @contextlib.contextmanager
 def reusing_heap() -> Iterator[None]:
     """While the block runs, glibc serves every allocation from its heap and keeps what is freed for the next one (no
-    fresh mapping per large block, no trimming of the heap's top); afterwards the defaults come back and
+    fresh mapping per large block, no trimming of the heap's top); afterwards glibc's settled defaults come back and
     `release_memory` hands the freed pages to the system. Nested or concurrent blocks keep the heap reused until the
     last one ends. Elsewhere than glibc, with HNM_REUSE_HEAP=0, or where the environment sets glibc's malloc
     variables, the allocator is left as it is and only `release_memory` follows the block."""
@@ -81,7 +85,8 @@ def reusing_heap() -> Iterator[None]:
                 _depth -= 1
                 if _depth == 0:
                     _LIBC.mallopt(_M_MMAP_MAX, _DEFAULT_MMAP_MAX)
-                    _LIBC.mallopt(_M_TRIM_THRESHOLD, _DEFAULT_TRIM_THRESHOLD)
+                    _LIBC.mallopt(_M_MMAP_THRESHOLD, _SETTLED_MMAP_THRESHOLD)
+                    _LIBC.mallopt(_M_TRIM_THRESHOLD, _SETTLED_TRIM_THRESHOLD)
         release_memory()
 
 
