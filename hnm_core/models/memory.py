@@ -67,27 +67,29 @@ def reusing_heap() -> Iterator[None]:
     """While the block runs, glibc serves every allocation from its heap and keeps what is freed for the next one (no
     fresh mapping per large block, no trimming of the heap's top); afterwards glibc's settled defaults come back and
     `release_memory` hands the freed pages to the system. Nested or concurrent blocks keep the heap reused until the
-    last one ends. Elsewhere than glibc, with HNM_REUSE_HEAP=0, or where the environment sets glibc's malloc
-    variables, the allocator is left as it is and only `release_memory` follows the block."""
+    last one ends, and only that one hands the pages back (an encoding's slices, one block each inside the whole
+    encoding's, keep the pages from one slice to the next). Elsewhere than glibc, with HNM_REUSE_HEAP=0, or where the
+    environment sets glibc's malloc variables, the allocator is left as it is and only `release_memory` follows the
+    last block."""
     global _depth
     own = _LIBC is not None and not _LEFT_ALONE
-    if own:
-        with _lock:
-            if _depth == 0:
-                _LIBC.mallopt(_M_MMAP_MAX, 0)
-                _LIBC.mallopt(_M_TRIM_THRESHOLD, _NEVER_TRIM)
-            _depth += 1
+    with _lock:
+        if _depth == 0 and own:
+            _LIBC.mallopt(_M_MMAP_MAX, 0)
+            _LIBC.mallopt(_M_TRIM_THRESHOLD, _NEVER_TRIM)
+        _depth += 1
     try:
         yield
     finally:
-        if own:
-            with _lock:
-                _depth -= 1
-                if _depth == 0:
-                    _LIBC.mallopt(_M_MMAP_MAX, _DEFAULT_MMAP_MAX)
-                    _LIBC.mallopt(_M_MMAP_THRESHOLD, _SETTLED_MMAP_THRESHOLD)
-                    _LIBC.mallopt(_M_TRIM_THRESHOLD, _SETTLED_TRIM_THRESHOLD)
-        release_memory()
+        with _lock:
+            _depth -= 1
+            last = _depth == 0
+            if last and own:
+                _LIBC.mallopt(_M_MMAP_MAX, _DEFAULT_MMAP_MAX)
+                _LIBC.mallopt(_M_MMAP_THRESHOLD, _SETTLED_MMAP_THRESHOLD)
+                _LIBC.mallopt(_M_TRIM_THRESHOLD, _SETTLED_TRIM_THRESHOLD)
+        if last:
+            release_memory()
 
 
 def release_memory() -> bool:

@@ -90,9 +90,10 @@ def encode(
         return encode_batches(model, [texts[i] for i in order[start:stop]], prompt=prompt, batch_size=batch_size,
                               on_batch=lambda done: progress(stage, start + done, len(texts)))
 
-    return cache.get_or_compute(embedding_key(model, texts, prompt, batch_size), len(texts), compute,
-                                meta=embedding_meta(model, prompt, batch_size), order=order, unit=batch_size,
-                                progress=progress, stage=stage)
+    with reusing_heap():  # across the slices: each slice's encode_batches would otherwise hand its pages back
+        return cache.get_or_compute(embedding_key(model, texts, prompt, batch_size), len(texts), compute,
+                                    meta=embedding_meta(model, prompt, batch_size), order=order, unit=batch_size,
+                                    progress=progress, stage=stage)
 
 
 def embedding_meta(model: LoadedModel, prompt: str, batch_size: int) -> dict[str, object]:
