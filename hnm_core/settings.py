@@ -215,6 +215,9 @@ SETTINGS: tuple[Setting, ...] = (
             minimum=0.0, maximum=0.99, step=0.01),
     Setting("max_pairs", None, "Train on a seeded random subset of this many rows (off if empty: every row).",
             "train", int, optional=True, minimum=1, maximum=100_000_000),
+    Setting("checkpoint_minutes", 10.0, "Minutes between a training's checkpoints in the cache (0: none). A stopped "
+            "training started again resumes from its last one, to the same weights; they are removed when it ends.",
+            "train", float, minimum=0, maximum=1440),
     Setting("train_precision", "auto", "Training precision: fp32 (the proof protocol's), bf16 mixed precision, or "
             "auto (bf16 where the hardware has it: a GPU, or a CPU with avx512_bf16; docs/proof.md measures it).",
             "train", choices=("auto", "fp32", "bf16")),

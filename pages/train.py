@@ -60,7 +60,7 @@ with middle:
         setting_widget(name)
 with right:
     st.subheader("More")
-    for name in ("warmup_ratio", "max_pairs", "train_precision", "eval_precision"):
+    for name in ("warmup_ratio", "max_pairs", "train_precision", "eval_precision", "checkpoint_minutes"):
         setting_widget(name)
     st.button("Reset training settings", key="reset_train", on_click=reset_settings, args=(TRAIN_SETTINGS,))
 

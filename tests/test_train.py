@@ -14,7 +14,7 @@ import pytest
 from hnm_core.cli import main
 from hnm_core.curate.rules import CurateParams, curate
 from hnm_core.data import load_collection
-from hnm_core.errors import DataError, ExportError, SettingsError
+from hnm_core.errors import CacheWarning, DataError, ExportError, SettingsError
 from hnm_core.export.formats import export
 from hnm_core.models.loading import load_bi_encoder
 from hnm_core.engines.local import mine
@@ -197,3 +197,63 @@ def test_cli_train_then_refuses_an_existing_folder(export_dir, tiny_bi_encoder_d
     assert main(args) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("hnm train: error:") and "--overwrite" in err and len(err.splitlines()) == 1
+
+
+class _Stop(Exception):
+    pass
+
+
+def test_a_stopped_training_resumes_to_the_same_weights(export_dir, tiny_bi_encoder_dir, tmp_path):
+    """Stopped twice (each time one step after a checkpoint) and started again, a training ends with the weights of
+    one that ran straight through, bit for bit; its loss is the whole run's; the checkpoints are gone at the end."""
+    whole = train_model(export_dir, tmp_path / "whole", model=str(tiny_bi_encoder_dir), checkpoint_minutes=0,
+                        cache_dir=tmp_path / "cache", **FAST)
+    assert whole.steps >= 4 and not (tmp_path / "cache").exists()
+
+    def stop_at(step):
+        def progress(stage, done, total):
+            if done == step:
+                raise _Stop
+        return progress
+
+    trainings = tmp_path / "cache" / "trainings"
+    every_step = {"checkpoint_minutes": 1e-9, "cache_dir": tmp_path / "cache"}
+    for step in (2, 3):
+        with pytest.raises(_Stop):
+            train_model(export_dir, tmp_path / "resumed", model=str(tiny_bi_encoder_dir), progress=stop_at(step),
+                        **every_step, **FAST)
+        [folder] = trainings.iterdir()
+        # the save of the step it stopped at never happened; the one before is complete and alone
+        assert sorted(p.name for p in folder.glob("checkpoint-*")) == [f"checkpoint-{step - 1}"]
+        assert json.loads((folder / f"checkpoint-{step - 1}" / "hnm-checkpoint.json").read_text())["step"] == step - 1
+    resumed = train_model(export_dir, tmp_path / "resumed", model=str(tiny_bi_encoder_dir), **every_step, **FAST)
+
+    assert resumed.manifest["resumed_from_step"] == 2 and whole.manifest["resumed_from_step"] == 0
+    assert resumed.steps == whole.steps
+    assert resumed.training_loss == pytest.approx(whole.training_loss, rel=1e-6)
+    assert resumed.manifest["fingerprint"] == whole.manifest["fingerprint"]
+    a, b = weights(tmp_path / "whole"), weights(tmp_path / "resumed")
+    assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+    assert list(trainings.iterdir()) == []
+
+
+def test_a_damaged_checkpoint_is_not_resumed_from(export_dir, tiny_bi_encoder_dir, tmp_path):
+    every_step = {"checkpoint_minutes": 1e-9, "cache_dir": tmp_path / "cache"}
+
+    def stop(stage, done, total):
+        if done == 3:
+            raise _Stop
+
+    with pytest.raises(_Stop):
+        train_model(export_dir, tmp_path / "m", model=str(tiny_bi_encoder_dir), progress=stop, **every_step, **FAST)
+    [checkpoint] = (tmp_path / "cache" / "trainings").glob("*/checkpoint-2")
+    with open(checkpoint / "optimizer.pt", "r+b") as stream:
+        stream.seek(100)
+        stream.write(b"\xff\xff\xff\xff")
+    with pytest.warns(CacheWarning, match="optimizer.pt changed after it was saved"):
+        result = train_model(export_dir, tmp_path / "m", model=str(tiny_bi_encoder_dir), **every_step, **FAST)
+    assert result.manifest["resumed_from_step"] == 0
+    straight = train_model(export_dir, tmp_path / "straight", model=str(tiny_bi_encoder_dir), checkpoint_minutes=0,
+                           **FAST)
+    a, b = weights(tmp_path / "m"), weights(tmp_path / "straight")
+    assert all(np.array_equal(a[k], b[k]) for k in a)

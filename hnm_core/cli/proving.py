@@ -21,6 +21,9 @@ def add_proof_commands(sub: Any) -> None:
     p.add_argument("export_dir", type=Path, help="an export folder (or one ntuple / ntuple_scores file)")
     p.add_argument("--out", type=Path, required=True, help="the model folder to write")
     p.add_argument("--overwrite", action="store_true", help="replace the output folder if it exists")
+    p.add_argument("--cache-dir", type=Path, default=None,
+                   help="where the training's checkpoints are kept until it ends (default: $HNM_CACHE_DIR or "
+                        "~/.cache/hnm)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     add_settings(p, ("run", "train"))
     p.set_defaults(run=_run_train)
@@ -61,11 +64,14 @@ def _run_train(args: argparse.Namespace) -> int:
     result = train_model(args.export_dir, args.out, model=values["train_model"], loss=values["loss"],
                          epochs=values["epochs"], batch_size=values["train_batch_size"], lr=values["lr"],
                          warmup_ratio=values["warmup_ratio"], seed=values["seed"], max_pairs=values["max_pairs"],
-                         precision=values["train_precision"], overwrite=args.overwrite,
+                         precision=values["train_precision"], checkpoint_minutes=values["checkpoint_minutes"],
+                         cache_dir=args.cache_dir, overwrite=args.overwrite,
                          extra_manifest={"command": " ".join(["hnm", *sys.argv[1:]]) if sys.argv else "hnm train"},
                          progress=progress_for(args))
+    resumed = result.manifest["resumed_from_step"]
     print(f"Trained {counted(result.steps, 'step')} on {counted(result.rows, 'row')} in {result.seconds:,.0f} s "
-          f"(mean loss {result.training_loss:.4f}); model saved to {result.out_dir}")
+          f"(mean loss {result.training_loss:.4f}{f'; resumed at step {resumed:,}' if resumed else ''}); model saved "
+          f"to {result.out_dir}")
     return 0
 
 

@@ -4,14 +4,17 @@ that `hnm train` (hnm_core.prove.train) and a bi-encoder teacher's folds (hnm_co
 from __future__ import annotations
 
 import tempfile
+from contextlib import nullcontext
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import pyarrow as pa
 
 from ..progress import Progress
+from .checkpoints import Checkpoints
 from .memory import reusing_heap
 
-__all__ = ["Loss", "LOSSES", "fit"]
+__all__ = ["Loss", "LOSSES", "Fitted", "fit"]
 
 
 Loss = Literal["mnrl", "cached_mnrl", "margin_mse"]
@@ -24,10 +27,23 @@ LOSSES: dict[str, tuple[str, str]] = {
 }
 
 
+@dataclass(frozen=True)
+class Fitted:
+    """What a training did: its optimizer steps, the mean training loss over all of them, the step it resumed
+    from (0: it started afresh) and the seconds that earlier runs of a resumed training spent reaching it."""
+
+    steps: int
+    training_loss: float
+    resumed_from: int
+    seconds_before: float
+
+
 def fit(st_model: Any, table: pa.Table, loss: str, *, epochs: float, batch_size: int, lr: float,
-        warmup_ratio: float, seed: int, bf16: bool, cpu: bool, progress: Progress, stage: str = "train") -> Any:
+        warmup_ratio: float, seed: int, bf16: bool, cpu: bool, progress: Progress, stage: str = "train",
+        checkpoints: Checkpoints | None = None) -> Fitted:
     """Train `st_model` in place on `table` (the training columns of `LOSSES[loss]`) with SentenceTransformerTrainer
-    and the protocol's arguments; returns its TrainOutput. Progress goes to `stage`."""
+    and the protocol's arguments. Progress goes to `stage`. With `checkpoints` the training saves itself as it goes
+    and resumes from its last checkpoint (models/checkpoints.py); the weights are the same either way."""
     from datasets import Dataset
     from datasets.table import InMemoryTable
     from sentence_transformers import (
@@ -36,6 +52,9 @@ def fit(st_model: Any, table: pa.Table, loss: str, *, epochs: float, batch_size:
     )
     from sentence_transformers.sentence_transformer import losses
     from transformers import PrinterCallback, TrainerCallback
+
+    if checkpoints is not None and checkpoints.minutes <= 0:
+        checkpoints = None  # never saving: nothing to resume, no folder or lock
 
     class _Report(TrainerCallback):
         def on_train_begin(self, args, state, control, **kwargs):
@@ -46,18 +65,31 @@ def fit(st_model: Any, table: pa.Table, loss: str, *, epochs: float, batch_size:
 
     # The heap reused while training (no page faults for the activations it just freed), then handed back:
     # gigabytes a proof of many arms would keep (models/memory.py).
-    with reusing_heap(), tempfile.TemporaryDirectory(prefix="hnm-train-") as scratch:
+    with reusing_heap(), (checkpoints.hold() if checkpoints else nullcontext()), \
+            tempfile.TemporaryDirectory(prefix="hnm-train-") as scratch:
+        resume = checkpoints.latest() if checkpoints else None
         args = SentenceTransformerTrainingArguments(
-            output_dir=scratch, num_train_epochs=epochs, per_device_train_batch_size=batch_size, learning_rate=lr,
+            output_dir=checkpoints.start() if checkpoints else scratch, num_train_epochs=epochs,
+            per_device_train_batch_size=batch_size, learning_rate=lr,
             # transformers 5 reads a float warmup_steps below 1 as the ratio; the protocol's warmup_ratio=0.1 becomes
             # exactly this inside sentence-transformers.
             warmup_steps=warmup_ratio, seed=seed, save_strategy="no", report_to=[], batch_sampler="no_duplicates",
             logging_steps=1000, disable_tqdm=True, bf16=bf16, use_cpu=cpu,
         )
+        callbacks = [_Report()]
+        before = (resume.seconds, resume.loss_sum, resume.step) if resume else (0.0, 0.0, 0)
+        if checkpoints:
+            callbacks.insert(0, checkpoints.callback(*before))
         trainer = SentenceTransformerTrainer(model=st_model, args=args, train_dataset=Dataset(InMemoryTable(table)),
-                                             loss=getattr(losses, LOSSES[loss][1])(st_model), callbacks=[_Report()])
+                                             loss=getattr(losses, LOSSES[loss][1])(st_model), callbacks=callbacks)
         trainer.remove_callback(PrinterCallback)  # it prints the loss dicts; progress reports the steps instead
-        output = trainer.train()
+        output = trainer.train(resume_from_checkpoint=str(resume.folder) if resume else None)
         del trainer
+        if checkpoints:
+            checkpoints.clear()
     st_model.eval()
-    return output
+    steps = output.global_step
+    # The Trainer's mean covers this run's steps only; the earlier runs' loss sum makes it the whole training's.
+    mean_loss = (before[1] + output.training_loss * (steps - before[2])) / max(steps, 1) if resume \
+        else output.training_loss
+    return Fitted(steps, mean_loss, before[2], before[0])

@@ -32,7 +32,8 @@ from .splits import (
 __all__ = ["ARMS", "RECIPE", "STAGES", "VARIANT_STAGES", "prove"]
 
 ARMS = setting("arms").choices
-RECIPE = tuple(s.name for s in SETTINGS if s.stage == "train" and s.name != "train_model")
+# What decides an arm's weights (how often a training saves itself does not).
+RECIPE = tuple(s.name for s in SETTINGS if s.stage == "train" and s.name not in ("train_model", "checkpoint_minutes"))
 _NAMES = ("arms", "data", "prove.json", "table.txt")
 STAGES = ("run", "pool", "teacher", "curate", "train", "eval", "prove")  # the settings a proof reads (its flags)
 VARIANT_STAGES = ("pool", "teacher", "curate")  # what a variant may change: how the hnm arm's file is made
@@ -223,7 +224,7 @@ def prove(
             train_model(file, folder, model=start.path, loss=values["loss"], epochs=values["epochs"],
                         batch_size=values["train_batch_size"], lr=values["lr"], warmup_ratio=values["warmup_ratio"],
                         seed=seed, max_pairs=values["max_pairs"], precision=recipe["train_precision"],
-                        overwrite=True, extra_manifest={"proof": {"arm": arm, "key": key}}, progress=progress)
+                        checkpoint_minutes=values["checkpoint_minutes"], cache_dir=cache_dir, overwrite=True, extra_manifest={"proof": {"arm": arm, "key": key}}, progress=progress)
         manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
         scored(arm, seed, str(folder), manifest["rows"], manifest["seconds"], now, key,
                manifest["fingerprint"], str(file))

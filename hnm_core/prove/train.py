@@ -30,8 +30,10 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from ..cache import default_cache_dir
 from ..errors import DataError, SettingsError
 from ..manifest import digest, package_versions
+from ..models.checkpoints import Checkpoints
 from ..models.fit import LOSSES, Loss, fit
 from ..models.loading import load_bi_encoder, resolve_precision
 from ..outputs.folder import check_out, write_output
@@ -87,6 +89,8 @@ def train_model(
     seed: int = setting("seed").default,
     max_pairs: int | None = setting("max_pairs").default,
     precision: str = setting("train_precision").default,
+    checkpoint_minutes: float = setting("checkpoint_minutes").default,
+    cache_dir: str | Path | None = None,
     overwrite: bool = False,
     device: str | None = None,
     extra_manifest: dict[str, Any] | None = None,
@@ -103,12 +107,16 @@ def train_model(
     precision: "auto" (default: bf16 where the hardware has it natively, fp32 elsewhere), "bf16" (mixed precision:
         bf16 autocast, fp32 weights) or "fp32" (the reference protocol's). Measured on two CPU cores (docs/proof.md):
         SciFact's naive file trained in bf16 in 956 s against 1,578 s and scored nDCG@10 0.6895 against 0.6896.
+    checkpoint_minutes, cache_dir: the training saves itself every this many minutes (0: never) under
+        `cache_dir/trainings/` (default $HNM_CACHE_DIR or ~/.cache/hnm); the same training started again after a
+        stop resumes from its last checkpoint, to the same weights (models/checkpoints.py).
     overwrite: replace a model folder hnm wrote earlier (only its files: see outdir.py); without it an existing
         output is refused, and a non-empty folder hnm did not write is refused either way.
     device: "cpu", "cuda", ...; default a GPU when there is one.
     extra_manifest: more top-level manifest keys (the CLI adds its command line); plain JSON values only.
     """
     _check(loss, epochs, batch_size, lr, warmup_ratio, seed, max_pairs, precision)
+    setting("checkpoint_minutes").check(checkpoint_minutes)
     out = check_out(out_dir, "model", overwrite=overwrite, inputs=[export_dir])
     path = training_file(export_dir, loss)
     table, rows_in_file = _read(path, loss, max_pairs, seed)
@@ -117,35 +125,39 @@ def train_model(
     ref = load_bi_encoder(model, precision="fp32", device=device)
     use_bf16 = resolve_precision(precision, ref.device) == "bf16"
     st_model = ref.model
+    settings = {"model": model, "loss": loss, "loss_class": LOSSES[loss][1], "epochs": epochs,
+                "batch_size": batch_size, "lr": lr, "warmup_ratio": warmup_ratio, "seed": seed,
+                "max_pairs": max_pairs, "precision": "bf16" if use_bf16 else "fp32",
+                "batch_sampler": "no_duplicates", "max_seq_length": st_model.max_seq_length,
+                "columns": table.column_names}
+    # What a cached arm is keyed by: the data, the starting weights and the recipe (not the model's name).
+    fingerprint = digest({"file": file_digest(path), "base_model": ref.fingerprint,
+                          **{k: v for k, v in settings.items() if k != "model"}})
+    checkpoints = Checkpoints(cache_dir if cache_dir is not None else default_cache_dir(),
+                              {"training": fingerprint, "device": ref.device}, checkpoint_minutes)
     with write_output(out, "model", overwrite=overwrite, inputs=[export_dir]) as tmp:
         output = fit(st_model, table, loss, epochs=epochs, batch_size=batch_size, lr=lr, warmup_ratio=warmup_ratio,
-                      seed=seed, bf16=use_bf16, cpu=ref.device == "cpu", progress=progress)
+                     seed=seed, bf16=use_bf16, cpu=ref.device == "cpu", progress=progress, checkpoints=checkpoints)
         st_model.save(str(tmp), create_model_card=False)
-        seconds = round(time.perf_counter() - started, 1)
-        settings = {"model": model, "loss": loss, "loss_class": LOSSES[loss][1], "epochs": epochs,
-                    "batch_size": batch_size, "lr": lr, "warmup_ratio": warmup_ratio, "seed": seed,
-                    "max_pairs": max_pairs, "precision": "bf16" if use_bf16 else "fp32",
-                    "batch_sampler": "no_duplicates", "max_seq_length": st_model.max_seq_length,
-                    "columns": table.column_names}
+        seconds = round(time.perf_counter() - started + output.seconds_before, 1)
         manifest = {
             "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "export": _export_record(path),
             "base_model": {"name": ref.name, "path": ref.path, "fingerprint": ref.fingerprint},
             "settings": settings,
-            # What a cached arm is keyed by: the data, the starting weights and the recipe (not the model's name).
-            "fingerprint": digest({"file": file_digest(path), "base_model": ref.fingerprint,
-                                    **{k: v for k, v in settings.items() if k != "model"}}),
+            "fingerprint": fingerprint,
             "rows": table.num_rows,
             "rows_in_file": rows_in_file,
-            "steps": output.global_step,
+            "steps": output.steps,
             "training_loss": output.training_loss,
             "seconds": seconds,
+            "resumed_from_step": output.resumed_from,
             "device": ref.device,
             "versions": {**package_versions("datasets", "accelerate")},
             **(extra_manifest or {}),
         }
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False), encoding="utf-8")
-    return TrainResult(out, table.num_rows, output.global_step, output.training_loss, seconds, manifest)
+    return TrainResult(out, table.num_rows, output.steps, output.training_loss, seconds, manifest)
 
 
 def _check(loss: str, epochs: int, batch_size: int, lr: float, warmup_ratio: float, seed: int,

@@ -1,0 +1,148 @@
+"""Trainings that survive being stopped: a training saves itself every few minutes into the cache, and the same
+training started again resumes from its last checkpoint, to the same weights as a run that was never stopped.
+
+A training is keyed by what decides its weights (the training file's hash, the starting weights' fingerprint, every
+setting of the recipe, the device), so only the same training resumes; anything else starts afresh. Its checkpoints
+live in `<cache>/trainings/<key>/checkpoint-<step>/`, written by the transformers Trainer (weights, optimizer,
+scheduler, random states, trainer state). A checkpoint counts only once `hnm-checkpoint.json` is in it: the hash of
+each file the Trainer wrote, the seconds trained so far, written atomically after the Trainer finished. A resume
+verifies every hash first; a damaged or half-written checkpoint is removed with a warning and an older one (or the
+start) is used. The older checkpoints are removed once a newer one is complete, and the whole folder once the
+training finishes, so a cache holds at most one checkpoint per interrupted training (about 270 MB for MiniLM).
+
+When to save is paced by the clock (`minutes`), which decides only what a stopped run loses: a resume restores the
+optimizer, the learning-rate schedule, the random states and the position in the batches, so the weights are the
+same bit for bit wherever the stops fall (tests/test_train.py). Saving also logs the loss of the steps since the last
+log, so the mean training loss of a resumed run is the whole run's.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..checked_files import locked
+from ..errors import CacheWarning
+from ..manifest import atomic_write_bytes, digest
+
+__all__ = ["Checkpoints", "Resume"]
+
+_MARK = "hnm-checkpoint.json"
+_PREFIX = "checkpoint-"
+
+
+@dataclass(frozen=True)
+class Resume:
+    """A verified checkpoint: its folder, the step it holds, the seconds trained to reach it, and the sum of the
+    per-step losses of those steps."""
+
+    folder: Path
+    step: int
+    seconds: float
+    loss_sum: float
+
+
+class Checkpoints:
+    """The checkpoint folder of one training: `key` is every value that decides its weights; `minutes` how often
+    it saves (0: never)."""
+
+    def __init__(self, root: str | Path, key: dict[str, Any], minutes: float) -> None:
+        self.folder = Path(root) / "trainings" / digest(key)
+        self.key = key
+        self.minutes = minutes
+
+    def hold(self) -> Any:
+        """A lock in the folder for the whole training: a second run of the same training waits for the first
+        (and, once the first has finished and removed the folder, trains afresh)."""
+        return locked(self.folder / ".lock")
+
+    def latest(self) -> Resume | None:
+        """The newest checkpoint whose files match their recorded hashes; damaged ones are removed (with a
+        CacheWarning), unmarked ones (a save that was stopped) silently."""
+        if not (self.folder / "key.json").is_file():
+            return None
+        for step, path in sorted(self._steps(), reverse=True):
+            mark = path / _MARK
+            if not mark.is_file():
+                shutil.rmtree(path, ignore_errors=True)
+                continue
+            try:
+                record = json.loads(mark.read_text(encoding="utf-8"))
+                damaged = [name for name, want in record["files"].items() if _hash(path / name) != want]
+            except (OSError, ValueError, KeyError, TypeError):
+                damaged = [_MARK]
+            if damaged:
+                warnings.warn(CacheWarning(f"{path}: {', '.join(damaged)} changed after it was saved; the training "
+                                           "resumes from an earlier point"), stacklevel=2)
+                shutil.rmtree(path, ignore_errors=True)
+                continue
+            return Resume(path, step, float(record["seconds"]), float(record["loss_sum"]))
+        return None
+
+    def callback(self, seconds_before: float, loss_sum_before: float, resumed_step: int) -> Any:
+        """The TrainerCallback that asks for a save (and a log, so the loss so far is recorded) every `minutes`, and
+        marks each finished save."""
+        from transformers import TrainerCallback
+
+        outer = self
+        interval = self.minutes * 60
+
+        class _Saving(TrainerCallback):
+            def __init__(self) -> None:
+                self.started = self.last = time.perf_counter()
+                self.loss_sum, self.logged_step = loss_sum_before, resumed_step
+
+            def on_step_end(self, args, state, control, **kwargs):
+                if interval > 0 and state.global_step < state.max_steps and time.perf_counter() - self.last >= interval:
+                    control.should_save = control.should_log = True
+
+            def on_log(self, args, state, control, logs=None, **kwargs):
+                if logs and "loss" in logs:
+                    self.loss_sum += logs["loss"] * (state.global_step - self.logged_step)
+                    self.logged_step = state.global_step
+
+            def on_save(self, args, state, control, **kwargs):
+                self.last = time.perf_counter()
+                outer._mark(state.global_step, seconds_before + self.last - self.started, self.loss_sum)
+
+        return _Saving()
+
+    def start(self) -> str:
+        """Prepare the folder for a training's checkpoints (written by the Trainer as its output_dir)."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        key = json.dumps(self.key, indent=2, sort_keys=True, default=str).encode()
+        if not (self.folder / "key.json").is_file():
+            atomic_write_bytes(self.folder / "key.json", key)
+        return str(self.folder)
+
+    def clear(self) -> None:
+        """Remove the folder: the training finished."""
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+    def _mark(self, step: int, seconds: float, loss_sum: float) -> None:
+        path = self.folder / f"{_PREFIX}{step}"
+        files = {str(f.relative_to(path)): _hash(f) for f in sorted(path.rglob("*")) if f.is_file()}
+        record = {"step": step, "seconds": round(seconds, 3), "loss_sum": loss_sum, "files": files}
+        atomic_write_bytes(path / _MARK, json.dumps(record, indent=2).encode())
+        for other, older in self._steps():
+            if other != step:
+                shutil.rmtree(older, ignore_errors=True)
+
+    def _steps(self) -> list[tuple[int, Path]]:
+        return [(int(p.name[len(_PREFIX):]), p) for p in self.folder.glob(f"{_PREFIX}*")
+                if p.is_dir() and p.name[len(_PREFIX):].isdigit()]
+
+
+def _hash(path: Path) -> str:
+    h = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as stream:
+        while chunk := stream.read(1 << 22):
+            h.update(chunk)
+    return h.hexdigest()
+
