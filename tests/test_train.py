@@ -257,3 +257,35 @@ def test_a_damaged_checkpoint_is_not_resumed_from(export_dir, tiny_bi_encoder_di
                            **FAST)
     a, b = weights(tmp_path / "m"), weights(tmp_path / "straight")
     assert all(np.array_equal(a[k], b[k]) for k in a)
+
+
+def test_cli_train_stopped_by_ctrl_c_resumes_and_quiet_prints_no_bars(export_dir, tiny_bi_encoder_dir, tmp_path):
+    """The command a user runs: Ctrl-C once a checkpoint is saved, then the same command again; --quiet keeps the
+    libraries' bars (loading and saving weights) off stderr too."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    args = [sys.executable, "-m", "hnm_core.cli", "train", str(export_dir), "--out", str(tmp_path / "model"),
+            "--train-model", str(tiny_bi_encoder_dir), "--train-batch-size", "8", "--epochs", "30",
+            "--train-precision", "fp32", "--checkpoint-minutes", "0.005", "--cache-dir", str(tmp_path / "cache"),
+            "--quiet"]
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
+    first = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.monotonic() + 120
+    while not list((tmp_path / "cache").glob("trainings/*/checkpoint-*/hnm-checkpoint.json")):
+        assert first.poll() is None and time.monotonic() < deadline, first.communicate()
+        time.sleep(0.05)
+    first.send_signal(signal.SIGINT)
+    out, err = first.communicate(timeout=120)
+    assert first.returncode == 130, err
+    assert err.strip() == ("hnm train: interrupted; finished chunks and the training's last checkpoint are cached and "
+                           "the same command resumes")
+
+    second = subprocess.run(args, capture_output=True, text=True, env=env, timeout=300)
+    assert second.returncode == 0 and second.stderr == "", second.stderr
+    [line] = second.stdout.splitlines()
+    assert "; resumed at step " in line and line.endswith(f"model saved to {tmp_path / 'model'}")
+    assert list((tmp_path / "cache" / "trainings").iterdir()) == []

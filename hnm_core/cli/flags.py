@@ -4,6 +4,7 @@ command line gives (defaults <- a saved pool's <- --config <- flags)."""
 from __future__ import annotations
 
 import argparse
+import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -106,7 +107,12 @@ def settings_from_args(args: argparse.Namespace, stages: Sequence[Stage],
 def progress_for(args: argparse.Namespace):
     from ..progress import no_progress, terminal_progress
 
-    return no_progress if args.quiet else terminal_progress()
+    if args.quiet:
+        # The libraries' own bars too (loading and saving weights, the trainer's model card): tqdm reads this when
+        # it is first imported, which in a command is after its flags are read.
+        os.environ.setdefault("TQDM_DISABLE", "1")
+        return no_progress
+    return terminal_progress()
 
 
 def say(lines: Sequence[str]) -> None:
