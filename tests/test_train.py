@@ -226,7 +226,11 @@ def test_a_stopped_training_resumes_to_the_same_weights(export_dir, tiny_bi_enco
         # the save of the step it stopped at never happened; the one before is complete and alone
         assert sorted(p.name for p in folder.glob("checkpoint-*")) == [f"checkpoint-{step - 1}"]
         assert json.loads((folder / f"checkpoint-{step - 1}" / "hnm-checkpoint.json").read_text())["step"] == step - 1
-    resumed = train_model(export_dir, tmp_path / "resumed", model=str(tiny_bi_encoder_dir), **every_step, **FAST)
+    calls = []
+    resumed = train_model(export_dir, tmp_path / "resumed", model=str(tiny_bi_encoder_dir), **every_step, **FAST,
+                          progress=lambda *call: calls.append(call))
+    # the steps it did not train again are reported at once after the start, then each step it trains
+    assert calls == [("train", done, whole.steps) for done in (0, *range(2, whole.steps + 1))]
 
     assert resumed.manifest["resumed_from_step"] == 2 and whole.manifest["resumed_from_step"] == 0
     assert resumed.steps == whole.steps

@@ -59,6 +59,8 @@ def fit(st_model: Any, table: pa.Table, loss: str, *, epochs: float, batch_size:
     class _Report(TrainerCallback):
         def on_train_begin(self, args, state, control, **kwargs):
             progress(stage, 0, state.max_steps)
+            if state.global_step:  # resumed: the checkpoint's steps come at once, as a cache's saved part does
+                progress(stage, state.global_step, state.max_steps)
 
         def on_step_end(self, args, state, control, **kwargs):
             progress(stage, state.global_step, state.max_steps)
