@@ -47,7 +47,7 @@ def test_audit_offers_every_setting_but_the_export_ones():
 
 @pytest.mark.parametrize("command, stages, others", [
     ("train", ("run", "train"), ()),
-    ("train-teacher", ("data", "run", "pool", "teacher_train"), ()),
+    ("train-teacher", ("data", "run", "pool", "teacher_train"), ("--checkpoint-minutes",)),
     ("eval", ("data", "eval"), ("--batch-size",)),
     ("prove", ("run", "pool", "teacher", "curate", "train", "eval", "prove"), ()),
 ])

@@ -171,6 +171,36 @@ def test_an_interrupted_run_leaves_finished_folds_and_a_teacher_that_refuses_to_
     load_cross_encoder(str(out))
 
 
+@pytest.mark.parametrize("kind", ["cross-encoder", "bi-encoder"])
+def test_a_fold_stopped_after_a_checkpoint_resumes_to_the_same_weights(trained, trained_bi, tiny_bi_encoder_dir,
+                                                                       tmp_path, kind):
+    """Stopped in its second fold one step after a checkpoint, a teacher started again resumes that fold from the
+    checkpoint (its steps reported at once) and ends with the weights of the teacher trained straight through."""
+    collection, straight, root = trained if kind == "cross-encoder" else trained_bi
+    options = {} if kind == "cross-encoder" else {"kind": "bi-encoder", "lr": 1e-3, "epochs": 3, "batch_size": 2}
+    out, cache = tmp_path / "teacher", tmp_path / "cache"
+    shutil.copytree(root / "cache", cache)  # the retrieval's embeddings, not the trainings
+    assert not list(cache.glob("trainings/*"))  # the straight teacher's trainings left nothing
+
+    def stop(stage, done, total):
+        if stage.startswith("train teacher: fold 2") and done == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        _train(collection, out, tiny_bi_encoder_dir, cache, progress=stop, checkpoint_minutes=1e-9, **options)
+    assert [p.name for p in (cache / "trainings").glob("*/checkpoint-*")] == ["checkpoint-2"]
+    calls = []
+    resumed = _train(collection, out, tiny_bi_encoder_dir, cache, checkpoint_minutes=1e-9, **options,
+                     progress=lambda *call: calls.append(call))
+    assert [f.trained for f in resumed.folds] == [False, True]
+    steps = [done for stage, done, _ in calls if stage == "train teacher: fold 2/2"]
+    assert steps[:3] == [0, 2, 3] and steps == sorted(steps)
+    for fold in ("fold-0", "fold-1"):
+        a, b = _weights(straight.out_dir / fold), _weights(out / fold)
+        assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+    assert list((cache / "trainings").iterdir()) == []
+
+
 def test_other_settings_are_refused_unless_overwrite_and_different_seeds_differ(trained, tiny_bi_encoder_dir,
                                                                                 tmp_path):
     collection, result, root = trained

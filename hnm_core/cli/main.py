@@ -98,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     overrides_flag(p, "teach: unlabelled positives as positives, confirmed and bad negatives as negatives, each "
                       "query's only to the folds that never score it")
     # the pool settings choose the retrieval the teacher's negatives come from
-    add_settings(p, ("data", "run", "pool", "teacher_train"))
+    add_settings(p, ("data", "run", "pool", "teacher_train"), also=("checkpoint_minutes",))
     p.set_defaults(run=run_train_teacher)
     add_proof_commands(sub)
 

@@ -176,7 +176,7 @@ def run_train_teacher(args: argparse.Namespace) -> int:
     from ..data import load_collection
     from ..teacher.training import train_options, train_teacher
 
-    values = settings_from_args(args, ("data", "run", "pool", "teacher_train"))
+    values = settings_from_args(args, ("data", "run", "pool", "teacher_train"), also=("checkpoint_minutes",))
     refuse_inputs(args.out, [args.data])  # before any work; the folder's own rules are checked by train_teacher
     check_lengths(values, trains_teacher=True)
     collection = load_collection(args.data, split=values["split"], hf_config=args.hf_config,
@@ -184,7 +184,8 @@ def run_train_teacher(args: argparse.Namespace) -> int:
     say(collection.problems)
     overrides = read_overrides(args.overrides, collection) if args.overrides else None
     result = train_teacher(collection, args.out, **train_options(values), pool_settings=values,
-                           overrides=overrides.entries if overrides else None, cache_dir=args.cache_dir, overwrite=args.overwrite,
+                           overrides=overrides.entries if overrides else None, cache_dir=args.cache_dir,
+                           checkpoint_minutes=values["checkpoint_minutes"], overwrite=args.overwrite,
                            inputs=[args.data, *([args.overrides] if args.overrides else [])],
                            progress=progress_for(args))
     say(result.sentences())

@@ -23,6 +23,8 @@ import json
 import shutil
 import time
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,8 +32,9 @@ from typing import Any
 from ..checked_files import locked
 from ..errors import CacheWarning
 from ..manifest import atomic_write_bytes, digest
+from ..progress import Progress
 
-__all__ = ["Checkpoints", "Resume"]
+__all__ = ["Checkpoints", "Resume", "Session", "session", "report_steps"]
 
 _MARK = "hnm-checkpoint.json"
 _PREFIX = "checkpoint-"
@@ -146,3 +149,54 @@ def _hash(path: Path) -> str:
             h.update(chunk)
     return h.hexdigest()
 
+
+@dataclass(frozen=True)
+class Session:
+    """One Trainer run: the output_dir and callbacks to give the Trainer, and the checkpoint it resumes from."""
+
+    output_dir: str
+    callbacks: tuple[Any, ...]
+    resume: Resume | None
+
+    @property
+    def resume_from(self) -> str | None:
+        """The `resume_from_checkpoint` argument of `Trainer.train`."""
+        return str(self.resume.folder) if self.resume else None
+
+    def mean_loss(self, steps: int, this_run: float) -> float:
+        """The whole training's mean loss from the Trainer's mean over this run's steps."""
+        if self.resume is None:
+            return this_run
+        return (self.resume.loss_sum + this_run * (steps - self.resume.step)) / max(steps, 1)
+
+
+@contextmanager
+def session(checkpoints: Checkpoints | None, scratch: str) -> Iterator[Session]:
+    """A Trainer run with `checkpoints` (or none, in the folder `scratch`): holds the training's lock, finds the
+    checkpoint to resume from and, when the body returns, removes the checkpoints (kept when it raises)."""
+    if checkpoints is None or checkpoints.minutes <= 0:  # never saving: nothing to resume, no folder or lock
+        yield Session(scratch, (), None)
+        return
+    with checkpoints.hold():
+        resume = checkpoints.latest()
+        before = (resume.seconds, resume.loss_sum, resume.step) if resume else (0.0, 0.0, 0)
+        yield Session(checkpoints.start(), (checkpoints.callback(*before),), resume)
+        checkpoints.clear()
+
+
+def report_steps(progress: Progress, stage: str) -> Any:
+    """The TrainerCallback that reports a training's optimizer steps to `progress` as `stage`; a resumed training
+    reports the steps of its checkpoint at once after the start, as a cache's saved part is (the studio's ETA does
+    not count them as this run's pace)."""
+    from transformers import TrainerCallback
+
+    class _Report(TrainerCallback):
+        def on_train_begin(self, args, state, control, **kwargs):
+            progress(stage, 0, state.max_steps)
+            if state.global_step:
+                progress(stage, state.global_step, state.max_steps)
+
+        def on_step_end(self, args, state, control, **kwargs):
+            progress(stage, state.global_step, state.max_steps)
+
+    return _Report()

@@ -4,14 +4,13 @@ that `hnm train` (hnm_core.prove.train) and a bi-encoder teacher's folds (hnm_co
 from __future__ import annotations
 
 import tempfile
-from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import pyarrow as pa
 
 from ..progress import Progress
-from .checkpoints import Checkpoints
+from .checkpoints import Checkpoints, report_steps, session
 from .memory import reusing_heap
 
 __all__ = ["Loss", "LOSSES", "Fitted", "fit"]
@@ -51,47 +50,27 @@ def fit(st_model: Any, table: pa.Table, loss: str, *, epochs: float, batch_size:
         SentenceTransformerTrainingArguments,
     )
     from sentence_transformers.sentence_transformer import losses
-    from transformers import PrinterCallback, TrainerCallback
-
-    if checkpoints is not None and checkpoints.minutes <= 0:
-        checkpoints = None  # never saving: nothing to resume, no folder or lock
-
-    class _Report(TrainerCallback):
-        def on_train_begin(self, args, state, control, **kwargs):
-            progress(stage, 0, state.max_steps)
-            if state.global_step:  # resumed: the checkpoint's steps come at once, as a cache's saved part does
-                progress(stage, state.global_step, state.max_steps)
-
-        def on_step_end(self, args, state, control, **kwargs):
-            progress(stage, state.global_step, state.max_steps)
+    from transformers import PrinterCallback
 
     # The heap reused while training (no page faults for the activations it just freed), then handed back:
     # gigabytes a proof of many arms would keep (models/memory.py).
-    with reusing_heap(), (checkpoints.hold() if checkpoints else nullcontext()), \
-            tempfile.TemporaryDirectory(prefix="hnm-train-") as scratch:
-        resume = checkpoints.latest() if checkpoints else None
+    with reusing_heap(), tempfile.TemporaryDirectory(prefix="hnm-train-") as scratch, \
+            session(checkpoints, scratch) as run:
         args = SentenceTransformerTrainingArguments(
-            output_dir=checkpoints.start() if checkpoints else scratch, num_train_epochs=epochs,
-            per_device_train_batch_size=batch_size, learning_rate=lr,
+            output_dir=run.output_dir, num_train_epochs=epochs, per_device_train_batch_size=batch_size,
+            learning_rate=lr,
             # transformers 5 reads a float warmup_steps below 1 as the ratio; the protocol's warmup_ratio=0.1 becomes
             # exactly this inside sentence-transformers.
             warmup_steps=warmup_ratio, seed=seed, save_strategy="no", report_to=[], batch_sampler="no_duplicates",
             logging_steps=1000, disable_tqdm=True, bf16=bf16, use_cpu=cpu,
         )
-        callbacks = [_Report()]
-        before = (resume.seconds, resume.loss_sum, resume.step) if resume else (0.0, 0.0, 0)
-        if checkpoints:
-            callbacks.insert(0, checkpoints.callback(*before))
         trainer = SentenceTransformerTrainer(model=st_model, args=args, train_dataset=Dataset(InMemoryTable(table)),
-                                             loss=getattr(losses, LOSSES[loss][1])(st_model), callbacks=callbacks)
+                                             loss=getattr(losses, LOSSES[loss][1])(st_model),
+                                             callbacks=[*run.callbacks, report_steps(progress, stage)])
         trainer.remove_callback(PrinterCallback)  # it prints the loss dicts; progress reports the steps instead
-        output = trainer.train(resume_from_checkpoint=str(resume.folder) if resume else None)
+        output = trainer.train(resume_from_checkpoint=run.resume_from)
         del trainer
-        if checkpoints:
-            checkpoints.clear()
     st_model.eval()
-    steps = output.global_step
-    # The Trainer's mean covers this run's steps only; the earlier runs' loss sum makes it the whole training's.
-    mean_loss = (before[1] + output.training_loss * (steps - before[2])) / max(steps, 1) if resume \
-        else output.training_loss
-    return Fitted(steps, mean_loss, before[2], before[0])
+    resumed = run.resume.step if run.resume else 0
+    return Fitted(output.global_step, run.mean_loss(output.global_step, output.training_loss), resumed,
+                  run.resume.seconds if run.resume else 0.0)

@@ -14,9 +14,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from ..models.loading import (
-    load_bi_encoder,
-)
+from ..models.checkpoints import Checkpoints, report_steps, session
+from ..models.loading import load_bi_encoder
 from ..outputs.folder import new_folder
 from ..progress import Progress
 
@@ -76,9 +75,11 @@ def ntuples(rows: Sequence[tuple[str, str, float]], negatives: int) -> tuple[dic
 
 def train_bi_encoder_fold(rows: list[tuple[str, str, float]], base_path: str, folder: Path, *, negatives: int,
                            epochs: float, batch_size: int, lr: float, max_length: int, bf16: bool, seed: int,
-                           info: dict[str, Any], progress: Progress, stage: str) -> None:
+                           info: dict[str, Any], progress: Progress, stage: str,
+                           checkpoints: Checkpoints | None = None) -> None:
     """Fine-tune one fold's bi-encoder on `rows` (MultipleNegativesRankingLoss on n-tuples, train.fit with the proof
-    recipe's sampler and warm-up) and save it as `folder`, atomically (`_saving_fold`)."""
+    recipe's sampler and warm-up) and save it as `folder`, atomically (`_saving_fold`); with `checkpoints` a stopped
+    fold resumes where it was (models/checkpoints.py)."""
     import pyarrow as pa
 
     from ..models.fit import fit
@@ -88,7 +89,7 @@ def train_bi_encoder_fold(rows: list[tuple[str, str, float]], base_path: str, fo
     ref = load_bi_encoder(base_path, precision="fp32", max_seq_length=max_length)
     with _saving_fold(folder, {**info, "untaught_positives": untaught}, started) as work:
         fit(ref.model, pa.table(columns), "mnrl", epochs=epochs, batch_size=batch_size, lr=lr, warmup_ratio=0.1,
-            seed=seed, bf16=bf16, cpu=ref.device == "cpu", progress=progress, stage=stage)
+            seed=seed, bf16=bf16, cpu=ref.device == "cpu", progress=progress, stage=stage, checkpoints=checkpoints)
         ref.model.save(str(work), create_model_card=False)
 
 
@@ -104,8 +105,9 @@ def _saving_fold(folder: Path, info: dict[str, Any], started: float) -> Iterator
 
 def train_cross_encoder_fold(rows: list[tuple[str, str, float]], base_path: str, folder: Path, *, epochs: float, batch_size: int,
                 lr: float, max_length: int, bf16: bool, seed: int, info: dict[str, Any], progress: Progress,
-                stage: str) -> None:
-    """Train one fold's CrossEncoder on `rows` and save it as `folder`, atomically (`_saving_fold`)."""
+                stage: str, checkpoints: Checkpoints | None = None) -> None:
+    """Train one fold's CrossEncoder on `rows` and save it as `folder`, atomically (`_saving_fold`); with
+    `checkpoints` a stopped fold resumes where it was (models/checkpoints.py)."""
     from datasets import Dataset
     from sentence_transformers.cross_encoder import (
         CrossEncoder,
@@ -113,17 +115,10 @@ def train_cross_encoder_fold(rows: list[tuple[str, str, float]], base_path: str,
         CrossEncoderTrainingArguments,
     )
     from sentence_transformers.cross_encoder.losses import BinaryCrossEntropyLoss
-    from transformers import PrinterCallback, TrainerCallback, set_seed
+    from transformers import PrinterCallback, set_seed
 
     from ..models.loading import default_device
     from ..models.memory import reusing_heap
-
-    class _Report(TrainerCallback):
-        def on_train_begin(self, args, state, control, **kwargs):
-            progress(stage, 0, state.max_steps)
-
-        def on_step_end(self, args, state, control, **kwargs):
-            progress(stage, state.global_step, state.max_steps)
 
     started = time.perf_counter()
     set_seed(seed)  # the new head is drawn from torch's global generator when the model is built
@@ -132,9 +127,10 @@ def train_cross_encoder_fold(rows: list[tuple[str, str, float]], base_path: str,
         model = CrossEncoder(base_path, num_labels=1, max_length=max_length, device=device, local_files_only=True)
     # The trainer's scratch folder lies beside the fold, never in it (a killed run's is removed with the .tmp ones).
     with reusing_heap(), _saving_fold(folder, info, started) as work, \
-            tempfile.TemporaryDirectory(prefix=f".{folder.name}.trainer.", suffix=".tmp", dir=folder.parent) as scratch:
+            tempfile.TemporaryDirectory(prefix=f".{folder.name}.trainer.", suffix=".tmp", dir=folder.parent) as scratch, \
+            session(checkpoints, scratch) as run:
         args = CrossEncoderTrainingArguments(
-            output_dir=scratch, num_train_epochs=epochs, per_device_train_batch_size=batch_size,
+            output_dir=run.output_dir, num_train_epochs=epochs, per_device_train_batch_size=batch_size,
             learning_rate=lr, warmup_steps=0.1, seed=seed, data_seed=seed, save_strategy="no",
             logging_strategy="no", report_to="none", disable_tqdm=True, dataloader_num_workers=0,
             dataloader_pin_memory=device != "cpu", use_cpu=device == "cpu", bf16=bf16,
@@ -142,8 +138,9 @@ def train_cross_encoder_fold(rows: list[tuple[str, str, float]], base_path: str,
         data = Dataset.from_dict({"query": [r[0] for r in rows], "document": [r[1] for r in rows],
                                   "label": [r[2] for r in rows]})
         trainer = CrossEncoderTrainer(model=model, args=args, train_dataset=data,
-                                      loss=BinaryCrossEntropyLoss(model), callbacks=[_Report()])
+                                      loss=BinaryCrossEntropyLoss(model),
+                                      callbacks=[*run.callbacks, report_steps(progress, stage)])
         trainer.remove_callback(PrinterCallback)  # progress goes through `progress`; it would print the final loss
-        trainer.train()
+        trainer.train(resume_from_checkpoint=run.resume_from)
         model.save(str(work))
         del trainer, model  # before the heap is handed back (models/memory.py), as models.fit does

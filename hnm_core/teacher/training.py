@@ -59,9 +59,11 @@ from typing import Any
 
 import numpy as np
 
+from ..cache import default_cache_dir
 from ..data import Collection
 from ..errors import ExportError, SettingsError
 from ..manifest import atomic_write_bytes, digest, package_versions
+from ..models.checkpoints import Checkpoints
 from ..models.loading import (
     CROSS_FIT_MANIFEST,
     LoadedModel,
@@ -227,6 +229,7 @@ def train_teacher(
     overrides: Iterable[Any] | None = None,
     encoder: LoadedModel | None = None,
     cache_dir: str | Path | None = None,
+    checkpoint_minutes: float = setting("checkpoint_minutes").default,
     overwrite: bool = False,
     inputs: Sequence[str | Path] = (),
     progress: Progress = no_progress,
@@ -251,7 +254,10 @@ def train_teacher(
     overrides: a person's verdicts (hnm_core.curate's Overrides.entries: records with query_id, doc_id, verdict),
         taught as labels, each query's only to the folds that do not hold it (see the module docstring).
     overwrite: replace a teacher trained with other settings in `out_dir`; without it such a folder is refused,
-        while one trained with the same settings is resumed (finished folds are kept).
+        while one trained with the same settings is resumed (finished folds are kept, and the fold that was
+        stopped resumes from its checkpoint).
+    cache_dir, checkpoint_minutes: where (default $HNM_CACHE_DIR or ~/.cache/hnm) and how often (0: never) a fold's
+        training saves itself (models/checkpoints.py); also the retrieval's embedding cache.
     inputs: paths the run reads (the data folder or file): `out_dir` may not be, hold or lie inside one.
     """
     if kind not in ("cross-encoder", "bi-encoder"):
@@ -334,7 +340,10 @@ def train_teacher(
             recipe = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "max_length": max_length, "bf16": bf16,
                       "seed": seed,
                       "info": {**counts, "held_out": list(ids), "rows": len(rows)}, "progress": progress,
-                      "stage": f"train teacher: fold {i + 1}/{folds}"}
+                      "stage": f"train teacher: fold {i + 1}/{folds}",
+                      "checkpoints": Checkpoints(cache_dir if cache_dir is not None else default_cache_dir(),
+                                                 {"teacher": digest(plan), "fold": i, "rows": digest(rows),
+                                                  "device": base.device}, checkpoint_minutes)}
             if kind == "cross-encoder":
                 train_cross_encoder_fold(rows, base.path, folder, **recipe)
             else:
