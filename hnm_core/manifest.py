@@ -64,6 +64,16 @@ def digest(value: Any, *, size: int = 16) -> str:
     return hashlib.blake2b(json.dumps(value, sort_keys=True, default=str).encode(), digest_size=size).hexdigest()
 
 
+def file_digest(path: str | Path) -> str:
+    """The blake2b-128 hex digest of a file's bytes: what identifies a training file (the proof loop keys arms by
+    it) and each file of a training checkpoint."""
+    h = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as stream:
+        while chunk := stream.read(1 << 22):
+            h.update(chunk)
+    return h.hexdigest()
+
+
 # Files that do not change what a model computes; trainer leftovers are skipped so a checkpoint folder and its
 # exported copy share caches, and hnm train's manifest.json (it holds the run's time) so two identical runs do too
 # (hidden files, such as the output marker, are skipped below).

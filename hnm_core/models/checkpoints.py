@@ -18,7 +18,6 @@ log, so the mean training loss of a resumed run is the whole run's.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import time
@@ -31,7 +30,7 @@ from typing import Any
 
 from ..checked_files import locked
 from ..errors import CacheWarning
-from ..manifest import atomic_write_bytes, digest
+from ..manifest import atomic_write_bytes, digest, file_digest
 from ..progress import Progress
 
 __all__ = ["Checkpoints", "Resume", "Session", "session", "report_steps"]
@@ -77,7 +76,7 @@ class Checkpoints:
                 continue
             try:
                 record = json.loads(mark.read_text(encoding="utf-8"))
-                damaged = [name for name, want in record["files"].items() if _hash(path / name) != want]
+                damaged = [name for name, want in record["files"].items() if file_digest(path / name) != want]
             except (OSError, ValueError, KeyError, TypeError):
                 damaged = [_MARK]
             if damaged:
@@ -130,7 +129,7 @@ class Checkpoints:
 
     def _mark(self, step: int, seconds: float, loss_sum: float) -> None:
         path = self.folder / f"{_PREFIX}{step}"
-        files = {str(f.relative_to(path)): _hash(f) for f in sorted(path.rglob("*")) if f.is_file()}
+        files = {str(f.relative_to(path)): file_digest(f) for f in sorted(path.rglob("*")) if f.is_file()}
         record = {"step": step, "seconds": round(seconds, 3), "loss_sum": loss_sum, "files": files}
         atomic_write_bytes(path / _MARK, json.dumps(record, indent=2).encode())
         for other, older in self._steps():
@@ -140,14 +139,6 @@ class Checkpoints:
     def _steps(self) -> list[tuple[int, Path]]:
         return [(int(p.name[len(_PREFIX):]), p) for p in self.folder.glob(f"{_PREFIX}*")
                 if p.is_dir() and p.name[len(_PREFIX):].isdigit()]
-
-
-def _hash(path: Path) -> str:
-    h = hashlib.blake2b(digest_size=16)
-    with open(path, "rb") as stream:
-        while chunk := stream.read(1 << 22):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 @dataclass(frozen=True)

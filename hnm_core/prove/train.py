@@ -32,7 +32,7 @@ import pyarrow as pa
 
 from ..cache import default_cache_dir
 from ..errors import DataError, SettingsError
-from ..manifest import digest, package_versions
+from ..manifest import digest, file_digest, package_versions
 from ..models.checkpoints import Checkpoints
 from ..models.fit import LOSSES, Loss, fit
 from ..models.loading import load_bi_encoder, resolve_precision
@@ -246,14 +246,3 @@ def _export_record(path: Path) -> dict[str, Any]:
             record.update({key: manifest[key] for key in ("fingerprints", "collection", "settings", "files")
                            if key in manifest})
     return record
-
-
-def file_digest(path: Path) -> str:
-    """The blake2b-128 hex digest of a file's bytes: what identifies a training file (prove.py keys arms by it)."""
-    h = hashlib.blake2b(digest_size=16)
-    with open(path, "rb") as stream:
-        while chunk := stream.read(1 << 22):
-            h.update(chunk)
-    return h.hexdigest()
-
-
