@@ -99,7 +99,7 @@ if not variants:
 folder = folders.proof_dir(data.key)
 with shown_errors():
     st.caption(loaders.proof_estimate(str(data.path), settings(), len(variants)).sentence())
-# Stop ends the proof at its next progress update; each finished arm is saved by then.
+# Stop ends the proof at its next progress update; each finished arm and the training's last checkpoint are saved.
 if run_buttons("Run proof", "run_proof", "stop_proof"):
     with shown_errors(), st.container(border=True):
         prove(data.path, folder, settings(), variants=variants, progress=StreamlitProgress(eta_stages=("prove",)))
@@ -108,7 +108,10 @@ result = load_proof(folder)
 if result is not None:
     st.divider()
     if result.stopped:
-        st.warning("Stopped before the end: the arms below finished; Run again to train only the rest.",
+        minutes = settings()["checkpoint_minutes"]
+        kept = (f"a training that was under way resumes from its last checkpoint (one every {minutes:g} minutes)"
+                if minutes else "a training that was under way starts over (Checkpoint minutes is 0)")
+        st.warning(f"Stopped before the end: the arms below finished. Run again to train only the rest; {kept}.",
                    icon=":material/pause:")
     chart, recipe = st.columns([3, 2])
     chart.plotly_chart(figures.proof_chart(result), key="proof_chart")

@@ -962,3 +962,13 @@ def test_train_page_runs_a_tiny_proof_and_a_rerun_reuses_its_arms(tiny_bi_encode
     assert any("4 arm runs trained" in c.value for c in at.caption)
     at.button(key="run_proof").click().run()
     assert any("0 arm runs trained" in c.value for c in at.caption)
+    assert not at.warning
+    # a proof stopped part-way (as Stop leaves prove.json) says what a second Run keeps
+    from studio import folders
+
+    saved = folders.proof_dir(at.session_state["data"].key) / "prove.json"
+    saved.write_text(saved.read_text().replace('"stopped": false', '"stopped": true', 1))
+    at.run()
+    [warning] = at.warning
+    assert "Run again to train only the rest; a training that was under way resumes from its last checkpoint " \
+           "(one every 10 minutes)" in warning.value
