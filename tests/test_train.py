@@ -273,11 +273,13 @@ def test_cli_train_stopped_by_ctrl_c_resumes_and_quiet_prints_no_bars(export_dir
     import time
 
     args = [sys.executable, "-m", "hnm_core.cli", "train", str(export_dir), "--out", str(tmp_path / "model"),
-            "--train-model", str(tiny_bi_encoder_dir), "--train-batch-size", "8", "--epochs", "30",
-            "--train-precision", "fp32", "--checkpoint-minutes", "0.005", "--cache-dir", str(tmp_path / "cache"),
-            "--quiet"]
+            "--train-model", str(tiny_bi_encoder_dir), "--train-batch-size", "8", "--epochs", "40",
+            "--train-precision", "fp32", "--cache-dir", str(tmp_path / "cache"), "--quiet"]
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
-    first = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    # a checkpoint after every step, so the run is far from its end when the first one appears, however fast the
+    # machine; the second run (every 10 minutes, the default) resumes from it all the same
+    first = subprocess.Popen([*args, "--checkpoint-minutes", "1e-9"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True, env=env)
     deadline = time.monotonic() + 120
     while not list((tmp_path / "cache").glob("trainings/*/checkpoint-*/hnm-checkpoint.json")):
         assert first.poll() is None and time.monotonic() < deadline, first.communicate()
