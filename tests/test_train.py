@@ -278,8 +278,10 @@ def test_cli_train_stopped_by_ctrl_c_resumes_and_quiet_prints_no_bars(export_dir
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
     # a checkpoint after every step, so the run is far from its end when the first one appears, however fast the
     # machine; the second run (every 10 minutes, the default) resumes from it all the same
+    # SIGINT at its default in the child, as in a terminal: a suite started in the background (`make test &`)
+    # ignores it, and a child inherits that
     first = subprocess.Popen([*args, "--checkpoint-minutes", "1e-9"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             text=True, env=env)
+                             text=True, env=env, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 120
     while not list((tmp_path / "cache").glob("trainings/*/checkpoint-*/hnm-checkpoint.json")):
         assert first.poll() is None and time.monotonic() < deadline, first.communicate()
