@@ -8,7 +8,7 @@ scheduler, random states, trainer state). A checkpoint counts only once `hnm-che
 each file the Trainer wrote, the seconds trained so far, written atomically after the Trainer finished. A resume
 verifies every hash first; a damaged or half-written checkpoint is removed with a warning and an older one (or the
 start) is used. The older checkpoints are removed once a newer one is complete, and the whole folder once the
-training finishes, so a cache holds at most one checkpoint per interrupted training (about 270 MB for MiniLM).
+training finishes, so a cache holds at most one checkpoint per interrupted training (about 260 MB for MiniLM).
 
 When to save is paced by the clock (`minutes`), which decides only what a stopped run loses: a resume restores the
 optimizer, the learning-rate schedule, the random states and the position in the batches, so the weights are the
