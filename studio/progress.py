@@ -92,8 +92,7 @@ def run_buttons(label: str, run_key: str, stop_key: str, *, disabled: bool = Fal
     A click on Stop reruns the page, and Streamlit ends the run in flight at its next drawing call: the next
     progress update (StreamlitProgress), so it stops between two batches or steps, keeping what the run has saved
     (cached embeddings and scores, finished arms, a training's last checkpoint); pressing `label` again resumes
-    from there. In the run after a
-    stop, `st.session_state[stop_key]` is True.
+    from there. In the run after a stop, `st.session_state[stop_key]` is True.
     """
     buttons = st.columns([1, 1, 4])
     run = buttons[0].button(label, type="primary", key=run_key, icon=":material/play_arrow:", disabled=disabled)

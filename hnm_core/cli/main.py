@@ -162,8 +162,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"hnm {args.command}: error: {said}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        kept = ("finished chunks and the training's last checkpoint are cached" if args.command in ("train", "prove")
-                else "finished chunks are cached")
+        trains = args.command in ("train", "prove", "train-teacher")
+        kept = "finished chunks and the training's last checkpoint are cached" if trains else "finished chunks are cached"
         print(f"hnm {args.command}: interrupted; {kept} and the same command resumes", file=sys.stderr)
         return 130
 

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..cache import default_cache_dir
 from ..checked_files import locked
 from ..errors import CacheWarning
 from ..manifest import atomic_write_bytes, digest, file_digest
@@ -51,11 +52,11 @@ class Resume:
 
 
 class Checkpoints:
-    """The checkpoint folder of one training: `key` is every value that decides its weights; `minutes` how often
-    it saves (0: never)."""
+    """The checkpoint folder of one training under the cache folder `root` (default $HNM_CACHE_DIR or
+    ~/.cache/hnm): `key` is every value that decides its weights; `minutes` how often it saves (0: never)."""
 
-    def __init__(self, root: str | Path, key: dict[str, Any], minutes: float) -> None:
-        self.folder = Path(root) / "trainings" / digest(key)
+    def __init__(self, root: str | Path | None, key: dict[str, Any], minutes: float) -> None:
+        self.folder = (Path(root) if root is not None else default_cache_dir()) / "trainings" / digest(key)
         self.key = key
         self.minutes = minutes
 
@@ -87,21 +88,22 @@ class Checkpoints:
             return Resume(path, step, float(record["seconds"]), float(record["loss_sum"]))
         return None
 
-    def callback(self, seconds_before: float, loss_sum_before: float, resumed_step: int) -> Any:
+    def callback(self, resume: Resume | None) -> Any:
         """The TrainerCallback that asks for a save (and a log, so the loss so far is recorded) every `minutes`, and
-        marks each finished save."""
+        marks each finished save; a resumed training's seconds and loss go on from `resume`'s."""
         from transformers import TrainerCallback
 
         outer = self
         interval = self.minutes * 60
+        seconds_before = resume.seconds if resume else 0.0
 
         class _Saving(TrainerCallback):
             def __init__(self) -> None:
                 self.started = self.last = time.perf_counter()
-                self.loss_sum, self.logged_step = loss_sum_before, resumed_step
+                self.loss_sum, self.logged_step = (resume.loss_sum, resume.step) if resume else (0.0, 0)
 
             def on_step_end(self, args, state, control, **kwargs):
-                if interval > 0 and state.global_step < state.max_steps and time.perf_counter() - self.last >= interval:
+                if state.global_step < state.max_steps and time.perf_counter() - self.last >= interval:
                     control.should_save = control.should_log = True
 
             def on_log(self, args, state, control, logs=None, **kwargs):
@@ -154,11 +156,21 @@ class Session:
         """The `resume_from_checkpoint` argument of `Trainer.train`."""
         return str(self.resume.folder) if self.resume else None
 
+    @property
+    def resumed_step(self) -> int:
+        """The step the run resumed from (0: it started afresh)."""
+        return self.resume.step if self.resume else 0
+
+    @property
+    def seconds_before(self) -> float:
+        """The seconds earlier runs spent reaching the checkpoint it resumed from."""
+        return self.resume.seconds if self.resume else 0.0
+
     def mean_loss(self, steps: int, this_run: float) -> float:
         """The whole training's mean loss from the Trainer's mean over this run's steps."""
         if self.resume is None:
             return this_run
-        return (self.resume.loss_sum + this_run * (steps - self.resume.step)) / max(steps, 1)
+        return (self.resume.loss_sum + this_run * (steps - self.resumed_step)) / max(steps, 1)
 
 
 @contextmanager
@@ -170,8 +182,7 @@ def session(checkpoints: Checkpoints | None, scratch: str) -> Iterator[Session]:
         return
     with checkpoints.hold():
         resume = checkpoints.latest()
-        before = (resume.seconds, resume.loss_sum, resume.step) if resume else (0.0, 0.0, 0)
-        yield Session(checkpoints.start(), (checkpoints.callback(*before),), resume)
+        yield Session(checkpoints.start(), (checkpoints.callback(resume),), resume)
         checkpoints.clear()
 
 

@@ -71,6 +71,5 @@ def fit(st_model: Any, table: pa.Table, loss: str, *, epochs: float, batch_size:
         output = trainer.train(resume_from_checkpoint=run.resume_from)
         del trainer
     st_model.eval()
-    resumed = run.resume.step if run.resume else 0
-    return Fitted(output.global_step, run.mean_loss(output.global_step, output.training_loss), resumed,
-                  run.resume.seconds if run.resume else 0.0)
+    return Fitted(output.global_step, run.mean_loss(output.global_step, output.training_loss), run.resumed_step,
+                  run.seconds_before)

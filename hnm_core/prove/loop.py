@@ -224,7 +224,8 @@ def prove(
             train_model(file, folder, model=start.path, loss=values["loss"], epochs=values["epochs"],
                         batch_size=values["train_batch_size"], lr=values["lr"], warmup_ratio=values["warmup_ratio"],
                         seed=seed, max_pairs=values["max_pairs"], precision=recipe["train_precision"],
-                        checkpoint_minutes=values["checkpoint_minutes"], cache_dir=cache_dir, overwrite=True, extra_manifest={"proof": {"arm": arm, "key": key}}, progress=progress)
+                        checkpoint_minutes=values["checkpoint_minutes"], cache_dir=cache_dir, overwrite=True,
+                        extra_manifest={"proof": {"arm": arm, "key": key}}, progress=progress)
         manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
         scored(arm, seed, str(folder), manifest["rows"], manifest["seconds"], now, key,
                manifest["fingerprint"], str(file))

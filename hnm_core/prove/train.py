@@ -30,7 +30,6 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from ..cache import default_cache_dir
 from ..errors import DataError, SettingsError
 from ..manifest import digest, file_digest, package_versions
 from ..models.checkpoints import Checkpoints
@@ -133,8 +132,7 @@ def train_model(
     # What a cached arm is keyed by: the data, the starting weights and the recipe (not the model's name).
     fingerprint = digest({"file": file_digest(path), "base_model": ref.fingerprint,
                           **{k: v for k, v in settings.items() if k != "model"}})
-    checkpoints = Checkpoints(cache_dir if cache_dir is not None else default_cache_dir(),
-                              {"training": fingerprint, "device": ref.device}, checkpoint_minutes)
+    checkpoints = Checkpoints(cache_dir, {"training": fingerprint, "device": ref.device}, checkpoint_minutes)
     with write_output(out, "model", overwrite=overwrite, inputs=[export_dir]) as tmp:
         output = fit(st_model, table, loss, epochs=epochs, batch_size=batch_size, lr=lr, warmup_ratio=warmup_ratio,
                      seed=seed, bf16=use_bf16, cpu=ref.device == "cpu", progress=progress, checkpoints=checkpoints)

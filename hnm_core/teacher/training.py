@@ -59,7 +59,6 @@ from typing import Any
 
 import numpy as np
 
-from ..cache import default_cache_dir
 from ..data import Collection
 from ..errors import ExportError, SettingsError
 from ..manifest import atomic_write_bytes, digest, package_versions
@@ -341,9 +340,8 @@ def train_teacher(
                       "seed": seed,
                       "info": {**counts, "held_out": list(ids), "rows": len(rows)}, "progress": progress,
                       "stage": f"train teacher: fold {i + 1}/{folds}",
-                      "checkpoints": Checkpoints(cache_dir if cache_dir is not None else default_cache_dir(),
-                                                 {"teacher": digest(plan), "fold": i, "rows": digest(rows),
-                                                  "device": base.device}, checkpoint_minutes)}
+                      "checkpoints": Checkpoints(cache_dir, {"teacher": digest(plan), "fold": i, "rows": digest(rows),
+                                                             "device": base.device}, checkpoint_minutes)}
             if kind == "cross-encoder":
                 train_cross_encoder_fold(rows, base.path, folder, **recipe)
             else:
