@@ -218,6 +218,9 @@ def test_a_stopped_training_resumes_to_the_same_weights(export_dir, tiny_bi_enco
 
     trainings = tmp_path / "cache" / "trainings"
     every_step = {"checkpoint_minutes": 1e-9, "cache_dir": tmp_path / "cache"}
+    (tmp_path / "cache").mkdir()
+    (tmp_path / "cache" / "notes.txt").write_text("mine")  # a user's file in the cache folder
+    before = {p.name: p.read_bytes() for p in export_dir.iterdir() if p.is_file()}
     for step in (2, 3):
         with pytest.raises(_Stop):
             train_model(export_dir, tmp_path / "resumed", model=str(tiny_bi_encoder_dir), progress=stop_at(step),
@@ -239,6 +242,8 @@ def test_a_stopped_training_resumes_to_the_same_weights(export_dir, tiny_bi_enco
     a, b = weights(tmp_path / "whole"), weights(tmp_path / "resumed")
     assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
     assert list(trainings.iterdir()) == []
+    assert (tmp_path / "cache" / "notes.txt").read_text() == "mine"  # only the training's own folder was removed
+    assert {p.name: p.read_bytes() for p in export_dir.iterdir() if p.is_file()} == before  # the input untouched
 
 
 def test_a_damaged_checkpoint_is_not_resumed_from(export_dir, tiny_bi_encoder_dir, tmp_path):
