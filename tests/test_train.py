@@ -268,6 +268,40 @@ def test_a_damaged_checkpoint_is_not_resumed_from(export_dir, tiny_bi_encoder_di
     assert all(np.array_equal(a[k], b[k]) for k in a)
 
 
+def test_a_second_run_of_the_same_training_says_it_waits_for_the_first(export_dir, tiny_bi_encoder_dir, tmp_path):
+    """While another run holds the training's lock, a run shows a waiting stage, then trains once it is let in."""
+    import threading
+    import time
+
+    from hnm_core.checked_files import locked
+
+    every_step = {"checkpoint_minutes": 1e-9, "cache_dir": tmp_path / "cache"}
+
+    def stop(stage, done, total):
+        if done == 2:
+            raise _Stop
+
+    with pytest.raises(_Stop):
+        train_model(export_dir, tmp_path / "m", model=str(tiny_bi_encoder_dir), progress=stop, **every_step, **FAST)
+    [folder] = (tmp_path / "cache" / "trainings").iterdir()
+    calls, results = [], []
+    waiting = "train: waiting for another run of the same training to finish"
+    with locked(folder / ".lock"):  # the other run
+        second = threading.Thread(target=lambda: results.append(train_model(
+            export_dir, tmp_path / "m", model=str(tiny_bi_encoder_dir), progress=lambda *c: calls.append(c),
+            **every_step, **FAST)))
+        second.start()
+        deadline = time.monotonic() + 60
+        while not calls:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert calls == [(waiting, 0, 1)]
+    second.join(timeout=120)
+    [result] = results
+    assert calls[:3] == [(waiting, 0, 1), (waiting, 1, 1), ("train", 0, result.steps)]
+    assert result.manifest["resumed_from_step"] == 1
+
+
 def test_cli_train_stopped_by_ctrl_c_resumes_and_quiet_prints_no_bars(export_dir, tiny_bi_encoder_dir, tmp_path):
     """The command a user runs: Ctrl-C once a checkpoint is saved, then the same command again; --quiet keeps the
     libraries' bars (loading and saving weights) off stderr too."""

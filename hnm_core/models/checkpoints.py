@@ -22,7 +22,7 @@ import json
 import shutil
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +32,7 @@ from ..cache import default_cache_dir
 from ..checked_files import locked
 from ..errors import CacheWarning
 from ..manifest import atomic_write_bytes, digest, file_digest
-from ..progress import Progress
+from ..progress import Progress, no_progress
 
 __all__ = ["Checkpoints", "Resume", "Session", "session", "report_steps"]
 
@@ -60,10 +60,11 @@ class Checkpoints:
         self.key = key
         self.minutes = minutes
 
-    def hold(self) -> Any:
-        """A lock in the folder for the whole training: a second run of the same training waits for the first
-        (and, once the first has finished and removed the folder, trains afresh)."""
-        return locked(self.folder / ".lock")
+    def hold(self, on_wait: Callable[[], None] | None = None) -> Any:
+        """A lock in the folder for the whole training: a second run of the same training waits for the first,
+        calling `on_wait` every half second (and, once the first has finished and removed the folder, trains
+        afresh)."""
+        return locked(self.folder / ".lock", on_wait)
 
     def latest(self) -> Resume | None:
         """The newest checkpoint whose files match their recorded hashes; damaged ones are removed (with a
@@ -174,13 +175,26 @@ class Session:
 
 
 @contextmanager
-def session(checkpoints: Checkpoints | None, scratch: str) -> Iterator[Session]:
+def session(checkpoints: Checkpoints | None, scratch: str, progress: Progress = no_progress,
+            stage: str = "train") -> Iterator[Session]:
     """A Trainer run with `checkpoints` (or none, in the folder `scratch`): holds the training's lock, finds the
-    checkpoint to resume from and, when the body returns, removes the checkpoints (kept when it raises)."""
+    checkpoint to resume from and, when the body returns, removes the checkpoints (kept when it raises). While
+    another run of the same training holds the lock, `progress` shows a stage "`stage`: waiting for ..." that
+    ends when this run gets it."""
     if checkpoints is None or checkpoints.minutes <= 0:  # never saving: nothing to resume, no folder or lock
         yield Session(scratch, (), None)
         return
-    with checkpoints.hold():
+    waiting = f"{stage}: waiting for another run of the same training to finish"
+    waited = []
+
+    def on_wait() -> None:
+        if not waited:
+            progress(waiting, 0, 1)
+            waited.append(True)
+
+    with checkpoints.hold(on_wait):
+        if waited:
+            progress(waiting, 1, 1)
         resume = checkpoints.latest()
         yield Session(checkpoints.start(), (checkpoints.callback(resume),), resume)
         checkpoints.clear()

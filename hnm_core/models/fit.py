@@ -55,7 +55,7 @@ def fit(st_model: Any, table: pa.Table, loss: str, *, epochs: float, batch_size:
     # The heap reused while training (no page faults for the activations it just freed), then handed back:
     # gigabytes a proof of many arms would keep (models/memory.py).
     with reusing_heap(), tempfile.TemporaryDirectory(prefix="hnm-train-") as scratch, \
-            session(checkpoints, scratch) as run:
+            session(checkpoints, scratch, progress, stage) as run:
         args = SentenceTransformerTrainingArguments(
             output_dir=run.output_dir, num_train_epochs=epochs, per_device_train_batch_size=batch_size,
             learning_rate=lr,
