@@ -290,6 +290,8 @@ def test_counts_add_up_and_read_as_sentences():
                                             "more that an earlier rule had labelled.")
     assert by_label["hard"].sentence == ("4 candidates in the hard band; 2 sampled as negatives "
                                          "(top, up to 2 per query).")
+    assert by_label["false_negative"].sentence == ("Flagged 1 candidate as likely false negatives (teacher score "
+                                                   "above the query's lowest positive score less 5%).")
     assert by_label["near_duplicate"].sentence == "Near-duplicate rule is off."
     assert result.count("easy") == 1 and result.n_selected == 2
     assert list(result.labels.categories) == list(LABELS)

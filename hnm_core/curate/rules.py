@@ -345,9 +345,9 @@ def _sentence(label: Label, count: int, matched: int, params: CurateParams, n_se
         if params.ceiling is not None:
             parts.append(f"teacher score above {params.ceiling:g}")
         if params.relative_margin is not None:
-            parts.append(f"within {params.relative_margin:.0%} of the query's {ref} positive score")
+            parts.append(f"teacher score above the query's {ref} positive score less {params.relative_margin:.0%}")
         if params.absolute_margin is not None:
-            parts.append(f"within {params.absolute_margin:g} of the query's {ref} positive score")
+            parts.append(f"teacher score above the query's {ref} positive score less {params.absolute_margin:g}")
         if not parts:
             return "Teacher-score rules (ceiling, margins) are off."
         text = f"Flagged {counted(count, 'candidate')} as likely false negatives ({' or '.join(parts)})."
