@@ -163,7 +163,8 @@ def test_stop_ends_the_loop_between_steps_and_keeps_what_finished(tiny_bi_encode
 def test_one_labelled_set_split_variants_from_one_pool_paired_intervals_and_a_selection(tiny_bi_encoder_dir,
                                                                                           tmp_path, capsys):
     """--split-queries holds out a seeded share of one split's queries as the test queries; a variant is one more
-    arm curated from the hnm arm's pool; every arm gets a paired interval against naive and pairs; --select-queries
+    arm curated from the hnm arm's pool; every arm gets a paired interval against naive and pairs, a variant against
+    hnm too; --select-queries
     picks among hnm and its variants on held-out training queries, never on the test queries."""
     out = tmp_path / "proof"
     assert _prove(tiny_bi_encoder_dir, out, tmp_path / "cache", "--train-split", "test", "--split-queries", "0.3",
@@ -194,6 +195,8 @@ def test_one_labelled_set_split_variants_from_one_pool_paired_intervals_and_a_se
     assert "Selected on" in table and report["selected"] in table.split("Selected on")[1]
     comparisons = {(c["arm"], c["against"]): c for c in report["comparisons"]}
     assert {("hnm", "naive"), ("plain", "naive"), ("zero", "pairs"), ("naive", "pairs")} <= set(comparisons)
+    # a variant is also compared with the hnm arm it varies; the reference arms are not
+    assert {pair for pair in comparisons if pair[1] == "hnm"} == {("plain", "hnm")}
     for c in comparisons.values():
         assert c["low"] <= c["diff"] <= c["high"] and c["verdict"] in ("win", "level", "loss")
         assert c["queries"] == len(test_ids) and c["seeds"] == [0, 1]

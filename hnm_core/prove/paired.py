@@ -9,7 +9,7 @@ difference with the 2.5th and 97.5th percentiles of the resampled means. A win i
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -50,9 +50,9 @@ class Comparison:
 
 
 def compare(runs: Sequence[ArmRun], *, metric: str = "ndcg@10", references: Sequence[str] = REFERENCES,
-            samples: int = 10_000) -> tuple[Comparison, ...]:
-    """Every arm against each of `references` that ran (in the order first seen), where both have per-query
-    figures on the same test queries and a seed in common (or one of them is `zero`)."""
+            arms: Collection[str] | None = None, samples: int = 10_000) -> tuple[Comparison, ...]:
+    """Every arm (of `arms`, when given) against each of `references` that ran (in the order first seen), where
+    both have per-query figures on the same test queries and a seed in common (or one of them is `zero`)."""
     by_arm: dict[str, dict[int, np.ndarray]] = {}
     for run in runs:
         if run.per_query:
@@ -62,7 +62,7 @@ def compare(runs: Sequence[ArmRun], *, metric: str = "ndcg@10", references: Sequ
         if against not in by_arm:
             continue
         for arm, seeds in by_arm.items():
-            if arm == against:
+            if arm == against or (arms is not None and arm not in arms):
                 continue
             pairs = _paired(seeds, by_arm[against], arm == "zero", against == "zero")
             if not pairs:

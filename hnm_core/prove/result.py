@@ -73,8 +73,9 @@ class ProofResult:
 
     @property
     def comparisons(self) -> tuple[Comparison, ...]:
-        """Every arm against naive and against pairs: paired bootstrap intervals of the nDCG@10 difference."""
-        return compare(self.runs)
+        """Every arm against naive and against pairs, and each variant against the hnm arm it varies: paired
+        bootstrap intervals of the nDCG@10 difference."""
+        return compare(self.runs) + compare(self.runs, references=("hnm",), arms=tuple(self.variants))
 
     @property
     def selected(self) -> str | None:
