@@ -246,24 +246,30 @@ def test_a_stopped_training_resumes_to_the_same_weights(export_dir, tiny_bi_enco
     assert {p.name: p.read_bytes() for p in export_dir.iterdir() if p.is_file()} == before  # the input untouched
 
 
-def test_a_damaged_checkpoint_is_not_resumed_from(export_dir, tiny_bi_encoder_dir, tmp_path):
-    every_step = {"checkpoint_minutes": 1e-9, "cache_dir": tmp_path / "cache"}
-
+def stopped_training(export_dir: Path, model: Path, tmp_path: Path, step: int) -> Path:
+    """Train into tmp_path/m with a checkpoint after every step, stopped when step `step` is reported; the
+    training's folder of checkpoints."""
     def stop(stage, done, total):
-        if done == 3:
+        if done == step:
             raise _Stop
 
     with pytest.raises(_Stop):
-        train_model(export_dir, tmp_path / "m", model=str(tiny_bi_encoder_dir), progress=stop, **every_step, **FAST)
-    [checkpoint] = (tmp_path / "cache" / "trainings").glob("*/checkpoint-2")
+        train_model(export_dir, tmp_path / "m", model=str(model), progress=stop, checkpoint_minutes=1e-9,
+                    cache_dir=tmp_path / "cache", **FAST)
+    [folder] = (tmp_path / "cache" / "trainings").iterdir()
+    return folder
+
+
+def test_a_damaged_checkpoint_is_not_resumed_from(export_dir, tiny_bi_encoder_dir, tmp_path):
+    every_step = {"checkpoint_minutes": 1e-9, "cache_dir": tmp_path / "cache"}
+    checkpoint = stopped_training(export_dir, tiny_bi_encoder_dir, tmp_path, 3) / "checkpoint-2"
     with open(checkpoint / "optimizer.pt", "r+b") as stream:
         stream.seek(100)
         stream.write(b"\xff\xff\xff\xff")
     with pytest.warns(CacheWarning, match="optimizer.pt changed after it was saved"):
         result = train_model(export_dir, tmp_path / "m", model=str(tiny_bi_encoder_dir), **every_step, **FAST)
     assert result.manifest["resumed_from_step"] == 0
-    straight = train_model(export_dir, tmp_path / "straight", model=str(tiny_bi_encoder_dir), checkpoint_minutes=0,
-                           **FAST)
+    train_model(export_dir, tmp_path / "straight", model=str(tiny_bi_encoder_dir), checkpoint_minutes=0, **FAST)
     a, b = weights(tmp_path / "m"), weights(tmp_path / "straight")
     assert all(np.array_equal(a[k], b[k]) for k in a)
 
@@ -276,14 +282,7 @@ def test_a_second_run_of_the_same_training_says_it_waits_for_the_first(export_di
     from hnm_core.checked_files import locked
 
     every_step = {"checkpoint_minutes": 1e-9, "cache_dir": tmp_path / "cache"}
-
-    def stop(stage, done, total):
-        if done == 2:
-            raise _Stop
-
-    with pytest.raises(_Stop):
-        train_model(export_dir, tmp_path / "m", model=str(tiny_bi_encoder_dir), progress=stop, **every_step, **FAST)
-    [folder] = (tmp_path / "cache" / "trainings").iterdir()
+    folder = stopped_training(export_dir, tiny_bi_encoder_dir, tmp_path, 2)
     calls, results = [], []
     waiting = "train: waiting for another run of the same training to finish"
     with locked(folder / ".lock"):  # the other run
