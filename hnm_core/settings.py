@@ -155,8 +155,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("absolute_margin", None, "Positive-aware rule: a candidate scoring above pos_score - margin is a likely "
             "false negative.", "curate", float, optional=True, minimum=0.0, maximum=1e6, step=0.01),
     Setting("margin_ref", "min", "Which positive score the margins compare against: the query's lowest, median, "
-            "mean or highest positive (with many positives per query the lowest cuts deepest).", "curate",
-            choices=("min", "median", "mean", "max")),
+            "mean or highest positive (with many positives per query the lowest cuts deepest), or auto: the lowest "
+            "where 15% or more of the candidates score near their query's best positive, else the median.", "curate",
+            choices=("auto", "min", "median", "mean", "max")),
     Setting("skip_n", 0, "Skip each source's top N candidates (they are most often unlabelled positives).", "curate",
             int, minimum=0, maximum=1000),
     Setting("cluster_rule", False, "Drop candidates in the same k-means cluster as one of the query's positives.",

@@ -9,7 +9,7 @@ import time
 
 import streamlit as st
 
-from hnm_core.audit import audit_figures, audit_pool
+from hnm_core.audit import audit_figures, audit_pool, hidden_share
 from hnm_core.audit.verdicts import recommend_with_verdicts
 from hnm_core.curate.rules import curate
 from hnm_core.curate.selection import query_change, selection_change, selection_view
@@ -53,6 +53,7 @@ with controls:
     setting_widget("absolute_margin", label="Absolute margin", kind="slider",
                    lo=0.0, hi=max(round(scores.hi - scores.lo, 2), 0.01), suggested=0.05)
     setting_widget("margin_ref", label="Margins compare with the positives'", kind="radio")
+    auto_note = st.empty()  # which reference "auto" chose, once the curation has run
     setting_widget("near_dup", label="Near-duplicate guard", kind="slider")
     setting_widget("cluster_rule", label="Same-cluster rule", kind="toggle")
     setting_widget("skip_n", label="Skip top N", kind="slider", lo=0, hi=min(1000, max(top_k, 10)))
@@ -65,6 +66,8 @@ with controls:
 with outcome:
     started = time.perf_counter()
     params, curation = current_curation(pool)  # with the verdicts the Explore page wrote, as Explore and Export
+    if curation.auto_note is not None:
+        auto_note.caption(escape.plain(curation.auto_note))
     view = selection_view(frame, curation)
     took = time.perf_counter() - started
     previous = previous_curate_params(result.key, params)
@@ -182,7 +185,8 @@ else:
                       if grid is not None else sweep_result.recommend(target_leak=target, min_coverage=min_coverage))
     # the current sliders, audited on the hidden-split pool (one curation, ~10 ms)
     audit_frame = report.pool.frame
-    current = audit_figures(audit_frame, report.hidden, curate(audit_frame, params), n_hidden=report.split.n_hidden)
+    at_params = curate(audit_frame, params, auto_share=hidden_share(audit_frame, report.hidden))
+    current = audit_figures(audit_frame, report.hidden, at_params, n_hidden=report.split.n_hidden)
     cols = st.columns(5)
     cols[0].metric("Leak now", f"{current.leak_rate:.1%}", help="Exported negatives that are hidden positives")
     cols[1].metric("Unlabelled positives", "-" if estimated is None else f"{min(estimated.share, 1.0):.1%}",

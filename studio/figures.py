@@ -13,8 +13,9 @@ import numpy as np
 import pandas as pd
 
 from hnm_core.audit import AuditFigures, SweepResult
+from hnm_core.curate.margins import margin_thresholds
 from hnm_core.curate.reasons import reasons
-from hnm_core.curate.rules import CurateParams, Curation, margin_thresholds
+from hnm_core.curate.rules import CurateParams, Curation
 from hnm_core.curate.selection import GROUPS, ScoreGroups
 from hnm_core.pool import Pool
 from hnm_core.prove import ProofResult

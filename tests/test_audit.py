@@ -20,12 +20,14 @@ from hnm_core.audit import (
     audit_figures,
     audit_pool,
     hidden_rows,
+    hidden_share,
     hide_positives,
     save_report,
     sweep,
     vet_teacher,
 )
 from hnm_core.cli import main
+from hnm_core.curate.margins import positive_like_share
 from hnm_core.curate.rules import CurateParams, curate
 from hnm_core.data import Collection, load_collection
 from hnm_core.errors import DataError, ExportError, SettingsError
@@ -203,6 +205,27 @@ def test_sweep_rows_match_a_direct_curation_and_mark_the_current_setting():
         fig = audit_figures(frame, hidden, curate(frame, params), n_hidden=4)
         assert point["leak_rate"] == fig.leak_rate and point["coverage"] == fig.coverage
         assert point["mean_teacher"] == pytest.approx(fig.mean_teacher)
+
+
+def test_auto_margin_ref_chooses_on_the_audit_pool_what_every_label_would_choose():
+    """Hidden positives are candidates in the audit's pool: counted as such, the one scoring 0.95 above both visible
+    positives would make the pool look relevant (3 of 5 candidates near the best visible positive: the lowest
+    positive's margin); counted as the positives they are, nothing lies near the best (the median's margin)."""
+    rows = [dict(doc_id="p1", is_positive=True, teacher_score=0.6), dict(doc_id="p2", is_positive=True,
+                                                                         teacher_score=0.4),
+            *(dict(doc_id=d, teacher_score=s) for d, s in (("h", 0.95), ("c1", 0.58), ("c2", 0.59), ("c3", 0.45),
+                                                            ("c4", 0.3)))]
+    defaults = dict(is_positive=False, in_bm25=False, bm25_rank=0, bm25_score=NAN, in_dense=False, dense_rank=0,
+                    dense_score=NAN, pos_sim_max=NAN, cluster=-1)
+    frame = pd.DataFrame([{**defaults, "query_id": "q", "fused_rank": i, **row, "teacher_raw": row["teacher_score"]}
+                          for i, row in enumerate(rows)])[list(POOL_COLUMNS)].astype(POOL_COLUMNS)
+    hidden = (frame["doc_id"] == "h").to_numpy()
+    assert positive_like_share(frame) == pytest.approx(0.6) and hidden_share(frame, hidden) == 0.0
+    base = CurateParams(**{**OFF, "relative_margin": 0.05, "margin_ref": "auto", "negatives": 1})
+    result = sweep(frame, hidden, base, n_hidden=1, grid={"relative_margin": (0.05,)})
+    # the median of the visible positives (0.5) flags 0.95, 0.58 and 0.59 and leaves 0.45; the lowest leaves 0.3 only
+    assert result.table.loc[result.current, "mean_teacher"] == pytest.approx(0.45)
+    assert curate(frame, base).margin_ref == "min"
 
 
 def test_recommendation_is_the_hardest_setting_under_the_targets():

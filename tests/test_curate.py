@@ -3,6 +3,7 @@ sampling against a row-by-row reference."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import statistics
 import re
@@ -11,7 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hnm_core.curate.rules import LABELS, CurateParams, ShortQuery, combine, curate, margin_thresholds
+from hnm_core.curate.margins import margin_thresholds, positive_like_share
+from hnm_core.curate.rules import LABELS, CurateParams, ShortQuery, combine, curate
 from hnm_core.curate.reasons import reasons
 from hnm_core.errors import DataError, SettingsError
 from hnm_core.schema import POOL_COLUMNS
@@ -580,3 +582,68 @@ def test_combined_curations_carry_the_verdicts_each_run_applied():
     assert list(merged.labels) == list(whole.labels) and merged.counts == whole.counts
     assert merged.count("unlabelled_positive") == merged.count("bad_negative") == 1
     assert merged.overrides is verdicts
+
+
+def relevant_looking_pool(near_best: int) -> pd.DataFrame:
+    """Two queries of three positives (0.9, 0.6, 0.5) and ten candidates; in q1 `near_best` of them score 0.87,
+    above the best positive less 5% (0.855), the rest 0.31 + 0.03 i (up to 0.58); q2's all score 0.2-0.38."""
+    rows = []
+    for q, candidates in (("q1", [0.87 if i < near_best else 0.31 + 0.03 * i for i in range(10)]),
+                          ("q2", [0.2 + 0.02 * i for i in range(10)])):
+        rows += [{"query_id": q, "doc_id": f"{q}p{i}", "is_positive": True, "teacher_score": s}
+                 for i, s in enumerate((0.9, 0.6, 0.5))]
+        rows += [{"query_id": q, "doc_id": f"{q}c{i}", "fused_rank": i + 1, "teacher_score": s}
+                 for i, s in enumerate(candidates)]
+    return pool_frame(rows)
+
+
+def test_positive_like_share_is_the_mean_share_of_candidates_near_the_best_positive():
+    assert positive_like_share(relevant_looking_pool(4)) == pytest.approx((0.4 + 0.0) / 2)
+    # a query without a scored positive or without a scored candidate is not counted
+    lone = pool_frame([{"query_id": "q3", "doc_id": "x", "teacher_score": 0.99}])
+    assert positive_like_share(pd.concat([relevant_looking_pool(4), lone], ignore_index=True)) == pytest.approx(0.2)
+    assert math.isnan(positive_like_share(lone))
+    # other rows counted as positives (the audit's hidden ones): q1's four at 0.87 are no longer candidates
+    frame = relevant_looking_pool(4)
+    as_positive = frame["is_positive"].to_numpy() | (frame["teacher_score"] == np.float32(0.87)).to_numpy()
+    assert as_positive.sum() == 10 and positive_like_share(frame, as_positive) == pytest.approx(0.0)
+
+
+@pytest.mark.parametrize("near_best, chose, share", [(4, "min", "20.0%"), (2, "median", "10.0%")])
+def test_auto_takes_the_lowest_positive_where_the_pool_looks_relevant_and_the_median_elsewhere(near_best, chose,
+                                                                                                 share):
+    frame = relevant_looking_pool(near_best)
+    params = CurateParams(**{**OFF, "relative_margin": 0.05, "negatives": 3})
+    auto = curate(frame, dataclasses.replace(params, margin_ref="auto"))
+    fixed = curate(frame, dataclasses.replace(params, margin_ref=chose))
+    assert auto.margin_ref == chose and auto.params.margin_ref == "auto"
+    assert list(auto.labels) == list(fixed.labels)
+    np.testing.assert_array_equal(auto.selected, fixed.selected)
+    # q1's candidates at 0.49-0.58 lie above the lowest positive less 5% (0.475); the median's (0.57) only 0.58
+    flagged = int((np.asarray(auto.labels) == "false_negative").sum())
+    assert flagged == near_best + (4 if chose == "min" else 1)
+    word = {"min": "lowest", "median": "median"}[chose]
+    assert f"the query's {word} positive score less 5%" in auto.summary()[1]
+    assert f"auto: {share} of candidates score above their query's best positive less 5%" in auto.summary()[1]
+    assert auto.auto_note in auto.summary()[1]
+    reason = reasons(frame, auto)[list(frame["doc_id"]).index("q1c9")]
+    assert reason.startswith(f"teacher 0.58 > {word} positive")
+    line = margin_thresholds(frame, auto.params)
+    assert line["q1"] == pytest.approx((0.5 if chose == "min" else 0.6) * 0.95)
+    assert fixed.auto_note is None and not any("auto" in s for s in fixed.summary())
+
+
+def test_auto_chooses_by_the_share_it_is_given():
+    """The Ray engine curates runs of queries and the audit a pool with positives hidden: both pass the share of the
+    pool they stand for, and a run curated with it labels as the whole pool does."""
+    frame = relevant_looking_pool(4)  # 20% on the whole pool; q1 alone 40%, q2 alone 0%
+    params = CurateParams(**{**OFF, "relative_margin": 0.05, "margin_ref": "auto"})
+    q2 = frame.iloc[13:]
+    assert curate(q2, params).margin_ref == "median"
+    given = curate(q2, params, auto_share=0.2)
+    assert given.margin_ref == "min" and given.auto_share == 0.2
+    assert curate(q2, dataclasses.replace(params, margin_ref="mean"), auto_share=0.2).auto_share is None
+    whole = curate(frame, params)
+    merged = combine([curate(frame.iloc[:13], params, auto_share=whole.auto_share), given])
+    assert list(merged.labels) == list(whole.labels) and merged.summary() == whole.summary()
+    assert merged.margin_ref == "min"

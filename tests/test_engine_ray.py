@@ -33,7 +33,7 @@ def test_mine_and_curate_on_ray_equal_the_local_engine(tiny_bi_encoder_dir, tmp_
     verdicts = tmp_path / "verdicts.jsonl"
     verdicts.write_text(json.dumps({"query_id": hard["query_id"], "doc_id": hard["doc_id"],
                                     "verdict": "unlabelled_positive"}) + "\n", encoding="utf-8")
-    recurate = ["--negatives", "3", "--overrides", str(verdicts), "--quiet"]
+    recurate = ["--negatives", "3", "--margin-ref", "auto", "--overrides", str(verdicts), "--quiet"]
     # The document embeddings as a file made elsewhere (the same model): the driver reads it, the actors encode the
     # queries, and the pool is the local one.
     model = load_bi_encoder(str(tiny_bi_encoder_dir), precision="fp32")

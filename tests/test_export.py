@@ -3,6 +3,7 @@ real sentence-transformers training steps on the exported files with a tiny rand
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from datetime import datetime
@@ -196,6 +197,16 @@ def test_manifest_records_settings_fingerprints_versions_and_counts(pool, tmp_pa
     assert datetime.fromisoformat(manifest["created_utc"]).utcoffset().total_seconds() == 0
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [MARKER, "manifest.json", "pool.parquet",
                                                                     "triplet.parquet"]
+
+
+def test_manifest_says_which_reference_auto_chose_and_why(pool, tmp_path):
+    assert "margin_ref_auto" not in export(pool, curate(pool.frame, PARAMS), tmp_path / "fixed").manifest
+    curation = curate(pool.frame, dataclasses.replace(PARAMS, relative_margin=0.05, margin_ref="auto"))
+    manifest = export(pool, curation, tmp_path / "auto").manifest
+    assert manifest["settings"]["margin_ref"] == "auto"
+    assert manifest["margin_ref_auto"] == {"chose": curation.margin_ref, "positive_like_share": curation.auto_share,
+                                           "threshold": 0.15}
+    assert curation.auto_note in " ".join(manifest["summary"])
 
 
 def test_refuses_a_non_empty_folder_unless_overwrite(pool, tmp_path):

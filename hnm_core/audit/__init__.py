@@ -8,7 +8,7 @@ May import: every mining stage (it runs them) and export's output folders. Never
 from __future__ import annotations
 
 from .hidden import SplitPool, mine_hidden_split, vet_teacher
-from .leak import CAUGHT_LABELS, AuditFigures, HiddenSplit, audit_figures, hidden_rows, hide_positives
+from .leak import CAUGHT_LABELS, AuditFigures, HiddenSplit, audit_figures, hidden_rows, hidden_share, hide_positives
 from .report import (
            REPORT_FILES,
            AuditReport,
@@ -22,5 +22,5 @@ from .sweep import DEFAULT_GRID, DEFAULT_MIN_COVERAGE, DEFAULT_TARGET_LEAK, Reco
 
 __all__ = ["AuditReport", "audit", "audit_pool", "save_report", "REPORT_FILES", "KnownFalseNegatives",
            "known_false_negatives", "SplitPool", "mine_hidden_split", "vet_teacher", "HiddenSplit", "hide_positives",
-           "hidden_rows", "CAUGHT_LABELS", "AuditFigures", "audit_figures", "SweepResult", "Recommendation", "sweep",
+           "hidden_rows", "hidden_share", "CAUGHT_LABELS", "AuditFigures", "audit_figures", "SweepResult", "Recommendation", "sweep",
            "DEFAULT_GRID", "DEFAULT_TARGET_LEAK", "DEFAULT_MIN_COVERAGE"]

@@ -15,13 +15,15 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from ..curate.margins import positive_like_share
 from ..curate.rules import LABELS, Curation
 from ..data import Collection, normalize_text
 from ..errors import DataError, SettingsError
 from ..settings import setting
 from ..wording import counted
 
-__all__ = ["CAUGHT_LABELS", "HiddenSplit", "hide_positives", "hidden_rows", "AuditFigures", "audit_figures"]
+__all__ = ["CAUGHT_LABELS", "HiddenSplit", "hide_positives", "hidden_rows", "hidden_share", "AuditFigures",
+           "audit_figures"]
 
 
 CAUGHT_LABELS: tuple[str, ...] = ("false_negative", "near_duplicate", "same_cluster")
@@ -194,3 +196,9 @@ def audit_figures(frame: pd.DataFrame, hidden: np.ndarray, curation: Curation, *
         n_full_quota=curation.n_full_quota,
         hidden_labels={label: int(label_counts[i]) for i, label in enumerate(LABELS) if label_counts[i]},
     )
+
+
+def hidden_share(frame: pd.DataFrame, hidden: np.ndarray) -> float:
+    """The `positive_like_share` that margin_ref "auto" chooses by on an audit's pool: with its `hidden` positives
+    counted as positives again, as on the collection the audit stands for (curate it with `auto_share=` this)."""
+    return positive_like_share(frame, frame["is_positive"].to_numpy(dtype=bool) | hidden)

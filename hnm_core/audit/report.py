@@ -55,6 +55,7 @@ from .leak import (
     HiddenSplit,
     audit_figures,
     hidden_rows,
+    hidden_share,
 )
 from .sweep import (
     DEFAULT_MIN_COVERAGE,
@@ -196,7 +197,7 @@ def audit_pool(
             f"{counted(trained['hidden_positives'], 'hidden positive')}")}
     params = params or CurateParams()
     hidden = hidden_rows(frame, pool.collection, split)
-    curation = curate(frame, params)
+    curation = curate(frame, params, auto_share=hidden_share(frame, hidden))
     figures = audit_figures(frame, hidden, curation, n_hidden=split.n_hidden)
     result = sweep(frame, hidden, params, n_hidden=split.n_hidden, grid=grid, target_leak=target_leak,
                    min_coverage=min_coverage, progress=progress)

@@ -17,7 +17,7 @@ from ..curate.rules import CurateParams, curate
 from ..errors import SettingsError
 from ..progress import Progress, no_progress
 from ..settings import defaults, setting
-from .leak import AuditFigures, audit_figures, percent
+from .leak import AuditFigures, audit_figures, hidden_share, percent
 
 __all__ = ["DEFAULT_GRID", "DEFAULT_TARGET_LEAK", "DEFAULT_MIN_COVERAGE", "Recommendation", "SweepResult", "sweep",
            "grid_points"]
@@ -183,10 +183,11 @@ def sweep(
     names = list(axes)
     rows: list[dict[str, Any]] = []
     figures: list[AuditFigures] = []
+    share = hidden_share(frame, hidden)
     progress("audit sweep", 0, len(points))
     for i, params in enumerate(points):
         point = tuple(getattr(params, n) for n in names)
-        fig = audit_figures(frame, hidden, curate(frame, params, overrides), n_hidden=n_hidden)
+        fig = audit_figures(frame, hidden, curate(frame, params, overrides, auto_share=share), n_hidden=n_hidden)
         figures.append(fig)
         rows.append({**dict(zip(names, point)), **{c: getattr(fig, c) for c in _FIGURE_COLUMNS}})
         progress("audit sweep", i + 1, len(points))

@@ -7,8 +7,9 @@ and data. Never imports retrieve, teacher or the engines.
 
 from __future__ import annotations
 
+from .margins import margin_thresholds
 from .overrides import Override, Overrides, Verdict, add_override, read_overrides
 from .reasons import reasons
-from .rules import LABELS, CurateParams, Curation, curate, margin_thresholds
+from .rules import LABELS, CurateParams, Curation, curate
 
 __all__ = ["LABELS", "CurateParams", "Curation", "curate", "margin_thresholds", "reasons", "Override", "Overrides", "Verdict", "read_overrides", "add_override"]

@@ -13,7 +13,8 @@ import numpy as np
 import pandas as pd
 
 from ..errors import DataError
-from .rules import LABELS, REF_NAMES, CurateParams, Curation, Label, positive_ref
+from .margins import REF_NAMES, MarginRef, positive_ref
+from .rules import LABELS, CurateParams, Curation, Label
 from .sampling import best_first_key, grouped_order, rank_in_groups
 
 __all__ = ["reasons"]
@@ -57,7 +58,7 @@ def reasons(frame: pd.DataFrame, curation: Curation, rows: tuple[int, int] | Non
 
     fn = rows_of("false_negative")
     if len(fn):
-        out[fn] = _false_negative_reasons(fn, codes, n_q, is_pos, score, params)
+        out[fn] = _false_negative_reasons(fn, codes, n_q, is_pos, score, params, curation.margin_ref)
 
     nd = rows_of("near_duplicate")
     if len(nd):
@@ -124,13 +125,13 @@ def reasons(frame: pd.DataFrame, curation: Curation, rows: tuple[int, int] | Non
 
 
 def _false_negative_reasons(rows: np.ndarray, codes: np.ndarray, n_q: int, is_pos: np.ndarray, score: np.ndarray,
-                            params: CurateParams) -> list[str]:
+                            params: CurateParams, margin_ref: MarginRef) -> list[str]:
     """The false-negative rule that fired for each of `rows`: the ceiling when it did, else the lower margin line
     (the one the score is above; curate flags a row above either)."""
     s = score[rows]
     by_ceiling = (s > np.float32(params.ceiling) if params.ceiling is not None
                   else np.zeros(len(rows), dtype=bool))
-    ref = positive_ref(codes, n_q, is_pos, score, params.margin_ref)[codes[rows]]
+    ref = positive_ref(codes, n_q, is_pos, score, margin_ref)[codes[rows]]
     lines = []  # (threshold per row, how it is written, which margin)
     if params.relative_margin is not None:
         lines.append((ref - np.abs(ref) * params.relative_margin, f"{params.relative_margin * 100:g}%", "relative"))
@@ -141,7 +142,7 @@ def _false_negative_reasons(rows: np.ndarray, codes: np.ndarray, n_q: int, is_po
         line = np.choose(which, [line for line, _, _ in lines])
     else:
         which = line = np.zeros(len(rows))
-    ref_name = REF_NAMES[params.margin_ref]
+    ref_name = REF_NAMES[margin_ref]
     out = []
     for value, ceiling, r, t, w in zip(s.tolist(), by_ceiling.tolist(), ref.tolist(), line.tolist(), which.tolist()):
         if ceiling:

@@ -49,7 +49,8 @@ import pandas as pd
 from ..errors import DataError, SettingsError
 from ..schema import MEMBER_COLUMNS
 from ..settings import setting
-from .rules import Curation, margin_thresholds
+from .margins import margin_thresholds
+from .rules import Curation
 
 __all__ = ["ReviewQueue", "review_queue", "queue_population", "false_negative_line", "PARTS"]
 
@@ -110,7 +111,7 @@ def queue_population(n_rows: int, exports: Sequence[np.ndarray]) -> np.ndarray:
 def false_negative_line(frame: pd.DataFrame, curation: Curation) -> np.ndarray:
     """Per row, the teacher score above which `curation`'s settings flag a candidate as a false negative: the lower
     of the ceiling and the query's margin line; NaN where neither is on (or the query has no scored positive)."""
-    margin = margin_thresholds(frame, curation.params)
+    margin = margin_thresholds(frame, curation.params, auto_share=curation.auto_share)
     line = frame["query_id"].map(margin).to_numpy(dtype=np.float64, na_value=np.nan)
     if curation.params.ceiling is not None:
         line = np.fmin(line, curation.params.ceiling)

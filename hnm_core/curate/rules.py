@@ -36,6 +36,7 @@ from ..errors import DataError, SettingsError
 from ..schema import CURATE_COLUMNS, require_columns
 from ..settings import defaults, setting
 from ..wording import counted
+from .margins import REF_NAMES, MarginRef, auto_margin_ref, auto_sentence, margin_line, pool_share, positive_ref
 from .overrides import Overrides
 from .sampling import best_first_key, grouped_order, rank_in_groups, sampling_order
 
@@ -47,17 +48,9 @@ __all__ = [
     "ShortQuery",
     "curate",
     "combine",
-    "margin_thresholds",
-    "positive_ref",
     "SIMANS_A",
     "SIMANS_B",
-    "MarginRef",
-    "REF_NAMES",
 ]
-
-MarginRef = Literal["min", "median", "mean", "max"]
-REF_NAMES: dict[str, str] = {"min": "lowest", "median": "median", "mean": "mean", "max": "highest"}
-"""How the reasons and the summary name each margin reference."""
 
 Label = Literal[
     "positive", "unlabelled_positive", "bad_negative", "false_negative", "near_duplicate", "same_cluster", "skipped", "unscored", "easy", "hard"
@@ -154,6 +147,18 @@ class Curation:
     n_full_quota: int
     params: CurateParams
     overrides: Overrides = Overrides()
+    auto_share: float | None = None
+    """With margin_ref "auto": the pool's `positive_like_share`, which chose the reference; None otherwise."""
+
+    @property
+    def margin_ref(self) -> MarginRef:
+        """The positive reference the margins used: the setting's, or the one "auto" chose."""
+        return self.params.margin_ref if self.auto_share is None else auto_margin_ref(self.auto_share)
+
+    @property
+    def auto_note(self) -> str | None:
+        """With margin_ref "auto": which reference it chose and why, in a sentence; None otherwise."""
+        return None if self.auto_share is None else auto_sentence(self.auto_share)
 
     @property
     def n_selected(self) -> int:
@@ -178,9 +183,12 @@ class Curation:
         return out
 
 
-def curate(frame: pd.DataFrame, params: CurateParams, overrides: Overrides | None = None) -> Curation:
+def curate(frame: pd.DataFrame, params: CurateParams, overrides: Overrides | None = None, *,
+           auto_share: float | None = None) -> Curation:
     """Label every row of a pool table and sample `params.negatives` negatives per query from the hard band.
-    `overrides`: a person's verdicts (hnm_core.curate.overrides), applied before every rule but the labelled positives."""
+    `overrides`: a person's verdicts (hnm_core.curate.overrides), applied before every rule but the labelled positives.
+    `auto_share`: with margin_ref "auto", the `positive_like_share` that chooses the reference, for a frame that is
+    part of a larger pool (a run of its queries) or stands for one (the audit's hidden split); by default `frame`'s."""
     require_columns(frame, CURATE_COLUMNS, "pool table",
                     fix="build the pool with hnm_core.pool (schema in hnm_core/schema.py)")
     codes, uniques = pd.factorize(frame["query_id"])
@@ -193,12 +201,17 @@ def curate(frame: pd.DataFrame, params: CurateParams, overrides: Overrides | Non
     # Thresholds are compared in float32, the column's own precision, so a score equal to a threshold typed in
     # the UI (0.3) is not "above" it through float64 rounding (float32(0.3) > 0.3 in float64).
     score = frame["teacher_score"].to_numpy(dtype=np.float32, na_value=np.nan)
-    ref = positive_ref(codes, n_q, is_pos, score, params.margin_ref)
+    if params.margin_ref == "auto" and auto_share is None:
+        auto_share = pool_share(codes, n_q, is_pos, score)
+    elif params.margin_ref != "auto":
+        auto_share = None
+    ref = positive_ref(codes, n_q, is_pos, score,
+                       params.margin_ref if auto_share is None else auto_margin_ref(auto_share))
 
     false_neg = np.zeros(len(frame), dtype=bool)
     if params.ceiling is not None:
         false_neg |= score > np.float32(params.ceiling)
-    margin = _margin_threshold(ref, params)
+    margin = margin_line(ref, params)
     if margin is not None:
         false_neg |= score > margin[codes].astype(np.float32)
     false_neg &= cand
@@ -245,78 +258,36 @@ def curate(frame: pd.DataFrame, params: CurateParams, overrides: Overrides | Non
     matched = [int(m.sum()) for m in rules] + [int(label_counts[_HARD])]
     counts = tuple(
         RuleCount(label, int(label_counts[i]), matched[i],
-                  _sentence(label, int(label_counts[i]), matched[i], params, len(picked)))
+                  _sentence(label, int(label_counts[i]), matched[i], params, len(picked), auto_share))
         for i, label in enumerate(LABELS)
     )
     got = np.minimum(hard_per_query, params.negatives)
     short_idx = np.flatnonzero(got < params.negatives)
     short = tuple(ShortQuery(str(uniques[i]), int(got[i]), params.negatives) for i in short_idx)
     return Curation(labels=labels, selected=selected, neg_rank=neg_rank, counts=counts, short_queries=short,
-                    n_queries=n_q, n_full_quota=n_q - len(short), params=params, overrides=overrides)
+                    n_queries=n_q, n_full_quota=n_q - len(short), params=params, overrides=overrides,
+                    auto_share=auto_share)
 
 
 def combine(parts: Sequence[Curation]) -> Curation:
     """One Curation from the curations of consecutive runs of whole queries (rows in order): what `curate` gives for
     all the rows at once, since a query's labels and draws depend on its own rows alone (the Ray engine's merge).
-    The parts were curated with the same verdicts (each applies those of its own queries)."""
-    params = parts[0].params
+    The parts were curated with the same verdicts (each applies those of its own queries) and, with margin_ref "auto",
+    the whole pool's `auto_share`."""
+    params, auto_share = parts[0].params, parts[0].auto_share
     selected = np.concatenate([p.selected for p in parts])
     n_selected = int(selected.sum())
     counts = []
     for i, label in enumerate(LABELS):
         count, matched = sum(p.counts[i].count for p in parts), sum(p.counts[i].matched for p in parts)
-        counts.append(RuleCount(label, count, matched, _sentence(label, count, matched, params, n_selected)))
+        counts.append(RuleCount(label, count, matched,
+                                _sentence(label, count, matched, params, n_selected, auto_share)))
     codes = np.concatenate([p.labels.codes for p in parts])
     return Curation(labels=pd.Categorical.from_codes(codes, categories=list(LABELS)), selected=selected,
                     neg_rank=np.concatenate([p.neg_rank for p in parts]), counts=tuple(counts),
                     short_queries=tuple(q for p in parts for q in p.short_queries),
                     n_queries=sum(p.n_queries for p in parts), n_full_quota=sum(p.n_full_quota for p in parts),
-                    params=params, overrides=parts[0].overrides)
-
-
-def positive_ref(codes: np.ndarray, n_q: int, is_pos: np.ndarray, score: np.ndarray,
-                  how: MarginRef) -> np.ndarray:
-    """Per query, the lowest, median, mean or highest teacher score of its scored positives; NaN where none is
-    scored."""
-    scored = is_pos & ~np.isnan(score)
-    pos_codes = codes[scored]
-    pos_scores = score[scored].astype(np.float64)
-    n = np.bincount(pos_codes, minlength=n_q)
-    if how in ("min", "max"):
-        ref = np.full(n_q, np.inf if how == "min" else -np.inf)
-        (np.minimum if how == "min" else np.maximum).at(ref, pos_codes, pos_scores)
-    elif how == "median":
-        ref = np.full(n_q, np.nan)
-        medians = pd.Series(pos_scores).groupby(pos_codes).median()
-        ref[medians.index.to_numpy()] = medians.to_numpy()
-    else:
-        ref = np.bincount(pos_codes, weights=pos_scores, minlength=n_q) / np.maximum(n, 1)
-    ref[n == 0] = np.nan
-    return ref
-
-
-def _margin_threshold(ref: np.ndarray, params: CurateParams) -> np.ndarray | None:
-    """Per query, from its positives' reference score `ref`, the teacher score above which the margin rules call a
-    candidate a false negative: the lower of the relative and absolute margins' lines (a candidate above either is
-    flagged); None when both margins are off, NaN where the query has no scored positive."""
-    lines = []
-    if params.relative_margin is not None:
-        # abs(): for negative references (logits, cosines below 0) ref * (1 - m) would lie above ref.
-        lines.append(ref - np.abs(ref) * params.relative_margin)
-    if params.absolute_margin is not None:
-        lines.append(ref - params.absolute_margin)
-    return np.minimum.reduce(lines) if lines else None
-
-
-def margin_thresholds(frame: pd.DataFrame, params: CurateParams) -> pd.Series:
-    """Per query id, the teacher score above which `curate` calls a candidate a false negative by the margin rules
-    (the ceiling aside); NaN where no margin is on or the query has no scored positive. For drawing the rule."""
-    codes, uniques = pd.factorize(frame["query_id"])
-    score = frame["teacher_score"].to_numpy(dtype=np.float32, na_value=np.nan)
-    ref = positive_ref(codes, len(uniques), frame["is_positive"].to_numpy(dtype=bool), score, params.margin_ref)
-    margin = _margin_threshold(ref, params)
-    values = np.full(len(uniques), np.nan) if margin is None else margin
-    return pd.Series(values, index=pd.Index(uniques, dtype=object))
+                    params=params, overrides=parts[0].overrides, auto_share=auto_share)
 
 
 def _same_cluster(codes: np.ndarray, is_pos: np.ndarray, cluster: np.ndarray) -> np.ndarray:
@@ -333,9 +304,10 @@ def _same_cluster(codes: np.ndarray, is_pos: np.ndarray, cluster: np.ndarray) ->
     return valid & (pos_keys[at] == keys)
 
 
-def _sentence(label: Label, count: int, matched: int, params: CurateParams, n_selected: int) -> str:
+def _sentence(label: Label, count: int, matched: int, params: CurateParams, n_selected: int,
+              auto_share: float | None) -> str:
     """The UI's line for one rule."""
-    ref = REF_NAMES[params.margin_ref]
+    ref = REF_NAMES[params.margin_ref if auto_share is None else auto_margin_ref(auto_share)]
     if label == "positive":
         return f"{counted(count, 'labelled positive')} (paired with the negatives, never used as one)."
     if label in _CORRECTIONS:
@@ -351,6 +323,8 @@ def _sentence(label: Label, count: int, matched: int, params: CurateParams, n_se
         if not parts:
             return "Teacher-score rules (ceiling, margins) are off."
         text = f"Flagged {counted(count, 'candidate')} as likely false negatives ({' or '.join(parts)})."
+        if auto_share is not None and (params.relative_margin is not None or params.absolute_margin is not None):
+            text += " " + auto_sentence(auto_share)
     elif label == "near_duplicate":
         if params.near_dup is None:
             return "Near-duplicate rule is off."

@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from ..cache import EmbeddingCache
+from ..curate.margins import positive_like_share
 from ..curate.overrides import Overrides
 from ..curate.rules import CurateParams, Curation, combine
 from ..curate.rules import curate as curate_local
@@ -259,12 +260,14 @@ def _query_spans(frame: pd.DataFrame) -> list[tuple[int, int]]:
 
 def curate(frame: pd.DataFrame, params: CurateParams, overrides: Overrides | None = None) -> Curation:
     """curate.curate with one Ray task per run of queries: the same labels and negatives (a query's labels, draws
-    and verdicts depend on its own rows alone)."""
+    and verdicts depend on its own rows alone, and margin_ref "auto" on the whole pool's share, computed here)."""
+    share = positive_like_share(frame) if params.margin_ref == "auto" else None
     with session():
         ray = ray_module()
         task = ray.remote(num_cpus=1)(curate_local)
         params_ref, overrides_ref = ray.put(params), ray.put(overrides)
-        parts = ray.get([task.remote(frame.iloc[a:b], params_ref, overrides_ref) for a, b in _query_spans(frame)])
+        parts = ray.get([task.remote(frame.iloc[a:b], params_ref, overrides_ref, auto_share=share)
+                         for a, b in _query_spans(frame)])
     return combine(parts)
 
 
