@@ -34,8 +34,8 @@ from hnm_core.audit import HiddenSplit, audit_pool, hide_positives
 from hnm_core.cache import default_cache_dir
 from hnm_core.curate.rules import CurateParams, curate
 from hnm_core.data import Collection, load_collection, normalize_text
-from hnm_core.models.loading import load_bi_encoder
 from hnm_core.engines.local import mine
+from hnm_core.models.loading import load_bi_encoder
 from hnm_core.pool import Pool
 from hnm_core.settings import validate
 
@@ -178,15 +178,16 @@ def compare(name: str, args: argparse.Namespace) -> tuple[list[Row], list[str]]:
 OLD_DEFAULT = CurateParams(relative_margin=0.05, absolute_margin=None, margin_ref="min", ceiling=None, skip_n=0,
                            near_dup=0.98, cluster_rule=False, floor=None)
 
-MAX_REF = "max (emulated)"
-
 CANDIDATES: tuple[tuple[str, dict], ...] = (
-    ("defaults: rm 0.05 vs lowest positive", dict(relative_margin=0.05, margin_ref="min", skip_n=0,
-                                                  near_dup=0.98, cluster_rule=False)),
+    ("defaults: rm 0.05, auto reference", dict(relative_margin=0.05, margin_ref="auto", skip_n=0, near_dup=0.98,
+                                               cluster_rule=False)),
+    ("rm 0.05 vs lowest positive", dict(relative_margin=0.05, margin_ref="min", skip_n=0, near_dup=0.98,
+                                        cluster_rule=False)),
+    ("rm 0.05 vs median positive", dict(relative_margin=0.05, margin_ref="median", skip_n=0, near_dup=0.98,
+                                        cluster_rule=False)),
     ("rm 0.05 vs mean positive", dict(relative_margin=0.05, margin_ref="mean", skip_n=0, near_dup=0.98,
                                       cluster_rule=False)),
-    # curate has no "max" reference: the positives' scores are set to their query's highest (MAX_REF) and "min" used
-    ("rm 0.05 vs highest positive", dict(relative_margin=0.05, margin_ref=MAX_REF, skip_n=0, near_dup=0.98,
+    ("rm 0.05 vs highest positive", dict(relative_margin=0.05, margin_ref="max", skip_n=0, near_dup=0.98,
                                          cluster_rule=False)),
     ("no rule (near_dup 0.98 only)", dict(relative_margin=None, skip_n=0, near_dup=0.98, cluster_rule=False)),
     ("skip 10", dict(relative_margin=None, skip_n=10, near_dup=0.98, cluster_rule=False)),
@@ -202,20 +203,19 @@ CANDIDATES: tuple[tuple[str, dict], ...] = (
 def candidates(args: argparse.Namespace) -> pd.DataFrame:
     """Candidate defaults on every collection and seed: mean leak (max over seeds), mean teacher score, lowest
     coverage."""
-    from hnm_core.audit import audit_figures, hidden_rows
+    from hnm_core.audit import audit_figures, hidden_rows, hidden_share
 
     records = []
     for name in args.datasets:
         for seed in args.seeds:
             collection, split, values, pool, _ = _mine(name, seed, args)
-            hidden = hidden_rows(pool.frame, pool.collection, split)
+            frame = pool.frame
+            hidden = hidden_rows(frame, pool.collection, split)
+            share = hidden_share(frame, hidden)  # "auto" chooses as on the collection, hidden positives counted
             base = CurateParams.from_settings(values)
-            at_max = _positives_at_query_max(pool.frame)
             for label, change in CANDIDATES:
-                emulated = change.get("margin_ref") == MAX_REF
-                frame = at_max if emulated else pool.frame
-                params = dataclasses.replace(base, **{**change, **({"margin_ref": "min"} if emulated else {})})
-                fig = audit_figures(frame, hidden, curate(frame, params), n_hidden=split.n_hidden)
+                params = dataclasses.replace(base, **change)
+                fig = audit_figures(frame, hidden, curate(frame, params, auto_share=share), n_hidden=split.n_hidden)
                 records.append({"setting": label, "collection": name, "seed": seed, "leak": fig.leak_rate,
                                 "exported": fig.hidden_exported, "teacher": fig.mean_teacher,
                                 "coverage": fig.coverage})
@@ -225,15 +225,6 @@ def candidates(args: argparse.Namespace) -> pd.DataFrame:
     cells = grouped.apply(lambda r: f"{r.leak:.2%} ({r.leak_max:.2%}) / {r.teacher:.3f} / {r.coverage:.1%}",
                           axis=1).unstack("collection")
     return cells[list(args.datasets)].reset_index()
-
-
-def _positives_at_query_max(frame: pd.DataFrame) -> pd.DataFrame:
-    """The frame with every positive's teacher score raised to its query's highest: "min" then compares to the max."""
-    out = frame.copy()
-    positive = out["is_positive"].to_numpy(dtype=bool)
-    best = out["teacher_score"].where(out["is_positive"]).groupby(out["query_id"]).transform("max")
-    out.loc[positive, "teacher_score"] = best[positive]
-    return out
 
 
 def _describe(settings: dict) -> str:

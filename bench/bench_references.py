@@ -13,7 +13,10 @@ markdown row per collection.
 `--signals`: instead, cheap per-collection signals of how positive-like the pool is, on the whole training split
 mined with hnm's defaults (nothing hidden): the share of a query's positives that each of its three top-scored
 candidates (naive top-3 mining's negatives) outscores, the share of candidates above 95% of the lowest, the median and
-the highest positive's score, and the median positive's score minus the mean of the top three candidates.
+the highest positive's score, the median positive's score minus the mean of the top three candidates, and what
+margin_ref "auto" chooses (hnm_core.curate.margins: `positive_like_share`, the share above the highest positive's
+margin over every query with a scored candidate, and the reference it takes). cranfield, which has no training split,
+is read whole (its test qrels).
 
 `--overlap`: how far apart the references' exports lie, on the whole training split mined with hnm's defaults: per
 reference, the queries that keep their full quota and the negatives exported, and for how many queries the median's
@@ -33,6 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout that was not pip-installed
 from hnm_core.audit import hidden_rows, mine_hidden_split  # noqa: E402
 from hnm_core.audit.leak import audit_figures  # noqa: E402
+from hnm_core.curate.margins import auto_margin_ref, positive_like_share  # noqa: E402
 from hnm_core.curate.rules import CurateParams, curate  # noqa: E402
 from hnm_core.data import load_collection  # noqa: E402
 from hnm_core.engines.local import MiningParams, mine  # noqa: E402
@@ -65,7 +69,7 @@ def row(folder: Path, negatives: int) -> str:
 
 def signals(folder: Path) -> str:
     """One markdown row of `--signals` (see the module docstring) for the collection at `folder`."""
-    collection = load_collection(folder, split="train")
+    collection = load_collection(folder, split="test" if folder.name == "cranfield" else "train")
     frame = mine(collection, MiningParams.from_settings(validate({}))).frame
     rows = []
     for _, group in frame.groupby("query_id", sort=False):
@@ -79,8 +83,9 @@ def signals(folder: Path) -> str:
                          np.median(pos) - top3.mean()])
     outranked, above_min, above_median, above_max, gap = np.mean(rows, axis=0)
     per_query = np.mean([len(v) for v in collection.positives.values()])
+    share = positive_like_share(frame)
     return (f"| {folder.name} | {per_query:.1f} | {outranked:.2f} | {above_min:.0%} | {above_median:.0%} | "
-            f"{above_max:.1%} | {gap:+.3f} |")
+            f"{above_max:.1%} | {gap:+.3f} | {share:.1%}: {auto_margin_ref(share)} |")
 
 
 def overlap(folder: Path, negatives: int) -> str:
@@ -120,8 +125,8 @@ def main() -> None:
     if args.signals:
         print("| collection (train) | positives per query | positives a naive negative outscores | candidates above "
               "the lowest positive's margin | above the median's | above the highest's | median positive - naive "
-              "negatives |")
-        print("|---|---|---|---|---|---|---|")
+              "negatives | auto: share, reference |")
+        print("|---|---|---|---|---|---|---|---|")
         for name in args.only.split(","):
             print(signals(args.datasets / name), flush=True)
         return

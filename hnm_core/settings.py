@@ -148,13 +148,15 @@ SETTINGS: tuple[Setting, ...] = (
             "curate", float, optional=True, minimum=-1e6, maximum=1e6, step=0.01),
     # The curation defaults were chosen by the model trained on the export (docs/proof.md): the positive-aware rule
     # alone trained the best model on NFCorpus (many positives: naive mining fell 11 points below it) and no worse
-    # than naive on SciFact, while skip-N and the same-cluster rule cost hardness on both.
+    # than naive on SciFact, while skip-N and the same-cluster rule cost hardness on both; measured from the median
+    # positive it kept the hardness the lowest positive's margin cut away on six small classic collections, so "auto"
+    # takes the lowest positive only where the pool looks like NFCorpus's.
     Setting("relative_margin", 0.05, "Positive-aware rule (NV-Retriever TopK-PercPos): a candidate scoring above "
             "pos_score - |pos_score| * margin is a likely false negative (correct for negative logits too).", "curate",
             float, optional=True, minimum=0.0, maximum=1.0, step=0.01),
     Setting("absolute_margin", None, "Positive-aware rule: a candidate scoring above pos_score - margin is a likely "
             "false negative.", "curate", float, optional=True, minimum=0.0, maximum=1e6, step=0.01),
-    Setting("margin_ref", "min", "Which positive score the margins compare against: the query's lowest, median, "
+    Setting("margin_ref", "auto", "Which positive score the margins compare against: the query's lowest, median, "
             "mean or highest positive (with many positives per query the lowest cuts deepest), or auto: the lowest "
             "where 15% or more of the candidates score near their query's best positive, else the median.", "curate",
             choices=("auto", "min", "median", "mean", "max")),

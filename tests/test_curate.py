@@ -292,15 +292,31 @@ def test_counts_add_up_and_read_as_sentences():
                                             "more that an earlier rule had labelled.")
     assert by_label["hard"].sentence == ("4 candidates in the hard band; 2 sampled as negatives "
                                          "(top, up to 2 per query).")
-    assert by_label["false_negative"].sentence == ("Flagged 1 candidate as likely false negatives (teacher score "
-                                                   "above the query's lowest positive score less 5%).")
+    # 1 of the 9 scored candidates lies above the best positive less 5%: auto takes the median (the only positive)
+    assert by_label["false_negative"].sentence == (
+        "Flagged 1 candidate as likely false negatives (teacher score above the query's median positive score less "
+        "5%). Auto chose the median positive: 11.1% of candidates score above their query's best positive less 5%, "
+        "and it takes the lowest only from 15%.")
     assert by_label["near_duplicate"].sentence == "Near-duplicate rule is off."
     assert result.count("easy") == 1 and result.n_selected == 2
     assert list(result.labels.categories) == list(LABELS)
 
 
+def reference_share(frame: pd.DataFrame) -> float:
+    """Query by query, the share margin_ref "auto" chooses by (hnm_core.curate.margins)."""
+    shares = []
+    for _, group in frame.groupby("query_id", sort=False):
+        scores = group["teacher_score"].astype("float32")
+        best = scores[group["is_positive"]].max()
+        candidates = scores[~group["is_positive"]].dropna()
+        if not math.isnan(best) and len(candidates):
+            shares.append(float((candidates > np.float32(best - abs(best) * 0.05)).mean()))
+    return sum(shares) / len(shares) if shares else NAN
+
+
 def reference_labels(frame: pd.DataFrame, p: CurateParams) -> list[str]:
     """Row by row, straight from the rule list in the module docstring."""
+    how = p.margin_ref if p.margin_ref != "auto" else ("min" if reference_share(frame) >= 0.15 else "median")
     out = []
     for _, row in frame.iterrows():
         group = frame[(frame["query_id"] == row["query_id"]) & frame["is_positive"]]
@@ -308,7 +324,7 @@ def reference_labels(frame: pd.DataFrame, p: CurateParams) -> list[str]:
         ref = None
         if pos_scores:
             ref = {"min": min, "max": max, "median": statistics.median,
-                   "mean": lambda xs: sum(xs) / len(xs)}[p.margin_ref](pos_scores)
+                   "mean": lambda xs: sum(xs) / len(xs)}[how](pos_scores)
         s = row["teacher_score"]
         above = lambda t: not math.isnan(s) and s > np.float32(t)  # noqa: E731
         if row["is_positive"]:
@@ -429,16 +445,17 @@ def reason_of(candidate: dict, positive: dict | None = None, **params) -> str:
     (dict(ceiling=0.7), {"teacher_score": 0.75}, "teacher 0.75 > ceiling 0.70"),
     (dict(ceiling=0.66), {"teacher_score": 0.6601}, "teacher 0.6601 > ceiling 0.66"),  # never "0.66 > 0.66"
     (dict(relative_margin=0.1), {"teacher_score": 0.73},
-     "teacher 0.73 > lowest positive 0.80 - 10% = 0.72 (relative margin)"),
+     "teacher 0.73 > median positive 0.80 - 10% = 0.72 (relative margin)"),
+    # the one candidate scores above the positive less 5%: "auto" takes the lowest positive
     (dict(relative_margin=0.025), {"teacher_score": 0.79},
      "teacher 0.79 > lowest positive 0.80 - 2.5% = 0.78 (relative margin)"),
     (dict(absolute_margin=0.05), {"teacher_score": 0.76},
-     "teacher 0.76 > lowest positive 0.80 - 0.05 = 0.75 (absolute margin)"),
+     "teacher 0.76 > median positive 0.80 - 0.05 = 0.75 (absolute margin)"),
     # both margins on: the lower line is the one a score between them is above
     (dict(relative_margin=0.1, absolute_margin=0.05), {"teacher_score": 0.73},
-     "teacher 0.73 > lowest positive 0.80 - 10% = 0.72 (relative margin)"),
+     "teacher 0.73 > median positive 0.80 - 10% = 0.72 (relative margin)"),
     (dict(relative_margin=0.01, absolute_margin=0.05), {"teacher_score": 0.76},
-     "teacher 0.76 > lowest positive 0.80 - 0.05 = 0.75 (absolute margin)"),
+     "teacher 0.76 > median positive 0.80 - 0.05 = 0.75 (absolute margin)"),
     (dict(relative_margin=0.1, margin_ref="mean"), {"teacher_score": 0.73},
      "teacher 0.73 > mean positive 0.80 - 10% = 0.72 (relative margin)"),
     (dict(ceiling=0.7, relative_margin=0.1), {"teacher_score": 0.75}, "teacher 0.75 > ceiling 0.70"),
@@ -520,7 +537,7 @@ def test_reasons_agree_with_labels_row_by_row_and_per_query_slice(params):
     hard_per_query = frame.assign(label=labels).query("label == 'hard'").groupby("query_id").size()
     patterns = {
         "positive": r"labelled positive",
-        "false_negative": r"teacher (\S+) > (?:ceiling|lowest positive \S+ - \S+ =|mean positive \S+ - \S+ =) (\S+)"
+        "false_negative": r"teacher (\S+) > (?:ceiling|(?:lowest|median|mean) positive \S+ - \S+ =) (\S+)"
                           r"(?: \((?:relative|absolute) margin\))?",
         "near_duplicate": r"cosine (\S+) to (?:its nearest positive|positive \S+) \(near-duplicate > (\S+)\)",
         "same_cluster": r"same k-means cluster (\d+) as positive (\S+)",
@@ -561,7 +578,8 @@ def test_combined_curations_of_query_runs_equal_one_curation(params):
     whole = curate(frame, params)
     starts = np.flatnonzero(np.r_[True, frame["query_id"].to_numpy()[1:] != frame["query_id"].to_numpy()[:-1]])
     cuts = [0, int(starts[1]), int(starts[4]), len(frame)]  # runs of 1, 3 and the remaining queries
-    merged = combine([curate(frame.iloc[a:b], params) for a, b in zip(cuts[:-1], cuts[1:])])
+    # margin_ref "auto" chooses on the whole pool: each run is given its share (None for the other references)
+    merged = combine([curate(frame.iloc[a:b], params, auto_share=whole.auto_share) for a, b in zip(cuts[:-1], cuts[1:])])
     assert list(merged.labels) == list(whole.labels)
     np.testing.assert_array_equal(merged.selected, whole.selected)
     np.testing.assert_array_equal(merged.neg_rank, whole.neg_rank)
@@ -624,13 +642,14 @@ def test_auto_takes_the_lowest_positive_where_the_pool_looks_relevant_and_the_me
     assert flagged == near_best + (4 if chose == "min" else 1)
     word = {"min": "lowest", "median": "median"}[chose]
     assert f"the query's {word} positive score less 5%" in auto.summary()[1]
-    assert f"auto: {share} of candidates score above their query's best positive less 5%" in auto.summary()[1]
+    assert f"Auto chose the {word} positive: {share} of candidates score above their query's best positive less 5%" \
+        in auto.summary()[1]
     assert auto.auto_note in auto.summary()[1]
     reason = reasons(frame, auto)[list(frame["doc_id"]).index("q1c9")]
     assert reason.startswith(f"teacher 0.58 > {word} positive")
     line = margin_thresholds(frame, auto.params)
     assert line["q1"] == pytest.approx((0.5 if chose == "min" else 0.6) * 0.95)
-    assert fixed.auto_note is None and not any("auto" in s for s in fixed.summary())
+    assert fixed.auto_note is None and not any("Auto" in s for s in fixed.summary())
 
 
 def test_auto_chooses_by_the_share_it_is_given():

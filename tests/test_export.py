@@ -200,7 +200,8 @@ def test_manifest_records_settings_fingerprints_versions_and_counts(pool, tmp_pa
 
 
 def test_manifest_says_which_reference_auto_chose_and_why(pool, tmp_path):
-    assert "margin_ref_auto" not in export(pool, curate(pool.frame, PARAMS), tmp_path / "fixed").manifest
+    fixed = curate(pool.frame, dataclasses.replace(PARAMS, relative_margin=0.05, margin_ref="min"))
+    assert "margin_ref_auto" not in export(pool, fixed, tmp_path / "fixed").manifest
     curation = curate(pool.frame, dataclasses.replace(PARAMS, relative_margin=0.05, margin_ref="auto"))
     manifest = export(pool, curation, tmp_path / "auto").manifest
     assert manifest["settings"]["margin_ref"] == "auto"

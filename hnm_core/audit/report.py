@@ -130,6 +130,7 @@ class AuditReport:
                       "hidden_positives": self.split.n_hidden},
             "teacher": self.teacher,
             "settings": {**self.pool.meta.get("settings", {}), **asdict(self.params)},
+            **({"margin_ref_auto": self.curation.auto_record} if self.curation.auto_record is not None else {}),
             "figures": asdict(self.figures),
             "recommendation": {"settings": rec.settings, "met_target": rec.met_target, "reason": rec.reason,
                                "figures": asdict(rec.figures)},

@@ -112,8 +112,10 @@ def margin_thresholds(frame: pd.DataFrame, params: CurateParams, *, auto_share: 
 
 def auto_sentence(share: float) -> str:
     """Why margin_ref "auto" chose the reference it did."""
+    chose = f"Auto chose the {REF_NAMES[auto_margin_ref(share)]} positive"
     if math.isnan(share):
-        return "Margins against the median positive (auto: no query has both a scored positive and candidate)."
-    where = "at least" if share >= AUTO_SHARE else "under"
-    return (f"Margins against the {REF_NAMES[auto_margin_ref(share)]} positive (auto: {share:.1%} of candidates "
-            f"score above their query's best positive less {AUTO_MARGIN:.0%}, {where} {AUTO_SHARE:.0%}).")
+        return f"{chose}: no query has both a scored positive and a scored candidate."
+    said = (f"{share:.1%} of candidates score above their query's best positive less {AUTO_MARGIN:.0%}")
+    if share >= AUTO_SHARE:
+        return f"{chose}: {said}, {AUTO_SHARE:.0%} or more."
+    return f"{chose}: {said}, and it takes the lowest only from {AUTO_SHARE:.0%}."

@@ -36,7 +36,16 @@ from ..errors import DataError, SettingsError
 from ..schema import CURATE_COLUMNS, require_columns
 from ..settings import defaults, setting
 from ..wording import counted
-from .margins import REF_NAMES, MarginRef, auto_margin_ref, auto_sentence, margin_line, pool_share, positive_ref
+from .margins import (
+    AUTO_SHARE,
+    REF_NAMES,
+    MarginRef,
+    auto_margin_ref,
+    auto_sentence,
+    margin_line,
+    pool_share,
+    positive_ref,
+)
 from .overrides import Overrides
 from .sampling import best_first_key, grouped_order, rank_in_groups, sampling_order
 
@@ -159,6 +168,14 @@ class Curation:
     def auto_note(self) -> str | None:
         """With margin_ref "auto": which reference it chose and why, in a sentence; None otherwise."""
         return None if self.auto_share is None else auto_sentence(self.auto_share)
+
+    @property
+    def auto_record(self) -> dict[str, Any] | None:
+        """With margin_ref "auto", what the manifest and the audit report record: the reference it chose, the share
+        it chose by and the threshold; None otherwise."""
+        if self.auto_share is None:
+            return None
+        return {"chose": self.margin_ref, "positive_like_share": self.auto_share, "threshold": AUTO_SHARE}
 
     @property
     def n_selected(self) -> int:

@@ -24,7 +24,6 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..curate.margins import AUTO_SHARE
 from ..curate.reasons import reasons
 from ..curate.rules import Curation
 from ..errors import ExportError
@@ -342,8 +341,7 @@ def _manifest(pool: Pool, curation: Curation, formats: tuple[str, ...], file_typ
         "short_queries": len(curation.short_queries),
         "n_selected": curation.n_selected,
         "summary": curation.summary(),
-        **({"margin_ref_auto": {"chose": curation.margin_ref, "positive_like_share": curation.auto_share,
-                                "threshold": AUTO_SHARE}} if curation.auto_share is not None else {}),
+        **({"margin_ref_auto": curation.auto_record} if curation.auto_record is not None else {}),
         "pool_stats": meta.get("stats"),
         "overrides": _overrides_entry(curation, n_extra),
         "files": files,
