@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -71,10 +72,10 @@ class ProofResult:
     def trained(self) -> int:
         return sum(run.trained_now for run in self.runs)
 
-    @property
+    @cached_property
     def comparisons(self) -> tuple[Comparison, ...]:
         """Every arm against naive and against pairs, and each variant against the hnm arm it varies: paired
-        bootstrap intervals of the nDCG@10 difference."""
+        bootstrap intervals of the nDCG@10 difference (computed once: the table, the JSON and the page read them)."""
         return compare(self.runs) + compare(self.runs, references=("hnm",), arms=tuple(self.variants))
 
     @property
