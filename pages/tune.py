@@ -66,7 +66,7 @@ with controls:
 with outcome:
     started = time.perf_counter()
     params, curation = current_curation(pool)  # with the verdicts the Explore page wrote, as Explore and Export
-    if curation.auto_note is not None:
+    if curation.auto_note is not None and (params.relative_margin is not None or params.absolute_margin is not None):
         auto_note.caption(escape.plain(curation.auto_note))
     view = selection_view(frame, curation)
     took = time.perf_counter() - started

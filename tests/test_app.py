@@ -317,6 +317,13 @@ def test_tiny_mine_then_tune_sliders_change_the_counts_and_export_reads_back(tin
     assert any("loaded from the cache" in m.value for m in at.markdown)
     assert not any("mined in 0.0 s" in m.value for m in at.markdown)
     rules_off(open_page(at, TUNE))
+    # margin_ref "auto" says under its radio which positive it chose, while a margin is on to use it
+    assert at.radio(key="setting:margin_ref").value == "auto"
+    assert not any(c.value.startswith("Auto chose") for c in at.caption)
+    at.checkbox(key="setting:relative_margin:on").check().run()
+    shown = [c.value.replace("\\", "") for c in at.caption]  # the page escapes markdown
+    assert any(re.match(r"Auto chose the (lowest|median) positive: [\d.]+% of candidates", c) for c in shown)
+    at.checkbox(key="setting:relative_margin:on").uncheck().run()
     before = label_rows(at)
     assert before["false_negative"] == before["skipped"] == before["same_cluster"] == 0
     assert metrics(at)["Hard band"] == f"{before['hard']:,}"
