@@ -121,6 +121,8 @@ if result is not None:
     st.dataframe([{"arm": s.arm, "rows trained": s.rows, "seeds": len(s.seeds),
                    **{name: s.mean[name] for name in HEADLINE}, **{f"± {name}": s.std[name] for name in HEADLINE},
                    "minutes": s.minutes} for s in result.summaries], hide_index=True)
+    for line in result.auto_lines():
+        st.caption(escape.plain(line))
     comparisons = result.comparisons
     if comparisons:
         queries = counted(comparisons[0].queries, "test query", "test queries")

@@ -953,20 +953,28 @@ def test_train_page_runs_a_tiny_proof_and_a_rerun_reuses_its_arms(tiny_bi_encode
     at.button(key="add_variant").click().run()
     assert any("skip1" in m.value and m.value.endswith("the current curation") for m in at.markdown)
     open_page(at, TUNE).slider(key="setting:skip_n").set_value(0).run()
+    # and one with the relative margin on, measured from the positive margin_ref auto chooses
+    at.checkbox(key="setting:relative_margin:on").check().run()
+    open_page(at, TRAIN).text_input(key="variant_name").input("margin").run()
+    at.button(key="add_variant").click().run()
+    open_page(at, TUNE).checkbox(key="setting:relative_margin:on").uncheck().run()
     open_page(at, TRAIN)
     assert any("skip1" in m.value and m.value.endswith(r"but skip\_n 1") for m in at.markdown)
     at.button(key="run_proof").click().run()
     assert not at.exception and not at.error
-    arms = ["zero", "pairs", "naive", "hnm", "skip1"]
+    arms = ["zero", "pairs", "naive", "hnm", "skip1", "margin"]
     table = next(d.value for d in at.dataframe if "rows trained" in d.value.columns)
-    assert list(table["arm"]) == arms and list(table["rows trained"]) == [0, 8, 8, 8, 8]
+    assert list(table["arm"]) == arms and list(table["rows trained"])[:5] == [0, 8, 8, 8, 8]
     assert table["ndcg@10"].between(0, 1).all()
     chart = at.get("plotly_chart")[0]
     assert json.loads(chart.proto.spec)["data"][0]["x"] == arms
     paired = next(d.value for d in at.dataframe if "verdict" in d.value.columns)
     assert {("hnm", "naive"), ("skip1", "naive"), ("hnm", "pairs")} <= set(zip(paired["arm"], paired["against"]))
     assert (paired["95% low"] <= paired["difference"]).all() and (paired["difference"] <= paired["95% high"]).all()
-    assert any("4 arm runs trained" in c.value for c in at.caption)
+    assert any("5 arm runs trained" in c.value for c in at.caption)
+    # the margin variant says which positive auto measured it from; hnm and skip1 have no margin to measure
+    said = [c.value.replace("\\", "") for c in at.caption if "Auto chose" in c.value]  # the page escapes markdown
+    assert len(said) == 1 and said[0].startswith("margin: Auto chose the ")
     at.button(key="run_proof").click().run()
     assert any("0 arm runs trained" in c.value for c in at.caption)
     assert not at.warning

@@ -12,7 +12,7 @@ import pytest
 
 from hnm_core.cli import main
 from hnm_core.data import load_collection
-from hnm_core.prove import ARMS, HEADLINE
+from hnm_core.prove import ARMS, HEADLINE, load_proof
 
 SAMPLE = Path(__file__).resolve().parents[1] / "sample_data"
 
@@ -142,7 +142,7 @@ def test_round_two_remines_with_the_round_one_model_and_trains_on_from_it(tiny_b
 
 
 def test_stop_ends_the_loop_between_steps_and_keeps_what_finished(tiny_bi_encoder_dir, tmp_path):
-    from hnm_core.prove import load_proof, prove
+    from hnm_core.prove import prove
 
     values = {"model": str(tiny_bi_encoder_dir), "teacher_model": str(tiny_bi_encoder_dir), "max_seq_length": 64,
               "top_k": 20, "negatives": 3, "train_model": str(tiny_bi_encoder_dir), "max_pairs": 8,
@@ -201,6 +201,13 @@ def test_one_labelled_set_split_variants_from_one_pool_paired_intervals_and_a_se
         assert c["low"] <= c["diff"] <= c["high"] and c["verdict"] in ("win", "level", "loss")
         assert c["queries"] == len(test_ids) and c["seeds"] == [0, 1]
     assert "Paired nDCG@10 differences" in table
+    # the hnm arm's margin is measured from the positive margin_ref auto chose, and the table says which and why;
+    # plain has no margin, so there is nothing to choose
+    manifest = json.loads((out / "data" / "hnm" / "manifest.json").read_text())
+    assert report["margin_ref_auto"] == {"hnm": manifest["margin_ref_auto"]}
+    chose = {"min": "lowest", "median": "median"}[manifest["margin_ref_auto"]["chose"]]
+    assert f"hnm: Auto chose the {chose} positive: " in table and "plain: Auto" not in table
+    assert load_proof(out).auto_lines() == [line for line in table.splitlines() if line.startswith("hnm: Auto")]
 
 
 def _run(arm: str, seed: int, per_query: list[float]):

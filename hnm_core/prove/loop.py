@@ -190,9 +190,11 @@ def prove(
     rounds: dict[str, Any] = {}
     hnm_arms = {"hnm", *variants}
 
+    auto_refs: dict[str, dict[str, Any]] = {}
+
     def result(stopped: bool) -> ProofResult:
         return ProofResult(out, _recorded(values), tuple(runs), summarise(runs), rounds, stopped, left_out, splits,
-                           variants)
+                           variants, dict(auto_refs))
 
     def step() -> bool:
         """Save what has finished (a run interrupted later still leaves its table), report, and ask `stop`."""
@@ -248,7 +250,12 @@ def prove(
             files["naive"] = naive_file(train, files["pairs"], base, values["negatives"], values["batch_size"],
                                         out / "data" / "naive")
         elif arm in hnm_arms:
-            files[arm] = hnm_files.export({**values, **variants.get(arm, {})}, out / "data" / arm)
+            arm_values = {**values, **variants.get(arm, {})}
+            files[arm] = hnm_files.export(arm_values, out / "data" / arm)
+            if arm_values["margin_ref"] == "auto" and (arm_values["relative_margin"] is not None
+                                                       or arm_values["absolute_margin"] is not None):
+                manifest = json.loads((files[arm].parent / "manifest.json").read_text(encoding="utf-8"))
+                auto_refs[arm] = manifest["margin_ref_auto"]
         for seed in seeds:
             checkpoint = trained(arm, seed, files[arm], base)
             if stopped := step():

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from ..curate.margins import auto_sentence
 from ..manifest import atomic_write_bytes, package_versions, to_json
 from ..wording import counted
 from .paired import Comparison, compare
@@ -67,6 +68,9 @@ class ProofResult:
     left_out: tuple[str, ...] = ()  # training queries every arm left out: the test split holds them too
     splits: dict[str, Any] = field(default_factory=dict)  # which queries were trained, selected and scored on
     variants: dict[str, dict[str, Any]] = field(default_factory=dict)  # variant arm -> its settings over the base
+    # hnm arm (base or variant) curated with a margin and margin_ref "auto" -> what auto chose (the export manifest's
+    # margin_ref_auto: chose, positive_like_share, threshold)
+    auto_refs: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def trained(self) -> int:
@@ -95,6 +99,7 @@ class ProofResult:
             out.append(f"Left out of training: {counted(len(self.left_out), 'query', 'queries')} of "
                        f"{self.settings['train_split']} that {self.settings['test_split']} holds too.")
         out += _aligned(head, body)
+        out += self.auto_lines()
         comparisons = self.comparisons
         if comparisons:
             queries = comparisons[0].queries
@@ -109,10 +114,14 @@ class ProofResult:
             out.append("Stopped: the arms above finished; a rerun into the same folder trains only the rest.")
         return "\n".join(out)
 
+    def auto_lines(self) -> list[str]:
+        """Per hnm arm curated with margin_ref "auto", which positive it measured the margin from, and why."""
+        return [f"{arm}: {auto_sentence(record['positive_like_share'])}" for arm, record in self.auto_refs.items()]
+
     def to_json(self) -> bytes:
         return to_json({"settings": self.settings, "stopped": self.stopped, "trained_now": self.trained,
                         "left_out_of_training": list(self.left_out), "splits": self.splits,
-                        "variants": self.variants, "selected": self.selected,
+                        "variants": self.variants, "margin_ref_auto": self.auto_refs, "selected": self.selected,
                         "arms": [asdict(s) for s in self.summaries], "runs": [asdict(r) for r in self.runs],
                         "comparisons": [asdict(c) | {"verdict": c.verdict} for c in self.comparisons],
                         "rounds": self.rounds, "versions": package_versions()})
@@ -155,4 +164,4 @@ def load_proof(out_dir: str | Path) -> ProofResult | None:
     runs = tuple(ArmRun(**{**run, "per_query": tuple(run.get("per_query", ()))}) for run in saved["runs"])
     return ProofResult(Path(out_dir), saved["settings"], runs, summarise(runs), saved["rounds"], saved["stopped"],
                        tuple(saved.get("left_out_of_training", ())), saved.get("splits", {}),
-                       saved.get("variants", {}))
+                       saved.get("variants", {}), saved.get("margin_ref_auto", {}))
