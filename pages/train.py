@@ -101,8 +101,11 @@ with shown_errors():
     st.caption(loaders.proof_estimate(str(data.path), settings(), len(variants)).sentence())
 # Stop ends the proof at its next progress update; each finished arm and the training's last checkpoint are saved.
 if run_buttons("Run proof", "run_proof", "stop_proof"):
-    with shown_errors(), st.container(border=True):
-        prove(data.path, folder, settings(), variants=variants, progress=StreamlitProgress(eta_stages=("prove",)))
+    bars = st.empty()  # the proof's progress, gone once it is done (the tables below are what it made); an error keeps it
+    with shown_errors():
+        with bars.container(border=True):
+            prove(data.path, folder, settings(), variants=variants, progress=StreamlitProgress(eta_stages=("prove",)))
+        bars.empty()
 
 result = load_proof(folder)
 if result is not None:

@@ -972,6 +972,7 @@ def test_train_page_runs_a_tiny_proof_and_a_rerun_reuses_its_arms(tiny_bi_encode
     assert {("hnm", "naive"), ("skip1", "naive"), ("hnm", "pairs")} <= set(zip(paired["arm"], paired["against"]))
     assert (paired["95% low"] <= paired["difference"]).all() and (paired["difference"] <= paired["95% high"]).all()
     assert any("5 arm runs trained" in c.value for c in at.caption)
+    assert not at.get("progress")  # the bars went once the proof was done: the tables are what it made
     # the margin variant says which positive auto measured it from; hnm and skip1 have no margin to measure
     said = [c.value.replace("\\", "") for c in at.caption if "Auto chose" in c.value]  # the page escapes markdown
     assert len(said) == 1 and said[0].startswith("margin: Auto chose the ")
