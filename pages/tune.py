@@ -66,7 +66,7 @@ with controls:
 with outcome:
     started = time.perf_counter()
     params, curation = current_curation(pool)  # with the verdicts the Explore page wrote, as Explore and Export
-    if curation.auto_note is not None and (params.relative_margin is not None or params.absolute_margin is not None):
+    if curation.auto_note is not None:
         auto_note.caption(escape.plain(curation.auto_note))
     view = selection_view(frame, curation)
     took = time.perf_counter() - started
@@ -108,7 +108,7 @@ with outcome:
             "ensemble's members"}.get(teacher, "cosine of a bi-encoder")
     note = (f"Teacher score = {kind}. Each group is shown as a percentage of itself: the selected negatives are "
             "drawn from the hard band and paired with the labelled positives.")
-    if params.relative_margin is not None or params.absolute_margin is not None:
+    if params.margins_on:
         chosen = st.session_state["query_id"]
         note += " The dashed margin line is the threshold averaged over queries" + (
             f"; the dotted one is {chosen}'s (chosen on Explore)." if chosen else

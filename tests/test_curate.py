@@ -650,6 +650,10 @@ def test_auto_takes_the_lowest_positive_where_the_pool_looks_relevant_and_the_me
     line = margin_thresholds(frame, auto.params)
     assert line["q1"] == pytest.approx((0.5 if chose == "min" else 0.6) * 0.95)
     assert fixed.auto_note is None and not any("Auto" in s for s in fixed.summary())
+    # with no margin on, auto has nothing to choose for: no note, no sentence (the manifest still records the share)
+    off = curate(frame, dataclasses.replace(params, relative_margin=None, absolute_margin=None))
+    assert off.auto_note is None and not any("Auto" in s for s in off.summary())
+    assert off.auto_record == auto.auto_record
 
 
 def test_auto_chooses_by_the_share_it_is_given():

@@ -113,6 +113,11 @@ class CurateParams:
         if self.simans_a <= 0:
             raise SettingsError(f"simans_a: {self.simans_a} must be above 0 (try {SIMANS_A})")
 
+    @property
+    def margins_on(self) -> bool:
+        """Whether a margin rule (relative or absolute) is on: what margin_ref, and so "auto", applies to."""
+        return self.relative_margin is not None or self.absolute_margin is not None
+
     @classmethod
     def from_settings(cls, values: dict[str, Any], *, simans_a: float = SIMANS_A,
                       simans_b: float = SIMANS_B) -> CurateParams:
@@ -166,8 +171,8 @@ class Curation:
 
     @property
     def auto_note(self) -> str | None:
-        """With margin_ref "auto": which reference it chose and why, in a sentence; None otherwise."""
-        return None if self.auto_share is None else auto_sentence(self.auto_share)
+        """With margin_ref "auto" and a margin on: which reference it chose and why, in a sentence; None otherwise."""
+        return None if self.auto_share is None or not self.params.margins_on else auto_sentence(self.auto_share)
 
     @property
     def auto_record(self) -> dict[str, Any] | None:
@@ -340,7 +345,7 @@ def _sentence(label: Label, count: int, matched: int, params: CurateParams, n_se
         if not parts:
             return "Teacher-score rules (ceiling, margins) are off."
         text = f"Flagged {counted(count, 'candidate')} as likely false negatives ({' or '.join(parts)})."
-        if auto_share is not None and (params.relative_margin is not None or params.absolute_margin is not None):
+        if auto_share is not None and params.margins_on:
             text += " " + auto_sentence(auto_share)
     elif label == "near_duplicate":
         if params.near_dup is None:

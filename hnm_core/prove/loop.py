@@ -169,6 +169,7 @@ def prove(
     progress: reports stage "prove" (steps done of all), and the mining, training and encoding stages under it.
     stop: asked between steps; when it says True the loop ends there, keeping every finished arm in `out_dir`.
     """
+    from ..curate.rules import CurateParams
     from ..models.loading import load_bi_encoder, resolve_precision
     from .evaluate import evaluate
     from .train import file_digest, train_model
@@ -252,9 +253,8 @@ def prove(
         elif arm in hnm_arms:
             arm_values = {**values, **variants.get(arm, {})}
             files[arm] = hnm_files.export(arm_values, out / "data" / arm)
-            if arm_values["margin_ref"] == "auto" and (arm_values["relative_margin"] is not None
-                                                       or arm_values["absolute_margin"] is not None):
-                manifest = json.loads((files[arm].parent / "manifest.json").read_text(encoding="utf-8"))
+            manifest = json.loads((files[arm].parent / "manifest.json").read_text(encoding="utf-8"))
+            if "margin_ref_auto" in manifest and CurateParams.from_settings(arm_values).margins_on:
                 auto_refs[arm] = manifest["margin_ref_auto"]
         for seed in seeds:
             checkpoint = trained(arm, seed, files[arm], base)
