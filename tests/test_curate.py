@@ -296,7 +296,8 @@ def test_counts_add_up_and_read_as_sentences():
     assert by_label["false_negative"].sentence == (
         "Flagged 1 candidate as likely false negatives (teacher score above the query's median positive score less "
         "5%). Auto chose the median positive: 11.1% of candidates score above their query's best positive less 5%, "
-        "and it takes the lowest only from 15%.")
+        "and it takes the lowest only from 15%. No collection measured so far lies between 10% and 21%: prove the "
+        "lowest and the median positive both on this data (hnm prove or the Train page, a variant for each).")
     assert by_label["near_duplicate"].sentence == "Near-duplicate rule is off."
     assert result.count("easy") == 1 and result.n_selected == 2
     assert list(result.labels.categories) == list(LABELS)
@@ -645,6 +646,9 @@ def test_auto_takes_the_lowest_positive_where_the_pool_looks_relevant_and_the_me
     assert f"Auto chose the {word} positive: {share} of candidates score above their query's best positive less 5%" \
         in auto.summary()[1]
     assert auto.auto_note in auto.summary()[1]
+    # 20% lies where no collection was measured (10% to 21%): the note asks for a proof of both; 10% does not
+    assert ("No collection measured so far lies between 10% and 21%: prove the lowest and the median positive both"
+            in auto.auto_note) == (chose == "min")
     reason = reasons(frame, auto)[list(frame["doc_id"]).index("q1c9")]
     assert reason.startswith(f"teacher 0.58 > {word} positive")
     line = margin_thresholds(frame, auto.params)
