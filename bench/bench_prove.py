@@ -4,13 +4,16 @@
 
     python bench/bench_prove.py [--datasets ../shared/datasets] [--out bench-proof] [--only adi,med]
                                 [--seeds 0,1,2] [--jobs 1] [--bf16] [--nfcorpus-pairs 20000]
-                                [--variant NAME=FLAGS ...] [--train-teacher FLAGS]
+                                [--variant NAME=FLAGS ...] [--train-teacher FLAGS] [--cross-fit K]
 
 A variant is a name and the pool, teacher and curate flags that change the hnm arm (`hnm prove --variant`), e.g.
 `--variant "mean=--margin-ref mean"`; a `scifact:` prefix on its name runs it on that collection only.
 `--train-teacher FLAGS` first trains a teacher on each collection's training split that a variant names as
 `{teacher}` (`hnm train-teacher DATA --split train FLAGS`), e.g.
 `--variant "ce=--teacher cross-encoder --teacher-model {teacher}"`.
+`--cross-fit K` scores every judged query once where a collection has one labelled set to deal into K folds: the
+classic collections' `qrels_all.tsv` (`--train-split all`) and cranfield's one qrels; SciFact and NFCorpus keep their
+train -> test splits (300 and 323 test queries).
 
 One `hnm prove` per collection into OUT/<collection> (each variant one more arm there, curated from the hnm arm's
 pool when only curate flags differ), sharing one embedding cache; `--jobs N` runs N collections at once. Training
@@ -50,7 +53,7 @@ def variants(specs: list[str]) -> dict[str, str]:
 
 
 def jobs(datasets: Path, out: Path, only: set[str] | None, seeds: str, nfcorpus_pairs: int, bf16: bool,
-         named: dict[str, str], teacher: str | None) -> dict[str, list[list[str]]]:
+         named: dict[str, str], teacher: str | None, cross_fit: int | None = None) -> dict[str, list[list[str]]]:
     """Per collection, the hnm command lines to run in order: the teacher first (when asked), then the proof."""
     todo: dict[str, list[list[str]]] = {}
     for collection in COLLECTIONS:
@@ -58,6 +61,10 @@ def jobs(datasets: Path, out: Path, only: set[str] | None, seeds: str, nfcorpus_
         if (only and collection not in only) or not data.is_dir():
             continue
         common = SPLIT_ONLY.get(collection, ["--train-split", "train", "--test-split", "test"])
+        if cross_fit is not None and collection in SPLIT_ONLY:
+            common = ["--train-split", "test", "--cross-fit", str(cross_fit)]
+        elif cross_fit is not None and (data / "qrels_all.tsv").is_file():
+            common = ["--train-split", "all", "--cross-fit", str(cross_fit)]
         common += ["--negatives", "3", "--seeds", seeds]
         common += ["--train-precision", "bf16", "--eval-precision", "bf16"] if bf16 else ["--train-precision", "fp32"]
         if collection == "nfcorpus":  # ~110k (query, positive) pairs: every arm trains on the same seeded sample
@@ -143,10 +150,13 @@ def run() -> int:
     parser.add_argument("--jobs", type=int, default=1, help="collections proved at once")
     parser.add_argument("--variant", action="append", default=[], metavar="NAME=FLAGS")
     parser.add_argument("--train-teacher", metavar="FLAGS", help="train a teacher first ({teacher} in a variant)")
+    parser.add_argument("--cross-fit", type=int, metavar="K",
+                        help="deal one labelled set's judged queries into K folds, each scored by the arms trained "
+                             "on the others (collections with qrels_all.tsv, and cranfield)")
     args = parser.parse_args()
     only = set(args.only.split(",")) if args.only else None
     todo = jobs(args.datasets, args.out, only, args.seeds, args.nfcorpus_pairs, args.bf16, variants(args.variant),
-                args.train_teacher)
+                args.train_teacher, args.cross_fit)
     failed = run_all(todo, max(1, args.jobs), args.out / "logs")
     tables = [f"## {c}\n\n```\n{(args.out / c / 'table.txt').read_text().rstrip()}\n```\n" for c in todo
               if (args.out / c / "table.txt").is_file()]

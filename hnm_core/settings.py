@@ -268,6 +268,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("split_queries", None, "Share of the training split's judged queries held out as the test queries (a "
             "seeded split, by `seed`), for a collection with one labelled set; off (empty): score on test_split.",
             "prove", float, optional=True, minimum=0.05, maximum=0.95, step=0.05),
+    Setting("cross_fit", None, "Folds of the training split's judged queries (seeded, by `seed`): each fold is "
+            "scored by models trained on the others, so every judged query is a test query once, for narrower "
+            "intervals on a small labelled set; off (empty): one split (test_split or split_queries).", "prove", int,
+            optional=True, minimum=2, maximum=10),
     Setting("select_split", None, "Qrels split (dev, say) the hnm arm and its variants are scored on to select one, "
             "never the test split; off if empty.", "prove", optional=True),
     Setting("select_queries", None, "Share of the training queries held out (seeded, by `seed`) to select the hnm "

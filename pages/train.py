@@ -40,9 +40,14 @@ with left:
         # one labelled set (or no split of other queries): the test can only be a seeded share of its queries
         st.session_state["split_queries_offered"] = True
         settings()["split_queries"] = settings().get("split_queries") or 0.5
-    held_out = setting_widget("split_queries", label="Hold out test queries", suggested=0.5)
-    test_split = None
-    if held_out is None:
+    # cross-fitted, every judged query of the split is scored once, by the arms trained on the other folds
+    folds = setting_widget("cross_fit", label="Cross-fit folds", suggested=2)
+    held_out = test_split = None
+    if folds:
+        settings()["split_queries"] = None
+    else:
+        held_out = setting_widget("split_queries", label="Hold out test queries", suggested=0.5)
+    if not folds and held_out is None:
         test_split = setting_widget("test_split", label="Score on split",
                                     options=scored or [s for s in splits if s != train_split])
     # the variant is selected on queries neither trained nor scored on: another split, or held-out training queries
@@ -70,9 +75,14 @@ with arms_box:
     setting_widget("arms", label="Arms")
 with seeds_box:
     setting_widget("seeds", label="Seeds")
-scored_on = (f"a seeded {held_out:.0%} of the {train_split} split's queries, held out of training" if held_out
-             else f"the queries of the {test_split} split (those it shares with {train_split} are left out of "
-                  "training)")
+if folds:
+    scored_on = (f"each of {folds} seeded folds of the {train_split} split's judged queries in turn, by the arms "
+                 "trained on the other folds")
+elif held_out:
+    scored_on = f"a seeded {held_out:.0%} of the {train_split} split's queries, held out of training"
+else:
+    scored_on = (f"the queries of the {test_split} split (those it shares with {train_split} are left out of "
+                 "training)")
 about.caption(f"Data: {escape.plain(data.collection.name)} · splits {', '.join(splits)}. Every arm fine-tunes the "
               f"same model with the same recipe and seed and is scored on the same queries: {scored_on}. The arms: "
               "zero-shot, pairs only, naive (sentence-transformers' mine_hard_negatives), hnm (the Mine and Tune "

@@ -935,6 +935,15 @@ def test_train_page_offers_the_samples_splits_before_any_run():
 
     expected = estimate_from_data(SAMPLE, at.session_state["settings"]).sentence()
     assert expected.startswith("About ") and expected in said
+    # cross-fitted: every judged query scored once; the held-out share and the test split make way for it
+    at.checkbox(key="setting:cross_fit:on").check().run()
+    said = " ".join(c.value for c in at.caption)
+    assert "a seeded 50%" not in said and "each of 2 seeded folds of the train split's judged queries in turn" in said
+    assert at.session_state["settings"]["split_queries"] is None and at.session_state["settings"]["cross_fit"] == 2
+    assert "setting:split_queries:on" not in {c.key for c in at.checkbox}
+    crossed = estimate_from_data(SAMPLE, at.session_state["settings"])
+    one_split = estimate_from_data(SAMPLE, {**at.session_state["settings"], "cross_fit": None})
+    assert crossed.trainings == 2 * one_split.trainings and crossed.sentence() in said
 
 
 def test_train_page_runs_a_tiny_proof_and_a_rerun_reuses_its_arms(tiny_bi_encoder_dir):

@@ -80,6 +80,7 @@ def test_prove_trains_every_arm_alike_and_a_rerun_reuses_them(tiny_bi_encoder_di
     (["--test-split", "test"], "every query of split 'train' is in split 'test' too, so nothing would be left to "
                                "train on that the test does not score. Fix: score on a split of other queries "
                                "(--test-split dev)"),
+    (["--cross-fit", "2", "--split-queries", "0.5"], "cross_fit and split_queries both choose the test queries"),
     (["--rounds", "2", "--arms", "zero,pairs"], "Fix: add hnm to --arms"),
     (["--seeds", "0,0"], "repeats a seed"),
     (["--loss", "margin_mse"], "Fix: prove with --loss mnrl or cached_mnrl"),
@@ -208,6 +209,60 @@ def test_one_labelled_set_split_variants_from_one_pool_paired_intervals_and_a_se
     chose = {"min": "lowest", "median": "median"}[manifest["margin_ref_auto"]["chose"]]
     assert f"hnm: Auto chose the {chose} positive: " in table and "plain: Auto" not in table
     assert load_proof(out).auto_lines() == [line for line in table.splitlines() if line.startswith("hnm: Auto")]
+
+
+def test_cross_fit_scores_every_judged_query_once_with_models_that_never_saw_it(tiny_bi_encoder_dir, tmp_path,
+                                                                                   capsys):
+    """--cross-fit 2: the judged queries dealt into two seeded folds, each scored by the arms trained on the other;
+    the table and the intervals pool both folds, per arm and seed."""
+    out, cache = tmp_path / "proof", tmp_path / "cache"
+    flags = ("--train-split", "test", "--cross-fit", "2", "--seeds", "0", "--arms", "zero,pairs,hnm")
+    assert _prove(tiny_bi_encoder_dir, out, cache, *flags) == 0
+    table = capsys.readouterr().out
+    report = json.loads((out / "prove.json").read_text())
+    judged = load_collection(SAMPLE, split="test")
+    folds = [set(f) for f in report["splits"]["cross_fit"]["test_queries"]]
+    assert len(folds) == 2 and not folds[0] & folds[1] and folds[0] | folds[1] == set(judged.query_ids)
+    assert abs(len(folds[0]) - len(folds[1])) <= 1
+    assert "trained on the other fold of test, scored on each of 2 folds in turn (42 queries in all)" in table
+    texts = dict(zip(judged.query_ids, judged.query_texts))
+    runs = {(r["arm"], r["fold"]): r for r in report["runs"]}
+    assert set(runs) == {(arm, fold) for arm in ("zero", "pairs", "hnm") for fold in (0, 1)}
+    for (arm, fold), run in runs.items():
+        assert len(run["per_query"]) == len(folds[fold])
+        if run["training_file"]:
+            assert Path(run["training_file"]).is_relative_to(out / "data" / f"fold-{fold + 1}")
+            anchors = set(pq.read_table(run["training_file"]).column("anchor").to_pylist())
+            assert anchors and not anchors & {texts[q] for q in folds[fold]}
+    # the table's figure: the mean over all 42 queries, i.e. the folds' means weighted by their queries
+    for summary in report["arms"]:
+        parts = [runs[summary["arm"], fold] for fold in (0, 1)]
+        pooled = sum(p["metrics"]["ndcg@10"] * len(p["per_query"]) for p in parts) / 42
+        assert summary["mean"]["ndcg@10"] == pytest.approx(pooled)
+        assert summary["rows"] == sum(p["rows"] for p in parts)
+    comparisons = {(c["arm"], c["against"]): c for c in report["comparisons"]}
+    assert set(comparisons) == {("zero", "pairs"), ("hnm", "pairs")}
+    assert all(c["queries"] == 42 for c in comparisons.values())
+    assert set(report["margin_ref_auto"]) == {"hnm, fold 1", "hnm, fold 2"}
+    assert [s.arm for s in load_proof(out).summaries] == ["zero", "pairs", "hnm"]
+    assert load_proof(out).table() + "\n" == (out / "table.txt").read_text()
+    # a rerun trains nothing: each fold's arms are cached by their training files
+    assert _prove(tiny_bi_encoder_dir, out, cache, *flags) == 0
+    again = json.loads((out / "prove.json").read_text())
+    assert not any(r["trained_now"] for r in again["runs"])
+    assert [a["mean"] for a in again["arms"]] == [a["mean"] for a in report["arms"]]
+
+
+def test_folds_deal_the_judged_queries_evenly_and_the_same_for_a_seed():
+    from hnm_core.prove import fold_queries
+    from hnm_core.errors import SettingsError
+
+    judged = load_collection(SAMPLE, split="test")
+    three = fold_queries(judged, 3, seed=0)
+    assert sorted(map(len, three)) == [14, 14, 14] and frozenset().union(*three) == frozenset(judged.query_ids)
+    assert three == fold_queries(judged, 3, seed=0) and three != fold_queries(judged, 3, seed=1)
+    with pytest.raises(SettingsError, match="splitting them into 43 needs 43 or more"):
+        fold_queries(judged, 43, seed=0)
 
 
 def _run(arm: str, seed: int, per_query: list[float]):

@@ -1,7 +1,9 @@
 """Stages 8 and 9, train -> evaluate -> prove: does a model trained on hnm's export retrieve better? The proof loop of docs/proof.md.
 
 One collection, a training split and a test split (the queries both hold are left out of training), or one labelled
-set whose judged queries a seeded split divides (`split_queries`); every arm trains the same bi-encoder (setting
+set whose judged queries a seeded split divides (`split_queries`) or seeded folds cross-fit (`cross_fit`: each fold
+scored by models trained on the others, every judged query a test query once, the folds' figures pooled per arm and
+seed: result.pool_folds); every arm trains the same bi-encoder (setting
 `train_model`) with the same recipe (the `train` settings: train.train_model) and seed, and is scored on the test
 queries (evaluate.evaluate: nDCG@10, Recall@100, MRR@10):
 
@@ -29,7 +31,7 @@ variant or a seed, trains only what it lacks. Folder written (`out_dir`):
                   the paired comparisons, the selection, rows per arm, keys and model fingerprints
     table.txt     the printed table
     data/         the training files: pairs/, naive/, hnm/ and one per variant (an hnm export with its labelled
-                  pool), hnm-round2-seed<s>/
+                  pool), hnm-round2-seed<s>/; cross-fitted, under one fold-<k>/ per fold
     arms/         one model folder (train.py's) per trained arm and seed, named <arm>-seed<s>-<key>
 
 Modules: train.py (fine-tune a bi-encoder on an export, the protocol's recipe), evaluate.py (nDCG@10, Recall@100,
@@ -40,12 +42,20 @@ queries), files.py (the training files), paired.py (the intervals), result.py (t
 from .evaluate import EvalResult, evaluate, load_eval_collection
 from .loop import ARMS, STAGES, VARIANT_STAGES, check_variants, prove
 from .paired import Comparison, compare
-from .result import HEADLINE, ArmRun, ArmSummary, ProofResult, load_proof, summarise
+from .result import HEADLINE, ArmRun, ArmSummary, ProofResult, load_proof, pool_folds, summarise
 from .rounds import RoundDiff, diff_rounds
-from .splits import QuerySplit, scoring_splits, selection_splits, shared_queries, split_queries, without_queries
+from .splits import (
+    QuerySplit,
+    fold_queries,
+    scoring_splits,
+    selection_splits,
+    shared_queries,
+    split_queries,
+    without_queries,
+)
 from .train import TrainResult, train_model
 
 __all__ = ["ARMS", "HEADLINE", "STAGES", "VARIANT_STAGES", "ArmRun", "ArmSummary", "ProofResult", "Comparison",
-           "QuerySplit", "prove", "check_variants", "summarise", "compare", "load_proof", "shared_queries",
-           "without_queries", "scoring_splits", "selection_splits", "split_queries", "EvalResult", "evaluate",
+           "QuerySplit", "prove", "check_variants", "summarise", "pool_folds", "compare", "load_proof", "shared_queries",
+           "without_queries", "scoring_splits", "selection_splits", "split_queries", "fold_queries", "EvalResult", "evaluate",
            "load_eval_collection", "RoundDiff", "diff_rounds", "TrainResult", "train_model"]

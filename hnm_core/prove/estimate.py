@@ -25,8 +25,8 @@ TRAIN_TEXTS_PER_S = 4.5
 
 
 # The settings estimate_from_data reads.
-PROOF_SETTINGS = ("train_split", "test_split", "split_queries", "max_pairs", "arms", "seeds", "epochs", "negatives",
-                  "rounds")
+PROOF_SETTINGS = ("train_split", "test_split", "split_queries", "cross_fit", "max_pairs", "arms", "seeds", "epochs",
+                  "negatives", "rounds")
 
 
 @dataclass(frozen=True)
@@ -49,18 +49,20 @@ class ProofEstimate:
 
 def estimate_proof(*, documents: int, test_queries: int, train_rows: int, arms: list[str] | tuple[str, ...],
                    seeds: int, epochs: int, negatives: int, variants: int = 0,
-                   rounds: int = setting("rounds").default) -> ProofEstimate:
+                   rounds: int = setting("rounds").default, folds: int = 1) -> ProofEstimate:
     """The estimate for `arms` (zero, pairs, naive, hnm) plus `variants` more hnm arms, each trained once per seed
     (zero only evaluated) for `epochs` over `train_rows` rows: a pairs row is 2 texts, a mined row 2 + `negatives`.
-    Every arm and seed is scored once over the corpus and the test queries; naive and hnm mine the corpus once."""
+    Every arm and seed is scored once over the corpus and the test queries; naive and hnm mine the corpus once.
+    Cross-fitted (`folds` > 1), all of it once per fold, and each fold scores its share of `test_queries`."""
     mined = [a for a in arms if a in ("naive", "hnm")] + ["variant"] * variants
     trained = [a for a in arms if a == "pairs"] + mined
     train_texts = sum(2 if arm == "pairs" else 2 + negatives for arm in trained) * train_rows * epochs * seeds
     train_texts += (rounds - 1) * (2 + negatives) * train_rows * epochs * seeds if "hnm" in arms else 0
     evaluations = (len(arms) + variants) * (seeds if len(trained) else 1)
-    encode_texts = evaluations * (documents + test_queries) + (documents if mined else 0)
-    seconds = train_texts / TRAIN_TEXTS_PER_S + encode_texts / ENCODE_TEXTS_PER_S
-    return ProofEstimate(seconds / 60, len(trained) * seeds, train_rows, evaluations, test_queries, documents)
+    encode_texts = evaluations * (documents + test_queries / folds) + (documents if mined else 0)
+    seconds = folds * (train_texts / TRAIN_TEXTS_PER_S + encode_texts / ENCODE_TEXTS_PER_S)
+    return ProofEstimate(seconds / 60, len(trained) * seeds * folds, train_rows, evaluations * folds, test_queries,
+                         documents)
 
 
 def estimate_from_data(data: str | Path, values: Mapping[str, Any], variants: int = 0) -> ProofEstimate:
@@ -68,12 +70,17 @@ def estimate_from_data(data: str | Path, values: Mapping[str, Any], variants: in
     max_pairs, less the held-out share) and test queries counted from the collection's splits."""
     from ..data import load_collection
     from ..settings import defaults
+    from .splits import source_split
 
     values = {**defaults(), **{k: v for k, v in values.items() if k in PROOF_SETTINGS}}
-    train = load_collection(data, split=values["train_split"])
+    share, folds = values.get("split_queries"), values.get("cross_fit")
+    train = load_collection(data, split=source_split(data, values["train_split"]) if share or folds
+                            else values["train_split"])
     pairs = sum(len(train.positives[q]) for q in train.query_ids)
-    share = values.get("split_queries")
-    if share:  # a seeded share of the training queries is the test
+    if folds:  # each fold of the judged queries is the test once, the others trained on
+        test_queries = sum(1 for q in train.query_ids if train.positives.get(q))
+        pairs = round(pairs * (folds - 1) / folds)
+    elif share:  # a seeded share of the training queries is the test
         test_queries = round(len(train.query_ids) * share)
         pairs = round(pairs * (1 - share))
     else:
@@ -82,4 +89,4 @@ def estimate_from_data(data: str | Path, values: Mapping[str, Any], variants: in
         pairs = min(pairs, values["max_pairs"])
     return estimate_proof(documents=len(train.doc_ids), test_queries=test_queries, train_rows=pairs,
                           arms=tuple(values["arms"]), seeds=len(values["seeds"]), epochs=values["epochs"],
-                          negatives=values["negatives"], variants=variants, rounds=values["rounds"])
+                          negatives=values["negatives"], variants=variants, rounds=values["rounds"], folds=folds or 1)

@@ -19,8 +19,9 @@ from ..outputs.marker import read_marker
 from ..progress import Progress, no_progress
 from ..settings import SETTINGS, setting, validate
 from .files import HnmFiles, naive_file, pairs_table, write_folder
-from .result import HEADLINE, ArmRun, ProofResult, save_proof, summarise
+from .result import HEADLINE, ArmRun, ProofResult, pool_folds, save_proof, summarise
 from .splits import (
+    fold_queries,
     only_queries,
     scoring_splits,
     shared_queries,
@@ -46,10 +47,12 @@ def _check(values: Mapping[str, Any]) -> tuple[dict[str, Any], tuple[int, ...]]:
     seeds = tuple(setting("seed").check(seed) for seed in values["seeds"])
     if len(set(seeds)) != len(seeds):
         raise SettingsError(f"seeds: {','.join(values['seeds'])} repeats a seed. Fix: give each seed once")
-    if values["split_queries"] is None and values["train_split"] == values["test_split"]:
+    if values["split_queries"] is None and values["cross_fit"] is None and values["train_split"] == values["test_split"]:
         raise SettingsError(f"train_split and test_split are both {values['train_split']!r}: a proof scores on "
                             "queries it never trained on. Fix: pass --test-split with another split, or "
                             "--split-queries 0.5 to hold out half of its queries")
+    if values["cross_fit"] is not None and values["split_queries"] is not None:
+        raise SettingsError("cross_fit and split_queries both choose the test queries. Fix: pass one of them")
     if values["select_split"] is not None and values["select_queries"] is not None:
         raise SettingsError("select_split and select_queries both name queries to select on. Fix: pass one of them")
     if values["select_split"] in (values["train_split"], values["test_split"]):
@@ -96,13 +99,26 @@ def _open(out_dir: str | Path, inputs: Sequence[Path]) -> Path:
     return out
 
 
-def _queries(data: str | Path, values: Mapping[str, Any]) -> tuple[Collection, Collection, Collection | None,
-                                                                     tuple[str, ...], dict[str, Any]]:
-    """(train, test, select or None, training queries left out, a record of the splits) as `values` ask."""
+def _queries(data: str | Path, values: Mapping[str, Any], fold: int = 0) -> tuple[
+        Collection, Collection, Collection | None, tuple[str, ...], dict[str, Any]]:
+    """(train, test, select or None, training queries left out, a record of the splits) as `values` ask; with
+    cross_fit, those of fold `fold` (its queries the test, the other folds' the training), and the record of all."""
     from .evaluate import load_eval_collection
 
     seed = values["seed"]
-    if values["split_queries"] is not None:
+    if values["cross_fit"] is not None:
+        source = source_split(data, values["train_split"])
+        whole = load_collection(data, split=source)
+        folds = fold_queries(whole, values["cross_fit"], seed)
+        train = only_queries(whole, frozenset().union(*folds) - folds[fold])
+        test = only_queries(load_eval_collection(data, split=source), folds[fold])
+        n = sum(map(len, folds))
+        others = "the other fold" if len(folds) == 2 else f"the other {len(folds) - 1} folds"
+        record = {"train": f"{others} of {source}", "test": f"each of {len(folds)} folds in turn ({n} queries in all)",
+                  "cross_fit": {"split": source, "folds": len(folds), "seed": seed,
+                                "test_queries": [sorted(f) for f in folds]}}
+        left_out: tuple[str, ...] = ()
+    elif values["split_queries"] is not None:
         source = source_split(data, values["train_split"])
         whole = load_collection(data, split=source)
         split = split_queries(whole, values["split_queries"], seed)
@@ -111,7 +127,7 @@ def _queries(data: str | Path, values: Mapping[str, Any]) -> tuple[Collection, C
         record = {"train": f"{len(split.kept)} queries of {source}", "test": f"the other {len(split.held_out)}",
                   "split_queries": {"split": source, "fraction": split.fraction, "seed": seed,
                                     "test_queries": sorted(split.held_out)}}
-        left_out: tuple[str, ...] = ()
+        left_out = ()
     else:
         train = load_collection(data, split=values["train_split"])
         test = load_eval_collection(data, split=values["test_split"])
@@ -177,14 +193,16 @@ def prove(
     values, seeds = _check(values or {})
     variants = check_variants(variants, values)
     check_out(out_dir, "proof", overwrite=True, inputs=[Path(data)])
-    train, test, select, left_out, splits = _queries(data, values)
+    folds = values["cross_fit"]
+    queries = [_queries(data, values, fold) for fold in range(folds or 1)]  # every fold's splits, before any work
+    left_out, splits = queries[0][3], queries[0][4]
     out = _open(out_dir, [Path(data)])
     base = load_bi_encoder(values["train_model"], precision="fp32")
     # the precision a run trains in, not the one asked for: "auto" means bf16 on one machine and fp32 on another
     recipe = {name: values[name] for name in RECIPE} | {
         "train_precision": resolve_precision(values["train_precision"], base.device)}
     trained_arms = [arm for arm in values["arms"] if arm != "zero"] + list(variants)
-    steps = ("zero" in values["arms"]) + (len(trained_arms) + (values["rounds"] == 2)) * len(seeds)
+    steps = len(queries) * (("zero" in values["arms"]) + (len(trained_arms) + (values["rounds"] == 2)) * len(seeds))
     done = 0
     progress("prove", 0, steps)
     runs: list[ArmRun] = []
@@ -194,8 +212,8 @@ def prove(
     auto_refs: dict[str, dict[str, Any]] = {}
 
     def result(stopped: bool) -> ProofResult:
-        return ProofResult(out, _recorded(values), tuple(runs), summarise(runs), rounds, stopped, left_out, splits,
-                           variants, dict(auto_refs))
+        return ProofResult(out, _recorded(values), tuple(runs), summarise(pool_folds(runs, folds)), rounds, stopped,
+                           left_out, splits, variants, dict(auto_refs))
 
     def step() -> bool:
         """Save what has finished (a run interrupted later still leaves its table), report, and ask `stop`."""
@@ -206,73 +224,85 @@ def prove(
         progress("prove", min(done, steps), steps)
         return stop()
 
-    def scored(arm: str, seed: int, model: str, rows: int, seconds: float, trained_now: bool, key: str,
-               fingerprint: str, file: str) -> None:
-        started = time.perf_counter()
-        options = {"precision": values["eval_precision"], "batch_size": values["batch_size"], "cache_dir": cache_dir,
-                   "progress": progress}
-        on_test = evaluate(model, test, **options)
-        chosen = (evaluate(model, select, **options).metrics["ndcg@10"]
-                  if select is not None and arm in hnm_arms else None)
-        runs.append(ArmRun(arm, seed, rows, {n: on_test.metrics[n] for n in HEADLINE},
-                           round(seconds + time.perf_counter() - started, 1), trained_now, key, model, fingerprint,
-                           file, tuple(float(x) for x in on_test.per_query["ndcg@10"]), chosen))
-
-    def trained(arm: str, seed: int, file: Path, start: Any) -> Path:
-        key = digest({"file": file_digest(file), "base": start.fingerprint, "recipe": recipe, "seed": seed}, size=8)
-        folder = out / "arms" / f"{arm}-seed{seed}-{key}"
-        marker = read_marker(folder) if folder.is_dir() else None
-        now = marker is None or not marker.complete
-        if now:
-            train_model(file, folder, model=start.path, loss=values["loss"], epochs=values["epochs"],
-                        batch_size=values["train_batch_size"], lr=values["lr"], warmup_ratio=values["warmup_ratio"],
-                        seed=seed, max_pairs=values["max_pairs"], precision=recipe["train_precision"],
-                        checkpoint_minutes=values["checkpoint_minutes"], cache_dir=cache_dir, overwrite=True,
-                        extra_manifest={"proof": {"arm": arm, "key": key}}, progress=progress)
-        manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
-        scored(arm, seed, str(folder), manifest["rows"], manifest["seconds"], now, key,
-               manifest["fingerprint"], str(file))
-        return folder
-
     stopped = False
-    if "zero" in values["arms"]:
-        scored("zero", seeds[0], values["train_model"], 0, 0.0, False, base.fingerprint, "", "")
-        stopped = step()
-    files: dict[str, Path] = {}
-    hnm_files = HnmFiles(train, cache_dir, progress)
-    for arm in trained_arms:
+    for fold, (train, test, select, _, _) in enumerate(queries):
         if stopped:
             break
-        if arm in ("pairs", "naive") and "pairs" not in files:
-            pairs = pairs_table(train)
-            files["pairs"] = write_folder(out / "data" / "pairs", "pairs.parquet", pairs,
-                                          {"rows": pairs.num_rows, "split": splits["train"]})
-        if arm == "naive":
-            files["naive"] = naive_file(train, files["pairs"], base, values["negatives"], values["batch_size"],
-                                        out / "data" / "naive")
-        elif arm in hnm_arms:
-            arm_values = {**values, **variants.get(arm, {})}
-            files[arm] = hnm_files.export(arm_values, out / "data" / arm)
-            manifest = json.loads((files[arm].parent / "manifest.json").read_text(encoding="utf-8"))
-            if "margin_ref_auto" in manifest and CurateParams.from_settings(arm_values).margins_on:
-                auto_refs[arm] = manifest["margin_ref_auto"]
-        for seed in seeds:
-            checkpoint = trained(arm, seed, files[arm], base)
-            if stopped := step():
+        # a cross-fitted proof's runs, files and notes are its fold's; one split's are named as before
+        tag = None if folds is None else fold
+        named = (lambda name: name) if folds is None else (lambda name: f"{name}, fold {fold + 1}")
+        data_dir = out / "data" if folds is None else out / "data" / f"fold-{fold + 1}"
+        data_dir.mkdir(exist_ok=True)
+
+        def scored(arm: str, seed: int, model: str, rows: int, seconds: float, trained_now: bool, key: str,
+                   fingerprint: str, file: str) -> None:
+            started = time.perf_counter()
+            options = {"precision": values["eval_precision"], "batch_size": values["batch_size"],
+                       "cache_dir": cache_dir, "progress": progress}
+            on_test = evaluate(model, test, **options)
+            chosen = (evaluate(model, select, **options).metrics["ndcg@10"]
+                      if select is not None and arm in hnm_arms else None)
+            runs.append(ArmRun(arm, seed, rows, {n: on_test.metrics[n] for n in HEADLINE},
+                               round(seconds + time.perf_counter() - started, 1), trained_now, key, model,
+                               fingerprint, file, tuple(float(x) for x in on_test.per_query["ndcg@10"]), chosen,
+                               tag))
+
+        def trained(arm: str, seed: int, file: Path, start: Any) -> Path:
+            key = digest({"file": file_digest(file), "base": start.fingerprint, "recipe": recipe, "seed": seed},
+                         size=8)
+            folder = out / "arms" / f"{arm}-seed{seed}-{key}"
+            marker = read_marker(folder) if folder.is_dir() else None
+            now = marker is None or not marker.complete
+            if now:
+                train_model(file, folder, model=start.path, loss=values["loss"], epochs=values["epochs"],
+                            batch_size=values["train_batch_size"], lr=values["lr"],
+                            warmup_ratio=values["warmup_ratio"], seed=seed, max_pairs=values["max_pairs"],
+                            precision=recipe["train_precision"], checkpoint_minutes=values["checkpoint_minutes"],
+                            cache_dir=cache_dir, overwrite=True, extra_manifest={"proof": {"arm": arm, "key": key}},
+                            progress=progress)
+            manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+            scored(arm, seed, str(folder), manifest["rows"], manifest["seconds"], now, key,
+                   manifest["fingerprint"], str(file))
+            return folder
+
+        if "zero" in values["arms"]:
+            scored("zero", seeds[0], values["train_model"], 0, 0.0, False, base.fingerprint, "", "")
+            stopped = step()
+        files: dict[str, Path] = {}
+        hnm_files = HnmFiles(train, cache_dir, progress)
+        for arm in trained_arms:
+            if stopped:
                 break
-            if arm == "hnm" and values["rounds"] == 2:
-                rounds[str(seed)] = _round_two(train, values, seed, checkpoint, out, files["hnm"], trained, cache_dir,
-                                               progress)
+            if arm in ("pairs", "naive") and "pairs" not in files:
+                pairs = pairs_table(train)
+                files["pairs"] = write_folder(data_dir / "pairs", "pairs.parquet", pairs,
+                                              {"rows": pairs.num_rows, "split": splits["train"]})
+            if arm == "naive":
+                files["naive"] = naive_file(train, files["pairs"], base, values["negatives"], values["batch_size"],
+                                            data_dir / "naive")
+            elif arm in hnm_arms:
+                arm_values = {**values, **variants.get(arm, {})}
+                files[arm] = hnm_files.export(arm_values, data_dir / arm)
+                manifest = json.loads((files[arm].parent / "manifest.json").read_text(encoding="utf-8"))
+                if "margin_ref_auto" in manifest and CurateParams.from_settings(arm_values).margins_on:
+                    auto_refs[named(arm)] = manifest["margin_ref_auto"]
+            for seed in seeds:
+                checkpoint = trained(arm, seed, files[arm], base)
                 if stopped := step():
                     break
+                if arm == "hnm" and values["rounds"] == 2:
+                    rounds[named(str(seed))] = _round_two(train, values, seed, checkpoint, data_dir, files["hnm"],
+                                                          trained, cache_dir, progress)
+                    if stopped := step():
+                        break
     final = result(stopped)
     save_proof(final)
     finish(out)
     return final
 
 
-def _round_two(train: Collection, values: Mapping[str, Any], seed: int, checkpoint: Path, out: Path, first: Path,
-               trained: Callable[..., Path], cache_dir: Any, progress: Progress) -> dict[str, Any]:
+def _round_two(train: Collection, values: Mapping[str, Any], seed: int, checkpoint: Path, data_dir: Path,
+               first: Path, trained: Callable[..., Path], cache_dir: Any, progress: Progress) -> dict[str, Any]:
     """Re-mine with the round-1 model, train on from it, and the diff of the two exports."""
     from ..models.loading import load_bi_encoder
     from .rounds import diff_rounds
@@ -280,7 +310,7 @@ def _round_two(train: Collection, values: Mapping[str, Any], seed: int, checkpoi
     again = {**values, "model": str(checkpoint)}
     if values["teacher"] == "bi-encoder":
         again["teacher_model"] = str(checkpoint)
-    folder = out / "data" / f"hnm-round2-seed{seed}"
+    folder = data_dir / f"hnm-round2-seed{seed}"
     file = HnmFiles(train, cache_dir, progress).export(again, folder)
     trained("hnm-round2", seed, file, load_bi_encoder(str(checkpoint), precision="fp32"))
     return asdict(diff_rounds(first.parent, folder))

@@ -17,7 +17,7 @@ from ..manifest import atomic_write_bytes, package_versions, to_json
 from ..wording import counted
 from .paired import Comparison, compare
 
-__all__ = ["HEADLINE", "ArmRun", "ArmSummary", "ProofResult", "summarise", "load_proof", "save_proof"]
+__all__ = ["HEADLINE", "ArmRun", "ArmSummary", "ProofResult", "pool_folds", "summarise", "load_proof", "save_proof"]
 
 HEADLINE = ("ndcg@10", "recall@100", "mrr@10")
 
@@ -38,6 +38,7 @@ class ArmRun:
     training_file: str  # "" for zero
     per_query: tuple[float, ...] = ()  # nDCG@10 of each test query (ProofResult.test_queries' order)
     selection: float | None = None  # nDCG@10 on the selection queries, where the proof selects a variant
+    fold: int | None = None  # a cross-fitted proof's fold (0-based) whose queries this run scored; None otherwise
 
 
 @dataclass(frozen=True)
@@ -80,7 +81,8 @@ class ProofResult:
     def comparisons(self) -> tuple[Comparison, ...]:
         """Every arm against naive and against pairs, and each variant against the hnm arm it varies: paired
         bootstrap intervals of the nDCG@10 difference (computed once: the table, the JSON and the page read them)."""
-        return compare(self.runs) + compare(self.runs, references=("hnm",), arms=tuple(self.variants))
+        runs = pool_folds(self.runs, self.settings.get("cross_fit"))
+        return compare(runs) + compare(runs, references=("hnm",), arms=tuple(self.variants))
 
     @property
     def selected(self) -> str | None:
@@ -134,6 +136,34 @@ def _aligned(head: list[str], body: list[list[str]]) -> list[str]:
     return [line(head), *(line(row) for row in body)]
 
 
+def pool_folds(runs: Sequence[ArmRun], folds: int | None) -> tuple[ArmRun, ...]:
+    """A cross-fitted proof's runs (`folds` folds) as one run per arm and seed over all its test queries: the folds' per-query
+    figures end to end (in fold order), each headline figure the mean over those queries (the folds' means weighted
+    by their queries), rows and seconds summed over the folds' models. An arm and seed some fold has not run yet
+    (a stopped proof) is left out. Runs of a proof that is not cross-fitted (`folds` None) come back as they are."""
+    if folds is None:
+        return tuple(runs)
+    groups: dict[tuple[str, int], dict[int, ArmRun]] = {}
+    for run in runs:
+        groups.setdefault((run.arm, run.seed), {})[run.fold] = run
+    out = []
+    for (arm, seed), by_fold in groups.items():
+        if len(by_fold) < folds:
+            continue
+        parts = [by_fold[k] for k in range(folds)]
+        weights = np.array([len(p.per_query) for p in parts], dtype=np.float64)
+        joined = lambda name: ", ".join(dict.fromkeys(getattr(p, name) for p in parts))
+        selections = [p.selection for p in parts]
+        out.append(ArmRun(
+            arm, seed, sum(p.rows for p in parts),
+            {n: float(np.average([p.metrics[n] for p in parts], weights=weights)) for n in HEADLINE},
+            round(sum(p.seconds for p in parts), 1), any(p.trained_now for p in parts), joined("key"),
+            joined("model"), joined("fingerprint"), joined("training_file"),
+            tuple(x for p in parts for x in p.per_query),
+            None if None in selections else float(np.mean(selections))))
+    return tuple(out)
+
+
 def summarise(runs: Sequence[ArmRun]) -> tuple[ArmSummary, ...]:
     """Per arm (in the order first seen): rows, mean and spread of every headline figure, minutes per seed."""
     out = []
@@ -162,6 +192,7 @@ def load_proof(out_dir: str | Path) -> ProofResult | None:
         return None
     saved = json.loads(path.read_text(encoding="utf-8"))
     runs = tuple(ArmRun(**{**run, "per_query": tuple(run.get("per_query", ()))}) for run in saved["runs"])
-    return ProofResult(Path(out_dir), saved["settings"], runs, summarise(runs), saved["rounds"], saved["stopped"],
+    pooled = pool_folds(runs, saved["settings"].get("cross_fit"))
+    return ProofResult(Path(out_dir), saved["settings"], runs, summarise(pooled), saved["rounds"], saved["stopped"],
                        tuple(saved.get("left_out_of_training", ())), saved.get("splits", {}),
                        saved.get("variants", {}), saved.get("margin_ref_auto", {}))

@@ -12,7 +12,7 @@ from ..data import Collection, beir_splits, load_collection, normalize_text
 from ..errors import SettingsError
 
 __all__ = ["shared_queries", "without_queries", "only_queries", "scoring_splits", "selection_splits", "split_queries",
-           "QuerySplit", "source_split"]
+           "fold_queries", "QuerySplit", "source_split"]
 
 
 def shared_queries(train: Collection, test: Collection) -> frozenset[str]:
@@ -88,17 +88,32 @@ class QuerySplit:
     seed: int
 
 
+def _judged(collection: Collection, parts: int) -> list[str]:
+    """`collection`'s judged query ids, sorted; refused when fewer than `parts` (each part needs one)."""
+    judged = sorted(q for q in collection.query_ids if collection.positives.get(q))
+    if len(judged) < parts:
+        raise SettingsError(f"{collection.name} has {len(judged)} judged queries: splitting them into {parts} needs "
+                            f"{parts} or more. Fix: prove on a collection with more labelled queries")
+    return judged
+
+
 def split_queries(collection: Collection, fraction: float, seed: int) -> QuerySplit:
     """A seeded split of `collection`'s judged queries: round(fraction * n) of them, at least one and leaving at
     least one, are held out. The draw depends on the sorted query ids and the seed alone, so the same collection
     and seed give the same split on any machine."""
-    judged = sorted(q for q in collection.query_ids if collection.positives.get(q))
-    if len(judged) < 2:
-        raise SettingsError(f"{collection.name} has {len(judged)} judged queries: splitting them needs two or more. "
-                            "Fix: prove on a collection with more labelled queries")
+    judged = _judged(collection, 2)
     if not 0.0 < fraction < 1.0:
         raise SettingsError(f"split fraction {fraction!r} must lie strictly between 0 and 1. Fix: pass e.g. 0.5")
     n_out = min(len(judged) - 1, max(1, round(fraction * len(judged))))
     order = np.random.default_rng(seed).permutation(len(judged))
     held = frozenset(judged[i] for i in order[:n_out])
     return QuerySplit(frozenset(judged) - held, held, fraction, seed)
+
+
+def fold_queries(collection: Collection, folds: int, seed: int) -> tuple[frozenset[str], ...]:
+    """`collection`'s judged queries dealt into `folds` seeded folds of sizes that differ by one at most (a
+    permutation by the seed, dealt in turn), for a cross-fitted proof. Like `split_queries`, the same collection and
+    seed give the same folds on any machine."""
+    judged = _judged(collection, folds)
+    order = np.random.default_rng(seed).permutation(len(judged))
+    return tuple(frozenset(judged[i] for i in order[k::folds]) for k in range(folds))
