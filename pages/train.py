@@ -77,7 +77,7 @@ with seeds_box:
     setting_widget("seeds", label="Seeds")
 if folds:
     scored_on = (f"each of {folds} seeded folds of the {train_split} split's judged queries in turn, by the arms "
-                 "trained on the other folds")
+                 "trained on the rest of them")
 elif held_out:
     scored_on = f"a seeded {held_out:.0%} of the {train_split} split's queries, held out of training"
 else:

@@ -272,6 +272,21 @@ def _run(arm: str, seed: int, per_query: list[float]):
                   tuple(per_query))
 
 
+def test_pooled_folds_join_each_arm_and_seeds_queries_and_leave_out_one_a_fold_lacks():
+    """A cross-fitted proof stopped in its second fold: naive seed 0 has both folds and pools to the mean over all
+    five queries (not the mean of the two folds' means); hnm seed 0 has only the first and is left out."""
+    from dataclasses import replace
+
+    from hnm_core.prove import pool_folds
+
+    runs = [replace(_run("naive", 0, [0.2, 0.4, 0.6]), fold=0), replace(_run("hnm", 0, [0.5, 0.5, 0.5]), fold=0),
+            replace(_run("naive", 0, [1.0, 0.0]), fold=1)]
+    (naive,) = pool_folds(runs, 2)
+    assert naive.arm == "naive" and naive.per_query == (0.2, 0.4, 0.6, 1.0, 0.0) and naive.rows == 2
+    assert naive.metrics["ndcg@10"] == pytest.approx(2.2 / 5)
+    assert pool_folds(runs, None) == tuple(runs)
+
+
 def test_paired_intervals_call_a_win_only_above_zero():
     from hnm_core.prove import compare
 

@@ -156,7 +156,7 @@ def pool_folds(runs: Sequence[ArmRun], folds: int | None) -> tuple[ArmRun, ...]:
         selections = [p.selection for p in parts]
         out.append(ArmRun(
             arm, seed, sum(p.rows for p in parts),
-            {n: float(np.average([p.metrics[n] for p in parts], weights=weights)) for n in HEADLINE},
+            {n: float(np.average([p.metrics[n] for p in parts], weights=weights)) for n in parts[0].metrics},
             round(sum(p.seconds for p in parts), 1), any(p.trained_now for p in parts), joined("key"),
             joined("model"), joined("fingerprint"), joined("training_file"),
             tuple(x for p in parts for x in p.per_query),
