@@ -14,8 +14,8 @@ import pandas as pd
 if TYPE_CHECKING:
     from .rules import CurateParams
 
-__all__ = ["MarginRef", "REF_NAMES", "AUTO_SHARE", "AUTO_MARGIN", "AUTO_MEASURED", "positive_ref", "positive_like_share",
-           "auto_margin_ref", "auto_sentence", "margin_line", "margin_thresholds", "pool_share"]
+__all__ = ["MarginRef", "REF_NAMES", "AUTO_SHARE", "AUTO_MARGIN", "AUTO_MEASURED", "positive_ref",
+           "positive_like_share", "auto_margin_ref", "auto_sentence", "margin_line", "margin_thresholds", "pool_share"]
 
 MarginRef = Literal["auto", "min", "median", "mean", "max"]
 REF_NAMES: dict[str, str] = {"min": "lowest", "median": "median", "mean": "mean", "max": "highest"}

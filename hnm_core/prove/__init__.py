@@ -56,6 +56,6 @@ from .splits import (
 from .train import TrainResult, train_model
 
 __all__ = ["ARMS", "HEADLINE", "STAGES", "VARIANT_STAGES", "ArmRun", "ArmSummary", "ProofResult", "Comparison",
-           "QuerySplit", "prove", "check_variants", "summarise", "pool_folds", "compare", "load_proof", "shared_queries",
-           "without_queries", "scoring_splits", "selection_splits", "split_queries", "fold_queries", "EvalResult", "evaluate",
-           "load_eval_collection", "RoundDiff", "diff_rounds", "TrainResult", "train_model"]
+           "QuerySplit", "prove", "check_variants", "summarise", "pool_folds", "compare", "load_proof",
+           "shared_queries", "without_queries", "scoring_splits", "selection_splits", "split_queries", "fold_queries",
+           "EvalResult", "evaluate", "load_eval_collection", "RoundDiff", "diff_rounds", "TrainResult", "train_model"]

@@ -47,7 +47,8 @@ def _check(values: Mapping[str, Any]) -> tuple[dict[str, Any], tuple[int, ...]]:
     seeds = tuple(setting("seed").check(seed) for seed in values["seeds"])
     if len(set(seeds)) != len(seeds):
         raise SettingsError(f"seeds: {','.join(values['seeds'])} repeats a seed. Fix: give each seed once")
-    if values["split_queries"] is None and values["cross_fit"] is None and values["train_split"] == values["test_split"]:
+    one_split = values["split_queries"] is None and values["cross_fit"] is None
+    if one_split and values["train_split"] == values["test_split"]:
         raise SettingsError(f"train_split and test_split are both {values['train_split']!r}: a proof scores on "
                             "queries it never trained on. Fix: pass --test-split with another split, or "
                             "--split-queries 0.5 to hold out half of its queries")
