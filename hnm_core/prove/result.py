@@ -140,7 +140,8 @@ def pool_folds(runs: Sequence[ArmRun], folds: int | None) -> tuple[ArmRun, ...]:
     """A cross-fitted proof's runs (`folds` folds) as one run per arm and seed over all its test queries: the folds'
     per-query figures end to end (in fold order), each headline figure the mean over those queries (the folds' means
     weighted by their queries), rows and seconds summed over the folds' models. An arm and seed some fold has not
-    run yet (a stopped proof) is left out. Runs of a proof that is not cross-fitted (`folds` None) come back as they are."""
+    run yet (a stopped proof) is left out. Runs of a proof that is not cross-fitted (`folds` None) come back as
+    they are."""
     if folds is None:
         return tuple(runs)
     groups: dict[tuple[str, int], dict[int, ArmRun]] = {}
