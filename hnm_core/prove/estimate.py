@@ -49,11 +49,12 @@ class ProofEstimate:
 
 def estimate_proof(*, documents: int, test_queries: int, train_rows: int, arms: list[str] | tuple[str, ...],
                    seeds: int, epochs: int, negatives: int, variants: int = 0,
-                   rounds: int = setting("rounds").default, folds: int = 1) -> ProofEstimate:
+                   rounds: int = setting("rounds").default, cross_fit: int | None = None) -> ProofEstimate:
     """The estimate for `arms` (zero, pairs, naive, hnm) plus `variants` more hnm arms, each trained once per seed
     (zero only evaluated) for `epochs` over `train_rows` rows: a pairs row is 2 texts, a mined row 2 + `negatives`.
     Every arm and seed is scored once over the corpus and the test queries; naive and hnm mine the corpus once.
-    Cross-fitted (`folds` > 1), all of it once per fold, and each fold scores its share of `test_queries`."""
+    Cross-fitted (`cross_fit` folds), all of it once per fold, and each fold scores its share of `test_queries`."""
+    folds = cross_fit or 1
     mined = [a for a in arms if a in ("naive", "hnm")] + ["variant"] * variants
     trained = [a for a in arms if a == "pairs"] + mined
     train_texts = sum(2 if arm == "pairs" else 2 + negatives for arm in trained) * train_rows * epochs * seeds
@@ -89,4 +90,4 @@ def estimate_from_data(data: str | Path, values: Mapping[str, Any], variants: in
         pairs = min(pairs, values["max_pairs"])
     return estimate_proof(documents=len(train.doc_ids), test_queries=test_queries, train_rows=pairs,
                           arms=tuple(values["arms"]), seeds=len(values["seeds"]), epochs=values["epochs"],
-                          negatives=values["negatives"], variants=variants, rounds=values["rounds"], folds=folds or 1)
+                          negatives=values["negatives"], variants=variants, rounds=values["rounds"], cross_fit=folds)
