@@ -100,10 +100,11 @@ def _open(out_dir: str | Path, inputs: Sequence[Path]) -> Path:
     return out
 
 
-def _queries(data: str | Path, values: Mapping[str, Any], fold: int = 0) -> tuple[
-        Collection, Collection, Collection | None, tuple[str, ...], dict[str, Any]]:
-    """(train, test, select or None, training queries left out, a record of the splits) as `values` ask; with
-    cross_fit, those of fold `fold` (its queries the test, the other folds' the training), and the record of all."""
+def _queries(data: str | Path, values: Mapping[str, Any]) -> list[tuple[
+        Collection, Collection, Collection | None, tuple[str, ...], dict[str, Any]]]:
+    """Per fold, (train, test, select or None, training queries left out, a record of the splits) as `values` ask:
+    one without cross_fit; with it, one per fold (its queries the test, the other folds' the training), each with
+    the record of all. The collection is read once for all folds."""
     from .evaluate import load_eval_collection
 
     seed = values["seed"]
@@ -111,8 +112,8 @@ def _queries(data: str | Path, values: Mapping[str, Any], fold: int = 0) -> tupl
         source = source_split(data, values["train_split"])
         whole = load_collection(data, split=source)
         folds = fold_queries(whole, values["cross_fit"], seed)
-        train = only_queries(whole, frozenset().union(*folds) - folds[fold])
-        test = only_queries(load_eval_collection(data, split=source), folds[fold])
+        judged, scoring = frozenset().union(*folds), load_eval_collection(data, split=source)
+        pairs = [(only_queries(whole, judged - fold), only_queries(scoring, fold)) for fold in folds]
         n = sum(map(len, folds))
         others = "the other fold" if len(folds) == 2 else f"the other {len(folds) - 1} folds"
         record = {"train": f"{others} of {source}", "test": f"each of {len(folds)} folds in turn ({n} queries in all)",
@@ -129,6 +130,7 @@ def _queries(data: str | Path, values: Mapping[str, Any], fold: int = 0) -> tupl
                   "split_queries": {"split": source, "fraction": split.fraction, "seed": seed,
                                     "test_queries": sorted(split.held_out)}}
         left_out = ()
+        pairs = [(train, test)]
     else:
         train = load_collection(data, split=values["train_split"])
         test = load_eval_collection(data, split=values["test_split"])
@@ -143,6 +145,18 @@ def _queries(data: str | Path, values: Mapping[str, Any], fold: int = 0) -> tupl
         train = without_queries(train, shared)
         left_out = tuple(sorted(shared))
         record = {"train": values["train_split"], "test": values["test_split"]}
+        pairs = [(train, test)]
+    return [_selection(data, values, train, test, left_out, dict(record)) for train, test in pairs]
+
+
+def _selection(data: str | Path, values: Mapping[str, Any], train: Collection, test: Collection,
+               left_out: tuple[str, ...], record: dict[str, Any]) -> tuple[
+        Collection, Collection, Collection | None, tuple[str, ...], dict[str, Any]]:
+    """`_queries`' tuple for one (train, test) pair: the selection queries, if `values` ask for them, taken out of
+    the training queries (and `record` amended to say so)."""
+    from .evaluate import load_eval_collection
+
+    seed = values["seed"]
     select = None
     if values["select_split"] is not None:
         select = load_eval_collection(data, split=values["select_split"])
@@ -195,7 +209,7 @@ def prove(
     variants = check_variants(variants, values)
     check_out(out_dir, "proof", overwrite=True, inputs=[Path(data)])
     folds = values["cross_fit"]
-    queries = [_queries(data, values, fold) for fold in range(folds or 1)]  # every fold's splits, before any work
+    queries = _queries(data, values)  # every fold's splits, before any work
     left_out, splits = queries[0][3], queries[0][4]
     out = _open(out_dir, [Path(data)])
     base = load_bi_encoder(values["train_model"], precision="fp32")
